@@ -1,0 +1,98 @@
+"""Shared plumbing of the benchmark scripts: where results go and what they record.
+
+Every benchmark writes ``benchmarks/results/<name>.json`` (the numbers plus the
+machine, library versions, seeds and wall time) and ``<name>.md`` (a short table
+generated from the same numbers). Nothing in ``results/`` is written by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+_PACKAGES = ("optax-lode", "jax", "jaxlib", "optax", "equinox", "diffrax", "flax")
+
+
+def environment() -> dict[str, Any]:
+    """Machine and library versions, recorded with every result."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    import jax
+
+    return {
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [str(d) for d in jax.devices()],
+        "versions": versions,
+    }
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table; floats get 4 significant digits."""
+
+    def fmt(x: Any) -> str:
+        if isinstance(x, float):
+            return f"{x:.4g}"
+        return str(x)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_result(
+    name: str,
+    data: dict[str, Any],
+    table: str,
+    *,
+    title: str,
+    notes: str = "",
+    results_dir: Path | None = None,
+) -> Path:
+    """Writes ``<name>.json`` and ``<name>.md``; returns the JSON path."""
+    out = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    payload = {"name": name, "environment": env, **data}
+    json_path = out / f"{name}.json"
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    tmp.replace(json_path)
+    machine = (
+        f"{env['cpu_count']} CPU cores ({env['processor']}), "
+        f"jax {env['versions']['jax']} on {env['jax_backend']}, {env['date']}"
+    )
+    md = f"## {title}\n\n{table}\n_Measured on {machine}._\n"
+    if notes:
+        md += f"\n{notes.strip()}\n"
+    (out / f"{name}.md").write_text(md)
+    print(md)
+    return json_path
+
+
+def median_time(fn: Callable[[], Any], *, repeats: int = 20) -> float:
+    """Median wall time of ``fn()`` in seconds; ``fn`` must block on its result."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

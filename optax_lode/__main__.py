@@ -1,0 +1,5 @@
+import sys
+
+from optax_lode.cli import main
+
+sys.exit(main())
