@@ -1,0 +1,55 @@
+"""The protocol every training task implements.
+
+A task is what the sweep engine, the baselines and the evaluations train. It is
+written so that one run is a pure function of its seeds and can be ``jit``-ed
+and ``vmap``-ed over runs: data lives on device, the minibatch of a step is
+selected inside the traced step from the run's data key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+PyTree = Any
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A training problem: a model, its data, its loss and its metric.
+
+    Attributes:
+        name: registry name, e.g. ``"mnist1d-mlp"``.
+        steps_per_epoch: optimizer steps in one pass over the training data.
+        default_epochs: the run length the paper-style sweep uses for this task.
+    """
+
+    name: str
+    steps_per_epoch: int
+    default_epochs: int
+
+    def init(self, key: PRNGKeyArray) -> tuple[PyTree, PyTree]:
+        """Returns ``(params, state)``: trainable parameters and any
+        non-trainable model state (batch statistics, ...; ``()`` if none)."""
+        ...
+
+    def train_loss(
+        self,
+        params: PyTree,
+        state: PyTree,
+        step: Int[Array, ""],
+        key: PRNGKeyArray,
+    ) -> tuple[Float[Array, ""], PyTree]:
+        """Minibatch training loss at ``step`` and the updated model state.
+
+        ``key`` is the run's data key: the minibatch (and dropout) of ``step``
+        are derived from ``(key, step)`` inside the traced function, so a run
+        is reproducible and vmappable. Differentiated w.r.t. ``params``.
+        """
+        ...
+
+    def metric(self, params: PyTree, state: PyTree, split: str) -> Float[Array, ""]:
+        """Validation (``split="val"``) or test (``split="test"``) metric;
+        higher is better (accuracy, or a documented monotone map of a loss)."""
+        ...
