@@ -23,11 +23,18 @@ class Task(Protocol):
         name: registry name, e.g. ``"mnist1d-mlp"``.
         steps_per_epoch: optimizer steps in one pass over the training data.
         default_epochs: the run length the paper-style sweep uses for this task.
+        weight_decay: the AdamW weight decay the paper-style sweep uses for this
+            task (paper A.2; ``0.0`` for none).
+
+    A task is registered by adding its factory to
+    ``optax_lode/tasks/_registry.py`` (``get_task(name, **kwargs)`` calls it
+    with the keyword arguments).
     """
 
     name: str
     steps_per_epoch: int
     default_epochs: int
+    weight_decay: float
 
     def init(self, key: PRNGKeyArray) -> tuple[PyTree, PyTree]:
         """Returns ``(params, state)``: trainable parameters and any
