@@ -1,0 +1,22 @@
+"""Algorithm 1: one learning-rate decision, pure and jittable (:func:`decide`),
+and the same decision with every intermediate for study (:func:`explain`)."""
+
+from optax_lode.decision._config import LR_RANGE_FACTOR, STD_FLOOR, DecisionConfig
+from optax_lode.decision._decide import (
+    Decision,
+    Explanation,
+    decide,
+    ensemble_noise,
+    explain,
+)
+
+__all__ = [
+    "LR_RANGE_FACTOR",
+    "STD_FLOOR",
+    "Decision",
+    "DecisionConfig",
+    "Explanation",
+    "decide",
+    "ensemble_noise",
+    "explain",
+]

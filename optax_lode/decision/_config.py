@@ -1,0 +1,273 @@
+"""The static configuration of one decision (Algorithm 1's parameters).
+
+Everything here is a Python number fixed before tracing: it sets array shapes
+(ensemble size, rollout length, window length) or is a constant of the traced
+program. Validation happens here, at construction, never inside ``jit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+#: Default multiplicative widening of the model's learning-rate range before
+#: clipping: rates in ``[lr_min / 2, lr_max * 2]`` are allowed. The LODE cannot
+#: be trusted far outside the rates it saw, but a factor of 2 lets it
+#: extrapolate a little (the authors' untrained model emitted 1.12: unclipped).
+LR_RANGE_FACTOR = 2.0
+
+#: Default floor on the std of the window's (normalised, log) losses used by
+#: the acceptance test. In normalised units 1.0 is the spread of log-losses
+#: over all training runs; 0.05 keeps a perfectly flat window (std 0) from
+#: rejecting every sample because of the model's own reconstruction error.
+STD_FLOOR = 0.05
+
+#: How many of the best accepted samples are averaged (the paper: three).
+TOP = 3
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
+        x, (bool, np.bool_)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionConfig:
+    """Static parameters of :func:`optax_lode.decide` (hashable, jit-static).
+
+    Build it with :meth:`DecisionConfig.from_model`, which validates every
+    field; the constructor itself only checks types and ranges.
+
+    Attributes:
+        model_ticks: ``T`` of the model (its training runs' ticks); the
+            acceptance test searches predicted ticks ``0 .. model_ticks``.
+        run_ticks: ``T`` of the live run (``total_steps // steps_per_tick``).
+        mu: window length and decision period, in live ticks.
+        n: ensemble size (member 0 is the direct latent).
+        sigma: ensemble noise, in units of the model's ``latent_scale``.
+        tol: acceptance tolerance, in window-loss standard deviations.
+        horizon: ``None`` (score at the end of the run, ``T - t*``), an int
+            number of live ticks, or a float fraction of ``run_ticks``.
+        std_floor: floor on the window-loss std (normalised log-loss units).
+        lr_min: smallest learning rate ever emitted.
+        lr_max: largest learning rate ever emitted.
+        top: how many best accepted samples are averaged.
+    """
+
+    model_ticks: int
+    run_ticks: int
+    mu: int
+    n: int = 30
+    sigma: float = 0.15
+    tol: float = 2.0
+    horizon: int | float | None = None
+    std_floor: float = STD_FLOOR
+    lr_min: float = 1e-8
+    lr_max: float = 10.0
+    top: int = TOP
+
+    def __post_init__(self) -> None:
+        for name in ("model_ticks", "run_ticks", "mu", "n", "top"):
+            if not _is_int(getattr(self, name)):
+                raise TypeError(f"{name} must be an int, got {getattr(self, name)!r}")
+        for name in ("sigma", "tol", "std_floor", "lr_min", "lr_max"):
+            if not _is_real(getattr(self, name)):
+                raise TypeError(
+                    f"{name} must be a real number, got {getattr(self, name)!r}"
+                )
+        if self.model_ticks < 3:
+            raise ValueError(f"the model's T must be >= 3, got {self.model_ticks}")
+        if self.run_ticks < 3:
+            raise ValueError(
+                f"the run must have at least 3 ticks (total_steps // "
+                f"steps_per_tick), got {self.run_ticks}"
+            )
+        if self.mu < 2:
+            raise ValueError(
+                f"mu must be >= 2 ticks (the window needs a loss spread), "
+                f"got mu={self.mu}"
+            )
+        if self.mu >= self.run_ticks:
+            raise ValueError(
+                f"mu must be < T={self.run_ticks} ticks of the run so at least "
+                f"one decision happens, got mu={self.mu}; lower mu or raise "
+                "total_steps / lower steps_per_tick"
+            )
+        if self.n < 1:
+            raise ValueError(f"the ensemble size n must be >= 1, got n={self.n}")
+        if not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise ValueError(f"sigma must be finite and >= 0, got {self.sigma}")
+        if not (math.isfinite(self.tol) and self.tol > 0):
+            raise ValueError(f"tol must be finite and > 0, got {self.tol}")
+        if not (math.isfinite(self.std_floor) and self.std_floor > 0):
+            raise ValueError(f"std_floor must be finite and > 0, got {self.std_floor}")
+        if not (
+            math.isfinite(self.lr_min)
+            and math.isfinite(self.lr_max)
+            and 0 < self.lr_min < self.lr_max
+        ):
+            raise ValueError(
+                "learning-rate bounds must satisfy 0 < lr_min < lr_max < inf, "
+                f"got ({self.lr_min}, {self.lr_max})"
+            )
+        if self.top < 1:
+            raise ValueError(f"top must be >= 1, got {self.top}")
+        h = self.horizon
+        if h is None:
+            pass
+        elif _is_int(h):
+            if h < 0:
+                raise ValueError(
+                    f"an int horizon is in ticks and must be >= 0, got {h}"
+                )
+        elif _is_real(h):
+            if not (0.0 < float(h) <= 1.0):
+                raise ValueError(
+                    "a float horizon is a fraction of T and must be in (0, 1], "
+                    f"got {h}; pass an int for a number of ticks"
+                )
+        else:
+            raise TypeError(
+                "horizon must be None (the remaining run), an int number of "
+                f"ticks or a float fraction of T, got {h!r}"
+            )
+
+    # -- derived, static quantities --------------------------------------------
+
+    @property
+    def tick_scale(self) -> float:
+        """Model ticks per live tick (1.0 unless the run is rescaled)."""
+        return self.model_ticks / self.run_ticks
+
+    @property
+    def horizon_ticks(self) -> int | None:
+        """The fixed horizon in live ticks, or ``None`` for "the remaining run"."""
+        if self.horizon is None:
+            return None
+        if _is_int(self.horizon):
+            return int(self.horizon)
+        return max(1, round(float(self.horizon) * self.run_ticks))
+
+    @property
+    def window_points(self) -> int:
+        """Rows of the window the encoder sees, on the model's tick grid."""
+        return max(2, round((self.mu - 1) * self.tick_scale) + 1)
+
+    @property
+    def horizon_max_model(self) -> float:
+        """The largest horizon any decision can use, in model ticks."""
+        h = self.horizon_ticks
+        live = self.run_ticks - self.mu if h is None else h
+        return max(0, live) * self.tick_scale
+
+    @property
+    def grid_ticks(self) -> int:
+        """Length of every rollout: ticks ``0 .. T + max(horizon, mu)`` (+1 so
+        fractional positions can interpolate)."""
+        reach = max(self.horizon_max_model, (self.mu - 1) * self.tick_scale)
+        return self.model_ticks + math.ceil(reach) + 2
+
+    @property
+    def num_top(self) -> int:
+        return min(self.top, self.n)
+
+    # -- construction from a model ----------------------------------------------
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        *,
+        run_ticks: int | None = None,
+        mu: int | None = None,
+        n: int = 30,
+        sigma: float = 0.15,
+        tol: float = 2.0,
+        horizon: int | float | None = None,
+        lr_bounds: tuple[float, float] | None = None,
+        lr_range_factor: float = LR_RANGE_FACTOR,
+        std_floor: float = STD_FLOOR,
+        top: int = TOP,
+        rescale: bool = False,
+    ) -> DecisionConfig:
+        """Validated configuration for ``model`` (a :class:`optax_lode.LatentODE`).
+
+        Args:
+            model: the fitted latent ODE (reads ``T``, ``mu`` and ``lr_range``).
+            run_ticks: ticks of the live run; default the model's ``T``.
+            mu: window and decision period in ticks; default the model's
+                training window ``model.mu``.
+            n: ensemble size.
+            sigma: latent noise in units of ``model.latent_scale``.
+            tol: acceptance tolerance in window-loss standard deviations.
+            horizon: ``None``, int ticks, or float fraction of ``T``.
+            lr_bounds: ``(lr_min, lr_max)`` to clip to; default the model's
+                ``lr_range`` widened by ``lr_range_factor`` on both sides.
+            lr_range_factor: the widening factor (>= 1).
+            std_floor: floor on the window-loss std (normalised units).
+            top: how many best accepted samples are averaged.
+            rescale: allow ``run_ticks != model.T`` by mapping both onto the
+                fraction of training done (linear interpolation on the model's
+                tick grid). Without it a mismatch is a ``ValueError``.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            ValueError: on any invalid parameter, with what to change.
+        """
+        model_ticks = int(model.T)
+        run_ticks = model_ticks if run_ticks is None else run_ticks
+        if not _is_int(run_ticks):
+            raise TypeError(f"run_ticks must be an int, got {run_ticks!r}")
+        if run_ticks != model_ticks and not rescale:
+            raise ValueError(
+                f"the run has T={run_ticks} ticks (total_steps // steps_per_tick) "
+                f"but the model was fitted to runs of T={model_ticks} ticks. "
+                f"Choose steps_per_tick so the run has {model_ticks} ticks, or "
+                "pass rescale=True to map both onto the fraction of training done."
+            )
+        if mu is None:
+            mu = int(getattr(model, "mu", None) or max(2, round(0.05 * run_ticks)))
+        if lr_bounds is None:
+            if not (_is_real(lr_range_factor) and lr_range_factor >= 1.0):
+                raise ValueError(
+                    f"lr_range_factor must be a number >= 1, got {lr_range_factor!r}"
+                )
+            lo, hi = (float(x) for x in np.asarray(model.lr_range).reshape(-1)[:2])
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+                raise ValueError(
+                    f"the model's lr_range ({lo}, {hi}) is not a valid positive "
+                    "range; pass lr_bounds=(lr_min, lr_max) explicitly"
+                )
+            lr_min, lr_max = lo / lr_range_factor, hi * lr_range_factor
+            if lr_min == lr_max:  # a single-rate sweep with factor 1
+                lr_max = lr_min * (1 + 1e-6)
+        else:
+            try:
+                lr_min, lr_max = (float(x) for x in lr_bounds)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"lr_bounds must be a pair (lr_min, lr_max), got {lr_bounds!r}"
+                ) from None
+        return cls(
+            model_ticks=model_ticks,
+            run_ticks=run_ticks,
+            mu=mu,
+            n=n,
+            sigma=float(sigma) if _is_real(sigma) else sigma,
+            tol=float(tol) if _is_real(tol) else tol,
+            horizon=horizon,
+            std_floor=float(std_floor) if _is_real(std_floor) else std_floor,
+            lr_min=lr_min,
+            lr_max=lr_max,
+            top=top,
+        )

@@ -1,0 +1,351 @@
+"""Algorithm 1 of the paper: one learning-rate decision from a window of records.
+
+One pure, fixed-shape function of ``(model, window, t*, key)``: no Python
+branching on traced values, no boolean-mask indexing, no host callbacks, so it
+runs inside a jitted training step under ``lax.cond``.
+
+Units. The window holds raw tick records ``(loss, metric, lr)``. The model
+normalises them (``log loss``, ``metric``, ``log lr``, each standardised); the
+acceptance test compares normalised log-losses (so ``tol`` and the std floor
+are scale free), the score is the predicted raw metric and the segment is the
+mean of the chosen samples' raw learning rates (the paper's ``mean eta_i``).
+
+Time. Positions on the rollout are in *model* ticks. Without rescaling one
+live tick is one model tick and every position is an integer, so the linear
+interpolation below reads grid points exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from optax_lode.decision._config import DecisionConfig
+
+
+class Decision(NamedTuple):
+    """What one decision returns (everything the transformation stores).
+
+    Attributes:
+        segment: learning rates for the next ``mu`` ticks, clipped, finite and
+            positive.
+        accepted: number of ensemble members that passed the acceptance test
+            (and whose predictions are finite).
+        score: mean predicted raw validation metric of the averaged samples
+            (NaN on a fallback).
+        fallback: True when nothing was accepted or the prediction was not
+            finite, so the segment holds the last rate.
+    """
+
+    segment: Float[Array, " *shape"]
+    accepted: Int[Array, ""]
+    score: Float[Array, ""]
+    fallback: Bool[Array, ""]
+
+
+class Explanation(NamedTuple):
+    """Everything one decision computed, for plotting and debugging.
+
+    Attributes:
+        window: the encoder's input, normalised, on the model's tick grid.
+        window_mask: which window rows were finite (the others are masked).
+        z0: the encoded latent.
+        latents: the ensemble (row 0 is ``z0``).
+        trajectories: raw decoded ``(loss, metric, lr)`` of every member on
+            the rollout grid ``0 .. grid_ticks - 1`` (model ticks from now).
+        live_loss: the live run's latest finite tick loss (normalised log).
+        threshold: the acceptance half-width (normalised log-loss).
+        match: ``(n, T + 1)`` which predicted ticks are within the threshold.
+        accepted: per member, passed the test with finite predictions.
+        match_tick: per member, the matching tick with the highest predicted
+            learning rate (model ticks; meaningless where not accepted).
+        horizon: the horizon used, in model ticks.
+        scores: per member, the predicted raw metric at
+            ``match_tick + horizon`` (``-inf`` where not accepted).
+        segments: per member, its raw learning-rate path
+            ``lr_i(match_tick + j)``, ``j = 0 .. mu - 1``.
+        chosen: indices of the ``top`` best members by score.
+        chosen_valid: which of ``chosen`` were accepted (fewer than ``top``
+            may be).
+        held_lr: the rate a fallback holds.
+        decision: the resulting :class:`Decision`.
+    """
+
+    window: Float[Array, " *shape"]
+    window_mask: Bool[Array, " w"]
+    z0: Float[Array, " latent"]
+    latents: Float[Array, "n latent"]
+    trajectories: Float[Array, "n grid 3"]
+    live_loss: Float[Array, ""]
+    threshold: Float[Array, ""]
+    match: Bool[Array, "n T1"]
+    accepted: Bool[Array, " n"]
+    match_tick: Int[Array, " n"]
+    horizon: Float[Array, ""]
+    scores: Float[Array, " n"]
+    segments: Float[Array, "n mu"]
+    chosen: Int[Array, " top"]
+    chosen_valid: Bool[Array, " top"]
+    held_lr: Float[Array, ""]
+    decision: Decision
+
+
+def _interp(
+    x: Float[Array, " g"], pos: Float[Array, " *shape"]
+) -> Float[Array, " *shape"]:
+    """Linear interpolation of ``x`` at fractional indices (clamped to the grid).
+
+    At integer positions it returns the grid value exactly, even when the
+    neighbour is non-finite (``0 * nan`` would otherwise leak in).
+    """
+    g = x.shape[0]
+    pos = jnp.clip(pos, 0.0, g - 1.0)
+    i0 = jnp.floor(pos).astype(jnp.int32)
+    i1 = jnp.minimum(i0 + 1, g - 1)
+    w = (pos - i0).astype(x.dtype)
+    lo, hi = x[i0], x[i1]
+    return jnp.where(w > 0, lo + w * (hi - lo), lo)
+
+
+def _last_finite(x: Float[Array, " w"]) -> tuple[Float[Array, ""], Bool[Array, ""]]:
+    """The last finite entry of ``x`` (fixed shape: no boolean indexing)."""
+    ok = jnp.isfinite(x)
+    idx = jnp.arange(x.shape[0])
+    last = jnp.max(jnp.where(ok, idx, -1))
+    return jnp.where(ok.any(), x[jnp.maximum(last, 0)], jnp.nan), ok.any()
+
+
+def ensemble_noise(
+    key: PRNGKeyArray, n: int, latent_size: int, dtype: Any = jnp.float32
+) -> Float[Array, "n latent"]:
+    """Standard normal ensemble offsets with row 0 zero (the direct latent)."""
+    eps = jax.random.normal(key, (n, latent_size), dtype)
+    return eps.at[0].set(0.0)
+
+
+def _run(
+    model: Any,
+    window: Float[Array, "mu 3"],
+    t_star: Int[Array, ""],
+    eps: Float[Array, "n latent"],
+    config: DecisionConfig,
+) -> Explanation:
+    dtype = jnp.float32
+    window = jnp.asarray(window, dtype)
+    if window.shape != (config.mu, 3):
+        raise ValueError(
+            f"window must have shape (mu, 3) = ({config.mu}, 3) of raw "
+            f"(loss, metric, lr) tick records, got {window.shape}"
+        )
+    if eps.shape[0] != config.n:
+        raise ValueError(f"eps must have {config.n} rows (n), got {eps.shape}")
+    t_star = jnp.asarray(t_star, jnp.int32)
+    r = config.tick_scale
+    norm = model.normalisation
+
+    # --- 1. Encode the window (resampled to model ticks when rescaling). ----
+    # Non-positive losses/rates have no log: they make a row non-finite, and
+    # non-finite rows are masked out of the encoder.
+    with jax.numpy_dtype_promotion("standard"):
+        normed = jnp.asarray(norm.forward(window), dtype)
+    row_ok = jnp.all(jnp.isfinite(normed), axis=-1)
+    normed = jnp.where(row_ok[:, None], normed, 0.0)
+    w = config.window_points
+    lag = (w - 1 - jnp.arange(w, dtype=dtype)) / r  # live ticks before now
+    pos = (config.mu - 1) - lag
+    enc_window = jax.vmap(lambda col: _interp(col, pos), in_axes=1, out_axes=1)(normed)
+    # A resampled row is valid only if both rows it interpolates are.
+    okf = row_ok.astype(dtype)
+    enc_mask = _interp(okf, jnp.floor(pos)) * _interp(okf, jnp.ceil(pos)) > 0.5
+    z0 = jnp.asarray(model.encode(enc_window, enc_mask), dtype)
+
+    # --- 2. Ensemble: z_i = z0 + sigma * latent_scale * eps_i, eps_0 = 0. ---
+    scale = jnp.asarray(model.latent_scale, dtype)
+    latents = z0[None, :] + config.sigma * scale[None, :] * eps.astype(dtype)
+
+    # --- 3. Roll out every member on the grid 0 .. T + horizon_max. --------
+    g = config.grid_ticks
+    pred = jax.vmap(lambda z: model.decode(z, g))(latents).astype(dtype)
+    with jax.numpy_dtype_promotion("standard"):
+        raw = jnp.asarray(norm.inverse(pred), dtype)
+
+    # --- 4. Accept: two-sided loss match somewhere in [0, T]. --------------
+    losses = jnp.where(row_ok, normed[:, 0], jnp.nan)
+    live_loss, has_loss = _last_finite(losses)
+    n_ok = jnp.maximum(row_ok.sum(), 1)
+    mean = jnp.nansum(losses) / n_ok
+    var = jnp.nansum(jnp.where(row_ok, (losses - mean) ** 2, 0.0)) / n_ok
+    threshold = config.tol * jnp.maximum(jnp.sqrt(var), config.std_floor)
+    t1 = config.model_ticks + 1
+    pred_loss = pred[:, :t1, 0]
+    pred_lr = pred[:, :t1, 2]
+    match = (
+        (jnp.abs(pred_loss - live_loss) < threshold) & jnp.isfinite(pred_lr) & has_loss
+    )
+    # Among a member's matching ticks, the one with the highest predicted lr.
+    match_tick = jnp.argmax(jnp.where(match, pred_lr, -jnp.inf), axis=1)
+    any_match = match.any(axis=1)
+
+    # --- 5. Score by the metric `horizon` ticks after the matching tick. ----
+    if config.horizon_ticks is None:
+        h_live = jnp.maximum(config.run_ticks - t_star, 0)
+    else:
+        h_live = jnp.asarray(config.horizon_ticks, jnp.int32)
+    horizon = h_live.astype(dtype) * r
+    kf = match_tick.astype(dtype)
+    scores = jax.vmap(lambda v, k: _interp(v, k + horizon))(raw[:, :, 1], kf)
+    offsets = jnp.arange(config.mu, dtype=dtype) * r
+    segments = jax.vmap(lambda lr, k: _interp(lr, k + offsets))(raw[:, :, 2], kf)
+
+    accepted = (
+        any_match
+        & jnp.isfinite(scores)
+        & jnp.all(jnp.isfinite(segments) & (segments > 0), axis=1)
+    )
+
+    # --- 6. Mean of the top three accepted, by score (fixed shape). --------
+    masked = jnp.where(accepted, scores, -jnp.inf)
+    top_scores, chosen = jax.lax.top_k(masked, config.num_top)
+    chosen_valid = top_scores > -jnp.inf
+    count = chosen_valid.sum()
+    denom = jnp.maximum(count, 1).astype(dtype)
+    chosen_segments = jnp.where(chosen_valid[:, None], segments[chosen], 0.0)
+    segment = chosen_segments.sum(axis=0) / denom
+    score = jnp.where(
+        count > 0, jnp.where(chosen_valid, top_scores, 0.0).sum() / denom, jnp.nan
+    )
+
+    # --- 7. Clip; fall back to holding the last rate. ----------------------
+    held, has_lr = _last_finite(jnp.where(window[:, 2] > 0, window[:, 2], jnp.nan))
+    geo_mid = jnp.sqrt(jnp.asarray(config.lr_min * config.lr_max, dtype))
+    held = jnp.clip(jnp.where(has_lr, held, geo_mid), config.lr_min, config.lr_max)
+    fallback = (count == 0) | ~jnp.all(jnp.isfinite(segment))
+    segment = jnp.where(
+        fallback, held, jnp.clip(segment, config.lr_min, config.lr_max)
+    ).astype(dtype)
+
+    decision = Decision(
+        segment=segment,
+        accepted=accepted.sum().astype(jnp.int32),
+        score=jnp.where(fallback, jnp.nan, score).astype(dtype),
+        fallback=fallback,
+    )
+    return Explanation(
+        window=enc_window,
+        window_mask=enc_mask,
+        z0=z0,
+        latents=latents,
+        trajectories=raw,
+        live_loss=live_loss,
+        threshold=threshold,
+        match=match,
+        accepted=accepted,
+        match_tick=match_tick.astype(jnp.int32),
+        horizon=horizon,
+        scores=masked,
+        segments=segments,
+        chosen=chosen.astype(jnp.int32),
+        chosen_valid=chosen_valid,
+        held_lr=held,
+        decision=decision,
+    )
+
+
+def decide(
+    model: Any,
+    window: Float[Array, "mu 3"],
+    t_star: Int[Array, ""],
+    key: PRNGKeyArray,
+    config: DecisionConfig,
+) -> Decision:
+    """One decision of the LODE scheduler (the paper's Algorithm 1).
+
+    Pure, jittable and fixed-shape; ``config`` is static (hashable). With
+    ``T`` the model's ticks, ``l*`` the window's latest finite (normalised
+    log) loss and ``s`` the std of the window's normalised log-losses:
+
+    1. encode the window (the last ``mu`` tick records) to ``z0``;
+    2. ensemble ``z_i = z0 + sigma * latent_scale * eps_i``, ``eps_0 = 0``;
+    3. decode every member on ticks ``0 .. T + horizon_max`` (vmapped);
+    4. accept member ``i`` if some ``k`` in ``[0, T]`` has
+       ``|l_i(k) - l*| < tol * max(s, std_floor)`` (two-sided; the floor keeps
+       a flat window from rejecting everything) and its predictions are
+       finite; ``k_i`` is the matching tick with the highest predicted rate;
+    5. score ``v_i(k_i + horizon)`` (``horizon = T - t*`` by default);
+    6. average the raw rate paths ``lr_i(k_i + j)``, ``j < mu``, of the
+       ``top`` (3) best accepted members;
+    7. clip to ``[lr_min, lr_max]``; if nothing is accepted or the mean is not
+       finite, hold the window's last rate (also clipped).
+
+    Args:
+        model: a :class:`optax_lode.LatentODE` (any module with its
+            ``encode``/``decode``/``normalisation``/``latent_scale``).
+        window: raw ``(loss, metric, lr)`` of the last ``mu`` ticks, oldest
+            first; rows with a non-finite or non-positive entry are masked.
+        t_star: the current live tick (the window's last row is tick
+            ``t_star - 1``; the segment starts at ``t_star``).
+        key: PRNG key for the ensemble noise (split it every decision).
+        config: a :class:`DecisionConfig`.
+
+    Returns:
+        A :class:`Decision`: the next ``mu`` rates and diagnostics.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax_lode
+        >>> model = optax_lode.LatentODE(T=100, key=jax.random.key(0))
+        >>> cfg = optax_lode.DecisionConfig.from_model(model, mu=5)
+        >>> window = jnp.tile(jnp.array([1.0, 0.5, 1e-3]), (5, 1))
+        >>> d = jax.jit(optax_lode.decide, static_argnums=4)(
+        ...     model, window, 5, jax.random.key(1), cfg)
+        >>> d.segment.shape
+        (5,)
+
+    References:
+        Sampson, Melchior et al., "Optimization as a dynamical system: a latent
+        ODE learning-rate scheduler", Section 3.2 and Algorithm 1.
+    """
+    latent = jnp.shape(model.latent_scale)[0]
+    eps = ensemble_noise(key, config.n, latent)
+    return _run(model, window, t_star, eps, config).decision
+
+
+def explain(
+    model: Any,
+    window: Float[Array, "mu 3"],
+    t_star: int,
+    key: PRNGKeyArray | None,
+    config: DecisionConfig,
+    *,
+    eps: Float[Array, "n latent"] | None = None,
+) -> Explanation:
+    """The same decision as :func:`decide`, returning every intermediate.
+
+    Meant for notebooks: call it eagerly with numpy inputs; it is jitted
+    internally (the model as an argument, ``config`` static) so repeated calls
+    compile once. Given the same key it returns exactly ``decide``'s decision.
+
+    Args:
+        model: the latent ODE.
+        window: raw ``(loss, metric, lr)`` of the last ``mu`` ticks.
+        t_star: the current live tick.
+        key: PRNG key for the ensemble noise (ignored if ``eps`` is given).
+        config: a :class:`DecisionConfig`.
+        eps: optional explicit ``(n, latent)`` standard-normal offsets (row 0
+            should be zero to keep the direct latent), e.g. to study how the
+            decision depends on the ensemble.
+
+    Returns:
+        An :class:`Explanation` of jax arrays (``np.asarray`` them to plot).
+    """
+    if eps is None:
+        if key is None:
+            raise TypeError("explain needs a key or explicit eps")
+        eps = ensemble_noise(key, config.n, jnp.shape(model.latent_scale)[0])
+    return _explain_jit(model, window, jnp.asarray(t_star, jnp.int32), eps, config)
+
+
+_explain_jit = eqx.filter_jit(_run)

@@ -1,0 +1,378 @@
+"""``lode_schedule``: the LODE scheduler as an Optax gradient transformation.
+
+The whole scheduler lives in the optimizer state and the traced ``update``: the
+tick clock, the tick accumulators, the window of the last ``mu`` tick records,
+the pending learning-rate segment, the PRNG key and diagnostics. A decision
+(:func:`optax_lode.decide`) runs under ``lax.cond`` only on the step that
+closes a decision tick, so the training step stays one XLA program with no host
+round trip and no recompilation from one step to the next.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, UInt32
+from optax._src import numerics
+
+from optax_lode.decision import (
+    LR_RANGE_FACTOR,
+    STD_FLOOR,
+    DecisionConfig,
+    decide,
+)
+from optax_lode.decision._config import _is_int
+
+_MISSING = object()
+
+_MODEL_FIELDS = (
+    "T",
+    "normalisation",
+    "lr_range",
+    "best_lr_path",
+    "latent_scale",
+    "encode",
+    "decode",
+)
+
+
+class LodeState(NamedTuple):
+    """State of :func:`lode_schedule` (fixed shapes and dtypes from ``init`` on).
+
+    Attributes:
+        count: updates applied so far (optimizer steps).
+        tick: completed ticks (``steps_per_tick`` steps each).
+        step_in_tick: steps accumulated in the current tick.
+        loss_sum: sum of the current tick's finite losses.
+        loss_steps: number of finite losses in the current tick.
+        lr_sum: sum of the current tick's applied learning rates.
+        metric: the latest finite validation metric (held between updates).
+        window: the last ``mu`` tick records ``(loss, metric, lr)``, oldest
+            first (NaN rows until ``mu`` ticks have completed).
+        segment: learning rates of the current ``mu``-tick segment, one per
+            tick (before the first decision: the best training run's path).
+        segment_pos: the current tick's index into ``segment``.
+        learning_rate: the rate the last ``update`` applied (read it with
+            ``optax.tree.get(state, "learning_rate")``).
+        key: raw ``uint32[2]`` PRNG key, split at every decision.
+        decisions: decisions made.
+        fallbacks: decisions that held the last rate (nothing accepted or a
+            non-finite prediction).
+        last_accepted: accepted ensemble members of the last decision.
+        last_score: predicted validation metric of the last decision (NaN
+            before the first one and after a fallback).
+        nonfinite: steps whose ``value`` was non-finite or non-positive (not
+            recorded).
+    """
+
+    count: Int[Array, ""]
+    tick: Int[Array, ""]
+    step_in_tick: Int[Array, ""]
+    loss_sum: Float[Array, ""]
+    loss_steps: Int[Array, ""]
+    lr_sum: Float[Array, ""]
+    metric: Float[Array, ""]
+    window: Float[Array, "mu 3"]
+    segment: Float[Array, " mu"]
+    segment_pos: Int[Array, ""]
+    learning_rate: Float[Array, ""]
+    key: UInt32[Array, " 2"]
+    decisions: Int[Array, ""]
+    fallbacks: Int[Array, ""]
+    last_accepted: Int[Array, ""]
+    last_score: Float[Array, ""]
+    nonfinite: Int[Array, ""]
+
+
+def _warm_start(model: Any, config: DecisionConfig) -> np.ndarray:
+    """Rates for live ticks ``0 .. mu - 1``: the best training run's path.
+
+    Read on the model's tick grid at the same fraction of training (exact
+    indices unless rescaling), clipped like every emitted rate.
+    """
+    path = np.asarray(model.best_lr_path, np.float64).reshape(-1)
+    if path.shape[0] != config.model_ticks:
+        raise ValueError(
+            f"model.best_lr_path has {path.shape[0]} entries, expected T="
+            f"{config.model_ticks}; the model artifact is inconsistent"
+        )
+    pos = np.arange(config.mu) * config.tick_scale
+    rates = np.interp(pos, np.arange(path.shape[0]), path)
+    mid = math.sqrt(config.lr_min * config.lr_max)
+    rates = np.where(np.isfinite(rates) & (rates > 0), rates, mid)
+    return np.clip(rates, config.lr_min, config.lr_max).astype(np.float32)
+
+
+def lode_schedule(
+    model: Any,
+    *,
+    total_steps: int,
+    steps_per_tick: int = 1,
+    mu: int | None = None,
+    n: int = 30,
+    sigma: float = 0.15,
+    horizon: int | float | None = None,
+    tol: float = 2.0,
+    lr_bounds: tuple[float, float] | None = None,
+    seed: int = 0,
+    lr_range_factor: float = LR_RANGE_FACTOR,
+    std_floor: float = STD_FLOOR,
+    rescale: bool = False,
+) -> optax.GradientTransformationExtraArgs:
+    """Scales updates by a learning rate chosen by a latent ODE of training.
+
+    Every ``mu`` ticks the scheduler encodes the run's last ``mu`` tick records
+    ``(mean training loss, latest validation metric, mean learning rate)``,
+    samples an ensemble of nearby latents, rolls them forward, keeps those
+    whose predicted loss matches the live loss, scores them by the predicted
+    validation metric ``horizon`` ticks ahead and sets the next ``mu`` ticks'
+    learning rates to the mean of the best three predicted rate paths
+    (:func:`optax_lode.decide`). Before the first decision it follows the best
+    training run's rate path. One tick is ``steps_per_tick`` calls of
+    ``update``; the rate is constant within a tick.
+
+    **Put it after the base optimizer**, whose learning rate must be 1.0:
+    ``optax.chain(optax.adamw(1.0, weight_decay=w), lode_schedule(...))`` is
+    exactly AdamW with learning rate ``eta_t`` (decoupled weight decay
+    included) and ``chain(sgd(1.0, momentum=m), lode_schedule(...))`` exactly
+    SGD with ``eta_t``. Placed *before* Adam the scale cancels in Adam's
+    normalisation and the schedule does nothing.
+
+    ``update(updates, state, params=None, *, value, val_metric)`` needs:
+
+    - ``value``: this step's training loss (optax's name, shared with
+      ``reduce_on_plateau``). In data-parallel or multi-host training pass the
+      *global* mean loss, so every device makes the same decision. A
+      non-finite or non-positive value is not recorded (the tick's mean uses
+      the other steps) and is counted in ``state.nonfinite``.
+    - ``val_metric``: the latest validation metric, higher is better (pass the
+      last known one, or NaN for "nothing new": the last finite one is held).
+
+    Args:
+        model: a fitted :class:`optax_lode.LatentODE` (closed over, like a
+            schedule's constants).
+        total_steps: optimizer steps in the whole run.
+        steps_per_tick: optimizer steps per tick, as in the sweep the model
+            was fitted to.
+        mu: window and decision period in ticks; default the model's training
+            window ``model.mu``.
+        n: ensemble size.
+        sigma: ensemble noise in units of the model's per-dimension latent
+            scale.
+        horizon: where the metric is scored: ``None`` the end of the run
+            (``T - t*``, the paper's best setting), an int number of ticks, or
+            a float fraction of ``T``.
+        tol: acceptance tolerance in standard deviations of the window's
+            (normalised log) losses.
+        lr_bounds: ``(lr_min, lr_max)`` every emitted rate is clipped to;
+            default the model's ``lr_range`` widened by ``lr_range_factor``.
+        seed: seed of the ensemble noise (split at every decision).
+        lr_range_factor: widening of ``model.lr_range`` (default 2: rates in
+            ``[min / 2, 2 max]``).
+        std_floor: floor on the window-loss std of the acceptance test.
+        rescale: allow a run whose ``T = total_steps // steps_per_tick``
+            differs from the model's by mapping both onto the fraction of
+            training done. Without it a mismatch raises ``ValueError``.
+
+    Returns:
+        An :class:`optax.GradientTransformationExtraArgs` with state
+        :class:`LodeState`.
+
+    Raises:
+        ValueError: on invalid configuration (``mu < 2``, ``mu >= T``,
+            ``n < 1``, ``sigma < 0``, ``steps_per_tick < 1``, a ``T``
+            mismatch without ``rescale``, ...), at construction.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax, optax_lode
+        >>> model = optax_lode.LatentODE(T=100, key=jax.random.key(0))
+        >>> tx = optax.chain(
+        ...     optax.adamw(1.0, weight_decay=1e-4),
+        ...     optax_lode.lode_schedule(model, total_steps=1000, steps_per_tick=10),
+        ... )
+        >>> params = {"w": jnp.ones(3)}
+        >>> state = tx.init(params)
+        >>> grads = {"w": jnp.ones(3)}
+        >>> updates, state = tx.update(
+        ...     grads, state, params, value=jnp.float32(0.7), val_metric=0.5)
+        >>> lr = optax.tree.get(state, "learning_rate")
+
+    References:
+        Sampson, Melchior et al., "Optimization as a dynamical system: a latent
+        ODE learning-rate scheduler", Section 3.2 and Algorithm 1.
+    """
+    missing = [f for f in _MODEL_FIELDS if not hasattr(model, f)]
+    if missing:
+        raise TypeError(
+            f"model must be an optax_lode.LatentODE; {type(model).__name__} "
+            f"lacks {', '.join(missing)}"
+        )
+    if not _is_int(total_steps) or total_steps < 1:
+        raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
+    if not _is_int(steps_per_tick) or steps_per_tick < 1:
+        raise ValueError(f"steps_per_tick must be an int >= 1, got {steps_per_tick!r}")
+    if not _is_int(seed):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    run_ticks = total_steps // steps_per_tick
+    if run_ticks < 3:
+        raise ValueError(
+            f"total_steps // steps_per_tick = {run_ticks} ticks; the run needs "
+            "at least 3 (lower steps_per_tick)"
+        )
+    config = DecisionConfig.from_model(
+        model,
+        run_ticks=run_ticks,
+        mu=mu,
+        n=n,
+        sigma=sigma,
+        tol=tol,
+        horizon=horizon,
+        lr_bounds=lr_bounds,
+        lr_range_factor=lr_range_factor,
+        std_floor=std_floor,
+        rescale=rescale,
+    )
+    warm = _warm_start(model, config)
+    mu_ = config.mu
+    k = steps_per_tick
+
+    def init_fn(params: optax.Params) -> LodeState:
+        del params
+        i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
+        f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        return LodeState(
+            count=i32(0),
+            tick=i32(0),
+            step_in_tick=i32(0),
+            loss_sum=f32(0.0),
+            loss_steps=i32(0),
+            lr_sum=f32(0.0),
+            metric=f32(jnp.nan),
+            window=jnp.full((mu_, 3), jnp.nan, jnp.float32),
+            segment=jnp.asarray(warm, jnp.float32),
+            segment_pos=i32(0),
+            learning_rate=f32(warm[0]),
+            key=jax.random.PRNGKey(seed).astype(jnp.uint32),
+            decisions=i32(0),
+            fallbacks=i32(0),
+            last_accepted=i32(0),
+            last_score=f32(jnp.nan),
+            nonfinite=i32(0),
+        )
+
+    def update_fn(
+        updates: optax.Updates,
+        state: LodeState,
+        params: optax.Params | None = None,
+        *,
+        value: Any = _MISSING,
+        val_metric: Any = _MISSING,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, LodeState]:
+        del params, extra_args
+        if value is _MISSING:
+            raise TypeError(
+                "lode_schedule's update needs value=<this step's training loss> "
+                "(e.g. tx.update(grads, state, params, value=loss, "
+                "val_metric=acc))"
+            )
+        if val_metric is _MISSING:
+            raise TypeError(
+                "lode_schedule's update needs val_metric=<latest validation "
+                "metric> (pass NaN when there is nothing new: the last one is held)"
+            )
+        value = jnp.asarray(value, jnp.float32)
+        val_metric = jnp.asarray(val_metric, jnp.float32)
+        if value.shape != () or val_metric.shape != ():
+            raise ValueError(
+                "value and val_metric must be scalars (the step's mean loss and "
+                f"metric), got shapes {value.shape} and {val_metric.shape}"
+            )
+
+        # The rate of the current tick; this update applies it.
+        lr = state.segment[jnp.minimum(state.segment_pos, mu_ - 1)]
+        updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
+
+        # Accumulate the tick; a non-finite/non-positive loss has no log and
+        # is skipped (counted), the rate is unaffected.
+        ok = jnp.isfinite(value) & (value > 0)
+        loss_sum = state.loss_sum + jnp.where(ok, value, 0.0)
+        loss_steps = state.loss_steps + ok.astype(jnp.int32)
+        lr_sum = state.lr_sum + lr
+        metric = jnp.where(jnp.isfinite(val_metric), val_metric, state.metric)
+        step_in_tick = state.step_in_tick + 1
+
+        tick_end = step_in_tick >= k
+        record = jnp.stack(
+            [
+                jnp.where(
+                    loss_steps > 0,
+                    loss_sum / jnp.maximum(loss_steps, 1).astype(jnp.float32),
+                    jnp.nan,
+                ),
+                metric,
+                lr_sum / jnp.float32(k),
+            ]
+        )
+        shifted = jnp.concatenate([state.window[1:], record[None]], axis=0)
+        window = jnp.where(tick_end, shifted, state.window)
+        tick = state.tick + tick_end.astype(jnp.int32)
+        segment_pos = state.segment_pos + tick_end.astype(jnp.int32)
+        zero_i, zero_f = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
+
+        carry = (
+            state.segment,
+            segment_pos,
+            state.key,
+            state.decisions,
+            state.fallbacks,
+            state.last_accepted,
+            state.last_score,
+        )
+
+        def _decide(carry):
+            _, _, key, decisions, fallbacks, _, _ = carry
+            key, sub = jax.random.split(key)
+            d = decide(model, window, tick, sub, config)
+            return (
+                d.segment,
+                zero_i,
+                key,
+                decisions + 1,
+                fallbacks + d.fallback.astype(jnp.int32),
+                d.accepted,
+                d.score,
+            )
+
+        decide_now = tick_end & (tick % mu_ == 0)
+        (segment, segment_pos, key, decisions, fallbacks, last_accepted, score) = (
+            jax.lax.cond(decide_now, _decide, lambda c: c, carry)
+        )
+
+        new_state = LodeState(
+            count=numerics.safe_increment(state.count),
+            tick=tick,
+            step_in_tick=jnp.where(tick_end, zero_i, step_in_tick),
+            loss_sum=jnp.where(tick_end, zero_f, loss_sum),
+            loss_steps=jnp.where(tick_end, zero_i, loss_steps),
+            lr_sum=jnp.where(tick_end, zero_f, lr_sum),
+            metric=metric,
+            window=window,
+            segment=segment,
+            segment_pos=segment_pos,
+            learning_rate=lr,
+            key=key,
+            decisions=decisions,
+            fallbacks=fallbacks,
+            last_accepted=last_accepted,
+            last_score=score,
+            nonfinite=state.nonfinite + (~ok).astype(jnp.int32),
+        )
+        return updates, new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
