@@ -1,0 +1,348 @@
+"""The latent ODE of training dynamics: ODE-RNN encoder, autonomous vector field,
+decoder.
+
+Time is measured in ticks scaled by ``T``: one tick is ``1/T`` of ODE time, so a
+whole run spans ODE time ``[0, 1)`` whatever its length.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from optax_lode.model._normalisation import FEATURES, Normalisation
+
+#: Solvers ``LatentODE`` accepts. The fixed-step ones take exactly one step per
+#: tick in a ``lax.scan`` (their step count is bounded by construction); ``tsit5``
+#: is diffrax's adaptive Tsit5 with a PID controller and bounded ``max_steps``.
+#: ``benchmarks/solver_choice.py`` measures them; ``euler`` is the default.
+SOLVERS: tuple[str, ...] = ("euler", "heun", "rk4", "tsit5")
+Solver = Literal["euler", "heun", "rk4", "tsit5"]
+
+# Adaptive solves may take at most this many steps per tick before giving up.
+_MAX_STEPS_PER_TICK = 16
+# Unrolling the per-tick scan amortises XLA's loop overhead, which dominates the
+# cost of a step of this tiny MLP (measured in benchmarks/solver_choice.py).
+_UNROLL = 8
+
+
+def _tanh_mlp(in_size, out_size, width, depth, key) -> eqx.nn.MLP:
+    return eqx.nn.MLP(in_size, out_size, width, depth, activation=jnp.tanh, key=key)
+
+
+class LatentODE(eqx.Module):
+    """Latent ODE of ``(loss, metric, lr)`` training curves (Sampson & Melchior 2025).
+
+    * **Encoder**: an ODE-RNN (Rubanova et al. 2019) read backwards in time over the
+      window: starting from the latest tick, a GRU cell absorbs each valid tick and
+      a hidden-state ODE (one Euler step per tick) carries the state one tick back.
+      Its final state gives the latent at the window's first tick, which the latent
+      ODE then carries forward to the window's last (current) tick. Deterministic:
+      no variational term.
+    * **Vector field**: autonomous MLP ``dz/dt = f(z)`` (``depth`` tanh layers of
+      ``hidden_size``; the paper's A.3 uses latent 20, 2 x 20, tanh).
+    * **Decoder**: MLP from the latent to the three normalised features.
+
+    Normalised features are ``((log loss - m0)/s0, (metric - m1)/s1,
+    (log lr - m2)/s2)`` with the statistics in ``normalisation``.
+
+    Attributes:
+        T: ticks in a whole training run.
+        mu: window (ticks) used in training and the default decision period.
+        latent_size: dimension of the latent state.
+        hidden_size: width of every hidden layer and of the encoder's state.
+        depth: hidden layers of the vector field.
+        solver: one of :data:`SOLVERS`.
+        normalisation: feature statistics of the training runs.
+        lr_range: raw (min, max) learning rate seen in the training runs.
+        best_lr_path: raw learning rate per tick of the best training run.
+        latent_scale: per-dimension std of the encoded training latents (ones
+            when untrained); the scheduler's ensemble noise is in these units.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> model = LatentODE(T=100, key=jax.random.key(0))
+        >>> z0 = model.encode(jnp.zeros((5, 3)))
+        >>> model.decode(z0, 50).shape
+        (50, 3)
+
+    References:
+        Sampson & Melchior, *Dynamics of Learning: Generative Schedules from Latent
+        ODEs*, 2025 (Section 3.1, Appendix A.3).
+        Rubanova, Chen & Duvenaud, *Latent ODEs for Irregularly-Sampled Time
+        Series*, 2019.
+    """
+
+    encoder_cell: eqx.nn.GRUCell
+    encoder_field: eqx.nn.MLP
+    encoder_out: eqx.nn.Linear
+    vector_field: eqx.nn.MLP
+    decoder: eqx.nn.MLP
+    normalisation: Normalisation
+    lr_range: Float[Array, " 2"]
+    best_lr_path: Float[Array, " T"]
+    latent_scale: Float[Array, " latent"]
+    T: int = eqx.field(static=True)
+    mu: int = eqx.field(static=True)
+    latent_size: int = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+    depth: int = eqx.field(static=True)
+    solver: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        *,
+        T: int,
+        key: PRNGKeyArray,
+        latent_size: int = 20,
+        hidden_size: int = 20,
+        depth: int = 2,
+        mu: int | None = None,
+        normalisation: Normalisation | None = None,
+        lr_range=None,
+        best_lr_path=None,
+        latent_scale=None,
+        solver: Solver = "euler",
+    ):
+        """Builds an untrained model (``fit`` returns a trained one).
+
+        Args:
+            T: ticks in a whole run (at least 2).
+            key: PRNG key for the weights.
+            latent_size: latent dimension (paper: 20).
+            hidden_size: hidden width (paper: 20).
+            depth: hidden layers of the vector field (paper: 2).
+            mu: training window in ticks; default 5% of ``T``, at least 2.
+            normalisation: feature statistics; default
+                :meth:`Normalisation.identity` (learning rate centred on 1e-2).
+            lr_range: raw (min, max) learning rate; default ``exp(m2 -+ 2 s2)`` of
+                the normalisation.
+            best_lr_path: ``(T,)`` raw learning rates; default constant
+                ``exp(m2)``.
+            latent_scale: ``(latent_size,)``; default ones.
+            solver: one of :data:`SOLVERS`.
+        """
+        T = int(T)
+        if T < 2:
+            raise ValueError(f"T (ticks in a run) must be at least 2; got {T}.")
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
+        if mu is None:
+            mu = max(2, round(0.05 * T))
+        mu = int(mu)
+        if not 1 <= mu <= T:
+            raise ValueError(f"mu must be in [1, T={T}]; got {mu}.")
+        for name, v in (("latent_size", latent_size), ("hidden_size", hidden_size)):
+            if int(v) < 1:
+                raise ValueError(f"{name} must be positive; got {v}.")
+        if int(depth) < 0:
+            raise ValueError(f"depth must be non-negative; got {depth}.")
+        if normalisation is None:
+            normalisation = Normalisation.identity()
+        m2, s2 = float(normalisation.mean[2]), float(normalisation.std[2])
+        if lr_range is None:
+            lr_range = np.exp([m2 - 2 * s2, m2 + 2 * s2])
+        if best_lr_path is None:
+            best_lr_path = np.full((T,), np.exp(m2))
+        if latent_scale is None:
+            latent_scale = np.ones((latent_size,))
+        lr_range = jnp.asarray(lr_range, jnp.float32)
+        best_lr_path = jnp.asarray(best_lr_path, jnp.float32)
+        latent_scale = jnp.asarray(latent_scale, jnp.float32)
+        if lr_range.shape != (2,):
+            raise ValueError(f"lr_range must have shape (2,); got {lr_range.shape}.")
+        if best_lr_path.shape != (T,):
+            raise ValueError(
+                f"best_lr_path must have shape (T,) = ({T},); got {best_lr_path.shape}."
+            )
+        if latent_scale.shape != (latent_size,):
+            raise ValueError(
+                f"latent_scale must have shape ({latent_size},); "
+                f"got {latent_scale.shape}."
+            )
+        k = jax.random.split(key, 5)
+        self.encoder_cell = eqx.nn.GRUCell(len(FEATURES), hidden_size, key=k[0])
+        self.encoder_field = _tanh_mlp(hidden_size, hidden_size, hidden_size, 1, k[1])
+        self.encoder_out = eqx.nn.Linear(hidden_size, latent_size, key=k[2])
+        self.vector_field = _tanh_mlp(
+            latent_size, latent_size, hidden_size, depth, k[3]
+        )
+        self.decoder = _tanh_mlp(latent_size, len(FEATURES), hidden_size, 1, k[4])
+        self.normalisation = normalisation
+        self.lr_range = lr_range
+        self.best_lr_path = best_lr_path
+        self.latent_scale = latent_scale
+        self.T = T
+        self.mu = mu
+        self.latent_size = int(latent_size)
+        self.hidden_size = int(hidden_size)
+        self.depth = int(depth)
+        self.solver = solver
+
+    # -- encoder -----------------------------------------------------------------
+
+    def encode_start(
+        self, window: Float[Array, "ticks 3"], mask: Bool[Array, " ticks"] | None = None
+    ) -> Float[Array, " latent"]:
+        """Latent state at the window's FIRST tick (the ODE-RNN's output).
+
+        Rows that are masked out or hold a non-finite value are skipped by the GRU
+        (the hidden ODE still carries the state across them).
+        """
+        window = jnp.asarray(window)
+        if window.ndim != 2 or window.shape[-1] != len(FEATURES):
+            raise ValueError(
+                f"window must have shape (ticks, 3) with features {FEATURES}; "
+                f"got {window.shape}."
+            )
+        valid = jnp.all(jnp.isfinite(window), axis=-1)
+        if mask is not None:
+            mask = jnp.asarray(mask)
+            if mask.shape != window.shape[:1]:
+                raise ValueError(
+                    f"mask must have shape ({window.shape[0]},); got {mask.shape}."
+                )
+            valid = valid & mask.astype(bool)
+        # Zero the skipped rows so a NaN cannot leak through the discarded branch's
+        # gradient.
+        x = jnp.where(valid[:, None], window, 0.0).astype(jnp.float32)
+        dt = 1.0 / self.T
+
+        def step(h, inputs):
+            xi, vi = inputs
+            h = jnp.where(vi, self.encoder_cell(xi, h), h)
+            # One Euler step of the hidden ODE, one tick back in time.
+            h = h - dt * self.encoder_field(h)
+            return h, None
+
+        h0 = jnp.zeros((self.hidden_size,), jnp.float32)
+        # Read from the latest tick backwards; the last step's ODE move (past the
+        # first row) is undone by not applying it: handle the first row separately.
+        h, _ = jax.lax.scan(step, h0, (x[:0:-1], valid[:0:-1]))
+        h = jnp.where(valid[0], self.encoder_cell(x[0], h), h)
+        return self.encoder_out(h)
+
+    def encode(
+        self, window: Float[Array, "ticks 3"], mask: Bool[Array, " ticks"] | None = None
+    ) -> Float[Array, " latent"]:
+        """Latent state at the window's LAST tick (the current tick).
+
+        Args:
+            window: ``(ticks, 3)`` NORMALISED features, oldest first; the last row
+                is the current tick. Any length from 1 to ``T`` (and beyond).
+            mask: ``(ticks,)`` booleans, False for a missing tick; ``None`` means
+                all valid. Non-finite rows are treated as missing.
+
+        Returns:
+            ``z0``, the ``(latent_size,)`` state to :meth:`decode` from.
+        """
+        z_start = self.encode_start(window, mask)
+        n = jnp.asarray(window).shape[0]
+        if n == 1:
+            return z_start
+        return self.latent_path(z_start, n)[-1]
+
+    # -- latent dynamics and decoder ---------------------------------------------
+
+    def latent_path(
+        self, z0: Float[Array, " latent"], num_ticks: int
+    ) -> Float[Array, "num_ticks latent"]:
+        """Latent states at ticks ``0 .. num_ticks - 1`` after ``z0`` (row 0 = z0).
+
+        A failed adaptive solve leaves the rows it did not reach non-finite; it
+        never raises under ``jit``.
+        """
+        num_ticks = int(num_ticks)
+        if num_ticks < 1:
+            raise ValueError(f"num_ticks must be at least 1; got {num_ticks}.")
+        z0 = jnp.asarray(z0, jnp.float32)
+        dt = 1.0 / self.T
+        f = self.vector_field
+        if self.solver == "tsit5":
+            return self._adaptive_path(z0, num_ticks)
+
+        if self.solver == "euler":
+
+            def advance(z):
+                return z + dt * f(z)
+
+        elif self.solver == "heun":
+
+            def advance(z):
+                k1 = f(z)
+                k2 = f(z + dt * k1)
+                return z + 0.5 * dt * (k1 + k2)
+
+        else:  # rk4
+
+            def advance(z):
+                k1 = f(z)
+                k2 = f(z + 0.5 * dt * k1)
+                k3 = f(z + 0.5 * dt * k2)
+                k4 = f(z + dt * k3)
+                return z + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+        def step(z, _):
+            return advance(z), z
+
+        _, zs = jax.lax.scan(step, z0, None, length=num_ticks, unroll=_UNROLL)
+        return zs
+
+    def _adaptive_path(self, z0, num_ticks):
+        ts = jnp.arange(num_ticks, dtype=jnp.float32) / self.T
+        t1 = (num_ticks - 1) / self.T
+        if num_ticks == 1:
+            return z0[None]
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, z, args: self.vector_field(z)),
+            diffrax.Tsit5(),
+            t0=0.0,
+            t1=t1,
+            dt0=1.0 / self.T,
+            y0=z0,
+            saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=diffrax.PIDController(rtol=1e-4, atol=1e-6),
+            max_steps=_MAX_STEPS_PER_TICK * num_ticks,
+            throw=False,
+        )
+        ok = sol.result == diffrax.RESULTS.successful
+        return jnp.where(ok, sol.ys, jnp.nan)
+
+    def decode_latents(
+        self, zs: Float[Array, "num_ticks latent"]
+    ) -> Float[Array, "num_ticks 3"]:
+        """Decoder applied per row; rows with a non-finite latent become NaN."""
+        out = jax.vmap(self.decoder)(jnp.where(jnp.isfinite(zs), zs, 0.0))
+        finite = jnp.all(jnp.isfinite(zs), axis=-1, keepdims=True)
+        return jnp.where(finite, out, jnp.nan)
+
+    def decode(
+        self, z0: Float[Array, " latent"], num_ticks: int
+    ) -> Float[Array, "num_ticks 3"]:
+        """Predicted NORMALISED features on the tick grid from ``z0``.
+
+        Args:
+            z0: latent state at the current tick (from :meth:`encode`).
+            num_ticks: rows to predict (a Python int: it fixes the output shape).
+
+        Returns:
+            ``(num_ticks, 3)``: row 0 is the current tick, row ``k`` is ``k`` ticks
+            later. A failed or non-finite solve yields NaN rows, never an
+            exception under ``jit``; callers test ``jnp.isfinite``.
+        """
+        return self.decode_latents(self.latent_path(z0, num_ticks))
+
+    def predict(
+        self,
+        window: Float[Array, "ticks 3"],
+        num_ticks: int,
+        mask: Bool[Array, " ticks"] | None = None,
+    ) -> Float[Array, "num_ticks 3"]:
+        """``decode(encode(window, mask), num_ticks)`` (normalised units)."""
+        return self.decode(self.encode(window, mask), num_ticks)

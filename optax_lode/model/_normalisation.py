@@ -1,0 +1,98 @@
+"""Feature normalisation of the ``(loss, metric, lr)`` tick records."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+#: The model's three features, in column order.
+FEATURES: tuple[str, str, str] = ("loss", "metric", "lr")
+
+
+class Normalisation(eqx.Module):
+    """Standardisation of ``(log loss, metric, log lr)``.
+
+    ``forward`` maps raw tick records ``(loss, metric, lr)`` to the model's
+    normalised features ``((log loss - m0)/s0, (metric - m1)/s1, (log lr - m2)/s2)``;
+    ``inverse`` maps them back. Loss and learning rate are log-transformed because
+    both span orders of magnitude across a sweep.
+
+    Attributes:
+        mean: ``(3,)`` means of ``log loss``, ``metric``, ``log lr``.
+        std: ``(3,)`` standard deviations of the same (strictly positive).
+
+    Example:
+        >>> import numpy as np
+        >>> norm = Normalisation(mean=np.zeros(3), std=np.ones(3))
+        >>> x = norm.forward(np.array([1.0, 0.5, 1.0]))
+        >>> np.allclose(norm.inverse(x), [1.0, 0.5, 1.0])
+        True
+    """
+
+    mean: Float[Array, " 3"]
+    std: Float[Array, " 3"]
+
+    def __init__(self, mean, std):
+        mean = jnp.asarray(mean, dtype=jnp.float32)
+        std = jnp.asarray(std, dtype=jnp.float32)
+        if mean.shape != (3,) or std.shape != (3,):
+            raise ValueError(
+                f"Normalisation mean and std must have shape (3,) for {FEATURES}; "
+                f"got {mean.shape} and {std.shape}."
+            )
+        self.mean = mean
+        self.std = std
+
+    @classmethod
+    def identity(cls, lr_center: float = 1e-2) -> Normalisation:
+        """Unit statistics, the learning rate centred on ``lr_center`` (untrained)."""
+        return cls(
+            mean=np.array([0.0, 0.0, np.log(lr_center)]), std=np.ones(3, np.float32)
+        )
+
+    @classmethod
+    def from_data(
+        cls, raw: np.ndarray, mask: np.ndarray | None = None, *, min_std: float = 1e-6
+    ) -> Normalisation:
+        """Statistics of the valid rows of ``raw`` (``(..., 3)`` loss, metric, lr).
+
+        Args:
+            raw: raw tick records; loss and lr must be positive where valid.
+            mask: boolean, ``raw.shape[:-1]``; ``None`` means every row is valid.
+            min_std: floor on the standard deviations, so a constant feature (a
+                constant learning rate, say) does not divide by zero.
+
+        Returns:
+            The normalisation whose ``forward`` standardises those rows.
+        """
+        raw = np.asarray(raw, dtype=np.float64)
+        if raw.shape[-1] != 3:
+            raise ValueError(f"raw must end in 3 features {FEATURES}; got {raw.shape}.")
+        rows = raw.reshape(-1, 3)
+        if mask is not None:
+            rows = rows[np.asarray(mask, bool).reshape(-1)]
+        if rows.shape[0] == 0:
+            raise ValueError("Normalisation.from_data needs at least one valid row.")
+        if not np.all(np.isfinite(rows)):
+            raise ValueError("Normalisation.from_data got non-finite valid rows.")
+        if np.any(rows[:, 0] <= 0) or np.any(rows[:, 2] <= 0):
+            raise ValueError("loss and lr must be positive (they are log-transformed).")
+        feats = np.stack([np.log(rows[:, 0]), rows[:, 1], np.log(rows[:, 2])], -1)
+        return cls(mean=feats.mean(0), std=np.maximum(feats.std(0), min_std))
+
+    def forward(self, raw: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
+        """Raw ``(loss, metric, lr)`` -> normalised features."""
+        raw = jnp.asarray(raw)
+        feats = jnp.stack(
+            [jnp.log(raw[..., 0]), raw[..., 1], jnp.log(raw[..., 2])], axis=-1
+        )
+        return (feats - self.mean) / self.std
+
+    def inverse(self, normalised: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
+        """Normalised features -> raw ``(loss, metric, lr)``."""
+        feats = jnp.asarray(normalised) * self.std + self.mean
+        return jnp.stack(
+            [jnp.exp(feats[..., 0]), feats[..., 1], jnp.exp(feats[..., 2])], axis=-1
+        )

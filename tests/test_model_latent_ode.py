@@ -1,0 +1,139 @@
+"""LatentODE: shapes, masking, failure handling, stability under jit."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from optax_lode import LatentODE, Normalisation
+
+
+@pytest.fixture(scope="module")
+def model():
+    return LatentODE(T=40, key=jax.random.key(0))
+
+
+def test_defaults_follow_paper_and_contract(model):
+    assert model.latent_size == 20 and model.hidden_size == 20 and model.depth == 2
+    assert model.mu == 2  # 5% of 40, at least 2
+    assert model.lr_range.shape == (2,) and model.lr_range[0] < model.lr_range[1]
+    assert model.best_lr_path.shape == (40,)
+    np.testing.assert_array_equal(model.latent_scale, np.ones(20))
+    assert isinstance(model.normalisation, Normalisation)
+
+
+def test_encode_decode_shapes_and_row_zero(model):
+    window = jax.random.normal(jax.random.key(1), (6, 3))
+    z0 = eqx.filter_jit(model.encode)(window)
+    assert z0.shape == (20,)
+    out = eqx.filter_jit(model.decode)(z0, 17)
+    assert out.shape == (17, 3)
+    assert bool(jnp.all(jnp.isfinite(out)))
+    # Row 0 is the encoded tick itself: decoding one tick is the decoder of z0.
+    np.testing.assert_allclose(out[0], model.decoder(z0), rtol=1e-5, atol=1e-6)
+
+
+def test_encode_is_the_start_latent_carried_over_the_window(model):
+    window = jax.random.normal(jax.random.key(2), (5, 3))
+    z_start = model.encode_start(window)
+    np.testing.assert_allclose(
+        model.encode(window), model.latent_path(z_start, 5)[-1], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_masked_rows_are_ignored(model):
+    window = jax.random.normal(jax.random.key(3), (6, 3))
+    mask = jnp.array([True, True, False, True, True, True])
+    garbage = window.at[2].set(jnp.array([1e3, jnp.nan, -7.0]))
+    np.testing.assert_allclose(
+        model.encode(window, mask), model.encode(garbage, mask), rtol=1e-6
+    )
+    # A non-finite row is treated as missing even without a mask.
+    np.testing.assert_allclose(
+        model.encode(window.at[2].set(jnp.nan)), model.encode(window, mask), rtol=1e-6
+    )
+    # And the mask matters: the same window unmasked encodes differently.
+    assert not np.allclose(model.encode(window), model.encode(window, mask))
+
+
+def test_non_finite_latent_gives_nan_rows_not_exception(model):
+    out = jax.jit(lambda z: model.decode(z, 8))(jnp.full((20,), jnp.nan))
+    assert out.shape == (8, 3) and bool(jnp.all(jnp.isnan(out)))
+    out = jax.jit(lambda z: model.decode(z, 8))(jnp.full((20,), jnp.inf))
+    assert bool(jnp.all(jnp.isnan(out)))
+
+
+def test_adaptive_solver_failure_is_nan_not_exception():
+    # A vector field blowing up in finite time (dz/dt = z^2 scaled up) exhausts the
+    # bounded max_steps; the result must be NaN rows, not a raised error.
+    m = LatentODE(T=20, key=jax.random.key(0), solver="tsit5", latent_size=2)
+    blowup = eqx.nn.MLP(2, 2, 2, 0, key=jax.random.key(1))
+    m = eqx.tree_at(lambda m: m.vector_field, m, blowup)
+    m = eqx.tree_at(
+        lambda m: (m.vector_field.layers[0].weight, m.vector_field.layers[0].bias),
+        m,
+        (jnp.eye(2) * 1e4, jnp.zeros(2)),
+    )
+    out = jax.jit(lambda z: m.decode(z, 20))(jnp.ones(2))
+    # The whole rollout is marked failed: a partial solve is not a prediction.
+    assert bool(jnp.all(jnp.isnan(out)))
+
+
+def test_solvers_agree_on_smooth_field():
+    z0 = jax.random.normal(jax.random.key(4), (20,))
+    outs = [
+        LatentODE(T=50, key=jax.random.key(0), solver=s).decode(z0, 60)
+        for s in ("euler", "heun", "rk4", "tsit5")
+    ]
+    for out in outs[1:]:
+        np.testing.assert_allclose(out, outs[0], atol=5e-3)
+
+
+@pytest.mark.parametrize("length", [2, 3, 17, 40])
+def test_encoder_accepts_any_window_length(model, length):
+    window = jax.random.normal(jax.random.key(length), (length, 3))
+    z = jax.jit(lambda w: model.encode(w))(window)
+    assert z.shape == (20,) and bool(jnp.all(jnp.isfinite(z)))
+
+
+def test_repeated_calls_do_not_recompile(model):
+    traces = {"encode": 0, "decode": 0}
+
+    @jax.jit
+    def enc(window):
+        traces["encode"] += 1
+        return model.encode(window)
+
+    @jax.jit
+    def dec(z):
+        traces["decode"] += 1
+        return jax.vmap(lambda zi: model.decode(zi, 80))(z)
+
+    key = jax.random.key(5)
+    for _ in range(4):
+        key, k1, k2 = jax.random.split(key, 3)
+        enc(jax.random.normal(k1, (2, 3))).block_until_ready()
+        dec(jax.random.normal(k2, (30, 20))).block_until_ready()
+    assert traces == {"encode": 1, "decode": 1}
+
+
+def test_constructor_errors_are_clear():
+    with pytest.raises(ValueError, match="T"):
+        LatentODE(T=1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="solver"):
+        LatentODE(T=10, key=jax.random.key(0), solver="dopri9")
+    with pytest.raises(ValueError, match="best_lr_path"):
+        LatentODE(T=10, key=jax.random.key(0), best_lr_path=np.ones(3))
+    with pytest.raises(ValueError, match=r"\(ticks, 3\)"):
+        LatentODE(T=10, key=jax.random.key(0)).encode(jnp.zeros((4, 2)))
+
+
+def test_normalisation_round_trip():
+    raw = np.array([[2.0, 0.3, 1e-3], [0.5, 0.9, 1e-1], [1.0, 0.5, 1e-2]])
+    norm = Normalisation.from_data(raw)
+    x = norm.forward(raw)
+    np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(norm.inverse(x), raw, rtol=1e-5)
