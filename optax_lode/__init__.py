@@ -11,5 +11,10 @@ Importing this package changes no global JAX configuration.
 """
 
 from optax_lode._version import __version__
+from optax_lode.model import LatentODE, Normalisation
 
-__all__ = ["__version__"]
+__all__ = [
+    "LatentODE",
+    "Normalisation",
+    "__version__",
+]
