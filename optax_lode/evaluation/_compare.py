@@ -1,0 +1,125 @@
+"""Table-1-style comparison of methods over seeds, with a significance verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from optax_lode.evaluation._stats import Summary, WelchResult, summarize, welch_test
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of :func:`compare_methods`.
+
+    Attributes:
+        summaries: mean ± std per method, in the order given.
+        reference: the method under test (``"LODE"``).
+        best_baseline: the other method with the best mean (None if there is none).
+        test: Welch test of ``reference - best_baseline`` (None if impossible).
+        alpha: significance level used for :attr:`verdict`.
+        higher_is_better: direction of the metric.
+    """
+
+    summaries: dict[str, Summary]
+    reference: str
+    best_baseline: str | None
+    test: WelchResult | None
+    alpha: float
+    higher_is_better: bool
+
+    @property
+    def verdict(self) -> str:
+        """``"wins"``, ``"loses"`` or ``"ties"``: reference against best baseline.
+
+        A difference whose Welch p-value is not below ``alpha`` is a tie, whatever
+        its sign; ``"untested"`` when the test could not be run.
+        """
+        if self.test is None or not np.isfinite(self.test.p_value):
+            return "untested"
+        if self.test.p_value >= self.alpha:
+            return "ties"
+        better = self.test.diff > 0 if self.higher_is_better else self.test.diff < 0
+        return "wins" if better else "loses"
+
+    def to_markdown(
+        self, *, metric: str = "test metric", scale: float = 1.0, digits: int = 2
+    ) -> str:
+        """A Markdown table (method, mean ± std, seeds) and the significance line.
+
+        Args:
+            metric: column name, e.g. ``"test accuracy (%)"``.
+            scale: multiplies every number (``100`` for percent).
+            digits: decimals shown.
+        """
+        arrow = "↑" if self.higher_is_better else "↓"
+        lines = [f"| method | {metric} {arrow} | seeds |", "|---|---|---|"]
+        for name, s in self.summaries.items():
+            cell = s.format(digits, scale)
+            if name == self.reference or name == self.best_baseline:
+                cell = f"**{cell}**"
+            seeds = f"{s.n}" + (f" (+{s.dropped} diverged)" if s.dropped else "")
+            lines.append(f"| {name} | {cell} | {seeds} |")
+        text = "\n".join(lines) + "\n"
+        if self.test is not None:
+            t = self.test
+            pct = round(100 * t.confidence)
+            text += (
+                f"\n{self.reference} − {self.best_baseline} (best baseline): "
+                f"{t.diff * scale:+.{digits}f}, {pct}% CI "
+                f"[{t.ci_low * scale:+.{digits}f}, {t.ci_high * scale:+.{digits}f}], "
+                f"Welch p = {t.p_value:.3g} → **{self.reference} {self.verdict}** "
+                f"(α = {self.alpha}).\n"
+            )
+        else:
+            text += f"\nNo significance test: {self.reference} or the best baseline "
+            text += "has fewer than two finite values.\n"
+        return text
+
+
+def compare_methods(
+    results: Mapping[str, Sequence[float] | np.ndarray],
+    *,
+    reference: str = "LODE",
+    higher_is_better: bool = True,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+) -> Comparison:
+    """Summarises every method and tests ``reference`` against the best other one.
+
+    The best baseline is the non-reference method with the best mean of its
+    finite values: the strongest rival, chosen after the fact, which makes the
+    test conservative for the reference.
+
+    Args:
+        results: method name -> final metric per seed (NaN for a diverged run).
+        reference: the method under test; must be a key of ``results``.
+        higher_is_better: direction of the metric (accuracy: True; loss: False).
+        alpha: significance level of the verdict.
+        confidence: level of the confidence interval of the difference.
+
+    Returns:
+        A :class:`Comparison`.
+
+    Example:
+        >>> c = compare_methods({"LODE": [0.9, 0.91, 0.92], "cos": [0.8, 0.82, 0.81]})
+        >>> c.best_baseline, c.verdict
+        ('cos', 'wins')
+    """
+    if reference not in results:
+        raise ValueError(
+            f"reference method {reference!r} is not among the results "
+            f"({sorted(results)}); pass reference= one of them."
+        )
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}.")
+    summaries = {name: summarize(v) for name, v in results.items()}
+    sign = 1.0 if higher_is_better else -1.0
+    rivals = [n for n, s in summaries.items() if n != reference and np.isfinite(s.mean)]
+    best = max(rivals, key=lambda n: sign * summaries[n].mean) if rivals else None
+    test = None
+    if best is not None and summaries[reference].n >= 2 and summaries[best].n >= 2:
+        test = welch_test(results[reference], results[best], confidence=confidence)
+    return Comparison(summaries, reference, best, test, alpha, higher_is_better)

@@ -1,0 +1,262 @@
+"""The evaluation figures of the paper, as PNG files.
+
+Every function draws on a fresh :class:`matplotlib.figure.Figure` (no pyplot,
+no global backend switch, nothing is ever shown) and writes it with
+``savefig``, so it is safe in scripts, tests and headless servers. matplotlib
+is an optional dependency (the ``bench`` extra); it is imported on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FEATURES = ("loss", "metric", "lr")
+_LABELS = {
+    "loss": "training loss",
+    "metric": "validation metric",
+    "lr": "learning rate",
+}
+# Paper colours: LODE red, best parametric blue, truth black, prediction orange.
+_LODE = "#d62728"
+_BASE = "#1f77b4"
+_PRED = "#ff7f0e"
+
+
+def _figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float]):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "plots need matplotlib: pip install 'optax-lode[bench]'."
+        ) from e
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _as_2d(x: Any, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (runs, ticks), got {a.shape}.")
+    return a
+
+
+def plot_lr_schedules(
+    path: str | Path,
+    lode_lrs: Any,
+    baseline_lr: Any,
+    *,
+    baseline_label: str = "best parametric",
+    x: Any = None,
+    xlabel: str = "tick",
+    title: str | None = None,
+) -> Path:
+    """The learning rates LODE generated against the best parametric schedule (Fig. 4).
+
+    Args:
+        path: PNG file to write.
+        lode_lrs: ``(runs, ticks)`` learning rate per tick of LODE-scheduled runs
+            (one red line each).
+        baseline_lr: ``(ticks,)`` (or ``(runs, ticks)``) learning rate of the best
+            parametric schedule (blue).
+        baseline_label: legend label of the baseline.
+        x: optional ``(ticks,)`` abscissa (e.g. epochs); defaults to the tick index.
+        xlabel: abscissa label.
+        title: optional title.
+
+    Returns:
+        The path written.
+    """
+    lode = _as_2d(lode_lrs, "lode_lrs")
+    base = _as_2d(baseline_lr, "baseline_lr")
+    if base.shape[1] != lode.shape[1]:
+        raise ValueError(
+            f"lode_lrs has {lode.shape[1]} ticks but baseline_lr has {base.shape[1]}: "
+            "both must be on the same tick grid."
+        )
+    xs = np.arange(lode.shape[1]) if x is None else np.asarray(x)
+    fig, ax = _figure(size=(6.4, 3.6))
+    ax = ax[0, 0]
+    for i, row in enumerate(lode):
+        ax.plot(
+            xs, row, color=_LODE, alpha=0.75, lw=1.2, label="LODE" if i == 0 else None
+        )
+    for i, row in enumerate(base):
+        ax.plot(xs, row, color=_BASE, lw=2.0, label=baseline_label if i == 0 else None)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("learning rate")
+    ax.legend(frameon=False)
+    ax.set_title(title or f"LODE schedules ({lode.shape[0]} seeds) vs {baseline_label}")
+    return _save(fig, path)
+
+
+def plot_reconstruction(
+    path: str | Path,
+    truth: Any,
+    predictions: Mapping[float, Any],
+    *,
+    title: str | None = None,
+) -> Path:
+    """Predicted against actual loss, metric and learning rate of one run (Fig. 2).
+
+    One column per observed fraction, one row per feature; the truth is black,
+    the prediction orange and the observed part shaded grey.
+
+    Args:
+        path: PNG file to write.
+        truth: ``(ticks, 3)`` raw ``(loss, metric, lr)`` of the held-out run
+            (NaN where masked).
+        predictions: observed fraction (e.g. 0.05, 0.5) -> ``(ticks, 3)`` raw
+            prediction on the same grid, NaN where nothing is predicted (before
+            the last observed tick).
+        title: optional overall title.
+
+    Returns:
+        The path written.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    if truth.ndim != 2 or truth.shape[1] != 3:
+        raise ValueError(f"truth must have shape (ticks, 3), got {truth.shape}.")
+    if not predictions:
+        raise ValueError("predictions is empty: pass at least one observed fraction.")
+    ticks = truth.shape[0]
+    fracs = sorted(predictions)
+    fig, axes = _figure(3, len(fracs), size=(4.2 * len(fracs), 7.0))
+    for j, frac in enumerate(fracs):
+        pred = np.asarray(predictions[frac], dtype=np.float64)
+        if pred.shape != truth.shape:
+            raise ValueError(
+                f"prediction for {frac} has shape {pred.shape}, truth {truth.shape}."
+            )
+        observed = max(round(frac * ticks), 1)
+        for i, feat in enumerate(FEATURES):
+            ax = axes[i, j]
+            ax.axvspan(0, observed - 1, color="0.85", lw=0)
+            ax.plot(truth[:, i], color="black", lw=1.3, label="actual")
+            ax.plot(pred[:, i], color=_PRED, lw=1.6, label="LODE prediction")
+            if feat in ("loss", "lr"):
+                ax.set_yscale("log")
+            if j == 0:
+                ax.set_ylabel(_LABELS[feat])
+            if i == 0:
+                ax.set_title(f"observed first {frac:.0%}")
+            if i == 2:
+                ax.set_xlabel("tick")
+    axes[0, 0].legend(frameon=False, fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_reconstruction_errors(
+    path: str | Path,
+    errors: Mapping[float, Mapping[str, float | Sequence[float]]],
+    *,
+    title: str | None = None,
+) -> Path:
+    """Bar chart of Table A1: relative MSE per feature and observed fraction.
+
+    Args:
+        path: PNG file to write.
+        errors: observed fraction -> feature (``"loss"``, ``"metric"``, ``"lr"``)
+            -> relative MSE (a number, or per-run values whose mean ± std is shown).
+        title: optional title.
+
+    Returns:
+        The path written.
+    """
+    if not errors:
+        raise ValueError("errors is empty.")
+    fracs = sorted(errors)
+    fig, ax = _figure(size=(6.0, 3.6))
+    ax = ax[0, 0]
+    width = 0.8 / len(fracs)
+    xs = np.arange(len(FEATURES))
+    for k, frac in enumerate(fracs):
+        means, stds = [], []
+        for feat in FEATURES:
+            v = np.atleast_1d(np.asarray(errors[frac][feat], dtype=np.float64))
+            v = v[np.isfinite(v)]
+            means.append(v.mean() if v.size else np.nan)
+            stds.append(v.std(ddof=1) if v.size > 1 else 0.0)
+        ax.bar(
+            xs + (k - (len(fracs) - 1) / 2) * width,
+            means,
+            width,
+            yerr=stds,
+            capsize=3,
+            label=f"observed {frac:.0%}",
+        )
+    ax.set_xticks(xs, [_LABELS[f] for f in FEATURES])
+    ax.set_ylabel("relative MSE")
+    ax.legend(frameon=False)
+    ax.set_title(title or "LODE reconstruction of held-out runs (Table A1)")
+    return _save(fig, path)
+
+
+def plot_metric_curves(
+    path: str | Path,
+    curves: Mapping[str, tuple[Any, Any]],
+    *,
+    xlabel: str = "wall time (s)",
+    ylabel: str = "test metric",
+    highlight: str = "LODE",
+    title: str | None = None,
+) -> Path:
+    """A metric against time for several methods, mean over seeds with a ±1 std band.
+
+    Args:
+        path: PNG file to write.
+        curves: method -> ``(x, y)``: ``x`` of shape ``(ticks,)`` (or
+            ``(seeds, ticks)``, averaged over seeds) and ``y`` of shape
+            ``(seeds, ticks)`` (or ``(ticks,)``).
+        xlabel: abscissa label.
+        ylabel: ordinate label.
+        highlight: the method drawn thick and red.
+        title: optional title.
+
+    Returns:
+        The path written.
+    """
+    if not curves:
+        raise ValueError("curves is empty.")
+    fig, ax = _figure(size=(6.8, 4.0))
+    ax = ax[0, 0]
+    for name, (x, y) in curves.items():
+        y = _as_2d(y, f"curves[{name!r}] y")
+        x = np.asarray(x, dtype=np.float64)
+        x = np.nanmean(x, axis=0) if x.ndim == 2 else x
+        if x.shape != (y.shape[1],):
+            raise ValueError(
+                f"curves[{name!r}]: x has shape {x.shape}, y has {y.shape[1]} ticks."
+            )
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(y, axis=0)
+            std = np.nanstd(y, axis=0)
+        hi = name == highlight
+        kw = {"color": _LODE, "lw": 2.2, "zorder": 5} if hi else {"lw": 1.2}
+        (line,) = ax.plot(x, mean, label=name, **kw)
+        if y.shape[0] > 1:
+            ax.fill_between(
+                x, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0
+            )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize="small", ncol=2)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)

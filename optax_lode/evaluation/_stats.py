@@ -1,0 +1,173 @@
+"""Summary statistics and the significance test of the schedule comparison.
+
+Table 1 of the paper reports mean +- standard deviation over seeds. Here every
+comparison also carries Welch's unequal-variance t-test of LODE against the
+best baseline: the p-value and the confidence interval of the difference of
+means, since two methods' seed spreads are rarely equal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Summary(NamedTuple):
+    """Mean, sample standard deviation (``ddof=1``) and count of finite values.
+
+    ``dropped`` counts the non-finite values (diverged runs) that were left out.
+    """
+
+    mean: float
+    std: float
+    n: int
+    dropped: int
+
+    def format(self, digits: int = 2, scale: float = 1.0) -> str:
+        """``"mean ± std"`` with ``digits`` decimals after multiplying by ``scale``."""
+        if self.n == 0:
+            return "n/a"
+        std = self.std * scale if self.n > 1 else float("nan")
+        text = f"{self.mean * scale:.{digits}f} ± {std:.{digits}f}"
+        return text
+
+
+class WelchResult(NamedTuple):
+    """Welch's t-test of ``mean(a) - mean(b)``.
+
+    Attributes:
+        diff: ``mean(a) - mean(b)``.
+        ci_low: lower end of the two-sided confidence interval of ``diff``.
+        ci_high: upper end.
+        p_value: two-sided p-value of the null hypothesis ``diff == 0``.
+        t: the t statistic.
+        dof: Welch-Satterthwaite degrees of freedom.
+        confidence: the confidence level of the interval (e.g. 0.95).
+    """
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    t: float
+    dof: float
+    confidence: float
+
+
+def _finite(values: Sequence[float] | np.ndarray, name: str) -> tuple[np.ndarray, int]:
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D sequence of numbers, got shape {x.shape}."
+        )
+    ok = np.isfinite(x)
+    return x[ok], int((~ok).sum())
+
+
+def summarize(values: Sequence[float] | np.ndarray) -> Summary:
+    """Mean and sample standard deviation of the finite entries of ``values``.
+
+    Args:
+        values: one number per seed; NaN/inf (diverged runs) are dropped and
+            counted in ``Summary.dropped``.
+
+    Returns:
+        A :class:`Summary`; ``std`` is NaN with fewer than two finite values and
+        ``mean`` is NaN with none.
+
+    Example:
+        >>> summarize([1.0, 2.0, 3.0]).format(1)
+        '2.0 ± 1.0'
+    """
+    x, dropped = _finite(values, "values")
+    if x.size == 0:
+        return Summary(float("nan"), float("nan"), 0, dropped)
+    std = float(np.std(x, ddof=1)) if x.size > 1 else float("nan")
+    return Summary(float(np.mean(x)), std, int(x.size), dropped)
+
+
+def welch_test(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    confidence: float = 0.95,
+) -> WelchResult:
+    """Welch's unequal-variance t-test and confidence interval of ``mean(a) - mean(b)``.
+
+    ``t = (mean(a) - mean(b)) / se`` with ``se = sqrt(var(a)/n_a + var(b)/n_b)``
+    (sample variances, ``ddof=1``) and the Welch-Satterthwaite degrees of
+    freedom ``dof = se^4 / ((var(a)/n_a)^2/(n_a-1) + (var(b)/n_b)^2/(n_b-1))``.
+    The interval is ``diff ± t_{(1+confidence)/2, dof} * se``. Non-finite values
+    (diverged runs) are dropped first.
+
+    If both samples have zero variance the test is degenerate: the p-value is
+    1 when the means are equal and 0 otherwise, and the interval is the point
+    ``diff``.
+
+    Args:
+        a: first sample (e.g. LODE's test metric per seed).
+        b: second sample (e.g. the best baseline's).
+        confidence: level of the two-sided interval, in (0, 1).
+
+    Returns:
+        A :class:`WelchResult`.
+
+    Raises:
+        ValueError: if a sample has fewer than two finite values, or
+            ``confidence`` is outside (0, 1).
+        ImportError: if scipy (the ``bench`` extra) is not installed.
+
+    Example:
+        >>> r = welch_test([1.0, 2.0, 3.0, 4.0], [0.0, 0.5, 1.0, 1.5])
+        >>> round(r.diff, 2), r.p_value < 0.05
+        (1.75, True)
+
+    References:
+        B. L. Welch, "The generalization of Student's problem when several
+        different population variances are involved", Biometrika 34 (1947).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
+    xa, _ = _finite(a, "a")
+    xb, _ = _finite(b, "b")
+    for name, x in (("a", xa), ("b", xb)):
+        if x.size < 2:
+            raise ValueError(
+                f"welch_test needs at least 2 finite values in {name}, got {x.size}: "
+                "run more seeds."
+            )
+    try:
+        from scipy import stats
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "welch_test needs scipy: pip install 'optax-lode[bench]'."
+        ) from e
+    na, nb = xa.size, xb.size
+    va, vb = np.var(xa, ddof=1) / na, np.var(xb, ddof=1) / nb
+    diff = float(np.mean(xa) - np.mean(xb))
+    se2 = va + vb
+    if se2 == 0.0:
+        p = 1.0 if diff == 0.0 else 0.0
+        return WelchResult(
+            diff,
+            diff,
+            diff,
+            p,
+            math.copysign(math.inf, diff) if diff else 0.0,
+            float(na + nb - 2),
+            confidence,
+        )
+    se = math.sqrt(se2)
+    # The dof is scale-free: normalise first so tiny variances cannot underflow.
+    m = max(va, vb)
+    ra, rb = va / m, vb / m
+    dof = (ra + rb) ** 2 / (ra**2 / (na - 1) + rb**2 / (nb - 1))
+    t = diff / se
+    p = float(2.0 * stats.t.sf(abs(t), dof))
+    half = float(stats.t.ppf(0.5 + confidence / 2.0, dof)) * se
+    return WelchResult(
+        diff, diff - half, diff + half, p, float(t), float(dof), confidence
+    )

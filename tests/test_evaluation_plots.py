@@ -1,0 +1,55 @@
+"""The figures are written as real PNG files and reject malformed input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optax_lode.evaluation import (
+    plot_lr_schedules,
+    plot_metric_curves,
+    plot_reconstruction,
+    plot_reconstruction_errors,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path) -> bool:
+    data = path.read_bytes()
+    return data[:8] == PNG and len(data) > 5_000
+
+
+def test_plots_write_pngs(tmp_path):
+    ticks = 40
+    t = np.arange(ticks)
+    lode = 1e-2 * np.exp(-t / 20)[None] * np.linspace(0.8, 1.2, 5)[:, None]
+    assert _is_png(plot_lr_schedules(tmp_path / "a.png", lode, 1e-2 * np.cos(t / 30)))
+    truth = np.stack(
+        [np.exp(-t / 10) + 0.1, 1 - np.exp(-t / 10), 1e-2 * np.ones(ticks)], 1
+    )
+    pred = truth * 1.05
+    pred_early = pred.copy()
+    pred_early[:1] = np.nan
+    path = plot_reconstruction(tmp_path / "b.png", truth, {0.05: pred_early, 0.5: pred})
+    assert _is_png(path)
+    errors = {
+        0.05: {"loss": [0.1, 0.2], "metric": 0.05, "lr": [0.3]},
+        0.5: {"loss": 0.05, "metric": 0.01, "lr": 0.1},
+    }
+    assert _is_png(plot_reconstruction_errors(tmp_path / "c.png", errors))
+    curves = {"LODE": (t, truth[None, :, 1]), "cosine": (t, 0.9 * truth[None, :, 1])}
+    assert _is_png(plot_metric_curves(tmp_path / "sub" / "d.png", curves))
+
+
+def test_plots_reject_mismatched_shapes(tmp_path):
+    with pytest.raises(ValueError, match="same tick grid"):
+        plot_lr_schedules(tmp_path / "a.png", np.ones((2, 10)), np.ones(9))
+    with pytest.raises(ValueError, match=r"\(ticks, 3\)"):
+        plot_reconstruction(
+            tmp_path / "b.png", np.ones((10, 2)), {0.5: np.ones((10, 2))}
+        )
+    with pytest.raises(ValueError, match="empty"):
+        plot_reconstruction(tmp_path / "b.png", np.ones((10, 3)), {})
+    with pytest.raises(ValueError, match="ticks"):
+        plot_metric_curves(tmp_path / "d.png", {"x": (np.arange(3), np.ones((2, 4)))})

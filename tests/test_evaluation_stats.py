@@ -1,0 +1,109 @@
+"""Statistics over seeds and the Welch test, against published values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from optax_lode.evaluation import compare_methods, summarize, welch_test
+
+# Welch's t-test, Example 1 of the Wikipedia article "Welch's t-test" (values
+# reproduced by R's t.test(a1, a2): t = -2.4554, df = 24.989, p = 0.02138,
+# 95% CI of the difference (-3.98410, -0.34924)).
+A1 = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0,
+      21.7, 21.4]  # fmt: skip
+A2 = [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9,
+      20.5, 24.4]  # fmt: skip
+
+
+def test_welch_matches_known_values():
+    r = welch_test(A1, A2)
+    assert r.t == pytest.approx(-2.4554, abs=1e-4)
+    assert r.dof == pytest.approx(24.989, abs=1e-3)
+    assert r.p_value == pytest.approx(0.02138, abs=1e-5)
+    assert r.ci_low == pytest.approx(-3.98410, abs=1e-4)
+    assert r.ci_high == pytest.approx(-0.34924, abs=1e-4)
+    assert r.diff == pytest.approx(np.mean(A1) - np.mean(A2))
+
+
+def test_welch_ci_level_and_symmetry():
+    r90 = welch_test(A1, A2, confidence=0.90)
+    r95 = welch_test(A1, A2)
+    assert r95.ci_low < r90.ci_low < r90.ci_high < r95.ci_high
+    flipped = welch_test(A2, A1)
+    assert flipped.p_value == pytest.approx(r95.p_value)
+    assert flipped.ci_low == pytest.approx(-r95.ci_high)
+
+
+@given(
+    a=st.lists(st.floats(-10, 10), min_size=2, max_size=12),
+    b=st.lists(st.floats(-10, 10), min_size=2, max_size=12),
+)
+def test_welch_properties(a, b):
+    r = welch_test(a, b)
+    assert 0.0 <= r.p_value <= 1.0
+    assert r.ci_low <= r.diff <= r.ci_high
+    # The CI excludes 0 exactly when the test rejects at 5%.
+    if r.ci_low > 1e-9 or r.ci_high < -1e-9:
+        assert r.p_value <= 0.05 + 1e-9
+    elif r.ci_low < -1e-9 and r.ci_high > 1e-9:
+        assert r.p_value >= 0.05 - 1e-9
+
+
+def test_degenerate_zero_variance():
+    assert welch_test([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
+    r = welch_test([2.0, 2.0], [1.0, 1.0])
+    assert r.p_value == 0.0 and r.ci_low == r.ci_high == 1.0
+
+
+def test_welch_bad_input():
+    with pytest.raises(ValueError, match="at least 2 finite values in a"):
+        welch_test([1.0, float("nan")], [1.0, 2.0])
+    with pytest.raises(ValueError, match="confidence"):
+        welch_test([1.0, 2.0], [1.0, 2.0], confidence=1.0)
+    with pytest.raises(ValueError, match="1-D"):
+        welch_test([[1.0, 2.0]], [1.0, 2.0])
+
+
+def test_summarize_drops_diverged_runs():
+    s = summarize([1.0, 2.0, 3.0, float("nan"), float("inf")])
+    assert (s.mean, s.std, s.n, s.dropped) == (2.0, 1.0, 3, 2)
+    assert s.format(1) == "2.0 ± 1.0"
+    assert s.format(1, scale=100) == "200.0 ± 100.0"
+    one = summarize([0.5])
+    assert one.n == 1 and math.isnan(one.std)
+    assert summarize([]).format() == "n/a"
+
+
+def test_compare_methods_verdicts_and_table():
+    rng = np.random.default_rng(0)
+    base = {
+        "cosine": rng.normal(0.90, 0.01, 10),
+        "constant": rng.normal(0.85, 0.01, 10),
+    }
+    win = compare_methods({"LODE": rng.normal(0.95, 0.01, 10), **base})
+    assert win.best_baseline == "cosine" and win.verdict == "wins"
+    lose = compare_methods({"LODE": rng.normal(0.80, 0.01, 10), **base})
+    assert lose.verdict == "loses"
+    tie = compare_methods({"LODE": base["cosine"] + rng.normal(0, 1e-4, 10), **base})
+    assert tie.verdict == "ties"
+    md = lose.to_markdown(metric="test accuracy (%)", scale=100, digits=1)
+    assert "| LODE |" in md and "| cosine |" in md and "LODE loses" in md
+    assert "95% CI" in md and "Welch p" in md
+    # Lower-is-better metrics pick the smallest mean as the best baseline.
+    loss = compare_methods(
+        {"LODE": [1.0, 1.1], "a": [2.0, 2.1], "b": [0.5, 0.6]}, higher_is_better=False
+    )
+    assert loss.best_baseline == "b" and loss.verdict == "loses"
+
+
+def test_compare_methods_bad_input():
+    with pytest.raises(ValueError, match="reference method 'LODE'"):
+        compare_methods({"cosine": [1.0, 2.0]})
+    c = compare_methods({"LODE": [1.0], "cosine": [1.0, 2.0]})
+    assert c.test is None and c.verdict == "untested"
+    assert "No significance test" in c.to_markdown()
