@@ -1,0 +1,12 @@
+"""Training tasks behind one small protocol (:class:`Task`).
+
+``get_task(name, **kwargs)`` builds a registered task; ``TASKS`` lists them.
+Every task is a pure function of its seeds (data on device, minibatches drawn
+inside the traced step), so the sweep engine can ``jit`` and ``vmap`` it over
+runs.
+"""
+
+from optax_lode.tasks._protocol import Task
+from optax_lode.tasks._registry import TASKS, get_task
+
+__all__ = ["TASKS", "Task", "get_task"]
