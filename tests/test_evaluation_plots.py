@@ -53,3 +53,23 @@ def test_plots_reject_mismatched_shapes(tmp_path):
         plot_reconstruction(tmp_path / "b.png", np.ones((10, 3)), {})
     with pytest.raises(ValueError, match="ticks"):
         plot_metric_curves(tmp_path / "d.png", {"x": (np.arange(3), np.ones((2, 4)))})
+
+
+def test_decision_fan_from_explain(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    import optax_lode
+    from optax_lode.decision import DecisionConfig, explain
+    from optax_lode.evaluation import plot_decision_fan
+
+    model = optax_lode.LatentODE(T=30, key=jax.random.key(0))
+    cfg = DecisionConfig.from_model(model, mu=4)
+    window = jnp.array([[1.0, 0.5, 1e-2]] * 4) * jnp.linspace(1.0, 0.9, 4)[:, None]
+    ex = explain(model, window, 8, jax.random.key(1), cfg)
+    path = plot_decision_fan(
+        tmp_path / "fan.png", ex, normalisation=model.normalisation, max_ticks=40
+    )
+    assert _is_png(path)
+    with pytest.raises(ValueError, match=r"optax_lode\.explain"):
+        plot_decision_fan(tmp_path / "bad.png", ex._replace(trajectories=jnp.ones(3)))

@@ -14,6 +14,7 @@ scipy and matplotlib (the ``bench`` extra) are imported only when used.
 
 from optax_lode.evaluation._compare import Comparison, compare_methods
 from optax_lode.evaluation._plots import (
+    plot_decision_fan,
     plot_lr_schedules,
     plot_metric_curves,
     plot_reconstruction,
@@ -34,6 +35,7 @@ __all__ = [
     "compare_methods",
     "hessian_max_eigenvalue",
     "hessian_vector_product",
+    "plot_decision_fan",
     "plot_lr_schedules",
     "plot_metric_curves",
     "plot_reconstruction",

@@ -260,3 +260,114 @@ def plot_metric_curves(
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_decision_fan(
+    path: str | Path,
+    explanation: Any,
+    *,
+    normalisation: Any = None,
+    max_ticks: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """One decision's ensemble as a fan of predicted trajectories.
+
+    Every member's predicted ``(loss, metric, lr)`` is drawn against model
+    ticks from the decision (0 = now): rejected members thin grey, accepted
+    members blue, the chosen (top-three) members red with their matching tick
+    (circle), their scoring point ``match + horizon`` on the metric panel
+    (star) and the segment each proposes on the learning-rate panel; the
+    resulting segment is black.
+
+    Args:
+        path: PNG file to write.
+        explanation: an :class:`optax_lode.decision.Explanation` from
+            :func:`optax_lode.explain`.
+        normalisation: the model's :class:`optax_lode.Normalisation`; when
+            given, the acceptance band (live loss ± threshold) is drawn on the
+            loss panel in raw units.
+        max_ticks: draw only the first ``max_ticks`` ticks of the rollout.
+        title: optional title.
+
+    Returns:
+        The path written.
+    """
+    ex = explanation
+    traj = np.asarray(ex.trajectories, dtype=np.float64)
+    if traj.ndim != 3 or traj.shape[2] != 3:
+        raise ValueError(
+            "explanation.trajectories must have shape (n, grid, 3); pass the "
+            f"result of optax_lode.explain, got {traj.shape}."
+        )
+    n, grid, _ = traj.shape
+    upto = grid if max_ticks is None else max(2, min(int(max_ticks), grid))
+    traj = traj[:, :upto]
+    accepted = np.asarray(ex.accepted, bool)
+    chosen = np.asarray(ex.chosen)[np.asarray(ex.chosen_valid, bool)]
+    match_tick = np.asarray(ex.match_tick)
+    horizon = float(np.asarray(ex.horizon))
+    segment = np.asarray(ex.decision.segment, dtype=np.float64)
+    mu = segment.shape[0]
+    ticks = np.arange(upto)
+    fig, axes = _figure(3, 1, size=(7.0, 8.0))
+    for i in range(n):
+        if i in chosen:
+            continue
+        kw = (
+            {"color": _BASE, "alpha": 0.55, "lw": 0.9}
+            if accepted[i]
+            else {"color": "0.6", "alpha": 0.35, "lw": 0.6}
+        )
+        for f in range(3):
+            axes[f, 0].plot(ticks, traj[i, :, f], **kw)
+    for rank, i in enumerate(chosen):
+        k = int(match_tick[i])
+        label = "chosen (top 3)" if rank == 0 else None
+        for f in range(3):
+            axes[f, 0].plot(ticks, traj[i, :, f], color=_LODE, lw=1.8, label=label)
+            if k < upto:
+                axes[f, 0].plot(k, traj[i, k, f], "o", color=_LODE, ms=5)
+        score_at = round(k + horizon)
+        if score_at < upto:
+            axes[1, 0].plot(score_at, traj[i, score_at, 1], "*", color=_LODE, ms=11)
+        seg_ticks = np.arange(k, min(k + mu, upto))
+        axes[2, 0].plot(seg_ticks, traj[i, seg_ticks, 2], color=_LODE, lw=4, alpha=0.4)
+    # Legend proxies for the other classes.
+    axes[0, 0].plot([], [], color=_BASE, label=f"accepted ({accepted.sum()}/{n})")
+    axes[0, 0].plot([], [], color="0.6", label="rejected")
+    if normalisation is not None:
+        band = np.zeros((2, 3), np.float32)
+        live = float(np.asarray(ex.live_loss))
+        thr = float(np.asarray(ex.threshold))
+        band[:, 0] = [live - thr, live + thr]
+        raw = np.asarray(normalisation.inverse(band), np.float64)[:, 0]
+        axes[0, 0].axhspan(
+            raw[0], raw[1], color="green", alpha=0.15, lw=0, label="acceptance band"
+        )
+    axes[2, 0].plot(
+        np.arange(mu),
+        segment,
+        color="black",
+        lw=2.5,
+        label="decided segment (from now)",
+    )
+    for f, feat in enumerate(FEATURES):
+        ax = axes[f, 0]
+        ax.set_ylabel(_LABELS[feat])
+        if feat in ("loss", "lr"):
+            ax.set_yscale("log")
+        ax.axvline(0, color="black", lw=0.8, ls=":")
+    axes[1, 0].plot(
+        [], [], "*", color=_LODE, label=f"score at match + horizon ({horizon:.0f})"
+    )
+    axes[0, 0].legend(frameon=False, fontsize="small", loc="upper right")
+    axes[1, 0].legend(frameon=False, fontsize="small", loc="lower right")
+    axes[2, 0].legend(frameon=False, fontsize="small", loc="upper right")
+    axes[2, 0].set_xlabel("model ticks from the decision")
+    fallback = bool(np.asarray(ex.decision.fallback))
+    fig.suptitle(
+        title
+        or f"one decision: {accepted.sum()} of {n} accepted"
+        + (", fallback (held rate)" if fallback else f", top {len(chosen)} averaged")
+    )
+    return _save(fig, path)
