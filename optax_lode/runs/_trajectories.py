@@ -1,0 +1,573 @@
+"""``Trajectories``: a sweep's runs on one tick grid, with readers and writers."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+_SERIES = ("loss", "metric", "lr")
+# Columns every ``info`` table has (others may be added freely).
+_INFO_COLUMNS = ("schedule", "seed")
+
+
+class DivergedRunWarning(UserWarning):
+    """A run had a non-finite value; it is masked from that tick on."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trajectories:
+    """A set of training runs on one tick grid.
+
+    A tick is ``steps_per_tick`` optimizer steps; its record is ``(mean training
+    loss over its steps, validation metric at its end, mean learning rate over its
+    steps)``. Runs that end early or miss ticks are padded; a run that diverged is
+    masked from its first non-finite tick on (with a :class:`DivergedRunWarning`).
+    Invalid entries hold NaN and have ``mask == False``.
+
+    Build one with :meth:`from_arrays`, :meth:`from_dataframe`, :meth:`from_csv` or
+    :meth:`from_parquet`, never with the raw constructor unless the arrays are
+    already clean.
+
+    Attributes:
+        loss: ``(runs, ticks)`` float64 training loss (positive where valid).
+        metric: ``(runs, ticks)`` float64 validation metric (higher is better).
+        lr: ``(runs, ticks)`` float64 learning rate (positive where valid).
+        mask: ``(runs, ticks)`` bool, False for padded, missing or diverged ticks.
+        run_ids: one string id per run.
+        info: per-run table indexed by run id, with at least the columns
+            ``schedule`` and ``seed`` (None/NaN when unknown).
+
+    Example:
+        >>> import numpy as np
+        >>> t = np.arange(10)
+        >>> traj = Trajectories.from_arrays(
+        ...     loss=[np.exp(-t / 5) + 0.1], metric=[1 - np.exp(-t / 5)],
+        ...     lr=[np.full(10, 1e-2)])
+        >>> traj.num_runs, traj.num_ticks
+        (1, 10)
+    """
+
+    loss: np.ndarray
+    metric: np.ndarray
+    lr: np.ndarray
+    mask: np.ndarray
+    run_ids: tuple[str, ...]
+    info: pd.DataFrame
+
+    def __post_init__(self):
+        shape = self.mask.shape
+        if self.mask.ndim != 2 or self.mask.dtype != bool:
+            raise ValueError(f"mask must be a 2-D bool array; got {self.mask.dtype}.")
+        for name in _SERIES:
+            arr = getattr(self, name)
+            if arr.shape != shape or arr.dtype != np.float64:
+                raise ValueError(
+                    f"{name} must be float64 of shape {shape}; "
+                    f"got {arr.dtype} {arr.shape}."
+                )
+            arr.setflags(write=False)
+        self.mask.setflags(write=False)
+        if len(self.run_ids) != shape[0]:
+            raise ValueError(
+                f"{len(self.run_ids)} run ids for {shape[0]} runs; give one per run."
+            )
+        if len(set(self.run_ids)) != len(self.run_ids):
+            raise ValueError(f"run ids must be unique; got {list(self.run_ids)}.")
+        if list(self.info.index) != list(self.run_ids):
+            raise ValueError("info must be indexed by run_ids, in the same order.")
+
+    # -- properties ----------------------------------------------------------
+
+    @property
+    def num_runs(self) -> int:
+        """Number of runs."""
+        return self.mask.shape[0]
+
+    @property
+    def num_ticks(self) -> int:
+        """Length of the tick grid (the longest run)."""
+        return self.mask.shape[1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Per run: one past its last valid tick."""
+        any_valid = self.mask.any(axis=1)
+        last = self.num_ticks - np.argmax(self.mask[:, ::-1], axis=1)
+        return np.where(any_valid, last, 0)
+
+    @property
+    def final_metric(self) -> np.ndarray:
+        """Per run: the metric at its last valid tick."""
+        idx = np.maximum(self.lengths - 1, 0)
+        return self.metric[np.arange(self.num_runs), idx]
+
+    def features(self) -> np.ndarray:
+        """``(runs, ticks, 3)`` raw ``(loss, metric, lr)`` (NaN where masked)."""
+        return np.stack([self.loss, self.metric, self.lr], axis=-1)
+
+    def __len__(self) -> int:
+        return self.num_runs
+
+    def __repr__(self) -> str:
+        return (
+            f"Trajectories(num_runs={self.num_runs}, num_ticks={self.num_ticks}, "
+            f"valid={int(self.mask.sum())}/{self.mask.size})"
+        )
+
+    # -- constructors -----------------------------------------------------------
+
+    @classmethod
+    def from_arrays(
+        cls,
+        loss,
+        metric,
+        lr,
+        *,
+        mask=None,
+        run_ids: Sequence[Any] | None = None,
+        info: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
+    ) -> Trajectories:
+        """Runs from ``(runs, ticks)`` arrays.
+
+        Args:
+            loss: training loss per run and tick; positive where valid.
+            metric: validation metric (higher is better).
+            lr: learning rate; positive where valid.
+            mask: bool, False for padded/missing ticks; ``None`` means every entry
+                is meant to be valid.
+            run_ids: one id per run (converted to ``str``); default ``"0", "1"...``.
+            info: per-run columns, as a DataFrame (one row per run, in order, or
+                indexed by the run ids) or a mapping ``column -> sequence``.
+
+        Returns:
+            The runs. Entries that are masked are set to NaN. A run with a
+            non-finite valid entry is masked from that tick on, with a
+            :class:`DivergedRunWarning` naming it.
+
+        Raises:
+            ValueError: on mismatched shapes, duplicate run ids, a non-positive
+                loss or learning rate, or a run without any valid tick.
+        """
+        arrays = {}
+        for name, value in (("loss", loss), ("metric", metric), ("lr", lr)):
+            try:
+                arr = np.array(value, dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"{name} must be a numeric (runs, ticks) array; ragged runs need "
+                    f"padding with NaN and a mask ({err})."
+                ) from None
+            if arr.ndim != 2:
+                raise ValueError(
+                    f"{name} must be a 2-D (runs, ticks) array; got shape {arr.shape}."
+                )
+            arrays[name] = arr
+        shape = arrays["loss"].shape
+        for name, arr in arrays.items():
+            if arr.shape != shape:
+                raise ValueError(
+                    f"{name} has shape {arr.shape} but loss has {shape}; every "
+                    "series needs the same (runs, ticks) shape."
+                )
+        if shape[0] == 0 or shape[1] == 0:
+            raise ValueError(f"need at least one run and one tick; got {shape}.")
+        if mask is None:
+            mask = np.ones(shape, bool)
+        else:
+            mask = np.array(mask)
+            if mask.shape != shape:
+                raise ValueError(f"mask has shape {mask.shape}; expected {shape}.")
+            if mask.dtype != bool:
+                raise ValueError(f"mask must be boolean; got dtype {mask.dtype}.")
+        if run_ids is None:
+            run_ids = [str(i) for i in range(shape[0])]
+        run_ids = tuple(str(r) for r in run_ids)
+        if len(run_ids) != shape[0]:
+            raise ValueError(f"{len(run_ids)} run_ids for {shape[0]} runs.")
+        if len(set(run_ids)) != len(run_ids):
+            dup = sorted({r for r in run_ids if run_ids.count(r) > 1})
+            raise ValueError(f"duplicate run ids {dup}; run ids must be unique.")
+        mask = _clean(arrays, mask, run_ids)
+        return cls(
+            loss=arrays["loss"],
+            metric=arrays["metric"],
+            lr=arrays["lr"],
+            mask=mask,
+            run_ids=run_ids,
+            info=_make_info(info, run_ids),
+        )
+
+    @classmethod
+    def from_dataframe(
+        cls,
+        df: pd.DataFrame,
+        *,
+        run: str = "run",
+        tick: str = "tick",
+        loss: str = "loss",
+        metric: str = "metric",
+        lr: str = "lr",
+        num_ticks: int | None = None,
+    ) -> Trajectories:
+        """Runs from a long-format table, one row per (run, tick).
+
+        The tick grid is ``0 .. max tick`` (or ``0 .. num_ticks - 1``); ticks a run
+        lacks are masked. Other
+        columns that are constant within every run become ``info`` columns (others
+        are dropped with a warning).
+
+        Args:
+            df: the table.
+            run, tick, loss, metric, lr: the names of its columns.
+            num_ticks: length of the tick grid; default one past the largest tick.
+
+        Returns:
+            The runs, in order of first appearance.
+
+        Raises:
+            ValueError: naming the run and column, on a missing column, a duplicate,
+                negative or non-integer tick, a non-positive loss or learning rate,
+                or a run whose values are all NaN.
+        """
+        names = {"run": run, "tick": tick, "loss": loss, "metric": metric, "lr": lr}
+        missing = [f"{c!r} ({role})" for role, c in names.items() if c not in df]
+        if missing:
+            raise ValueError(
+                f"missing column(s) {', '.join(missing)}; the table has "
+                f"{list(df.columns)}. Name the columns with from_dataframe(df, "
+                "run=..., tick=..., loss=..., metric=..., lr=...)."
+            )
+        if len(df) == 0:
+            raise ValueError("the table has no rows.")
+        if df[run].isna().any():
+            raise ValueError(f"column {run!r} (run) has missing run ids.")
+        run_keys = df[run].astype(str)
+        ticks_raw = pd.to_numeric(df[tick], errors="coerce").to_numpy(np.float64)
+        for rid, t_val in zip(run_keys, ticks_raw, strict=True):
+            if not np.isfinite(t_val) or t_val != np.round(t_val):
+                raise ValueError(
+                    f"run {rid!r}: column {tick!r} (tick) has a non-integer value "
+                    f"{t_val!r}; ticks must be integers 0, 1, 2, ..."
+                )
+            if t_val < 0:
+                raise ValueError(
+                    f"run {rid!r}: column {tick!r} (tick) has a negative value "
+                    f"{int(t_val)}; ticks start at 0."
+                )
+        ticks = ticks_raw.astype(np.int64)
+        dup = pd.DataFrame({"r": run_keys.to_numpy(), "t": ticks}).duplicated()
+        if dup.any():
+            i = int(np.argmax(dup.to_numpy()))
+            raise ValueError(
+                f"run {run_keys.iloc[i]!r}: column {tick!r} (tick) has tick "
+                f"{ticks[i]} more than once; one row per (run, tick)."
+            )
+        run_ids = tuple(pd.unique(run_keys))
+        row_of = {r: i for i, r in enumerate(run_ids)}
+        rows = np.array([row_of[r] for r in run_keys])
+        grid = int(ticks.max()) + 1
+        if num_ticks is not None:
+            if int(num_ticks) < grid:
+                raise ValueError(
+                    f"num_ticks={num_ticks} but the table has tick {grid - 1}; "
+                    "num_ticks must exceed every tick."
+                )
+            grid = int(num_ticks)
+        shape = (len(run_ids), grid)
+        arrays = {}
+        for role in _SERIES:
+            col = names[role]
+            values = pd.to_numeric(df[col], errors="coerce")
+            bad = values.isna() & df[col].notna()
+            if bad.any():
+                i = int(np.argmax(bad.to_numpy()))
+                raise ValueError(
+                    f"run {run_keys.iloc[i]!r}: column {col!r} ({role}) has a "
+                    f"non-numeric value {df[col].iloc[i]!r}."
+                )
+            arr = np.full(shape, np.nan)
+            arr[rows, ticks] = values.to_numpy(np.float64)
+            arrays[role] = arr
+        mask = np.zeros(shape, bool)
+        mask[rows, ticks] = True
+        _check_all_nan(arrays, mask, run_ids, names)
+        mask = _clean(arrays, mask, run_ids, names)
+        # Per-run metadata: columns constant within every run.
+        extra = [c for c in df.columns if c not in names.values()]
+        info_cols = {}
+        dropped = []
+        grouped = df[extra].groupby(run_keys.to_numpy(), sort=False)
+        for c in extra:
+            if (grouped[c].nunique(dropna=False) <= 1).all():
+                info_cols[c] = grouped[c].first().reindex(list(run_ids)).tolist()
+            else:
+                dropped.append(c)
+        if dropped:
+            warnings.warn(
+                f"column(s) {dropped} vary within a run and are not per-run "
+                "metadata; dropped.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return cls(
+            loss=arrays["loss"],
+            metric=arrays["metric"],
+            lr=arrays["lr"],
+            mask=mask,
+            run_ids=run_ids,
+            info=_make_info(info_cols, run_ids),
+        )
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
+        """:meth:`from_dataframe` of a CSV file (``columns`` name its columns)."""
+        return cls.from_dataframe(pd.read_csv(path), **columns)
+
+    @classmethod
+    def from_parquet(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
+        """:meth:`from_dataframe` of a Parquet file (``columns`` name its columns)."""
+        return cls.from_dataframe(pd.read_parquet(path), **columns)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
+        """Reads ``.csv`` or ``.parquet`` (``.pq``) by the file's extension."""
+        suffix = os.fspath(path).lower().rsplit(".", 1)[-1]
+        if suffix == "csv":
+            return cls.from_csv(path, **columns)
+        if suffix in ("parquet", "pq"):
+            return cls.from_parquet(path, **columns)
+        raise ValueError(
+            f"cannot tell the format of {os.fspath(path)!r}: use a .csv or .parquet "
+            "file."
+        )
+
+    # -- writers ---------------------------------------------------------------
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Long format: one row per valid (run, tick), plus the ``info`` columns.
+
+        ``Trajectories.from_dataframe(traj.to_dataframe())`` gives back the same
+        runs (padding is simply absent).
+        """
+        r, t = np.nonzero(self.mask)
+        out = pd.DataFrame(
+            {
+                "run": np.asarray(self.run_ids, dtype=object)[r],
+                "tick": t.astype(np.int64),
+                "loss": self.loss[r, t],
+                "metric": self.metric[r, t],
+                "lr": self.lr[r, t],
+            }
+        )
+        for c in self.info.columns:
+            out[c] = self.info[c].to_numpy()[r]
+        return out
+
+    def to_parquet(self, path: str | os.PathLike) -> None:
+        """Writes :meth:`to_dataframe` as Parquet (atomically)."""
+        _atomic_write(path, lambda p: self.to_dataframe().to_parquet(p, index=False))
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Writes :meth:`to_dataframe` as CSV (atomically)."""
+        _atomic_write(path, lambda p: self.to_dataframe().to_csv(p, index=False))
+
+    # -- selection ---------------------------------------------------------------
+
+    def select(self, runs) -> Trajectories:
+        """The runs picked by integer indices, a bool mask over runs, or run ids."""
+        runs = np.asarray(runs)
+        if runs.dtype == bool:
+            if runs.shape != (self.num_runs,):
+                raise ValueError(
+                    f"a boolean selection needs shape ({self.num_runs},); "
+                    f"got {runs.shape}."
+                )
+            idx = np.nonzero(runs)[0]
+        elif runs.dtype.kind in "US" or runs.dtype == object:
+            pos = {r: i for i, r in enumerate(self.run_ids)}
+            unknown = [r for r in runs.reshape(-1) if str(r) not in pos]
+            if unknown:
+                raise ValueError(f"unknown run ids {unknown}.")
+            idx = np.array([pos[str(r)] for r in runs.reshape(-1)], np.int64)
+        elif runs.dtype.kind in "iu":
+            idx = runs.reshape(-1).astype(np.int64)
+            if idx.size and (idx.min() < -self.num_runs or idx.max() >= self.num_runs):
+                raise ValueError(
+                    f"run index out of range for {self.num_runs} runs: {idx.tolist()}."
+                )
+            idx = idx % self.num_runs
+        else:
+            raise ValueError(
+                "select takes integer indices, a boolean mask or run ids; got "
+                f"dtype {runs.dtype}."
+            )
+        if idx.size == 0:
+            raise ValueError("the selection is empty; select at least one run.")
+        return Trajectories(
+            loss=self.loss[idx].copy(),
+            metric=self.metric[idx].copy(),
+            lr=self.lr[idx].copy(),
+            mask=self.mask[idx].copy(),
+            run_ids=tuple(self.run_ids[i] for i in idx),
+            info=self.info.iloc[idx].copy(),
+        )
+
+    def __getitem__(self, runs) -> Trajectories:
+        if isinstance(runs, slice):
+            runs = np.arange(self.num_runs)[runs]
+        elif isinstance(runs, int | np.integer | str):
+            runs = [runs]
+        return self.select(runs)
+
+    def split(
+        self, held_out: float = 0.2, seed: int = 0
+    ) -> tuple[Trajectories, Trajectories]:
+        """Splits by run into ``(train, held_out)``.
+
+        Args:
+            held_out: fraction of runs held out, in (0, 1); at least one run goes
+                to each side.
+            seed: seed of the random permutation.
+
+        Returns:
+            ``(train, held_out)``, each keeping the original run order.
+        """
+        if not 0.0 < float(held_out) < 1.0:
+            raise ValueError(f"held_out must be a fraction in (0, 1); got {held_out}.")
+        if self.num_runs < 2:
+            raise ValueError(
+                f"cannot split {self.num_runs} run(s); need at least 2 runs."
+            )
+        n_held = min(max(1, round(held_out * self.num_runs)), self.num_runs - 1)
+        perm = np.random.default_rng(seed).permutation(self.num_runs)
+        is_held = np.zeros(self.num_runs, bool)
+        is_held[perm[:n_held]] = True
+        return self.select(~is_held), self.select(is_held)
+
+    def best_index(self) -> int:
+        """Index of the run with the highest final metric (ties: the first)."""
+        final = np.where(np.isfinite(self.final_metric), self.final_metric, -np.inf)
+        # A run that stopped short of the grid (ended early or diverged) is ranked
+        # below every complete run: its "final" metric is not a final one.
+        complete = self.lengths == self.num_ticks
+        if complete.any():
+            final = np.where(complete, final, -np.inf)
+        return int(np.argmax(final))
+
+    def best_run(self) -> Trajectories:
+        """The run with the highest final metric, as a one-run ``Trajectories``.
+
+        Runs that end before the last tick (early stop, divergence) only count if
+        no run is complete.
+        """
+        return self.select([self.best_index()])
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _make_info(info, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    n = len(run_ids)
+    if info is None:
+        df = pd.DataFrame(index=pd.Index(run_ids, name="run"))
+    elif isinstance(info, pd.DataFrame):
+        df = info.copy()
+        if len(df) != n:
+            raise ValueError(f"info has {len(df)} rows for {n} runs; one row per run.")
+        if set(map(str, df.index)) == set(run_ids) and not isinstance(
+            df.index, pd.RangeIndex
+        ):
+            df.index = df.index.map(str)
+            df = df.loc[list(run_ids)]
+        df.index = pd.Index(run_ids, name="run")
+    elif isinstance(info, Mapping):
+        cols = {}
+        for c, v in info.items():
+            v = list(v)
+            if len(v) != n:
+                raise ValueError(
+                    f"info column {c!r} has {len(v)} values for {n} runs; one per run."
+                )
+            cols[c] = v
+        df = pd.DataFrame(cols, index=pd.Index(run_ids, name="run"))
+    else:
+        raise ValueError(
+            f"info must be a DataFrame or a mapping column -> values; got {type(info)}."
+        )
+    for c in _INFO_COLUMNS:
+        if c not in df:
+            df[c] = None
+    return df
+
+
+def _check_all_nan(arrays, mask, run_ids, names=None):
+    for role in _SERIES:
+        arr = arrays[role]
+        present = np.where(mask, arr, np.nan)
+        all_nan = ~np.any(~np.isnan(present), axis=1)
+        if all_nan.any():
+            i = int(np.argmax(all_nan))
+            col = names[role] if names else role
+            raise ValueError(
+                f"run {run_ids[i]!r}: column {col!r} ({role}) is all NaN; drop the "
+                "run or fill the column."
+            )
+
+
+def _clean(arrays, mask, run_ids, names=None) -> np.ndarray:
+    """Masks divergence, checks positivity, NaN-fills invalid entries (in place)."""
+    names = names or {r: r for r in _SERIES}
+    _check_all_nan(arrays, mask, run_ids, names)
+    finite = np.ones_like(mask)
+    for role in _SERIES:
+        finite &= np.isfinite(arrays[role])
+    bad = mask & ~finite
+    mask = mask.copy()
+    for i in np.nonzero(bad.any(axis=1))[0]:
+        first = int(np.argmax(bad[i]))
+        which = [names[r] for r in _SERIES if not np.isfinite(arrays[r][i, first])]
+        mask[i, first:] = False
+        warnings.warn(
+            f"run {run_ids[i]!r} diverged: non-finite {', '.join(which)} at tick "
+            f"{first}; masked from tick {first} on.",
+            DivergedRunWarning,
+            stacklevel=3,
+        )
+    for role in ("loss", "lr"):
+        arr = arrays[role]
+        nonpos = mask & (arr <= 0)
+        if nonpos.any():
+            i, t = (int(x[0]) for x in np.nonzero(nonpos))
+            raise ValueError(
+                f"run {run_ids[i]!r}: column {names[role]!r} ({role}) has the "
+                f"non-positive value {arr[i, t]!r} at tick {t}; {role} is "
+                "log-transformed, so it must be positive (floor it at a tiny "
+                "positive value or drop the tick)."
+            )
+    empty = ~mask.any(axis=1)
+    if empty.any():
+        i = int(np.argmax(empty))
+        raise ValueError(
+            f"run {run_ids[i]!r} has no valid tick (it diverged at its first tick); "
+            "drop the run."
+        )
+    for role in _SERIES:
+        arrays[role][~mask] = np.nan
+    return mask
+
+
+def _atomic_write(path, write) -> None:
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

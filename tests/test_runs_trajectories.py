@@ -1,0 +1,247 @@
+"""Trajectories: construction, masking, errors, round trips, selection."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from optax_lode import Normalisation, Trajectories
+from optax_lode.runs import DivergedRunWarning
+
+
+def _curves(runs=3, ticks=12):
+    t = np.arange(ticks)
+    rates = np.linspace(0.1, 0.3, runs)[:, None]
+    loss = np.exp(-rates * t) + 0.05
+    metric = 1.0 - loss
+    lr = np.tile(np.linspace(1e-2, 1e-3, ticks), (runs, 1))
+    return loss, metric, lr
+
+
+def _long(runs=2, ticks=5):
+    loss, metric, lr = _curves(runs, ticks)
+    rows = [
+        {
+            "run": f"r{i}",
+            "tick": t,
+            "loss": loss[i, t],
+            "metric": metric[i, t],
+            "lr": lr[i, t],
+            "schedule": "cosine" if i == 0 else "linear",
+            "seed": i,
+        }
+        for i in range(runs)
+        for t in range(ticks)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_from_arrays_basics():
+    loss, metric, lr = _curves()
+    traj = Trajectories.from_arrays(loss, metric, lr, info={"schedule": list("abc")})
+    assert traj.num_runs == 3 and traj.num_ticks == 12 and len(traj) == 3
+    assert traj.loss.dtype == np.float64 and traj.mask.all()
+    assert traj.run_ids == ("0", "1", "2")
+    assert list(traj.info["schedule"]) == list("abc")
+    assert traj.info["seed"].isna().all()  # unknown seeds, column still present
+    with pytest.raises(ValueError):
+        traj.loss[0, 0] = 1.0  # frozen arrays
+
+
+def test_ragged_runs_padded_and_masked_from_dataframe():
+    df = _long(3, 6)
+    df = df[~((df.run == "r1") & (df.tick >= 4))]  # ended early
+    df = df[~((df.run == "r2") & (df.tick == 2))]  # missed a tick in the middle
+    traj = Trajectories.from_dataframe(df)
+    assert traj.num_ticks == 6
+    np.testing.assert_array_equal(traj.mask[1], [1, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(traj.mask[2], [1, 1, 0, 1, 1, 1])
+    assert np.isnan(traj.loss[1, 4:]).all() and np.isnan(traj.lr[2, 2])
+    np.testing.assert_array_equal(traj.lengths, [6, 4, 6])
+    assert list(traj.info["schedule"]) == ["cosine", "linear", "linear"]
+
+
+def test_diverged_run_masked_with_warning_naming_it():
+    loss, metric, lr = _curves()
+    loss[1, 7:] = np.nan
+    loss[1, 9] = np.inf
+    with pytest.warns(DivergedRunWarning, match=r"run '1' diverged.*tick 7"):
+        traj = Trajectories.from_arrays(loss, metric, lr)
+    assert traj.mask[1, :7].all() and not traj.mask[1, 7:].any()
+    assert traj.mask[[0, 2]].all()
+    # A finite value after the divergence does not unmask it.
+    metric[2, 5] = np.inf
+    with pytest.warns(DivergedRunWarning, match=r"run '2'.*metric.*tick 5"):
+        traj = Trajectories.from_arrays(_curves()[0], metric, lr)
+    assert not traj.mask[2, 5:].any()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda d: d.drop(columns="lr"), r"missing column.*'lr'"),
+        (
+            lambda d: pd.concat([d, d.iloc[[3]]]),
+            r"run 'r0'.*'tick'.*tick 3 more than once",
+        ),
+        (
+            lambda d: d.assign(tick=d.tick.where(d.index != 6, -1)),
+            r"run 'r1'.*negative",
+        ),
+        (
+            lambda d: d.assign(tick=d.tick.astype(float).where(d.index != 7, 2.5)),
+            r"run 'r1'.*'tick'.*non-integer",
+        ),
+        (
+            lambda d: d.assign(loss=d.loss.where(d.index != 8, 0.0)),
+            r"run 'r1'.*'loss'.*non-positive",
+        ),
+        (
+            lambda d: d.assign(lr=d.lr.where(d.index != 2, -1e-3)),
+            r"run 'r0'.*'lr'.*non-positive",
+        ),
+        (
+            lambda d: d.assign(metric=d.metric.where(d.run != "r1", np.nan)),
+            r"run 'r1'.*'metric'.*all NaN",
+        ),
+        (
+            lambda d: d.assign(metric=d.metric.astype(object).where(d.index != 1, "x")),
+            r"run 'r0'.*'metric'.*non-numeric",
+        ),
+    ],
+    ids=[
+        "missing-column",
+        "duplicate-tick",
+        "negative-tick",
+        "non-integer-tick",
+        "zero-loss",
+        "negative-lr",
+        "all-nan-run",
+        "non-numeric",
+    ],
+)
+def test_bad_dataframes_raise_clear_errors(mutate, match):
+    df = mutate(_long(2, 5).reset_index(drop=True))
+    with pytest.raises(ValueError, match=match):
+        Trajectories.from_dataframe(df)
+
+
+def test_custom_column_names_and_missing_one():
+    df = _long().rename(columns={"run": "trial", "metric": "acc"})
+    traj = Trajectories.from_dataframe(df, run="trial", metric="acc")
+    assert traj.run_ids == ("r0", "r1")
+    with pytest.raises(ValueError, match=r"'acc' \(metric\)"):
+        Trajectories.from_dataframe(df.drop(columns="acc"), run="trial", metric="acc")
+
+
+def test_bad_arrays_raise_clear_errors():
+    loss, metric, lr = _curves()
+    with pytest.raises(ValueError, match="lr has shape"):
+        Trajectories.from_arrays(loss, metric, lr[:, :5])
+    with pytest.raises(ValueError, match="duplicate run ids"):
+        Trajectories.from_arrays(loss, metric, lr, run_ids=["a", "a", "b"])
+    bad = lr.copy()
+    bad[2, 3] = 0.0
+    with pytest.raises(ValueError, match=r"run '2'.*'lr'.*non-positive.*tick 3"):
+        Trajectories.from_arrays(loss, metric, bad)
+    nan_run = loss.copy()
+    nan_run[0] = np.nan
+    with pytest.raises(ValueError, match=r"run '0'.*'loss'.*all NaN"):
+        Trajectories.from_arrays(nan_run, metric, lr)
+    with pytest.raises(ValueError, match="info column 'seed' has 2 values"):
+        Trajectories.from_arrays(loss, metric, lr, info={"seed": [1, 2]})
+
+
+def test_varying_extra_column_dropped_with_warning():
+    df = _long().assign(wall=np.arange(10.0))
+    with pytest.warns(UserWarning, match="wall"):
+        traj = Trajectories.from_dataframe(df)
+    assert "wall" not in traj.info
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_file_round_trip(tmp_path, fmt):
+    df = _long(3, 6)
+    df = df[~((df.run == "r2") & (df.tick >= 3))]
+    traj = Trajectories.from_dataframe(df)
+    path = tmp_path / f"runs.{fmt}"
+    getattr(traj, f"to_{fmt}")(path)
+    back = Trajectories.from_file(path)
+    assert back.run_ids == traj.run_ids
+    np.testing.assert_array_equal(back.mask, traj.mask)
+    for name in ("loss", "metric", "lr"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(traj, name))
+    assert list(back.info["schedule"]) == list(traj.info["schedule"])
+    assert list(back.info["seed"]) == [0, 1, 2]
+    with pytest.raises(ValueError, match="format"):
+        Trajectories.from_file(tmp_path / "runs.json")
+
+
+def test_split_and_select_and_best_run():
+    loss, metric, lr = _curves(runs=10)
+    metric[:, -1] = np.arange(10) % 7  # run 6 ends best
+    traj = Trajectories.from_arrays(loss, metric, lr)
+    train, held = traj.split(held_out=0.2, seed=3)
+    assert held.num_runs == 2 and train.num_runs == 8
+    assert set(train.run_ids) | set(held.run_ids) == set(traj.run_ids)
+    assert not set(train.run_ids) & set(held.run_ids)
+    assert traj.split(0.2, seed=3)[1].run_ids == held.run_ids  # deterministic
+    assert traj.split(0.2, seed=4)[1].run_ids != held.run_ids
+    assert traj.best_run().run_ids == ("6",)
+    assert traj.select([1, 3]).run_ids == ("1", "3")
+    assert traj.select(np.arange(10) < 2).run_ids == ("0", "1")
+    assert traj.select(["4"]).run_ids == ("4",)
+    assert traj[2:4].run_ids == ("2", "3")
+    with pytest.raises(ValueError, match="fraction"):
+        traj.split(held_out=1.5)
+    with pytest.raises(ValueError, match="empty"):
+        traj.select(np.zeros(10, bool))
+
+
+def test_best_run_ignores_runs_that_stopped_early():
+    loss, metric, lr = _curves(runs=3)
+    metric[0, -1] = 0.5
+    metric[1, 5] = 0.99  # highest "last" value, but the run diverged after tick 5
+    loss[1, 6:] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergedRunWarning)
+        traj = Trajectories.from_arrays(loss, metric, lr)
+    assert traj.best_index() in (0, 2) and traj.best_index() != 1
+
+
+@st.composite
+def ragged_runs(draw):
+    runs = draw(st.integers(1, 5))
+    ticks = draw(st.integers(2, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    loss = np.exp(rng.normal(size=(runs, ticks)))
+    metric = rng.uniform(size=(runs, ticks))
+    lr = np.exp(rng.uniform(-9, 0, size=(runs, ticks)))
+    lengths = [draw(st.integers(1, ticks)) for _ in range(runs)]
+    mask = np.arange(ticks)[None, :] < np.array(lengths)[:, None]
+    holes = rng.uniform(size=(runs, ticks)) < 0.2
+    holes[:, 0] = False  # every run keeps its first tick
+    mask &= ~holes
+    return loss, metric, lr, mask
+
+
+@given(ragged_runs())
+def test_ragged_masked_runs_round_trip(data):
+    loss, metric, lr, mask = data
+    traj = Trajectories.from_arrays(loss, metric, lr, mask=mask)
+    np.testing.assert_array_equal(traj.mask, mask)
+    assert np.isnan(traj.loss[~mask]).all()
+    back = Trajectories.from_dataframe(traj.to_dataframe(), num_ticks=traj.num_ticks)
+    np.testing.assert_array_equal(back.mask, traj.mask)
+    np.testing.assert_array_equal(back.lr, traj.lr)
+    # Normalisation of the valid entries round-trips to the raw values.
+    raw = traj.features()
+    norm = Normalisation.from_data(raw, traj.mask)
+    x = np.asarray(norm.forward(raw[traj.mask]))
+    assert np.all(np.isfinite(x))
+    np.testing.assert_allclose(norm.inverse(x), raw[traj.mask], rtol=2e-5)
