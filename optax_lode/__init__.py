@@ -12,9 +12,11 @@ Importing this package changes no global JAX configuration.
 
 from optax_lode._version import __version__
 from optax_lode.model import LatentODE, Normalisation
+from optax_lode.runs import Trajectories
 
 __all__ = [
     "LatentODE",
     "Normalisation",
+    "Trajectories",
     "__version__",
 ]
