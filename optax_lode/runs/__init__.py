@@ -1,5 +1,21 @@
-"""A sweep's runs on one tick grid: ``Trajectories`` and its readers and writers."""
+"""A sweep's runs on one tick grid: ``Trajectories`` and its readers and writers.
 
+Also a closed-form synthetic sweep (:func:`synthetic_sweep`) for tests and demos.
+"""
+
+from optax_lode.runs._synthetic import (
+    SCHEDULES,
+    schedule_path,
+    simulate_curve,
+    synthetic_sweep,
+)
 from optax_lode.runs._trajectories import DivergedRunWarning, Trajectories
 
-__all__ = ["DivergedRunWarning", "Trajectories"]
+__all__ = [
+    "SCHEDULES",
+    "DivergedRunWarning",
+    "Trajectories",
+    "schedule_path",
+    "simulate_curve",
+    "synthetic_sweep",
+]
