@@ -1,0 +1,111 @@
+"""The parametric schedule shapes a sweep runs, from optax.
+
+Every shape is written at peak 1 and scaled by the run's peak (or initial)
+learning rate: all five are linear in it, so a sweep can ``vmap`` over the
+peak and select the shape with ``lax.switch``, in one program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int
+
+#: Shapes of the paper's sweep (A.2), in its order.
+PAPER_SHAPES: tuple[str, ...] = ("constant", "cosine", "onecycle", "exponential")
+#: Every shape ``run_sweep`` knows.
+SCHEDULE_SHAPES: tuple[str, ...] = (*PAPER_SHAPES, "step")
+#: The paper's learning-rate grid (A.2).
+PAPER_LRS: tuple[float, ...] = (1e-3, 5e-3, 1e-2, 5e-2, 1e-1)
+
+
+def _unit(shape: str, total_steps: int) -> optax.Schedule:
+    if shape == "constant":
+        return optax.constant_schedule(1.0)
+    if shape == "cosine":
+        return optax.cosine_decay_schedule(1.0, decay_steps=total_steps, alpha=0.0)
+    if shape == "onecycle":
+        # optax defaults: 30% warm-up from peak/25, anneal to peak/(25 * 1e4).
+        return optax.cosine_onecycle_schedule(
+            transition_steps=total_steps, peak_value=1.0
+        )
+    if shape == "exponential":
+        # Continuous decay to 1% of the initial rate at the last step.
+        return optax.exponential_decay(
+            1.0, transition_steps=total_steps, decay_rate=0.01
+        )
+    if shape == "step":
+        # Divide by 10 at 50% and again at 75% of the run.
+        return optax.piecewise_constant_schedule(
+            1.0, {total_steps // 2: 0.1, (3 * total_steps) // 4: 0.1}
+        )
+    raise ValueError(
+        f"unknown schedule shape {shape!r}; choose from {list(SCHEDULE_SHAPES)}"
+    )
+
+
+def make_schedule(shape: str, peak_lr: float, total_steps: int) -> optax.Schedule:
+    """The learning-rate schedule of one sweep run.
+
+    Args:
+        shape: one of :data:`SCHEDULE_SHAPES`: ``constant``; ``cosine``
+            (``optax.cosine_decay_schedule`` to 0); ``onecycle``
+            (``optax.cosine_onecycle_schedule`` with optax's defaults);
+            ``exponential`` (``optax.exponential_decay`` to 1% at the end);
+            ``step`` (divided by 10 at 50% and 75% of the run).
+        peak_lr: the peak (``onecycle``) or initial (other shapes) rate.
+        total_steps: the run's length in optimizer steps.
+
+    Returns:
+        An optax schedule, ``count -> learning rate``.
+
+    Example:
+        >>> from optax_lode.sweep import make_schedule
+        >>> float(make_schedule("cosine", 0.1, 100)(50))  # doctest: +ELLIPSIS
+        0.05...
+    """
+    _check_total(total_steps)
+    unit = _unit(shape, total_steps)
+    return lambda count: peak_lr * unit(count)
+
+
+def _check_total(total_steps: int) -> None:
+    if int(total_steps) < 1:
+        raise ValueError(f"total_steps={total_steps} must be >= 1")
+
+
+def switch_schedule(
+    shapes: Sequence[str],
+    shape_index: Int[Array, ""],
+    peak_lr: Float[Array, ""],
+    total_steps: int,
+) -> Callable[[Int[Array, ""]], Float[Array, ""]]:
+    """``make_schedule(shapes[shape_index], peak_lr, total_steps)`` with a
+    traced index and peak: the form a vmapped sweep uses."""
+    _check_total(total_steps)
+    units = [_unit(s, total_steps) for s in shapes]
+
+    def schedule(count):
+        branches = [lambda c, u=u: jnp.asarray(u(c), jnp.float32) for u in units]
+        return peak_lr * jax.lax.switch(shape_index, branches, count)
+
+    return schedule
+
+
+def sweep_optimizer(
+    schedule: optax.Schedule, *, weight_decay: float
+) -> optax.GradientTransformationExtraArgs:
+    """AdamW with ``learning_rate=schedule``, the sweep's optimizer.
+
+    Wrapped in ``optax.inject_hyperparams`` so the rate each step used is in
+    the state (``optax.tree.get(state, "learning_rate")``), which is what the
+    tick records read.
+    """
+    return optax.with_extra_args_support(
+        optax.inject_hyperparams(optax.adamw)(
+            learning_rate=schedule, weight_decay=weight_decay
+        )
+    )

@@ -1,0 +1,339 @@
+"""The sweep engine: (schedule shape x peak lr x seed), vmapped, chunked,
+sharded over devices and resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from optax_lode._version import __version__
+from optax_lode.sweep._loop import check_clock, finish_records, init_carry, tick
+from optax_lode.sweep._schedules import (
+    PAPER_LRS,
+    PAPER_SHAPES,
+    SCHEDULE_SHAPES,
+    sweep_optimizer,
+    switch_schedule,
+)
+from optax_lode.tasks import Task
+
+if TYPE_CHECKING:
+    from optax_lode.runs import Trajectories
+
+_MANIFEST = "manifest.json"
+
+
+class DivergedSweepRunWarning(UserWarning):
+    """A sweep run diverged before its first tick record and was left out."""
+
+
+def sweep_grid(
+    shapes: Sequence[str], lrs: Sequence[float], seeds: Sequence[int]
+) -> list[tuple[str, float, int]]:
+    """The sweep's runs in order: shape-major, then learning rate, then seed."""
+    return list(itertools.product(shapes, lrs, seeds))
+
+
+def run_id(shape: str, lr: float, seed: int) -> str:
+    """The run id of a sweep run, e.g. ``"cosine-lr0.01-s3"``."""
+    return f"{shape}-lr{lr:g}-s{seed}"
+
+
+def _validate(shapes, lrs, seeds) -> tuple[tuple[str, ...], tuple, tuple]:
+    shapes = tuple(str(s) for s in shapes)
+    lrs = tuple(float(x) for x in lrs)
+    seeds = tuple(int(s) for s in seeds)
+    if not shapes or not lrs or not seeds:
+        raise ValueError("shapes, lrs and seeds must all be non-empty")
+    bad = [s for s in shapes if s not in SCHEDULE_SHAPES]
+    if bad:
+        raise ValueError(
+            f"unknown schedule shapes {bad}; choose from {list(SCHEDULE_SHAPES)}"
+        )
+    if not all(np.isfinite(x) and x > 0 for x in lrs):
+        raise ValueError(f"learning rates must be finite and > 0, got {lrs}")
+    if any(s < 0 or s >= 2**32 for s in seeds):
+        raise ValueError(f"seeds must be in [0, 2**32), got {seeds}")
+    for name, xs in (("shapes", shapes), ("lrs", lrs), ("seeds", seeds)):
+        if len(set(xs)) != len(xs):
+            raise ValueError(f"{name} has duplicates: {xs}")
+    return shapes, lrs, seeds
+
+
+def _run_program(task: Task, shapes, num_ticks, steps_per_tick, weight_decay):
+    """The vmapped program of one chunk: ``(shape_idx, peak, seed)[runs] ->
+    (loss, metric, lr)[runs, ticks], test[runs]``."""
+    total_steps = num_ticks * steps_per_tick
+
+    def run_one(shape_idx, peak, seed):
+        schedule = switch_schedule(shapes, shape_idx, peak, total_steps)
+        tx = sweep_optimizer(schedule, weight_decay=weight_decay)
+        carry, data_key = init_carry(task, tx, jax.random.key(seed))
+
+        def body(c, _):
+            return tick(task, tx, c, data_key, steps_per_tick=steps_per_tick)
+
+        carry, recs = jax.lax.scan(body, carry, None, length=num_ticks)
+        test = task.metric(carry.params, carry.model_state, "test")
+        return recs.loss, recs.metric, recs.lr, test
+
+    return jax.vmap(run_one)
+
+
+def _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk_size, wd):
+    return {
+        "format": 1,
+        "task": task.name,
+        "steps_per_epoch": int(task.steps_per_epoch),
+        "weight_decay": float(wd),
+        "shapes": list(shapes),
+        "lrs": list(lrs),
+        "seeds": list(seeds),
+        "epochs": int(epochs),
+        "ticks_per_epoch": int(ticks_per_epoch),
+        "chunk_size": int(chunk_size),
+    }
+
+
+def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = directory / _MANIFEST
+    if manifest.exists():
+        try:
+            old = json.loads(manifest.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{manifest} is corrupt ({e}); delete {directory} to start over"
+            ) from None
+        if old.get("config") != config:
+            raise ValueError(
+                f"{directory} holds chunks of a different sweep (config "
+                f"{old.get('config')}, now {config}); use another checkpoint "
+                "directory or delete this one"
+            )
+    else:
+        _atomic_write_bytes(
+            manifest,
+            json.dumps(
+                {"config": config, "optax_lode": __version__}, indent=2
+            ).encode(),
+        )
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _chunk_path(directory: Path, index: int) -> Path:
+    return directory / f"chunk-{index:05d}.npz"
+
+
+def _load_chunk(path: Path, n: int, num_ticks: int, digest: str):
+    """A finished chunk's arrays, or None if absent or unusable (rerun it)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("loss", "metric", "lr", "test", "digest")}
+    except (OSError, ValueError, KeyError):
+        return None  # truncated or foreign file: recompute the chunk
+    if str(arrays.pop("digest")) != digest or arrays["loss"].shape != (n, num_ticks):
+        return None
+    return arrays
+
+
+def _save_chunk(path: Path, arrays: dict[str, np.ndarray], digest: str) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, digest=np.asarray(digest), **arrays)
+    os.replace(tmp, path)
+
+
+def _chunk_digest(runs: Sequence[tuple[str, float, int]]) -> str:
+    return hashlib.sha256(repr(list(runs)).encode()).hexdigest()[:16]
+
+
+def run_sweep(
+    task: Task,
+    *,
+    shapes: Sequence[str] = PAPER_SHAPES,
+    lrs: Sequence[float] = PAPER_LRS,
+    seeds: Sequence[int] | int = 5,
+    epochs: int | None = None,
+    ticks_per_epoch: int = 1,
+    weight_decay: float | None = None,
+    chunk_size: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = False,
+) -> Trajectories:
+    """Runs a (schedule shape x peak learning rate x seed) sweep of ``task``.
+
+    Every run trains with AdamW (``task.weight_decay`` unless overridden)
+    whose learning rate follows ``make_schedule(shape, lr, total_steps)``,
+    and logs one record per tick (DESIGN, "One clock"): the mean training
+    loss over the tick's steps, the validation metric at the tick's end and
+    the mean learning rate the optimizer used over the tick's steps (read
+    from its state). The run with seed ``s`` uses ``jax.random.key(s)``,
+    exactly as :func:`train_run` does.
+
+    All runs of a chunk are one jitted program, ``vmap``-ed over runs; chunks
+    reuse the compiled program. With several devices, each chunk's runs are
+    sharded over them (``NamedSharding`` on a 1-D ``runs`` mesh), so N
+    devices sweep about N times faster. With ``checkpoint_dir``, every
+    finished chunk is written there; calling again with the same arguments
+    skips the chunks already done (a killed sweep resumes).
+
+    Args:
+        task: the task (:func:`optax_lode.tasks.get_task`).
+        shapes: schedule shapes, from :data:`SCHEDULE_SHAPES`. Default: the
+            paper's four.
+        lrs: peak (onecycle) or initial learning rates. Default: the paper's
+            ``1e-3, 5e-3, 1e-2, 5e-2, 1e-1``.
+        seeds: the seeds, or their number ``n`` for ``range(n)``.
+        epochs: run length; default ``task.default_epochs``.
+        ticks_per_epoch: ticks per epoch.
+        weight_decay: AdamW weight decay; default ``task.weight_decay``.
+        chunk_size: runs per compiled program (bounds memory); default all
+            runs (at most 100). Rounded up to a multiple of the device count.
+        checkpoint_dir: where finished chunks go, for resuming.
+        devices: devices to shard over; default ``jax.devices()``.
+        progress: show a progress bar (tqdm), one update per chunk.
+
+    Returns:
+        :class:`optax_lode.Trajectories` with one run per grid point (order:
+        shape, then lr, then seed; ids like ``"cosine-lr0.01-s3"``) and info
+        columns ``task``, ``schedule``, ``peak_lr``, ``seed``,
+        ``test_metric``. Diverged runs are masked from their first
+        non-finite tick on and have a NaN test metric.
+
+    Example:
+        >>> from optax_lode.sweep import run_sweep
+        >>> from optax_lode.tasks import get_task
+        >>> traj = run_sweep(get_task("digits-mlp"), shapes=["constant"],
+        ...                  lrs=[1e-2], seeds=2, epochs=2)
+        >>> traj.loss.shape
+        (2, 2)
+    """
+    from optax_lode.runs import Trajectories
+
+    if isinstance(seeds, int | np.integer):
+        if seeds < 1:
+            raise ValueError(f"seeds={seeds} must be >= 1")
+        seeds = range(int(seeds))
+    shapes, lrs, seeds = _validate(shapes, lrs, seeds)
+    epochs = task.default_epochs if epochs is None else int(epochs)
+    num_ticks, steps_per_tick = check_clock(task, epochs, ticks_per_epoch)
+    wd = float(task.weight_decay if weight_decay is None else weight_decay)
+    runs = sweep_grid(shapes, lrs, seeds)
+    devices = list(jax.devices() if devices is None else devices)
+    ndev = len(devices)
+    chunk = min(len(runs), 100) if chunk_size is None else int(chunk_size)
+    if chunk < 1:
+        raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+    chunk = -(-chunk // ndev) * ndev  # whole runs per device
+    num_chunks = -(-len(runs) // chunk)
+
+    directory = None
+    if checkpoint_dir is not None:
+        directory = Path(checkpoint_dir)
+        _open_checkpoint(
+            directory,
+            _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk, wd),
+        )
+
+    program = _run_program(task, shapes, num_ticks, steps_per_tick, wd)
+    if ndev > 1:
+        mesh = Mesh(np.asarray(devices), ("runs",))
+        by_run = NamedSharding(mesh, PartitionSpec("runs"))
+        compiled = jax.jit(program, in_shardings=by_run, out_shardings=by_run)
+    else:
+        by_run = None
+        compiled = jax.jit(program)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(runs), desc=f"sweep {task.name}", unit="run")
+
+    shape_index = {s: i for i, s in enumerate(shapes)}
+    results = []
+    for c in range(num_chunks):
+        part = runs[c * chunk : (c + 1) * chunk]
+        digest = _chunk_digest(part)
+        arrays = None
+        if directory is not None:
+            arrays = _load_chunk(
+                _chunk_path(directory, c), len(part), num_ticks, digest
+            )
+        if arrays is None:
+            # Pad the last chunk with copies of its last run, so every chunk
+            # has the compiled shape; the copies are dropped.
+            padded = part + [part[-1]] * (chunk - len(part))
+            args = (
+                np.asarray([shape_index[s] for s, _, _ in padded], np.int32),
+                np.asarray([lr for _, lr, _ in padded], np.float32),
+                np.asarray([seed for _, _, seed in padded], np.uint32),
+            )
+            if by_run is not None:
+                args = tuple(jax.device_put(a, by_run) for a in args)
+            out = jax.device_get(compiled(*args))
+            arrays = {
+                k: np.asarray(v)[: len(part)]
+                for k, v in zip(("loss", "metric", "lr", "test"), out, strict=True)
+            }
+            if directory is not None:
+                _save_chunk(_chunk_path(directory, c), arrays, digest)
+        results.append(arrays)
+        if bar is not None:
+            bar.update(len(part))
+    if bar is not None:
+        bar.close()
+
+    cat = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+    loss, metric, lr, mask, test = finish_records(
+        cat["loss"], cat["metric"], cat["lr"], cat["test"]
+    )
+    # A run that diverged in its very first tick has no record at all; a
+    # Trajectories run needs at least one valid tick, so it is left out.
+    keep = mask[:, 0]
+    if not keep.all():
+        dropped = [run_id(*r) for r, k in zip(runs, keep, strict=True) if not k]
+        warnings.warn(
+            f"{len(dropped)} run(s) diverged in their first tick and are left "
+            f"out of the sweep's Trajectories: {dropped}",
+            DivergedSweepRunWarning,
+            stacklevel=2,
+        )
+        if not keep.any():
+            raise ValueError(
+                "every run of the sweep diverged in its first tick; lower the "
+                "learning rates"
+            )
+    kept = [r for r, k in zip(runs, keep, strict=True) if k]
+    return Trajectories.from_arrays(
+        loss[keep],
+        metric[keep],
+        lr[keep],
+        mask=mask[keep],
+        run_ids=tuple(run_id(*r) for r in kept),
+        info={
+            "task": [task.name] * len(kept),
+            "schedule": [s for s, _, _ in kept],
+            "peak_lr": [lr_ for _, lr_, _ in kept],
+            "seed": [seed for _, _, seed in kept],
+            "test_metric": list(test[keep]),
+        },
+    )

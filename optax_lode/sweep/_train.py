@@ -1,0 +1,295 @@
+"""Training one run (or many seeds of one optimizer) with any optax transformation."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optax_lode.sweep._loop import (
+    LearningRateFn,
+    check_clock,
+    default_lr_fn,
+    finish_records,
+    init_carry,
+    tick,
+)
+from optax_lode.tasks import Task
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """The outcome of :func:`train_run`.
+
+    Attributes:
+        loss: ``(ticks,)`` mean training loss over each tick's steps.
+        metric: ``(ticks,)`` validation metric at each tick's end.
+        lr: ``(ticks,)`` mean learning rate over each tick's steps.
+        mask: ``(ticks,)`` False from the first non-finite tick on (divergence);
+            masked entries are NaN.
+        test_metric: test metric of the final parameters (NaN if diverged).
+        params: final parameters.
+        model_state: final non-trainable model state.
+        opt_state: final optimizer state.
+        steps_per_tick: optimizer steps per tick.
+        compile_seconds: time to compile the tick program.
+        run_seconds: wall time of the ticks after compilation.
+    """
+
+    loss: np.ndarray
+    metric: np.ndarray
+    lr: np.ndarray
+    mask: np.ndarray
+    test_metric: float | np.ndarray
+    params: PyTree
+    model_state: PyTree
+    opt_state: PyTree
+    steps_per_tick: int
+    compile_seconds: float
+    run_seconds: float
+
+    @property
+    def num_ticks(self) -> int:
+        return int(self.loss.shape[-1])
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.run_seconds / (self.num_ticks * self.steps_per_tick)
+
+
+def _as_extra_args(tx) -> optax.GradientTransformationExtraArgs:
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(
+            f"tx must be an optax.GradientTransformation, got {type(tx).__name__}"
+        )
+    return optax.with_extra_args_support(tx)
+
+
+def _train(
+    task: Task,
+    tx,
+    seeds: Sequence[int],
+    *,
+    epochs: int | None,
+    ticks_per_epoch: int,
+    learning_rate_fn: LearningRateFn | None,
+    eval_fn: Callable[[PyTree, PyTree], PyTree] | None,
+    callback: Callable[[int, dict[str, np.ndarray]], None] | None,
+    batched: bool,
+):
+    epochs = task.default_epochs if epochs is None else epochs
+    num_ticks, steps_per_tick = check_clock(task, epochs, ticks_per_epoch)
+    tx = _as_extra_args(tx)
+    lr_fn = default_lr_fn if learning_rate_fn is None else learning_rate_fn
+
+    def eval_params(carry):
+        if eval_fn is None:
+            return carry.params
+        return eval_fn(carry.params, carry.opt_state)
+
+    def start(seed):
+        return init_carry(task, tx, jax.random.key(seed))
+
+    def one_tick(carry, data_key):
+        carry, rec = tick(
+            task, tx, carry, data_key, steps_per_tick=steps_per_tick, lr_fn=lr_fn
+        )
+        return carry, rec
+
+    def val_metric_of(carry):
+        return task.metric(eval_params(carry), carry.model_state, "val")
+
+    def one_tick_eval(carry, data_key):
+        carry, rec = one_tick(carry, data_key)
+        if eval_fn is not None:
+            # The metric of the parameters one evaluates (e.g. schedule-free
+            # averages); the optimizer still sees it as its val_metric.
+            val = jnp.asarray(val_metric_of(carry), jnp.float32)
+            carry = carry._replace(val_metric=val)
+            rec = rec._replace(metric=val)
+        return carry, rec
+
+    def test_of(carry):
+        return task.metric(eval_params(carry), carry.model_state, "test")
+
+    if batched:
+        start, one_tick_eval, test_of = (
+            jax.vmap(f) for f in (start, one_tick_eval, test_of)
+        )
+    start_j = jax.jit(start)
+    tick_j = jax.jit(one_tick_eval, donate_argnums=0)
+    test_j = jax.jit(test_of)
+
+    seed_arg = jnp.asarray(seeds, jnp.uint32) if batched else int(seeds[0])
+    carry, data_key = start_j(seed_arg)
+    t0 = time.perf_counter()
+    compiled = tick_j.lower(carry, data_key).compile()
+    compile_seconds = time.perf_counter() - t0
+
+    records = []
+    t0 = time.perf_counter()
+    for t in range(num_ticks):
+        carry, rec = compiled(carry, data_key)
+        if callback is not None:
+            callback(t, {k: np.asarray(v) for k, v in rec._asdict().items()})
+        records.append(rec)
+    test = test_j(carry)
+    jax.block_until_ready((carry, test))
+    run_seconds = time.perf_counter() - t0
+
+    stack = functools.partial(np.stack, axis=-1)
+    loss, metric, lr, mask, test = finish_records(
+        stack([np.asarray(r.loss) for r in records]),
+        stack([np.asarray(r.metric) for r in records]),
+        stack([np.asarray(r.lr) for r in records]),
+        np.asarray(test),
+    )
+    return (
+        loss,
+        metric,
+        lr,
+        mask,
+        test,
+        carry,
+        steps_per_tick,
+        compile_seconds,
+        run_seconds,
+    )
+
+
+def train_run(
+    task: Task,
+    tx: optax.GradientTransformation,
+    *,
+    seed: int,
+    epochs: int | None = None,
+    ticks_per_epoch: int = 1,
+    learning_rate_fn: LearningRateFn | None = None,
+    eval_fn: Callable[[PyTree, PyTree], PyTree] | None = None,
+    callback: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+) -> RunResult:
+    """Trains one run of ``task`` with any optax transformation.
+
+    The run's key is ``jax.random.key(seed)``, split into the initialisation
+    key and the data key exactly as :func:`run_sweep` does, so a run here
+    reproduces the sweep's run with the same seed and optimizer. Every step
+    calls ``tx.update(grads, state, params, value=loss, val_metric=v)`` with
+    the step's training loss and the latest validation metric (the previous
+    tick's; the initial parameters' before the first tick); transformations
+    without extra arguments are wrapped with
+    ``optax.with_extra_args_support``. A tick is one jitted program; ticks
+    run from Python so ``callback`` can report progress.
+
+    Args:
+        task: the task (:func:`optax_lode.tasks.get_task`).
+        tx: any optax transformation, e.g. ``optax.chain(optax.adamw(1.0),
+            lode_schedule(model, total_steps=..., steps_per_tick=...))``.
+        seed: the run's seed (weights initialisation and data order).
+        epochs: run length; default ``task.default_epochs``.
+        ticks_per_epoch: ticks per epoch; ``steps_per_tick =
+            task.steps_per_epoch // ticks_per_epoch``.
+        learning_rate_fn: ``opt_state -> learning rate of the step just
+            taken``. Default: ``optax.tree.get(opt_state, "learning_rate")``
+            (``optax.inject_hyperparams`` and ``lode_schedule`` expose it).
+        eval_fn: ``(params, opt_state) -> params to evaluate``, e.g.
+            ``lambda p, s: optax.contrib.schedule_free_eval_params(s, p)``.
+        callback: called after every tick as ``callback(tick, record)``.
+
+    Returns:
+        A :class:`RunResult`.
+
+    Example:
+        >>> import optax
+        >>> from optax_lode.sweep import make_schedule, sweep_optimizer, train_run
+        >>> from optax_lode.tasks import get_task
+        >>> task = get_task("digits-mlp")
+        >>> tx = sweep_optimizer(make_schedule("cosine", 1e-2, 2 * 18),
+        ...                      weight_decay=task.weight_decay)
+        >>> result = train_run(task, tx, seed=0, epochs=2)
+        >>> result.loss.shape
+        (2,)
+    """
+    out = _train(
+        task,
+        tx,
+        [seed],
+        epochs=epochs,
+        ticks_per_epoch=ticks_per_epoch,
+        learning_rate_fn=learning_rate_fn,
+        eval_fn=eval_fn,
+        callback=callback,
+        batched=False,
+    )
+    loss, metric, lr, mask, test, carry, spt, comp, run = out
+    return RunResult(
+        loss=loss,
+        metric=metric,
+        lr=lr,
+        mask=mask,
+        test_metric=float(test),
+        params=carry.params,
+        model_state=carry.model_state,
+        opt_state=carry.opt_state,
+        steps_per_tick=spt,
+        compile_seconds=comp,
+        run_seconds=run,
+    )
+
+
+def train_runs(
+    task: Task,
+    tx: optax.GradientTransformation,
+    *,
+    seeds: Sequence[int],
+    epochs: int | None = None,
+    ticks_per_epoch: int = 1,
+    learning_rate_fn: LearningRateFn | None = None,
+    eval_fn: Callable[[PyTree, PyTree], PyTree] | None = None,
+    callback: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+) -> RunResult:
+    """:func:`train_run` for several seeds of the same optimizer, vmapped.
+
+    Every field of the result gains a leading ``seeds`` axis (``loss`` is
+    ``(seeds, ticks)``, ``test_metric`` an array, params batched). Mind that
+    under ``vmap`` a ``lax.cond`` whose predicate differs across runs
+    executes both branches: the batched state makes ``lode_schedule``'s
+    decision predicate batched, so it pays a rollout at every step (DESIGN).
+    Time it, or train such runs one by one with :func:`train_run`.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty")
+    out = _train(
+        task,
+        tx,
+        seeds,
+        epochs=epochs,
+        ticks_per_epoch=ticks_per_epoch,
+        learning_rate_fn=learning_rate_fn,
+        eval_fn=eval_fn,
+        callback=callback,
+        batched=True,
+    )
+    loss, metric, lr, mask, test, carry, spt, comp, run = out
+    return RunResult(
+        loss=loss,
+        metric=metric,
+        lr=lr,
+        mask=mask,
+        test_metric=test,
+        params=carry.params,
+        model_state=carry.model_state,
+        opt_state=carry.opt_state,
+        steps_per_tick=spt,
+        compile_seconds=comp,
+        run_seconds=run,
+    )
