@@ -1,0 +1,203 @@
+"""Algorithm 1 step by step against hand-computed values (scripted rollouts),
+plus configuration errors and decide/explain agreement on a real LatentODE."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _lode_helpers import ScriptedModel, small_model
+
+from optax_lode.decision import DecisionConfig, decide, explain
+
+T, MU, N, H = 20, 4, 7, 5
+
+
+def _config(**kw):
+    base = dict(mu=MU, n=N, sigma=1.0, horizon=H, std_floor=0.5, lr_bounds=(1e-4, 1.0))
+    base.update(kw)
+    return DecisionConfig.from_model(ScriptedModel(T=T, mu=MU), **base)
+
+
+def _window(loss=1.0, lr=0.01):
+    # Constant loss 1 -> normalised l* = log 1 = 0 and std 0, so the acceptance
+    # half-width is tol * std_floor = 2 * 0.5 = 1.
+    return np.array([[loss, 0.5, lr]] * MU, np.float32)
+
+
+def _eps():
+    """Rows are latents (sigma = 1, latent_scale = 1): lines in normalised units.
+
+    columns: loss0, loss slope, metric0, metric slope, loglr0, loglr slope
+    """
+    return np.array(
+        [
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # m0 direct: matches, score 0, lr 1
+            [0.5, 0.0, 1.0, 0.01, np.log(0.01), 0.0],  # above l*: accepted
+            [-0.5, 0.0, 2.0, 0.0, np.log(0.02), 0.0],  # below l*: accepted
+            [1.5, 0.0, 100.0, 0.0, np.log(0.03), 0.0],  # too far: rejected
+            [-3.0, 0.2, 0.0, 0.1, np.log(0.005), 0.01],  # matches k=11..19
+            [0.0, 0.0, -1.0, 0.0, np.log(0.05), 0.0],  # accepted, worst score
+            [-1.5, 0.0, 50.0, 0.0, np.log(0.04), 0.0],  # too far below: rejected
+        ],
+        np.float32,
+    )
+
+
+def test_each_step_matches_hand_computation():
+    model, cfg = ScriptedModel(T=T, mu=MU), _config()
+    ex = explain(model, _window(), 8, None, cfg, eps=_eps())
+    np.testing.assert_allclose(ex.threshold, 1.0, rtol=1e-6)
+    np.testing.assert_allclose(ex.live_loss, 0.0, atol=1e-7)
+    # Two-sided acceptance: +0.5 and -0.5 both in, +1.5 and -1.5 both out.
+    np.testing.assert_array_equal(
+        np.asarray(ex.accepted), [True, True, True, False, True, True, False]
+    )
+    # m4's loss -3 + 0.2 k is within 1 of 0 for k = 11..19 (k = 20 gives |1| not
+    # < 1); its lr rises with k, so the matching tick is the last one, 19.
+    np.testing.assert_array_equal(
+        np.flatnonzero(np.asarray(ex.match[4])), np.arange(11, 20)
+    )
+    assert int(ex.match_tick[4]) == 19
+    # Constant lr: all matching ticks tie, argmax takes the first (0).
+    assert int(ex.match_tick[1]) == 0
+    # Scores: metric at k_i + horizon.
+    expect = {0: 0.0, 1: 1.0 + 0.01 * H, 2: 2.0, 4: 0.1 * (19 + H), 5: -1.0}
+    for i, s in expect.items():
+        np.testing.assert_allclose(ex.scores[i], s, rtol=1e-5, atol=1e-6)
+    assert np.isneginf(ex.scores[3]) and np.isneginf(ex.scores[6])
+    # Top three: m4 (2.4), m2 (2.0), m1 (1.05).
+    assert sorted(np.asarray(ex.chosen).tolist()) == [1, 2, 4]
+    j = np.arange(MU)
+    seg4 = np.exp(np.log(0.005) + 0.01 * (19 + j))
+    np.testing.assert_allclose(ex.decision.segment, (seg4 + 0.02 + 0.01) / 3, rtol=1e-5)
+    np.testing.assert_allclose(ex.decision.score, (2.4 + 2.0 + 1.05) / 3, rtol=1e-5)
+    assert int(ex.decision.accepted) == 5 and not bool(ex.decision.fallback)
+
+
+def test_default_horizon_is_the_remaining_run():
+    model, cfg = ScriptedModel(T=T, mu=MU), _config(horizon=None)
+    ex = explain(model, _window(), 8, None, cfg, eps=_eps())
+    assert float(ex.horizon) == T - 8
+    np.testing.assert_allclose(ex.scores[1], 1.0 + 0.01 * (T - 8), rtol=1e-5)
+    # m4 scores at 19 + 12 = 31 on a grid that reaches T + (T - mu).
+    assert cfg.grid_ticks > 31
+    np.testing.assert_allclose(ex.scores[4], 3.1, rtol=1e-5)
+
+
+def test_float_horizon_is_a_fraction_of_T():
+    cfg = _config(horizon=0.5)
+    assert cfg.horizon_ticks == T // 2
+
+
+def test_fewer_than_three_accepted_averages_those():
+    eps = _eps()[[0, 1, 3, 6]]  # only m0 and m1 accepted
+    eps[0] = [5.0, 0, 0, 0, 0, 0]  # push the direct latent out
+    cfg = _config(n=4)
+    ex = explain(ScriptedModel(T=T, mu=MU), _window(), 8, None, cfg, eps=eps)
+    assert int(ex.decision.accepted) == 1
+    assert np.asarray(ex.chosen_valid).sum() == 1
+    np.testing.assert_allclose(ex.decision.segment, 0.01, rtol=1e-5)
+
+
+def test_nothing_accepted_holds_the_last_rate():
+    eps = _eps()
+    eps[:, 0] = 10.0  # every predicted loss far above the live loss
+    window = _window(lr=0.0123)
+    ex = explain(ScriptedModel(T=T, mu=MU), window, 8, None, _config(), eps=eps)
+    assert int(ex.decision.accepted) == 0 and bool(ex.decision.fallback)
+    np.testing.assert_allclose(ex.decision.segment, 0.0123, rtol=1e-6)
+    assert np.isnan(ex.decision.score)
+
+
+def test_segment_is_clipped_to_the_bounds():
+    eps = _eps()
+    eps[:, 4] = np.log(50.0)  # every member predicts lr 50
+    cfg = _config(lr_bounds=(1e-4, 0.3))
+    ex = explain(ScriptedModel(T=T, mu=MU), _window(), 8, None, cfg, eps=eps)
+    np.testing.assert_allclose(ex.decision.segment, 0.3)
+
+
+def test_default_bounds_widen_the_model_range_by_the_factor():
+    cfg = DecisionConfig.from_model(ScriptedModel(T=T, mu=MU, lr_range=(1e-3, 1e-1)))
+    assert cfg.lr_min == pytest.approx(5e-4) and cfg.lr_max == pytest.approx(0.2)
+    cfg = DecisionConfig.from_model(ScriptedModel(T=T, mu=MU), lr_range_factor=4.0)
+    assert cfg.lr_max == pytest.approx(0.4)
+
+
+def test_non_finite_prediction_is_never_accepted():
+    eps = _eps()
+    eps[4, 5] = np.inf  # m4's lr path becomes inf
+    ex = explain(ScriptedModel(T=T, mu=MU), _window(), 8, None, _config(), eps=eps)
+    assert not bool(ex.accepted[4])
+    assert np.all(np.isfinite(ex.decision.segment))
+
+
+def test_non_finite_window_rows_are_masked():
+    window = _window()
+    window[-1] = [np.nan, 0.5, 0.01]  # the latest tick had no finite loss
+    window[0, 0] = 3.0  # an older loss; the live loss is the last finite one
+    ex = explain(ScriptedModel(T=T, mu=MU), window, 8, None, _config(), eps=_eps())
+    np.testing.assert_array_equal(np.asarray(ex.window_mask), [1, 1, 1, 0])
+    np.testing.assert_allclose(ex.live_loss, 0.0, atol=1e-7)
+
+
+def test_decide_equals_explain_and_is_jittable_with_a_real_model():
+    model = small_model(1)
+    cfg = DecisionConfig.from_model(model, mu=4, n=12)
+    window = np.stack(
+        [np.linspace(1.2, 0.9, 4), np.linspace(0.4, 0.5, 4), np.full(4, 0.02)], 1
+    )
+    key = jax.random.key(3)
+    d = eqx.filter_jit(decide)(model, jnp.asarray(window), 4, key, cfg)
+    ex = explain(model, window, 4, key, cfg)
+    for a, b in zip(d, ex.decision, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert d.segment.shape == (4,) and d.segment.dtype == jnp.float32
+    assert np.all(np.asarray(ex.latents[0]) == np.asarray(ex.z0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(mu=1), "mu must be >= 2"),
+        (dict(mu=20), "mu must be < T"),
+        (dict(n=0), "n must be >= 1"),
+        (dict(sigma=-0.1), "sigma"),
+        (dict(tol=0.0), "tol"),
+        (dict(horizon=1.5), "fraction"),
+        (dict(horizon=-1), "horizon"),
+        (dict(lr_bounds=(0.1, 0.01)), "lr_min < lr_max"),
+        (dict(lr_bounds=(0.0, 0.01)), "lr_min < lr_max"),
+        (dict(run_ticks=40), "rescale=True"),
+        (dict(lr_range_factor=0.5), "lr_range_factor"),
+    ],
+)
+def test_invalid_configuration_is_a_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DecisionConfig.from_model(ScriptedModel(T=T, mu=MU), **kwargs)
+
+
+def test_horizon_type_error():
+    with pytest.raises(TypeError, match="horizon"):
+        DecisionConfig.from_model(ScriptedModel(T=T, mu=MU), horizon="end")
+
+
+def test_rescaled_config_resamples_onto_the_model_grid():
+    model = ScriptedModel(T=T, mu=MU)
+    common = dict(run_ticks=2 * T, mu=8, rescale=True)
+    cfg = DecisionConfig.from_model(model, **common)
+    assert cfg.tick_scale == 0.5
+    assert cfg.window_points == 5  # 8 live ticks span 3.5 model ticks -> 5 rows
+    cfg = _config(horizon=10, **common)
+    ex = explain(model, _window().repeat(2, 0), 16, None, cfg, eps=_eps())
+    # m1's metric rises 0.01 per model tick; a 10-live-tick horizon is 5 model
+    # ticks.
+    np.testing.assert_allclose(ex.scores[1], 1.0 + 0.01 * 5, rtol=1e-5)
+    # m4's segment is read every half model tick from k = 19, linearly
+    # interpolated between grid points in raw units.
+    grid = np.exp(np.log(0.005) + 0.01 * np.arange(19, 24))
+    seg4 = np.interp(19 + 0.5 * np.arange(8), np.arange(19, 24), grid)
+    np.testing.assert_allclose(ex.segments[4], seg4, rtol=1e-5)
