@@ -1,0 +1,257 @@
+"""The tuning protocol of the paper (A.2): grid, select on validation, judge on test.
+
+Every baseline is trained over the same learning-rate grid with a few tuning
+seeds, the rate with the best final validation metric is selected, and the
+baseline is re-run at that rate with fresh seeds; those runs' test metrics are
+its result (mean +- std over seeds, as in the paper's Table 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from optax_lode.baselines._registry import BASELINES, eval_params, make_baseline
+
+__all__ = ["TrainRun", "TuneResult", "final_val_metric", "tune", "tune_all"]
+
+
+class TrainRun(Protocol):
+    """The "train one run" callable :func:`tune` needs.
+
+    ``optax_lode.sweep.train_run`` is one. It trains ``task`` with ``tx`` from
+    ``seed``, calling ``tx.update(grads, state, params, value=loss,
+    val_metric=v)``, evaluates at ``eval_fn(params, opt_state)``, and returns
+    an object with ``metric`` (per-tick validation metric; NaN once diverged)
+    and ``test_metric`` (final test metric; NaN if diverged).
+    """
+
+    def __call__(
+        self,
+        task: Any,
+        tx: Any,
+        *,
+        seed: int,
+        epochs: int | None,
+        ticks_per_epoch: int,
+        eval_fn: Callable[[Any, Any], Any],
+        **kwargs: Any,
+    ) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneResult:
+    """The outcome of :func:`tune` for one baseline.
+
+    Attributes:
+        name: the baseline.
+        learning_rates: the grid, ``(grid,)``.
+        val_metrics: final validation metric per grid point and tuning seed,
+            ``(grid, tuning_seeds)``; NaN for a diverged run.
+        best_learning_rate: the selected rate (best mean final validation
+            metric; diverged runs count as worst).
+        seeds: the fresh seeds of the final runs.
+        test_metrics: their test metrics, ``(seeds,)``.
+        final_val_metrics: their final validation metrics, ``(seeds,)``.
+        runs: the final runs' results, as ``train_run`` returned them.
+    """
+
+    name: str
+    learning_rates: np.ndarray
+    val_metrics: np.ndarray
+    best_learning_rate: float
+    seeds: tuple[int, ...]
+    test_metrics: np.ndarray
+    final_val_metrics: np.ndarray
+    runs: tuple[Any, ...] = dataclasses.field(repr=False, default=())
+
+    @property
+    def test_mean(self) -> float:
+        """Mean test metric over the final seeds (NaN if any diverged)."""
+        return float(np.mean(self.test_metrics))
+
+    @property
+    def test_std(self) -> float:
+        """Sample standard deviation of the test metric over the final seeds."""
+        n = self.test_metrics.size
+        return float(np.std(self.test_metrics, ddof=1)) if n > 1 else 0.0
+
+
+def final_val_metric(result: Any) -> float:
+    """The validation metric at the end of a run (NaN if the run diverged).
+
+    Reads ``result.metric`` (per-tick validation metrics, last = end of run).
+    """
+    metric = getattr(result, "metric", None)
+    if metric is None:
+        raise TypeError(
+            "tune: train_run must return an object with a per-tick `metric` "
+            f"array (like optax_lode.sweep.RunResult); got {type(result).__name__}."
+        )
+    metric = np.asarray(metric, np.float64).reshape(-1)
+    if metric.size == 0:
+        raise ValueError("tune: train_run returned an empty `metric` record.")
+    return float(metric[-1])
+
+
+def _test_metric(result: Any) -> float:
+    if not hasattr(result, "test_metric"):
+        raise TypeError(
+            "tune: train_run must return an object with a `test_metric` "
+            f"(like optax_lode.sweep.RunResult); got {type(result).__name__}."
+        )
+    return float(np.asarray(result.test_metric))
+
+
+def tune(
+    train_run: TrainRun,
+    task: Any,
+    name: str,
+    *,
+    learning_rates: Sequence[float] | None = None,
+    tuning_seeds: Sequence[int] = (0,),
+    num_seeds: int = 5,
+    first_seed: int = 1000,
+    epochs: int | None = None,
+    ticks_per_epoch: int = 1,
+    weight_decay: float | None = None,
+    options: dict[str, Any] | None = None,
+    **run_kwargs: Any,
+) -> TuneResult:
+    """Tunes one baseline by the paper's protocol (A.2).
+
+    1. For every rate of the grid and every tuning seed, build the baseline
+       (:func:`make_baseline`) and train one run with ``train_run``.
+    2. Select the rate with the best mean *final validation* metric. Diverged
+       runs (non-finite metric) count as worst; if every run diverged the
+       smallest rate is kept (and the final runs will show it).
+    3. Re-run at that rate with ``num_seeds`` fresh seeds ``first_seed,
+       first_seed + 1, ...`` (disjoint from the tuning seeds) and report their
+       *test* metrics.
+
+    Runs are evaluated at :func:`eval_params` (schedule-free's average).
+
+    Args:
+        train_run: trains one run, e.g. ``optax_lode.sweep.train_run``; called
+            as ``train_run(task, tx, seed=, epochs=, ticks_per_epoch=, eval_fn=,
+            **run_kwargs)``.
+        task: the task to train.
+        name: a baseline of ``BASELINES``.
+        learning_rates: the grid; default ``BASELINES[name].
+            default_learning_rates`` (the paper's grid, or multipliers for the
+            learning-rate-free methods).
+        tuning_seeds: seeds of the grid runs.
+        num_seeds: number of final runs.
+        first_seed: first fresh seed of the final runs.
+        epochs: run length; default ``task.default_epochs``.
+        ticks_per_epoch: ticks per epoch (the records' clock).
+        weight_decay: default ``task.weight_decay`` (0 if it has none).
+        options: baseline-specific options for :func:`make_baseline`.
+        **run_kwargs: passed on to ``train_run``.
+
+    Returns:
+        A :class:`TuneResult`.
+
+    Example:
+        >>> from optax_lode.baselines import tune
+        >>> from optax_lode.sweep import train_run
+        >>> from optax_lode.tasks import get_task
+        >>> result = tune(train_run, get_task("nqm"), "cosine",
+        ...               num_seeds=3)  # doctest: +SKIP
+        >>> result.best_learning_rate, result.test_mean  # doctest: +SKIP
+    """
+    spec = BASELINES.get(name)
+    if spec is None:
+        raise ValueError(
+            f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}."
+        )
+    grid = np.asarray(
+        spec.default_learning_rates if learning_rates is None else learning_rates,
+        np.float64,
+    )
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid) & (grid > 0)):
+        raise ValueError(
+            f"learning_rates must be a non-empty list of positive numbers, got {grid}."
+        )
+    tuning_seeds = tuple(int(s) for s in tuning_seeds)
+    if not tuning_seeds:
+        raise ValueError("tuning_seeds is empty: give at least one seed.")
+    if not (isinstance(num_seeds, int) and num_seeds >= 1):
+        raise ValueError(f"num_seeds must be an int >= 1, got {num_seeds!r}.")
+    final_seeds = tuple(range(first_seed, first_seed + num_seeds))
+    if set(final_seeds) & set(tuning_seeds):
+        raise ValueError(
+            f"the final seeds {final_seeds} overlap the tuning seeds {tuning_seeds}: "
+            "choose first_seed so that the final runs use fresh seeds."
+        )
+    epochs = task.default_epochs if epochs is None else epochs
+    total_steps = epochs * task.steps_per_epoch
+    if weight_decay is None:
+        weight_decay = float(getattr(task, "weight_decay", 0.0))
+    options = dict(options or {})
+    eval_fn = functools.partial(eval_params, name)
+
+    def run(lr: float, seed: int) -> Any:
+        tx = make_baseline(
+            name,
+            learning_rate=float(lr),
+            total_steps=total_steps,
+            weight_decay=weight_decay,
+            **options,
+        )
+        return train_run(
+            task,
+            tx,
+            seed=seed,
+            epochs=epochs,
+            ticks_per_epoch=ticks_per_epoch,
+            eval_fn=eval_fn,
+            **run_kwargs,
+        )
+
+    val = np.array(
+        [[final_val_metric(run(lr, s)) for s in tuning_seeds] for lr in grid]
+    )
+    # A diverged tuning run disqualifies its rate.
+    score = np.where(np.isfinite(val), val, -np.inf).mean(axis=1)
+    best = (
+        float(grid[int(np.argmax(score))])
+        if np.any(np.isfinite(score))
+        else float(grid.min())
+    )
+    finals = tuple(run(best, s) for s in final_seeds)
+    return TuneResult(
+        name=name,
+        learning_rates=grid,
+        val_metrics=val,
+        best_learning_rate=best,
+        seeds=final_seeds,
+        test_metrics=np.array([_test_metric(r) for r in finals]),
+        final_val_metrics=np.array([final_val_metric(r) for r in finals]),
+        runs=finals,
+    )
+
+
+def tune_all(
+    train_run: TrainRun,
+    task: Any,
+    names: Iterable[str] | None = None,
+    **kwargs: Any,
+) -> dict[str, TuneResult]:
+    """:func:`tune` for several baselines (default: all of ``BASELINES``).
+
+    Args:
+        train_run: trains one run, e.g. ``optax_lode.sweep.train_run``.
+        task: the task.
+        names: baselines to tune; default all.
+        **kwargs: passed to :func:`tune` for every baseline.
+
+    Returns:
+        ``{name: TuneResult}`` in the order of ``names``.
+    """
+    names = list(BASELINES) if names is None else list(names)
+    return {n: tune(train_run, task, n, **kwargs) for n in names}
