@@ -1,0 +1,201 @@
+"""Every baseline: built by name, jitted in a loop, uniform extra args, lr readable."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from optax_lode.baselines import (
+    BASELINES,
+    SCHEDULE_SHAPES,
+    eval_params,
+    make_baseline,
+    parametric_schedule,
+)
+
+TOTAL_STEPS = 150
+CURVATURE = jnp.array([1.0, 3.0, 0.3, 2.0])
+
+
+def _loss(params):
+    # A small ill-conditioned quadratic plus a bias term: two leaves.
+    return 0.5 * jnp.sum(CURVATURE * (params["w"] - 1.0) ** 2) + jnp.sum(
+        params["b"] ** 2
+    )
+
+
+def _params():
+    return {"w": jnp.zeros(4), "b": jnp.full((2,), 0.5)}
+
+
+def _lr_for(name):
+    return 1.0 if BASELINES[name].learning_rate_role == "multiplier" else 0.05
+
+
+def _train(tx, params, num_steps=TOTAL_STEPS):
+    """One jitted lax.scan loop; extra args passed as a training loop would."""
+
+    @jax.jit
+    def run(params):
+        state = tx.init(params)
+
+        def step(carry, _):
+            params, state = carry
+            loss, grads = jax.value_and_grad(_loss)(params)
+            updates, state = tx.update(
+                grads, state, params, value=loss, val_metric=-loss, unused_extra=1.0
+            )
+            lr = optax.tree.get(state, "learning_rate")
+            return (optax.apply_updates(params, updates), state), (loss, lr)
+
+        return jax.lax.scan(step, (params, state), None, length=num_steps)
+
+    return run(params)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_every_baseline_reduces_the_loss_jitted(name):
+    tx = make_baseline(
+        name, learning_rate=_lr_for(name), total_steps=TOTAL_STEPS, weight_decay=1e-4
+    )
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    params0 = _params()
+    (params, state), (losses, lrs) = _train(tx, params0)
+    final = float(_loss(eval_params(name, params, state)))
+    assert np.all(np.isfinite(np.asarray(losses)))
+    assert final < 0.05 * float(_loss(params0)), (name, final)
+    # The effective learning rate: one float32 scalar, finite and positive.
+    lrs = np.asarray(lrs)
+    assert lrs.shape == (TOTAL_STEPS,) and lrs.dtype == np.float32
+    assert np.all(np.isfinite(lrs)) and np.all(lrs >= 0)
+    # Only schedule-free's warm-up (optax's, from 0) starts at a zero rate.
+    assert np.all(lrs[1:] > 0)
+    # State shapes and dtypes never change (no recompilation across steps).
+    init_state = tx.init(params0)
+    chex.assert_trees_all_equal_shapes_and_dtypes(init_state, state)
+
+
+@pytest.mark.parametrize("shape", sorted(SCHEDULE_SHAPES))
+def test_parametric_baseline_is_adamw_with_the_schedule(shape):
+    lr, wd = 0.03, 1e-2
+    tx = make_baseline(shape, learning_rate=lr, total_steps=40, weight_decay=wd)
+    sched = parametric_schedule(shape, lr, 40)
+    ref = optax.adamw(sched, weight_decay=wd)
+    (p_ours, s_ours), (_, lrs) = _train(tx, _params(), num_steps=40)
+    (p_ref, _), _ = _train(ref_with_lr(ref, sched), _params(), num_steps=40)
+    chex.assert_trees_all_close(p_ours, p_ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        lrs, jax.vmap(sched)(jnp.arange(40)), rtol=1e-5, atol=1e-9
+    )
+    assert int(s_ours.step) == 40
+
+
+def ref_with_lr(tx, sched):
+    """The reference optimizer, with the same lr record (so _train can read it)."""
+    inner = optax.with_extra_args_support(tx)
+
+    def init(params):
+        return {
+            "learning_rate": jnp.asarray(sched(0), jnp.float32),
+            "s": inner.init(params),
+        }
+
+    def update(g, state, params=None, **extra):
+        u, s = inner.update(g, state["s"], params, **extra)
+        return u, {"learning_rate": state["learning_rate"], "s": s}
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def test_schedule_shapes_by_hand():
+    steps = 100
+    np.testing.assert_allclose(parametric_schedule("constant", 0.1, steps)(77), 0.1)
+    np.testing.assert_allclose(parametric_schedule("cosine", 0.1, steps)(50), 0.05)
+    onecycle = parametric_schedule("onecycle", 0.1, steps)
+    np.testing.assert_allclose(onecycle(0), 0.1 / 25, rtol=1e-5)
+    np.testing.assert_allclose(onecycle(30), 0.1, rtol=1e-5)
+    np.testing.assert_allclose(
+        parametric_schedule("exponential", 0.1, steps)(100), 0.001, rtol=1e-5
+    )
+    step = parametric_schedule("step", 0.1, steps)
+    np.testing.assert_allclose(
+        [step(49), step(50), step(75)], [0.1, 0.01, 0.001], rtol=1e-5
+    )
+    for shape in SCHEDULE_SHAPES:
+        rates = jax.vmap(parametric_schedule(shape, 0.1, steps))(jnp.arange(steps))
+        assert np.all(np.asarray(rates) > 0), shape  # log(lr) finite in every record
+
+
+def test_reduce_on_plateau_needs_value_and_reduces_on_a_plateau():
+    tx = make_baseline(
+        "reduce-on-plateau",
+        learning_rate=0.1,
+        total_steps=100,
+        patience=2,
+        accumulation_size=1,
+        factor=0.5,
+    )
+    params = jnp.ones(2)
+    state = tx.init(params)
+    with pytest.raises(TypeError, match="value"):
+        tx.update(params, state, params)
+    update = jax.jit(lambda s, v: tx.update(params, s, params, value=v)[1])
+    for value in (1.0, 1.0, 1.0, 1.0):  # flat: a plateau after `patience`
+        state = update(state, value)
+    np.testing.assert_allclose(optax.tree.get(state, "learning_rate"), 0.05)
+
+
+def test_schedule_free_is_evaluated_at_its_average():
+    tx = make_baseline("schedule-free", learning_rate=0.05, total_steps=TOTAL_STEPS)
+    (params, state), _ = _train(tx, _params())
+    ev = eval_params("schedule-free", params, state)
+    expected = optax.contrib.schedule_free_eval_params(
+        optax.tree.get(state, "ScheduleFreeState"), params
+    )
+    chex.assert_trees_all_close(ev, expected)
+    # y (trained) and x (evaluated, the average) differ.
+    assert not np.allclose(ev["w"], params["w"])
+    # Other baselines are evaluated at their params; a wrong state is refused.
+    cos = make_baseline("cosine", learning_rate=0.05, total_steps=10)
+    assert eval_params("cosine", params, cos.init(params)) is params
+    with pytest.raises(ValueError, match="ScheduleFreeState"):
+        eval_params("schedule-free", params, cos.init(params))
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="unknown baseline"):
+        make_baseline("adagrad", learning_rate=0.1, total_steps=10)
+    with pytest.raises(TypeError, match="does not accept"):
+        make_baseline("cosine", learning_rate=0.1, total_steps=10, hyper_lr=1.0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        make_baseline("cosine", learning_rate=-0.1, total_steps=10)
+    with pytest.raises(ValueError, match="total_steps"):
+        make_baseline("cosine", learning_rate=0.1, total_steps=0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        make_baseline("cosine", learning_rate=0.1, total_steps=10, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="shape"):
+        parametric_schedule("linear", 0.1, 10)
+    with pytest.raises(ValueError, match="unknown baseline"):
+        eval_params("sgd", {}, ())
+
+
+def test_registry_lists_the_paper_baselines():
+    for name in (
+        "constant",
+        "cosine",
+        "onecycle",
+        "exponential",
+        "step",
+        "hd-sgd",
+        "hd-adam",
+        "schedule-free",
+        "reduce-on-plateau",
+        "prodigy",
+        "dog",
+    ):
+        spec = BASELINES[name]
+        assert spec.name == name and spec.default_learning_rates
