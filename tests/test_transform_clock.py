@@ -1,0 +1,199 @@
+"""The one clock: steps, ticks, decisions at ticks mu, 2 mu, ...; tick records;
+the window; warm start; bad input."""
+
+from __future__ import annotations
+
+import functools
+
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _lode_helpers import T, small_model
+from hypothesis import given, settings
+
+from optax_lode.transform import lode_schedule
+
+MU = 4
+
+
+@functools.cache
+def _runner(k: int):
+    """A jitted scan feeding given (value, val_metric) sequences to the bare
+    transformation with unit updates, so each output update is the rate."""
+    model = small_model(3)
+    tx = lode_schedule(model, total_steps=T * k, steps_per_tick=k, mu=MU)
+
+    @jax.jit
+    def run(values, metrics):
+        def step(s, vm):
+            u, s = tx.update({"w": jnp.ones(())}, s, value=vm[0], val_metric=vm[1])
+            return s, (u["w"], s)
+
+        return jax.lax.scan(step, tx.init({"w": jnp.ones(())}), (values, metrics))
+
+    return model, tx, run
+
+
+def _expected_records(values, metrics, lrs, k):
+    """Hand-computed tick records: mean finite positive loss, latest finite
+    metric, mean applied rate."""
+    records, held = [], np.nan
+    for t in range(len(values) // k):
+        sl = slice(t * k, (t + 1) * k)
+        v = values[sl]
+        ok = np.isfinite(v) & (v > 0)
+        for m in metrics[sl]:
+            held = m if np.isfinite(m) else held
+        loss = v[ok].mean() if ok.any() else np.nan
+        records.append([loss, held, lrs[sl].mean()])
+    return np.array(records, np.float64).reshape(-1, 3)
+
+
+def test_decisions_happen_exactly_at_multiples_of_mu():
+    k = 2
+    model, _, run = _runner(k)
+    steps = T * k
+    rng = np.random.default_rng(0)
+    values = np.exp(-np.linspace(0, 1, steps) + 0.05 * rng.normal(size=steps))
+    metrics = np.linspace(0.2, 0.8, steps)
+    final, (lrs, states) = run(jnp.asarray(values, jnp.float32), jnp.asarray(metrics))
+    lrs = np.asarray(lrs)
+    decisions = np.asarray(states.decisions)
+    ticks = np.asarray(states.tick)
+    # After step s (0-based) the completed ticks are (s + 1) // k.
+    np.testing.assert_array_equal(ticks, (np.arange(steps) + 1) // k)
+    made = np.flatnonzero(np.diff(np.concatenate([[0], decisions])))
+    expect = [s for s in range(steps) if (s + 1) % k == 0 and ((s + 1) // k) % MU == 0]
+    np.testing.assert_array_equal(made, expect)
+    assert int(final.decisions) == T // MU
+    # The rate is constant within a tick, and learning_rate is the applied rate.
+    np.testing.assert_array_equal(np.asarray(states.learning_rate), lrs)
+    per_tick = lrs.reshape(-1, k)
+    assert np.all(per_tick == per_tick[:, :1])
+    # Warm start: the first mu ticks follow the best run's (clipped) path.
+    np.testing.assert_allclose(
+        lrs[: MU * k : k], np.asarray(model.best_lr_path)[:MU], rtol=1e-6
+    )
+    # The window holds the last mu tick records, equal to hand-computed means.
+    rec = _expected_records(values, metrics, lrs, k)
+    np.testing.assert_allclose(np.asarray(final.window), rec[-MU:], rtol=1e-5)
+    assert all(0.0 < r < 1.0 for r in lrs)
+
+
+@settings(max_examples=10)
+@given(
+    k=st.sampled_from([1, 2]),
+    data=st.data(),
+)
+def test_window_always_holds_the_last_mu_records_in_order(k, data):
+    _, _, run = _runner(k)
+    steps = T * k
+    finite = st.floats(0.125, 8.0, width=32)
+    bad = st.sampled_from([np.nan, np.inf, -1.0, 0.0])
+    values = np.array(
+        data.draw(
+            st.lists(st.one_of(finite, finite, bad), min_size=steps, max_size=steps)
+        ),
+        np.float32,
+    )
+    metrics = np.array(
+        data.draw(
+            st.lists(
+                st.one_of(st.floats(0, 1, width=32), st.just(np.nan)),
+                min_size=steps,
+                max_size=steps,
+            )
+        ),
+        np.float32,
+    )
+    _, (lrs, states) = run(jnp.asarray(values), jnp.asarray(metrics))
+    lrs = np.asarray(lrs)
+    rec = _expected_records(values, metrics, lrs, k)
+    for s in range(steps):
+        done = (s + 1) // k
+        expect = np.full((MU, 3), np.nan)
+        last = rec[max(0, done - MU) : done]
+        if len(last):
+            expect[MU - len(last) :] = last
+        np.testing.assert_allclose(
+            np.asarray(states.window[s]), expect, rtol=1e-5, equal_nan=True
+        )
+    bad_count = np.sum(~(np.isfinite(values) & (values > 0)))
+    assert int(states.nonfinite[-1]) == bad_count
+
+
+def test_nan_value_is_not_recorded_and_holds_the_rate():
+    k = 2
+    _, _, run = _runner(k)
+    steps = T * k
+    values = np.full(steps, 0.5, np.float32)
+    values[1] = np.nan  # tick 0 keeps only its other step's loss
+    values[2] = np.inf
+    values[3] = np.nan  # tick 1 has no finite loss at all
+    metrics = np.full(steps, 0.3, np.float32)
+    metrics[5:] = np.nan  # "nothing new": hold 0.3
+    final, (lrs, states) = run(jnp.asarray(values), jnp.asarray(metrics))
+    assert int(final.nonfinite) == 3
+    w = np.asarray(states.window[MU * k - 1])  # after the first MU ticks
+    np.testing.assert_allclose(w[0, 0], 0.5)
+    assert np.isnan(w[1, 0])
+    np.testing.assert_allclose(np.asarray(final.window)[:, 1], 0.3)
+    assert np.all(np.isfinite(np.asarray(lrs))) and np.all(np.asarray(lrs) > 0)
+    assert float(final.metric) == pytest.approx(0.3)
+
+
+# -- bad input ---------------------------------------------------------------------
+
+
+def _tx(**kw):
+    base = dict(total_steps=T, steps_per_tick=1, mu=MU)
+    base.update(kw)
+    return lode_schedule(small_model(3), **base)
+
+
+@pytest.mark.parametrize("missing", ["value", "val_metric"])
+def test_missing_extra_arg_is_a_type_error_naming_it(missing):
+    tx = _tx()
+    state = tx.init({"w": jnp.ones(())})
+    kwargs = {"value": 1.0, "val_metric": 0.5}
+    del kwargs[missing]
+    with pytest.raises(TypeError, match=f"needs {missing}="):
+        tx.update({"w": jnp.ones(())}, state, **kwargs)
+
+
+def test_non_scalar_value_is_rejected():
+    tx = _tx()
+    state = tx.init({"w": jnp.ones(())})
+    with pytest.raises(ValueError, match="scalars"):
+        tx.update({"w": jnp.ones(())}, state, value=jnp.ones(3), val_metric=0.5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(mu=1), "mu must be >= 2"),
+        (dict(mu=T), "mu must be < T"),
+        (dict(n=0), "n must be >= 1"),
+        (dict(sigma=-1.0), "sigma"),
+        (dict(steps_per_tick=0), "steps_per_tick"),
+        (dict(total_steps=0), "total_steps"),
+        (dict(total_steps=2 * T), "rescale=True"),
+        (dict(total_steps=T, steps_per_tick=2), "rescale=True"),
+    ],
+)
+def test_invalid_configuration_is_a_value_error_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _tx(**kwargs)
+
+
+def test_rescale_accepts_a_different_run_length():
+    tx = _tx(total_steps=2 * T, rescale=True, mu=2 * MU)
+    state = tx.init({"w": jnp.ones(())})
+    assert state.segment.shape == (2 * MU,)
+
+
+def test_a_non_model_is_a_type_error():
+    with pytest.raises(TypeError, match="LatentODE"):
+        lode_schedule(object(), total_steps=T)

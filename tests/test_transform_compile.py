@@ -1,0 +1,100 @@
+"""One program: one compile, a stable state, no callbacks, no host transfers."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+from _lode_helpers import MU, TOTAL_STEPS, K, fake_metric, mlp_problem, small_model
+from jax import monitoring
+
+from optax_lode.transform import LodeState, lode_schedule
+
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_CALLBACKS = {"pure_callback", "io_callback", "debug_callback", "callback"}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    params, loss_fn, batch = mlp_problem(1)
+    tx = optax.chain(
+        optax.adamw(1.0, weight_decay=1e-3),
+        lode_schedule(small_model(2), total_steps=TOTAL_STEPS, steps_per_tick=K, mu=MU),
+    )
+
+    def lode_train_step(params, opt_state, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        updates, opt_state = tx.update(
+            grads, opt_state, params, value=loss, val_metric=fake_metric(loss)
+        )
+        return optax.apply_updates(params, updates), opt_state
+
+    return params, tx, lode_train_step, batch
+
+
+def _primitives(jaxpr, seen=None):
+    """Every primitive name in a jaxpr, including cond branches and loop bodies."""
+    seen = set() if seen is None else seen
+    for eqn in jaxpr.eqns:
+        seen.add(eqn.primitive.name)
+        for v in eqn.params.values():
+            for sub in v if isinstance(v, (list, tuple)) else (v,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    _primitives(inner, seen)
+    return seen
+
+
+def test_one_compile_for_three_decision_periods_and_a_stable_state(setup):
+    params, tx, train_step, (x, y) = setup
+    opt_state = tx.init(params)
+    state0 = opt_state[1]
+    assert isinstance(state0, LodeState)
+    for leaf in jax.tree.leaves(opt_state):
+        assert not leaf.weak_type, "weak types in the state would retrace (optax#1440)"
+
+    names = []
+
+    def listener(event, duration, **kwargs):
+        if event == _COMPILE_EVENT:
+            names.append(kwargs.get("fun_name"))
+
+    step = jax.jit(train_step)
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        steps = 3 * MU * K + 1  # three decision periods and a bit
+        for _ in range(steps):
+            new_params, new_state = step(params, opt_state, x, y)
+            # Same structure, shapes, dtypes and weak types before and after.
+            chex.assert_trees_all_equal_structs(new_state, opt_state)
+            chex.assert_trees_all_equal_shapes_and_dtypes(new_state, opt_state)
+            for a, b in zip(
+                jax.tree.leaves(new_state), jax.tree.leaves(opt_state), strict=True
+            ):
+                assert a.weak_type == b.weak_type
+            params, opt_state = new_params, new_state
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+    # Exactly one backend compilation in the whole loop, and it is the step.
+    assert len(names) == 1 and "lode_train_step" in names[0], names
+    assert int(opt_state[1].decisions) >= 3
+
+
+def test_no_callbacks_and_no_host_transfers(setup):
+    params, tx, train_step, (x, y) = setup
+    opt_state = tx.init(params)
+    jaxpr = jax.make_jaxpr(train_step)(params, opt_state, x, y)
+    prims = _primitives(jaxpr.jaxpr)
+    assert not prims & _CALLBACKS, prims & _CALLBACKS
+    assert "cond" in prims  # the decision is behind lax.cond
+
+    step = jax.jit(train_step)
+    params, opt_state = step(params, opt_state, x, y)
+    with jax.transfer_guard("disallow"):
+        for _ in range(2 * MU * K):
+            params, opt_state = step(params, opt_state, x, y)
+        decisions = opt_state[1].decisions
+    assert int(decisions) >= 2
+    assert bool(jnp.isfinite(opt_state[1].learning_rate))
