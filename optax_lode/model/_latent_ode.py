@@ -7,7 +7,9 @@ whole run spans ODE time ``[0, 1)`` whatever its length.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import diffrax
 import equinox as eqx
@@ -94,6 +96,8 @@ class LatentODE(eqx.Module):
     hidden_size: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     solver: str = eqx.field(static=True)
+    # JSON text, so that the model stays hashable; read it via training_summary.
+    _training: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -109,6 +113,7 @@ class LatentODE(eqx.Module):
         best_lr_path=None,
         latent_scale=None,
         solver: Solver = "euler",
+        training_summary: Mapping[str, Any] | None = None,
     ):
         """Builds an untrained model (``fit`` returns a trained one).
 
@@ -127,6 +132,8 @@ class LatentODE(eqx.Module):
                 ``exp(m2)``.
             latent_scale: ``(latent_size,)``; default ones.
             solver: one of :data:`SOLVERS`.
+            training_summary: JSON-serialisable facts about the fit (``fit`` sets
+                it; ``save_model`` stores it in the header).
         """
         T = int(T)
         if T < 2:
@@ -184,6 +191,12 @@ class LatentODE(eqx.Module):
         self.hidden_size = int(hidden_size)
         self.depth = int(depth)
         self.solver = solver
+        self._training = json.dumps(dict(training_summary or {}), sort_keys=True)
+
+    @property
+    def training_summary(self) -> dict[str, Any]:
+        """Facts about the fit that produced this model (empty if untrained)."""
+        return json.loads(self._training)
 
     # -- encoder -----------------------------------------------------------------
 

@@ -1,0 +1,302 @@
+"""The model artifact: one file, a JSON header plus equinox-serialised leaves.
+
+Layout (all integers little-endian)::
+
+    b"OPTAX-LODE\\x00\\x01"       12-byte magic (the last byte: container version)
+    uint64 header_length
+    32 bytes SHA-256 of the header
+    header_length bytes of UTF-8 JSON (the header)
+    payload: eqx.tree_serialise_leaves of the arrays (numpy .npy records,
+             never pickle); its length and SHA-256 are in the header
+
+The header makes the file self-describing (``optax-lode inspect`` prints it) and
+lets ``load_model`` rebuild the model's skeleton, then check every leaf's shape
+and dtype before trusting the payload. Files are written to a temporary file in
+the same directory, fsync-ed and renamed, so a crash never leaves half a file
+under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from optax_lode._version import __version__
+from optax_lode.model._latent_ode import LatentODE
+from optax_lode.model._normalisation import FEATURES, Normalisation
+
+MAGIC = b"OPTAX-LODE\x00\x01"
+#: Version of the header's schema; bumped on incompatible changes.
+FORMAT_VERSION = 1
+_KIND_MODEL = "optax-lode.LatentODE"
+_PREAMBLE = len(MAGIC) + 8 + 32
+
+
+def pack(header: dict[str, Any], payload: bytes) -> bytes:
+    """Container bytes for a header and a payload (adds the payload checksum)."""
+    header = dict(header)
+    header["payload_bytes"] = len(payload)
+    header["payload_sha256"] = hashlib.sha256(payload).hexdigest()
+    text = json.dumps(header, indent=1, sort_keys=True).encode()
+    digest = hashlib.sha256(text).digest()
+    return MAGIC + struct.pack("<Q", len(text)) + digest + text + payload
+
+
+def unpack(data: bytes, *, source: str = "file") -> tuple[dict[str, Any], bytes]:
+    """Header and payload of container bytes, every integrity check applied.
+
+    Raises:
+        ValueError: saying what is wrong (foreign, truncated or corrupt file).
+    """
+    if len(data) < len(MAGIC) or data[: len(MAGIC) - 1] != MAGIC[:-1]:
+        raise ValueError(
+            f"{source} is not an optax-lode file (bad magic bytes); expected a file "
+            "written by optax_lode.save_model."
+        )
+    if data[len(MAGIC) - 1] != MAGIC[-1]:
+        raise ValueError(
+            f"{source} uses container version {data[len(MAGIC) - 1]}, this "
+            f"optax-lode ({__version__}) reads version {MAGIC[-1]}; upgrade "
+            "optax-lode or re-save the model."
+        )
+    if len(data) < _PREAMBLE:
+        raise ValueError(f"{source} is truncated: it ends inside the preamble.")
+    (n,) = struct.unpack("<Q", data[len(MAGIC) : len(MAGIC) + 8])
+    digest = data[len(MAGIC) + 8 : _PREAMBLE]
+    text = data[_PREAMBLE : _PREAMBLE + n]
+    if len(text) < n:
+        raise ValueError(
+            f"{source} is truncated: the header should be {n} bytes, "
+            f"{len(text)} are left."
+        )
+    if hashlib.sha256(text).digest() != digest:
+        raise ValueError(f"{source} is corrupt: the header checksum does not match.")
+    try:
+        header = json.loads(text.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{source} is corrupt: unreadable header ({err}).") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{source} is corrupt: the header is not a JSON object.")
+    payload = data[_PREAMBLE + n :]
+    expected = header.get("payload_bytes")
+    if len(payload) != expected:
+        kind = "truncated" if len(payload) < (expected or 0) else "corrupt"
+        raise ValueError(
+            f"{source} is {kind}: the payload should be {expected} bytes, "
+            f"found {len(payload)}."
+        )
+    if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+        raise ValueError(
+            f"{source} is corrupt: the array payload checksum does not match."
+        )
+    return header, payload
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (temp file, fsync, rename)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def serialise_leaves(tree) -> bytes:
+    """The arrays of ``tree`` as equinox's leaf serialisation (numpy .npy records)."""
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, tree)
+    return buf.getvalue()
+
+
+def leaf_specs(tree) -> list[dict[str, Any]]:
+    """Shape and dtype of every array leaf, in serialisation order."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
+    return [{"shape": list(x.shape), "dtype": str(x.dtype)} for x in leaves]
+
+
+def deserialise_leaves(payload: bytes, like, *, source: str = "file"):
+    """Reads a payload into the skeleton ``like``, checking each leaf's shape/dtype."""
+    expected = leaf_specs(like)
+
+    def read(f, x):
+        if not eqx.is_array(x):
+            return eqx.default_deserialise_filter_spec(f, x)
+        try:
+            arr = np.load(f, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(
+                f"{source} is corrupt: unreadable array ({err})."
+            ) from None
+        if arr.shape != x.shape or arr.dtype != x.dtype:
+            raise ValueError(
+                f"{source} does not match its header: an array has shape "
+                f"{arr.shape} {arr.dtype}, the model expects {x.shape} {x.dtype}."
+            )
+        return jax.numpy.asarray(arr)
+
+    buf = io.BytesIO(payload)
+    tree = eqx.tree_deserialise_leaves(buf, like, filter_spec=read)
+    if buf.tell() != len(payload):
+        raise ValueError(
+            f"{source} does not match its header: {len(payload) - buf.tell()} "
+            f"unread payload bytes (expected {len(expected)} arrays)."
+        )
+    return tree
+
+
+def model_header(model: LatentODE) -> dict[str, Any]:
+    """The JSON header describing ``model`` (without the payload fields)."""
+    return {
+        "kind": _KIND_MODEL,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "features": list(FEATURES),
+        "T": model.T,
+        "mu": model.mu,
+        "hyperparameters": {
+            "latent_size": model.latent_size,
+            "hidden_size": model.hidden_size,
+            "depth": model.depth,
+            "solver": model.solver,
+        },
+        "normalisation": {
+            "mean": np.asarray(model.normalisation.mean, np.float64).tolist(),
+            "std": np.asarray(model.normalisation.std, np.float64).tolist(),
+        },
+        "lr_range": np.asarray(model.lr_range, np.float64).tolist(),
+        "best_lr_path": np.asarray(model.best_lr_path, np.float64).tolist(),
+        "training": model.training_summary,
+        "leaves": leaf_specs(model),
+    }
+
+
+def save_model(path: str | os.PathLike, model: LatentODE) -> None:
+    """Saves ``model`` as one file, atomically.
+
+    The file holds a JSON header (format version, library version, feature names,
+    normalisation, ``T``, ``mu``, learning-rate range, best run's learning-rate
+    path, hyperparameters, training summary, leaf shapes) and the array leaves
+    (equinox serialisation; never pickle), each with a SHA-256 checksum.
+
+    Args:
+        path: where to write (conventionally ``*.lode``).
+        model: the model.
+
+    Example:
+        >>> import jax, tempfile, os
+        >>> model = LatentODE(T=20, key=jax.random.key(0))
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.lode")
+        >>> save_model(path, model)
+        >>> load_model(path).T
+        20
+    """
+    if not isinstance(model, LatentODE):
+        raise TypeError(f"save_model expects a LatentODE; got {type(model).__name__}.")
+    atomic_write_bytes(path, pack(model_header(model), serialise_leaves(model)))
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The validated header of a model file (what ``optax-lode inspect`` prints)."""
+    header, _ = _read(path)
+    return header
+
+
+def _read(path):
+    source = repr(os.fspath(path))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no model file at {source}.") from None
+    header, payload = unpack(data, source=source)
+    if header.get("kind") != _KIND_MODEL:
+        raise ValueError(
+            f"{source} is an optax-lode file but not a model (kind "
+            f"{header.get('kind')!r})."
+        )
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{source} has model format version {version!r}; this optax-lode "
+            f"({__version__}) reads version {FORMAT_VERSION}. Re-save it with a "
+            "matching optax-lode version."
+        )
+    if header.get("features") != list(FEATURES):
+        raise ValueError(
+            f"{source} models features {header.get('features')!r}; this optax-lode "
+            f"expects {list(FEATURES)}."
+        )
+    return header, payload
+
+
+def load_model(path: str | os.PathLike) -> LatentODE:
+    """Loads a model saved by :func:`save_model`, validating everything.
+
+    Args:
+        path: the model file.
+
+    Returns:
+        The model, with exactly the saved weights.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is foreign, truncated or corrupt, or its header does
+            not match its arrays; the message says which. A model is never
+            returned with substitute (random) weights.
+    """
+    source = repr(os.fspath(path))
+    header, payload = _read(path)
+    try:
+        hp = header["hyperparameters"]
+        norm = header["normalisation"]
+        skeleton = LatentODE(
+            T=int(header["T"]),
+            mu=int(header["mu"]),
+            key=jax.random.key(0),
+            latent_size=int(hp["latent_size"]),
+            hidden_size=int(hp["hidden_size"]),
+            depth=int(hp["depth"]),
+            solver=hp["solver"],
+            normalisation=Normalisation(norm["mean"], norm["std"]),
+            lr_range=header["lr_range"],
+            best_lr_path=header["best_lr_path"],
+            training_summary=header.get("training", {}),
+        )
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{source} has an incomplete header: {err!r}.") from None
+    if header.get("leaves") != leaf_specs(skeleton):
+        raise ValueError(
+            f"{source}: the header's array shapes do not match a model with its "
+            "hyperparameters."
+        )
+    model = deserialise_leaves(payload, skeleton, source=source)
+    # The header repeats some arrays for humans; they must agree with the payload.
+    for name, got in (
+        ("normalisation.mean", model.normalisation.mean),
+        ("normalisation.std", model.normalisation.std),
+        ("lr_range", model.lr_range),
+        ("best_lr_path", model.best_lr_path),
+    ):
+        want = skeleton
+        for part in name.split("."):
+            want = getattr(want, part)
+        if not np.allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=0):
+            raise ValueError(
+                f"{source} is inconsistent: header and arrays differ on {name}."
+            )
+    return model
