@@ -1,0 +1,343 @@
+"""Put experiment-tracker logs on the tick grid (pure pandas, no tracker needed).
+
+Trackers record each key at its own steps: a loss every step or every few steps, a
+validation metric once an epoch, a learning rate whenever the user remembered to.
+:func:`align_to_ticks` turns such records into the long-format table
+``Trajectories.from_dataframe`` reads, one row per (run, tick), under the one clock
+of the design:
+
+- tick ``t`` holds the tracker steps ``s`` with
+  ``(s - first_step) // steps_per_tick == t``;
+- the **loss** of a tick is the mean of the loss records in it;
+- the **metric** of a tick is the last metric record at or before the tick's end,
+  carried forward over ticks without one; ticks before a run's first metric record
+  take that first value (metrics logged once an epoch would otherwise hide the
+  start of every run);
+- the **learning rate** of a tick is the mean of its records, held over ticks
+  without one (and back-filled before the first), since a schedule logged once an
+  epoch is piecewise constant in between;
+- a run ends at the tick of its last loss record. Shorter runs (early stopping,
+  crashes, ``FAILED`` runs) are **masked** after their end by default: they keep
+  their rows up to it and the grid is padded. ``early_stopped="exclude"`` drops
+  them instead, with a warning naming each.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["RunAlignmentError", "align_to_ticks"]
+
+# Output column names: the defaults of ``Trajectories.from_dataframe``.
+_OUT = ("run", "tick", "loss", "metric", "lr")
+# How many problems an error message lists before summarising the rest.
+_MAX_LISTED = 10
+
+
+class RunAlignmentError(ValueError):
+    """Some runs cannot be put on the tick grid.
+
+    Attributes:
+        problems: ``(run label, reason)`` for every run that failed, in order.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], hint: str = ""):
+        self.problems = list(problems)
+        lines = [f"  - run {label}: {reason}" for label, reason in problems]
+        if len(lines) > _MAX_LISTED:
+            lines = [*lines[:_MAX_LISTED], f"  ... and {len(lines) - _MAX_LISTED} more"]
+        message = (
+            f"{len(problems)} run(s) cannot be aligned to the tick grid:\n"
+            + "\n".join(lines)
+        )
+        if hint:
+            message += "\n" + hint
+        super().__init__(message)
+
+
+def _label(run: str, names: Mapping[str, str] | None) -> str:
+    name = names.get(run) if names else None
+    if name is None or name == run:
+        return repr(run)
+    return f"{name!r} ({run})"
+
+
+def _infer_steps_per_tick(loss_steps: pd.DataFrame) -> int:
+    """One tick per loss record: the most common spacing of consecutive loss steps."""
+    unique = loss_steps.drop_duplicates(["run", "step"]).sort_values(["run", "step"])
+    gaps = unique.groupby("run", sort=False)["step"].diff().dropna()
+    gaps = gaps[gaps > 0]
+    if gaps.empty:
+        return 1
+    counts = gaps.astype(np.int64).value_counts()
+    # Ties go to the smaller spacing, so no tick ever holds two regular records.
+    best = counts[counts == counts.max()].index.min()
+    return int(best)
+
+
+def align_to_ticks(
+    records: pd.DataFrame,
+    *,
+    loss: str,
+    metric: str,
+    lr: str,
+    steps_per_tick: int | None = None,
+    first_step: int | None = None,
+    num_ticks: int | None = None,
+    min_ticks: int = 2,
+    early_stopped: Literal["mask", "exclude"] = "mask",
+    on_invalid: Literal["raise", "skip"] = "raise",
+    names: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Aligns per-key step series of many runs onto one tick grid.
+
+    Args:
+        records: one row per logged value, with columns ``run`` (str id), ``key``,
+            ``step`` (int), ``value`` (float) and optionally ``order`` (anything
+            sortable, e.g. a timestamp: the order the values were logged in; the
+            row order is used without it).
+        loss: the key of the training loss.
+        metric: the key of the validation metric (higher is better).
+        lr: the key of the learning rate.
+        steps_per_tick: tracker steps per tick. ``None`` infers it as the most
+            common spacing between consecutive loss records, i.e. one tick per
+            loss record.
+        first_step: the step that opens tick 0; default the smallest loss step of
+            all runs (all runs share one clock). Records before it count toward
+            tick 0 for the metric and learning rate and are dropped for the loss.
+        num_ticks: length of the grid; default one past the last tick of the
+            longest run. Records past the grid are dropped.
+        min_ticks: a run needs at least this many ticks with a loss record.
+        early_stopped: ``"mask"`` keeps runs that end before the grid does, masked
+            after their last tick; ``"exclude"`` drops them with a warning.
+        on_invalid: ``"raise"`` a :class:`RunAlignmentError` listing every run
+            that cannot be aligned (a missing key, too few points, steps that go
+            backwards); ``"skip"`` drops those runs with a warning instead.
+        names: optional ``run id -> display name`` used in messages.
+
+    Returns:
+        A long table with columns ``run, tick, loss, metric, lr``: one row per tick
+        that has a loss record, from tick 0 to the run's last tick, in run order of
+        first appearance. A tick without a loss record has no row (it will be
+        masked); a tick whose loss records are non-finite has a NaN loss (the run
+        diverged there, and ``Trajectories`` masks it from that tick on).
+
+    Raises:
+        RunAlignmentError: naming each run that cannot be aligned, and why.
+        ValueError: on malformed arguments or a table without the needed columns.
+
+    Example:
+        >>> import pandas as pd
+        >>> records = pd.DataFrame({
+        ...     "run": ["a"] * 6,
+        ...     "key": ["loss", "loss", "loss", "loss", "acc", "lr"],
+        ...     "step": [0, 1, 2, 3, 3, 0],
+        ...     "value": [4.0, 2.0, 1.0, 1.0, 0.9, 0.1]})
+        >>> align_to_ticks(records, loss="loss", metric="acc", lr="lr",
+        ...                steps_per_tick=2)
+          run  tick  loss  metric   lr
+        0   a     0   3.0     0.9  0.1
+        1   a     1   1.0     0.9  0.1
+    """
+    missing_cols = [c for c in ("run", "key", "step", "value") if c not in records]
+    if missing_cols:
+        raise ValueError(
+            f"records need columns run, key, step, value; missing {missing_cols} "
+            f"(has {list(records.columns)})."
+        )
+    if len({loss, metric, lr}) != 3:
+        raise ValueError(
+            f"loss, metric and lr must be three different keys; got loss={loss!r}, "
+            f"metric={metric!r}, lr={lr!r}."
+        )
+    if steps_per_tick is not None and (
+        int(steps_per_tick) != steps_per_tick or steps_per_tick < 1
+    ):
+        raise ValueError(
+            f"steps_per_tick must be a positive integer; got {steps_per_tick!r}."
+        )
+    if num_ticks is not None and (int(num_ticks) != num_ticks or num_ticks < 1):
+        raise ValueError(f"num_ticks must be a positive integer; got {num_ticks!r}.")
+    if int(min_ticks) != min_ticks or min_ticks < 1:
+        raise ValueError(f"min_ticks must be a positive integer; got {min_ticks!r}.")
+    if early_stopped not in ("mask", "exclude"):
+        raise ValueError(
+            f"early_stopped must be 'mask' or 'exclude'; got {early_stopped!r}."
+        )
+    if on_invalid not in ("raise", "skip"):
+        raise ValueError(f"on_invalid must be 'raise' or 'skip'; got {on_invalid!r}.")
+
+    df = pd.DataFrame(
+        {
+            "run": records["run"].astype(str).to_numpy(),
+            "key": records["key"].astype(str).to_numpy(),
+            "step": pd.to_numeric(records["step"], errors="coerce").to_numpy(),
+            "value": pd.to_numeric(records["value"], errors="coerce").to_numpy(
+                np.float64
+            ),
+            "order": (
+                records["order"].to_numpy()
+                if "order" in records
+                else np.arange(len(records))
+            ),
+        }
+    )
+    if df["step"].isna().any() or (df["step"] != np.round(df["step"])).any():
+        i = int(
+            np.argmax(
+                (df["step"].isna() | (df["step"] != np.round(df["step"]))).to_numpy()
+            )
+        )
+        raise ValueError(
+            f"run {_label(df['run'].iloc[i], names)}: key {df['key'].iloc[i]!r} has a "
+            f"non-integer step {records['step'].iloc[i]!r}; steps must be integers."
+        )
+    df["step"] = df["step"].astype(np.int64)
+    runs = list(pd.unique(df["run"]))
+    if not runs:
+        raise ValueError("no records: the source holds no logged values.")
+    df = df[df["key"].isin([loss, metric, lr])]
+    # Logging order within each (run, key); a stable sort keeps ties in row order.
+    df = df.sort_values(["run", "key", "order"], kind="stable")
+
+    problems: dict[str, str] = {}
+    # Missing keys, named with what the run did log so the user can fix the name.
+    all_keys = records.groupby(records["run"].astype(str))["key"].unique()
+    present = df.groupby("run")["key"].unique()
+    for run in runs:
+        have = set(present.get(run, ()))
+        lacking = [k for k in (loss, metric, lr) if k not in have]
+        if lacking:
+            logged = sorted(map(str, all_keys.get(run, ())))
+            shown = logged[:20] + (["..."] if len(logged) > 20 else [])
+            problems[run] = (
+                f"no {', '.join(repr(k) for k in lacking)} records (it logged "
+                f"{shown}); pass loss=/metric=/lr= with the key names it uses"
+            )
+    # Steps that go backwards in logging order: a resumed or merged run.
+    back = df.groupby(["run", "key"], sort=False)["step"].diff() < 0
+    for i in np.nonzero(back.to_numpy())[0]:
+        run = df["run"].iloc[i]
+        if run in problems:
+            continue
+        key = df["key"].iloc[i]
+        prev = df["step"].iloc[i - 1]
+        problems[run] = (
+            f"non-monotone steps: key {key!r} goes back from step {prev} to step "
+            f"{df['step'].iloc[i]} (was it resumed from a checkpoint or logged by "
+            "two processes?); log each run once with increasing steps, or exclude it"
+        )
+
+    loss_rows = df[(df["key"] == loss) & ~df["run"].isin(list(problems))]
+    if first_step is None:
+        first_step = int(loss_rows["step"].min()) if len(loss_rows) else 0
+    if steps_per_tick is None:
+        steps_per_tick = _infer_steps_per_tick(loss_rows[["run", "step"]])
+    steps_per_tick = int(steps_per_tick)
+    df = df.assign(tick=(df["step"] - int(first_step)) // steps_per_tick)
+
+    # Loss: mean over the tick's records; a non-finite record marks divergence.
+    lrows = df[(df["key"] == loss) & (df["tick"] >= 0)]
+    if num_ticks is not None:
+        lrows = lrows[lrows["tick"] < num_ticks]
+    lgrp = lrows.assign(bad=~np.isfinite(lrows["value"])).groupby(
+        ["run", "tick"], sort=False
+    )
+    loss_tab = lgrp.agg(loss=("value", "mean"), bad=("bad", "any"))
+    loss_tab.loc[loss_tab["bad"], "loss"] = np.nan
+    loss_tab = loss_tab.drop(columns="bad")
+    counts = loss_tab.groupby(level="run").size()
+    for run in runs:
+        if run not in problems and counts.get(run, 0) < min_ticks:
+            problems[run] = (
+                f"too few points: {counts.get(run, 0)} tick(s) with a {loss!r} record "
+                f"(need at least {min_ticks}) with {steps_per_tick} step(s) per tick "
+                f"from step {first_step}; pass a smaller tick/steps_per_tick, or "
+                "exclude the run"
+            )
+    ends = loss_tab.reset_index().groupby("run")["tick"].max()
+    if num_ticks is None:
+        valid_ends = ends[[r for r in ends.index if r not in problems]]
+        num_ticks = int(valid_ends.max()) + 1 if len(valid_ends) else 1
+
+    if problems:
+        ordered = [(r, problems[r]) for r in runs if r in problems]
+        labelled = [(_label(r, names), why) for r, why in ordered]
+        if on_invalid == "raise":
+            raise RunAlignmentError(
+                labelled,
+                hint="Pass on_invalid='skip' to drop these runs with a warning.",
+            )
+        warnings.warn(
+            str(RunAlignmentError(labelled, hint="These runs are skipped.")),
+            UserWarning,
+            stacklevel=2,
+        )
+    keep = [r for r in runs if r not in problems]
+    if early_stopped == "exclude":
+        short = [r for r in keep if ends[r] < num_ticks - 1]
+        if short:
+            shown = ", ".join(
+                f"{_label(r, names)} (ends at tick {int(ends[r])})"
+                for r in short[:_MAX_LISTED]
+            )
+            more = (
+                f" and {len(short) - _MAX_LISTED} more"
+                if len(short) > _MAX_LISTED
+                else ""
+            )
+            warnings.warn(
+                f"excluding {len(short)} run(s) that stopped before tick "
+                f"{num_ticks - 1}: {shown}{more}. Pass early_stopped='mask' to keep "
+                "them, masked after their last tick.",
+                UserWarning,
+                stacklevel=2,
+            )
+            keep = [r for r in keep if r not in set(short)]
+    if not keep:
+        raise ValueError("no run is left to align (all were skipped or excluded).")
+
+    loss_tab = loss_tab.reset_index()
+    loss_tab = loss_tab[loss_tab["run"].isin(keep)]
+    # Metric and lr on every tick 0..end of each kept run, so values carry forward
+    # through ticks that have no loss row.
+    ends = ends[keep]
+    grid = pd.DataFrame(
+        {
+            "run": np.repeat(np.asarray(keep, dtype=object), ends.to_numpy() + 1),
+            "tick": np.concatenate([np.arange(e + 1) for e in ends.to_numpy()]),
+        }
+    )
+    grid_index = pd.MultiIndex.from_frame(grid)
+
+    def _per_tick(key: str, how: str) -> pd.Series:
+        rows = df[(df["key"] == key) & df["run"].isin(keep)]
+        rows = rows[np.isfinite(rows["value"])]
+        # Records logged before tick 0 are what is known at tick 0.
+        rows = rows.assign(tick=rows["tick"].clip(lower=0))
+        per = rows.groupby(["run", "tick"], sort=False)["value"].agg(how)
+        per = per.reindex(grid_index)
+        # Carry forward, then back-fill the ticks before the first record.
+        per = per.groupby(level="run", sort=False).ffill()
+        return per.groupby(level="run", sort=False).bfill()
+
+    grid["metric"] = _per_tick(metric, "last").to_numpy()
+    grid["lr"] = _per_tick(lr, "mean").to_numpy()
+    for key, col in ((metric, "metric"), (lr, "lr")):
+        empty = grid.groupby("run", sort=False)[col].apply(lambda s: s.isna().all())
+        bad = [r for r in keep if empty[r]]
+        if bad:
+            raise RunAlignmentError(
+                [(_label(r, names), f"every {key!r} record is non-finite") for r in bad]
+            )
+    out = grid.merge(loss_tab, on=["run", "tick"], how="inner")
+    order = {r: i for i, r in enumerate(keep)}
+    out = out.sort_values(
+        ["run", "tick"], key=lambda c: c.map(order) if c.name == "run" else c
+    )
+    return out[list(_OUT)].reset_index(drop=True)

@@ -1,0 +1,44 @@
+"""Lazy imports of the optional trackers, with an error that says how to get them.
+
+The core library never imports MLflow or TensorBoard: they are heavy (MLflow takes
+seconds to import) and optional. Every function that needs one calls these helpers
+at run time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_HINT = (
+    "{what} needs the optional package {package!r}, which is not installed. "
+    "Install the tracking extra: pip install 'optax-lode[tracking]'"
+)
+
+
+def require(module: str, *, package: str, what: str) -> ModuleType:
+    """Imports ``module`` or raises an ImportError naming the extra to install.
+
+    Args:
+        module: the module to import, e.g. ``"mlflow"``.
+        package: the PyPI distribution that provides it, for the message.
+        what: what the user was doing, for the message (e.g. ``"from_mlflow"``).
+
+    Returns:
+        The imported module.
+
+    Raises:
+        ImportError: if the module cannot be imported.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(_HINT.format(what=what, package=package)) from err
+
+
+def mlflow_client(tracking_uri: str | None, *, what: str):
+    """An ``mlflow.MlflowClient`` for ``tracking_uri`` (MLflow's default if None)."""
+    require("mlflow", package="mlflow-skinny", what=what)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)

@@ -1,0 +1,450 @@
+"""MLflow import (``from_mlflow``) and export (``log_trajectories_to_mlflow``).
+
+Both talk to MLflow only through its public ``MlflowClient``, so they work with
+any tracking URI MLflow understands: the embedded SQLite store
+(``sqlite:///mlflow.db``, MLflow's own default: no server to start), a
+``file:`` store, or an ``http(s)://`` tracking server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from optax_lode.tracking._align import align_to_ticks
+from optax_lode.tracking._deps import mlflow_client
+
+if TYPE_CHECKING:
+    from optax_lode.runs import Trajectories
+
+__all__ = ["from_mlflow", "log_trajectories_to_mlflow", "read_mlflow_records"]
+
+# Columns ``align_to_ticks`` produces; info columns with these names get a prefix.
+_RESERVED = ("run", "tick", "loss", "metric", "lr")
+
+
+def _check_sqlite_exists(tracking_uri: str | None) -> None:
+    """Refuses to read a SQLite store that does not exist.
+
+    MLflow would silently create an empty database and then report a missing
+    experiment, which hides the real mistake (a wrong path).
+    """
+    if tracking_uri is None:
+        from mlflow import get_tracking_uri
+
+        tracking_uri = get_tracking_uri()
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = tracking_uri[len("sqlite:///") :]
+    if path.startswith(":memory:") or "?" in path:
+        return
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"no MLflow store at {tracking_uri!r}: the file {path!r} does not exist. "
+            "Pass tracking_uri= (or set MLFLOW_TRACKING_URI) to the store the runs "
+            "were logged to, e.g. 'sqlite:///path/to/mlflow.db' or "
+            "'http://127.0.0.1:5000'."
+        )
+
+
+def _resolve_experiment(client, experiment: str, tracking_uri: str) -> str:
+    """The experiment id of ``experiment`` (a name, or an id), or a clear error."""
+    exp = client.get_experiment_by_name(str(experiment))
+    if exp is None and str(experiment).isdigit():
+        from mlflow.exceptions import MlflowException
+
+        try:
+            exp = client.get_experiment(str(experiment))
+        except MlflowException:
+            exp = None
+    if exp is None:
+        names = [e.name for e in client.search_experiments(max_results=50)]
+        raise ValueError(
+            f"no MLflow experiment named {experiment!r} at tracking URI "
+            f"{tracking_uri!r}. Experiments there: {names or 'none'}. Check the "
+            "name, or pass tracking_uri= (or set MLFLOW_TRACKING_URI) to the store "
+            "the runs were logged to."
+        )
+    return exp.experiment_id
+
+
+def _numeric_or_str(values: pd.Series) -> pd.Series:
+    """MLflow params are strings: give numbers back where every value is one."""
+    present = values.dropna().astype(str)
+    if present.str.fullmatch(r"[+-]?\d+").all():
+        ints = pd.to_numeric(values, errors="coerce")
+        return ints.astype("Int64" if ints.isna().any() else np.int64)
+    converted = pd.to_numeric(values, errors="coerce")
+    if converted[values.notna()].notna().all():
+        return converted
+    return values
+
+
+# MLflow's SQL stores cannot hold infinities: they store +-inf as +-max float64.
+_SQL_INF = np.finfo(np.float64).max
+
+
+def _history_frame(run_id, key, history) -> pd.DataFrame:
+    n = len(history)
+    return pd.DataFrame(
+        {
+            "run": run_id,
+            "key": key,
+            "step": np.fromiter((m.step for m in history), np.int64, n),
+            "value": np.fromiter((m.value for m in history), np.float64, n),
+            "order": np.fromiter((m.timestamp for m in history), np.int64, n),
+        }
+    )
+
+
+def _sql_histories(client, run_ids: list[str], keys: Sequence[str]):
+    """All histories in a few queries, for MLflow's SQL stores (SQLite, ...).
+
+    ``get_metric_history`` costs one query and one ORM object per value: about
+    10 s for 100 runs x 600 ticks. Selecting the columns of MLflow's own metric
+    table returns the same rows in well under a second. Any mismatch with the
+    installed MLflow (it is not public API) returns None, and the caller falls
+    back to ``get_metric_history``.
+    """
+    try:
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = client._tracking_client.store
+        if not isinstance(store, SqlAlchemyStore):
+            return None
+        cols = (
+            SqlMetric.run_uuid,
+            SqlMetric.key,
+            SqlMetric.step,
+            SqlMetric.value,
+            SqlMetric.is_nan,
+            SqlMetric.timestamp,
+        )
+        rows = []
+        with store.ManagedSessionMaker() as session:
+            # Chunks keep the IN list under every database's parameter limit.
+            for i in range(0, len(run_ids), 500):
+                chunk = run_ids[i : i + 500]
+                rows.extend(
+                    session.query(*cols)
+                    .filter(
+                        SqlMetric.run_uuid.in_(chunk), SqlMetric.key.in_(list(keys))
+                    )
+                    .order_by(
+                        SqlMetric.run_uuid,
+                        SqlMetric.key,
+                        # The order get_metric_history uses: logging order.
+                        SqlMetric.timestamp,
+                        SqlMetric.step,
+                        SqlMetric.value,
+                    )
+                    .all()
+                )
+    except Exception:  # any internal mismatch: use the public API
+        return None
+    names = ("run", "key", "step", "value", "is_nan", "order")
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    frame = pd.DataFrame(dict(zip(names, columns, strict=True)))
+    value = np.asarray(frame["value"], np.float64).copy()
+    value[np.asarray(frame["is_nan"], bool)] = np.nan
+    frame["value"] = value
+    return frame.drop(columns="is_nan").astype({"step": np.int64, "order": np.int64})
+
+
+def read_mlflow_records(
+    experiment: str,
+    *,
+    keys: Sequence[str],
+    tracking_uri: str | None = None,
+    statuses: Sequence[str] = ("FINISHED",),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reads the metric histories of an experiment's runs.
+
+    Args:
+        experiment: experiment name (or id).
+        keys: the metric keys to read.
+        tracking_uri: MLflow tracking URI; ``None`` uses MLflow's own resolution
+            (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``).
+        statuses: run statuses to read (``FINISHED``, ``FAILED``, ``KILLED``,
+            ``RUNNING``, ``SCHEDULED``).
+
+    Returns:
+        ``(records, info)``: the records (columns ``run, key, step, value,
+        order``, order being MLflow's timestamp) and one row per run, indexed by
+        run id, with ``run_name``, ``status``, the run's params (numbers where they
+        parse) and the latest value of every other metric it logged.
+
+    Raises:
+        FileNotFoundError: if a ``sqlite:///`` store does not exist.
+        ValueError: on an unknown experiment or status, or an experiment without
+            runs of the requested statuses.
+    """
+    valid = {"FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"}
+    statuses = tuple(s.upper() for s in statuses)
+    unknown = [s for s in statuses if s not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown run status(es) {unknown}; use some of {sorted(valid)}."
+        )
+    _check_sqlite_exists(tracking_uri)
+    client = mlflow_client(tracking_uri, what="from_mlflow")
+    uri = client.tracking_uri
+    exp_id = _resolve_experiment(client, experiment, uri)
+
+    runs = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [exp_id],
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in runs} - {None}
+    seen_status = sorted({r.info.status for r in runs})
+    runs = [r for r in runs if r.info.status in statuses]
+    # A sweep's parent run (e.g. from a tuner) groups its children and logs no
+    # curves of its own: it is not a training run.
+    runs = [
+        r
+        for r in runs
+        if not (r.info.run_id in parents and not set(keys) & set(r.data.metrics))
+    ]
+    if not runs:
+        raise ValueError(
+            f"MLflow experiment {experiment!r} at {uri!r} has no run with status in "
+            f"{list(statuses)} (statuses present: {seen_status or 'no runs at all'}). "
+            "Pass statuses=(...) to include others."
+        )
+
+    run_ids = [r.info.run_id for r in runs]
+    records = _sql_histories(client, run_ids, keys)
+    if records is None:
+        frames = [
+            _history_frame(
+                r.info.run_id, key, client.get_metric_history(r.info.run_id, key)
+            )
+            for r in runs
+            for key in keys
+            if key in r.data.metrics
+        ]
+        records = pd.concat(frames, ignore_index=True) if frames else None
+    if records is None or records.empty:
+        records = pd.DataFrame(columns=["run", "key", "step", "value", "order"])
+    value = records["value"].to_numpy(np.float64).copy()
+    value[np.abs(value) >= _SQL_INF] = (
+        np.sign(value[np.abs(value) >= _SQL_INF]) * np.inf
+    )
+    records["value"] = value
+    # A run that logged none of the keys must still appear, so the error about
+    # its missing keys can list what it did log.
+    others = [
+        {"run": r.info.run_id, "key": k, "step": 0, "value": v, "order": 0}
+        for r in runs
+        if not set(keys) & set(r.data.metrics)
+        for k, v in r.data.metrics.items()
+    ]
+    bare = [
+        {"run": r.info.run_id, "key": "", "step": 0, "value": np.nan, "order": 0}
+        for r in runs
+        if not r.data.metrics
+    ]
+    if others or bare:
+        records = pd.concat([records, pd.DataFrame(others + bare)], ignore_index=True)
+    info_rows = {}
+    for run in runs:
+        row = {"run_name": run.info.run_name, "status": run.info.status}
+        row.update(run.data.params)
+        row.update({k: v for k, v in run.data.metrics.items() if k not in keys})
+        info_rows[run.info.run_id] = row
+    info = pd.DataFrame.from_dict(info_rows, orient="index")
+    for col in info.columns:
+        if col not in ("run_name", "status"):
+            info[col] = _numeric_or_str(info[col])
+    return records, info
+
+
+def from_mlflow(
+    experiment: str,
+    *,
+    tracking_uri: str | None = None,
+    loss: str = "train_loss",
+    metric: str = "val_accuracy",
+    lr: str = "lr",
+    tick: int | None = None,
+    first_step: int | None = None,
+    num_ticks: int | None = None,
+    statuses: Sequence[str] = ("FINISHED",),
+    min_ticks: int = 2,
+    early_stopped: Literal["mask", "exclude"] = "mask",
+    on_invalid: Literal["raise", "skip"] = "raise",
+) -> Trajectories:
+    """Reads every finished run of an MLflow experiment onto one tick grid.
+
+    Each run's metric histories for ``loss``, ``metric`` and ``lr`` are aligned by
+    :func:`~optax_lode.tracking.align_to_ticks`: the loss and the learning rate
+    are averaged over each tick's steps, the metric is carried forward from its
+    last logged value. Runs that stopped early are masked after their last tick
+    (``early_stopped="exclude"`` drops them with a warning).
+
+    Args:
+        experiment: the experiment's name (or id).
+        tracking_uri: MLflow tracking URI (``sqlite:///path/mlflow.db``,
+            ``http://host:port``, ...); ``None`` uses MLflow's own resolution:
+            ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working
+            directory.
+        loss: metric key of the training loss.
+        metric: metric key of the validation metric (higher is better).
+        lr: metric key of the learning rate.
+        tick: MLflow steps per tick; ``None`` means one tick per loss record (the
+            most common spacing of the loss steps).
+        first_step: the step that opens tick 0; default the first loss step.
+        num_ticks: length of the tick grid; default the longest run's.
+        statuses: run statuses to read; add ``"FAILED"``/``"KILLED"`` to learn
+            from crashed or stopped runs too (they are masked after their end).
+        min_ticks: fewest ticks with a loss record a run may have.
+        early_stopped: ``"mask"`` (default) or ``"exclude"`` runs that end early.
+        on_invalid: ``"raise"`` (default) or ``"skip"`` (with a warning) runs
+            that cannot be aligned.
+
+    Returns:
+        The runs, ``run_ids`` being MLflow run ids. ``info`` holds ``run_name``,
+        ``status``, the params (numbers where they parse; ``schedule`` and
+        ``seed`` if logged) and the latest value of every other metric, e.g.
+        ``test_metric``.
+
+    Raises:
+        ImportError: if MLflow is not installed (install optax-lode[tracking]).
+        FileNotFoundError: if a ``sqlite:///`` store does not exist.
+        ValueError: on an unknown experiment (listing those that exist).
+        RunAlignmentError: naming every run with a missing key, too few points or
+            non-monotone steps.
+
+    Example:
+        >>> traj = Trajectories.from_mlflow(  # doctest: +SKIP
+        ...     "resnet-sweep", tracking_uri="sqlite:///mlflow.db",
+        ...     loss="train/loss", metric="val/acc", lr="lr", tick=50)
+    """
+    from optax_lode.runs import Trajectories
+
+    records, info = read_mlflow_records(
+        experiment,
+        keys=(loss, metric, lr),
+        tracking_uri=tracking_uri,
+        statuses=statuses,
+    )
+    names = info["run_name"].dropna().to_dict()
+    table = align_to_ticks(
+        records,
+        loss=loss,
+        metric=metric,
+        lr=lr,
+        steps_per_tick=tick,
+        first_step=first_step,
+        num_ticks=num_ticks,
+        min_ticks=min_ticks,
+        early_stopped=early_stopped,
+        on_invalid=on_invalid,
+        names=names,
+    )
+    return _to_trajectories(Trajectories, table, info, num_ticks)
+
+
+def _to_trajectories(cls, table: pd.DataFrame, info: pd.DataFrame, num_ticks):
+    """Joins per-run info onto the aligned table and builds ``Trajectories``."""
+    info = info.loc[info.index.isin(set(table["run"]))]
+    renamed = {c: f"info_{c}" for c in info.columns if c in _RESERVED}
+    info = info.rename(columns=renamed)
+    info.index = info.index.astype(str)
+    wide = table.join(info, on="run")
+    if num_ticks is None:
+        num_ticks = int(table["tick"].max()) + 1
+    return cls.from_dataframe(wide, num_ticks=num_ticks)
+
+
+def log_trajectories_to_mlflow(
+    traj: Trajectories,
+    *,
+    experiment: str,
+    tracking_uri: str | None = None,
+    loss: str = "train_loss",
+    metric: str = "val_accuracy",
+    lr: str = "lr",
+    summary_metrics: Sequence[str] = ("test_metric",),
+    tags: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Logs every run of ``traj`` as a finished MLflow run, one step per tick.
+
+    Each run gets its ``info`` columns as params (``schedule``, ``peak_lr``,
+    ``seed``, ``task``, ...; missing values are skipped), the columns named in
+    ``summary_metrics`` as single metrics, and ``loss``/``metric``/``lr`` at
+    step = tick for every valid tick (masked ticks are not logged, so a run
+    that stopped early ends early in MLflow too). The runs can be browsed in the
+    MLflow UI and read back with :func:`from_mlflow` (with the same key names).
+
+    Args:
+        traj: the runs.
+        experiment: experiment name; created if it does not exist.
+        tracking_uri: MLflow tracking URI; ``None`` uses MLflow's default
+            (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``).
+        loss, metric, lr: the metric keys to log the three series under.
+        summary_metrics: ``info`` columns logged as metrics rather than params.
+        tags: extra tags for every run.
+
+    Returns:
+        The MLflow run ids, in the order of ``traj.run_ids``.
+
+    Raises:
+        ImportError: if MLflow is not installed.
+
+    Example:
+        >>> ids = log_trajectories_to_mlflow(  # doctest: +SKIP
+        ...     traj, experiment="digits-sweep", tracking_uri="sqlite:///mlflow.db")
+    """
+    client = mlflow_client(tracking_uri, what="log_trajectories_to_mlflow")
+    from mlflow.entities import Metric, Param, RunTag
+
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = (
+        exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    )
+    run_ids = []
+    now = int(time.time() * 1000)
+    series = ((loss, traj.loss), (metric, traj.metric), (lr, traj.lr))
+    for i, rid in enumerate(traj.run_ids):
+        row = traj.info.loc[rid] if rid in traj.info.index else pd.Series(dtype=object)
+        run = client.create_run(exp_id, run_name=str(rid), tags=dict(tags or {}))
+        run_id = run.info.run_id
+        params, summaries = [], []
+        for col, value in row.items():
+            if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+                continue
+            if col in summary_metrics:
+                summaries.append(Metric(str(col), float(value), now, 0))
+            else:
+                params.append(Param(str(col), str(value)))
+        ticks = np.nonzero(traj.mask[i])[0]
+        metrics = [
+            Metric(key, float(arr[i, t]), now + int(t), int(t))
+            for t in ticks
+            for key, arr in series
+        ]
+        client.log_batch(
+            run_id,
+            metrics=metrics + summaries,
+            params=params,
+            tags=[RunTag("optax_lode.run_id", str(rid))],
+        )
+        client.set_terminated(run_id, status="FINISHED")
+        run_ids.append(run_id)
+    return run_ids
