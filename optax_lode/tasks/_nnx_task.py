@@ -10,6 +10,7 @@ traced function, so nothing stateful crosses a JAX transformation boundary.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,16 +40,41 @@ def merge_model(graphdef: nnx.GraphDef, params: dict, state: dict) -> nnx.Module
 def epoch_batch_fn(
     x: Array, y: Array, batch_size: int, steps_per_epoch: int
 ) -> BatchFn:
-    """Minibatches that visit every example once per epoch, in a fresh random
-    order each epoch: the permutation of epoch ``e`` is drawn from
-    ``fold_in(key, e)``, so the batch of any step is a pure function of
-    ``(key, step)`` (no host-side loader, vmappable over runs)."""
-    n = x.shape[0]
+    """Minibatches that visit every example at most once per epoch, in a new
+    order each epoch, as a pure function of ``(key, step)`` (no host-side
+    loader, vmappable over runs).
+
+    The order of epoch ``e`` is the affine bijection ``i -> (a i + b) mod n``
+    of ``[0, n)``, with ``a`` (coprime to ``n``) and ``b`` drawn from
+    ``fold_in(key, e)``. It costs O(batch) per step, where a full
+    ``jax.random.permutation`` costs a sort of ``n`` keys per step and per run
+    (measured 6x slower for a 100-run MNIST-1D sweep). The examples are
+    stored in a fixed random order (the tasks' splits are permutations), so
+    an arithmetic progression of indices is a random-looking batch, and a new
+    multiplier each epoch regroups the examples. For ``n >= 2**16`` (where
+    ``a i`` would overflow 32 bits) a full permutation is used instead.
+    """
+    n = int(x.shape[0])
+    if n * n < 2**32:
+        coprime = np.asarray([a for a in range(1, n) if math.gcd(a, n) == 1] or [1])
+        coprime = jnp.asarray(coprime, jnp.uint32)
+
+        def order(key, positions):
+            ka, kb = jax.random.split(key)
+            a = coprime[jax.random.randint(ka, (), 0, coprime.shape[0])]
+            b = jax.random.randint(kb, (), 0, n).astype(jnp.uint32)
+            i = positions.astype(jnp.uint32)
+            return (((a * i) % n + b) % n).astype(jnp.int32)
+
+    else:
+
+        def order(key, positions):
+            return jax.random.permutation(key, n)[positions]
 
     def batch(key: PRNGKeyArray, step: Int[Array, ""]) -> tuple[Array, Array]:
         epoch, pos = jnp.divmod(step, steps_per_epoch)
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-        idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
+        positions = pos * batch_size + jnp.arange(batch_size)
+        idx = order(jax.random.fold_in(key, epoch), positions)
         return jnp.take(x, idx, axis=0), jnp.take(y, idx, axis=0)
 
     return batch
