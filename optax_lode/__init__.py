@@ -11,12 +11,21 @@ Importing this package changes no global JAX configuration.
 """
 
 from optax_lode._version import __version__
+from optax_lode.decision import Decision, DecisionConfig, Explanation, decide, explain
 from optax_lode.model import LatentODE, Normalisation
 from optax_lode.runs import Trajectories
+from optax_lode.transform import LodeState, lode_schedule
 
 __all__ = [
+    "Decision",
+    "DecisionConfig",
+    "Explanation",
     "LatentODE",
+    "LodeState",
     "Normalisation",
     "Trajectories",
     "__version__",
+    "decide",
+    "explain",
+    "lode_schedule",
 ]
