@@ -9,8 +9,6 @@ access; batched reads are not supported by every data source, notably not by
 
 from __future__ import annotations
 
-import functools
-
 import jax.numpy as jnp
 import numpy as np
 
@@ -18,11 +16,14 @@ from optax_lode.tasks._models import PaperCNN, ResNet18
 from optax_lode.tasks._nnx_task import NNXTask, epoch_batch_fn, fixed_split
 
 
-@functools.cache
 def tfds_arrays(
     name: str, split: str, data_dir: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(images uint8 [n, h, w, c], labels int32 [n])`` of a TFDS split."""
+    """``(images uint8 [n, h, w, c], labels int32 [n])`` of a TFDS split.
+
+    Not cached: a task holds its arrays, and a cache keyed by name would also
+    keep data read under ``tfds.testing.mock_data``.
+    """
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:  # pragma: no cover - depends on the install
