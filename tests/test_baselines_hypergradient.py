@@ -80,12 +80,19 @@ def test_hd_adam_with_zero_hyper_lr_is_adamw():
 
     ours = hd_adam(0.05, hyper_lr=0.0, weight_decay=0.1)
     ref = optax.adamw(0.05, weight_decay=0.1)
-    s_ours, s_ref, p_ours, p_ref = ours.init(params), ref.init(params), params, params
-    for _ in range(5):
-        u, s_ours = ours.update(jax.grad(loss)(p_ours), s_ours, p_ours)
-        p_ours = optax.apply_updates(p_ours, u)
-        u, s_ref = ref.update(jax.grad(loss)(p_ref), s_ref, p_ref)
-        p_ref = optax.apply_updates(p_ref, u)
+
+    @jax.jit
+    def five_steps(params):
+        out = []
+        for tx in (ours, ref):
+            p, s = params, tx.init(params)
+            for _ in range(5):
+                u, s = tx.update(jax.grad(loss)(p), s, p)
+                p = optax.apply_updates(p, u)
+            out.append(p)
+        return out
+
+    p_ours, p_ref = five_steps(params)
     chex.assert_trees_all_close(p_ours, p_ref, rtol=1e-5, atol=1e-7)
 
 

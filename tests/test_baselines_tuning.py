@@ -1,0 +1,162 @@
+"""The paper's tuning protocol (A.2): grid, select on validation, judge on test."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from optax_lode.baselines import PAPER_LEARNING_RATES, eval_params, tune, tune_all
+from optax_lode.tasks.nqm import NoisyQuadratic
+
+
+@dataclasses.dataclass
+class FakeResult:
+    metric: np.ndarray
+    test_metric: float
+
+
+class RecordingTrainRun:
+    """A train_run whose validation metric peaks at lr = 1e-2 (1e-1 diverges)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, task, tx, *, seed, epochs, ticks_per_epoch, eval_fn, **kw):
+        assert isinstance(tx, optax.GradientTransformationExtraArgs)
+        lr = float(optax.tree.get(tx.init(jnp.zeros(2)), "learning_rate"))
+        self.calls.append((lr, seed, epochs, ticks_per_epoch, kw))
+        assert callable(eval_fn)
+        if lr > 0.05:
+            return FakeResult(np.array([0.1, np.nan]), float("nan"))
+        val = -abs(np.log10(lr) + 2) + 0.01 * seed
+        return FakeResult(np.array([val - 1.0, val]), 10.0 + seed)
+
+
+def test_tune_selects_on_validation_and_reruns_fresh_seeds():
+    train_run = RecordingTrainRun()
+    task = NoisyQuadratic()
+    result = tune(
+        train_run,
+        task,
+        "constant",
+        tuning_seeds=(0, 1),
+        num_seeds=3,
+        first_seed=100,
+        epochs=2,
+        ticks_per_epoch=4,
+        extra="passed",
+    )
+    assert result.best_learning_rate == pytest.approx(1e-2)
+    np.testing.assert_allclose(result.learning_rates, PAPER_LEARNING_RATES)
+    assert result.val_metrics.shape == (5, 2)
+    assert np.isnan(result.val_metrics[-1]).all()  # the diverged rate
+    assert result.seeds == (100, 101, 102)
+    np.testing.assert_allclose(result.test_metrics, [110.0, 111.0, 112.0])
+    assert result.test_mean == pytest.approx(111.0)
+    assert result.test_std == pytest.approx(1.0)
+    # 5 rates x 2 tuning seeds, then 3 final runs at the chosen rate.
+    assert len(train_run.calls) == 13
+    finals = train_run.calls[10:]
+    assert {c[1] for c in finals} == {100, 101, 102}
+    assert all(c[0] == pytest.approx(1e-2) for c in finals)
+    assert all(c[2:] == (2, 4, {"extra": "passed"}) for c in train_run.calls)
+
+
+def test_tune_rejects_bad_input():
+    train_run, task = RecordingTrainRun(), NoisyQuadratic()
+    with pytest.raises(ValueError, match="unknown baseline"):
+        tune(train_run, task, "rl-controller")
+    with pytest.raises(ValueError, match="fresh seeds"):
+        tune(train_run, task, "cosine", tuning_seeds=(5,), first_seed=5)
+    with pytest.raises(ValueError, match="learning_rates"):
+        tune(train_run, task, "cosine", learning_rates=[0.1, -1.0])
+    with pytest.raises(TypeError, match="metric"):
+        tune(lambda *a, **k: object(), task, "cosine", learning_rates=[0.1])
+
+
+def _nqm_train_run(task, tx, *, seed, epochs, ticks_per_epoch, eval_fn):
+    """A real (minimal) train_run on the NQM, one jitted scan; the metric is
+    taken at eval_fn(params, opt_state), as optax_lode.sweep.train_run does."""
+    num_steps = epochs * task.steps_per_epoch
+    steps_per_tick = task.steps_per_epoch // ticks_per_epoch
+
+    @jax.jit
+    def run(key):
+        init_key, data_key = jax.random.split(key)
+        params, state = task.init(init_key)
+        opt_state = tx.init(params)
+
+        def step(carry, i):
+            params, state, opt_state = carry
+            (loss, state), grads = jax.value_and_grad(task.train_loss, has_aux=True)(
+                params, state, i, data_key
+            )
+            updates, opt_state = tx.update(
+                grads, opt_state, params, value=loss, val_metric=0.0
+            )
+            params = optax.apply_updates(params, updates)
+            metric = task.metric(eval_fn(params, opt_state), state, "val")
+            return (params, state, opt_state), metric
+
+        (params, state, opt_state), metrics = jax.lax.scan(
+            step, (params, state, opt_state), jnp.arange(num_steps)
+        )
+        test = task.metric(eval_fn(params, opt_state), state, "test")
+        return metrics[steps_per_tick - 1 :: steps_per_tick], test
+
+    metric, test = run(jax.random.key(seed))
+    return FakeResult(np.asarray(metric), float(test))
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["cosine"], pytest.param(["hd-adam", "schedule-free"], marks=pytest.mark.slow)],
+)
+def test_tune_all_on_the_nqm_real_runs(names):
+    task = NoisyQuadratic(dim=20, steps_per_epoch=20, default_epochs=5)
+    results = tune_all(
+        _nqm_train_run,
+        task,
+        names,
+        learning_rates=[0.003, 0.3],
+        num_seeds=2,
+        ticks_per_epoch=2,
+    )
+    assert list(results) == names
+    for res in results.values():
+        # 0.003 barely moves in 100 steps: the larger rate wins on validation.
+        assert res.best_learning_rate == pytest.approx(0.3)
+        assert res.test_metrics.shape == (2,)
+        assert np.all(np.isfinite(res.test_metrics))
+        # The NQM's val and test metrics coincide: judged at the same point.
+        np.testing.assert_allclose(res.final_val_metrics, res.test_metrics, rtol=1e-6)
+
+
+def test_schedule_free_runs_are_evaluated_at_eval_params():
+    # The metric the protocol sees is the one at the schedule-free average x.
+    task = NoisyQuadratic(dim=20, steps_per_epoch=20, default_epochs=5)
+    seen = {}
+
+    def train_run(task, tx, **kw):
+        params = jnp.ones(task.dim)
+        state = tx.init(params)
+
+        @jax.jit
+        def step(params, state):
+            updates, state = tx.update(params, state, params, value=1.0, val_metric=0.0)
+            return optax.apply_updates(params, updates), state
+
+        params, state = step(*step(params, state))
+        ev = kw["eval_fn"](params, state)
+        seen["delta"] = float(jnp.max(jnp.abs(ev - params)))
+        expected = eval_params("schedule-free", params, state)
+        np.testing.assert_allclose(ev, expected)
+        return FakeResult(np.array([float(task.metric(ev, (), "val"))]), 0.0)
+
+    tune(train_run, task, "schedule-free", learning_rates=[0.1], num_seeds=1)
+    assert seen["delta"] > 0
