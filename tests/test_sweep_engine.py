@@ -1,0 +1,253 @@
+"""Sweep engine: tick-record semantics, grid, resume, divergence, errors."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import optax
+import pytest
+from _sweep_toy import ToyTask
+
+from optax_lode.sweep import (
+    SCHEDULE_SHAPES,
+    make_schedule,
+    run_sweep,
+    sweep_optimizer,
+    train_run,
+)
+from optax_lode.sweep._sweep import DivergedSweepRunWarning, _chunk_path
+
+
+def _hand_sgd(task, seed, schedule, num_ticks, steps_per_tick):
+    """SGD on the toy task in plain numpy, recorded on the tick clock."""
+    init_key, data_key = jax.random.split(jax.random.key(seed))
+    w = float(task.init(init_key)[0]["w"])
+    offset = float(task.target(np.int32(0), data_key)) - 1.0
+    losses, metrics, lrs = [], [], []
+    step = 0
+    for _ in range(num_ticks):
+        tick_loss, tick_lr = [], []
+        for _ in range(steps_per_tick):
+            c = 1.0 + step % 3 + offset
+            tick_loss.append(0.5 * (w - c) ** 2 + 0.1)
+            lr = float(schedule(step))
+            tick_lr.append(lr)
+            w -= lr * (w - c)
+            step += 1
+        losses.append(np.mean(tick_loss))
+        lrs.append(np.mean(tick_lr))
+        metrics.append(-((w - 2.0) ** 2))
+    return np.array(losses), np.array(metrics), np.array(lrs), -((w - 2.5) ** 2)
+
+
+@pytest.mark.parametrize("ticks_per_epoch", [1, 2, 3])
+def test_tick_records_match_hand_computation(ticks_per_epoch):
+    task = ToyTask()
+    epochs = 2
+    spt = task.steps_per_epoch // ticks_per_epoch
+    num_ticks = epochs * ticks_per_epoch
+    schedule = make_schedule("step", 0.3, num_ticks * spt)
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
+    got = train_run(task, tx, seed=3, epochs=epochs, ticks_per_epoch=ticks_per_epoch)
+    loss, metric, lr, test = _hand_sgd(task, 3, schedule, num_ticks, spt)
+    np.testing.assert_allclose(got.loss, loss, rtol=1e-5)
+    np.testing.assert_allclose(got.metric, metric, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.lr, lr, rtol=1e-6)
+    np.testing.assert_allclose(got.test_metric, test, rtol=1e-5, atol=1e-6)
+    assert got.mask.all() and got.steps_per_tick == spt
+
+
+def test_train_run_passes_value_and_val_metric():
+    """``value`` is each step's loss; ``val_metric`` the previous tick's metric
+    (the initial parameters' at the start)."""
+    task = ToyTask()
+    seen = []
+
+    def init_fn(params):
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None, *, value, val_metric, **extra):
+        jax.debug.callback(
+            lambda v, m: seen.append((float(v), float(m))), value, val_metric
+        )
+        return jax.tree.map(lambda g: -0.1 * g, updates), state
+
+    tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    got = train_run(
+        task, tx, seed=0, epochs=1, ticks_per_epoch=2, learning_rate_fn=lambda s: 0.1
+    )
+    values, vals = np.array(seen).T
+    np.testing.assert_allclose(values.reshape(2, 3).mean(1), got.loss, rtol=1e-5)
+    init_key, _ = jax.random.split(jax.random.key(0))
+    w0 = float(task.init(init_key)[0]["w"])
+    np.testing.assert_allclose(vals[:3], -((w0 - 2.0) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(vals[3:], got.metric[0], rtol=1e-5)
+
+
+def test_train_run_needs_a_readable_learning_rate():
+    with pytest.raises(ValueError, match="inject_hyperparams"):
+        train_run(ToyTask(), optax.sgd(0.1), seed=0, epochs=1)
+    got = train_run(
+        ToyTask(), optax.sgd(0.1), seed=0, epochs=1, learning_rate_fn=lambda s: 0.1
+    )
+    np.testing.assert_allclose(got.lr, 0.1)
+
+
+def test_sweep_grid_shapes_labels_seeds_and_lrs():
+    task = ToyTask()
+    shapes, lrs, seeds = list(SCHEDULE_SHAPES), [0.05, 0.2], [4, 7, 9]
+    traj = run_sweep(
+        task,
+        shapes=shapes,
+        lrs=lrs,
+        seeds=seeds,
+        epochs=2,
+        ticks_per_epoch=3,
+        chunk_size=7,
+    )
+    n = len(shapes) * len(lrs) * len(seeds)
+    assert traj.loss.shape == traj.metric.shape == traj.lr.shape == (n, 6)
+    assert traj.mask.all()
+    assert traj.run_ids[0] == "constant-lr0.05-s4"
+    assert traj.run_ids[-1] == "step-lr0.2-s9"
+    info = traj.info
+    assert {"task", "schedule", "peak_lr", "seed", "test_metric"} <= set(info.columns)
+    assert (info["task"] == "toy").all()
+    assert list(info["schedule"]) == [s for s in shapes for _ in lrs for _ in seeds]
+    assert list(info["peak_lr"]) == [lr for _ in shapes for lr in lrs for _ in seeds]
+    assert list(info["seed"]) == seeds * (len(shapes) * len(lrs))
+    # The recorded lr is the mean of the schedule over each tick's steps.
+    for i, (shape, lr) in enumerate((s, r) for s in shapes for r in lrs):
+        sched = make_schedule(shape, lr, 12)
+        expect = np.array([sched(k) for k in range(12)]).reshape(6, 2).mean(1)
+        for j in range(len(seeds)):
+            np.testing.assert_allclose(traj.lr[i * 3 + j], expect, rtol=1e-5)
+    # Seeds differ, same seed + shape + lr is reproducible across chunks.
+    assert not np.allclose(traj.loss[0], traj.loss[1])
+
+
+def test_sweep_run_equals_train_run_with_adamw():
+    task = ToyTask()
+    traj = run_sweep(
+        task,
+        shapes=["onecycle", "exponential"],
+        lrs=[0.1],
+        seeds=[0, 1],
+        epochs=2,
+        ticks_per_epoch=2,
+    )
+    for i, (shape, seed) in enumerate(
+        [("onecycle", 0), ("onecycle", 1), ("exponential", 0), ("exponential", 1)]
+    ):
+        tx = sweep_optimizer(make_schedule(shape, 0.1, 12), weight_decay=0.0)
+        one = train_run(task, tx, seed=seed, epochs=2, ticks_per_epoch=2)
+        np.testing.assert_allclose(traj.loss[i], one.loss, rtol=1e-5)
+        np.testing.assert_allclose(traj.metric[i], one.metric, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(traj.lr[i], one.lr, rtol=1e-6)
+        np.testing.assert_allclose(
+            traj.info["test_metric"].iloc[i], one.test_metric, rtol=1e-5, atol=1e-7
+        )
+
+
+def test_resume_skips_finished_chunks(tmp_path):
+    task = ToyTask()
+    kw = dict(
+        shapes=["constant", "cosine"],
+        lrs=[0.1],
+        seeds=[0, 1],
+        epochs=1,
+        chunk_size=2,
+        checkpoint_dir=tmp_path,
+    )
+    full = run_sweep(task, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chunk-00000.npz",
+        "chunk-00001.npz",
+        "manifest.json",
+    ]
+    # Simulate a sweep killed after its first chunk, whose saved results are
+    # recognisable: the rerun must reuse chunk 0 as saved and compute chunk 1.
+    with np.load(_chunk_path(tmp_path, 0)) as z:
+        saved = {k: z[k] for k in z.files}
+    saved["loss"] = saved["loss"] * 0 + 123.0
+    np.savez(_chunk_path(tmp_path, 0), **saved)
+    _chunk_path(tmp_path, 1).unlink()
+    resumed = run_sweep(task, **kw)
+    np.testing.assert_array_equal(resumed.loss[:2], 123.0)
+    np.testing.assert_allclose(resumed.loss[2:], full.loss[2:])
+    assert _chunk_path(tmp_path, 1).exists()
+    # A truncated chunk file is recomputed, not trusted.
+    _chunk_path(tmp_path, 0).write_bytes(b"not an npz")
+    again = run_sweep(task, **kw)
+    np.testing.assert_allclose(again.loss, full.loss)
+
+
+def test_resume_refuses_another_sweeps_checkpoint(tmp_path):
+    task = ToyTask()
+    run_sweep(
+        task, shapes=["constant"], lrs=[0.1], seeds=1, epochs=1, checkpoint_dir=tmp_path
+    )
+    config = json.loads((tmp_path / "manifest.json").read_text())["config"]
+    assert config["task"] == "toy" and config["lrs"] == [0.1]
+    with pytest.raises(ValueError, match="different sweep"):
+        run_sweep(
+            task,
+            shapes=["constant"],
+            lrs=[0.2],
+            seeds=1,
+            epochs=1,
+            checkpoint_dir=tmp_path,
+        )
+
+
+def test_diverged_runs_are_masked_or_left_out():
+    # Every run's loss turns NaN at step 8 (tick 1 of 6-step ticks); with lr
+    # 1e30 the first tick already overflows.
+    task = ToyTask(nan_after=8)
+    with pytest.warns(DivergedSweepRunWarning, match="constant-lr1e\\+30-s0"):
+        traj = run_sweep(task, shapes=["constant"], lrs=[0.1, 1e30], seeds=1, epochs=4)
+    assert traj.run_ids == ("constant-lr0.1-s0",)
+    np.testing.assert_array_equal(traj.mask[0], [True, False, False, False])
+    assert np.isfinite(traj.loss[0, 0]) and np.isnan(traj.loss[0, 1:]).all()
+    assert np.isnan(traj.metric[0, 1:]).all() and np.isnan(traj.lr[0, 1:]).all()
+    assert np.isnan(traj.info["test_metric"].iloc[0])
+    with (
+        pytest.raises(ValueError, match="every run"),
+        pytest.warns(DivergedSweepRunWarning),
+    ):
+        run_sweep(
+            ToyTask(nan_after=0), shapes=["constant"], lrs=[0.1], seeds=1, epochs=1
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(shapes=["linear"]), "unknown schedule shapes"),
+        (dict(lrs=[0.1, -1.0]), "finite and > 0"),
+        (dict(seeds=[1, 1]), "duplicates"),
+        (dict(seeds=0), "seeds=0"),
+        (dict(epochs=0), "epochs=0"),
+        (dict(ticks_per_epoch=7), "exceeds the task's 6 steps"),
+        (dict(chunk_size=0), "chunk_size=0"),
+    ],
+)
+def test_sweep_rejects_bad_arguments(kwargs, match):
+    base = dict(shapes=["constant"], lrs=[0.1], seeds=1, epochs=1)
+    with pytest.raises(ValueError, match=match):
+        run_sweep(ToyTask(), **{**base, **kwargs})
+
+
+def test_make_schedule_shapes():
+    total = 100
+    assert float(make_schedule("constant", 0.1, total)(77)) == pytest.approx(0.1)
+    assert float(make_schedule("cosine", 0.1, total)(total)) == pytest.approx(0.0)
+    one = make_schedule("onecycle", 0.1, total)
+    assert max(float(one(k)) for k in range(total)) == pytest.approx(0.1, rel=1e-3)
+    assert float(make_schedule("exponential", 0.1, total)(total)) == pytest.approx(1e-3)
+    step = make_schedule("step", 0.1, total)
+    assert [float(step(k)) for k in (49, 50, 75)] == pytest.approx([0.1, 0.01, 0.001])
+    with pytest.raises(ValueError, match="unknown schedule shape"):
+        make_schedule("triangle", 0.1, total)
