@@ -178,8 +178,8 @@ def hd_sgd(
         >>> state = tx.init(params)
         >>> grads = jax.grad(lambda p: jnp.sum(p**2))(params)
         >>> updates, state = tx.update(grads, state, params)
-        >>> float(optax.tree.get(state, "learning_rate"))
-        0.1...
+        >>> round(float(optax.tree.get(state, "learning_rate")), 6)
+        0.1
 
     References:
         Baydin et al., `Online Learning Rate Adaptation with Hypergradient

@@ -426,7 +426,7 @@ def make_baseline(
         >>> state = tx.init(params)
         >>> updates, state = tx.update(params, state, params, value=1.0,
         ...                            val_metric=0.5)
-        >>> float(optax.tree.get(state, "learning_rate"))
+        >>> round(float(optax.tree.get(state, "learning_rate")), 6)
         0.01
     """
     spec = _lookup(name)
