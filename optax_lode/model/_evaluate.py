@@ -74,7 +74,8 @@ def evaluate(
     Trial selection: each run's final metric is predicted from the same
     observation (the prediction at tick ``T-1``); ``"selected_rank"`` is the true
     rank (1 = best) of the run predicted best, by its true final metric (the metric
-    at its last valid tick), and ``"spearman"`` the rank correlation between
+    at its last valid tick), ``"selected_regret"`` the best true final metric minus
+    the selected run's, and ``"spearman"`` the rank correlation between
     predicted and true final metrics. The paper's selection test observes the
     first epoch: pass ``observe`` = one epoch's fraction of the run.
 
@@ -91,7 +92,8 @@ def evaluate(
     Returns:
         A dict with ``"loss"``, ``"metric"``, ``"lr"`` (relative MSEs), their
         ``"_std"`` variants, ``"persistence"`` (a dict of the same three),
-        ``"selected_rank"``, ``"selected_run"``, ``"best_run"``, ``"spearman"``,
+        ``"selected_rank"``, ``"selected_run"``, ``"best_run"``,
+        ``"selected_regret"``, ``"spearman"``,
         ``"num_runs"``, ``"failed_runs"``, ``"skipped_runs"``, ``"observe"``,
         ``"observed_ticks"`` and ``"window"``.
     """
@@ -151,11 +153,14 @@ def evaluate(
         out["selected_rank"] = int(1 + np.sum(final_true[sel] > final_true[chosen]))
         out["selected_run"] = trajectories.run_ids[chosen]
         out["best_run"] = trajectories.run_ids[sel[np.argmax(final_true[sel])]]
+        out["selected_regret"] = float(final_true[sel].max() - final_true[chosen])
         out["spearman"] = (
             spearman(pred_final[sel], final_true[sel]) if sel.size > 1 else float("nan")
         )
     else:
-        out.update(selected_rank=None, selected_run=None, best_run=None)
+        out.update(
+            selected_rank=None, selected_run=None, best_run=None, selected_regret=None
+        )
         out["spearman"] = float("nan")
     out.update(
         num_runs=int(ok.sum()),

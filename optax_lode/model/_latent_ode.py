@@ -264,12 +264,12 @@ class LatentODE(eqx.Module):
     # -- latent dynamics and decoder ---------------------------------------------
 
     def latent_path(
-        self, z0: Float[Array, " latent"], num_ticks: int
+        self, z0: Float[Array, " latent"], num_ticks: int, *, unroll: int = _UNROLL
     ) -> Float[Array, "num_ticks latent"]:
         """Latent states at ticks ``0 .. num_ticks - 1`` after ``z0`` (row 0 = z0).
 
-        A failed adaptive solve leaves the rows it did not reach non-finite; it
-        never raises under ``jit``.
+        A failed adaptive solve makes every row NaN; it never raises under ``jit``.
+        ``unroll`` (fixed-step solvers) trades compile time for run time.
         """
         num_ticks = int(num_ticks)
         if num_ticks < 1:
@@ -304,7 +304,7 @@ class LatentODE(eqx.Module):
         def step(z, _):
             return advance(z), z
 
-        _, zs = jax.lax.scan(step, z0, None, length=num_ticks, unroll=_UNROLL)
+        _, zs = jax.lax.scan(step, z0, None, length=num_ticks, unroll=unroll)
         return zs
 
     def _adaptive_path(self, z0, num_ticks):
