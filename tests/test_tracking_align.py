@@ -1,0 +1,279 @@
+"""Tick-grid alignment of tracker logs (pure pandas: no tracker involved)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from optax_lode.runs import Trajectories
+from optax_lode.tracking import RunAlignmentError, align_to_ticks
+
+KEYS = {"loss": "train_loss", "metric": "val_acc", "lr": "lr"}
+
+
+def _records(runs: dict[str, dict[str, tuple[list[int], list[float]]]]) -> pd.DataFrame:
+    rows = []
+    for run, series in runs.items():
+        for key, (steps, values) in series.items():
+            rows += [(run, key, s, v) for s, v in zip(steps, values, strict=True)]
+    return pd.DataFrame(rows, columns=["run", "key", "step", "value"])
+
+
+def _run(n_steps: int, *, metric_every: int, lr_every: int = 1, offset: int = 0):
+    steps = np.arange(offset, offset + n_steps)
+    loss = list(1.0 + 1.0 / (1.0 + steps))
+    msteps = [s for s in steps if (s - offset + 1) % metric_every == 0]
+    lsteps = [s for s in steps if (s - offset) % lr_every == 0]
+    return {
+        "train_loss": (list(steps), loss),
+        "val_acc": (msteps, [s / 1000 for s in msteps]),
+        "lr": (lsteps, [0.1 / (1 + s) for s in lsteps]),
+    }
+
+
+def test_loss_averaged_metric_carried_forward_lr_averaged():
+    recs = _records({"a": _run(20, metric_every=10)})
+    out = align_to_ticks(recs, **KEYS, steps_per_tick=4)
+    assert list(out.columns) == ["run", "tick", "loss", "metric", "lr"]
+    assert list(out["tick"]) == [0, 1, 2, 3, 4]
+    steps = np.arange(20)
+    np.testing.assert_allclose(
+        out["loss"], (1.0 + 1.0 / (1.0 + steps)).reshape(5, 4).mean(1)
+    )
+    np.testing.assert_allclose(out["lr"], (0.1 / (1 + steps)).reshape(5, 4).mean(1))
+    # Metric logged at steps 9 and 19: tick 2 (steps 8-11) sees 0.009 first; the
+    # ticks before take that first value; tick 4 (16-19) sees 0.019.
+    np.testing.assert_allclose(out["metric"], [0.009, 0.009, 0.009, 0.009, 0.019])
+
+
+def test_irregular_steps_and_sparse_lr():
+    # Loss at irregular steps, lr logged once, metric twice.
+    recs = _records(
+        {
+            "r": {
+                "train_loss": ([0, 1, 5, 6, 7, 12, 13], [7, 5, 3, 3, 3, 2, 2]),
+                "val_acc": ([3, 11], [0.5, 0.7]),
+                "lr": ([0], [0.01]),
+            }
+        }
+    )
+    out = align_to_ticks(recs, **KEYS, steps_per_tick=5)
+    # Ticks: 0 = steps 0-4, 1 = 5-9, 2 = 10-14.
+    np.testing.assert_allclose(out["loss"], [6.0, 3.0, 2.0])
+    np.testing.assert_allclose(out["metric"], [0.5, 0.5, 0.7])
+    np.testing.assert_allclose(out["lr"], [0.01] * 3)
+
+
+def test_tick_without_loss_record_has_no_row_and_is_masked():
+    recs = _records(
+        {
+            "r": {
+                "train_loss": ([0, 1, 6, 7], [4.0, 4.0, 2.0, 2.0]),
+                "val_acc": ([1, 7], [0.1, 0.2]),
+                "lr": ([0, 2, 4, 6], [0.1, 0.1, 0.1, 0.1]),
+            }
+        }
+    )
+    out = align_to_ticks(recs, **KEYS, steps_per_tick=2)
+    assert list(out["tick"]) == [0, 3]
+    traj = Trajectories.from_dataframe(out)
+    assert traj.mask.tolist() == [[True, False, False, True]]
+
+
+def test_inferred_tick_is_the_loss_spacing_and_first_step_the_first_loss():
+    recs = _records({"a": _run(30, metric_every=10, offset=1)})
+    recs = recs[(recs["key"] != "train_loss") | (recs["step"] % 3 == 1)]
+    out = align_to_ticks(recs, **KEYS)
+    # Loss at steps 1, 4, 7, ...: one tick per loss record, tick 0 opens at step 1.
+    assert len(out) == 10
+    np.testing.assert_allclose(out["loss"], 1.0 + 1.0 / (2.0 + 3 * np.arange(10)))
+
+
+def test_records_before_tick_zero_seed_the_metric_and_lr():
+    recs = _records(
+        {
+            "r": {
+                "train_loss": ([10, 11, 12, 13], [3.0, 3.0, 2.0, 2.0]),
+                "val_acc": ([0], [0.4]),
+                "lr": ([0], [0.05]),
+            }
+        }
+    )
+    out = align_to_ticks(recs, **KEYS, steps_per_tick=2)
+    np.testing.assert_allclose(out["metric"], [0.4, 0.4])
+    np.testing.assert_allclose(out["lr"], [0.05, 0.05])
+
+
+def test_early_stopped_runs_masked_by_default():
+    recs = _records(
+        {"long": _run(40, metric_every=5), "short": _run(16, metric_every=5)}
+    )
+    out = align_to_ticks(recs, **KEYS, steps_per_tick=4)
+    traj = Trajectories.from_dataframe(out)
+    assert traj.num_ticks == 10
+    assert traj.lengths.tolist() == [10, 4]
+    assert not traj.mask[1, 4:].any()
+    assert np.isnan(traj.loss[1, 4:]).all()
+
+
+def test_early_stopped_runs_excluded_with_a_warning_naming_them():
+    recs = _records(
+        {"long": _run(40, metric_every=5), "short": _run(16, metric_every=5)}
+    )
+    with pytest.warns(UserWarning, match=r"'short' \(ends at tick 3\)"):
+        out = align_to_ticks(recs, **KEYS, steps_per_tick=4, early_stopped="exclude")
+    assert set(out["run"]) == {"long"}
+
+
+def test_num_ticks_truncates_and_pads():
+    recs = _records({"a": _run(40, metric_every=5)})
+    out = align_to_ticks(recs, **KEYS, steps_per_tick=4, num_ticks=6)
+    assert out["tick"].max() == 5
+    out = align_to_ticks(recs, **KEYS, steps_per_tick=4, num_ticks=20)
+    traj = Trajectories.from_dataframe(out, num_ticks=20)
+    assert traj.lengths.tolist() == [10]
+
+
+def test_missing_key_error_names_the_run_and_what_it_logged():
+    run = _run(10, metric_every=5)
+    del run["val_acc"]
+    run["valid/accuracy"] = ([4, 9], [0.1, 0.2])
+    recs = _records({"ok": _run(10, metric_every=5), "bad": run})
+    with pytest.raises(
+        RunAlignmentError, match=r"run 'bad'.*'val_acc'.*valid/accuracy"
+    ):
+        align_to_ticks(recs, **KEYS, steps_per_tick=2)
+
+
+def test_display_names_are_used_in_errors():
+    run = _run(10, metric_every=5)
+    del run["lr"]
+    recs = _records({"abc123": run})
+    with pytest.raises(RunAlignmentError, match=r"'ünïcode run' \(abc123\)"):
+        align_to_ticks(recs, **KEYS, names={"abc123": "ünïcode run"})
+
+
+def test_too_few_points():
+    recs = _records({"ok": _run(10, metric_every=5), "tiny": _run(1, metric_every=1)})
+    with pytest.raises(RunAlignmentError, match=r"run 'tiny': too few points"):
+        align_to_ticks(recs, **KEYS, steps_per_tick=1)
+
+
+def test_non_monotone_steps_named():
+    run = _run(10, metric_every=5)
+    steps, values = run["train_loss"]
+    run["train_loss"] = ([*steps, 3, 4], [*values, 1.0, 1.0])  # resumed at step 3
+    recs = _records({"resumed": run})
+    with pytest.raises(
+        RunAlignmentError, match=r"run 'resumed': non-monotone steps.*step 9 to step 3"
+    ):
+        align_to_ticks(recs, **KEYS, steps_per_tick=1)
+
+
+def test_logging_order_comes_from_the_order_column():
+    recs = _records({"a": _run(6, metric_every=2)})
+    shuffled = recs.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    with pytest.raises(RunAlignmentError, match="non-monotone"):
+        align_to_ticks(shuffled, **KEYS, steps_per_tick=1)
+    ordered = shuffled.assign(order=shuffled["step"])
+    pd.testing.assert_frame_equal(
+        align_to_ticks(ordered, **KEYS, steps_per_tick=1),
+        align_to_ticks(recs, **KEYS, steps_per_tick=1),
+    )
+
+
+def test_every_problem_is_listed_and_skip_drops_them_with_a_warning():
+    no_lr = _run(10, metric_every=5)
+    del no_lr["lr"]
+    recs = _records(
+        {
+            "ok": _run(10, metric_every=5),
+            "no_lr": no_lr,
+            "tiny": _run(1, metric_every=1),
+        }
+    )
+    with pytest.raises(RunAlignmentError) as err:
+        align_to_ticks(recs, **KEYS, steps_per_tick=1)
+    assert [p[0] for p in err.value.problems] == ["'no_lr'", "'tiny'"]
+    with pytest.warns(UserWarning, match="These runs are skipped"):
+        out = align_to_ticks(recs, **KEYS, steps_per_tick=1, on_invalid="skip")
+    assert set(out["run"]) == {"ok"}
+
+
+def test_non_finite_loss_marks_divergence():
+    run = _run(12, metric_every=3)
+    steps, values = run["train_loss"]
+    values = list(values)
+    values[7] = float("inf")
+    run["train_loss"] = (steps, values)
+    out = align_to_ticks(_records({"d": run}), **KEYS, steps_per_tick=2)
+    assert np.isnan(out["loss"].iloc[3]) and np.isfinite(out["loss"].iloc[2])
+    with pytest.warns(UserWarning, match="diverged"):
+        traj = Trajectories.from_dataframe(out)
+    assert traj.lengths.tolist() == [3]
+
+
+def test_bad_arguments():
+    recs = _records({"a": _run(6, metric_every=2)})
+    with pytest.raises(ValueError, match="three different keys"):
+        align_to_ticks(recs, loss="lr", metric="val_acc", lr="lr")
+    with pytest.raises(ValueError, match="steps_per_tick"):
+        align_to_ticks(recs, **KEYS, steps_per_tick=0)
+    with pytest.raises(ValueError, match="columns"):
+        align_to_ticks(recs.drop(columns="step"), **KEYS)
+    bad = recs.astype({"step": float})
+    bad.loc[0, "step"] = 0.5
+    with pytest.raises(ValueError, match="non-integer step"):
+        align_to_ticks(bad, **KEYS)
+
+
+@given(
+    k=st.integers(1, 7),
+    n=st.integers(2, 60),
+    metric_every=st.integers(1, 13),
+    seed=st.integers(0, 2**16),
+)
+def test_property_block_means_and_last_metric(k, n, metric_every, seed):
+    """Against a direct per-tick computation, for any tick size and spacing."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(n)
+    loss = rng.uniform(0.5, 2.0, n)
+    lr = rng.uniform(1e-3, 1e-1, n)
+    msteps = steps[(steps + 1) % metric_every == 0]
+    if len(msteps) == 0:
+        msteps = steps[-1:]
+    metric = rng.uniform(0, 1, len(msteps))
+    recs = _records(
+        {
+            "r": {
+                "train_loss": (list(steps), list(loss)),
+                "val_acc": (list(msteps), list(metric)),
+                "lr": (list(steps), list(lr)),
+            }
+        }
+    )
+    ticks = (n + k - 1) // k
+    if ticks < 2:
+        return
+    out = align_to_ticks(recs, **KEYS, steps_per_tick=k)
+    assert list(out["tick"]) == list(range(ticks))
+    for t in range(ticks):
+        block = slice(t * k, min((t + 1) * k, n))
+        np.testing.assert_allclose(out["loss"].iloc[t], loss[block].mean())
+        np.testing.assert_allclose(out["lr"].iloc[t], lr[block].mean())
+        seen = msteps <= min((t + 1) * k, n) - 1
+        expected = metric[seen][-1] if seen.any() else metric[0]
+        np.testing.assert_allclose(out["metric"].iloc[t], expected)
+
+
+def test_no_warning_for_clean_input():
+    recs = _records({"a": _run(8, metric_every=2), "b": _run(8, metric_every=4)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = align_to_ticks(recs, **KEYS, steps_per_tick=2)
+    assert list(pd.unique(out["run"])) == ["a", "b"]

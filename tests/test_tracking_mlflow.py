@@ -1,0 +1,356 @@
+"""MLflow import and export against a real SQLite tracking store.
+
+Runs are written with MLflow's own client into a temporary ``sqlite:///`` store
+(MLflow's embedded default: no server) and read back through ``from_mlflow``.
+One store is shared by the module: creating it runs MLflow's migrations.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("mlflow")
+pytest.importorskip("sqlalchemy")
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from optax_lode.runs import Trajectories
+from optax_lode.tracking import (
+    RunAlignmentError,
+    from_mlflow,
+    load_runs,
+    log_trajectories_to_mlflow,
+    read_mlflow_records,
+)
+from optax_lode.tracking import _mlflow as mlflow_module
+
+STEPS = 60  # steps per full run
+K = 5  # steps per tick -> 12 ticks
+NAMES = ["rün-α-0", "学习率-1", "run 🚀 2", "plain-3"]
+
+
+def _curves(seed: int, n: int):
+    rng = np.random.default_rng(seed)
+    steps = np.arange(n)
+    loss = 2.0 * np.exp(-steps / 30) + 0.1 + 0.01 * rng.random(n)
+    lr = 0.1 * (1 - steps / n) + 1e-3
+    return steps, loss, lr
+
+
+def _log(
+    client, exp, name, steps, series, *, status="FINISHED", params=None, tags=None
+):
+    """Logs ``series`` = {key: (steps, values)}, timestamps in logging order."""
+    run = client.create_run(exp, run_name=name, tags=tags or {})
+    t0 = int(time.time() * 1000)
+    metrics = []
+    for key, (st, vals) in series.items():
+        metrics += [
+            Metric(key, float(v), t0 + j, int(s))
+            for j, (s, v) in enumerate(zip(st, vals, strict=True))
+        ]
+    client.log_batch(
+        run.info.run_id,
+        metrics=metrics,
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+    )
+    client.set_terminated(run.info.run_id, status=status)
+    return run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A SQLite store with a sweep experiment and a broken one; returns (uri, truth)."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("sweep-ü")
+    truth = {}
+    parent = _log(client, exp, "sweep-parent", [], {})
+    for i, name in enumerate(NAMES):
+        steps, loss, lr = _curves(i, STEPS)
+        if i == 1:  # irregular loss steps: a random subset, at least one per tick
+            keep = np.sort(
+                np.unique(
+                    np.r_[
+                        np.arange(0, STEPS, K), np.random.default_rng(9).choice(60, 25)
+                    ]
+                )
+            )
+            lsteps, lvals = steps[keep], loss[keep]
+        else:
+            lsteps, lvals = steps, loss
+        # Validation at irregular steps, less often than once a tick.
+        msteps = np.array([7, 18, 26, 41, 59])
+        mvals = 0.5 + 0.1 * i + msteps / 200
+        rid = _log(
+            client,
+            exp,
+            name,
+            steps,
+            {
+                "train_loss": (lsteps, lvals),
+                "val_accuracy": (msteps, mvals),
+                "lr": (steps, lr),
+            },
+            params={"schedule": ["cosine", "linear"][i % 2], "seed": i, "peak_lr": 0.1},
+            tags={"mlflow.parentRunId": parent},
+        )
+        truth[rid] = dict(
+            name=name, lsteps=lsteps, lvals=lvals, ms=msteps, mv=mvals, lr=lr
+        )
+    # Stopped early at step 30 (6 ticks).
+    steps, loss, lr = _curves(7, 30)
+    early = _log(
+        client,
+        exp,
+        "early-stop",
+        steps,
+        {
+            "train_loss": (steps, loss),
+            "val_accuracy": ([9, 29], [0.3, 0.4]),
+            "lr": (steps, lr),
+        },
+        params={"schedule": "constant", "seed": 7},
+    )
+    failed = _log(
+        client,
+        exp,
+        "crashed",
+        steps[:12],
+        {
+            "train_loss": (steps[:12], loss[:12]),
+            "val_accuracy": ([9], [0.2]),
+            "lr": (steps[:12], lr[:12]),
+        },
+        status="FAILED",
+    )
+    # A second experiment: one good run, one without lr, one resumed, one diverged.
+    bad = client.create_experiment("broken")
+    steps, loss, lr = _curves(3, 20)
+    good = {
+        "train_loss": (steps, loss),
+        "val_accuracy": ([19], [0.5]),
+        "lr": (steps, lr),
+    }
+    _log(client, bad, "good", steps, good)
+    _log(client, bad, "no-lr", steps, {k: v for k, v in good.items() if k != "lr"})
+    resumed = dict(good, train_loss=(np.r_[steps, steps[10:]], np.r_[loss, loss[10:]]))
+    _log(client, bad, "resumed", steps, resumed)
+    diverged = dict(good, train_loss=(steps, np.where(steps >= 12, np.inf, loss)))
+    diverged_id = _log(client, bad, "diverged", steps, diverged)
+    return dict(
+        uri=uri,
+        truth=truth,
+        early=early,
+        failed=failed,
+        parent=parent,
+        diverged=diverged_id,
+        path=path,
+    )
+
+
+def _expected(t, ticks):
+    """Block means and carried-forward metric, computed directly."""
+    tick_of = t["lsteps"] // K
+    loss = np.array([t["lvals"][tick_of == j].mean() for j in range(ticks)])
+    lr = t["lr"].reshape(ticks, K).mean(1)
+    metric = []
+    for j in range(ticks):
+        seen = t["ms"] <= (j + 1) * K - 1
+        metric.append(t["mv"][seen][-1] if seen.any() else t["mv"][0])
+    return loss, np.array(metric), lr
+
+
+def test_import_matches_what_was_logged(store):
+    traj = from_mlflow("sweep-ü", tracking_uri=store["uri"], tick=K)
+    assert isinstance(traj, Trajectories)
+    # The parent run (no curves) is skipped, the FAILED run is not finished.
+    assert set(traj.run_ids) == {*store["truth"], store["early"]}
+    assert traj.num_ticks == STEPS // K
+    for rid, t in store["truth"].items():
+        i = traj.run_ids.index(rid)
+        loss, metric, lr = _expected(t, traj.num_ticks)
+        np.testing.assert_allclose(traj.loss[i], loss, rtol=1e-12)
+        np.testing.assert_allclose(traj.metric[i], metric, rtol=1e-12)
+        np.testing.assert_allclose(traj.lr[i], lr, rtol=1e-12)
+        assert traj.mask[i].all()
+    # Unicode run names survive, params come back typed.
+    assert set(traj.info["run_name"]) == {*NAMES, "early-stop"}
+    row = traj.info.set_index("run_name").loc[NAMES[0]]
+    assert row["schedule"] == "cosine" and row["seed"] == 0 and row["peak_lr"] == 0.1
+    assert traj.info["status"].eq("FINISHED").all()
+
+
+def test_early_stopped_run_is_masked_or_excluded(store):
+    traj = from_mlflow("sweep-ü", tracking_uri=store["uri"], tick=K)
+    i = traj.run_ids.index(store["early"])
+    assert traj.lengths[i] == 6 and not traj.mask[i, 6:].any()
+    with pytest.warns(UserWarning, match=r"'early-stop' \(.*\) \(ends at tick 5\)"):
+        kept = from_mlflow(
+            "sweep-ü", tracking_uri=store["uri"], tick=K, early_stopped="exclude"
+        )
+    assert store["early"] not in kept.run_ids and kept.num_runs == len(NAMES)
+
+
+def test_statuses_select_failed_runs(store):
+    traj = from_mlflow(
+        "sweep-ü", tracking_uri=store["uri"], tick=K, statuses=("FINISHED", "FAILED")
+    )
+    i = traj.run_ids.index(store["failed"])
+    assert (
+        traj.lengths[i] == -(-12 // K)  # steps 10, 11 open a third tick
+        and traj.info.loc[store["failed"], "status"] == "FAILED"
+    )
+
+
+def test_wrong_experiment_name_is_a_clear_error(store):
+    with pytest.raises(
+        ValueError, match=r"no MLflow experiment named 'sweep-u'.*sweep-ü"
+    ):
+        from_mlflow("sweep-u", tracking_uri=store["uri"])
+
+
+def test_missing_store_file_is_a_clear_error(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'nope.db'}"
+    with pytest.raises(FileNotFoundError, match="no MLflow store"):
+        from_mlflow("sweep-ü", tracking_uri=uri)
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_bad_runs_are_named(store):
+    with pytest.raises(RunAlignmentError) as err:
+        from_mlflow("broken", tracking_uri=store["uri"], tick=2)
+    message = str(err.value)
+    assert "'no-lr'" in message and "no 'lr' records" in message
+    assert "'resumed'" in message and "non-monotone steps" in message
+    with pytest.warns(UserWarning):
+        traj = from_mlflow(
+            "broken", tracking_uri=store["uri"], tick=2, on_invalid="skip"
+        )
+    assert set(traj.info["run_name"]) == {"good", "diverged"}
+
+
+def test_infinite_loss_survives_the_sql_store_as_divergence(store):
+    # MLflow's SQL store saves inf as the largest float64; it must read as inf.
+    records, _ = read_mlflow_records(
+        "broken", keys=["train_loss"], tracking_uri=store["uri"]
+    )
+    vals = records.loc[records["run"] == store["diverged"], "value"]
+    assert np.isinf(vals).sum() == 8
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traj = from_mlflow(
+            "broken", tracking_uri=store["uri"], tick=2, on_invalid="skip"
+        )
+    expected = f"run {store['diverged']!r} diverged"
+    assert any(expected in str(w.message) for w in caught)
+    assert traj.lengths[traj.run_ids.index(store["diverged"])] == 6
+
+
+def test_bulk_sql_read_equals_the_public_api(store, monkeypatch):
+    keys = ("train_loss", "val_accuracy", "lr")
+    fast, info_fast = read_mlflow_records(
+        "sweep-ü", keys=keys, tracking_uri=store["uri"]
+    )
+    monkeypatch.setattr(mlflow_module, "_sql_histories", lambda *a: None)
+    slow, info_slow = read_mlflow_records(
+        "sweep-ü", keys=keys, tracking_uri=store["uri"]
+    )
+
+    def norm(df):
+        return df.sort_values(["run", "key", "order", "step"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(norm(fast), norm(slow), check_dtype=False)
+    pd.testing.assert_frame_equal(info_fast, info_slow)
+
+
+def test_load_runs_mlflow_scheme(store):
+    traj = load_runs(
+        "mlflow://sweep-%C3%BC", tracking_uri=store["uri"], tick=K, lr=None
+    )
+    assert traj.num_runs == len(NAMES) + 1
+
+
+def test_export_round_trip(store):
+    rng = np.random.default_rng(0)
+    runs, ticks = 5, 9
+    loss = np.exp(-np.arange(ticks) / 4)[None] + rng.uniform(0.1, 0.2, (runs, ticks))
+    metric = rng.uniform(0, 1, (runs, ticks))
+    lr = rng.uniform(1e-3, 1e-1, (runs, ticks))
+    mask = np.ones((runs, ticks), bool)
+    mask[2, 5:] = False  # stopped early
+    info = {
+        "schedule": ["cosine", "linear", "constant", "cosine", "wsd"],
+        "seed": [0, 1, 2, 3, 4],
+        "task": ["digits-mlp"] * runs,
+        "peak_lr": [0.1, 0.01, 0.1, 0.01, 0.1],
+        "test_metric": rng.uniform(0, 1, runs),
+    }
+    src = Trajectories.from_arrays(
+        loss, metric, lr, mask=mask, run_ids=[f"ω-{i}" for i in range(runs)], info=info
+    )
+    ids = log_trajectories_to_mlflow(
+        src, experiment="exported ✓", tracking_uri=store["uri"]
+    )
+    assert len(ids) == runs
+    back = from_mlflow("exported ✓", tracking_uri=store["uri"], tick=1)
+    order = [back.run_ids.index(i) for i in ids]
+    np.testing.assert_array_equal(back.mask[order], src.mask)
+    for name in ("loss", "metric", "lr"):
+        np.testing.assert_array_equal(getattr(back, name)[order], getattr(src, name))
+    got = back.info.iloc[order]
+    assert list(got["run_name"]) == list(src.run_ids)
+    assert list(got["schedule"]) == info["schedule"]
+    assert list(got["seed"]) == info["seed"]
+    assert list(got["task"]) == info["task"]
+    np.testing.assert_array_equal(got["peak_lr"], info["peak_lr"])
+    np.testing.assert_array_equal(got["test_metric"], info["test_metric"])
+
+
+def _many_runs(uri, experiment, runs, ticks):
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment(experiment)
+    for r in range(runs):
+        steps, loss, lr = _curves(r, ticks)
+        n = ticks if r % 10 else ticks // 2  # every tenth run stops early
+        _log(
+            client,
+            exp,
+            f"rün-{r}",
+            steps[:n],
+            {
+                "train_loss": (steps[:n], loss[:n]),
+                "val_accuracy": (steps[9:n:10], np.linspace(0, 1, ticks)[9:n:10]),
+                "lr": (steps[:n], lr[:n]),
+            },
+            params={"seed": r},
+        )
+
+
+def test_import_many_runs(store):
+    # Writing through MLflow costs ~0.1 s a run here: hundreds are in the slow test.
+    _many_runs(store["uri"], "many", runs=30, ticks=20)
+    traj = from_mlflow("many", tracking_uri=store["uri"])
+    assert (traj.num_runs, traj.num_ticks) == (30, 20)
+    lengths = dict(zip(traj.info["run_name"], traj.lengths, strict=True))
+    assert lengths == {f"rün-{r}": 10 if r % 10 == 0 else 20 for r in range(30)}
+
+
+@pytest.mark.slow
+def test_import_100_runs_x_600_ticks(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    _many_runs(uri, "big", runs=100, ticks=600)
+    start = time.perf_counter()
+    traj = from_mlflow("big", tracking_uri=uri)
+    elapsed = time.perf_counter() - start
+    print(f"\nfrom_mlflow: 100 runs x 600 ticks imported in {elapsed:.2f} s")
+    assert (traj.num_runs, traj.num_ticks) == (100, 600)
+    assert int(traj.mask.sum()) == 90 * 600 + 10 * 300
+    assert elapsed < 60
