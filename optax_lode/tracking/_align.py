@@ -213,7 +213,7 @@ def align_to_ticks(
         have = set(present.get(run, ()))
         lacking = [k for k in (loss, metric, lr) if k not in have]
         if lacking:
-            logged = sorted(map(str, all_keys.get(run, ())))
+            logged = sorted(k for k in map(str, all_keys.get(run, ())) if k)
             shown = logged[:20] + (["..."] if len(logged) > 20 else [])
             problems[run] = (
                 f"no {', '.join(repr(k) for k in lacking)} records (it logged "

@@ -246,13 +246,14 @@ def read_mlflow_records(
         np.sign(value[np.abs(value) >= _SQL_INF]) * np.inf
     )
     records["value"] = value
-    # A run that logged none of the keys must still appear, so the error about
-    # its missing keys can list what it did log.
+    # A run missing a key must show what it did log, for the error message: its
+    # other metrics appear as rows (their keys are not aligned, so harmless).
     others = [
         {"run": r.info.run_id, "key": k, "step": 0, "value": v, "order": 0}
         for r in runs
-        if not set(keys) & set(r.data.metrics)
+        if not set(keys) <= set(r.data.metrics)
         for k, v in r.data.metrics.items()
+        if k not in keys
     ]
     bare = [
         {"run": r.info.run_id, "key": "", "step": 0, "value": np.nan, "order": 0}

@@ -114,7 +114,7 @@ def read_tensorboard_records(
     run_col, key_col, step_col, value_col, order_col = [], [], [], [], []
     for run, files in find_tensorboard_runs(logdir).items():
         position = 0
-        other_tags = set()
+        found, other_tags = set(), set()
         for path in files:
             consumed = 0
             for raw in RawEventFileLoader(path).Load():
@@ -130,6 +130,7 @@ def read_tensorboard_records(
                     scalar = _scalar(value, tensor_util)
                     if scalar is None:
                         continue
+                    found.add(value.tag)
                     run_col.append(run)
                     key_col.append(value.tag)
                     step_col.append(event.step)
@@ -147,8 +148,8 @@ def read_tensorboard_records(
                     UserWarning,
                     stacklevel=2,
                 )
-        if position == 0:
-            # No wanted tag at all: one row per other tag, so the alignment's
+        if not wanted <= found:
+            # A wanted tag is missing: one row per other tag, so the alignment's
             # missing-key error can say what the run did log.
             for tag in sorted(other_tags) or [""]:
                 run_col.append(run)

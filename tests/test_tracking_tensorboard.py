@@ -1,0 +1,199 @@
+"""TensorBoard import against real event files.
+
+Written with TensorBoard's own writers: ``tensorboard.summary.Writer`` (the
+numpy-only native writer; scalars as tensors, like TF2 and flax) and
+``EventFileWriter`` with legacy ``simple_value`` protos (what tensorboardX and
+``torch.utils.tensorboard`` write). Read back through ``from_tensorboard``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorboard")
+
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary import Writer
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from optax_lode.tracking import (
+    RunAlignmentError,
+    find_tensorboard_runs,
+    from_tensorboard,
+    load_runs,
+)
+
+KEYS = {"loss": "train/loss", "metric": "eval/accuracy", "lr": "lr"}
+
+
+def _write_native(logdir, series):
+    """series: list of (step, {tag: value}) in logging order."""
+    w = Writer(str(logdir))
+    for step, values in series:
+        for tag, v in values.items():
+            w.add_scalar(tag, v, step)
+    w.close()
+
+
+def _write_legacy(logdir, series):
+    w = EventFileWriter(str(logdir))
+    for step, values in series:
+        summary = summary_pb2.Summary(
+            value=[
+                summary_pb2.Summary.Value(tag=t, simple_value=v)
+                for t, v in values.items()
+            ]
+        )
+        w.add_event(event_pb2.Event(step=step, wall_time=time.time(), summary=summary))
+    w.close()
+
+
+def _series(n, *, metric_steps, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in range(n):
+        v = {
+            "train/loss": 2.0 * np.exp(-s / 20) + 0.1 * rng.random(),
+            "lr": 0.1 / (1 + s),
+        }
+        if s in metric_steps:
+            v["eval/accuracy"] = s / 100
+        out.append((s, v))
+    return out
+
+
+def _expected(series, k, ticks):
+    loss = [[] for _ in range(ticks)]
+    lr = [[] for _ in range(ticks)]
+    metric = [np.nan] * ticks
+    first_metric = None
+    for s, v in series:
+        t = s // k
+        loss[t].append(np.float32(v["train/loss"]))
+        lr[t].append(np.float32(v["lr"]))
+        if "eval/accuracy" in v:
+            metric[t] = np.float32(v["eval/accuracy"])
+            first_metric = first_metric if first_metric is not None else metric[t]
+    metric = np.array(metric, np.float64)
+    last = first_metric
+    for t in range(ticks):
+        last = metric[t] if not np.isnan(metric[t]) else last
+        metric[t] = last
+    return (
+        np.array([np.mean(np.float64(x)) for x in loss]),
+        metric,
+        np.array([np.mean(np.float64(x)) for x in lr]),
+    )
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tb")
+    runs = {
+        "native/rün-α": _series(40, metric_steps={9, 19, 33, 39}, seed=0),
+        "legacy/学习率": _series(40, metric_steps={4, 27}, seed=1),
+        # Irregular steps: loss at a random subset (every tick still has one).
+        "irregular": [
+            (s, v)
+            for s, v in _series(40, metric_steps={9, 29}, seed=2)
+            if s % 4 == 0 or s % 7 == 3 or "eval/accuracy" in v
+        ],
+        "early": _series(14, metric_steps={5, 13}, seed=3),
+    }
+    _write_native(root / "native" / "rün-α", runs["native/rün-α"])
+    _write_legacy(root / "legacy" / "学习率", runs["legacy/学习率"])
+    _write_native(root / "irregular", runs["irregular"])
+    _write_legacy(root / "early", runs["early"])
+    return root, runs
+
+
+def test_both_scalar_encodings_read_and_aligned(logdir):
+    root, runs = logdir
+    traj = from_tensorboard(root, **KEYS, tick=4)
+    assert set(traj.run_ids) == set(runs)
+    assert traj.num_ticks == 10
+    for name in ("native/rün-α", "legacy/学习率", "irregular"):
+        i = traj.run_ids.index(name)
+        loss, metric, lr = _expected(runs[name], 4, 10)
+        np.testing.assert_allclose(traj.loss[i], loss, rtol=1e-6)
+        np.testing.assert_allclose(traj.metric[i], metric, rtol=1e-6)
+        np.testing.assert_allclose(traj.lr[i], lr, rtol=1e-6)
+        assert traj.mask[i].all()
+    assert traj.info.loc["legacy/学习率", "logdir"] == str(root / "legacy" / "学习率")
+
+
+def test_early_stopped_run_masked(logdir):
+    root, _ = logdir
+    traj = from_tensorboard(root, **KEYS, tick=4)
+    i = traj.run_ids.index("early")
+    assert traj.lengths[i] == 4 and not traj.mask[i, 4:].any()
+    with pytest.warns(UserWarning, match="'early' \\(ends at tick 3\\)"):
+        kept = from_tensorboard(root, **KEYS, tick=4, early_stopped="exclude")
+    assert "early" not in kept.run_ids
+
+
+def test_load_runs_tensorboard_scheme(logdir):
+    root, runs = logdir
+    traj = load_runs(f"tensorboard://{root}", **KEYS, tick=4, num_ticks=None)
+    assert traj.num_runs == len(runs)
+
+
+def test_missing_tag_names_run_and_its_tags(tmp_path):
+    _write_native(tmp_path / "ok", _series(10, metric_steps={4, 9}))
+    _write_native(
+        tmp_path / "other-names",
+        [(s, {"loss": 1.0, "acc": 0.5, "lr": 0.1}) for s in range(10)],
+    )
+    with pytest.raises(
+        RunAlignmentError, match=r"run 'other-names': no 'train/loss', 'eval/accuracy'"
+    ) as err:
+        from_tensorboard(tmp_path, **KEYS)
+    assert "['acc', 'loss', 'lr']" in str(err.value)
+
+
+def test_restarted_writer_is_non_monotone(tmp_path):
+    _write_native(tmp_path / "r", _series(20, metric_steps={9, 19}))
+    time.sleep(1.1)  # event file names carry the second they were created
+    _write_native(tmp_path / "r", _series(20, metric_steps={9, 19})[10:])
+    with pytest.raises(
+        RunAlignmentError, match=r"non-monotone steps.*step 19 to step 10"
+    ):
+        from_tensorboard(tmp_path, **KEYS)
+
+
+def test_truncated_event_file_warns(tmp_path):
+    _write_legacy(tmp_path / "t", _series(20, metric_steps={9, 19}))
+    (path,) = find_tensorboard_runs(tmp_path)["t"]
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size - 7)
+    with pytest.warns(UserWarning, match="truncated or corrupt"):
+        traj = from_tensorboard(tmp_path, **KEYS)
+    assert traj.lengths.tolist() == [19]
+
+
+def test_missing_directory_and_empty_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        from_tensorboard(tmp_path / "nope", **KEYS)
+    with pytest.raises(FileNotFoundError, match="no TensorBoard event files"):
+        from_tensorboard(tmp_path, **KEYS)
+
+
+@pytest.mark.slow
+def test_import_100_runs_x_600_ticks(tmp_path):
+    for r in range(100):
+        n = 600 if r % 10 else 300
+        _write_native(
+            tmp_path / f"run-{r:03d}", _series(n, metric_steps=set(range(9, n, 10)))
+        )
+    start = time.perf_counter()
+    traj = from_tensorboard(tmp_path, **KEYS)
+    elapsed = time.perf_counter() - start
+    print(f"\nfrom_tensorboard: 100 runs x 600 ticks imported in {elapsed:.2f} s")
+    assert (traj.num_runs, traj.num_ticks) == (100, 600)
+    assert int(traj.mask.sum()) == 90 * 600 + 10 * 300
+    assert elapsed < 60
