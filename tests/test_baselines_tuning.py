@@ -113,10 +113,10 @@ def _nqm_train_run(task, tx, *, seed, epochs, ticks_per_epoch, eval_fn):
     return FakeResult(np.asarray(metric), float(test))
 
 
-@pytest.mark.parametrize(
-    "names",
-    [["cosine"], pytest.param(["hd-adam", "schedule-free"], marks=pytest.mark.slow)],
-)
+# The default run covers real runs through optax_lode.sweep.train_run
+# (test_baselines_sweep_integration.py); this independent loop is the slow check.
+@pytest.mark.slow
+@pytest.mark.parametrize("names", [["cosine"], ["hd-adam", "schedule-free"]])
 def test_tune_all_on_the_nqm_real_runs(names):
     task = NoisyQuadratic(dim=20, steps_per_epoch=20, default_epochs=5)
     results = tune_all(

