@@ -347,6 +347,32 @@ class Trajectories:
             "file."
         )
 
+    @classmethod
+    def from_mlflow(cls, experiment: str, **options: Any) -> Trajectories:
+        """Runs of an MLflow experiment on one tick grid.
+
+        Delegates to :func:`optax_lode.tracking.from_mlflow` (same arguments:
+        ``tracking_uri``, ``loss``, ``metric``, ``lr``, ``tick``, ...). Needs the
+        ``tracking`` extra.
+        """
+        from optax_lode.tracking import from_mlflow
+
+        return from_mlflow(experiment, **options)
+
+    @classmethod
+    def from_tensorboard(
+        cls, logdir: str | os.PathLike, **options: Any
+    ) -> Trajectories:
+        """Runs logged as TensorBoard scalars, one sub-directory per run.
+
+        Delegates to :func:`optax_lode.tracking.from_tensorboard` (same
+        arguments: ``loss``, ``metric``, ``lr``, ``tick``, ...). Needs the
+        ``tracking`` extra.
+        """
+        from optax_lode.tracking import from_tensorboard
+
+        return from_tensorboard(logdir, **options)
+
     # -- writers ---------------------------------------------------------------
 
     def to_dataframe(self) -> pd.DataFrame:
