@@ -1,0 +1,185 @@
+"""What the demo (and the schedule-quality benchmark) runs, and the cache keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+#: Cache format version: bump it when a stage's output changes meaning.
+CACHE_VERSION = 1
+
+#: Baselines the default demo tunes and runs: all of ``optax_lode.baselines``.
+ALL_BASELINES = (
+    "constant",
+    "cosine",
+    "onecycle",
+    "exponential",
+    "step",
+    "hd-sgd",
+    "hd-adam",
+    "schedule-free",
+    "reduce-on-plateau",
+    "prodigy",
+    "dog",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """The whole demo pipeline's settings: sweep, fit, evaluation runs.
+
+    Attributes:
+        task: registered task name (``optax_lode.tasks.TASKS``).
+        task_kwargs: keyword arguments of the task factory, as ``(name, value)``
+            pairs (hashable).
+        epochs: run length in epochs; ``None`` = the task's default.
+        ticks_per_epoch: ticks per epoch (the LODE's clock).
+        shapes: schedule shapes of the sweep the LODE is fitted to.
+        lrs: peak/initial learning rates of the sweep.
+        sweep_seeds: seeds per sweep configuration (``range(sweep_seeds)``).
+        fit_steps: gradient steps of :func:`optax_lode.fit`.
+        fit_kwargs: further ``fit`` keyword arguments, as pairs.
+        held_out: fraction of sweep runs kept out of the fit, for Table A1.
+        seeds: evaluation seeds per method (``first_seed, first_seed + 1, ...``;
+            fresh, disjoint from the sweep and tuning seeds).
+        first_seed: first evaluation seed.
+        baselines: baselines of ``optax_lode.baselines.BASELINES`` to compare.
+        tuning_seeds: seeds of the baselines' tuning runs (those not in the
+            sweep); the sweep's shapes are tuned on the sweep itself.
+        lode_kwargs: ``lode_schedule`` keyword arguments (``n``, ``sigma``,
+            ``horizon``, ``mu``, ...), as pairs.
+        seed: seed of the held-out split and of ``fit``.
+    """
+
+    task: str = "mnist1d-mlp"
+    task_kwargs: tuple[tuple[str, Any], ...] = ()
+    epochs: int | None = None
+    ticks_per_epoch: int = 1
+    shapes: tuple[str, ...] = ("constant", "cosine", "onecycle", "exponential")
+    lrs: tuple[float, ...] = (1e-3, 5e-3, 1e-2, 5e-2, 1e-1)
+    sweep_seeds: int = 5
+    fit_steps: int = 3000
+    fit_kwargs: tuple[tuple[str, Any], ...] = ()
+    held_out: float = 0.2
+    seeds: int = 5
+    first_seed: int = 1000
+    baselines: tuple[str, ...] = ALL_BASELINES
+    tuning_seeds: tuple[int, ...] = (0,)
+    lode_kwargs: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seeds < 2:
+            raise ValueError(
+                f"seeds={self.seeds}: at least 2 evaluation seeds are needed for a "
+                "mean ± std and a significance test (the paper uses 10-20)."
+            )
+        if self.sweep_seeds < 1:
+            raise ValueError(f"sweep_seeds must be >= 1, got {self.sweep_seeds}.")
+        if not 0.0 < self.held_out < 1.0:
+            raise ValueError(f"held_out must be in (0, 1), got {self.held_out}.")
+        if self.fit_steps < 1:
+            raise ValueError(f"fit_steps must be >= 1, got {self.fit_steps}.")
+        if self.first_seed < self.sweep_seeds or set(self.tuning_seeds) & set(
+            self.eval_seeds
+        ):
+            raise ValueError(
+                f"first_seed={self.first_seed} makes the evaluation seeds overlap "
+                "the sweep or tuning seeds; evaluation runs must use fresh seeds."
+            )
+        if not self.shapes or not self.lrs:
+            raise ValueError("the sweep needs at least one shape and one lr.")
+
+    @property
+    def eval_seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.first_seed, self.first_seed + self.seeds))
+
+    def replace(self, **changes: Any) -> DemoConfig:
+        return dataclasses.replace(self, **changes)
+
+    # -- cache keys: a stage's key covers exactly what its output depends on --
+
+    def _digest(self, **fields: Any) -> str:
+        blob = json.dumps(
+            {"v": CACHE_VERSION, **fields}, sort_keys=True, default=repr
+        ).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def _task_fields(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "task_kwargs": list(self.task_kwargs),
+            "epochs": self.epochs,
+            "ticks_per_epoch": self.ticks_per_epoch,
+        }
+
+    def sweep_key(self) -> str:
+        return self._digest(
+            stage="sweep",
+            **self._task_fields(),
+            shapes=list(self.shapes),
+            lrs=list(self.lrs),
+            sweep_seeds=self.sweep_seeds,
+        )
+
+    def model_key(self) -> str:
+        return self._digest(
+            stage="model",
+            sweep=self.sweep_key(),
+            fit_steps=self.fit_steps,
+            fit_kwargs=list(self.fit_kwargs),
+            held_out=self.held_out,
+            seed=self.seed,
+        )
+
+    def tuning_key(self, baseline: str) -> str:
+        if baseline in self.shapes:
+            return self._digest(
+                stage="tune-sweep", sweep=self.sweep_key(), name=baseline
+            )
+        return self._digest(
+            stage="tune",
+            **self._task_fields(),
+            name=baseline,
+            lrs=list(self.lrs),
+            tuning_seeds=list(self.tuning_seeds),
+        )
+
+    def run_key(self, method: str, seed: int, setting: Any) -> str:
+        return self._digest(
+            stage="run",
+            **self._task_fields(),
+            method=method,
+            seed=seed,
+            setting=setting,
+        )
+
+    def lode_setting(self) -> dict[str, Any]:
+        return {"model": self.model_key(), **dict(self.lode_kwargs)}
+
+
+def default_config(task: str = "mnist1d-mlp", **changes: Any) -> DemoConfig:
+    """The default demo: the paper's sweep on ``task``, every baseline, 5 seeds."""
+    return DemoConfig(task=task).replace(**changes)
+
+
+def fast_config(task: str = "mnist1d-mlp", **changes: Any) -> DemoConfig:
+    """A reduced demo of about a minute or two on a 2-core CPU: a 2 x 2 x 2
+    sweep of 6 epochs, a 150-step fit, 2 seeds and the two baselines the sweep
+    tunes for free. Its numbers show that the pipeline works, not how good
+    LODE is."""
+    cfg = DemoConfig(
+        task=task,
+        epochs=6,
+        ticks_per_epoch=2,
+        shapes=("constant", "cosine"),
+        lrs=(3e-3, 3e-2),
+        sweep_seeds=2,
+        fit_steps=150,
+        seeds=2,
+        baselines=("constant", "cosine"),
+        lode_kwargs=(("n", 10),),
+    )
+    return cfg.replace(**changes)

@@ -1,0 +1,67 @@
+"""``optax-lode demo --fast`` end to end, in a subprocess (it turns on JAX's
+persistent compilation cache, a process-wide setting)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from _demo_helpers import check_outputs
+
+from optax_lode.demo import DemoConfig, fast_config
+
+
+def _demo(tmp_path, *args):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "optax_lode", "demo", "--fast", "--quiet"]
+    cmd += ["--out", str(out), *args]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, time.perf_counter() - t0
+
+
+@pytest.mark.slow
+def test_fast_demo_on_nqm_and_rerun_adds_only_the_new_seed(tmp_path):
+    out, _ = _demo(tmp_path, "--task", "nqm")
+    summary = check_outputs(out, seeds=2)
+    assert not any(summary["cached"].values())
+    # The re-run reads everything from the cache and only adds the third seed.
+    out, _ = _demo(tmp_path, "--task", "nqm", "--seeds", "3")
+    summary = check_outputs(out, seeds=3)
+    assert summary["cached"]["sweep"] and summary["cached"]["fit"]
+    assert not summary["cached"]["lode"] and not summary["cached"]["baselines"]
+    assert summary["timings"]["sweep"] < 30.0 and summary["timings"]["fit"] < 30.0
+
+
+@pytest.mark.slow
+def test_fast_demo_default_task(tmp_path):
+    out, _ = _demo(tmp_path)
+    check_outputs(out, seeds=2)
+    assert "mnist1d-mlp" in (out / "report.md").read_text()
+
+
+def test_demo_config_validation():
+    with pytest.raises(ValueError, match="at least 2 evaluation seeds"):
+        fast_config(seeds=1)
+    with pytest.raises(ValueError, match="fresh seeds"):
+        DemoConfig(first_seed=2)
+    # Cache keys: the model depends on the sweep; runs do not depend on seeds count.
+    a, b = fast_config(), fast_config(seeds=5)
+    assert a.model_key() == b.model_key()
+    assert a.run_key("LODE", 1000, a.lode_setting()) == b.run_key(
+        "LODE", 1000, b.lode_setting()
+    )
+    assert a.sweep_key() != fast_config(lrs=(1e-3, 1e-2)).sweep_key()
+    assert a.model_key() != fast_config(fit_steps=10).model_key()
+
+
+def test_demo_cli_rejects_unknown_task(tmp_path):
+    from optax_lode.cli import main
+
+    with pytest.raises(SystemExit, match="unknown task 'nope'"):
+        main(["demo", "--fast", "--task", "nope", "--out", str(tmp_path)])
