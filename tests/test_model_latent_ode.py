@@ -76,11 +76,11 @@ def test_non_finite_latent_gives_nan_rows_not_exception(model):
 
 
 def test_adaptive_solver_failure_is_nan_not_exception():
-    # A vector field blowing up in finite time (dz/dt = z^2 scaled up) exhausts the
-    # bounded max_steps; the result must be NaN rows, not a raised error.
-    m = LatentODE(T=20, key=jax.random.key(0), solver="tsit5", latent_size=2)
-    blowup = eqx.nn.MLP(2, 2, 2, 0, key=jax.random.key(1))
-    m = eqx.tree_at(lambda m: m.vector_field, m, blowup)
+    # A vector field that overflows makes the adaptive solve fail (step rejected
+    # to exhaustion of the bounded max_steps); the result must be NaN rows, not a
+    # raised error.
+    m = LatentODE(T=20, key=jax.random.key(0), solver="tsit5", latent_size=2, depth=0)
+    # Linear field dz/dt = 1e4 z: it overflows float32 within the first tick.
     m = eqx.tree_at(
         lambda m: (m.vector_field.layers[0].weight, m.vector_field.layers[0].bias),
         m,

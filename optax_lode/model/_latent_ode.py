@@ -34,8 +34,28 @@ _MAX_STEPS_PER_TICK = 16
 _UNROLL = 8
 
 
-def _tanh_mlp(in_size, out_size, width, depth, key) -> eqx.nn.MLP:
-    return eqx.nn.MLP(in_size, out_size, width, depth, activation=jnp.tanh, key=key)
+class TanhMLP(eqx.Module):
+    """MLP with ``depth`` tanh hidden layers of ``width`` and a linear output.
+
+    Equivalent to ``eqx.nn.MLP(..., activation=jnp.tanh)``, but with no function
+    stored as a pytree leaf, so a ``LatentODE`` is a pytree of arrays only and can
+    be passed straight through ``jax.jit``, ``jax.tree.map`` or ``optax``.
+    """
+
+    layers: tuple[eqx.nn.Linear, ...]
+
+    def __init__(self, in_size: int, out_size: int, width: int, depth: int, *, key):
+        sizes = [in_size] + [width] * depth + [out_size]
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.layers = tuple(
+            eqx.nn.Linear(a, b, key=k)
+            for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)
+        )
+
+    def __call__(self, x: Float[Array, " in"]) -> Float[Array, " out"]:
+        for layer in self.layers[:-1]:
+            x = jnp.tanh(layer(x))
+        return self.layers[-1](x)
 
 
 class LatentODE(eqx.Module):
@@ -82,10 +102,10 @@ class LatentODE(eqx.Module):
     """
 
     encoder_cell: eqx.nn.GRUCell
-    encoder_field: eqx.nn.MLP
+    encoder_field: TanhMLP
     encoder_out: eqx.nn.Linear
-    vector_field: eqx.nn.MLP
-    decoder: eqx.nn.MLP
+    vector_field: TanhMLP
+    decoder: TanhMLP
     normalisation: Normalisation
     lr_range: Float[Array, " 2"]
     best_lr_path: Float[Array, " T"]
@@ -175,12 +195,12 @@ class LatentODE(eqx.Module):
             )
         k = jax.random.split(key, 5)
         self.encoder_cell = eqx.nn.GRUCell(len(FEATURES), hidden_size, key=k[0])
-        self.encoder_field = _tanh_mlp(hidden_size, hidden_size, hidden_size, 1, k[1])
+        self.encoder_field = TanhMLP(hidden_size, hidden_size, hidden_size, 1, key=k[1])
         self.encoder_out = eqx.nn.Linear(hidden_size, latent_size, key=k[2])
-        self.vector_field = _tanh_mlp(
-            latent_size, latent_size, hidden_size, depth, k[3]
+        self.vector_field = TanhMLP(
+            latent_size, latent_size, hidden_size, depth, key=k[3]
         )
-        self.decoder = _tanh_mlp(latent_size, len(FEATURES), hidden_size, 1, k[4])
+        self.decoder = TanhMLP(latent_size, len(FEATURES), hidden_size, 1, key=k[4])
         self.normalisation = normalisation
         self.lr_range = lr_range
         self.best_lr_path = best_lr_path

@@ -1,0 +1,170 @@
+"""save_model / load_model: exact round trips; every kind of bad file is refused."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from optax_lode import Normalisation
+from optax_lode.model import LatentODE, load_model, read_header, save_model
+from optax_lode.model._artifact import MAGIC, pack, unpack
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = LatentODE(
+        T=30,
+        key=jax.random.key(7),
+        mu=3,
+        normalisation=Normalisation([0.1, 0.5, -4.0], [1.2, 0.2, 0.9]),
+        lr_range=[1e-4, 3e-2],
+        best_lr_path=np.linspace(3e-2, 1e-4, 30),
+        latent_scale=np.linspace(0.5, 1.5, 20),
+        training_summary={"steps": 12, "held_out_mse": 0.25},
+    )
+    # Perturb the weights so the test cannot pass on a freshly initialised model.
+    return eqx.tree_at(
+        lambda m: m.vector_field,
+        m,
+        jax.tree.map(lambda x: x * 1.01 + 0.001, m.vector_field),
+    )
+
+
+@pytest.fixture
+def saved(tmp_path, model):
+    path = tmp_path / "model.lode"
+    save_model(path, model)
+    return path
+
+
+def test_round_trip_equal_leaves_and_predictions(saved, model):
+    loaded = load_model(saved)
+    assert bool(eqx.tree_equal(loaded, model))
+    assert loaded.training_summary == {"steps": 12, "held_out_mse": 0.25}
+    assert (loaded.T, loaded.mu, loaded.solver) == (30, 3, "euler")
+    window = jax.random.normal(jax.random.key(0), (3, 3))
+    predict = jax.jit(lambda m, w: m.predict(w, 40))
+    np.testing.assert_array_equal(predict(model, window), predict(loaded, window))
+
+
+def test_header_is_readable_and_complete(saved, model):
+    header = read_header(saved)
+    assert header["format_version"] == 1
+    assert header["features"] == ["loss", "metric", "lr"]
+    assert header["T"] == 30 and header["mu"] == 3
+    assert header["hyperparameters"] == {
+        "latent_size": 20,
+        "hidden_size": 20,
+        "depth": 2,
+        "solver": "euler",
+    }
+    np.testing.assert_allclose(header["normalisation"]["std"], [1.2, 0.2, 0.9])
+    np.testing.assert_allclose(header["lr_range"], [1e-4, 3e-2], rtol=1e-6)
+    assert len(header["best_lr_path"]) == 30
+    assert header["library_version"]
+    assert header["training"]["steps"] == 12
+
+
+def test_write_is_atomic_no_temp_files_left(saved):
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["model.lode"]
+
+
+@pytest.mark.parametrize("keep", [5, len(MAGIC) + 20, 200, -1])
+def test_truncated_file_refused(saved, keep):
+    data = saved.read_bytes()
+    saved.write_bytes(data[: keep if keep > 0 else len(data) - 1])
+    with pytest.raises(ValueError, match=r"truncated|not an optax-lode"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("where", ["header", "payload"])
+def test_bit_flip_refused(saved, where):
+    data = bytearray(saved.read_bytes())
+    (n,) = struct.unpack("<Q", data[len(MAGIC) : len(MAGIC) + 8])
+    start = len(MAGIC) + 8 + 32
+    pos = (
+        start + n // 2
+        if where == "header"
+        else start + n + (len(data) - start - n) // 2
+    )
+    data[pos] ^= 0x10
+    saved.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"corrupt.*{where}|{where}.*corrupt"):
+        load_model(saved)
+
+
+def _rewrite_header(path, change):
+    header, payload = unpack(path.read_bytes())
+    for k in ("payload_bytes", "payload_sha256"):
+        header.pop(k)
+    change(header)
+    path.write_bytes(pack(header, payload))
+
+
+def test_wrong_version_refused(saved):
+    _rewrite_header(saved, lambda h: h.update(format_version=2))
+    with pytest.raises(ValueError, match=r"format version 2.*reads version 1"):
+        load_model(saved)
+
+
+def test_wrong_features_refused(saved):
+    _rewrite_header(saved, lambda h: h.update(features=["loss", "acc", "lr"]))
+    with pytest.raises(ValueError, match="features"):
+        load_model(saved)
+
+
+def test_header_not_matching_arrays_refused(saved):
+    _rewrite_header(saved, lambda h: h["hyperparameters"].update(latent_size=8))
+    with pytest.raises(ValueError, match="shapes do not match"):
+        load_model(saved)
+    _rewrite_header(saved, lambda h: h["hyperparameters"].update(latent_size=20))
+    load_model(saved)  # restored: loads again
+    _rewrite_header(saved, lambda h: h.update(lr_range=[1e-5, 1.0]))
+    with pytest.raises(ValueError, match="lr_range"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"PK\x03\x04 a zip file", json.dumps({"T": 30}).encode(), b"\x80\x04\x95"],
+    ids=["empty", "zip", "json", "pickle"],
+)
+def test_non_model_files_refused(tmp_path, content):
+    path = tmp_path / "thing.lode"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="not an optax-lode file"):
+        load_model(path)
+
+
+def test_other_kind_of_container_refused(tmp_path):
+    path = tmp_path / "ckpt.lode"
+    path.write_bytes(pack({"kind": "optax-lode.fit-checkpoint"}, b""))
+    with pytest.raises(ValueError, match="not a model"):
+        load_model(path)
+
+
+def test_missing_file_and_wrong_object():
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load_model("/nonexistent/model.lode")
+    with pytest.raises(TypeError, match="LatentODE"):
+        save_model("/tmp/x.lode", {"not": "a model"})
+
+
+def test_loaded_model_runs_jitted_without_retracing(saved, model):
+    loaded = load_model(saved)
+    traces = []
+
+    @jax.jit
+    def step(m, z):
+        traces.append(1)
+        return m.decode(z, 10)
+
+    step(model, jnp.zeros(20))
+    step(loaded, jnp.ones(20))  # same structure, same static fields: no retrace
+    assert len(traces) == 1
