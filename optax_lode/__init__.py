@@ -12,7 +12,14 @@ Importing this package changes no global JAX configuration.
 
 from optax_lode._version import __version__
 from optax_lode.decision import Decision, DecisionConfig, Explanation, decide, explain
-from optax_lode.model import LatentODE, Normalisation
+from optax_lode.model import (
+    LatentODE,
+    Normalisation,
+    evaluate,
+    fit,
+    load_model,
+    save_model,
+)
 from optax_lode.runs import Trajectories
 from optax_lode.transform import LodeState, lode_schedule
 
@@ -26,6 +33,10 @@ __all__ = [
     "Trajectories",
     "__version__",
     "decide",
+    "evaluate",
     "explain",
+    "fit",
+    "load_model",
     "lode_schedule",
+    "save_model",
 ]
