@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from optax_lode._version import __version__
 
 # Module names (relative to this package) of the subcommands, in --help order.
-_SUBCOMMANDS: tuple[str, ...] = ("sweep", "_demo")
+_SUBCOMMANDS: tuple[str, ...] = ("sweep", "fit", "inspect_model", "_demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,81 @@
+"""``optax-lode inspect``: print a model file's header in readable form."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Adds the ``inspect`` subcommand."""
+    p = subparsers.add_parser(
+        "inspect",
+        help="print a model file's header",
+        description=(
+            "Validate a model file (format version, checksums, array shapes) and "
+            "print its header: T, mu, features, normalisation, learning-rate range, "
+            "hyperparameters and training summary."
+        ),
+    )
+    p.add_argument("model", type=Path, help="model file written by fit/save_model")
+    p.add_argument("--json", action="store_true", help="print the raw JSON header")
+    p.set_defaults(func=run)
+
+
+def _fmt(values, digits=4) -> str:
+    return "[" + ", ".join(f"{v:.{digits}g}" for v in values) + "]"
+
+
+def format_header(header: dict) -> str:
+    """The header as aligned ``key: value`` lines."""
+    hp = header["hyperparameters"]
+    norm = header["normalisation"]
+    path = header["best_lr_path"]
+    training = dict(header.get("training") or {})
+    history = training.pop("history", [])
+    lines = [
+        ("format", f"{header['kind']} v{header['format_version']}"),
+        ("written by", f"optax-lode {header['library_version']}"),
+        ("features", ", ".join(header["features"])),
+        ("T (ticks per run)", header["T"]),
+        ("mu (window, ticks)", header["mu"]),
+        (
+            "model",
+            f"latent {hp['latent_size']}, hidden {hp['hidden_size']}, "
+            f"depth {hp['depth']}, solver {hp['solver']}",
+        ),
+        ("normalisation mean", _fmt(norm["mean"]) + "  (log loss, metric, log lr)"),
+        ("normalisation std", _fmt(norm["std"])),
+        ("lr range", _fmt(header["lr_range"])),
+        (
+            "best run's lr path",
+            f"{len(path)} ticks, first {path[0]:.4g}, min {min(path):.4g}, "
+            f"max {max(path):.4g}, last {path[-1]:.4g}",
+        ),
+        ("arrays", f"{len(header['leaves'])} leaves, {header['payload_bytes']} bytes"),
+    ]
+    for key in sorted(training):
+        value = training[key]
+        if isinstance(value, list) and len(value) > 6:
+            value = f"{len(value)} items"
+        lines.append((f"training.{key}", value))
+    if history:
+        lines.append(("training.history", f"{len(history)} evaluations"))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``optax-lode inspect``."""
+    from optax_lode.model import load_model, read_header
+
+    try:
+        header = read_header(args.model)
+        load_model(args.model)  # also checks the arrays against the header
+    except (ValueError, FileNotFoundError) as err:
+        print(f"optax-lode inspect: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(header, indent=2) if args.json else format_header(header))
+    return 0
