@@ -354,3 +354,62 @@ def test_import_100_runs_x_600_ticks(tmp_path):
     assert (traj.num_runs, traj.num_ticks) == (100, 600)
     assert int(traj.mask.sum()) == 90 * 600 + 10 * 300
     assert elapsed < 60
+
+
+def test_lode_diagnostics_logged_to_mlflow_and_tensorboard(store, tmp_path):
+    import jax
+    import optax
+    from _lode_helpers import ScriptedModel, fake_metric, mlp_problem
+
+    from optax_lode.tracking import LodeDiagnosticsLogger, lode_diagnostics
+    from optax_lode.transform import lode_schedule
+
+    params, loss_fn, (x, y) = mlp_problem()
+    tx = optax.chain(
+        optax.sgd(1.0), lode_schedule(ScriptedModel(T=20, mu=4), total_steps=20, n=8)
+    )
+    state = tx.init(params)
+
+    @jax.jit
+    def step(p, s):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+        u, s = tx.update(g, s, p, value=loss, val_metric=fake_metric(loss))
+        return optax.apply_updates(p, u), s
+
+    client = MlflowClient(tracking_uri=store["uri"])
+    run_id = client.create_run(client.create_experiment("live")).info.run_id
+    logged = []
+    with LodeDiagnosticsLogger(
+        mlflow=run_id, tracking_uri=store["uri"], tensorboard=tmp_path / "tb"
+    ) as log:
+        for i in range(12):
+            params, state = step(params, state)
+            if i % 4 == 3:
+                logged.append(log(state, i))
+    assert [d["decisions"] for d in logged] == [1.0, 2.0, 3.0]
+    assert logged[-1] == lode_diagnostics(state)
+    assert logged[-1]["learning_rate"] == float(optax.tree.get(state, "learning_rate"))
+    history = client.get_metric_history(run_id, "lode/decisions")
+    assert [(m.step, m.value) for m in history] == [(3, 1.0), (7, 2.0), (11, 3.0)]
+    lr = client.get_metric_history(run_id, "lode/learning_rate")
+    np.testing.assert_allclose(
+        [m.value for m in lr], [d["learning_rate"] for d in logged]
+    )
+    # The TensorBoard copy reads back through our own importer's reader.
+    from optax_lode.tracking import read_tensorboard_records
+
+    tb = read_tensorboard_records(tmp_path / "tb", keys=["lode/fallbacks", "lode/tick"])
+    ticks = tb.loc[tb["key"] == "lode/tick"]
+    assert ticks["step"].tolist() == [3, 7, 11]
+    np.testing.assert_allclose(ticks["value"], [d["tick"] for d in logged])
+
+
+def test_lode_diagnostics_errors(store):
+    from optax_lode.tracking import LodeDiagnosticsLogger, lode_diagnostics
+
+    with pytest.raises(ValueError, match="no LodeState"):
+        lode_diagnostics({"adam": ()})
+    with pytest.raises(ValueError, match="nothing to log to"):
+        LodeDiagnosticsLogger()
+    with pytest.raises(ValueError, match="none is active"):
+        LodeDiagnosticsLogger(mlflow=True, tracking_uri=store["uri"])
