@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from optax_lode.baselines import BASELINES, parametric_schedule, tune
-from optax_lode.sweep import train_run
+from optax_lode.sweep import train_run, train_runs
 from optax_lode.tasks import get_task
 
 
@@ -35,6 +35,25 @@ def test_tune_with_the_sweep_train_run():
     np.testing.assert_allclose(run.lr, expected, rtol=1e-5, atol=1e-8)
     assert np.isfinite(result.test_mean)
     assert run.metric[-1] > run.metric[0]  # -log loss rose: the loss fell
+
+
+@pytest.mark.slow
+def test_batched_tune_equals_run_by_run():
+    task = _small_nqm()
+    kw = dict(
+        learning_rates=[0.005, 0.5],
+        tuning_seeds=(0, 1),
+        num_seeds=2,
+        ticks_per_epoch=2,
+    )
+    one = tune(train_run, task, "hd-adam", **kw)
+    many = tune(train_runs, task, "hd-adam", batched=True, **kw)
+    assert one.best_learning_rate == many.best_learning_rate
+    np.testing.assert_allclose(one.val_metrics, many.val_metrics, rtol=1e-4)
+    np.testing.assert_allclose(one.test_metrics, many.test_metrics, rtol=1e-4)
+    for a, b in zip(one.runs, many.runs, strict=True):
+        np.testing.assert_allclose(a.lr, b.lr, rtol=1e-5)
+        np.testing.assert_allclose(a.params, b.params, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow

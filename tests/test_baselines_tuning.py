@@ -67,6 +67,36 @@ def test_tune_selects_on_validation_and_reruns_fresh_seeds():
     assert all(c[2:] == (2, 4, {"extra": "passed"}) for c in train_run.calls)
 
 
+def test_tune_batched_over_seeds():
+    calls = []
+
+    def train_runs(task, tx, *, seeds, epochs, ticks_per_epoch, eval_fn):
+        lr = float(optax.tree.get(tx.init(jnp.zeros(2)), "learning_rate"))
+        calls.append((lr, tuple(seeds)))
+        seeds = np.asarray(seeds, np.float64)
+        val = -abs(np.log10(lr) + 2) + 0.01 * seeds
+        return FakeResult(np.stack([val - 1.0, val], axis=1), 10.0 + seeds)
+
+    result = tune(
+        train_runs,
+        NoisyQuadratic(),
+        "hd-sgd",
+        tuning_seeds=(0, 1),
+        num_seeds=3,
+        first_seed=7,
+        batched=True,
+    )
+    # One call per rate, then one for the final seeds.
+    assert len(calls) == 6 and all(c[1] == (0, 1) for c in calls[:5])
+    assert calls[5] == (pytest.approx(1e-2), (7, 8, 9))
+    assert result.best_learning_rate == pytest.approx(1e-2)
+    np.testing.assert_allclose(result.test_metrics, [17.0, 18.0, 19.0])
+    np.testing.assert_allclose(result.runs[1].metric, [-0.92, 0.08], rtol=1e-6)
+    np.testing.assert_allclose(
+        result.val_metrics[:, 1] - result.val_metrics[:, 0], 0.01
+    )
+
+
 def test_tune_rejects_bad_input():
     train_run, task = RecordingTrainRun(), NoisyQuadratic()
     with pytest.raises(ValueError, match="unknown baseline"):

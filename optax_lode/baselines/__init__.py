@@ -34,6 +34,7 @@ from optax_lode.baselines._registry import (
     make_baseline,
 )
 from optax_lode.baselines._tuning import (
+    SeedRun,
     TrainRun,
     TuneResult,
     final_val_metric,
@@ -49,6 +50,7 @@ __all__ = [
     "Baseline",
     "BaselineState",
     "HypergradientState",
+    "SeedRun",
     "TrainRun",
     "TuneResult",
     "adamw_with_schedule",

@@ -13,11 +13,12 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+import jax
 import numpy as np
 
 from optax_lode.baselines._registry import BASELINES, eval_params, make_baseline
 
-__all__ = ["TrainRun", "TuneResult", "final_val_metric", "tune", "tune_all"]
+__all__ = ["SeedRun", "TrainRun", "TuneResult", "final_val_metric", "tune", "tune_all"]
 
 
 class TrainRun(Protocol):
@@ -27,7 +28,10 @@ class TrainRun(Protocol):
     ``seed``, calling ``tx.update(grads, state, params, value=loss,
     val_metric=v)``, evaluates at ``eval_fn(params, opt_state)``, and returns
     an object with ``metric`` (per-tick validation metric; NaN once diverged)
-    and ``test_metric`` (final test metric; NaN if diverged).
+    and ``test_metric`` (final test metric; NaN if diverged). With
+    ``tune(..., batched=True)`` it is called with ``seeds=`` (a list) instead
+    of ``seed=`` and returns every field with a leading seeds axis, like
+    ``optax_lode.sweep.train_runs``.
     """
 
     def __call__(
@@ -41,6 +45,30 @@ class TrainRun(Protocol):
         eval_fn: Callable[[Any, Any], Any],
         **kwargs: Any,
     ) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedRun:
+    """Run ``index`` of a result batched over ``count`` seeds.
+
+    Reads any attribute of the batched result (``optax_lode.sweep.train_runs``
+    gives every array a leading seeds axis) at ``index``; ``run_seconds`` and
+    ``compile_seconds`` are the batch's, amortised over its runs.
+    """
+
+    result: Any
+    index: int
+    count: int
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("result", "index", "count"):
+            raise AttributeError(name)
+        value = getattr(self.result, name)
+        if name in ("run_seconds", "compile_seconds"):
+            return value / self.count
+        if isinstance(value, int | float | str | bool) or value is None:
+            return value
+        return jax.tree.map(lambda x: x[self.index] if np.ndim(x) >= 1 else x, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +148,7 @@ def tune(
     ticks_per_epoch: int = 1,
     weight_decay: float | None = None,
     options: dict[str, Any] | None = None,
+    batched: bool = False,
     **run_kwargs: Any,
 ) -> TuneResult:
     """Tunes one baseline by the paper's protocol (A.2).
@@ -151,6 +180,11 @@ def tune(
         ticks_per_epoch: ticks per epoch (the records' clock).
         weight_decay: default ``task.weight_decay`` (0 if it has none).
         options: baseline-specific options for :func:`make_baseline`.
+        batched: ``train_run`` trains several seeds at once, as
+            ``optax_lode.sweep.train_runs`` does (called with ``seeds=`` instead
+            of ``seed=``; every result field gains a leading seeds axis): one
+            compilation per learning rate instead of one per run. The runs are
+            then :class:`SeedRun` views of the batched results.
         **run_kwargs: passed on to ``train_run``.
 
     Returns:
@@ -195,7 +229,7 @@ def tune(
     options = dict(options or {})
     eval_fn = functools.partial(eval_params, name)
 
-    def run(lr: float, seed: int) -> Any:
+    def runs(lr: float, seeds: tuple[int, ...]) -> list[Any]:
         tx = make_baseline(
             name,
             learning_rate=float(lr),
@@ -203,18 +237,19 @@ def tune(
             weight_decay=weight_decay,
             **options,
         )
-        return train_run(
-            task,
-            tx,
-            seed=seed,
+        common = dict(
             epochs=epochs,
             ticks_per_epoch=ticks_per_epoch,
             eval_fn=eval_fn,
             **run_kwargs,
         )
+        if batched:
+            result = train_run(task, tx, seeds=list(seeds), **common)
+            return [SeedRun(result, i, len(seeds)) for i in range(len(seeds))]
+        return [train_run(task, tx, seed=seed, **common) for seed in seeds]
 
     val = np.array(
-        [[final_val_metric(run(lr, s)) for s in tuning_seeds] for lr in grid]
+        [[final_val_metric(r) for r in runs(lr, tuning_seeds)] for lr in grid]
     )
     # A diverged tuning run disqualifies its rate.
     score = np.where(np.isfinite(val), val, -np.inf).mean(axis=1)
@@ -223,7 +258,7 @@ def tune(
         if np.any(np.isfinite(score))
         else float(grid.min())
     )
-    finals = tuple(run(best, s) for s in final_seeds)
+    finals = tuple(runs(best, final_seeds))
     return TuneResult(
         name=name,
         learning_rates=grid,
