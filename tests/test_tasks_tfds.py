@@ -1,0 +1,69 @@
+"""fashion_mnist-cnn and cifar100-resnet18 under ``tfds.testing.mock_data``."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+from optax_lode.sweep import make_schedule, sweep_optimizer, train_run  # noqa: E402
+from optax_lode.tasks import get_task  # noqa: E402
+from optax_lode.tasks._tfds import tfds_arrays  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("dataset", "shape", "classes"),
+    [("fashion_mnist", (28, 28, 1), 10), ("cifar100", (32, 32, 3), 100)],
+)
+def test_tfds_arrays_read_example_by_example_under_mock(dataset, shape, classes):
+    with tfds.testing.mock_data(num_examples=24):
+        x, y = tfds_arrays(dataset, "train")
+    assert x.shape == (24, *shape) and x.dtype == np.uint8
+    assert y.shape == (24,) and y.dtype == np.int32
+    assert 0 <= y.min() and y.max() < classes
+
+
+def test_fashion_mnist_cnn_builds_under_mock_data():
+    with tfds.testing.mock_data(num_examples=40):
+        task = get_task("fashion_mnist-cnn", batch_size=8, val_fraction=0.25)
+    assert task.steps_per_epoch == 30 // 8
+    assert task.eval_sets["val"][0].shape == (10, 28, 28, 1)
+    assert task.eval_sets["test"][0].shape == (40, 28, 28, 1)
+    assert task.weight_decay == 1e-3  # paper A.2
+    x, y = task.batch_fn(jax.random.key(0), np.int32(0))
+    assert x.shape == (8, 28, 28, 1) and x.dtype == np.uint8 and y.shape == (8,)
+
+
+@pytest.mark.slow
+def test_fashion_mnist_cnn_trains_under_mock_data():
+    with tfds.testing.mock_data(num_examples=40):
+        task = get_task("fashion_mnist-cnn", batch_size=8, val_fraction=0.25)
+    total = 2 * task.steps_per_epoch
+    tx = sweep_optimizer(make_schedule("constant", 1e-3, total), weight_decay=1e-3)
+    run = train_run(task, tx, seed=0, epochs=2)
+    assert run.mask.all() and np.isfinite(run.loss).all()
+    assert 0.0 <= run.test_metric <= 1.0
+
+
+@pytest.mark.slow
+def test_cifar100_resnet18_trains_under_mock_data():
+    with tfds.testing.mock_data(num_examples=16):
+        task = get_task("cifar100-resnet18", width=8, batch_size=4)
+    _, state = task.init(jax.random.key(0))
+    assert state  # batch statistics are model state, not parameters
+    # Memorise 3 batches of random labels: the loss must fall.
+    total = 8 * task.steps_per_epoch
+    tx = sweep_optimizer(make_schedule("constant", 3e-3, total), weight_decay=0.0)
+    run = train_run(task, tx, seed=0, epochs=8)
+    assert run.mask.all() and run.loss[-1] < run.loss[0]
+    assert 0.0 <= run.test_metric <= 1.0
+
+
+def test_tfds_task_errors_are_clear():
+    with tfds.testing.mock_data(num_examples=10):
+        with pytest.raises(ValueError, match="fewer than batch_size"):
+            get_task("fashion_mnist-cnn", batch_size=64)
+        with pytest.raises(ValueError, match="val_fraction"):
+            get_task("fashion_mnist-cnn", val_fraction=1.5)
