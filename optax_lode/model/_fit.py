@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -158,6 +159,7 @@ def fit(
     checkpoint_dir: str | os.PathLike | None = None,
     eval_every: int | None = None,
     patience: int | None = 10,
+    callback: Callable[[int, LatentODE, dict[str, float]], Any] | None = None,
     **model_kwargs: Any,
 ) -> LatentODE:
     """Fits a :class:`LatentODE` to a sweep's runs.
@@ -203,6 +205,9 @@ def fit(
             clipped to [10, 200].
         patience: evaluations without improvement before stopping; ``None``
             never stops early.
+        callback: called after every evaluation as ``callback(step, model,
+            {"loss": ..., "held_out": ..., "seconds": ...})`` with the current
+            (not the best) model, e.g. to log or to measure time-to-quality.
         **model_kwargs: forwarded to :class:`LatentODE` (``latent_size``,
             ``hidden_size``, ``depth``, ``solver``).
 
@@ -355,6 +360,12 @@ def fit(
             )
             state.update(step=step, seconds=elapsed)
             bar.set_postfix(loss=f"{train_loss:.4f}", held_out=f"{err:.4f}")
+            if callback is not None:
+                callback(
+                    step,
+                    _with_trained(model, eqx.combine(params, static)),
+                    dict(state["history"][-1]),
+                )
             bar.update(step - bar.n)
             if ckpt_path is not None:
                 _save_checkpoint(

@@ -1,0 +1,152 @@
+"""Fit speed: how long a usable latent ODE takes on a 2-core CPU.
+
+A synthetic sweep of 100 runs x 600 ticks (5 schedule shapes x 5 peak learning
+rates x 4 seeds, ``optax_lode.runs.synthetic_sweep``) is split into 80 runs to
+fit on and 20 test runs. ``fit`` runs with its defaults (paper A.3: Adam, one-cycle
+peaking at 1e-3, batch 20, up to 5000 steps, early stopping on 10% held-out runs).
+After every held-out evaluation a callback measures the Table A1 relative MSE of
+the metric on the test runs observing 50% of each run, so the benchmark reports
+
+- the time per gradient step (median over evaluation intervals),
+- the wall time until the test relative MSE of the metric first falls below the
+  threshold the fit-quality test uses (``tests/test_model_fit.py``: 0.006), not
+  counting the callback's own time,
+- the final model's Table A1 numbers at 5% and 50% observation, against the
+  persistence baseline.
+
+Target: a usable model within 5 minutes of CPU (the paper: under 1 hour on an
+A100 for 50k steps).
+
+Run: ``python -m benchmarks.fit_speed [--steps N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+
+from benchmarks._common import markdown_table, write_result
+
+NAME = "fit_speed"
+THRESHOLD = 0.006  # tests/test_model_fit.py: metric relative MSE at observe=0.5
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from optax_lode.model import evaluate, fit
+    from optax_lode.runs import synthetic_sweep
+
+    t_wall = time.perf_counter()
+    sweep = synthetic_sweep(
+        ticks=600,
+        schedules=("constant", "cosine", "linear", "exponential", "onecycle"),
+        peak_lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+        seeds=(0, 1, 2, 3),
+    )
+    train, test = sweep.split(held_out=0.2, seed=args.seed)
+    trace = []
+    callback_seconds = [0.0]
+
+    def callback(step, model, info):
+        t0 = time.perf_counter()
+        report = evaluate(model, test, observe=0.5)
+        trace.append(
+            {
+                "step": step,
+                # fit's clock includes earlier callbacks: take them out.
+                "fit_seconds": info["seconds"] - callback_seconds[0],
+                "train_loss": info["loss"],
+                "held_out_mse": info["held_out"],
+                "test_metric_rel_mse": report["metric"],
+            }
+        )
+        callback_seconds[0] += time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    model = fit(
+        train,
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        progress=False,
+        callback=callback,
+    )
+    fit_wall = time.perf_counter() - t0 - callback_seconds[0]
+
+    per_step = [
+        (b["fit_seconds"] - a["fit_seconds"]) / (b["step"] - a["step"])
+        for a, b in itertools.pairwise(trace)
+    ]
+    step_seconds = statistics.median(per_step)
+    reached = next((t for t in trace if t["test_metric_rel_mse"] < THRESHOLD), None)
+    reports = {o: evaluate(model, test, observe=o) for o in (0.05, 0.5)}
+    summary = model.training_summary
+
+    rows = [
+        ["runs x ticks (fit / test)", f"{train.num_runs} / {test.num_runs} x 600"],
+        ["time per step (ms, batch 20)", step_seconds * 1e3],
+        ["steps run (early stopping)", summary["steps"]],
+        ["best held-out step", summary["best_step"]],
+        ["fit wall time incl. compile (s)", fit_wall],
+        [
+            f"time to test metric rel. MSE < {THRESHOLD} (s)",
+            reached["fit_seconds"] if reached else "not reached",
+        ],
+        ["  ... at step", reached["step"] if reached else "-"],
+    ]
+    for o, r in reports.items():
+        for name in ("loss", "metric", "lr"):
+            rows.append(
+                [
+                    f"rel. MSE {name}, observe {o:.0%} (persistence)",
+                    f"{r[name]:.4f} ({r['persistence'][name]:.4f})",
+                ]
+            )
+        rows.append(
+            [
+                f"selection, observe {o:.0%}: rank / Spearman",
+                f"{r['selected_rank']} / {r['spearman']:.3f}",
+            ]
+        )
+    write_result(
+        NAME,
+        {
+            "config": {
+                "steps": args.steps,
+                "learning_rate": args.learning_rate,
+                "seed": args.seed,
+                "runs": sweep.num_runs,
+                "ticks": sweep.num_ticks,
+                "threshold": THRESHOLD,
+            },
+            "step_seconds": step_seconds,
+            "fit_wall_seconds": fit_wall,
+            "time_to_threshold_seconds": reached["fit_seconds"] if reached else None,
+            "steps_to_threshold": reached["step"] if reached else None,
+            "steps_run": summary["steps"],
+            "best_step": summary["best_step"],
+            "evaluations": reports,
+            "trace": trace,
+            "total_wall_seconds": time.perf_counter() - t_wall,
+        },
+        markdown_table(["quantity", "value"], rows),
+        title="Fit speed: 100 runs x 600 ticks on CPU",
+        notes=(
+            "Synthetic sweep (`optax_lode.runs.synthetic_sweep`), fit with the "
+            "defaults of `optax_lode.fit`. Time-to-threshold excludes the "
+            "benchmark's own evaluation callback. Target: a usable model within "
+            "5 minutes of CPU. The machine is shared, so absolute times are "
+            "inflated."
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
