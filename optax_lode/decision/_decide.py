@@ -295,11 +295,11 @@ def decide(
         A :class:`Decision`: the next ``mu`` rates and diagnostics.
 
     Example:
-        >>> import jax, jax.numpy as jnp, optax_lode
+        >>> import equinox as eqx, jax, jax.numpy as jnp, optax_lode
         >>> model = optax_lode.LatentODE(T=100, key=jax.random.key(0))
         >>> cfg = optax_lode.DecisionConfig.from_model(model, mu=5)
         >>> window = jnp.tile(jnp.array([1.0, 0.5, 1e-3]), (5, 1))
-        >>> d = jax.jit(optax_lode.decide, static_argnums=4)(
+        >>> d = eqx.filter_jit(optax_lode.decide)(  # config is static (hashable)
         ...     model, window, 5, jax.random.key(1), cfg)
         >>> d.segment.shape
         (5,)
