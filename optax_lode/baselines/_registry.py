@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -437,7 +438,9 @@ def make_baseline(
             f"baseline {name!r} does not accept option(s) {unknown}; "
             f"its options are {list(spec.options)}."
         )
-    if not (isinstance(learning_rate, int | float) and math.isfinite(learning_rate)):
+    if isinstance(learning_rate, bool) or not (
+        isinstance(learning_rate, numbers.Real) and math.isfinite(learning_rate)
+    ):
         raise ValueError(
             f"learning_rate must be a finite number, got {learning_rate!r}."
         )

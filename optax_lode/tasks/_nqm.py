@@ -252,7 +252,16 @@ def _as_step_rates(schedule: ScheduleLike, num_steps: int | None) -> Array:
                 f"expected_loss: schedule has {rates.shape[0]} steps but "
                 f"num_steps={num_steps}."
             )
-    return jnp.asarray(rates, jnp.float32)
+    rates = jnp.asarray(rates, jnp.float32)
+    # Concrete rates are checked; traced ones (expected_loss under jit) cannot be.
+    if not isinstance(rates, jax.core.Tracer) and not bool(
+        jnp.all(jnp.isfinite(rates))
+    ):
+        raise ValueError(
+            "expected_loss: the schedule has non-finite learning rates; give "
+            "finite per-step rates."
+        )
+    return rates
 
 
 def _moment_trajectory(
@@ -266,11 +275,26 @@ def _moment_trajectory(
     moments ``S = E[x x^T]`` (over the initial point and the noise) follow
     ``S' = A S A^T + b b^T q`` with ``q = c / B``: no approximation.
     """
-    h = jnp.asarray(task.curvature)
-    q = jnp.asarray(task.noise_variance)
-    beta = jnp.asarray(momentum, jnp.float32)
-    s_tt0 = jnp.full((task.dim,), task.init_scale**2, jnp.float32)
-    zeros = jnp.zeros((task.dim,), jnp.float32)
+    return _moments(
+        jnp.asarray(task.curvature),
+        jnp.asarray(task.noise_variance),
+        jnp.asarray(task.init_scale**2, jnp.float32),
+        rates,
+        jnp.asarray(momentum, jnp.float32),
+    )
+
+
+def _moments(
+    h: Float[Array, " dim"],
+    q: Float[Array, " dim"],
+    init_var: Float[Array, ""],
+    rates: Float[Array, " steps"],
+    beta: Float[Array, ""],
+) -> Float[Array, " steps_plus_one"]:
+    # The problem's constants are arguments, not closed over, so one compiled
+    # program serves every NoisyQuadratic of the same dim and run length.
+    s_tt0 = jnp.broadcast_to(init_var, h.shape).astype(jnp.float32)
+    zeros = jnp.zeros_like(s_tt0)
 
     def step(carry, lr):
         s_tt, s_tv, s_vv = carry
@@ -334,11 +358,17 @@ def expected_loss(
     """
     task = NoisyQuadratic() if task is None else task
     rates = _as_step_rates(schedule, num_steps)
-    losses = _jit_trajectory(task, rates, jnp.asarray(momentum, jnp.float32))
+    losses = _jit_moments(
+        jnp.asarray(task.curvature),
+        jnp.asarray(task.noise_variance),
+        jnp.asarray(task.init_scale**2, jnp.float32),
+        rates,
+        jnp.asarray(momentum, jnp.float32),
+    )
     return losses if trajectory else losses[-1]
 
 
-_jit_trajectory = jax.jit(_moment_trajectory, static_argnums=0)
+_jit_moments = jax.jit(_moments)
 
 
 # ---------------------------------------------------------------------------
