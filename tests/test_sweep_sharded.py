@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 _SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -51,6 +53,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh JAX process compiling for 8 devices: ~40 s loaded
 def test_eight_device_sweep_equals_one_device_sweep():
     env = dict(os.environ)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
