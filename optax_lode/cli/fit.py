@@ -33,7 +33,11 @@ def register(subparsers) -> None:
             "selection."
         ),
     )
-    p.add_argument("runs", type=Path, help="runs file, .csv or .parquet")
+    p.add_argument(
+        "runs",
+        help="the runs: a .csv/.parquet file, mlflow://EXPERIMENT (with "
+        "--tracking-uri or MLFLOW_TRACKING_URI) or tensorboard://LOGDIR",
+    )
     p.add_argument("--out", required=True, type=Path, help="model file to write")
     p.add_argument("--mu", type=int, default=None, help="window in ticks (5%% of T)")
     p.add_argument("--steps", type=int, default=5000, help="max gradient steps")
@@ -60,7 +64,24 @@ def register(subparsers) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     for col in ("run", "tick", "loss", "metric", "lr"):
-        p.add_argument(f"--{col}-column", default=col, help=f"column holding {col}")
+        p.add_argument(
+            f"--{col}-column",
+            default=None,
+            help=f"column holding {col} (default {col!r}); for a tracker, the "
+            "metric key or scalar tag (default train_loss, val_accuracy, lr)",
+        )
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    p.add_argument(
+        "--steps-per-tick",
+        type=int,
+        default=None,
+        help="tracker steps per tick (default: one tick per loss record)",
+    )
+    p.add_argument(
+        "--skip-invalid-runs",
+        action="store_true",
+        help="drop tracker runs that cannot be aligned, with a warning",
+    )
     p.set_defaults(func=run)
 
 
@@ -101,13 +122,21 @@ def report_table(model, held_out, observes) -> str:
 def run(args: argparse.Namespace) -> int:
     """Runs ``optax-lode fit``."""
     from optax_lode.model import fit, save_model
-    from optax_lode.runs import Trajectories
+    from optax_lode.tracking import load_runs
 
-    columns = {c: getattr(args, f"{c}_column") for c in ("run", "tick", "loss")}
-    columns.update(metric=args.metric_column, lr=args.lr_column)
+    tracker = "://" in args.runs
+    names = ("loss", "metric", "lr") if tracker else ("run", "tick", "loss")
+    options = {c: getattr(args, f"{c}_column") for c in names}
+    if tracker:
+        options.update(tick=args.steps_per_tick)
+        options.update(on_invalid="skip" if args.skip_invalid_runs else None)
+        if args.runs.startswith("mlflow://"):
+            options.update(tracking_uri=args.tracking_uri)
+    else:
+        options.update(metric=args.metric_column, lr=args.lr_column)
     try:
-        runs = Trajectories.from_file(args.runs, **columns)
-    except (ValueError, FileNotFoundError) as err:
+        runs = load_runs(args.runs, **options)
+    except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"optax-lode fit: {err}", file=sys.stderr)
         return 2
     print(
