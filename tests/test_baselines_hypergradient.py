@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from optax_lode.baselines import hd_adam, hd_sgd, scale_by_hypergradient
 
@@ -146,3 +150,36 @@ def test_bad_arguments():
     tx = hd_sgd(0.1, weight_decay=0.1)
     with pytest.raises(ValueError, match="params"):
         tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+
+
+@given(
+    theta=st.lists(st.floats(-3, 3), min_size=3, max_size=3),
+    curvature=st.lists(st.floats(0.1, 5.0), min_size=3, max_size=3),
+    lr=st.floats(1e-3, 0.3),
+    adam=st.booleans(),
+)
+def test_hypergradient_is_the_derivative_of_the_loss_wrt_the_last_rate(
+    theta, curvature, lr, adam
+):
+    # The hypergradient at step 2 is d f(theta_0 + alpha u_1) / d alpha at
+    # alpha = alpha_1: check it against autodiff of exactly that function.
+    theta, curvature = jnp.array(theta), jnp.array(curvature)
+    result = _hypergradient_check(theta, curvature, lr, adam)
+    hypergrad, autodiff = (float(x) for x in result)
+    assert hypergrad == pytest.approx(autodiff, rel=1e-4, abs=1e-5)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _hypergradient_check(theta, curvature, lr, adam):
+    def loss(p):
+        return 0.5 * jnp.sum(curvature * p**2) + jnp.sum(jnp.sin(p))
+
+    tx = (hd_adam if adam else hd_sgd)(0.1, hyper_lr=0.0)
+    state = tx.init(theta)
+    state = state._replace(learning_rate=jnp.asarray(lr, jnp.float32))
+    updates, state = tx.update(jax.grad(loss)(theta), state, theta)
+    theta1 = optax.apply_updates(theta, updates)
+    u1 = state.direction
+    _, state2 = tx.update(jax.grad(loss)(theta1), state, theta1)
+    autodiff = jax.grad(lambda a: loss(theta + a * u1))(state.learning_rate)
+    return state2.hypergradient, autodiff
