@@ -201,3 +201,17 @@ def test_rescaled_config_resamples_onto_the_model_grid():
     grid = np.exp(np.log(0.005) + 0.01 * np.arange(19, 24))
     seg4 = np.interp(19 + 0.5 * np.arange(8), np.arange(19, 24), grid)
     np.testing.assert_allclose(ex.segments[4], seg4, rtol=1e-5)
+
+
+def test_unknown_metric_does_not_hide_the_live_loss():
+    """Before the first validation the metric is NaN: those rows are masked
+    from the encoder, but their losses still set l* and the threshold."""
+    window = _window()
+    window[:, 1] = np.nan
+    window[:, 0] = np.exp([0.0, 0.2, -0.2, 0.1])
+    ex = explain(ScriptedModel(T=T, mu=MU), window, 8, None, _config(), eps=_eps())
+    assert not np.asarray(ex.window_mask).any()
+    np.testing.assert_allclose(ex.live_loss, 0.1, rtol=1e-5)
+    std = np.std([0.0, 0.2, -0.2, 0.1])
+    np.testing.assert_allclose(ex.threshold, 2 * max(std, 0.5), rtol=1e-5)
+    assert int(ex.decision.accepted) > 0

@@ -152,6 +152,9 @@ def _run(
     # non-finite rows are masked out of the encoder.
     with jax.numpy_dtype_promotion("standard"):
         normed = jnp.asarray(norm.forward(window), dtype)
+    # The live loss and its spread use every finite loss, even of a row whose
+    # metric is still unknown (NaN before the first validation).
+    loss_col = normed[:, 0]
     row_ok = jnp.all(jnp.isfinite(normed), axis=-1)
     normed = jnp.where(row_ok[:, None], normed, 0.0)
     w = config.window_points
@@ -174,11 +177,12 @@ def _run(
         raw = jnp.asarray(norm.inverse(pred), dtype)
 
     # --- 4. Accept: two-sided loss match somewhere in [0, T]. --------------
-    losses = jnp.where(row_ok, normed[:, 0], jnp.nan)
+    loss_ok = jnp.isfinite(loss_col)
+    losses = jnp.where(loss_ok, loss_col, jnp.nan)
     live_loss, has_loss = _last_finite(losses)
-    n_ok = jnp.maximum(row_ok.sum(), 1)
+    n_ok = jnp.maximum(loss_ok.sum(), 1)
     mean = jnp.nansum(losses) / n_ok
-    var = jnp.nansum(jnp.where(row_ok, (losses - mean) ** 2, 0.0)) / n_ok
+    var = jnp.nansum(jnp.where(loss_ok, (losses - mean) ** 2, 0.0)) / n_ok
     threshold = config.tol * jnp.maximum(jnp.sqrt(var), config.std_floor)
     t1 = config.model_ticks + 1
     pred_loss = pred[:, :t1, 0]
