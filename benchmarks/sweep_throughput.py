@@ -1,0 +1,183 @@
+"""Sweep throughput: the default 100-run ``mnist1d-mlp`` sweep, and runs/second
+per task.
+
+Run: ``python -m benchmarks.sweep_throughput`` (``--quick`` for a smoke run).
+
+1. Headline: wall time of ``run_sweep(get_task("mnist1d-mlp"))`` with the
+   paper's defaults (4 shapes x 5 lrs x 5 seeds = 100 runs, 60 epochs, one tick
+   per epoch), compilation included: what a user waits for. Target: < 3 min on
+   a 2-core CPU (a naive vmapped loop took about 2.6 min).
+2. Per task: a small sweep (``runs`` runs) timed at two run lengths; the
+   difference cancels compilation and gives steady-state run-steps/second, from
+   which runs/second at the task's default length follow. The tfds tasks run on
+   ``tfds.testing.mock_data`` (no data here), so their evaluation cost is that
+   of the small mock splits, and their runs/second are extrapolated to the real
+   training-set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from benchmarks._common import markdown_table, write_result
+
+# name -> (task kwargs, runs in the small sweep, (epochs short, epochs long),
+#          real steps per epoch if the data are mocked)
+_TASKS = {
+    "nqm": ({}, 20, (2, 6), None),
+    "digits-mlp": ({}, 20, (2, 6), None),
+    "digits-cnn": ({}, 20, (2, 6), None),
+    "mnist1d-mlp": ({}, 20, (2, 6), None),
+    "mnist1d-cnn": ({}, 20, (2, 6), None),
+    "text-transformer": ({}, 4, (1, 2), None),
+    "fashion_mnist-cnn": ({"batch_size": 128}, 2, (1, 2), 54000 // 128),
+    "cifar100-resnet18": ({"batch_size": 128}, 2, (1, 2), 45000 // 128),
+}
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f} (1 min), {five:.1f} (5 min)"
+
+
+def _timed_sweep(task, runs: int, epochs: int) -> tuple[float, int]:
+    """Wall time of a ``runs``-run sweep (shapes, then lrs, then seeds)."""
+    from optax_lode.sweep import PAPER_LRS, PAPER_SHAPES, run_sweep
+
+    shapes = PAPER_SHAPES[: min(len(PAPER_SHAPES), runs)]
+    lrs = PAPER_LRS[: min(len(PAPER_LRS), max(1, runs // len(shapes)))]
+    seeds = max(1, runs // (len(shapes) * len(lrs)))
+    t0 = time.perf_counter()
+    run_sweep(task, shapes=shapes, lrs=lrs, seeds=seeds, epochs=epochs)
+    return time.perf_counter() - t0, len(shapes) * len(lrs) * seeds
+
+
+def _task(name: str, kwargs: dict, mocked: bool):
+    from optax_lode.tasks import get_task
+
+    if not mocked:
+        return get_task(name, **kwargs)
+    import tensorflow_datasets as tfds
+
+    # Three minibatches of training data after the 10% validation hold-out.
+    n = int(np.ceil(3 * kwargs["batch_size"] / 0.9)) + 1
+    with tfds.testing.mock_data(num_examples=n):
+        return get_task(name, **kwargs)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run")
+    parser.add_argument("--skip-headline", action="store_true")
+    parser.add_argument("--tasks", default=",".join(_TASKS))
+    args = parser.parse_args(argv)
+
+    from optax_lode.sweep import run_sweep
+    from optax_lode.tasks import get_task
+
+    started = time.perf_counter()
+    data: dict = {"load_before": _load()}
+    rows = []
+    if not args.skip_headline:
+        epochs = 6 if args.quick else 60
+        task = get_task("mnist1d-mlp")
+        t0 = time.perf_counter()
+        traj = run_sweep(task, epochs=epochs)
+        wall = time.perf_counter() - t0
+        best = traj.info["test_metric"].max()
+        data["headline_sweep"] = {
+            "task": "mnist1d-mlp",
+            "runs": traj.num_runs,
+            "epochs": epochs,
+            "ticks": traj.num_ticks,
+            "steps_per_run": epochs * task.steps_per_epoch,
+            "wall_seconds": wall,
+            "best_test_metric": float(best),
+            "load_after": _load(),
+        }
+        data["headline"] = (
+            f"default 100-run mnist1d-mlp sweep ({epochs} epochs): {wall / 60:.2f} min "
+            "wall time on 2 shared CPU cores (target < 3 min)"
+        )
+        rows.append(
+            [
+                "mnist1d-mlp default sweep (100 runs, compile included)",
+                "",
+                f"{wall:.1f} s",
+                f"{traj.num_runs / wall:.3g}",
+                "",
+            ]
+        )
+
+    per_task = {}
+    for name in [t for t in args.tasks.split(",") if t]:
+        kwargs, runs, (e1, e2), real_steps = _TASKS[name]
+        if args.quick:
+            runs, (e1, e2) = min(runs, 4), (1, 2)
+        task = _task(name, kwargs, mocked=real_steps is not None)
+        t1, n = _timed_sweep(task, runs, e1)
+        t2, _ = _timed_sweep(task, runs, e2)
+        steps = (e2 - e1) * task.steps_per_epoch * n
+        # Steady state: run-steps per second (compilation cancels out).
+        rate = steps / max(t2 - t1, 1e-9)
+        steps_per_epoch = real_steps or task.steps_per_epoch
+        runs_per_s = rate / (steps_per_epoch * task.default_epochs)
+        per_task[name] = {
+            "runs_in_sweep": n,
+            "epochs": [e1, e2],
+            "wall_seconds": [t1, t2],
+            "run_steps_per_second": rate,
+            "steps_per_epoch": steps_per_epoch,
+            "default_epochs": task.default_epochs,
+            "runs_per_second_at_default_length": runs_per_s,
+            "mock_data": real_steps is not None,
+        }
+        rows.append(
+            [
+                name + (" (mock data, extrapolated)" if real_steps else ""),
+                f"{rate:.4g}",
+                f"{task.default_epochs} x {steps_per_epoch}",
+                f"{runs_per_s:.3g}",
+                f"{t1:.1f} s ({n} runs, {e1} ep.)",
+            ]
+        )
+        print(name, per_task[name], flush=True)
+    data["per_task"] = per_task
+    data["load_after"] = _load()
+    data["wall_seconds"] = time.perf_counter() - started
+    table = markdown_table(
+        [
+            "what",
+            "run-steps / s",
+            "default run (epochs x steps)",
+            "runs / s",
+            "small sweep wall (compile incl.)",
+        ],
+        rows,
+    )
+    notes = (
+        "Runs/second are at each task's default run length, vmapped over the "
+        "small sweep's runs (more runs per program are faster per run on CPU). "
+        f"Machine load average: {data['load_before']} before, "
+        f"{data['load_after']} after: the 2 cores are shared with other jobs, "
+        "so these timings are inflated. "
+        "tfds tasks: measured on mock data (evaluation on tiny splits), "
+        "extrapolated to the real number of steps per epoch."
+    )
+    if args.quick:
+        notes += " QUICK RUN: shortened; not the reference numbers."
+    write_result(
+        "sweep_throughput" + ("_quick" if args.quick else ""),
+        data,
+        table,
+        title="Sweep throughput",
+        notes=notes,
+    )
+
+
+if __name__ == "__main__":
+    main()
