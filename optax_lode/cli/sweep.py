@@ -94,6 +94,21 @@ def register(subparsers) -> None:
         "(repeatable; values parsed as Python literals)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="URI",
+        help="also log every run to MLflow (params and per-tick train_loss, "
+        "val_accuracy, lr) at tracking URI (default: MLFLOW_TRACKING_URI, else "
+        "sqlite:///mlflow.db); needs optax-lode[tracking]",
+    )
+    p.add_argument(
+        "--mlflow-experiment",
+        default=None,
+        help="MLflow experiment name (default: optax-lode-sweep-TASK)",
+    )
     p.set_defaults(func=run)
 
 
@@ -129,4 +144,22 @@ def run(args: argparse.Namespace) -> int:
     if len(tests):
         msg += f"; best test metric {tests.max():.4f} ({tests.idxmax()})"
     print(msg)
+    if args.mlflow is not None:
+        from optax_lode.tracking import log_trajectories_to_mlflow
+
+        experiment = args.mlflow_experiment or f"optax-lode-sweep-{task.name}"
+        ticks = args.ticks_per_epoch
+        log_trajectories_to_mlflow(
+            traj,
+            experiment=experiment,
+            tracking_uri=args.mlflow or None,
+            tags={
+                "optax_lode.ticks_per_epoch": str(ticks),
+                "optax_lode.steps_per_tick": str(task.steps_per_epoch // ticks),
+            },
+        )
+        where = args.mlflow or "the default tracking URI"
+        print(
+            f"logged {traj.num_runs} runs to MLflow experiment {experiment!r} ({where})"
+        )
     return 0
