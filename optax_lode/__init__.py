@@ -6,6 +6,8 @@ The data flow, one subpackage a stage:
 - :mod:`optax_lode.model`: the latent ODE fitted to them, and its artifact.
 - :mod:`optax_lode.decision`: Algorithm 1, one pure decision.
 - :mod:`optax_lode.transform`: the Optax gradient transformation ``lode_schedule``.
+- :mod:`optax_lode.tasks` and :mod:`optax_lode.sweep`: training tasks, the sweep
+  engine that produces the runs, and ``train_run`` for any optax optimizer.
 
 Importing this package changes no global JAX configuration.
 """
@@ -21,6 +23,8 @@ from optax_lode.model import (
     save_model,
 )
 from optax_lode.runs import Trajectories
+from optax_lode.sweep import RunResult, run_sweep, train_run
+from optax_lode.tasks import get_task
 from optax_lode.transform import LodeState, lode_schedule
 
 __all__ = [
@@ -30,13 +34,17 @@ __all__ = [
     "LatentODE",
     "LodeState",
     "Normalisation",
+    "RunResult",
     "Trajectories",
     "__version__",
     "decide",
     "evaluate",
     "explain",
     "fit",
+    "get_task",
     "load_model",
     "lode_schedule",
+    "run_sweep",
     "save_model",
+    "train_run",
 ]
