@@ -301,6 +301,7 @@ def test_export_round_trip(store):
     )
     assert len(ids) == runs
     back = from_mlflow("exported ✓", tracking_uri=store["uri"], tick=1)
+    assert list(back.run_ids) == ids  # the export's run order is kept
     order = [back.run_ids.index(i) for i in ids]
     np.testing.assert_array_equal(back.mask[order], src.mask)
     for name in ("loss", "metric", "lr"):

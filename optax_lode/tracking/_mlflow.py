@@ -424,7 +424,11 @@ def log_trajectories_to_mlflow(
     series = ((loss, traj.loss), (metric, traj.metric), (lr, traj.lr))
     for i, rid in enumerate(traj.run_ids):
         row = traj.info.loc[rid] if rid in traj.info.index else pd.Series(dtype=object)
-        run = client.create_run(exp_id, run_name=str(rid), tags=dict(tags or {}))
+        # Distinct start times keep traj's run order when read back (MLflow
+        # lists runs by start time).
+        run = client.create_run(
+            exp_id, start_time=now + i, run_name=str(rid), tags=dict(tags or {})
+        )
         run_id = run.info.run_id
         params, summaries = [], []
         for col, value in row.items():

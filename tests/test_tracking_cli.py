@@ -1,0 +1,85 @@
+"""``optax-lode fit mlflow://... | tensorboard://...`` and ``sweep --mlflow``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optax_lode.cli import main
+
+pytest.importorskip("tensorboard")
+
+
+def test_fit_reports_a_missing_mlflow_store(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'absent.db'}"
+    code = main(
+        ["fit", "mlflow://sweep", "--tracking-uri", uri, "--out", str(tmp_path / "m")]
+    )
+    assert code == 2
+    assert "no MLflow store" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_fit_reports_runs_that_cannot_be_aligned(tmp_path, capsys):
+    from tensorboard.summary import Writer
+
+    for name, tags in (("good", ("loss", "acc", "lr")), ("bad", ("loss", "lr"))):
+        w = Writer(str(tmp_path / "logs" / name))
+        for step in range(6):
+            for tag in tags:
+                w.add_scalar(tag, 0.5, step)
+        w.close()
+    args = ["fit", f"tensorboard://{tmp_path / 'logs'}", "--out", str(tmp_path / "m")]
+    args += ["--loss-column", "loss", "--metric-column", "acc", "--lr-column", "lr"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "run 'bad': no 'acc' records" in err
+
+
+def test_unknown_source_form(tmp_path, capsys):
+    assert main(["fit", "wandb://x", "--out", str(tmp_path / "m")]) == 2
+    assert "unknown source scheme 'wandb'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sweep_to_mlflow_then_fit_from_it(tmp_path, capsys):
+    """The whole loop: a sweep logged to MLflow, a LODE fitted from MLflow."""
+    pytest.importorskip("mlflow")
+    from optax_lode.runs import Trajectories
+    from optax_lode.tracking import from_mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = [
+        "sweep",
+        "--task",
+        "nqm",
+        "--out",
+        str(tmp_path / "runs.parquet"),
+        "--shapes",
+        "cosine,constant",
+        "--lrs",
+        "0.01,0.1",
+        "--seeds",
+        "2",
+        "--epochs",
+        "6",
+        "--no-progress",
+        "--mlflow",
+        uri,
+        "--mlflow-experiment",
+        "nqm sweep",
+    ]
+    assert main(sweep) == 0
+    assert "logged 8 runs to MLflow experiment 'nqm sweep'" in capsys.readouterr().out
+    written = Trajectories.from_parquet(tmp_path / "runs.parquet")
+    logged = from_mlflow("nqm sweep", tracking_uri=uri, tick=1)
+    assert logged.info["run_name"].tolist() == list(written.run_ids)
+    np.testing.assert_array_equal(logged.loss, written.loss)
+    np.testing.assert_array_equal(logged.info["peak_lr"], written.info["peak_lr"])
+
+    fit = ["fit", "mlflow://nqm%20sweep", "--tracking-uri", uri, "--steps-per-tick"]
+    fit += ["1", "--out", str(tmp_path / "model.lode"), "--steps", "3", "--quiet"]
+    fit += ["--held-out", "0.25"]
+    assert main(fit) == 0
+    assert (tmp_path / "model.lode").exists()
