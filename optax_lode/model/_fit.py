@@ -26,6 +26,7 @@ from optax_lode.model._artifact import (
     unpack,
 )
 from optax_lode.model._latent_ode import LatentODE
+from optax_lode.model._latent_ode import _networks as _trained
 from optax_lode.model._normalisation import Normalisation
 from optax_lode.runs import Trajectories
 
@@ -402,16 +403,6 @@ def fit(
         **model_kwargs,
     )
     return _with_trained(final, _trained(model))
-
-
-def _trained(model: LatentODE) -> tuple:
-    return (
-        model.encoder_cell,
-        model.encoder_field,
-        model.encoder_out,
-        model.vector_field,
-        model.decoder,
-    )
 
 
 def _with_trained(model: LatentODE, parts: tuple) -> LatentODE:

@@ -58,6 +58,17 @@ class TanhMLP(eqx.Module):
         return self.layers[-1](x)
 
 
+def _networks(model: LatentODE) -> tuple:
+    """The trainable parts of a model (everything else is data about the runs)."""
+    return (
+        model.encoder_cell,
+        model.encoder_field,
+        model.encoder_out,
+        model.vector_field,
+        model.decoder,
+    )
+
+
 class LatentODE(eqx.Module):
     """Latent ODE of ``(loss, metric, lr)`` training curves (Sampson & Melchior 2025).
 
@@ -212,6 +223,24 @@ class LatentODE(eqx.Module):
         self.depth = int(depth)
         self.solver = solver
         self._training = json.dumps(dict(training_summary or {}), sort_keys=True)
+
+    def with_solver(self, solver: Solver) -> LatentODE:
+        """The same model (weights, metadata) integrated with another solver."""
+        other = LatentODE(
+            T=self.T,
+            key=jax.random.key(0),
+            latent_size=self.latent_size,
+            hidden_size=self.hidden_size,
+            depth=self.depth,
+            mu=self.mu,
+            normalisation=self.normalisation,
+            lr_range=self.lr_range,
+            best_lr_path=self.best_lr_path,
+            latent_scale=self.latent_scale,
+            solver=solver,
+            training_summary=self.training_summary,
+        )
+        return eqx.tree_at(_networks, other, _networks(self))
 
     @property
     def training_summary(self) -> dict[str, Any]:

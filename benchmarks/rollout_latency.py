@@ -1,0 +1,106 @@
+"""Rollout latency: 30 latents x 1200 ticks, vmapped and jitted, on CPU.
+
+This is the cost the scheduler pays at every decision (paper defaults: an
+ensemble of n = 30 latents rolled out over 2T ticks, T = 600). Measured as the
+median wall time of repeated calls of one compiled function, with
+``LatentODE``'s default solver (fixed-step Euler, one step per tick; see
+``benchmarks/solver_choice.py`` for why). Also reported: encoding one window of
+``mu`` ticks, and the whole encode + ensemble + rollout. Target: the rollout in
+at most 5 ms.
+
+Run: ``python -m benchmarks.rollout_latency``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks._common import markdown_table, median_time, write_result
+
+NAME = "rollout_latency"
+TARGET_MS = 5.0
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--T", type=int, default=600)
+    parser.add_argument("--n", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args(argv)
+
+    import jax
+    import jax.numpy as jnp
+
+    from optax_lode import LatentODE
+
+    T, n, ticks = args.T, args.n, 2 * args.T
+    model = LatentODE(T=T, key=jax.random.key(0))
+    z = jax.random.normal(jax.random.key(1), (n, model.latent_size))
+    window = jax.random.normal(jax.random.key(2), (model.mu, 3))
+
+    rollout = jax.jit(jax.vmap(lambda zi: model.decode(zi, ticks)))
+    encode = jax.jit(model.encode)
+
+    @jax.jit
+    def decision(window, key):
+        z0 = model.encode(window)
+        eps = jax.random.normal(key, (n, model.latent_size)).at[0].set(0.0)
+        zs = z0 + 0.15 * model.latent_scale * eps
+        return jax.vmap(lambda zi: model.decode(zi, ticks))(zs)
+
+    key = jax.random.key(3)
+    for fn in (
+        lambda: rollout(z),
+        lambda: encode(window),
+        lambda: decision(window, key),
+    ):
+        jax.block_until_ready(fn())  # compile
+    results = {
+        "rollout_ms": 1e3
+        * median_time(lambda: jax.block_until_ready(rollout(z)), repeats=args.repeats),
+        "encode_ms": 1e3
+        * median_time(
+            lambda: jax.block_until_ready(encode(window)), repeats=args.repeats
+        ),
+        "decision_ms": 1e3
+        * median_time(
+            lambda: jax.block_until_ready(decision(window, key)), repeats=args.repeats
+        ),
+    }
+    assert bool(jnp.all(jnp.isfinite(rollout(z))))
+    rows = [
+        [f"rollout: {n} latents x {ticks} ticks", results["rollout_ms"]],
+        [f"encode: one window of mu={model.mu} ticks", results["encode_ms"]],
+        ["encode + ensemble + rollout", results["decision_ms"]],
+    ]
+    passed = results["rollout_ms"] <= TARGET_MS
+    write_result(
+        NAME,
+        {
+            "config": {
+                "T": T,
+                "n": n,
+                "ticks": ticks,
+                "repeats": args.repeats,
+                "solver": model.solver,
+                "latent_size": model.latent_size,
+                "hidden_size": model.hidden_size,
+                "depth": model.depth,
+            },
+            **results,
+            "target_ms": TARGET_MS,
+            "meets_target": passed,
+        },
+        markdown_table(["operation", "median (ms)"], rows),
+        title="Rollout latency (jitted, vmapped, CPU)",
+        notes=(
+            f"Solver `{model.solver}` (one step per tick), latent "
+            f"{model.latent_size}, hidden {model.hidden_size} x {model.depth}. "
+            f"Target: rollout at most {TARGET_MS:g} ms: "
+            f"{'met' if passed else 'NOT met'} on this (shared, loaded) machine."
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
