@@ -205,8 +205,10 @@ def run_sweep(
         epochs: run length; default ``task.default_epochs``.
         ticks_per_epoch: ticks per epoch.
         weight_decay: AdamW weight decay; default ``task.weight_decay``.
-        chunk_size: runs per compiled program (bounds memory); default all
-            runs (at most 100). Rounded up to a multiple of the device count.
+        chunk_size: runs per compiled program (bounds memory; a finished
+            chunk is the unit of resuming); default 25 per device (on a
+            2-core CPU, 25-run chunks ran a 100-run sweep faster than one
+            100-run program). Rounded up to a multiple of the device count.
         checkpoint_dir: where finished chunks go, for resuming.
         devices: devices to shard over; default ``jax.devices()``.
         progress: show a progress bar (tqdm), one update per chunk.
@@ -239,7 +241,7 @@ def run_sweep(
     runs = sweep_grid(shapes, lrs, seeds)
     devices = list(jax.devices() if devices is None else devices)
     ndev = len(devices)
-    chunk = min(len(runs), 100) if chunk_size is None else int(chunk_size)
+    chunk = min(len(runs), 25 * ndev) if chunk_size is None else int(chunk_size)
     if chunk < 1:
         raise ValueError(f"chunk_size={chunk_size} must be >= 1")
     chunk = -(-chunk // ndev) * ndev  # whole runs per device
