@@ -262,6 +262,10 @@ def read_mlflow_records(
     ]
     if others or bare:
         records = pd.concat([records, pd.DataFrame(others + bare)], ignore_index=True)
+    # Runs in the experiment's order (start time), which align_to_ticks keeps.
+    rank = records["run"].map({rid: i for i, rid in enumerate(run_ids)})
+    records = records.iloc[np.argsort(rank.to_numpy(), kind="stable")]
+    records = records.reset_index(drop=True)
     info_rows = {}
     for run in runs:
         row = {"run_name": run.info.run_name, "status": run.info.status}
