@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from _demo_helpers import check_outputs
 
 from optax_lode.demo import fast_config, run_demo
 
 
+@pytest.mark.slow
 def test_demo_pipeline_end_to_end_and_cached_rerun(tmp_path):
     cfg = fast_config("nqm", fit_steps=40, epochs=4)
     result = run_demo(cfg, tmp_path, progress=False, log=None)

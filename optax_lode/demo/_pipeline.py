@@ -226,7 +226,6 @@ def tune_stage(
     final runs on the evaluation seeds are cached as that baseline's runs.
     """
     from optax_lode.baselines import BASELINES, tune
-    from optax_lode.sweep import train_run
 
     epochs, _, _ = _clock(task, cfg)
     tuning: dict[str, dict[str, Any]] = {}
@@ -243,7 +242,7 @@ def tune_stage(
                 spec = BASELINES[name]
                 grid = None if spec.learning_rate_role == "multiplier" else cfg.lrs
                 res = tune(
-                    train_run,
+                    _BatchedFinals(cfg.eval_seeds),
                     task,
                     name,
                     learning_rates=grid,
@@ -267,6 +266,35 @@ def tune_stage(
             save_json(path, record)
         tuning[name] = record
     return tuning, all_cached
+
+
+class _BatchedFinals:
+    """A ``train_run`` for :func:`optax_lode.baselines.tune` that trains the
+    final runs of all evaluation seeds at once.
+
+    ``tune`` trains its grid runs, then the selected setting once per fresh
+    seed, one call per seed with the same configuration. The first call with an
+    evaluation seed trains every evaluation seed vmapped (one compilation
+    instead of one per seed) with that call's transformation; the later calls
+    return their seed's run. Grid runs go to ``train_run`` unchanged.
+    """
+
+    def __init__(self, eval_seeds: tuple[int, ...]) -> None:
+        self.eval_seeds = tuple(eval_seeds)
+        self.finals: dict[int, Any] | None = None
+
+    def __call__(self, task: Any, tx: Any, *, seed: int, **kwargs: Any) -> Any:
+        from optax_lode.sweep import train_run, train_runs
+
+        if seed not in self.eval_seeds:
+            return train_run(task, tx, seed=seed, **kwargs)
+        if self.finals is None:
+            res = train_runs(task, tx, seeds=list(self.eval_seeds), **kwargs)
+            n = len(self.eval_seeds)
+            self.finals = {
+                s: _RunView(res, i, n) for i, s in enumerate(self.eval_seeds)
+            }
+        return self.finals[seed]
 
 
 def baseline_stage(
@@ -330,10 +358,7 @@ class _RunView:
     def __getattr__(self, name: str) -> Any:
         if name in ("run_seconds", "compile_seconds"):
             return getattr(self.res, name) / self.n
-        value = getattr(self.res, name)
-        if name == "test_metric":
-            return np.asarray(value)[self.i]
-        return np.asarray(value)[self.i]
+        return np.asarray(getattr(self.res, name))[self.i]
 
 
 def lode_transform(model: Any, task: Any, cfg: DemoConfig, seed: int):
@@ -421,6 +446,7 @@ def run_demo(
     log: Callable[[str], None] | None = print,
     report: bool = True,
     compile_cache: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> DemoResult:
     """Runs (or resumes) the whole demo and writes its report.
 
@@ -442,6 +468,9 @@ def run_demo(
             which saves most of a run's time on a CPU. This changes a global
             JAX setting for the rest of the process, so it is off by default;
             the ``optax-lode demo`` command turns it on.
+        cache_dir: where the stages' cache goes; default ``<out_dir>/cache``.
+            Keys cover every setting, so one directory can serve several
+            tasks and configurations (the benchmarks share the demo's).
 
     Returns:
         A :class:`DemoResult`.
@@ -450,7 +479,7 @@ def run_demo(
 
     say = log or (lambda _msg: None)
     out = Path(out_dir)
-    cache = out / "cache"
+    cache = out / "cache" if cache_dir is None else Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     if compile_cache:
         _enable_compile_cache(cache / "xla")

@@ -1,0 +1,155 @@
+"""The demo's pieces without training: config keys, the cache, tuning on a
+sweep, the batched final runs, and the report with its figures."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from _demo_helpers import PNGS
+
+import optax_lode
+from optax_lode.demo import DemoResult, MethodRuns, fast_config, write_report
+from optax_lode.demo._cache import load_run, save_run
+from optax_lode.demo._pipeline import _BatchedFinals, tune_from_sweep
+from optax_lode.runs import synthetic_sweep
+
+
+def test_tune_from_sweep_selects_best_mean_final_val_and_disqualifies_divergence():
+    traj = synthetic_sweep(
+        ticks=12, schedules=("constant", "cosine"), peak_lrs=(1e-2, 1e-1), seeds=(0, 1)
+    )
+    rec = tune_from_sweep(traj, "cosine")
+    rows = np.asarray(traj.info["schedule"] == "cosine")
+    finals = {
+        lr: traj.metric[rows & np.isclose(traj.info["peak_lr"], lr), -1].mean()
+        for lr in (1e-2, 1e-1)
+    }
+    assert rec["best_learning_rate"] == max(finals, key=finals.get)
+    assert rec["source"] == "sweep" and len(rec["val_metrics"]) == 2
+    # A diverged run (NaN final metric) disqualifies its learning rate.
+    best = rec["best_learning_rate"]
+    metric = traj.metric.copy()
+    mask = traj.mask.copy()
+    bad = np.nonzero(rows & np.isclose(traj.info["peak_lr"], best))[0][0]
+    metric[bad, -3:] = np.nan
+    mask[bad, -3:] = False
+    diverged = optax_lode.Trajectories.from_arrays(
+        traj.loss, metric, traj.lr, mask=mask, run_ids=traj.run_ids, info=traj.info
+    )
+    assert tune_from_sweep(diverged, "cosine")["best_learning_rate"] != best
+    with pytest.raises(ValueError, match="no runs of shape 'onecycle'"):
+        tune_from_sweep(traj, "onecycle")
+
+
+class _Result:
+    def __init__(self, n, ticks=5):
+        rng = np.random.default_rng(n)
+        self.loss = rng.uniform(0.5, 1.0, (n, ticks))
+        self.metric = rng.uniform(0.0, 1.0, (n, ticks))
+        self.lr = np.full((n, ticks), 1e-2)
+        self.mask = np.ones((n, ticks), bool)
+        self.test_metric = rng.uniform(size=n)
+        self.run_seconds, self.compile_seconds = 2.0 * n, 1.0
+
+
+def test_batched_finals_trains_eval_seeds_once(monkeypatch):
+    calls = []
+
+    def fake_train_runs(task, tx, *, seeds, **kw):
+        calls.append(("batched", tuple(seeds)))
+        return _Result(len(seeds))
+
+    def fake_train_run(task, tx, *, seed, **kw):
+        calls.append(("single", seed))
+        return "grid-run"
+
+    import optax_lode.sweep as sweep
+
+    monkeypatch.setattr(sweep, "train_runs", fake_train_runs)
+    monkeypatch.setattr(sweep, "train_run", fake_train_run)
+    run = _BatchedFinals((1000, 1001, 1002))
+    assert run(None, None, seed=0) == "grid-run"
+    views = [run(None, None, seed=s) for s in (1000, 1001, 1002)]
+    assert calls == [("single", 0), ("batched", (1000, 1001, 1002))]
+    batch = run.finals[1000].res
+    for i, v in enumerate(views):
+        np.testing.assert_array_equal(v.metric, batch.metric[i])
+        assert v.test_metric == batch.test_metric[i]
+        assert v.run_seconds == pytest.approx(2.0)  # amortised per seed
+
+
+def test_run_cache_round_trip_and_corruption(tmp_path):
+    res = _RunLike()
+    rec = save_run(tmp_path / "r.npz", res, decisions=3)
+    back = load_run(tmp_path / "r.npz")
+    for k in ("loss", "metric", "lr", "mask"):
+        np.testing.assert_array_equal(back[k], rec[k])
+    assert back["test_metric"] == res.test_metric and back["decisions"] == 3.0
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    assert load_run(tmp_path / "bad.npz") is None
+    assert load_run(tmp_path / "missing.npz") is None
+
+
+class _RunLike:
+    def __init__(self, ticks=6, seed=0):
+        rng = np.random.default_rng(seed)
+        self.loss = np.exp(-np.arange(ticks) / 5) + 0.1
+        self.metric = 1 - self.loss / 2 + 0.01 * rng.normal(size=ticks)
+        self.lr = np.geomspace(1e-2, 1e-3, ticks)
+        self.mask = np.ones(ticks, bool)
+        self.test_metric = float(self.metric[-1])
+        self.run_seconds, self.compile_seconds = 1.5, 0.5
+
+
+def test_write_report_and_figures_from_results(tmp_path):
+    ticks = 20
+    cfg = fast_config("digits-mlp", epochs=10, seeds=3)
+    traj = synthetic_sweep(ticks=ticks, schedules=("constant", "cosine"),
+                           peak_lrs=(1e-2, 3e-2), seeds=(0, 1))  # fmt: skip
+    _, held = traj.split(held_out=0.25, seed=0)
+    model = optax_lode.LatentODE(T=ticks, key=jax.random.key(0), mu=2)
+    # The report only reads these numbers (evaluate itself is tested elsewhere).
+    rec = {"loss": 0.12, "loss_std": 0.03, "metric": 0.02, "metric_std": 0.01,
+           "lr": 0.3, "lr_std": 0.1, "selected_rank": 2, "spearman": 0.8,
+           "num_runs": held.num_runs,
+           "persistence": {"loss": 0.5, "metric": 0.2, "lr": 0.4}}  # fmt: skip
+    recon = dict.fromkeys((0.05, 0.1, 0.5), rec)
+    methods = {}
+    for m, shift in (("LODE", 0.02), ("constant", 0.0), ("cosine", -0.01)):
+        runs = []
+        for s in cfg.eval_seeds:
+            r = _RunLike(ticks, seed=s)
+            rec = {"loss": r.loss, "metric": r.metric + shift, "lr": r.lr}
+            rec.update(mask=r.mask, test_metric=r.test_metric + shift)
+            rec.update(run_seconds=1.0, decisions=9.0, fallbacks=1.0)
+            runs.append(rec)
+        methods[m] = MethodRuns(m, {}, cfg.eval_seeds, runs)
+    tuning = {
+        b: {"name": b, "source": "sweep", "learning_rates": [1e-2, 3e-2],
+            "val_metrics": [[0.5, 0.6], [0.7, float("nan")]],
+            "best_learning_rate": 1e-2}
+        for b in ("constant", "cosine")
+    }  # fmt: skip
+    result = DemoResult(
+        config=cfg.replace(baselines=("constant", "cosine")),
+        out_dir=tmp_path,
+        sweep=traj,
+        held_out=held,
+        model=model,
+        reconstruction=recon,
+        tuning=tuning,
+        methods=methods,
+        timings={"sweep": 1.0, "total": 2.0},
+        cached={"sweep": True},
+    )
+    report = write_report(result).read_text()
+    for png in PNGS:
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG", png
+    assert "| LODE | **" in report and "LODE − " in report
+    assert "0.01: 0.55; 0.03: diverged" in report
+    assert (
+        "true rank **2**" in report
+        and "| train loss | 0.12 ± 0.03 |" in report
+        and "| sweep | 1.0 | yes |" in report
+    )
