@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     import optax
 
     from optax_lode.demo._cache import load_run, save_run
+    from optax_lode.demo._pipeline import _enable_compile_cache
     from optax_lode.model import fit, load_model, save_model
     from optax_lode.sweep import make_schedule, train_run
     from optax_lode.tasks import get_task
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     t_start = time.perf_counter()
+    # LODE runs on other seeds reuse the compiled step (a script: global is fine).
+    _enable_compile_cache(Path("results/bench-cache/xla"))
     task = get_task("nqm")
     epochs, tpe, sweep_seeds = (task.default_epochs, 5, 5)
     fit_steps, seeds = args.fit_steps, args.seeds
