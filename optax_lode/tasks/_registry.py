@@ -55,7 +55,14 @@ def get_task(name: str, **kwargs: Any) -> Task:
             f"unknown task {name!r}; registered tasks: {sorted(_FACTORIES)}"
         ) from None
     module, _, attr = target.partition(":")
-    task = getattr(importlib.import_module(module), attr)(**kwargs)
+    try:
+        # Optional dependencies are imported by the module or by the factory.
+        task = getattr(importlib.import_module(module), attr)(**kwargs)
+    except ImportError as e:
+        raise ImportError(
+            f"task {name!r} needs {e.name!r}: pip install 'optax-lode[tasks]' "
+            "(and 'optax-lode[datasets]' for the tfds tasks)"
+        ) from e
     if not isinstance(task, Task):
         raise TypeError(f"factory {target} returned {type(task).__name__}, not a Task")
     return task
