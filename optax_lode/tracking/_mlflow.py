@@ -402,7 +402,9 @@ def log_trajectories_to_mlflow(
         experiment: experiment name; created if it does not exist.
         tracking_uri: MLflow tracking URI; ``None`` uses MLflow's default
             (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``).
-        loss, metric, lr: the metric keys to log the three series under.
+        loss: the metric key to log the training loss under.
+        metric: the metric key to log the validation metric under.
+        lr: the metric key to log the learning rate under.
         summary_metrics: ``info`` columns logged as metrics rather than params.
         tags: extra tags for every run.
 
