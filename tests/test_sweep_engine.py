@@ -16,6 +16,7 @@ from optax_lode.sweep import (
     run_sweep,
     sweep_optimizer,
     train_run,
+    train_runs,
 )
 from optax_lode.sweep._sweep import DivergedSweepRunWarning, _chunk_path
 
@@ -251,3 +252,33 @@ def test_make_schedule_shapes():
     assert [float(step(k)) for k in (49, 50, 75)] == pytest.approx([0.1, 0.01, 0.001])
     with pytest.raises(ValueError, match="unknown schedule shape"):
         make_schedule("triangle", 0.1, total)
+
+
+def test_train_runs_vmaps_seeds_like_train_run():
+    task = ToyTask()
+    sched = make_schedule("cosine", 0.2, 12)
+    tx = sweep_optimizer(sched, weight_decay=0.0)
+    many = train_runs(task, tx, seeds=[2, 5], epochs=2, ticks_per_epoch=2)
+    assert many.loss.shape == (2, 4) and many.test_metric.shape == (2,)
+    for i, seed in enumerate([2, 5]):
+        one = train_run(task, tx, seed=seed, epochs=2, ticks_per_epoch=2)
+        np.testing.assert_allclose(many.loss[i], one.loss, rtol=1e-5)
+        np.testing.assert_allclose(many.metric[i], one.metric, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(many.lr[i], one.lr, rtol=1e-6)
+    with pytest.raises(ValueError, match="seeds is empty"):
+        train_runs(task, tx, seeds=[])
+
+
+def test_eval_fn_chooses_the_evaluated_parameters():
+    task = ToyTask()
+    tx = sweep_optimizer(make_schedule("constant", 0.1, 6), weight_decay=0.0)
+    run = train_run(
+        task,
+        tx,
+        seed=0,
+        epochs=1,
+        ticks_per_epoch=2,
+        eval_fn=lambda params, opt_state: {"w": params["w"] * 0 + 2.0},
+    )
+    np.testing.assert_allclose(run.metric, 0.0, atol=1e-7)  # -(2 - 2)^2
+    assert run.test_metric == pytest.approx(-0.25)  # -(2 - 2.5)^2
