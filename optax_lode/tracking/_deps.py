@@ -38,7 +38,12 @@ def require(module: str, *, package: str, what: str) -> ModuleType:
 
 def mlflow_client(tracking_uri: str | None, *, what: str):
     """An ``mlflow.MlflowClient`` for ``tracking_uri`` (MLflow's default if None)."""
-    require("mlflow", package="mlflow-skinny", what=what)
+    mlflow = require("mlflow", package="mlflow-skinny", what=what)
     from mlflow.tracking import MlflowClient
 
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    if str(uri).startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+        # mlflow-skinny leaves out what its SQL stores (the default) need.
+        require("sqlalchemy", package="sqlalchemy", what=what)
+        require("alembic", package="alembic", what=what)
     return MlflowClient(tracking_uri=tracking_uri)

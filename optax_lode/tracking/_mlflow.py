@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from optax_lode.tracking._align import align_to_ticks
-from optax_lode.tracking._deps import mlflow_client
+from optax_lode.tracking._deps import mlflow_client, require
 
 if TYPE_CHECKING:
     from optax_lode.runs import Trajectories
@@ -35,9 +35,8 @@ def _check_sqlite_exists(tracking_uri: str | None) -> None:
     experiment, which hides the real mistake (a wrong path).
     """
     if tracking_uri is None:
-        from mlflow import get_tracking_uri
-
-        tracking_uri = get_tracking_uri()
+        mlflow = require("mlflow", package="mlflow-skinny", what="from_mlflow")
+        tracking_uri = mlflow.get_tracking_uri()
     if not tracking_uri.startswith("sqlite:///"):
         return
     path = tracking_uri[len("sqlite:///") :]
