@@ -79,7 +79,9 @@ def test_fit_carries_its_metadata(fitted, sweep):
 
 def test_fit_resumes_after_a_kill_and_is_deterministic(tmp_path, monkeypatch):
     runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
-    kwargs = dict(steps=60, eval_every=10, learning_rate=3e-3, progress=False)
+    kwargs = dict(
+        steps=60, eval_every=10, learning_rate=3e-3, held_out=0.25, progress=False
+    )
     reference = fit(runs, checkpoint_dir=tmp_path / "a", **kwargs)
 
     real_save = fit_module._save_checkpoint

@@ -1,0 +1,61 @@
+"""``optax-lode fit`` and ``optax-lode inspect`` end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from optax_lode.cli import main
+from optax_lode.model import load_model
+from optax_lode.runs import synthetic_sweep
+
+
+@pytest.fixture(scope="module")
+def runs_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "runs.csv"
+    synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1)).to_csv(path)
+    return path
+
+
+def test_fit_then_inspect(runs_csv, tmp_path, capsys):
+    out = tmp_path / "model.lode"
+    code = main(
+        [
+            "fit",
+            str(runs_csv),
+            "--out",
+            str(out),
+            "--steps",
+            "30",
+            "--learning-rate",
+            "3e-3",
+            "--held-out",
+            "0.25",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"saved {out}" in printed
+    assert "Relative MSE on 2 held-out runs" in printed
+    for row in ("loss", "metric", "lr", "observe 5%", "observe 50%", "Spearman"):
+        assert row in printed
+    model = load_model(out)
+    assert model.T == 20 and model.training_summary["steps"] == 30
+
+    assert main(["inspect", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "T (ticks per run)" in printed and "20" in printed
+    assert "optax-lode.LatentODE v1" in printed
+    assert main(["inspect", "--json", str(out)]) == 0
+    assert '"format_version": 1' in capsys.readouterr().out
+
+
+def test_bad_inputs_exit_2_with_message(runs_csv, tmp_path, capsys):
+    bad = tmp_path / "bad.lode"
+    bad.write_bytes(b"definitely not a model")
+    assert main(["inspect", str(bad)]) == 2
+    assert "not an optax-lode file" in capsys.readouterr().err
+    assert (
+        main(["fit", str(runs_csv), "--out", str(bad), "--metric-column", "acc"]) == 2
+    )
+    assert "missing column" in capsys.readouterr().err
