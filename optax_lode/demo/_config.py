@@ -51,6 +51,8 @@ class DemoConfig:
         lode_kwargs: ``lode_schedule`` keyword arguments (``n``, ``sigma``,
             ``horizon``, ``mu``, ...), as pairs.
         seed: seed of the held-out split and of ``fit``.
+        tag: a label that distinguishes models fitted to a subset of the sweep
+            (data ablations); part of the model's cache key.
     """
 
     task: str = "mnist1d-mlp"
@@ -69,6 +71,7 @@ class DemoConfig:
     tuning_seeds: tuple[int, ...] = (0,)
     lode_kwargs: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
+    tag: str = ""
 
     def __post_init__(self) -> None:
         if self.seeds < 2:
@@ -132,6 +135,8 @@ class DemoConfig:
             fit_kwargs=list(self.fit_kwargs),
             held_out=self.held_out,
             seed=self.seed,
+            # Only a non-empty tag enters the key (older caches stay valid).
+            **({"tag": self.tag} if self.tag else {}),
         )
 
     def tuning_key(self, baseline: str) -> str:
