@@ -99,7 +99,12 @@ def store(tmp_path_factory):
                 "val_accuracy": (msteps, mvals),
                 "lr": (steps, lr),
             },
-            params={"schedule": ["cosine", "linear"][i % 2], "seed": i, "peak_lr": 0.1},
+            params={
+                "schedule": ["cosine", "linear"][i % 2],
+                "seed": i,
+                "peak_lr": 0.1,
+                "lr": 0.1,  # a param named like a series column
+            },
             tags={"mlflow.parentRunId": parent},
         )
         truth[rid] = dict(
@@ -185,6 +190,7 @@ def test_import_matches_what_was_logged(store):
     assert set(traj.info["run_name"]) == {*NAMES, "early-stop"}
     row = traj.info.set_index("run_name").loc[NAMES[0]]
     assert row["schedule"] == "cosine" and row["seed"] == 0 and row["peak_lr"] == 0.1
+    assert row["info_lr"] == 0.1  # a param named "lr" does not clash with the series
     assert traj.info["status"].eq("FINISHED").all()
 
 

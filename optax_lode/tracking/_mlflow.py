@@ -439,6 +439,8 @@ def log_trajectories_to_mlflow(
         for col, value in row.items():
             if value is None or (np.ndim(value) == 0 and pd.isna(value)):
                 continue
+            if col in ("run_name", "status"):  # MLflow's own run attributes
+                continue
             if col in summary_metrics:
                 summaries.append(Metric(str(col), float(value), now, 0))
             else:
