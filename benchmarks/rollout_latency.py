@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     window = jax.random.normal(jax.random.key(2), (model.mu, 3))
 
     rollout = jax.jit(jax.vmap(lambda zi: model.decode(zi, ticks)))
-    encode = jax.jit(model.encode)
+    encode = jax.jit(lambda w: model.encode(w))
 
     @jax.jit
     def decision(window, key):

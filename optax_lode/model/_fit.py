@@ -297,8 +297,13 @@ def fit(
     mu = model.mu
     horizon = mu - 1 + T
 
+    windows = _windows(train)
+    if len(windows) == 0:
+        raise ValueError(
+            "no training window: every training run needs at least 2 valid ticks."
+        )
     xp, mp = _prepare(train, norm, mu)
-    data = _Data(jnp.asarray(xp), jnp.asarray(mp), jnp.asarray(_windows(train)))
+    data = _Data(jnp.asarray(xp), jnp.asarray(mp), jnp.asarray(windows))
     if held is not None:
         hx, hm = _prepare(held, norm, mu)
         held_data = _Data(
