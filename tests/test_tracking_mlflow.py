@@ -405,7 +405,9 @@ def test_lode_diagnostics_logged_to_mlflow_and_tensorboard(store, tmp_path):
     # The TensorBoard copy reads back through our own importer's reader.
     from optax_lode.tracking import read_tensorboard_records
 
-    tb = read_tensorboard_records(tmp_path / "tb", keys=["lode/fallbacks", "lode/tick"])
+    tb, _ = read_tensorboard_records(
+        tmp_path / "tb", keys=["lode/fallbacks", "lode/tick"]
+    )
     ticks = tb.loc[tb["key"] == "lode/tick"]
     assert ticks["step"].tolist() == [3, 7, 11]
     np.testing.assert_allclose(ticks["value"], [d["tick"] for d in logged])

@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("tensorboard")
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from tensorboard.summary import Writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
@@ -39,8 +40,10 @@ def _write_native(logdir, series):
     w.close()
 
 
-def _write_legacy(logdir, series):
+def _write_legacy(logdir, series, hparams=None):
     w = EventFileWriter(str(logdir))
+    if hparams is not None:  # what hp.hparams() / hparams_pb writes
+        w.add_event(event_pb2.Event(step=0, summary=hparams_pb(hparams)))
     for step, values in series:
         summary = summary_pb2.Summary(
             value=[
@@ -105,7 +108,11 @@ def logdir(tmp_path_factory):
         "early": _series(14, metric_steps={5, 13}, seed=3),
     }
     _write_native(root / "native" / "rün-α", runs["native/rün-α"])
-    _write_legacy(root / "legacy" / "学习率", runs["legacy/学习率"])
+    _write_legacy(
+        root / "legacy" / "学习率",
+        runs["legacy/学习率"],
+        hparams={"schedule": "cosine", "seed": 3, "peak_lr": 0.1, "nesterov": True},
+    )
     _write_native(root / "irregular", runs["irregular"])
     _write_legacy(root / "early", runs["early"])
     return root, runs
@@ -123,7 +130,12 @@ def test_both_scalar_encodings_read_and_aligned(logdir):
         np.testing.assert_allclose(traj.metric[i], metric, rtol=1e-6)
         np.testing.assert_allclose(traj.lr[i], lr, rtol=1e-6)
         assert traj.mask[i].all()
-    assert traj.info.loc["legacy/学习率", "logdir"] == str(root / "legacy" / "学习率")
+    row = traj.info.loc["legacy/学习率"]
+    assert row["logdir"] == str(root / "legacy" / "学习率")
+    # Hyperparameters from TensorBoard's hparams plugin, typed back.
+    assert (row["schedule"], row["seed"], row["peak_lr"]) == ("cosine", 3, 0.1)
+    assert bool(row["nesterov"]) is True
+    assert traj.info["schedule"].isna().sum() == 3
 
 
 def test_early_stopped_run_masked(logdir):

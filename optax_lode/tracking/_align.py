@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunAlignmentError", "align_to_ticks"]
+__all__ = ["RunAlignmentError", "align_to_ticks", "to_trajectories"]
 
 # Output column names: the defaults of ``Trajectories.from_dataframe``.
 _OUT = ("run", "tick", "loss", "metric", "lr")
@@ -341,3 +341,20 @@ def align_to_ticks(
         ["run", "tick"], key=lambda c: c.map(order) if c.name == "run" else c
     )
     return out[list(_OUT)].reset_index(drop=True)
+
+
+def to_trajectories(table: pd.DataFrame, info: pd.DataFrame, num_ticks: int | None):
+    """``Trajectories`` from an aligned table plus per-run ``info`` (indexed by run).
+
+    Info columns named like the table's columns get an ``info_`` prefix (a
+    tracker param called ``lr`` becomes ``info_lr``).
+    """
+    from optax_lode.runs import Trajectories
+
+    info = info.loc[info.index.isin(set(table["run"]))]
+    info = info.rename(columns={c: f"info_{c}" for c in info.columns if c in _OUT})
+    info.index = info.index.astype(str)
+    wide = table.join(info, on="run")
+    if num_ticks is None:
+        num_ticks = int(table["tick"].max()) + 1
+    return Trajectories.from_dataframe(wide, num_ticks=num_ticks)

@@ -16,16 +16,13 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from optax_lode.tracking._align import align_to_ticks
+from optax_lode.tracking._align import align_to_ticks, to_trajectories
 from optax_lode.tracking._deps import mlflow_client, require
 
 if TYPE_CHECKING:
     from optax_lode.runs import Trajectories
 
 __all__ = ["from_mlflow", "log_trajectories_to_mlflow", "read_mlflow_records"]
-
-# Columns ``align_to_ticks`` produces; info columns with these names get a prefix.
-_RESERVED = ("run", "tick", "loss", "metric", "lr")
 
 
 def _check_sqlite_exists(tracking_uri: str | None) -> None:
@@ -339,8 +336,6 @@ def from_mlflow(
         ...     "resnet-sweep", tracking_uri="sqlite:///mlflow.db",
         ...     loss="train/loss", metric="val/acc", lr="lr", tick=50)
     """
-    from optax_lode.runs import Trajectories
-
     records, info = read_mlflow_records(
         experiment,
         keys=(loss, metric, lr),
@@ -361,19 +356,7 @@ def from_mlflow(
         on_invalid=on_invalid,
         names=names,
     )
-    return _to_trajectories(Trajectories, table, info, num_ticks)
-
-
-def _to_trajectories(cls, table: pd.DataFrame, info: pd.DataFrame, num_ticks):
-    """Joins per-run info onto the aligned table and builds ``Trajectories``."""
-    info = info.loc[info.index.isin(set(table["run"]))]
-    renamed = {c: f"info_{c}" for c in info.columns if c in _RESERVED}
-    info = info.rename(columns=renamed)
-    info.index = info.index.astype(str)
-    wide = table.join(info, on="run")
-    if num_ticks is None:
-        num_ticks = int(table["tick"].max()) + 1
-    return cls.from_dataframe(wide, num_ticks=num_ticks)
+    return to_trajectories(table, info, num_ticks)
 
 
 def log_trajectories_to_mlflow(

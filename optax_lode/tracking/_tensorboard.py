@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from optax_lode.tracking._align import align_to_ticks
+from optax_lode.tracking._align import align_to_ticks, to_trajectories
 from optax_lode.tracking._deps import require
 
 if TYPE_CHECKING:
@@ -82,9 +82,30 @@ def _scalar(value, tensor_util) -> float | None:
     return float(array.reshape(()))
 
 
+# Where TensorBoard's hparams plugin writes a trial's hyperparameters.
+_HPARAMS_TAG = "_hparams_/session_start_info"
+
+
+def _hparams(value, plugin_data_pb2) -> dict:
+    """The hyperparameters in an hparams-plugin summary value ({} if none)."""
+    if value.metadata.plugin_data.plugin_name != "hparams":
+        return {}
+    data = plugin_data_pb2.HParamsPluginData.FromString(
+        value.metadata.plugin_data.content
+    )
+    if not data.HasField("session_start_info"):
+        return {}
+    out = {}
+    for name, v in data.session_start_info.hparams.items():
+        kind = v.WhichOneof("kind")
+        if kind in ("number_value", "string_value", "bool_value"):
+            out[name] = getattr(v, kind)
+    return out
+
+
 def read_tensorboard_records(
     logdir: str | os.PathLike, *, keys: Sequence[str]
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reads the scalar series ``keys`` of every run under ``logdir``.
 
     Args:
@@ -92,10 +113,13 @@ def read_tensorboard_records(
         keys: the scalar tags to read.
 
     Returns:
-        Records with columns ``run, key, step, value, order``, ``order`` being
-        the position of the value in its run's event files (logging order). Every
-        run appears, with at least one row listing a tag it did log, so a missing
-        key can be reported with what is there instead.
+        ``(records, info)``. Records have columns ``run, key, step, value,
+        order``, ``order`` being the position of the value in its run's event
+        files (logging order); a run missing a key also has one NaN row per other
+        tag it logged, so the error can say what is there instead. ``info`` has
+        one row per run, indexed by run name: ``logdir`` (the run's directory)
+        and the hyperparameters it logged with TensorBoard's hparams plugin
+        (``hparams_pb`` / ``hp.hparams``), if any.
 
     Raises:
         ImportError: if tensorboard is not installed.
@@ -108,11 +132,14 @@ def read_tensorboard_records(
         RawEventFileLoader,
     )
     from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.hparams import plugin_data_pb2
     from tensorboard.util import tensor_util
 
     wanted = set(keys)
     run_col, key_col, step_col, value_col, order_col = [], [], [], [], []
+    info_rows = {}
     for run, files in find_tensorboard_runs(logdir).items():
+        info_rows[run] = {"logdir": os.path.abspath(os.path.dirname(files[0]))}
         position = 0
         found, other_tags = set(), set()
         for path in files:
@@ -124,6 +151,9 @@ def read_tensorboard_records(
                 if not event.HasField("summary"):
                     continue
                 for value in event.summary.value:
+                    if value.tag == _HPARAMS_TAG:
+                        info_rows[run].update(_hparams(value, plugin_data_pb2))
+                        continue
                     if value.tag not in wanted:
                         other_tags.add(value.tag)
                         continue
@@ -157,7 +187,20 @@ def read_tensorboard_records(
                 step_col.append(0)
                 value_col.append(np.nan)
                 order_col.append(0)
-    return pd.DataFrame(
+    info = pd.DataFrame.from_dict(info_rows, orient="index")
+    for col in info.columns:
+        values = info[col]
+        # The hparams plugin stores every number as a double: give integers back.
+        numeric = pd.to_numeric(values, errors="coerce")
+        present = values.notna()
+        if (
+            col != "logdir"
+            and numeric[present].notna().all()
+            and not values[present].map(lambda v: isinstance(v, bool)).any()
+            and (numeric[present] == np.round(numeric[present])).all()
+        ):
+            info[col] = numeric.astype("Int64" if not present.all() else np.int64)
+    records = pd.DataFrame(
         {
             "run": run_col,
             "key": key_col,
@@ -166,6 +209,7 @@ def read_tensorboard_records(
             "order": np.asarray(order_col, np.int64),
         }
     )
+    return records, info
 
 
 def from_tensorboard(
@@ -204,7 +248,9 @@ def from_tensorboard(
 
     Returns:
         The runs, ``run_ids`` being the run directories relative to ``logdir``;
-        ``info`` has a ``logdir`` column with each run's absolute directory.
+        ``info`` has a ``logdir`` column with each run's absolute directory and
+        the hyperparameters logged with TensorBoard's hparams plugin (e.g.
+        ``schedule``, ``seed``), if any.
 
     Raises:
         ImportError: if tensorboard is not installed (install
@@ -218,9 +264,8 @@ def from_tensorboard(
         >>> traj = Trajectories.from_tensorboard(  # doctest: +SKIP
         ...     "logs/sweep", loss="train/loss", metric="eval/accuracy", lr="lr")
     """
-    from optax_lode.runs import Trajectories
 
-    records = read_tensorboard_records(logdir, keys=(loss, metric, lr))
+    records, info = read_tensorboard_records(logdir, keys=(loss, metric, lr))
     table = align_to_ticks(
         records,
         loss=loss,
@@ -233,11 +278,4 @@ def from_tensorboard(
         early_stopped=early_stopped,
         on_invalid=on_invalid,
     )
-    root = os.path.abspath(os.fspath(logdir))
-    runs = pd.unique(table["run"])
-    dirs = {
-        r: root if r == os.path.basename(root) else os.path.join(root, r) for r in runs
-    }
-    table = table.assign(logdir=table["run"].map(dirs))
-    grid = num_ticks if num_ticks is not None else int(table["tick"].max()) + 1
-    return Trajectories.from_dataframe(table, num_ticks=grid)
+    return to_trajectories(table, info, num_ticks)
