@@ -69,7 +69,8 @@ def test_chain_equals_base_optimizer_with_the_recorded_rates(problem, base):
 
 
 def test_schedule_before_adam_does_not_scale_the_step(problem):
-    """Adam normalises away a constant scale: lode_schedule must come after."""
+    """Adam normalises away a constant scale: lode_schedule must come after
+    (after it, the step is scaled exactly: the equivalence test above)."""
     params, loss_fn, batch = problem
     # Within the first tick the rate is a constant (the warm start, < 1): Adam
     # is invariant to a constant gradient scale.
@@ -82,14 +83,3 @@ def test_schedule_before_adam_does_not_scale_the_step(problem):
     # Up to Adam's (tiny) eps, the scaled gradient is normalised back to the plain
     # Adam(1.0) step: the schedule has no effect in that position.
     chex.assert_trees_all_close(ps_before, ps_plain, rtol=1e-3, atol=1e-4)
-    ps_after, _ = _run(
-        optax.chain(optax.adam(1.0, eps=1e-12), _lode()), params, loss_fn, batch, steps
-    )
-    delta_after = jax.tree.map(lambda a, b: a[0] - b, ps_after, params)
-    delta_plain = jax.tree.map(lambda a, b: a[0] - b, ps_plain, params)
-    chex.assert_trees_all_close(
-        delta_after,
-        jax.tree.map(lambda d: lrs[0] * d, delta_plain),
-        rtol=1e-4,
-        atol=1e-7,
-    )
