@@ -363,7 +363,9 @@ def test_import_100_runs_x_600_ticks(tmp_path):
     assert elapsed < 60
 
 
-def test_lode_diagnostics_logged_to_mlflow_and_tensorboard(store, tmp_path):
+def test_lode_diagnostics_logged_to_mlflow_and_tensorboard(
+    store, tmp_path, monkeypatch
+):
     import jax
     import optax
     from _lode_helpers import ScriptedModel, fake_metric, mlp_problem
@@ -411,6 +413,15 @@ def test_lode_diagnostics_logged_to_mlflow_and_tensorboard(store, tmp_path):
     ticks = tb.loc[tb["key"] == "lode/tick"]
     assert ticks["step"].tolist() == [3, 7, 11]
     np.testing.assert_allclose(ticks["value"], [d["tick"] for d in logged])
+
+    # mlflow=True: the active run of MLflow's fluent API.
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    with mlflow.start_run(experiment_id=client.create_experiment("fluent")) as run:
+        LodeDiagnosticsLogger(mlflow=True)(state, 11)
+    history = client.get_metric_history(run.info.run_id, "lode/fallbacks")
+    assert [(m.step, m.value) for m in history] == [(11, logged[-1]["fallbacks"])]
 
 
 def test_lode_diagnostics_errors(store):
