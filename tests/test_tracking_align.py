@@ -277,3 +277,25 @@ def test_no_warning_for_clean_input():
         warnings.simplefilter("error")
         out = align_to_ticks(recs, **KEYS, steps_per_tick=2)
     assert list(pd.unique(out["run"])) == ["a", "b"]
+
+
+def test_load_runs_reads_files_and_rejects_unknown_sources(tmp_path):
+    from optax_lode.tracking import load_runs
+
+    traj = Trajectories.from_dataframe(
+        align_to_ticks(
+            _records({"a": _run(8, metric_every=2), "b": _run(6, metric_every=2)}),
+            **KEYS,
+            steps_per_tick=2,
+        )
+    )
+    traj.to_parquet(tmp_path / "runs.parquet")
+    traj.to_csv(tmp_path / "runs.csv")
+    for name in ("runs.parquet", "runs.csv"):
+        back = load_runs(tmp_path / name, run=None)  # None options are dropped
+        np.testing.assert_array_equal(back.mask, traj.mask)
+        np.testing.assert_allclose(back.loss[back.mask], traj.loss[traj.mask])
+    with pytest.raises(ValueError, match="cannot tell what"):
+        load_runs(tmp_path / "runs.json")
+    with pytest.raises(ValueError, match="names no experiment"):
+        load_runs("mlflow://")
