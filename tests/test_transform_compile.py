@@ -95,6 +95,6 @@ def test_no_callbacks_and_no_host_transfers(setup):
     with jax.transfer_guard("disallow"):
         for _ in range(2 * MU * K):
             params, opt_state = step(params, opt_state, x, y)
-        decisions = opt_state[1].decisions
-    assert int(decisions) >= 2
+        jax.block_until_ready(opt_state)
+    assert int(opt_state[1].decisions) >= 2
     assert bool(jnp.isfinite(opt_state[1].learning_rate))

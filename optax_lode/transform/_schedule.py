@@ -41,52 +41,119 @@ _MODEL_FIELDS = (
 )
 
 
+# Scalar bookkeeping is packed into two small vectors: every state leaf is a
+# buffer the runtime passes in and out of the jitted step (about 1 us each on
+# CPU), and a step of a small model takes only ~100 us.
+_COUNTERS = (
+    "count",
+    "tick",
+    "step_in_tick",
+    "loss_steps",
+    "segment_pos",
+    "decisions",
+    "fallbacks",
+    "last_accepted",
+    "nonfinite",
+)
+_SCALARS = ("loss_sum", "lr_sum", "metric", "last_score")
+
+
+def _field(vector: str, names: tuple[str, ...], name: str, doc: str) -> property:
+    i = names.index(name)
+    return property(lambda self: getattr(self, vector)[..., i], doc=doc)
+
+
 class LodeState(NamedTuple):
     """State of :func:`lode_schedule` (fixed shapes and dtypes from ``init`` on).
 
+    Six arrays; the scalar bookkeeping is packed into ``counters`` and
+    ``scalars`` and read through the named properties below (which also work
+    on states stacked by ``lax.scan`` or ``vmap``).
+
     Attributes:
-        count: updates applied so far (optimizer steps).
-        tick: completed ticks (``steps_per_tick`` steps each).
-        step_in_tick: steps accumulated in the current tick.
-        loss_sum: sum of the current tick's finite losses.
-        loss_steps: number of finite losses in the current tick.
-        lr_sum: sum of the current tick's applied learning rates.
-        metric: the latest finite validation metric (held between updates).
+        counters: ``int32`` ``count, tick, step_in_tick, loss_steps,
+            segment_pos, decisions, fallbacks, last_accepted, nonfinite``.
+        scalars: ``float32`` ``loss_sum, lr_sum, metric, last_score``.
         window: the last ``mu`` tick records ``(loss, metric, lr)``, oldest
             first (NaN rows until ``mu`` ticks have completed).
         segment: learning rates of the current ``mu``-tick segment, one per
             tick (before the first decision: the best training run's path).
-        segment_pos: the current tick's index into ``segment``.
         learning_rate: the rate the last ``update`` applied (read it with
             ``optax.tree.get(state, "learning_rate")``).
-        key: raw ``uint32[2]`` PRNG key, split at every decision.
-        decisions: decisions made.
-        fallbacks: decisions that held the last rate (nothing accepted or a
-            non-finite prediction).
-        last_accepted: accepted ensemble members of the last decision.
-        last_score: predicted validation metric of the last decision (NaN
-            before the first one and after a fallback).
-        nonfinite: steps whose ``value`` was non-finite or non-positive (not
-            recorded).
+        key: raw ``uint32`` PRNG key data, split at every decision.
     """
 
-    count: Int[Array, ""]
-    tick: Int[Array, ""]
-    step_in_tick: Int[Array, ""]
-    loss_sum: Float[Array, ""]
-    loss_steps: Int[Array, ""]
-    lr_sum: Float[Array, ""]
-    metric: Float[Array, ""]
+    counters: Int[Array, " 9"]
+    scalars: Float[Array, " 4"]
     window: Float[Array, "mu 3"]
     segment: Float[Array, " mu"]
-    segment_pos: Int[Array, ""]
     learning_rate: Float[Array, ""]
     key: UInt32[Array, " 2"]
-    decisions: Int[Array, ""]
-    fallbacks: Int[Array, ""]
-    last_accepted: Int[Array, ""]
-    last_score: Float[Array, ""]
-    nonfinite: Int[Array, ""]
+
+    count = _field("counters", _COUNTERS, "count", "Updates applied so far.")
+    tick = _field("counters", _COUNTERS, "tick", "Completed ticks.")
+    step_in_tick = _field(
+        "counters", _COUNTERS, "step_in_tick", "Steps accumulated in this tick."
+    )
+    loss_steps = _field(
+        "counters", _COUNTERS, "loss_steps", "Finite losses in this tick."
+    )
+    segment_pos = _field(
+        "counters", _COUNTERS, "segment_pos", "This tick's index into segment."
+    )
+    decisions = _field("counters", _COUNTERS, "decisions", "Decisions made.")
+    fallbacks = _field(
+        "counters",
+        _COUNTERS,
+        "fallbacks",
+        "Decisions that held the last rate (nothing accepted or non-finite).",
+    )
+    last_accepted = _field(
+        "counters",
+        _COUNTERS,
+        "last_accepted",
+        "Accepted ensemble members of the last decision.",
+    )
+    nonfinite = _field(
+        "counters",
+        _COUNTERS,
+        "nonfinite",
+        "Steps whose value was non-finite or non-positive (not recorded).",
+    )
+    loss_sum = _field("scalars", _SCALARS, "loss_sum", "Sum of this tick's losses.")
+    lr_sum = _field("scalars", _SCALARS, "lr_sum", "Sum of this tick's rates.")
+    metric = _field(
+        "scalars", _SCALARS, "metric", "Latest finite validation metric (held)."
+    )
+    last_score = _field(
+        "scalars",
+        _SCALARS,
+        "last_score",
+        "Predicted metric of the last decision (NaN before one, on fallback).",
+    )
+
+    @classmethod
+    def pack(
+        cls,
+        *,
+        window: Array,
+        segment: Array,
+        learning_rate: Array,
+        key: Array,
+        **named: Array,
+    ) -> LodeState:
+        """Builds a state from every named quantity (see the properties)."""
+        missing = set(_COUNTERS + _SCALARS) - set(named)
+        if missing or len(named) != len(_COUNTERS) + len(_SCALARS):
+            raise TypeError(f"LodeState.pack: missing or unknown {sorted(missing)}")
+        return cls(
+            counters=jnp.stack([jnp.asarray(named[k], jnp.int32) for k in _COUNTERS]),
+            scalars=jnp.stack([jnp.asarray(named[k], jnp.float32) for k in _SCALARS]),
+            window=window,
+            segment=segment,
+            learning_rate=learning_rate,
+            key=key,
+        )
 
 
 def _warm_start(model: Any, config: DecisionConfig) -> np.ndarray:
@@ -245,7 +312,7 @@ def lode_schedule(
         del params
         i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
         f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        return LodeState(
+        return LodeState.pack(
             count=i32(0),
             tick=i32(0),
             step_in_tick=i32(0),
@@ -354,7 +421,7 @@ def lode_schedule(
             jax.lax.cond(decide_now, _decide, lambda c: c, carry)
         )
 
-        new_state = LodeState(
+        new_state = LodeState.pack(
             count=numerics.safe_increment(state.count),
             tick=tick,
             step_in_tick=jnp.where(tick_end, zero_i, step_in_tick),
