@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from optax_lode.model._normalisation import FEATURES, Normalisation
 
@@ -140,9 +140,9 @@ class LatentODE(eqx.Module):
         depth: int = 2,
         mu: int | None = None,
         normalisation: Normalisation | None = None,
-        lr_range=None,
-        best_lr_path=None,
-        latent_scale=None,
+        lr_range: ArrayLike | None = None,
+        best_lr_path: ArrayLike | None = None,
+        latent_scale: ArrayLike | None = None,
         solver: Solver = "euler",
         training_summary: Mapping[str, Any] | None = None,
     ):

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 _SERIES = ("loss", "metric", "lr")
 # Columns every ``info`` table has (others may be added freely).
@@ -125,11 +126,11 @@ class Trajectories:
     @classmethod
     def from_arrays(
         cls,
-        loss,
-        metric,
-        lr,
+        loss: ArrayLike,
+        metric: ArrayLike,
+        lr: ArrayLike,
         *,
-        mask=None,
+        mask: ArrayLike | None = None,
         run_ids: Sequence[Any] | None = None,
         info: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
     ) -> Trajectories:
@@ -224,7 +225,11 @@ class Trajectories:
 
         Args:
             df: the table.
-            run, tick, loss, metric, lr: the names of its columns.
+            run: name of the run id column.
+            tick: name of the tick column (integers from 0).
+            loss: name of the training loss column.
+            metric: name of the validation metric column.
+            lr: name of the learning rate column.
             num_ticks: length of the tick grid; default one past the largest tick.
 
         Returns:
