@@ -126,3 +126,21 @@ def test_spearman_matches_definition():
     a, b = np.array([1.0, 2.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0, 4.0])
     ra, rb = np.array([1, 2.5, 2.5, 4]), np.array([1, 3, 2, 4.0])
     assert spearman(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
+
+
+def test_fit_and_evaluate_handle_ragged_and_diverged_runs():
+    full = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    loss, mask = full.loss.copy(), full.mask.copy()
+    mask[0, 12:] = False  # ended early
+    mask[1, 5:8] = False  # missed ticks
+    loss[2, 15:] = np.nan  # diverged
+    with pytest.warns(UserWarning, match="diverged"):
+        runs = type(full).from_arrays(
+            loss, full.metric, full.lr, mask=mask, run_ids=full.run_ids
+        )
+    model = fit(runs, steps=20, learning_rate=3e-3, held_out=0.25, progress=False)
+    assert np.all(np.isfinite(np.asarray(model.latent_scale)))
+    report = evaluate(model, runs, observe=0.5)
+    assert report["failed_runs"] == 0 and report["num_runs"] == runs.num_runs
+    for name in ("loss", "metric", "lr"):
+        assert np.isfinite(report[name])
