@@ -163,14 +163,22 @@ def _figures(result: Any) -> dict[str, str]:
         },
     )
     mu = dcfg.mu
-    t_star = max(mu, (ticks // 2) // mu * mu)
     rec = lode.runs[0]
-    window = np.stack([rec["loss"], rec["metric"], rec["lr"]], axis=1)[
-        t_star - mu : t_star
-    ]
+    records = np.stack([rec["loss"], rec["metric"], rec["lr"]], axis=1)
+    # The decision nearest the middle of the run that accepted something (the
+    # most telling picture); the middle one if every decision fell back.
+    middle = max(mu, (ticks // 2) // mu * mu)
+    candidates = sorted(range(mu, ticks, mu), key=lambda t: abs(t - middle))
     import jax
 
-    ex = explain(result.model, window, t_star, jax.random.key(lode.seeds[0]), dcfg)
+    key = jax.random.key(lode.seeds[0])
+    ex, t_star = None, middle
+    for t in candidates[:6]:
+        e = explain(result.model, records[t - mu : t], t, key, dcfg)
+        if ex is None or int(np.asarray(e.accepted).sum()) > 0:
+            ex, t_star = e, t
+        if int(np.asarray(e.accepted).sum()) > 0:
+            break
     plot_decision_fan(
         out / FIGURES["decision_fan"],
         ex,

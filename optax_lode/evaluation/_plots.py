@@ -277,7 +277,8 @@ def plot_decision_fan(
     members blue, the chosen (top-three) members red with their matching tick
     (circle), their scoring point ``match + horizon`` on the metric panel
     (star) and the segment each proposes on the learning-rate panel; the
-    resulting segment is black.
+    resulting segment is black, and so is the observed window (at negative
+    ticks) when ``normalisation`` is given.
 
     Args:
         path: PNG file to write.
@@ -336,6 +337,19 @@ def plot_decision_fan(
     axes[0, 0].plot([], [], color=_BASE, label=f"accepted ({accepted.sum()}/{n})")
     axes[0, 0].plot([], [], color="0.6", label="rejected")
     if normalisation is not None:
+        # The observed window (what the encoder read), at ticks -(w-1) .. 0.
+        win = np.asarray(normalisation.inverse(np.asarray(ex.window)), np.float64)
+        wmask = np.asarray(ex.window_mask, bool)
+        win = np.where(wmask[:, None], win, np.nan)
+        wt = np.arange(-win.shape[0] + 1, 1)
+        for f in range(3):
+            axes[f, 0].plot(
+                wt,
+                win[:, f],
+                color="black",
+                lw=2.0,
+                label="observed window" if f == 0 else None,
+            )
         band = np.zeros((2, 3), np.float32)
         live = float(np.asarray(ex.live_loss))
         thr = float(np.asarray(ex.threshold))
