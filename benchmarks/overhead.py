@@ -183,6 +183,62 @@ def amortised(model, *, ticks, steps_per_tick, width, repeats, mode, batch=128):
     }
 
 
+def breakdown(model, *, width, steps=3000, repeats=5, batch=128):
+    """In-graph costs, by CPU time of one jitted scan: a training step's
+    overhead between decisions (ticks so long that none ends) and the cost of
+    one decision inside the step (ticks of 10 steps, decisions every 300)."""
+    params = _mlp(width, jax.random.key(SEED))
+    x = jax.random.normal(jax.random.key(1), (batch, 40))
+    y = jax.random.randint(jax.random.key(2), (batch,), 0, 10)
+    T = model.T
+
+    def cpu_of(tx, extra):
+        def step(p, s, x, y):
+            loss, g = jax.value_and_grad(_loss)(p, x, y)
+            kw = {"value": loss, "val_metric": 1.0 / (1.0 + loss)} if extra else {}
+            u, s = tx.update(g, s, p, **kw)
+            return optax.apply_updates(p, u), s, loss
+
+        run = _scanned(step, steps)
+        s0 = tx.init(params)
+        jax.block_until_ready(run(params, s0, x, y))
+        ts = []
+        for _ in range(repeats):
+            c0 = time.process_time()
+            jax.block_until_ready(run(params, s0, x, y))
+            ts.append(time.process_time() - c0)
+        return float(np.median(ts))
+
+    cos = cpu_of(optax.adamw(optax.cosine_decay_schedule(1e-2, steps)), False)
+    quiet = cpu_of(
+        optax.chain(
+            optax.adamw(1.0),
+            lode_schedule(model, total_steps=T * 10**6, steps_per_tick=10**6),
+        ),
+        True,
+    )
+    k = 10
+    busy_tx = optax.chain(
+        optax.adamw(1.0), lode_schedule(model, total_steps=T * k, steps_per_tick=k)
+    )
+    busy = cpu_of(busy_tx, True)
+    n_dec = steps // k // model.mu
+    step_us = 1e6 * cos / steps
+    per_step_us = 1e6 * (quiet - cos) / steps
+    decision_ms = 1e3 * (busy - quiet) / n_dec
+    projected = {
+        spt: 100.0 * (per_step_us + 1e3 * decision_ms / (model.mu * spt)) / step_us
+        for spt in (10, 50, 390, 1000)
+    }
+    return {
+        "width": width,
+        "cosine_step_us": step_us,
+        "overhead_per_step_us": per_step_us,
+        "decision_in_step_ms": decision_ms,
+        "projected_overhead_pct": projected,
+    }
+
+
 def decision_latency(n, T, repeats):
     model = LatentODE(T=T, key=jax.random.key(SEED))
     cfg = DecisionConfig.from_model(model, n=n)
@@ -280,6 +336,7 @@ def main(argv=None):
         for n in ((10, 30) if quick else (10, 30, 60))
     ]
     vm = vmapped(model, runs=4, steps=5 if quick else 20, width=100)
+    bds = [breakdown(model, width=w, steps=600 if quick else 3000) for w in (100, 370)]
 
     rows = [
         [
@@ -326,6 +383,26 @@ def main(argv=None):
             for r in lat
         ],
     )
+    spts = (10, 50, 390, 1000)
+    table += "\n" + markdown_table(
+        [
+            "train step",
+            "cosine us/step",
+            "lode extra us/step between decisions",
+            "one decision in the step (ms)",
+        ]
+        + [f"projected % at {k} steps/tick" for k in spts],
+        [
+            [
+                f"MLP 40-{b['width']}-{b['width']}-10",
+                b["cosine_step_us"],
+                b["overhead_per_step_us"],
+                b["decision_in_step_ms"],
+                *[b["projected_overhead_pct"][k] for k in spts],
+            ]
+            for b in bds
+        ],
+    )
     table += "\n" + markdown_table(
         ["vmapped runs", "cosine ms/step", "lode ms/step", "ratio"],
         [[vm["runs"], vm["step_ms_cosine"], vm["step_ms_lode"], vm["ratio"]]],
@@ -354,7 +431,12 @@ def main(argv=None):
             f"{d30['decision_ms_min']:.1f} ms min, {d30['decision_cpu_ms']:.1f} "
             "ms CPU at n=30, T=600. The machine is shared (load average about "
             "10 on 2 cores while measuring): wall times are inflated and noisy; "
-            "CPU time of this process is the steadier measure of the work added."
+            "CPU time of this process is the steadier measure of the work added. "
+            "The third table splits the cost (CPU time, in-graph): the step's "
+            "overhead between decisions and one decision inside the step, and "
+            "projects the amortised overhead (per-step + decision / (mu x "
+            "steps per tick)) relative to the cosine step for longer ticks "
+            "(390 steps is one CIFAR epoch at batch 128)."
             if d30
             else ""
         )
@@ -367,6 +449,7 @@ def main(argv=None):
             "amortised": amort,
             "decision_latency": lat,
             "vmapped": vm,
+            "breakdown": bds,
             "wall_time_s": time.perf_counter() - t_start,
         },
         table,
