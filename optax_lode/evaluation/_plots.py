@@ -236,6 +236,12 @@ def plot_metric_curves(
         raise ValueError("curves is empty.")
     fig, ax = _figure(size=(6.8, 4.0))
     ax = ax[0, 0]
+    # Rivals never take the highlight's red: tab20 without its two reds.
+    import matplotlib
+
+    palette = [c for i, c in enumerate(matplotlib.colormaps["tab20"].colors)
+               if i not in (6, 7)]  # fmt: skip
+    others = iter(palette * (len(curves) // len(palette) + 1))
     for name, (x, y) in curves.items():
         y = _as_2d(y, f"curves[{name!r}] y")
         x = np.asarray(x, dtype=np.float64)
@@ -248,7 +254,11 @@ def plot_metric_curves(
             mean = np.nanmean(y, axis=0)
             std = np.nanstd(y, axis=0)
         hi = name == highlight
-        kw = {"color": _LODE, "lw": 2.2, "zorder": 5} if hi else {"lw": 1.2}
+        kw = (
+            {"color": _LODE, "lw": 2.2, "zorder": 5}
+            if hi
+            else {"lw": 1.2, "color": next(others)}
+        )
         (line,) = ax.plot(x, mean, label=name, **kw)
         if y.shape[0] > 1:
             ax.fill_between(
