@@ -380,6 +380,23 @@ def lode_transform(model: Any, task: Any, cfg: DemoConfig, seed: int):
     )
 
 
+def _lode_state(opt_state: Any) -> Any:
+    """The :class:`optax_lode.LodeState` inside a chain's state."""
+    import jax
+
+    from optax_lode.transform import LodeState
+
+    def is_lode(x: Any) -> bool:
+        return isinstance(x, LodeState)
+
+    found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_lode) if is_lode(x)]
+    if len(found) != 1:
+        raise ValueError(
+            f"expected one LodeState in the optimizer state, got {len(found)}"
+        )
+    return found[0]
+
+
 def lode_stage(
     task: Any, model: Any, cfg: DemoConfig, cache: Path, *, progress: bool
 ) -> tuple[MethodRuns, bool]:
@@ -388,8 +405,6 @@ def lode_stage(
     Runs are not vmapped: under ``vmap`` the decision's ``lax.cond`` would
     become a ``select`` and pay a rollout at every step (DESIGN).
     """
-    import optax
-
     from optax_lode.sweep import train_run
 
     epochs, _, _ = _clock(task, cfg)
@@ -408,12 +423,12 @@ def lode_stage(
                 epochs=epochs,
                 ticks_per_epoch=cfg.ticks_per_epoch,
             )
-            state = res.opt_state
+            lode_state = _lode_state(res.opt_state)
             record = save_run(
                 path,
                 res,
-                decisions=float(optax.tree.get(state, "decisions")),
-                fallbacks=float(optax.tree.get(state, "fallbacks")),
+                decisions=float(lode_state.decisions),
+                fallbacks=float(lode_state.fallbacks),
             )
         records[seed] = record
     runs = MethodRuns(
