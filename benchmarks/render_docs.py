@@ -84,6 +84,43 @@ def _anchor(title: str) -> str:
     return re.sub(r"[\s]+", "-", slug)
 
 
+DISCUSSION = """\
+## Discussion: where LODE loses or ties, and why
+
+The tables above are what the scripts measured here; they do **not** reproduce
+the paper's claim that LODE beats every baseline. Read each verdict in its
+table (Welch's test, 95% CI); where it says *ties* or *loses*, that is the
+result. What the figures and diagnostics show:
+
+- **The schedules do not decay.** On `mnist1d-mlp` the rates LODE generates
+  rise from the warm start (the best sweep run's path) to several times the
+  best tuned rate and stay there to the end (the demo's `lr_schedules.png`); on
+  the NQM it holds a rate near the top of the sweep's grid for the whole run,
+  while the exact optimum decays by two orders of magnitude. Every successful
+  parametric schedule of these sweeps ends low; LODE's end high, and the
+  final accuracy / loss pays for it.
+- **The model's learning-rate predictions are weak.** In Table A1 the relative
+  error of the predicted learning rate after 5% of a run is of the order of the
+  naive "hold the last value" forecast (worse on some tasks), while loss and
+  metric are predicted much better than naive. Algorithm 1 averages *predicted
+  learning-rate paths*, so it inherits that error directly.
+- **Early trial selection is weak on MNIST-1D.** The rank correlation between
+  predicted and true final metric from the first epoch is near zero there (A.3
+  table): the model cannot yet tell from the start which runs end best, which
+  is what the end-of-run scoring relies on.
+- **Budget.** The LODEs here are fitted for at most 3000 steps on a 2-core CPU
+  (the paper: up to 50,000 steps on an A100) to sweeps of short runs (20-60
+  ticks), and the tasks are far smaller than the paper's ResNets and
+  transformer. The ablations (Table 3, Table 4) show how sensitive the result
+  is to the scheduler's settings and to the sweep data.
+
+The library reproduces the method; these benchmarks say that, at this scale,
+the method as specified does not beat well-tuned simple schedules. Sharpness,
+ablations and the larger tasks are listed with their status in
+`benchmarks/README.md`.
+"""
+
+
 def render_page(names: list[str]) -> str:
     parts = [INTRO]
     if not names:
@@ -93,6 +130,8 @@ def render_page(names: list[str]) -> str:
         parts.append(
             f"\n{md}\n\n<small>Source: `benchmarks/results/{name}.md`</small>\n"
         )
+    if names:
+        parts.append("\n" + DISCUSSION)
     return "\n".join(parts)
 
 
