@@ -184,3 +184,21 @@ def test_params_are_plain_pytrees_that_vmap_over_runs():
     # optax handles them as any pytree
     opt = optax.adamw(1e-3)
     assert jax.tree.structure(opt.init(params)) is not None
+
+
+@pytest.mark.parametrize(
+    ("spatial", "kernel", "strides"), [((8, 8), (3, 3), (1, 1)), ((40,), (5,), (2,))]
+)
+def test_patch_conv_equals_lax_conv(spatial, kernel, strides):
+    from flax import nnx
+
+    from optax_lode.tasks._models import PatchConv
+
+    conv = PatchConv(3, 5, kernel, strides=strides, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, *spatial, 3))
+    nd = len(spatial)
+    dn = (f"N{'HW'[:nd]}C", f"{'HW'[:nd]}IO", f"N{'HW'[:nd]}C")
+    ref = jax.lax.conv_general_dilated(
+        x, conv.kernel[...], strides, "SAME", dimension_numbers=dn
+    )
+    np.testing.assert_allclose(conv(x), ref + conv.bias[...], atol=1e-5)
