@@ -215,3 +215,10 @@ def test_unknown_metric_does_not_hide_the_live_loss():
     std = np.std([0.0, 0.2, -0.2, 0.1])
     np.testing.assert_allclose(ex.threshold, 2 * max(std, 0.5), rtol=1e-5)
     assert int(ex.decision.accepted) > 0
+
+
+def test_default_mu_is_the_model_window_in_live_ticks():
+    model = ScriptedModel(T=T, mu=MU)
+    assert DecisionConfig.from_model(model).mu == MU
+    cfg = DecisionConfig.from_model(model, run_ticks=3 * T, rescale=True)
+    assert cfg.mu == 3 * MU

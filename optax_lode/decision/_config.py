@@ -204,7 +204,8 @@ class DecisionConfig:
             model: the fitted latent ODE (reads ``T``, ``mu`` and ``lr_range``).
             run_ticks: ticks of the live run; default the model's ``T``.
             mu: window and decision period in ticks; default the model's
-                training window ``model.mu``.
+                training window ``model.mu`` (scaled to the run's ticks when
+                rescaling).
             n: ensemble size.
             sigma: latent noise in units of ``model.latent_scale``.
             tol: acceptance tolerance in window-loss standard deviations.
@@ -236,7 +237,9 @@ class DecisionConfig:
                 "pass rescale=True to map both onto the fraction of training done."
             )
         if mu is None:
-            mu = int(getattr(model, "mu", None) or max(2, round(0.05 * run_ticks)))
+            # The model's training window, in live ticks when rescaling.
+            model_mu = getattr(model, "mu", None) or 0.05 * model_ticks
+            mu = max(2, round(model_mu * run_ticks / model_ticks))
         if lr_bounds is None:
             if not (_is_real(lr_range_factor) and lr_range_factor >= 1.0):
                 raise ValueError(
