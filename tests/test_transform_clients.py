@@ -23,7 +23,6 @@ def _lode(steps_per_tick=K, total_steps=TOTAL_STEPS):
     )
 
 
-@pytest.mark.slow  # two compiles of a step with a decision: ~30 s on 2 busy cores
 def test_flax_nnx_optimizer_matches_the_functional_loop():
     from flax import nnx
 
@@ -133,7 +132,6 @@ def test_apply_if_finite_skips_the_schedule_on_bad_steps():
     assert isinstance(lode, LodeState)
 
 
-@pytest.mark.slow  # orbax start-up plus a compile: ~20-30 s on 2 busy cores
 def test_orbax_checkpoint_restore_continues_bit_identically(tmp_path):
     ocp = pytest.importorskip("orbax.checkpoint")
     params, loss_fn, (x, y) = mlp_problem(6)
