@@ -28,7 +28,7 @@ from pathlib import Path
 from benchmarks._common import write_result
 
 NAME = "table1_schedule_quality"
-TASKS = ("digits-cnn", "mnist1d-mlp", "mnist1d-cnn", "text-transformer")
+TASKS = ("digits-cnn", "mnist1d-mlp", "mnist1d-cnn", "text-transformer", "digits-mlp")
 CACHE = Path("results/bench-cache/table1")
 #: The stages' cache is the demo's: keys cover every setting, so the demo's
 #: sweep, model and runs of a task are reused and only the extra seeds run.
