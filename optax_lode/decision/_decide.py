@@ -309,8 +309,8 @@ def decide(
         (5,)
 
     References:
-        Sampson, Melchior et al., "Optimization as a dynamical system: a latent
-        ODE learning-rate scheduler", Section 3.2 and Algorithm 1.
+        Sampson & Melchior, "Dynamics of Learning: Generative Schedules from
+        Latent ODEs", 2025 (arXiv:2509.23052), Section 3.2 and Algorithm 1.
     """
     latent = jnp.shape(model.latent_scale)[0]
     eps = ensemble_noise(key, config.n, latent)

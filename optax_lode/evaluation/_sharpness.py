@@ -99,8 +99,8 @@ def hessian_max_eigenvalue(
 
     References:
         Yao et al., "PyHessian: Neural Networks Through the Lens of the
-        Hessian", 2020; Sampson et al., "Optimization as a dynamical system",
-        Table 2 (arXiv:2509.23052).
+        Hessian", 2020; Sampson & Melchior, "Dynamics of Learning: Generative
+        Schedules from Latent ODEs", 2025, Table 2 (arXiv:2509.23052).
     """
     if int(num_iters) < 1:
         raise ValueError(f"num_iters must be >= 1, got {num_iters}.")

@@ -101,8 +101,10 @@ def sweep_optimizer(
     """AdamW with ``learning_rate=schedule``, the sweep's optimizer.
 
     Wrapped in ``optax.inject_hyperparams`` so the rate each step used is in
-    the state (``optax.tree.get(state, "learning_rate")``), which is what the
-    tick records read.
+    the state, which is what the tick records read. The schedule's own state
+    is also stored under ``learning_rate`` there, so ``optax.tree.get`` finds
+    two values: read it with ``optax.tree.get_all_with_path`` and keep the
+    array, as ``train_run`` does.
     """
     return optax.with_extra_args_support(
         optax.inject_hyperparams(optax.adamw)(

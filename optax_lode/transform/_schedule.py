@@ -270,8 +270,8 @@ def lode_schedule(
         >>> lr = optax.tree.get(state, "learning_rate")
 
     References:
-        Sampson, Melchior et al., "Optimization as a dynamical system: a latent
-        ODE learning-rate scheduler", Section 3.2 and Algorithm 1.
+        Sampson & Melchior, "Dynamics of Learning: Generative Schedules from
+        Latent ODEs", 2025 (arXiv:2509.23052), Section 3.2 and Algorithm 1.
     """
     missing = [f for f in _MODEL_FIELDS if not hasattr(model, f)]
     if missing:
