@@ -70,8 +70,10 @@ def test_each_step_matches_hand_computation():
     assert np.isneginf(ex.scores[3]) and np.isneginf(ex.scores[6])
     # Top three: m4 (2.4), m2 (2.0), m1 (1.05).
     assert sorted(np.asarray(ex.chosen).tolist()) == [1, 2, 4]
+    # Segment: rates one tick after the matching tick (k_i is the window's last
+    # tick t* - 1, the segment starts at t*).
     j = np.arange(MU)
-    seg4 = np.exp(np.log(0.005) + 0.01 * (19 + j))
+    seg4 = np.exp(np.log(0.005) + 0.01 * (19 + 1 + j))
     np.testing.assert_allclose(ex.decision.segment, (seg4 + 0.02 + 0.01) / 3, rtol=1e-5)
     np.testing.assert_allclose(ex.decision.score, (2.4 + 2.0 + 1.05) / 3, rtol=1e-5)
     assert int(ex.decision.accepted) == 5 and not bool(ex.decision.fallback)
@@ -196,10 +198,11 @@ def test_rescaled_config_resamples_onto_the_model_grid():
     # m1's metric rises 0.01 per model tick; a 10-live-tick horizon is 5 model
     # ticks.
     np.testing.assert_allclose(ex.scores[1], 1.0 + 0.01 * 5, rtol=1e-5)
-    # m4's segment is read every half model tick from k = 19, linearly
-    # interpolated between grid points in raw units.
-    grid = np.exp(np.log(0.005) + 0.01 * np.arange(19, 24))
-    seg4 = np.interp(19 + 0.5 * np.arange(8), np.arange(19, 24), grid)
+    # m4's segment is read every half model tick from k = 19 + 0.5 (one live
+    # tick after the matching tick), linearly interpolated between grid points
+    # in raw units.
+    grid = np.exp(np.log(0.005) + 0.01 * np.arange(19, 25))
+    seg4 = np.interp(19 + 0.5 * (1 + np.arange(8)), np.arange(19, 25), grid)
     np.testing.assert_allclose(ex.segments[4], seg4, rtol=1e-5)
 
 

@@ -1,7 +1,12 @@
 """Algorithm 1: one learning-rate decision, pure and jittable (:func:`decide`),
 and the same decision with every intermediate for study (:func:`explain`)."""
 
-from optax_lode.decision._config import LR_RANGE_FACTOR, STD_FLOOR, DecisionConfig
+from optax_lode.decision._config import (
+    LR_RANGE_FACTOR,
+    MATCH_RULES,
+    STD_FLOOR,
+    DecisionConfig,
+)
 from optax_lode.decision._decide import (
     Decision,
     Explanation,
@@ -12,6 +17,7 @@ from optax_lode.decision._decide import (
 
 __all__ = [
     "LR_RANGE_FACTOR",
+    "MATCH_RULES",
     "STD_FLOOR",
     "Decision",
     "DecisionConfig",

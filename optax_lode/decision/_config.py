@@ -28,6 +28,20 @@ STD_FLOOR = 0.05
 #: How many of the best accepted samples are averaged (the paper: three).
 TOP = 3
 
+#: How a member's matching tick ``k_i`` is chosen among its ticks whose
+#: predicted loss passes the acceptance test:
+#:
+#: - ``"highest_lr"`` (default, the paper): the one with the highest predicted
+#:   learning rate. On a decaying predicted path that is the earliest matching
+#:   tick, however far its predicted loss is from the live loss within the
+#:   acceptance band.
+#: - ``"closest_loss"`` (opt-in, not in the paper): the one whose predicted
+#:   loss is closest to the live loss, i.e. where the member's trajectory
+#:   actually is now; ties go to the earliest. It does not inherit a bias of
+#:   the model's reconstruction of the current rate the way the earliest tick
+#:   does (see ``benchmarks/nqm_optimality_gap.py``).
+MATCH_RULES: tuple[str, ...] = ("highest_lr", "closest_loss")
+
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
@@ -60,6 +74,9 @@ class DecisionConfig:
         lr_min: smallest learning rate ever emitted.
         lr_max: largest learning rate ever emitted.
         top: how many best accepted samples are averaged.
+        match_rule: how a member's matching tick is chosen, one of
+            :data:`MATCH_RULES`: ``"highest_lr"`` (the paper, default) or
+            ``"closest_loss"``.
     """
 
     model_ticks: int
@@ -73,6 +90,7 @@ class DecisionConfig:
     lr_min: float = 1e-8
     lr_max: float = 10.0
     top: int = TOP
+    match_rule: str = "highest_lr"
 
     def __post_init__(self) -> None:
         for name in ("model_ticks", "run_ticks", "mu", "n", "top"):
@@ -120,6 +138,11 @@ class DecisionConfig:
             )
         if self.top < 1:
             raise ValueError(f"top must be >= 1, got {self.top}")
+        if self.match_rule not in MATCH_RULES:
+            raise ValueError(
+                f"match_rule must be one of {list(MATCH_RULES)}, got "
+                f"{self.match_rule!r}"
+            )
         h = self.horizon
         if h is None:
             pass
@@ -172,7 +195,7 @@ class DecisionConfig:
     def grid_ticks(self) -> int:
         """Length of every rollout: ticks ``0 .. T + max(horizon, mu)`` (+1 so
         fractional positions can interpolate)."""
-        reach = max(self.horizon_max_model, (self.mu - 1) * self.tick_scale)
+        reach = max(self.horizon_max_model, self.mu * self.tick_scale)
         return self.model_ticks + math.ceil(reach) + 2
 
     @property
@@ -197,6 +220,7 @@ class DecisionConfig:
         std_floor: float = STD_FLOOR,
         top: int = TOP,
         rescale: bool = False,
+        match_rule: str = "highest_lr",
     ) -> DecisionConfig:
         """Validated configuration for ``model`` (a :class:`optax_lode.LatentODE`).
 
@@ -218,6 +242,8 @@ class DecisionConfig:
             rescale: allow ``run_ticks != model.T`` by mapping both onto the
                 fraction of training done (linear interpolation on the model's
                 tick grid). Without it a mismatch is a ``ValueError``.
+            match_rule: how a member's matching tick is chosen
+                (:data:`MATCH_RULES`); default the paper's ``"highest_lr"``.
 
         Returns:
             The configuration.
@@ -273,4 +299,5 @@ class DecisionConfig:
             lr_min=lr_min,
             lr_max=lr_max,
             top=top,
+            match_rule=match_rule,
         )

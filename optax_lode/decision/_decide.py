@@ -12,7 +12,13 @@ mean of the chosen samples' raw learning rates (the paper's ``mean eta_i``).
 
 Time. Positions on the rollout are in *model* ticks. Without rescaling one
 live tick is one model tick and every position is an integer, so the linear
-interpolation below reads grid points exactly.
+interpolation below reads grid points exactly. Row 0 of a rollout is the
+window's last tick, live tick ``t* - 1`` (the encoder's latent is the state
+there), so a member's matching tick ``k_i`` stands for ``t* - 1``: the score
+``v_i(k_i + T - t*)`` is the run's last tick ``T - 1`` and the rate of live
+tick ``t* + j`` is the member's rate one tick later, ``eta_i(k_i + 1 + j)``.
+Reading ``eta_i(k_i + j)`` instead would replay, as the first rate of every
+segment, the rate the member predicts for the tick that already happened.
 """
 
 from __future__ import annotations
@@ -61,13 +67,16 @@ class Explanation(NamedTuple):
         threshold: the acceptance half-width (normalised log-loss).
         match: ``(n, T + 1)`` which predicted ticks are within the threshold.
         accepted: per member, passed the test with finite predictions.
-        match_tick: per member, the matching tick with the highest predicted
-            learning rate (model ticks; meaningless where not accepted).
+        match_tick: per member, the chosen matching tick (by default the one
+            with the highest predicted learning rate; see
+            ``DecisionConfig.match_rule``), in model ticks; it stands for the
+            window's last tick ``t* - 1`` (meaningless where not accepted).
         horizon: the horizon used, in model ticks.
         scores: per member, the predicted raw metric at
             ``match_tick + horizon`` (``-inf`` where not accepted).
-        segments: per member, its raw learning-rate path
-            ``lr_i(match_tick + j)``, ``j = 0 .. mu - 1``.
+        segments: per member, its raw learning-rate path for live ticks
+            ``t* .. t* + mu - 1``: ``lr_i(match_tick + 1 + j)``,
+            ``j = 0 .. mu - 1``.
         chosen: indices of the ``top`` best members by score.
         chosen_valid: which of ``chosen`` were accepted (fewer than ``top``
             may be).
@@ -190,8 +199,12 @@ def _run(
     match = (
         (jnp.abs(pred_loss - live_loss) < threshold) & jnp.isfinite(pred_lr) & has_loss
     )
-    # Among a member's matching ticks, the one with the highest predicted lr.
-    match_tick = jnp.argmax(jnp.where(match, pred_lr, -jnp.inf), axis=1)
+    if config.match_rule == "highest_lr":
+        # The paper: among a member's matching ticks, the highest predicted lr.
+        match_tick = jnp.argmax(jnp.where(match, pred_lr, -jnp.inf), axis=1)
+    else:  # "closest_loss": where the member's predicted loss is the live one.
+        gap = jnp.abs(pred_loss - live_loss)
+        match_tick = jnp.argmin(jnp.where(match, gap, jnp.inf), axis=1)
     any_match = match.any(axis=1)
 
     # --- 5. Score by the metric `horizon` ticks after the matching tick. ----
@@ -202,7 +215,9 @@ def _run(
     horizon = h_live.astype(dtype) * r
     kf = match_tick.astype(dtype)
     scores = jax.vmap(lambda v, k: _interp(v, k + horizon))(raw[:, :, 1], kf)
-    offsets = jnp.arange(config.mu, dtype=dtype) * r
+    # k_i stands for live tick t* - 1: the segment (ticks t* ..) starts one
+    # live tick later on the member's path.
+    offsets = (jnp.arange(config.mu, dtype=dtype) + 1.0) * r
     segments = jax.vmap(lambda lr, k: _interp(lr, k + offsets))(raw[:, :, 2], kf)
 
     accepted = (
@@ -278,10 +293,13 @@ def decide(
     4. accept member ``i`` if some ``k`` in ``[0, T]`` has
        ``|l_i(k) - l*| < tol * max(s, std_floor)`` (two-sided; the floor keeps
        a flat window from rejecting everything) and its predictions are
-       finite; ``k_i`` is the matching tick with the highest predicted rate;
+       finite; ``k_i`` is the matching tick with the highest predicted rate
+       (``config.match_rule="closest_loss"``: the one whose predicted loss is
+       closest to ``l*``);
     5. score ``v_i(k_i + horizon)`` (``horizon = T - t*`` by default);
-    6. average the raw rate paths ``lr_i(k_i + j)``, ``j < mu``, of the
-       ``top`` (3) best accepted members;
+    6. average the raw rate paths ``lr_i(k_i + 1 + j)``, ``j < mu``, of the
+       ``top`` (3) best accepted members (rollout row 0, hence ``k_i``, is the
+       window's last tick ``t* - 1``; the segment starts at ``t*``);
     7. clip to ``[lr_min, lr_max]``; if nothing is accepted or the mean is not
        finite, hold the window's last rate (also clipped).
 

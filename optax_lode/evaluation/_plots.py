@@ -341,7 +341,8 @@ def plot_decision_fan(
         score_at = round(k + horizon)
         if score_at < upto:
             axes[1, 0].plot(score_at, traj[i, score_at, 1], "*", color=_LODE, ms=11)
-        seg_ticks = np.arange(k, min(k + mu, upto))
+        # The segment starts one tick after the matching tick (t* - 1).
+        seg_ticks = np.arange(k + 1, min(k + 1 + mu, upto))
         axes[2, 0].plot(seg_ticks, traj[i, seg_ticks, 2], color=_LODE, lw=4, alpha=0.4)
     # Legend proxies for the other classes.
     axes[0, 0].plot([], [], color=_BASE, label=f"accepted ({accepted.sum()}/{n})")
@@ -369,7 +370,7 @@ def plot_decision_fan(
             raw[0], raw[1], color="green", alpha=0.15, lw=0, label="acceptance band"
         )
     axes[2, 0].plot(
-        np.arange(mu),
+        np.arange(1, mu + 1),  # tick 0 is the window's last tick
         segment,
         color="black",
         lw=2.5,

@@ -190,6 +190,7 @@ def lode_schedule(
     lr_range_factor: float = LR_RANGE_FACTOR,
     std_floor: float = STD_FLOOR,
     rescale: bool = False,
+    match_rule: str = "highest_lr",
 ) -> optax.GradientTransformationExtraArgs:
     """Scales updates by a learning rate chosen by a latent ODE of training.
 
@@ -245,6 +246,11 @@ def lode_schedule(
         rescale: allow a run whose ``T = total_steps // steps_per_tick``
             differs from the model's by mapping both onto the fraction of
             training done. Without it a mismatch raises ``ValueError``.
+        match_rule: how a member's matching tick is chosen among the ticks
+            whose predicted loss passes the acceptance test: ``"highest_lr"``
+            (the paper, default) or ``"closest_loss"`` (opt-in: the tick whose
+            predicted loss is closest to the live loss), see
+            :data:`optax_lode.decision.MATCH_RULES`.
 
     Returns:
         An :class:`optax.GradientTransformationExtraArgs` with state
@@ -303,6 +309,7 @@ def lode_schedule(
         lr_range_factor=lr_range_factor,
         std_floor=std_floor,
         rescale=rescale,
+        match_rule=match_rule,
     )
     warm = _warm_start(model, config)
     mu_ = config.mu
