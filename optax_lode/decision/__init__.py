@@ -2,6 +2,7 @@
 and the same decision with every intermediate for study (:func:`explain`)."""
 
 from optax_lode.decision._config import (
+    DECISION_REVISION,
     LR_RANGE_FACTOR,
     MATCH_RULES,
     STD_FLOOR,
@@ -16,6 +17,7 @@ from optax_lode.decision._decide import (
 )
 
 __all__ = [
+    "DECISION_REVISION",
     "LR_RANGE_FACTOR",
     "MATCH_RULES",
     "STD_FLOOR",

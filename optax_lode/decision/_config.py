@@ -19,6 +19,12 @@ import numpy as np
 #: extrapolate a little (the authors' untrained model emitted 1.12: unclipped).
 LR_RANGE_FACTOR = 2.0
 
+#: Revision of the decision's semantics: bumped whenever the same model, window,
+#: tick and key give a different decision, so caches of LODE-scheduled runs
+#: (the demo's, the benchmarks') are not reused across it. 2: the segment starts
+#: one tick after the matching tick.
+DECISION_REVISION = 2
+
 #: Default floor on the std of the window's (normalised, log) losses used by
 #: the acceptance test. In normalised units 1.0 is the spread of log-losses
 #: over all training runs; 0.05 keeps a perfectly flat window (std 0) from

@@ -162,7 +162,13 @@ class DemoConfig:
         )
 
     def lode_setting(self) -> dict[str, Any]:
-        return {"model": self.model_key(), **dict(self.lode_kwargs)}
+        from optax_lode.decision import DECISION_REVISION
+
+        return {
+            "model": self.model_key(),
+            "decision_revision": DECISION_REVISION,
+            **dict(self.lode_kwargs),
+        }
 
 
 def default_config(task: str = "mnist1d-mlp", **changes: Any) -> DemoConfig:
