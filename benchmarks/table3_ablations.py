@@ -6,7 +6,9 @@ cache, ``results/demo/cache``), LODE-scheduled training is repeated with
 - the ensemble: ``n`` in {10, 30, 60} x ``sigma`` in {0.15, 0.30} (Table 3);
 - the horizon and goal: the metric scored ``mu`` ticks ahead (greedy), or at
   25%, 50% of the run, or at its end (the default, the paper's best) --
-  Figure 6 and the goal-conditioning study.
+  Figure 6 and the goal-conditioning study;
+- the match rule: among a sample's matching ticks, the one with the highest
+  predicted learning rate (the paper, default) or the closest predicted loss.
 
 Each setting reports the test metric mean ± std over the seeds and Welch's
 test against the default setting (``n=30, sigma=0.15``, horizon = the rest of
@@ -42,7 +44,12 @@ def settings(mu: int) -> list[tuple[str, str, dict]]:
         ("horizon", "horizon = 25% of T (best metric at 25%)", {"horizon": 0.25}),
         ("horizon", "horizon = 50% of T (best metric at 50%)", {"horizon": 0.5}),
     ]
-    return grid + horizon
+    # Which matching tick a sample continues from (DecisionConfig.match_rule):
+    # the paper's highest predicted lr (default) or the closest predicted loss.
+    match = [
+        ("match rule", "match_rule = closest_loss", {"match_rule": "closest_loss"})
+    ]
+    return grid + horizon + match
 
 
 def main(argv: list[str] | None = None) -> int:
