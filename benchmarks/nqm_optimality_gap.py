@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import markdown_table, write_result
+from optax_lode.decision import DECISION_REVISION
 
 NAME = "nqm_optimality_gap"
 SHAPES = ("constant", "cosine", "onecycle", "exponential")
@@ -41,9 +42,8 @@ SHAPES = ("constant", "cosine", "onecycle", "exponential")
 LRS = (0.1, 0.2, 0.5, 1.0, 1.5)
 # The opt-in matching rule measured as an extra row (the default is the paper's).
 OPT_IN_RULE = "closest_loss"
-# Bumped when the decision changes, so cached LODE runs are not reused (v2: the
-# segment starts one tick after the matching tick).
-LODE_CACHE_VERSION = "v2"
+# Cached LODE runs are not reused across a change of the decision's semantics.
+LODE_CACHE_VERSION = f"v{DECISION_REVISION}"
 
 
 def _sgd(schedule):

@@ -391,15 +391,15 @@ def test_lode_diagnostics_logged_to_mlflow_and_tensorboard(
     with LodeDiagnosticsLogger(
         mlflow=run_id, tracking_uri=store["uri"], tensorboard=tmp_path / "tb"
     ) as log:
-        for i in range(12):
+        for i in range(13):
             params, state = step(params, state)
-            if i % 4 == 3:
+            if i % 4 == 0 and i > 0:  # decisions on the first step of ticks 4, 8, 12
                 logged.append(log(state, i))
     assert [d["decisions"] for d in logged] == [1.0, 2.0, 3.0]
     assert logged[-1] == lode_diagnostics(state)
     assert logged[-1]["learning_rate"] == float(optax.tree.get(state, "learning_rate"))
     history = client.get_metric_history(run_id, "lode/decisions")
-    assert [(m.step, m.value) for m in history] == [(3, 1.0), (7, 2.0), (11, 3.0)]
+    assert [(m.step, m.value) for m in history] == [(4, 1.0), (8, 2.0), (12, 3.0)]
     lr = client.get_metric_history(run_id, "lode/learning_rate")
     np.testing.assert_allclose(
         [m.value for m in lr], [d["learning_rate"] for d in logged]
@@ -411,7 +411,7 @@ def test_lode_diagnostics_logged_to_mlflow_and_tensorboard(
         tmp_path / "tb", keys=["lode/fallbacks", "lode/tick"]
     )
     ticks = tb.loc[tb["key"] == "lode/tick"]
-    assert ticks["step"].tolist() == [3, 7, 11]
+    assert ticks["step"].tolist() == [4, 8, 12]
     np.testing.assert_allclose(ticks["value"], [d["tick"] for d in logged])
 
     # mlflow=True: the active run of MLflow's fluent API.

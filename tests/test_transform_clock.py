@@ -13,6 +13,7 @@ import pytest
 from _lode_helpers import T, small_model
 from hypothesis import given, settings
 
+from optax_lode.decision import DecisionConfig, decide
 from optax_lode.transform import lode_schedule
 
 MU = 4
@@ -36,17 +37,25 @@ def _runner(k: int):
     return model, tx, run
 
 
-def _expected_records(values, metrics, lrs, k):
-    """Hand-computed tick records: mean finite positive loss, latest finite
-    metric, mean applied rate."""
-    records, held = [], np.nan
-    for t in range(len(values) // k):
+def _latest(metrics, last):
+    """The latest finite metric among ``metrics[: last + 1]`` (NaN if none)."""
+    finite = [m for m in metrics[: last + 1] if np.isfinite(m)]
+    return finite[-1] if finite else np.nan
+
+
+def _expected_records(values, metrics, lrs, k, upto=None):
+    """Hand-computed tick records in the state after step ``upto`` (default:
+    the last): mean finite positive loss, mean applied rate, and the latest
+    finite metric known by the first step of the next tick (a tick's metric is
+    measured after it, so it arrives with that step)."""
+    last = len(values) - 1 if upto is None else upto
+    records = []
+    for t in range((last + 1) // k):
         sl = slice(t * k, (t + 1) * k)
         v = values[sl]
         ok = np.isfinite(v) & (v > 0)
-        for m in metrics[sl]:
-            held = m if np.isfinite(m) else held
         loss = v[ok].mean() if ok.any() else np.nan
+        held = _latest(metrics, min(last, (t + 1) * k))
         records.append([loss, held, lrs[sl].mean()])
     return np.array(records, np.float64).reshape(-1, 3)
 
@@ -64,10 +73,11 @@ def test_decisions_happen_exactly_at_multiples_of_mu():
     ticks = np.asarray(states.tick)
     # After step s (0-based) the completed ticks are (s + 1) // k.
     np.testing.assert_array_equal(ticks, (np.arange(steps) + 1) // k)
+    # Decisions on the first step of ticks mu, 2 mu, ... (never after the run).
     made = np.flatnonzero(np.diff(np.concatenate([[0], decisions])))
-    expect = [s for s in range(steps) if (s + 1) % k == 0 and ((s + 1) // k) % MU == 0]
+    expect = [s for s in range(k, steps) if s % k == 0 and (s // k) % MU == 0]
     np.testing.assert_array_equal(made, expect)
-    assert int(final.decisions) == T // MU
+    assert int(final.decisions) == len(expect) == (T - 1) // MU
     # The rate is constant within a tick, and learning_rate is the applied rate.
     np.testing.assert_array_equal(np.asarray(states.learning_rate), lrs)
     per_tick = lrs.reshape(-1, k)
@@ -110,8 +120,8 @@ def test_window_always_holds_the_last_mu_records_in_order(k, data):
     )
     _, (lrs, states) = run(jnp.asarray(values), jnp.asarray(metrics))
     lrs = np.asarray(lrs)
-    rec = _expected_records(values, metrics, lrs, k)
     for s in range(steps):
+        rec = _expected_records(values, metrics, lrs, k, upto=s)
         done = (s + 1) // k
         expect = np.full((MU, 3), np.nan)
         last = rec[max(0, done - MU) : done]
@@ -142,6 +152,35 @@ def test_nan_value_is_not_recorded_and_holds_the_rate():
     np.testing.assert_allclose(np.asarray(final.window)[:, 1], 0.3)
     assert np.all(np.isfinite(np.asarray(lrs))) and np.all(np.asarray(lrs) > 0)
     assert float(final.metric) == pytest.approx(0.3)
+
+
+def test_decision_sees_the_metric_measured_after_the_last_tick():
+    """The metric of tick t is measured after its last step and passed with the
+    first step of tick t + 1; the decision at tick mu runs on that step, with
+    it in the window (no one-tick lag), and its segment is applied there."""
+    k = 2
+    model, _, run = _runner(k)
+    steps = T * k
+    values = np.exp(-np.linspace(0, 1, steps)).astype(np.float32)
+    metrics = np.full(steps, np.nan, np.float32)
+    # Measured after tick t (0-based), passed on the first step of tick t + 1.
+    metrics[k::k] = 0.1 + 0.01 * np.arange(1, T)
+    _, (lrs, states) = run(jnp.asarray(values), jnp.asarray(metrics))
+    first = MU * k  # the first step of tick MU: the first decision
+    window = np.asarray(states.window[first])
+    np.testing.assert_allclose(window[:, 1], 0.1 + 0.01 * np.arange(1, MU + 1))
+    assert int(states.decisions[first - 1]) == 0
+    assert int(states.decisions[first]) == 1
+    # The state's segment is exactly decide() on that window, and this very
+    # step applies its first rate.
+    config = DecisionConfig.from_model(model, run_ticks=T, mu=MU)
+    before = jax.tree.map(lambda x: x[first - 1], states)
+    _, sub = jax.random.split(jnp.asarray(before.key, jnp.uint32))
+    d = jax.jit(decide, static_argnums=4)(model, window, MU, sub, config)
+    np.testing.assert_allclose(
+        np.asarray(states.segment[first]), np.asarray(d.segment), rtol=1e-6
+    )
+    np.testing.assert_allclose(float(lrs[first]), float(d.segment[0]), rtol=1e-6)
 
 
 # -- bad input ---------------------------------------------------------------------

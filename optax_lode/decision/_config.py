@@ -22,8 +22,9 @@ LR_RANGE_FACTOR = 2.0
 #: Revision of the decision's semantics: bumped whenever the same model, window,
 #: tick and key give a different decision, so caches of LODE-scheduled runs
 #: (the demo's, the benchmarks') are not reused across it. 2: the segment starts
-#: one tick after the matching tick.
-DECISION_REVISION = 2
+#: one tick after the matching tick. 3: ``lode_schedule`` decides on the first
+#: step of tick ``t*``, with the metric measured after tick ``t* - 1``.
+DECISION_REVISION = 3
 
 #: Default floor on the std of the window's (normalised, log) losses used by
 #: the acceptance test. In normalised units 1.0 is the spread of log-losses

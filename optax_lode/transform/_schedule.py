@@ -3,8 +3,9 @@
 The whole scheduler lives in the optimizer state and the traced ``update``: the
 tick clock, the tick accumulators, the window of the last ``mu`` tick records,
 the pending learning-rate segment, the PRNG key and diagnostics. A decision
-(:func:`optax_lode.decide`) runs under ``lax.cond`` only on the step that
-closes a decision tick, so the training step stays one XLA program with no host
+(:func:`optax_lode.decide`) runs under ``lax.cond`` only on the first step of
+ticks ``mu, 2 mu, ...`` (the step that brings the validation metric measured
+after the last tick), so the training step stays one XLA program with no host
 round trip and no recompilation from one step to the next.
 """
 
@@ -220,6 +221,10 @@ def lode_schedule(
       the other steps) and is counted in ``state.nonfinite``.
     - ``val_metric``: the latest validation metric, higher is better (pass the
       last known one, or NaN for "nothing new": the last finite one is held).
+      A tick's record takes the latest metric known at the first step of the
+      next tick: measure validation after a tick's last step and pass it with
+      the next step, as a training loop naturally does. The decision at tick
+      ``t*`` runs on that first step, before the step's rate is applied.
 
     Args:
         model: a fitted :class:`optax_lode.LatentODE` (closed over, like a
@@ -368,8 +373,48 @@ def lode_schedule(
                 f"metric), got shapes {value.shape} and {val_metric.shape}"
             )
 
+        metric = jnp.where(jnp.isfinite(val_metric), val_metric, state.metric)
+
+        # A tick's validation metric is measured after its last step, so it
+        # arrives with the first step of the next tick: that step completes the
+        # last tick's record (the latest metric known by then) and, at ticks
+        # mu, 2 mu, ..., makes the decision before applying the new segment.
+        first = (state.step_in_tick == 0) & (state.tick > 0)
+        window = state.window.at[-1, 1].set(
+            jnp.where(first, metric, state.window[-1, 1])
+        )
+        carry = (
+            state.segment,
+            state.segment_pos,
+            state.key,
+            state.decisions,
+            state.fallbacks,
+            state.last_accepted,
+            state.last_score,
+        )
+        zero_i, zero_f = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
+
+        def _decide(carry):
+            _, _, key, decisions, fallbacks, _, _ = carry
+            key, sub = jax.random.split(key)
+            d = decide(model, window, state.tick, sub, config)
+            return (
+                d.segment,
+                zero_i,
+                key,
+                decisions + 1,
+                fallbacks + d.fallback.astype(jnp.int32),
+                d.accepted,
+                d.score,
+            )
+
+        decide_now = first & (state.tick % mu_ == 0)
+        (segment, segment_pos, key, decisions, fallbacks, last_accepted, score) = (
+            jax.lax.cond(decide_now, _decide, lambda c: c, carry)
+        )
+
         # The rate of the current tick; this update applies it.
-        lr = state.segment[jnp.minimum(state.segment_pos, mu_ - 1)]
+        lr = segment[jnp.minimum(segment_pos, mu_ - 1)]
         updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
 
         # Accumulate the tick; a non-finite/non-positive loss has no log and
@@ -378,7 +423,6 @@ def lode_schedule(
         loss_sum = state.loss_sum + jnp.where(ok, value, 0.0)
         loss_steps = state.loss_steps + ok.astype(jnp.int32)
         lr_sum = state.lr_sum + lr
-        metric = jnp.where(jnp.isfinite(val_metric), val_metric, state.metric)
         step_in_tick = state.step_in_tick + 1
 
         tick_end = step_in_tick >= k
@@ -393,40 +437,10 @@ def lode_schedule(
                 lr_sum / jnp.float32(k),
             ]
         )
-        shifted = jnp.concatenate([state.window[1:], record[None]], axis=0)
-        window = jnp.where(tick_end, shifted, state.window)
+        shifted = jnp.concatenate([window[1:], record[None]], axis=0)
+        window = jnp.where(tick_end, shifted, window)
         tick = state.tick + tick_end.astype(jnp.int32)
-        segment_pos = state.segment_pos + tick_end.astype(jnp.int32)
-        zero_i, zero_f = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
-
-        carry = (
-            state.segment,
-            segment_pos,
-            state.key,
-            state.decisions,
-            state.fallbacks,
-            state.last_accepted,
-            state.last_score,
-        )
-
-        def _decide(carry):
-            _, _, key, decisions, fallbacks, _, _ = carry
-            key, sub = jax.random.split(key)
-            d = decide(model, window, tick, sub, config)
-            return (
-                d.segment,
-                zero_i,
-                key,
-                decisions + 1,
-                fallbacks + d.fallback.astype(jnp.int32),
-                d.accepted,
-                d.score,
-            )
-
-        decide_now = tick_end & (tick % mu_ == 0)
-        (segment, segment_pos, key, decisions, fallbacks, last_accepted, score) = (
-            jax.lax.cond(decide_now, _decide, lambda c: c, carry)
-        )
+        segment_pos = segment_pos + tick_end.astype(jnp.int32)
 
         new_state = LodeState.pack(
             count=numerics.safe_increment(state.count),
