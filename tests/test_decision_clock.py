@@ -21,7 +21,7 @@ import pytest
 from _lode_helpers import ScriptedModel
 from hypothesis import given, settings
 
-from optax_lode.decision import MATCH_RULES, DecisionConfig, decide, explain
+from optax_lode.decision import ANCHORS, MATCH_RULES, DecisionConfig, decide, explain
 from optax_lode.model import Normalisation
 from optax_lode.transform import lode_schedule
 
@@ -43,11 +43,15 @@ class Continuation(eqx.Module):
     best_lr_path: jax.Array
     latent_scale: jax.Array
     slope: float = eqx.field(static=True)
+    bias: float = eqx.field(static=True)
     T: int = eqx.field(static=True)
     mu: int = eqx.field(static=True)
 
-    def __init__(self, slope: float, lr0: float = 0.5):
+    def __init__(self, slope: float, lr0: float = 0.5, bias: float = 0.0):
+        # bias: the encoder overestimates log lr by this much (a fitted LODE's
+        # reconstruction error), which decode carries on.
         self.T, self.mu, self.slope = TICKS, MU, float(slope)
+        self.bias = float(bias)
         self.normalisation = Normalisation(mean=np.zeros(3), std=np.ones(3))
         path = lr0 * np.exp(slope * np.arange(TICKS))
         self.lr_range = jnp.asarray([path.min(), path.max()], jnp.float32)
@@ -56,7 +60,7 @@ class Continuation(eqx.Module):
 
     def encode(self, window, mask=None):
         del mask
-        return jnp.asarray(window, jnp.float32)[-1]
+        return jnp.asarray(window, jnp.float32)[-1] + jnp.array([0.0, 0.0, self.bias])
 
     def decode(self, z, num_ticks):
         k = jnp.arange(num_ticks, dtype=jnp.float32)
@@ -184,3 +188,83 @@ def test_unknown_match_rule_is_a_value_error():
         DecisionConfig.from_model(ScriptedModel(T=20, mu=MU), match_rule="latest")
     with pytest.raises(ValueError, match="match_rule"):
         lode_schedule(Continuation(-0.1), total_steps=TICKS, match_rule="nearest")
+
+
+# -- anchor: the paper's absolute segment vs the opt-in live-anchored one -------
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    log_lr=st.floats(-9.0, 0.5),
+    slope=st.floats(-0.5, -0.01),
+    bias=st.floats(-1.0, 1.0),
+    rule=st.sampled_from(MATCH_RULES),
+)
+def test_live_anchor_removes_the_reconstruction_bias(log_lr, slope, bias, rule):
+    """A model that misreads the current rate by ``exp(bias)`` but knows the
+    decay: the paper's segment carries the bias, the live-anchored one is the
+    run's own next ``mu`` rates."""
+    model = Continuation(slope, bias=bias)
+    past = np.arange(-(MU - 1), 1)
+    window = np.stack(
+        [np.full(MU, 0.3), np.full(MU, 0.7), np.exp(log_lr + slope * past)], 1
+    ).astype(np.float32)
+    expect = np.exp(log_lr + slope * (1 + np.arange(MU)))
+    for anchor, factor in (("model", np.exp(bias)), ("live", 1.0)):
+        cfg = DecisionConfig.from_model(
+            model,
+            mu=MU,
+            n=5,
+            sigma=0.0,
+            lr_bounds=(1e-12, 100.0),
+            match_rule=rule,
+            anchor=anchor,
+        )
+        d = _decide(model, window, MU, jax.random.key(0), cfg)
+        assert not bool(d.fallback)
+        np.testing.assert_allclose(d.segment, expect * factor, rtol=5e-5)
+
+
+def test_live_anchor_keeps_a_biased_models_schedule_unbroken():
+    """Through ``lode_schedule``: with a biased model the paper's anchor jumps
+    by ``exp(bias)`` at every decision (the saw-tooth); the live anchor decays
+    by ``exp(slope)`` at every tick."""
+    slope, bias = -0.1, 0.4
+    model = Continuation(slope, bias=bias)
+    rates = {}
+    for anchor in ANCHORS:
+        tx = lode_schedule(
+            model,
+            total_steps=TICKS,
+            mu=MU,
+            sigma=0.0,
+            n=3,
+            lr_bounds=(1e-12, 10.0),
+            anchor=anchor,
+        )
+
+        def step(s, _, tx=tx):
+            u, s = tx.update(
+                {"w": jnp.ones(())}, s, value=jnp.float32(0.3), val_metric=0.7
+            )
+            return s, u["w"]
+
+        run = jax.jit(
+            lambda tx=tx, step=step: jax.lax.scan(
+                step, tx.init({"w": jnp.ones(())}), None, TICKS
+            )[1]
+        )
+        rates[anchor] = np.asarray(run())
+    ratio = {a: r[1:] / r[:-1] for a, r in rates.items()}
+    np.testing.assert_allclose(ratio["live"], np.exp(slope), rtol=1e-4)
+    jumps = np.arange(MU, TICKS, MU) - 1  # tick t* vs t* - 1
+    np.testing.assert_allclose(ratio["model"][jumps], np.exp(slope + bias), rtol=1e-4)
+
+
+def test_default_anchor_is_the_papers_and_unknown_is_a_value_error():
+    model = ScriptedModel(T=20, mu=MU)
+    assert DecisionConfig.from_model(model).anchor == "model"
+    with pytest.raises(ValueError, match="anchor"):
+        DecisionConfig.from_model(model, anchor="run")
+    with pytest.raises(ValueError, match="anchor"):
+        lode_schedule(Continuation(-0.1), total_steps=TICKS, anchor="now")

@@ -2,6 +2,7 @@
 and the same decision with every intermediate for study (:func:`explain`)."""
 
 from optax_lode.decision._config import (
+    ANCHORS,
     DECISION_REVISION,
     LR_RANGE_FACTOR,
     MATCH_RULES,
@@ -17,6 +18,7 @@ from optax_lode.decision._decide import (
 )
 
 __all__ = [
+    "ANCHORS",
     "DECISION_REVISION",
     "LR_RANGE_FACTOR",
     "MATCH_RULES",

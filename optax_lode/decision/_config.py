@@ -49,6 +49,19 @@ TOP = 3
 #:   does (see ``benchmarks/nqm_optimality_gap.py``).
 MATCH_RULES: tuple[str, ...] = ("highest_lr", "closest_loss")
 
+#: What the chosen members' rate paths are anchored to:
+#:
+#: - ``"model"`` (default, the paper): the members' own predicted rates,
+#:   ``eta_i(k_i + 1 + j)``. Each decision restarts from the model's
+#:   reconstruction of the current rate, so a reconstruction bias (a fitted
+#:   LODE regresses the rate toward its sweep's typical rates) is re-applied
+#:   at every decision.
+#: - ``"live"`` (opt-in, not in the paper): the members' predicted *relative*
+#:   change applied to the live run's current rate,
+#:   ``eta_live * eta_i(k_i + 1 + j) / eta_i(k_i)``: the model decides the
+#:   shape of the next segment, the run keeps its own level.
+ANCHORS: tuple[str, ...] = ("model", "live")
+
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
@@ -84,6 +97,8 @@ class DecisionConfig:
         match_rule: how a member's matching tick is chosen, one of
             :data:`MATCH_RULES`: ``"highest_lr"`` (the paper, default) or
             ``"closest_loss"``.
+        anchor: what the segment is anchored to, one of :data:`ANCHORS`:
+            ``"model"`` (the paper, default) or ``"live"``.
     """
 
     model_ticks: int
@@ -98,6 +113,7 @@ class DecisionConfig:
     lr_max: float = 10.0
     top: int = TOP
     match_rule: str = "highest_lr"
+    anchor: str = "model"
 
     def __post_init__(self) -> None:
         for name in ("model_ticks", "run_ticks", "mu", "n", "top"):
@@ -149,6 +165,10 @@ class DecisionConfig:
             raise ValueError(
                 f"match_rule must be one of {list(MATCH_RULES)}, got "
                 f"{self.match_rule!r}"
+            )
+        if self.anchor not in ANCHORS:
+            raise ValueError(
+                f"anchor must be one of {list(ANCHORS)}, got {self.anchor!r}"
             )
         h = self.horizon
         if h is None:
@@ -228,6 +248,7 @@ class DecisionConfig:
         top: int = TOP,
         rescale: bool = False,
         match_rule: str = "highest_lr",
+        anchor: str = "model",
     ) -> DecisionConfig:
         """Validated configuration for ``model`` (a :class:`optax_lode.LatentODE`).
 
@@ -251,6 +272,8 @@ class DecisionConfig:
                 tick grid). Without it a mismatch is a ``ValueError``.
             match_rule: how a member's matching tick is chosen
                 (:data:`MATCH_RULES`); default the paper's ``"highest_lr"``.
+            anchor: what the segment is anchored to (:data:`ANCHORS`);
+                default the paper's ``"model"``.
 
         Returns:
             The configuration.
@@ -307,4 +330,5 @@ class DecisionConfig:
             lr_max=lr_max,
             top=top,
             match_rule=match_rule,
+            anchor=anchor,
         )

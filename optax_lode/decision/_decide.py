@@ -76,7 +76,8 @@ class Explanation(NamedTuple):
             ``match_tick + horizon`` (``-inf`` where not accepted).
         segments: per member, its raw learning-rate path for live ticks
             ``t* .. t* + mu - 1``: ``lr_i(match_tick + 1 + j)``,
-            ``j = 0 .. mu - 1``.
+            ``j = 0 .. mu - 1`` (``anchor="live"``: times
+            ``held_lr / lr_i(match_tick)``).
         chosen: indices of the ``top`` best members by score.
         chosen_valid: which of ``chosen`` were accepted (fewer than ``top``
             may be).
@@ -219,6 +220,13 @@ def _run(
     # live tick later on the member's path.
     offsets = (jnp.arange(config.mu, dtype=dtype) + 1.0) * r
     segments = jax.vmap(lambda lr, k: _interp(lr, k + offsets))(raw[:, :, 2], kf)
+    held, has_lr = _last_finite(jnp.where(window[:, 2] > 0, window[:, 2], jnp.nan))
+    if config.anchor == "live":
+        # The member's relative change from its own "now" (k_i), applied to
+        # the live rate: the reconstruction's level does not carry over.
+        own_now = jax.vmap(_interp)(raw[:, :, 2], kf)
+        ratio = segments / own_now[:, None]
+        segments = jnp.where(has_lr, held * ratio, segments)
 
     accepted = (
         any_match
@@ -239,7 +247,6 @@ def _run(
     )
 
     # --- 7. Clip; fall back to holding the last rate. ----------------------
-    held, has_lr = _last_finite(jnp.where(window[:, 2] > 0, window[:, 2], jnp.nan))
     geo_mid = jnp.sqrt(jnp.asarray(config.lr_min * config.lr_max, dtype))
     held = jnp.clip(jnp.where(has_lr, held, geo_mid), config.lr_min, config.lr_max)
     fallback = (count == 0) | ~jnp.all(jnp.isfinite(segment))
@@ -299,7 +306,9 @@ def decide(
     5. score ``v_i(k_i + horizon)`` (``horizon = T - t*`` by default);
     6. average the raw rate paths ``lr_i(k_i + 1 + j)``, ``j < mu``, of the
        ``top`` (3) best accepted members (rollout row 0, hence ``k_i``, is the
-       window's last tick ``t* - 1``; the segment starts at ``t*``);
+       window's last tick ``t* - 1``; the segment starts at ``t*``); with
+       ``config.anchor="live"`` each path is first rescaled to start from the
+       live rate: ``eta_live * lr_i(k_i + 1 + j) / lr_i(k_i)``;
     7. clip to ``[lr_min, lr_max]``; if nothing is accepted or the mean is not
        finite, hold the window's last rate (also clipped).
 

@@ -192,6 +192,7 @@ def lode_schedule(
     std_floor: float = STD_FLOOR,
     rescale: bool = False,
     match_rule: str = "highest_lr",
+    anchor: str = "model",
 ) -> optax.GradientTransformationExtraArgs:
     """Scales updates by a learning rate chosen by a latent ODE of training.
 
@@ -256,6 +257,10 @@ def lode_schedule(
             (the paper, default) or ``"closest_loss"`` (opt-in: the tick whose
             predicted loss is closest to the live loss), see
             :data:`optax_lode.decision.MATCH_RULES`.
+        anchor: what each decision's segment is anchored to: ``"model"``
+            (the paper, default: the chosen members' own predicted rates) or
+            ``"live"`` (opt-in: their predicted relative change applied to
+            the run's current rate), see :data:`optax_lode.decision.ANCHORS`.
 
     Returns:
         An :class:`optax.GradientTransformationExtraArgs` with state
@@ -315,6 +320,7 @@ def lode_schedule(
         std_floor=std_floor,
         rescale=rescale,
         match_rule=match_rule,
+        anchor=anchor,
     )
     warm = _warm_start(model, config)
     mu_ = config.mu
