@@ -12,9 +12,9 @@ possible schedule (``optimal_schedule``). This benchmark
 4. compares with the best parametric schedule (the sweep's grid, and a fine
    64-point grid per shape) and the optimal schedule.
 
-LODE runs with the paper's rule (``match_rule="highest_lr"``, the default)
-and, as an extra row, with the opt-in ``match_rule="closest_loss"`` (same
-model, same seeds).
+LODE runs with the paper's decision (the defaults) and, as extra rows, with
+the opt-in ``match_rule="closest_loss"``, ``anchor="live"`` and both (same
+model, same seeds; see ``OPT_IN``).
 
 Headline: the fraction of the gap between the best parametric schedule and
 the optimum that LODE closes, ``(L_param - L_LODE) / (L_param - L_opt)``
@@ -40,8 +40,16 @@ NAME = "nqm_optimality_gap"
 SHAPES = ("constant", "cosine", "onecycle", "exponential")
 # SGD on this NQM is stable for a constant rate below 2 / max h = 2.
 LRS = (0.1, 0.2, 0.5, 1.0, 1.5)
-# The opt-in matching rule measured as an extra row (the default is the paper's).
-OPT_IN_RULE = "closest_loss"
+# Opt-in variants (not the paper's) measured as extra rows, on the same model
+# and seeds: lode_schedule keyword arguments by label.
+OPT_IN = {
+    "match_rule='closest_loss'": {"match_rule": "closest_loss"},
+    "anchor='live'": {"anchor": "live"},
+    "anchor='live', match_rule='closest_loss'": {
+        "anchor": "live",
+        "match_rule": "closest_loss",
+    },
+}
 # Cached LODE runs are not reused across a change of the decision's semantics.
 LODE_CACHE_VERSION = f"v{DECISION_REVISION}"
 
@@ -165,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     # LODE runs: expected loss of each generated schedule, and its realised loss.
     t0 = time.perf_counter()
     lode_expected, lode_realised, lode_lrs = [], [], []
-    alt_expected, alt_lrs = [], []
+    alt_expected = {label: [] for label in OPT_IN}
+    alt_lrs = {label: [] for label in OPT_IN}
     seed_list = list(range(1000, 1000 + seeds))
 
     def report(partial: bool) -> None:
@@ -187,18 +196,27 @@ def main(argv: list[str] | None = None) -> int:
              f"{closed:+.0%} (fine grid: {closed_fine:+.0%}); "
              f"{mean / l_param:.1f}x the best parametric loss"],
         ]  # fmt: skip
-        alt = np.asarray(alt_expected)
-        alt_mean = float(alt.mean()) if alt.size else float("nan")
-        alt_std = float(alt.std(ddof=1)) if alt.size > 1 else float("nan")
-        alt_closed = (l_param - alt_mean) / (l_param - l_opt)
-        if alt.size:
+        opt_in = {}
+        for label, kwargs in OPT_IN.items():
+            alt = np.asarray(alt_expected[label])
+            if not alt.size:
+                continue
+            alt_mean = float(alt.mean())
+            alt_std = float(alt.std(ddof=1)) if alt.size > 1 else float("nan")
+            alt_closed = (l_param - alt_mean) / (l_param - l_opt)
             rows.append(
-                [f"LODE, opt-in match_rule={OPT_IN_RULE!r} (not the paper's; "
-                 f"mean ± std over {alt.size} seeds)",
+                [f"LODE, opt-in {label} (not the paper's; mean ± std over "
+                 f"{alt.size} seeds)",
                  f"{alt_mean:.5g} ± {alt_std:.2g}",
                  f"{alt_closed:+.0%}; {alt_mean / l_param:.1f}x the best "
                  "parametric loss"]
             )  # fmt: skip
+            opt_in[label] = {
+                "lode_schedule_kwargs": kwargs,
+                "expected_loss": alt.tolist(),
+                "gap_closed": alt_closed,
+                "tick_learning_rates": [x.tolist() for x in alt_lrs[label]],
+            }
         for shape in SHAPES:
             best_lr = min(LRS, key=lambda v, s=shape: grid[(s, v)])
             rows.append(
@@ -234,12 +252,14 @@ def main(argv: list[str] | None = None) -> int:
             + f". Mean realised final loss of the LODE runs: "
             f"{np.mean(lode_realised) if lode_realised else float('nan'):.4g}."
             + (
-                f" The opt-in row runs the same model and seeds with "
-                f"`lode_schedule(..., match_rule={OPT_IN_RULE!r})`: each member's "
-                "matching tick is the one whose predicted loss is closest to the "
-                "live loss instead of the one with the highest predicted rate "
-                "(the paper's rule, the default)."
-                if alt.size
+                " The opt-in rows run the same model and seeds with "
+                "`lode_schedule(..., **kwargs)`: `match_rule='closest_loss'` takes "
+                "each member's matching tick whose predicted loss is closest to "
+                "the live loss instead of the one with the highest predicted rate "
+                "(the paper's rule, the default); `anchor='live'` applies the "
+                "chosen members' predicted relative change to the live rate "
+                "instead of using their predicted rates themselves (the paper)."
+                if opt_in
                 else ""
             )
             + (" **Partial result: the run was interrupted.**" if partial else "")
@@ -267,12 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 "lode_expected_loss": list(lode_expected),
                 "lode_realised_final_loss": list(lode_realised),
                 "lode_tick_learning_rates": [x.tolist() for x in lode_lrs],
-                "opt_in_match_rule": {
-                    "match_rule": OPT_IN_RULE,
-                    "expected_loss": list(alt_expected),
-                    "gap_closed": alt_closed if alt.size else None,
-                    "tick_learning_rates": [x.tolist() for x in alt_lrs],
-                },
+                "opt_in": opt_in,
                 "optimal_tick_learning_rates": opt.tick_learning_rates.tolist(),
                 "seeds": seed_list[: len(lode_expected)],
                 "sweep_seeds": list(range(sweep_seeds)),
@@ -291,13 +306,13 @@ def main(argv: list[str] | None = None) -> int:
             notes=notes,
         )
 
-    def lode_run(seed: int, rule: str) -> dict:
-        tag = "" if rule == "highest_lr" else f"{rule}-"
+    def lode_run(seed: int, kwargs: dict) -> dict:
+        tag = "".join(f"{k}={v}-" for k, v in sorted(kwargs.items()))
         path = cache / f"lode-{LODE_CACHE_VERSION}-{tag}{fit_steps}-s{seed}.npz"
         rec = load_run(path)
         if rec is None:
             sched = lode_schedule(
-                model, total_steps=total, steps_per_tick=spt, seed=seed, match_rule=rule
+                model, total_steps=total, steps_per_tick=spt, seed=seed, **kwargs
             )
             tx = optax.chain(optax.sgd(1.0), sched)
             res = train_run(task, tx, seed=seed, epochs=epochs, ticks_per_epoch=tpe)
@@ -308,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         return float(expected_loss(np.repeat(lrs, spt).astype(np.float32), task=task))
 
     for seed in seed_list:
-        rec = lode_run(seed, "highest_lr")
+        rec = lode_run(seed, {})
         lrs = np.asarray(rec["lr"], np.float64)
         lode_lrs.append(lrs)
         lode_expected.append(exact(lrs))
@@ -316,13 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  LODE seed {seed}: expected final loss {lode_expected[-1]:.5g}")
         timings["lode"] = time.perf_counter() - t0
         report(partial=True)
-    for seed in seed_list:
-        lrs = np.asarray(lode_run(seed, OPT_IN_RULE)["lr"], np.float64)
-        alt_lrs.append(lrs)
-        alt_expected.append(exact(lrs))
-        print(f"  LODE ({OPT_IN_RULE}) seed {seed}: {alt_expected[-1]:.5g}")
-        timings["lode"] = time.perf_counter() - t0
-        report(partial=len(alt_expected) < len(seed_list))
+    for label, kwargs in OPT_IN.items():
+        for seed in seed_list:
+            lrs = np.asarray(lode_run(seed, kwargs)["lr"], np.float64)
+            alt_lrs[label].append(lrs)
+            alt_expected[label].append(exact(lrs))
+            print(f"  LODE ({label}) seed {seed}: {alt_expected[label][-1]:.5g}")
+            timings["lode"] = time.perf_counter() - t0
+            report(partial=len(alt_expected[label]) < len(seed_list))
     return 0
 
 

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax.numpy as jnp
 
     from optax_lode.baselines import eval_params, make_baseline
+    from optax_lode.decision import DECISION_REVISION
     from optax_lode.demo import default_config
     from optax_lode.demo._pipeline import (
         _clock,
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     seeds = list(cfg.eval_seeds)
-    if "LODE" not in results:
+    # LODE runs from before a change of the decision's semantics are redone.
+    if results.get("LODE", {}).get("decision_revision") != DECISION_REVISION:
         eig, acc = [], []
         for seed in seeds:
             res = train_run(
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             "residuals": [e[1] for e in eig],
             "iterations": [e[2] for e in eig],
             "test_metrics": acc,
+            "decision_revision": DECISION_REVISION,
         }
         write()
     for name in cfg.baselines:

@@ -8,7 +8,9 @@ cache, ``results/demo/cache``), LODE-scheduled training is repeated with
   25%, 50% of the run, or at its end (the default, the paper's best) --
   Figure 6 and the goal-conditioning study;
 - the match rule: among a sample's matching ticks, the one with the highest
-  predicted learning rate (the paper, default) or the closest predicted loss.
+  predicted learning rate (the paper, default) or the closest predicted loss;
+- the anchor: the chosen members' own predicted rates (the paper, default) or
+  their predicted relative change applied to the live rate.
 
 Each setting reports the test metric mean ± std over the seeds and Welch's
 test against the default setting (``n=30, sigma=0.15``, horizon = the rest of
@@ -49,7 +51,15 @@ def settings(mu: int) -> list[tuple[str, str, dict]]:
     match = [
         ("match rule", "match_rule = closest_loss", {"match_rule": "closest_loss"})
     ]
-    return grid + horizon + match
+    # What the segment is anchored to (DecisionConfig.anchor): the members' own
+    # predicted rates (default, the paper) or their relative change applied to
+    # the live rate.
+    anchor = [
+        ("anchor", "anchor = live", {"anchor": "live"}),
+        ("anchor", "anchor = live, match_rule = closest_loss",
+         {"anchor": "live", "match_rule": "closest_loss"}),
+    ]  # fmt: skip
+    return grid + horizon + match + anchor
 
 
 def main(argv: list[str] | None = None) -> int:
