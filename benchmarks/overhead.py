@@ -22,6 +22,7 @@ Run: ``python -m benchmarks.overhead`` (``--quick`` for a smoke run).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import equinox as eqx
@@ -184,9 +185,11 @@ def amortised(model, *, ticks, steps_per_tick, width, repeats, mode, batch=128):
 
 
 def breakdown(model, *, width, steps=3000, repeats=5, batch=128):
-    """In-graph costs, by CPU time of one jitted scan: a training step's
-    overhead between decisions (ticks so long that none ends) and the cost of
-    one decision inside the step (ticks of 10 steps, decisions every 300)."""
+    """In-graph costs, by wall time of one jitted scan (median): a training
+    step's overhead between decisions (ticks so long that none ends) and the
+    cost of one decision inside the step (ticks of 10 steps, decisions every
+    300). Wall time, not CPU time: XLA runs independent ops of a step on both
+    cores, so CPU time overstates the work on an idle machine."""
     params = _mlp(width, jax.random.key(SEED))
     x = jax.random.normal(jax.random.key(1), (batch, 40))
     y = jax.random.randint(jax.random.key(2), (batch,), 0, 10)
@@ -204,9 +207,9 @@ def breakdown(model, *, width, steps=3000, repeats=5, batch=128):
         jax.block_until_ready(run(params, s0, x, y))
         ts = []
         for _ in range(repeats):
-            c0 = time.process_time()
+            t0 = time.perf_counter()
             jax.block_until_ready(run(params, s0, x, y))
-            ts.append(time.process_time() - c0)
+            ts.append(time.perf_counter() - t0)
         return float(np.median(ts))
 
     cos = cpu_of(optax.adamw(optax.cosine_decay_schedule(1e-2, steps)), False)
@@ -307,6 +310,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
+    load = os.getloadavg()
     quick = args.quick
 
     T = 600
@@ -429,10 +433,11 @@ def main(argv=None):
             )
             + f"; one decision {d30['decision_ms']:.1f} ms median, "
             f"{d30['decision_ms_min']:.1f} ms min, {d30['decision_cpu_ms']:.1f} "
-            "ms CPU at n=30, T=600. The machine is shared (load average about "
-            "10 on 2 cores while measuring): wall times are inflated and noisy; "
-            "CPU time of this process is the steadier measure of the work added. "
-            "The third table splits the cost (CPU time, in-graph): the step's "
+            f"ms CPU at n=30, T=600. Load average {load[0]:.1f} before and "
+            f"{os.getloadavg()[0]:.1f} after (2 cores): below 2 the machine was "
+            "otherwise idle and wall time is the measure (CPU time also counts "
+            "XLA's second thread); above it, wall times are inflated. "
+            "The third table splits the cost (wall time, in-graph): the step's "
             "overhead between decisions and one decision inside the step, and "
             "projects the amortised overhead (per-step + decision / (mu x "
             "steps per tick)) relative to the cosine step for longer ticks "

@@ -148,3 +148,18 @@ def test_normalisation_round_trip():
     x = norm.forward(raw)
     np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(norm.inverse(x), raw, rtol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun", "rk4", "tsit5"])
+def test_decode_many_is_vmapped_decode(solver):
+    """The ensemble rollout decide() uses (one batched scan) equals vmap of
+    decode, and a non-finite member gives NaN rows without touching others."""
+    m = LatentODE(T=30, key=jax.random.key(0), solver=solver)
+    z = jax.random.normal(jax.random.key(1), (5, m.latent_size))
+    z = z.at[3, 0].set(jnp.nan)
+    many = jax.jit(lambda z: m.decode_many(z, 70))(z)
+    one = jax.jit(jax.vmap(lambda zi: m.decode(zi, 70)))(z)
+    assert many.shape == (5, 70, 3)
+    np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-6)
+    assert bool(jnp.all(jnp.isnan(many[3])))
+    assert bool(jnp.all(jnp.isfinite(many[jnp.array([0, 1, 2, 4])])))

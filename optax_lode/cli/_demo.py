@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="a reduced run of about a minute (small sweep, short fit, 3 baselines)",
+        help="a reduced run of under a minute (small sweep, short fit, 2 baselines)",
     )
     p.add_argument(
         "--fit-steps", type=int, default=None, help="override the LODE fit's steps"

@@ -182,7 +182,10 @@ def _run(
 
     # --- 3. Roll out every member on the grid 0 .. T + horizon_max. --------
     g = config.grid_ticks
-    pred = jax.vmap(lambda z: model.decode(z, g))(latents).astype(dtype)
+    if hasattr(model, "decode_many"):  # a LatentODE: one batched scan
+        pred = model.decode_many(latents, g).astype(dtype)
+    else:
+        pred = jax.vmap(lambda z: model.decode(z, g))(latents).astype(dtype)
     with jax.numpy_dtype_promotion("standard"):
         raw = jnp.asarray(norm.inverse(pred), dtype)
 

@@ -177,7 +177,7 @@ def default_config(task: str = "mnist1d-mlp", **changes: Any) -> DemoConfig:
 
 
 def fast_config(task: str = "mnist1d-mlp", **changes: Any) -> DemoConfig:
-    """A reduced demo of about a minute or two on a 2-core CPU: a 2 x 2 x 2
+    """A reduced demo of under a minute on a 2-core CPU: a 2 x 2 x 2
     sweep of 6 epochs, a 150-step fit, 2 seeds and the two baselines the sweep
     tunes for free. Its numbers show that the pipeline works, not how good
     LODE is."""

@@ -8,7 +8,7 @@ whole run spans ODE time ``[0, 1)`` whatever its length.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import diffrax
@@ -56,6 +56,40 @@ class TanhMLP(eqx.Module):
         for layer in self.layers[:-1]:
             x = jnp.tanh(layer(x))
         return self.layers[-1](x)
+
+    def batched(self, x: Float[Array, "batch in"]) -> Float[Array, "batch out"]:
+        """The same MLP on a batch of rows, as plain matrix products.
+
+        Inside a ``lax.scan`` on CPU this is about 1.5x faster than ``vmap`` of
+        :meth:`__call__` (``benchmarks/rollout_latency.py``).
+        """
+        for layer in self.layers[:-1]:
+            x = jnp.tanh(x @ layer.weight.T + layer.bias)
+        last = self.layers[-1]
+        return x @ last.weight.T + last.bias
+
+
+def _fixed_step(solver: str, f: Callable, dt: float) -> Callable:
+    """One step of size ``dt`` of a fixed-step solver for ``dz/dt = f(z)``."""
+    if solver == "euler":
+        return lambda z: z + dt * f(z)
+    if solver == "heun":
+
+        def heun(z):
+            k1 = f(z)
+            k2 = f(z + dt * k1)
+            return z + 0.5 * dt * (k1 + k2)
+
+        return heun
+
+    def rk4(z):
+        k1 = f(z)
+        k2 = f(z + 0.5 * dt * k1)
+        k3 = f(z + 0.5 * dt * k2)
+        k4 = f(z + dt * k3)
+        return z + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+    return rk4
 
 
 def _networks(model: LatentODE) -> tuple:
@@ -329,26 +363,7 @@ class LatentODE(eqx.Module):
         if self.solver == "tsit5":
             return self._adaptive_path(z0, num_ticks)
 
-        if self.solver == "euler":
-
-            def advance(z):
-                return z + dt * f(z)
-
-        elif self.solver == "heun":
-
-            def advance(z):
-                k1 = f(z)
-                k2 = f(z + dt * k1)
-                return z + 0.5 * dt * (k1 + k2)
-
-        else:  # rk4
-
-            def advance(z):
-                k1 = f(z)
-                k2 = f(z + 0.5 * dt * k1)
-                k3 = f(z + 0.5 * dt * k2)
-                k4 = f(z + dt * k3)
-                return z + dt / 6.0 * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        advance = _fixed_step(self.solver, f, dt)
 
         def step(z, _):
             return advance(z), z
@@ -356,9 +371,36 @@ class LatentODE(eqx.Module):
         _, zs = jax.lax.scan(step, z0, None, length=num_ticks, unroll=unroll)
         return zs
 
+    def latent_paths(
+        self, z0s: Float[Array, "n latent"], num_ticks: int, *, unroll: int = _UNROLL
+    ) -> Float[Array, "n num_ticks latent"]:
+        """:meth:`latent_path` of many initial latents at once (an ensemble).
+
+        Fixed-step solvers advance the whole batch in one scan with batched
+        matrix products, which is faster on CPU than ``vmap`` of
+        :meth:`latent_path`; the adaptive solver is vmapped.
+        """
+        num_ticks = int(num_ticks)
+        if num_ticks < 1:
+            raise ValueError(f"num_ticks must be at least 1; got {num_ticks}.")
+        z0s = jnp.asarray(z0s, jnp.float32)
+        if self.solver == "tsit5":
+            return jax.vmap(lambda z: self._adaptive_path(z, num_ticks))(z0s)
+        dt = 1.0 / self.T
+        f = self.vector_field.batched
+        advance = _fixed_step(self.solver, f, dt)
+
+        def step(z, _):
+            return advance(z), z
+
+        _, zs = jax.lax.scan(step, z0s, None, length=num_ticks, unroll=unroll)
+        return jnp.swapaxes(zs, 0, 1)
+
     def _adaptive_path(self, z0, num_ticks):
         ts = jnp.arange(num_ticks, dtype=jnp.float32) / self.T
-        t1 = (num_ticks - 1) / self.T
+        # t1 is the last save time itself: a separately rounded (num_ticks - 1)
+        # / T can fall below it in float32, which diffrax rejects.
+        t1 = ts[-1]
         if num_ticks == 1:
             return z0[None]
         sol = diffrax.diffeqsolve(
@@ -399,6 +441,16 @@ class LatentODE(eqx.Module):
             exception under ``jit``; callers test ``jnp.isfinite``.
         """
         return self.decode_latents(self.latent_path(z0, num_ticks))
+
+    def decode_many(
+        self, z0s: Float[Array, "n latent"], num_ticks: int
+    ) -> Float[Array, "n num_ticks 3"]:
+        """:meth:`decode` of many latents at once (an ensemble rollout).
+
+        Equal to ``jax.vmap(lambda z: model.decode(z, num_ticks))(z0s)`` up to
+        float rounding, and faster on CPU (one batched scan).
+        """
+        return jax.vmap(self.decode_latents)(self.latent_paths(z0s, num_ticks))
 
     def predict(
         self,
