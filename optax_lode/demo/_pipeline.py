@@ -433,7 +433,8 @@ def lode_stage(
         records[seed] = record
     runs = MethodRuns(
         "LODE",
-        {k: v for k, v in setting.items() if k != "model"},
+        # The model and the decision revision are cache keys, not settings.
+        {k: v for k, v in setting.items() if k not in ("model", "decision_revision")},
         cfg.eval_seeds,
         [records[s] for s in cfg.eval_seeds],
     )
