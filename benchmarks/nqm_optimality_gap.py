@@ -238,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             f"closes {closed:+.0%} of the gap to the optimum (negative = worse "
             f"than the best parametric); {exp.size} seeds"
             f"{' (partial)' if partial else ''}."
+            + "".join(
+                f" Opt-in {label}: {np.mean(v['expected_loss']) / l_param:.1f}x."
+                for label, v in opt_in.items()
+            )
         )
         notes = (
             f"{verdict}. Expected final loss E[L(theta_T)] of SGD, exact (closed-form "

@@ -131,9 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         write_result(
             NAME,
             {
-                "headline": f"{base.task}: LODE ablations of n, sigma and the "
-                "horizon (Table 3 / Fig. 6), "
-                f"{args.seeds} seeds each",
+                "headline": f"{base.task}: LODE ablations of n, sigma, the "
+                "horizon (Table 3 / Fig. 6), the match rule and the anchor, "
+                f"{args.seeds} seeds each; "
+                + (
+                    "none differs significantly from the default"
+                    if not any("| different" in r for r in rows)
+                    else "some differ significantly from the default"
+                ),
                 "task": base.task,
                 "seeds": list(base.eval_seeds),
                 "settings": data,
