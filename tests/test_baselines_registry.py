@@ -147,6 +147,29 @@ def test_schedule_shapes_by_hand():
         assert np.all(r[:steps] > 0), shape  # log(lr) finite in every record
 
 
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_parameter_names_that_clash_with_optimizer_state_fields(name):
+    """A LayerNorm's ``scale`` (or a ``count``) in the parameters also appears
+    in Adam's moments: no baseline may look its own state up by such a name
+    (reduce-on-plateau did, and failed on the text transformer)."""
+    tx = make_baseline(name, learning_rate=_lr_for(name), total_steps=TOTAL_STEPS)
+    params = {"ln": {"scale": jnp.ones(3), "bias": jnp.zeros(3)}, "count": jnp.ones(2)}
+
+    @jax.jit
+    def step(params, state):
+        loss, grads = jax.value_and_grad(
+            lambda p: sum(jnp.sum(x**2) for x in jax.tree.leaves(p))
+        )(params)
+        updates, state = tx.update(grads, state, params, value=loss, val_metric=-loss)
+        return optax.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    for _ in range(3):
+        params, state = step(params, state)
+    lr = optax.tree.get(state, "learning_rate")
+    assert np.isfinite(float(lr)) and float(lr) >= 0
+
+
 def test_reduce_on_plateau_needs_value_and_reduces_on_a_plateau():
     tx = make_baseline(
         "reduce-on-plateau",

@@ -217,7 +217,9 @@ def _build_reduce_on_plateau(
     )
     return _recording(
         tx,
-        lambda _step, _before, after: learning_rate * optax.tree.get(after, "scale"),
+        # The plateau state by position: optax.tree.get(after, "scale") would
+        # also find Adam's moments of any parameter named "scale" (LayerNorm).
+        lambda _step, _before, after: learning_rate * after[1].scale,
         lambda _inner: learning_rate,
     )
 
