@@ -99,8 +99,12 @@ def test_segment_continues_the_matched_path_after_the_window(
 
 
 @functools.cache
-def _schedule_runner(slope: float, rule: str):
-    model = Continuation(slope)
+def _schedule_runner(
+    slope: float, rule: str = "highest_lr", anchor: str = "model", bias: float = 0.0
+):
+    """A jitted whole run of ``lode_schedule`` on a ``Continuation`` model with
+    unit updates: it returns the rate of every step."""
+    model = Continuation(slope, bias=bias)
     tx = lode_schedule(
         model,
         total_steps=TICKS * K,
@@ -110,6 +114,7 @@ def _schedule_runner(slope: float, rule: str):
         n=3,
         lr_bounds=(1e-12, 10.0),
         match_rule=rule,
+        anchor=anchor,
     )
 
     @jax.jit
@@ -230,31 +235,10 @@ def test_live_anchor_keeps_a_biased_models_schedule_unbroken():
     by ``exp(bias)`` at every decision (the saw-tooth); the live anchor decays
     by ``exp(slope)`` at every tick."""
     slope, bias = -0.1, 0.4
-    model = Continuation(slope, bias=bias)
     rates = {}
     for anchor in ANCHORS:
-        tx = lode_schedule(
-            model,
-            total_steps=TICKS,
-            mu=MU,
-            sigma=0.0,
-            n=3,
-            lr_bounds=(1e-12, 10.0),
-            anchor=anchor,
-        )
-
-        def step(s, _, tx=tx):
-            u, s = tx.update(
-                {"w": jnp.ones(())}, s, value=jnp.float32(0.3), val_metric=0.7
-            )
-            return s, u["w"]
-
-        run = jax.jit(
-            lambda tx=tx, step=step: jax.lax.scan(
-                step, tx.init({"w": jnp.ones(())}), None, TICKS
-            )[1]
-        )
-        rates[anchor] = np.asarray(run())
+        _, run = _schedule_runner(slope, anchor=anchor, bias=bias)
+        rates[anchor] = np.asarray(run()).reshape(TICKS, K)[:, 0]  # per tick
     ratio = {a: r[1:] / r[:-1] for a, r in rates.items()}
     np.testing.assert_allclose(ratio["live"], np.exp(slope), rtol=1e-4)
     jumps = np.arange(MU, TICKS, MU) - 1  # tick t* vs t* - 1
