@@ -92,6 +92,20 @@ def _fixed_step(solver: str, f: Callable, dt: float) -> Callable:
     return rk4
 
 
+def _fixed_path(
+    solver: str, f: Callable, dt: float, z0: Array, num_ticks: int, unroll: int
+) -> Array:
+    """States at ticks ``0 .. num_ticks - 1`` from ``z0`` (row 0 = ``z0``), one
+    fixed step per tick, in a ``lax.scan`` (leading axis: ticks)."""
+    advance = _fixed_step(solver, f, dt)
+
+    def step(z, _):
+        return advance(z), z
+
+    _, zs = jax.lax.scan(step, z0, None, length=num_ticks, unroll=unroll)
+    return zs
+
+
 def _networks(model: LatentODE) -> tuple:
     """The trainable parts of a model (everything else is data about the runs)."""
     return (
@@ -358,18 +372,10 @@ class LatentODE(eqx.Module):
         if num_ticks < 1:
             raise ValueError(f"num_ticks must be at least 1; got {num_ticks}.")
         z0 = jnp.asarray(z0, jnp.float32)
-        dt = 1.0 / self.T
-        f = self.vector_field
         if self.solver == "tsit5":
             return self._adaptive_path(z0, num_ticks)
-
-        advance = _fixed_step(self.solver, f, dt)
-
-        def step(z, _):
-            return advance(z), z
-
-        _, zs = jax.lax.scan(step, z0, None, length=num_ticks, unroll=unroll)
-        return zs
+        f, dt = self.vector_field, 1.0 / self.T
+        return _fixed_path(self.solver, f, dt, z0, num_ticks, unroll)
 
     def latent_paths(
         self, z0s: Float[Array, "n latent"], num_ticks: int, *, unroll: int = _UNROLL
@@ -386,14 +392,8 @@ class LatentODE(eqx.Module):
         z0s = jnp.asarray(z0s, jnp.float32)
         if self.solver == "tsit5":
             return jax.vmap(lambda z: self._adaptive_path(z, num_ticks))(z0s)
-        dt = 1.0 / self.T
-        f = self.vector_field.batched
-        advance = _fixed_step(self.solver, f, dt)
-
-        def step(z, _):
-            return advance(z), z
-
-        _, zs = jax.lax.scan(step, z0s, None, length=num_ticks, unroll=unroll)
+        f, dt = self.vector_field.batched, 1.0 / self.T
+        zs = _fixed_path(self.solver, f, dt, z0s, num_ticks, unroll)
         return jnp.swapaxes(zs, 0, 1)
 
     def _adaptive_path(self, z0, num_ticks):
