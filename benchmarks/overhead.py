@@ -195,7 +195,7 @@ def breakdown(model, *, width, steps=3000, repeats=5, batch=128):
     y = jax.random.randint(jax.random.key(2), (batch,), 0, 10)
     T = model.T
 
-    def cpu_of(tx, extra):
+    def wall_of(tx, extra):
         def step(p, s, x, y):
             loss, g = jax.value_and_grad(_loss)(p, x, y)
             kw = {"value": loss, "val_metric": 1.0 / (1.0 + loss)} if extra else {}
@@ -212,8 +212,8 @@ def breakdown(model, *, width, steps=3000, repeats=5, batch=128):
             ts.append(time.perf_counter() - t0)
         return float(np.median(ts))
 
-    cos = cpu_of(optax.adamw(optax.cosine_decay_schedule(1e-2, steps)), False)
-    quiet = cpu_of(
+    cos = wall_of(optax.adamw(optax.cosine_decay_schedule(1e-2, steps)), False)
+    quiet = wall_of(
         optax.chain(
             optax.adamw(1.0),
             lode_schedule(model, total_steps=T * 10**6, steps_per_tick=10**6),
@@ -224,7 +224,7 @@ def breakdown(model, *, width, steps=3000, repeats=5, batch=128):
     busy_tx = optax.chain(
         optax.adamw(1.0), lode_schedule(model, total_steps=T * k, steps_per_tick=k)
     )
-    busy = cpu_of(busy_tx, True)
+    busy = wall_of(busy_tx, True)
     n_dec = steps // k // model.mu
     step_us = 1e6 * cos / steps
     per_step_us = 1e6 * (quiet - cos) / steps

@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks._common import environment, write_result
+from benchmarks._common import RESULTS_DIR, environment, write_result
 
 NAME = "table1_schedule_quality"
 TASKS = ("digits-cnn", "mnist1d-mlp", "mnist1d-cnn", "text-transformer", "digits-mlp")
@@ -42,7 +42,7 @@ def _committed() -> dict[str, dict]:
     drop the tasks run elsewhere: they are read back from the committed JSON,
     with the environment they were measured on.
     """
-    path = Path(__file__).parent / "results" / f"{NAME}.json"
+    path = RESULTS_DIR / f"{NAME}.json"
     if not path.exists():
         return {}
     old = json.loads(path.read_text())

@@ -72,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
 
     path = RESULTS_DIR / f"{NAME}.json"
     prev = json.loads(path.read_text()) if path.exists() else {}
-    if "methods" in prev:  # the one-task format of the first results
-        prev = {"tasks": {prev["task"]: {k: prev[k] for k in ("seeds", "methods")}}}
     tasks = prev.get("tasks", {})
     results = tasks.get(cfg.task, {}).get("methods", {})
     tasks[cfg.task] = {"seeds": list(cfg.eval_seeds), "methods": results}
