@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Int, UInt32
 from optax._src import numerics
 
@@ -56,7 +58,9 @@ _COUNTERS = (
     "last_accepted",
     "nonfinite",
 )
-_SCALARS = ("loss_sum", "lr_sum", "metric", "last_score")
+_SCALARS = ("loss_sum", "metric", "last_score")
+_C = {name: i for i, name in enumerate(_COUNTERS)}
+_S = {name: i for i, name in enumerate(_SCALARS)}
 
 
 def _field(vector: str, names: tuple[str, ...], name: str, doc: str) -> property:
@@ -74,7 +78,7 @@ class LodeState(NamedTuple):
     Attributes:
         counters: ``int32`` ``count, tick, step_in_tick, loss_steps,
             segment_pos, decisions, fallbacks, last_accepted, nonfinite``.
-        scalars: ``float32`` ``loss_sum, lr_sum, metric, last_score``.
+        scalars: ``float32`` ``loss_sum, metric, last_score``.
         window: the last ``mu`` tick records ``(loss, metric, lr)``, oldest
             first (NaN rows until ``mu`` ticks have completed).
         segment: learning rates of the current ``mu``-tick segment, one per
@@ -122,7 +126,6 @@ class LodeState(NamedTuple):
         "Steps whose value was non-finite or non-positive (not recorded).",
     )
     loss_sum = _field("scalars", _SCALARS, "loss_sum", "Sum of this tick's losses.")
-    lr_sum = _field("scalars", _SCALARS, "lr_sum", "Sum of this tick's rates.")
     metric = _field(
         "scalars", _SCALARS, "metric", "Latest finite validation metric (held)."
     )
@@ -323,6 +326,13 @@ def lode_schedule(
         anchor=anchor,
     )
     warm = _warm_start(model, config)
+    # The decision closes over the model as ONE flat constant, rebuilt inside
+    # its branch. Closed over leaf by leaf, every weight becomes an operand of
+    # the step's conditional, and that alone slowed every step of a small
+    # model by ~10% on 2 CPU cores, decisions or not (benchmarks/overhead.py).
+    model_arrays, model_static = eqx.partition(model, eqx.is_array)
+    flat_model, unravel_model = ravel_pytree(model_arrays)
+    flat_model = np.asarray(flat_model)
     mu_ = config.mu
     k = steps_per_tick
 
@@ -336,7 +346,6 @@ def lode_schedule(
             step_in_tick=i32(0),
             loss_sum=f32(0.0),
             loss_steps=i32(0),
-            lr_sum=f32(0.0),
             metric=f32(jnp.nan),
             window=jnp.full((mu_, 3), jnp.nan, jnp.float32),
             segment=jnp.asarray(warm, jnp.float32),
@@ -379,93 +388,113 @@ def lode_schedule(
                 f"metric), got shapes {value.shape} and {val_metric.shape}"
             )
 
-        metric = jnp.where(jnp.isfinite(val_metric), val_metric, state.metric)
-
-        # A tick's validation metric is measured after its last step, so it
-        # arrives with the first step of the next tick: that step completes the
-        # last tick's record (the latest metric known by then) and, at ticks
-        # mu, 2 mu, ..., makes the decision before applying the new segment.
-        first = (state.step_in_tick == 0) & (state.tick > 0)
-        window = state.window.at[-1, 1].set(
-            jnp.where(first, metric, state.window[-1, 1])
-        )
-        carry = (
-            state.segment,
-            state.segment_pos,
-            state.key,
-            state.decisions,
-            state.fallbacks,
-            state.last_accepted,
-            state.last_score,
-        )
-        zero_i, zero_f = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
-
-        def _decide(carry):
-            _, _, key, decisions, fallbacks, _, _ = carry
-            key, sub = jax.random.split(key)
-            d = decide(model, window, state.tick, sub, config)
-            return (
-                d.segment,
-                zero_i,
-                key,
-                decisions + 1,
-                fallbacks + d.fallback.astype(jnp.int32),
-                d.accepted,
-                d.score,
-            )
-
-        decide_now = first & (state.tick % mu_ == 0)
-        (segment, segment_pos, key, decisions, fallbacks, last_accepted, score) = (
-            jax.lax.cond(decide_now, _decide, lambda c: c, carry)
-        )
-
-        # The rate of the current tick; this update applies it.
-        lr = segment[jnp.minimum(segment_pos, mu_ - 1)]
-        updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
-
-        # Accumulate the tick; a non-finite/non-positive loss has no log and
-        # is skipped (counted), the rate is unaffected.
         ok = jnp.isfinite(value) & (value > 0)
-        loss_sum = state.loss_sum + jnp.where(ok, value, 0.0)
-        loss_steps = state.loss_steps + ok.astype(jnp.int32)
-        lr_sum = state.lr_sum + lr
-        step_in_tick = state.step_in_tick + 1
+        metric = jnp.where(jnp.isfinite(val_metric), val_metric, state.metric)
+        first = (state.step_in_tick == 0) & (state.tick > 0)
+        tick_end = state.step_in_tick + 1 >= k
 
-        tick_end = step_in_tick >= k
-        record = jnp.stack(
+        # Every step: one fused update of each bookkeeping vector. A
+        # non-finite/non-positive loss has no log: it is skipped and counted.
+        okc = ok.astype(jnp.int32)
+        step_delta = {
+            "count": 1,
+            "step_in_tick": 1,
+            "loss_steps": okc,
+            "nonfinite": 1 - okc,
+        }
+        counters = state.counters + jnp.stack(
+            [jnp.asarray(step_delta.get(n, 0), jnp.int32) for n in _COUNTERS]
+        )
+        # Saturate like optax's counters instead of wrapping around.
+        counters = counters.at[_C["count"]].set(numerics.safe_increment(state.count))
+        scalars = jnp.stack(
             [
-                jnp.where(
-                    loss_steps > 0,
-                    loss_sum / jnp.maximum(loss_steps, 1).astype(jnp.float32),
-                    jnp.nan,
-                ),
+                state.loss_sum + jnp.where(ok, value, 0.0),
                 metric,
-                lr_sum / jnp.float32(k),
+                state.last_score,
             ]
         )
-        shifted = jnp.concatenate([window[1:], record[None]], axis=0)
-        window = jnp.where(tick_end, shifted, window)
-        tick = state.tick + tick_end.astype(jnp.int32)
-        segment_pos = segment_pos + tick_end.astype(jnp.int32)
 
-        new_state = LodeState.pack(
-            count=numerics.safe_increment(state.count),
-            tick=tick,
-            step_in_tick=jnp.where(tick_end, zero_i, step_in_tick),
-            loss_sum=jnp.where(tick_end, zero_f, loss_sum),
-            loss_steps=jnp.where(tick_end, zero_i, loss_steps),
-            lr_sum=jnp.where(tick_end, zero_f, lr_sum),
-            metric=metric,
+        # Ticks' boundaries (1 step in k) do the rest inside lax.cond, so the
+        # steps in between run only the few fused ops above. On a tick's
+        # first step the latest metric completes the last tick's record (it
+        # is measured after the tick, so it arrives now) and, at ticks mu,
+        # 2 mu, ..., the decision runs before this step's rate is read. On a
+        # tick's last step its record enters the window.
+        def boundary(args, decide_now: bool):
+            window, segment, lr, key, counters, scalars = args
+            window = window.at[-1, 1].set(jnp.where(first, metric, window[-1, 1]))
+            if decide_now:
+                key, sub = jax.random.split(key)
+                m = eqx.combine(unravel_model(jnp.asarray(flat_model)), model_static)
+                d = decide(m, window, counters[_C["tick"]], sub, config)
+                segment = d.segment
+                counters = (
+                    counters.at[_C["segment_pos"]]
+                    .set(0)
+                    .at[_C["decisions"]]
+                    .add(1)
+                    .at[_C["fallbacks"]]
+                    .add(d.fallback.astype(jnp.int32))
+                    .at[_C["last_accepted"]]
+                    .set(d.accepted)
+                )
+                scalars = scalars.at[_S["last_score"]].set(d.score)
+            lr = segment[jnp.minimum(counters[_C["segment_pos"]], mu_ - 1)]
+
+            steps = counters[_C["loss_steps"]]
+            record = jnp.stack(
+                [
+                    jnp.where(
+                        steps > 0,
+                        scalars[_S["loss_sum"]]
+                        / jnp.maximum(steps, 1).astype(jnp.float32),
+                        jnp.nan,
+                    ),
+                    metric,
+                    lr,
+                ]
+            )
+            shifted = jnp.concatenate([window[1:], record[None]], axis=0)
+            window = jnp.where(tick_end, shifted, window)
+            end = tick_end.astype(jnp.int32)
+            reset_c = jnp.array(
+                [n in ("step_in_tick", "loss_steps") for n in _COUNTERS]
+            )
+            counters = jnp.where(reset_c & tick_end, 0, counters)
+            counters = counters + end * jnp.array(
+                [n in ("tick", "segment_pos") for n in _COUNTERS], jnp.int32
+            )
+            reset_s = jnp.array([n == "loss_sum" for n in _SCALARS])
+            scalars = jnp.where(reset_s & tick_end, 0.0, scalars)
+            return window, segment, lr, key, counters, scalars
+
+        decide_now = first & (state.tick % mu_ == 0)
+        branch = jnp.where(decide_now, 2, jnp.where(first | tick_end, 1, 0))
+        window, segment, lr, key, counters, scalars = jax.lax.switch(
+            branch,
+            [
+                lambda args: args,
+                lambda args: boundary(args, False),
+                lambda args: boundary(args, True),
+            ],
+            (
+                state.window,
+                state.segment,
+                state.learning_rate,
+                state.key,
+                counters,
+                scalars,
+            ),
+        )
+        updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
+        new_state = LodeState(
+            counters=counters,
+            scalars=scalars,
             window=window,
             segment=segment,
-            segment_pos=segment_pos,
             learning_rate=lr,
             key=key,
-            decisions=decisions,
-            fallbacks=fallbacks,
-            last_accepted=last_accepted,
-            last_score=score,
-            nonfinite=state.nonfinite + (~ok).astype(jnp.int32),
         )
         return updates, new_state
 
