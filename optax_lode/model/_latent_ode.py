@@ -106,6 +106,44 @@ def _fixed_path(
     return zs
 
 
+def _euler_paths_folded(
+    mlp: TanhMLP, dt: float, z0s: Array, num_ticks: int, unroll: int
+) -> Array:
+    """Euler paths of a batch under a :class:`TanhMLP` vector field, with one
+    matrix product per tick fewer than :func:`_fixed_path`.
+
+    The first layer's pre-activation ``a = z W1' + b1`` is carried next to
+    ``z``: both are linear in the last layer's output, so one product with the
+    stacked ``[dt W3', dt W3' W1']`` advances both (``W'`` the transpose). On
+    CPU the cost of a tick is the number of XLA operations, not arithmetic,
+    so two products per tick instead of three are ~15% faster. ``a`` is
+    recomputed from ``z`` at the start of every block of ``unroll`` ticks,
+    so rounding cannot drift further than ``unroll`` ticks' worth. Rows are
+    ticks, as in :func:`_fixed_path`.
+    """
+    first, *middle, last = mlp.layers
+    w1, b1 = first.weight.T, first.bias
+    w3, b3 = last.weight.T, last.bias
+    step_w = jnp.concatenate([dt * w3, dt * (w3 @ w1)], axis=1)
+    step_b = jnp.concatenate([dt * b3, dt * (b3 @ w1)])
+    latent = w3.shape[1]
+    blocks = -(-num_ticks // unroll)
+
+    def block(z, _):
+        carry = jnp.concatenate([z, z @ w1 + b1], axis=1)
+        rows = []
+        for _ in range(unroll):
+            rows.append(carry[:, :latent])
+            h = jnp.tanh(carry[:, latent:])
+            for layer in middle:
+                h = jnp.tanh(h @ layer.weight.T + layer.bias)
+            carry = carry + (h @ step_w + step_b)
+        return carry[:, :latent], jnp.stack(rows)
+
+    _, zs = jax.lax.scan(block, z0s, None, length=blocks)
+    return zs.reshape(blocks * unroll, *z0s.shape)[:num_ticks]
+
+
 def _networks(model: LatentODE) -> tuple:
     """The trainable parts of a model (everything else is data about the runs)."""
     return (
@@ -384,7 +422,9 @@ class LatentODE(eqx.Module):
 
         Fixed-step solvers advance the whole batch in one scan with batched
         matrix products, which is faster on CPU than ``vmap`` of
-        :meth:`latent_path`; the adaptive solver is vmapped.
+        :meth:`latent_path` (Euler also folds the first layer into the step:
+        :func:`_euler_paths_folded`); the adaptive solver is vmapped. Equal
+        to ``vmap`` of :meth:`latent_path` up to float rounding.
         """
         num_ticks = int(num_ticks)
         if num_ticks < 1:
@@ -393,7 +433,10 @@ class LatentODE(eqx.Module):
         if self.solver == "tsit5":
             return jax.vmap(lambda z: self._adaptive_path(z, num_ticks))(z0s)
         f, dt = self.vector_field.batched, 1.0 / self.T
-        zs = _fixed_path(self.solver, f, dt, z0s, num_ticks, unroll)
+        if self.solver == "euler":
+            zs = _euler_paths_folded(self.vector_field, dt, z0s, num_ticks, unroll)
+        else:
+            zs = _fixed_path(self.solver, f, dt, z0s, num_ticks, unroll)
         return jnp.swapaxes(zs, 0, 1)
 
     def _adaptive_path(self, z0, num_ticks):
