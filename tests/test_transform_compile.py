@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import chex
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
@@ -98,3 +99,31 @@ def test_no_callbacks_and_no_host_transfers(setup):
         jax.block_until_ready(opt_state)
     assert int(opt_state[1].decisions) >= 2
     assert bool(jnp.isfinite(opt_state[1].learning_rate))
+
+
+def test_the_steps_conditional_does_not_grow_with_the_model():
+    """The decision branch closes over the model as one flat constant: closed
+    over leaf by leaf, every weight became an operand of the step's
+    conditional, which alone slowed every step ~10% on 2 CPU cores
+    (benchmarks/overhead.py)."""
+    params, loss_fn, (x, y) = mlp_problem(1)
+
+    def operands(model):
+        tx = lode_schedule(model, total_steps=TOTAL_STEPS, steps_per_tick=K, mu=MU)
+
+        def step(params, opt_state):
+            loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+            return tx.update(grads, opt_state, value=loss, val_metric=0.5)
+
+        jaxpr = jax.make_jaxpr(step)(params, tx.init(params)).jaxpr
+        conds = [e for e in jaxpr.eqns if e.primitive.name == "cond"]
+        assert len(conds) == 1, "one lax.switch per step"
+        assert len(conds[0].params["branches"]) == 3  # idle, boundary, decision
+        return len(conds[0].invars), len(
+            jax.tree.leaves(eqx.filter(model, eqx.is_array))
+        )
+
+    small, small_arrays = operands(small_model(2, depth=1))
+    big, big_arrays = operands(small_model(2, depth=4))
+    assert big_arrays > small_arrays + 5
+    assert big == small < small_arrays
