@@ -2,7 +2,7 @@
 
 One pure, fixed-shape function of ``(model, window, t*, key)``: no Python
 branching on traced values, no boolean-mask indexing, no host callbacks, so it
-runs inside a jitted training step under ``lax.cond``.
+runs inside a jitted training step in a ``lax.cond``/``lax.switch`` branch.
 
 Units. The window holds raw tick records ``(loss, metric, lr)``. The model
 normalises them (``log loss``, ``metric``, ``log lr``, each standardised); the

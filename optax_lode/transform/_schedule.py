@@ -3,7 +3,7 @@
 The whole scheduler lives in the optimizer state and the traced ``update``: the
 tick clock, the tick accumulators, the window of the last ``mu`` tick records,
 the pending learning-rate segment, the PRNG key and diagnostics. A decision
-(:func:`optax_lode.decide`) runs under ``lax.cond`` only on the first step of
+(:func:`optax_lode.decide`) runs in a ``lax.switch`` branch only on the first step of
 ticks ``mu, 2 mu, ...`` (the step that brings the validation metric measured
 after the last tick), so the training step stays one XLA program with no host
 round trip and no recompilation from one step to the next.
@@ -415,16 +415,16 @@ def lode_schedule(
             ]
         )
 
-        # Ticks' boundaries (1 step in k) do the rest inside lax.cond, so the
-        # steps in between run only the few fused ops above. On a tick's
+        # Ticks' boundaries (1 step in k) do the rest inside lax.switch, so
+        # the steps in between run only the few fused ops above. On a tick's
         # first step the latest metric completes the last tick's record (it
         # is measured after the tick, so it arrives now) and, at ticks mu,
         # 2 mu, ..., the decision runs before this step's rate is read. On a
         # tick's last step its record enters the window.
-        def boundary(args, decide_now: bool):
-            window, segment, lr, key, counters, scalars = args
+        def boundary(args, with_decision: bool):
+            window, segment, _, key, counters, scalars = args
             window = window.at[-1, 1].set(jnp.where(first, metric, window[-1, 1]))
-            if decide_now:
+            if with_decision:
                 key, sub = jax.random.split(key)
                 m = eqx.combine(unravel_model(jnp.asarray(flat_model)), model_static)
                 d = decide(m, window, counters[_C["tick"]], sub, config)
