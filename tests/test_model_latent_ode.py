@@ -165,13 +165,14 @@ def test_decode_many_is_vmapped_decode(solver):
     assert bool(jnp.all(jnp.isfinite(many[jnp.array([0, 1, 2, 4])])))
 
 
-def test_folded_euler_matches_plain_euler_over_a_long_rollout():
+@pytest.mark.parametrize("depth", [0, 2])
+def test_folded_euler_matches_plain_euler_over_a_long_rollout(depth):
     """The ensemble's Euler rollout carries the first layer's pre-activation
     (one product per tick fewer); over 2T ticks it must not drift from the
     plain step that fit() trains with."""
     from optax_lode.model._latent_ode import _UNROLL, _fixed_path
 
-    m = LatentODE(T=600, key=jax.random.key(2))
+    m = LatentODE(T=600, key=jax.random.key(2), depth=depth)
     z = 0.5 * jax.random.normal(jax.random.key(3), (7, m.latent_size))
     folded = jax.jit(lambda z: m.latent_paths(z, 1201))(z)
     plain = jax.jit(

@@ -433,7 +433,7 @@ class LatentODE(eqx.Module):
         if self.solver == "tsit5":
             return jax.vmap(lambda z: self._adaptive_path(z, num_ticks))(z0s)
         f, dt = self.vector_field.batched, 1.0 / self.T
-        if self.solver == "euler":
+        if self.solver == "euler" and self.depth >= 1:  # a layer to fold
             zs = _euler_paths_folded(self.vector_field, dt, z0s, num_ticks, unroll)
         else:
             zs = _fixed_path(self.solver, f, dt, z0s, num_ticks, unroll)
