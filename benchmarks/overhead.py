@@ -229,7 +229,7 @@ def breakdown(model, *, width, steps=3000, repeats=9, batch=128):
             True,
         ),
     }
-    # Interleaved repetitions, so drifts in machine load hit all three alike.
+    # Interleaved repetitions, so drifts in machine load hit all of them alike.
     walls = {name: [] for name in runners}
     for _ in range(repeats):
         for name, run in runners.items():

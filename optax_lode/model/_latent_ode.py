@@ -116,7 +116,7 @@ def _euler_paths_folded(
     ``z``: both are linear in the last layer's output, so one product with the
     stacked ``[dt W3', dt W3' W1']`` advances both (``W'`` the transpose). On
     CPU the cost of a tick is the number of XLA operations, not arithmetic,
-    so two products per tick instead of three are ~15% faster. ``a`` is
+    so two products per tick instead of three are ~10% faster. ``a`` is
     recomputed from ``z`` at the start of every block of ``unroll`` ticks,
     so rounding cannot drift further than ``unroll`` ticks' worth. Rows are
     ticks, as in :func:`_fixed_path`.

@@ -3,8 +3,8 @@
 The whole scheduler lives in the optimizer state and the traced ``update``: the
 tick clock, the tick accumulators, the window of the last ``mu`` tick records,
 the pending learning-rate segment, the PRNG key and diagnostics. A decision
-(:func:`optax_lode.decide`) runs in a ``lax.switch`` branch only on the first step of
-ticks ``mu, 2 mu, ...`` (the step that brings the validation metric measured
+(:func:`optax_lode.decide`) runs in a ``lax.switch`` branch only on the first
+step of ticks ``mu, 2 mu, ...`` (the step that brings the validation metric measured
 after the last tick), so the training step stays one XLA program with no host
 round trip and no recompilation from one step to the next.
 """
@@ -397,7 +397,6 @@ def lode_schedule(
         # non-finite/non-positive loss has no log: it is skipped and counted.
         okc = ok.astype(jnp.int32)
         step_delta = {
-            "count": 1,
             "step_in_tick": 1,
             "loss_steps": okc,
             "nonfinite": 1 - okc,
@@ -405,7 +404,7 @@ def lode_schedule(
         counters = state.counters + jnp.stack(
             [jnp.asarray(step_delta.get(n, 0), jnp.int32) for n in _COUNTERS]
         )
-        # Saturate like optax's counters instead of wrapping around.
+        # count saturates like optax's counters instead of wrapping around.
         counters = counters.at[_C["count"]].set(numerics.safe_increment(state.count))
         scalars = jnp.stack(
             [
