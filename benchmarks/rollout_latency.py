@@ -3,10 +3,11 @@
 This is the cost the scheduler pays at every decision (paper defaults: an
 ensemble of n = 30 latents rolled out over 2T ticks, T = 600). Measured as the
 median wall time of repeated calls of one compiled function, with
-``LatentODE``'s default solver (fixed-step Euler, one step per tick; see
-``benchmarks/solver_choice.py`` for why). Also reported: encoding one window of
-``mu`` ticks, and the whole encode + ensemble + rollout. Target: the rollout in
-at most 5 ms.
+``LatentODE``'s defaults (fixed-step Euler, 4 ticks per step at T = 600: at least
+150 steps per run; see ``benchmarks/solver_choice.py`` for why), and, for
+comparison, the same model stepping once per tick. Also reported: encoding one
+window of ``mu`` ticks, and the whole encode + ensemble + rollout. Target: the
+rollout in at most 5 ms.
 
 Run: ``python -m benchmarks.rollout_latency``.
 """
@@ -36,6 +37,7 @@ def main(argv=None) -> None:
 
     T, n, ticks = args.T, args.n, 2 * args.T
     model = LatentODE(T=T, key=jax.random.key(0))
+    per_tick = model.with_solver(model.solver, ticks_per_step=1)
     z = jax.random.normal(jax.random.key(1), (n, model.latent_size))
     window = jax.random.normal(jax.random.key(2), (model.mu, 3))
 
@@ -43,6 +45,7 @@ def main(argv=None) -> None:
     # vmap of the single-latent decode is measured alongside for comparison.
     rollout = jax.jit(lambda zs: model.decode_many(zs, ticks))
     rollout_vmap = jax.jit(jax.vmap(lambda zi: model.decode(zi, ticks)))
+    rollout_per_tick = jax.jit(lambda zs: per_tick.decode_many(zs, ticks))
     encode = jax.jit(lambda w: model.encode(w))
 
     @jax.jit
@@ -56,6 +59,7 @@ def main(argv=None) -> None:
     for fn in (
         lambda: rollout(z),
         lambda: rollout_vmap(z),
+        lambda: rollout_per_tick(z),
         lambda: encode(window),
         lambda: decision(window, key),
     ):
@@ -66,6 +70,10 @@ def main(argv=None) -> None:
         "rollout_vmap_ms": 1e3
         * median_time(
             lambda: jax.block_until_ready(rollout_vmap(z)), repeats=args.repeats
+        ),
+        "rollout_one_step_per_tick_ms": 1e3
+        * median_time(
+            lambda: jax.block_until_ready(rollout_per_tick(z)), repeats=args.repeats
         ),
         "encode_ms": 1e3
         * median_time(
@@ -83,6 +91,10 @@ def main(argv=None) -> None:
             results["rollout_ms"],
         ],
         ["... the same as `vmap` of `decode`", results["rollout_vmap_ms"]],
+        [
+            "... the same model stepping once per tick",
+            results["rollout_one_step_per_tick_ms"],
+        ],
         [f"encode: one window of mu={model.mu} ticks", results["encode_ms"]],
         ["encode + ensemble + rollout", results["decision_ms"]],
     ]
@@ -96,6 +108,7 @@ def main(argv=None) -> None:
                 "ticks": ticks,
                 "repeats": args.repeats,
                 "solver": model.solver,
+                "ticks_per_step": model.ticks_per_step,
                 "latent_size": model.latent_size,
                 "hidden_size": model.hidden_size,
                 "depth": model.depth,
@@ -107,7 +120,8 @@ def main(argv=None) -> None:
         markdown_table(["operation", "median (ms)"], rows),
         title="Rollout latency (jitted, vmapped, CPU)",
         notes=(
-            f"Solver `{model.solver}` (one step per tick), latent "
+            f"Solver `{model.solver}`, {model.ticks_per_step} ticks per step "
+            f"({T // model.ticks_per_step} steps per run), latent "
             f"{model.latent_size}, hidden {model.hidden_size} x {model.depth}. "
             f"Target: rollout at most {TARGET_MS:g} ms: "
             f"{'met' if passed else 'NOT met'} on this machine. Load average "

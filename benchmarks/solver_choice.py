@@ -22,7 +22,18 @@ Measured on a model fitted (with the default solver) to a synthetic sweep:
    runs with each solver.
 
 The pick: the fastest solver whose rollouts are all finite and whose fidelity is
-within 5% of the best.
+within 5% of the best. These solver rows take one step per tick.
+
+Step size (second table): on a synthetic sweep of 600-tick runs (the five smooth
+schedules plus ``step``, whose 10x drops happen within one tick), Euler models
+are fitted with 1, 2, 4 and 8 ticks per step (each with its own step, as
+``LatentODE`` is trained with the step it is used with; mean over fit seeds).
+Reported: the held-out Table A1 errors at 5% and 50% observed, the fit's wall
+time, and the 30 x 1200 rollout latency with the fitted weights, all steps
+measured interleaved in one process. The widest step whose loss and metric
+errors (50% observed) stay within 10% of one step per tick's is reported;
+``LatentODE``'s default (at least 150 steps per run: 4 ticks per step here)
+must not be wider than it.
 
 Run: ``python -m benchmarks.solver_choice``.
 """
@@ -40,6 +51,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--step-fit-steps", type=int, default=1500)
+    parser.add_argument("--step-seeds", type=int, default=2)
     args = parser.parse_args(argv)
 
     import diffrax
@@ -59,7 +72,8 @@ def main(argv=None) -> None:
 
     # -- latency on the T = 600 grid with the fitted weights ----------------------
     T, ticks = 600, 1200
-    grid_model = LatentODE(T=T, key=jax.random.key(0))
+    # One step per tick: this table compares methods, the next one step sizes.
+    grid_model = LatentODE(T=T, key=jax.random.key(0), ticks_per_step=1)
 
     def on_grid(solver):
         return eqx.tree_at(
@@ -156,6 +170,7 @@ def main(argv=None) -> None:
         and r["metric_rel_mse"] <= 1.05 * best_fid
     ]
     pick = min(eligible, key=lambda s: latency[s]) if eligible else None
+    step_rows, step_data = _step_sizes(args, n, ticks)
 
     rows = []
     for name, ms in latency.items():
@@ -184,6 +199,7 @@ def main(argv=None) -> None:
             "latency_ms": latency,
             "stability": stability,
             "pick": pick,
+            "step_size": step_data,
         },
         markdown_table(
             [
@@ -195,6 +211,22 @@ def main(argv=None) -> None:
                 "metric rel. MSE (50%)",
             ],
             rows,
+        )
+        + "\n**Step size** (Euler, 600-tick runs, fitted per step; errors are "
+        "held-out relative MSE, mean over fit seeds):\n\n"
+        + markdown_table(
+            [
+                "ticks per step",
+                "steps per run",
+                f"rollout {n}x{ticks} (ms)",
+                "fit wall (s)",
+                "loss (5%)",
+                "metric (5%)",
+                "loss (50%)",
+                "metric (50%)",
+                "lr (50%)",
+            ],
+            step_rows,
         ),
         title="Solver choice: rollout latency and stability on trained weights",
         notes=(
@@ -202,9 +234,108 @@ def main(argv=None) -> None:
             "`LatentODE` is trained with the solver it is used with (default "
             "`euler`), so its discrete dynamics are what the fit optimised; the "
             "deviation from a tight Tsit5 solve measures how far they are from "
-            "the continuous ODE, not an error on the data."
+            "the continuous ODE, not an error on the data. Step size: widest "
+            "step within 10% of one step per tick on loss and metric (50%): "
+            f"**{step_data['widest_within_10pct']} ticks**; the default "
+            f"`ticks_per_step` for T = 600 is {step_data['default_at_600']}."
         ),
     )
+
+
+def _step_sizes(args, n: int, ticks: int):
+    """Fits and measures Euler models with coarser steps on 600-tick runs."""
+    import time
+
+    import jax
+    import numpy as np
+
+    from optax_lode.model import default_ticks_per_step, evaluate, fit
+    from optax_lode.runs import synthetic_sweep
+
+    T, sizes = 600, (1, 2, 4, 8)
+    sweep = synthetic_sweep(
+        ticks=T,
+        # "step" drops the rate 10x in one tick: the hardest case for a coarse step.
+        schedules=("constant", "cosine", "linear", "exponential", "onecycle", "step"),
+        peak_lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+        seeds=(0, 1),
+    )
+    train, test = sweep.split(held_out=0.2, seed=0)
+    keys = ("loss", "metric", "lr")
+    per = {s: {"fit_s": [], "obs5": [], "obs50": [], "models": []} for s in sizes}
+    for seed in range(args.step_seeds):
+        for s in sizes:  # interleaved: machine drift hits every size alike
+            t0 = time.perf_counter()
+            m = fit(
+                train,
+                steps=args.step_fit_steps,
+                learning_rate=3e-3,
+                seed=seed,
+                progress=False,
+                ticks_per_step=s,
+            )
+            per[s]["fit_s"].append(time.perf_counter() - t0)
+            per[s]["obs5"].append(evaluate(m, test, observe=0.05))
+            per[s]["obs50"].append(evaluate(m, test, observe=0.5))
+            per[s]["models"].append(m)
+    z = jax.random.normal(jax.random.key(1), (n, 20))
+    rollouts = {
+        s: jax.jit(lambda z, m=per[s]["models"][0]: m.decode_many(z, ticks))
+        for s in sizes
+    }
+    for f in rollouts.values():
+        jax.block_until_ready(f(z))
+    times = {s: [] for s in sizes}
+    for _ in range(args.repeats):
+        for s, f in rollouts.items():
+            times[s].append(
+                median_time(lambda f=f: jax.block_until_ready(f(z)), repeats=5)
+            )
+    data, rows = {"sizes": {}}, []
+    for s in sizes:
+        mean = {
+            obs: {k: float(np.mean([r[k] for r in per[s][obs]])) for k in keys}
+            for obs in ("obs5", "obs50")
+        }
+        entry = {
+            "rollout_ms": 1e3 * float(np.median(times[s])),
+            "fit_seconds": float(np.mean(per[s]["fit_s"])),
+            "observe_5pct": mean["obs5"],
+            "observe_50pct": mean["obs50"],
+        }
+        data["sizes"][str(s)] = entry
+        rows.append(
+            [
+                s,
+                T // s,
+                entry["rollout_ms"],
+                entry["fit_seconds"],
+                mean["obs5"]["loss"],
+                mean["obs5"]["metric"],
+                mean["obs50"]["loss"],
+                mean["obs50"]["metric"],
+                mean["obs50"]["lr"],
+            ]
+        )
+    base = data["sizes"]["1"]["observe_50pct"]
+    within = [
+        s
+        for s in sizes
+        if all(
+            data["sizes"][str(s)]["observe_50pct"][k] <= 1.10 * base[k]
+            for k in ("loss", "metric")
+        )
+    ]
+    data["widest_within_10pct"] = max(within)
+    data["default_at_600"] = default_ticks_per_step(T)
+    data["config"] = {
+        "T": T,
+        "fit_steps": args.step_fit_steps,
+        "seeds": args.step_seeds,
+        "train_runs": train.num_runs,
+        "test_runs": test.num_runs,
+    }
+    return rows, data
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 
 from optax_lode import Normalisation
 from optax_lode.model import LatentODE, load_model, read_header, save_model
-from optax_lode.model._artifact import MAGIC, pack, unpack
+from optax_lode.model._artifact import FORMAT_VERSION, MAGIC, pack, unpack
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_round_trip_equal_leaves_and_predictions(saved, model):
 
 def test_header_is_readable_and_complete(saved, model):
     header = read_header(saved)
-    assert header["format_version"] == 1
+    assert header["format_version"] == FORMAT_VERSION == 2
     assert header["features"] == ["loss", "metric", "lr"]
     assert header["T"] == 30 and header["mu"] == 3
     assert header["hyperparameters"] == {
@@ -63,6 +63,7 @@ def test_header_is_readable_and_complete(saved, model):
         "hidden_size": 20,
         "depth": 2,
         "solver": "euler",
+        "ticks_per_step": 1,
     }
     np.testing.assert_allclose(header["normalisation"]["std"], [1.2, 0.2, 0.9])
     np.testing.assert_allclose(header["lr_range"], [1e-4, 3e-2], rtol=1e-6)
@@ -108,9 +109,38 @@ def _rewrite_header(path, change):
 
 
 def test_wrong_version_refused(saved):
-    _rewrite_header(saved, lambda h: h.update(format_version=2))
-    with pytest.raises(ValueError, match=r"format version 2.*reads version 1"):
+    _rewrite_header(saved, lambda h: h.update(format_version=3))
+    with pytest.raises(ValueError, match=r"format version 3.*reads versions \[1, 2\]"):
         load_model(saved)
+
+
+def test_version_1_file_loads_with_one_step_per_tick(tmp_path):
+    # Version 1 had no ticks_per_step: its models stepped once per tick, even
+    # for long runs where today's default is coarser.
+    model = LatentODE(T=900, key=jax.random.key(1))
+    assert model.ticks_per_step == 6
+    path = tmp_path / "v1.lode"
+    save_model(path, model)
+
+    def as_v1(h):
+        h.update(format_version=1)
+        del h["hyperparameters"]["ticks_per_step"]
+
+    _rewrite_header(path, as_v1)
+    loaded = load_model(path)
+    assert loaded.ticks_per_step == 1
+    assert bool(eqx.tree_equal(loaded, model.with_solver("euler", ticks_per_step=1)))
+
+
+def test_coarse_step_round_trips(tmp_path):
+    model = LatentODE(T=40, key=jax.random.key(1), ticks_per_step=4)
+    path = tmp_path / "coarse.lode"
+    save_model(path, model)
+    assert read_header(path)["hyperparameters"]["ticks_per_step"] == 4
+    loaded = load_model(path)
+    assert loaded.ticks_per_step == 4
+    z = jax.random.normal(jax.random.key(2), (model.latent_size,))
+    np.testing.assert_array_equal(loaded.decode(z, 50), model.decode(z, 50))
 
 
 def test_wrong_features_refused(saved):

@@ -6,6 +6,7 @@ import pytest
 
 from optax_lode.cli import main
 from optax_lode.model import load_model
+from optax_lode.model._artifact import FORMAT_VERSION
 from optax_lode.runs import synthetic_sweep
 
 
@@ -45,9 +46,9 @@ def test_fit_then_inspect(runs_csv, tmp_path, capsys):
     assert main(["inspect", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "T (ticks per run)" in printed and "20" in printed
-    assert "optax-lode.LatentODE v1" in printed
+    assert f"optax-lode.LatentODE v{FORMAT_VERSION}" in printed
     assert main(["inspect", "--json", str(out)]) == 0
-    assert '"format_version": 1' in capsys.readouterr().out
+    assert f'"format_version": {FORMAT_VERSION}' in capsys.readouterr().out
 
 
 def test_bad_inputs_exit_2_with_message(runs_csv, tmp_path, capsys):

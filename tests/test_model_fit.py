@@ -144,3 +144,14 @@ def test_fit_and_evaluate_handle_ragged_and_diverged_runs():
     assert report["failed_runs"] == 0 and report["num_runs"] == runs.num_runs
     for name in ("loss", "metric", "lr"):
         assert np.isfinite(report[name])
+
+
+def test_step_schedule_drops_tenfold_at_half_and_three_quarters():
+    from optax_lode.runs import schedule_path
+
+    lr = schedule_path("step", 0.1, 101)
+    np.testing.assert_allclose(lr[:50], 0.1)
+    np.testing.assert_allclose(lr[50:75], 0.01)
+    np.testing.assert_allclose(lr[75:], 0.001)
+    sweep = synthetic_sweep(ticks=40, schedules=("step",), seeds=(0,))
+    assert np.all(np.isfinite(sweep.features())) and sweep.num_runs == 4

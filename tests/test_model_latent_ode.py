@@ -165,20 +165,65 @@ def test_decode_many_is_vmapped_decode(solver):
     assert bool(jnp.all(jnp.isfinite(many[jnp.array([0, 1, 2, 4])])))
 
 
-@pytest.mark.parametrize("depth", [0, 2])
-def test_folded_euler_matches_plain_euler_over_a_long_rollout(depth):
+@pytest.mark.parametrize("depth, ticks_per_step", [(0, 1), (2, 1), (2, 2), (2, 3)])
+def test_folded_euler_matches_plain_euler_over_a_long_rollout(depth, ticks_per_step):
     """The ensemble's Euler rollout carries the first layer's pre-activation
-    (one product per tick fewer); over 2T ticks it must not drift from the
+    (one product per step fewer); over 2T ticks it must not drift from the
     plain step that fit() trains with."""
     from optax_lode.model._latent_ode import _UNROLL, _fixed_path
 
-    m = LatentODE(T=600, key=jax.random.key(2), depth=depth)
+    m = LatentODE(
+        T=600, key=jax.random.key(2), depth=depth, ticks_per_step=ticks_per_step
+    )
     z = 0.5 * jax.random.normal(jax.random.key(3), (7, m.latent_size))
     folded = jax.jit(lambda z: m.latent_paths(z, 1201))(z)
     plain = jax.jit(
         lambda z: _fixed_path(
-            "euler", m.vector_field.batched, 1.0 / m.T, z, 1201, _UNROLL
+            "euler", m.vector_field.batched, 1.0 / m.T, z, 1201, _UNROLL, ticks_per_step
         )
     )(z)
     assert folded.shape == (7, 1201, m.latent_size)
     np.testing.assert_allclose(folded, jnp.swapaxes(plain, 0, 1), atol=1e-5)
+
+
+def test_default_ticks_per_step_keeps_150_steps_per_run():
+    from optax_lode.model import default_ticks_per_step
+
+    for T, want in [(2, 1), (60, 1), (299, 1), (300, 2), (600, 4), (1000, 6)]:
+        assert default_ticks_per_step(T) == want
+        assert LatentODE(T=T, key=jax.random.key(0)).ticks_per_step == want
+        assert T // want >= min(T, 150)
+    assert LatentODE(T=3000, key=jax.random.key(0), solver="tsit5").ticks_per_step == 1
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match="ticks_per_step"):
+            LatentODE(T=100, key=jax.random.key(0), ticks_per_step=bad)
+    with pytest.raises(ValueError, match="tsit5"):
+        LatentODE(T=100, key=jax.random.key(0), solver="tsit5", ticks_per_step=2)
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun", "rk4"])
+def test_a_coarse_step_is_a_fine_grid_solve_interpolated(solver):
+    """With s ticks per step, every s-th row is the solve of a run s times
+    shorter (same field, step 1/(T/s)), and the rows between are linear
+    interpolation of their step's ends."""
+    s, T = 3, 90
+    coarse = LatentODE(T=T, key=jax.random.key(7), solver=solver, ticks_per_step=s)
+    assert coarse.ticks_per_step == s
+    from optax_lode.model._latent_ode import _networks
+
+    shorter = LatentODE(T=T // s, key=jax.random.key(0), solver=solver)
+    same_steps = eqx.tree_at(_networks, shorter, _networks(coarse))
+    z0 = jax.random.normal(jax.random.key(8), (coarse.latent_size,))
+    num = 100  # not a multiple of s: the last step is cut short
+    path = jax.jit(lambda z: coarse.latent_path(z, num))(z0)
+    steps = jax.jit(lambda z: same_steps.latent_path(z, -(-num // s) + 1))(z0)
+    assert path.shape == (num, coarse.latent_size)
+    np.testing.assert_allclose(path[::s], steps[: len(path[::s])], atol=1e-6)
+    for j in range(1, s):
+        k = np.arange(j, num, s)
+        lo, hi = steps[k // s], steps[k // s + 1]
+        np.testing.assert_allclose(path[k], lo + (j / s) * (hi - lo), atol=1e-6)
+    many = jax.jit(lambda z: coarse.decode_many(z, num))(jnp.stack([z0, -z0]))
+    np.testing.assert_allclose(
+        many[0], coarse.decode_latents(path), rtol=1e-5, atol=1e-6
+    )

@@ -54,6 +54,13 @@ def register(subparsers) -> None:
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--solver", default="euler", help="euler, heun, rk4 or tsit5")
     p.add_argument(
+        "--ticks-per-step",
+        type=int,
+        default=None,
+        help="ticks per fixed solver step (default: 1 below 300 ticks per run, "
+        "else at least 150 steps per run)",
+    )
+    p.add_argument(
         "--checkpoint-dir", type=Path, default=None, help="resume a killed fit"
     )
     p.add_argument(
@@ -160,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             hidden_size=args.hidden_size,
             depth=args.depth,
             solver=args.solver,
+            ticks_per_step=args.ticks_per_step,
         )
     except ValueError as err:
         print(f"optax-lode fit: {err}", file=sys.stderr)

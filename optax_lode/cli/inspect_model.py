@@ -44,7 +44,8 @@ def format_header(header: dict) -> str:
         (
             "model",
             f"latent {hp['latent_size']}, hidden {hp['hidden_size']}, "
-            f"depth {hp['depth']}, solver {hp['solver']}",
+            f"depth {hp['depth']}, solver {hp['solver']}, "
+            f"{hp.get('ticks_per_step', 1)} tick(s) per step",
         ),
         ("normalisation mean", _fmt(norm["mean"]) + "  (log loss, metric, log lr)"),
         ("normalisation std", _fmt(norm["std"])),

@@ -3,7 +3,7 @@
 from optax_lode.model._artifact import load_model, read_header, save_model
 from optax_lode.model._evaluate import evaluate, spearman
 from optax_lode.model._fit import fit
-from optax_lode.model._latent_ode import SOLVERS, LatentODE
+from optax_lode.model._latent_ode import SOLVERS, LatentODE, default_ticks_per_step
 from optax_lode.model._normalisation import FEATURES, Normalisation
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "SOLVERS",
     "LatentODE",
     "Normalisation",
+    "default_ticks_per_step",
     "evaluate",
     "fit",
     "load_model",

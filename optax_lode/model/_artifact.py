@@ -34,8 +34,12 @@ from optax_lode.model._latent_ode import LatentODE
 from optax_lode.model._normalisation import FEATURES, Normalisation
 
 MAGIC = b"OPTAX-LODE\x00\x01"
-#: Version of the header's schema; bumped on incompatible changes.
-FORMAT_VERSION = 1
+#: Version of the header's schema; bumped on incompatible changes. Version 2 adds
+#: ``hyperparameters.ticks_per_step`` (older readers would ignore it and integrate
+#: a coarse-step model once per tick, so they must refuse the file).
+FORMAT_VERSION = 2
+# Version 1 files (one step per tick) still load.
+_READABLE_VERSIONS = (1, 2)
 _KIND_MODEL = "optax-lode.LatentODE"
 _PREAMBLE = len(MAGIC) + 8 + 32
 
@@ -173,6 +177,7 @@ def model_header(model: LatentODE) -> dict[str, Any]:
             "hidden_size": model.hidden_size,
             "depth": model.depth,
             "solver": model.solver,
+            "ticks_per_step": model.ticks_per_step,
         },
         "normalisation": {
             "mean": np.asarray(model.normalisation.mean, np.float64).tolist(),
@@ -230,11 +235,11 @@ def _read(path):
             f"{header.get('kind')!r})."
         )
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise ValueError(
             f"{source} has model format version {version!r}; this optax-lode "
-            f"({__version__}) reads version {FORMAT_VERSION}. Re-save it with a "
-            "matching optax-lode version."
+            f"({__version__}) reads versions {list(_READABLE_VERSIONS)}. Re-save it "
+            "with a matching optax-lode version."
         )
     if header.get("features") != list(FEATURES):
         raise ValueError(
@@ -261,6 +266,7 @@ def load_model(path: str | os.PathLike) -> LatentODE:
     """
     source = repr(os.fspath(path))
     header, payload = _read(path)
+    version = header["format_version"]
     try:
         hp = header["hyperparameters"]
         norm = header["normalisation"]
@@ -272,6 +278,8 @@ def load_model(path: str | os.PathLike) -> LatentODE:
             hidden_size=int(hp["hidden_size"]),
             depth=int(hp["depth"]),
             solver=hp["solver"],
+            # Version 1 predates coarser steps: its models step once per tick.
+            ticks_per_step=int(hp["ticks_per_step"]) if version >= 2 else 1,
             normalisation=Normalisation(norm["mean"], norm["std"]),
             lr_range=header["lr_range"],
             best_lr_path=header["best_lr_path"],

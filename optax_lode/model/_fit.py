@@ -236,7 +236,7 @@ def fit(
             {"loss": ..., "held_out": ..., "seconds": ...})`` with the current
             (not the best) model, e.g. to log or to measure time-to-quality.
         **model_kwargs: forwarded to :class:`LatentODE` (``latent_size``,
-            ``hidden_size``, ``depth``, ``solver``).
+            ``hidden_size``, ``depth``, ``solver``, ``ticks_per_step``).
 
     Returns:
         The trained model, carrying its normalisation, ``T``, ``mu``, the runs'

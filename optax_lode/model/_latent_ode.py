@@ -29,9 +29,30 @@ Solver = Literal["euler", "heun", "rk4", "tsit5"]
 
 # Adaptive solves may take at most this many steps per tick before giving up.
 _MAX_STEPS_PER_TICK = 16
-# Unrolling the per-tick scan amortises XLA's loop overhead, which dominates the
+# Unrolling the per-step scan amortises XLA's loop overhead, which dominates the
 # cost of a step of this tiny MLP (measured in benchmarks/solver_choice.py).
 _UNROLL = 8
+# Default resolution of fixed-step solvers: at least this many steps per run of
+# T ticks, i.e. ``ticks_per_step = max(1, T // _STEPS_PER_RUN)``. On 600-tick
+# runs, benchmarks/solver_choice.py measured the same held-out errors for 1 to 8
+# ticks per step (75 steps per run); this keeps a factor of 2 from that.
+_STEPS_PER_RUN = 150
+
+
+def default_ticks_per_step(T: int, solver: str = "euler") -> int:
+    """Ticks per solver step that :class:`LatentODE` uses unless told otherwise.
+
+    One step per tick for the adaptive ``tsit5`` and for runs of fewer than
+    300 ticks; otherwise ``T // 150``, so that every run is integrated with at
+    least 150 steps (a step of at most ``1/150`` of a run).
+
+    Example:
+        >>> [default_ticks_per_step(T) for T in (60, 299, 300, 600, 1000)]
+        [1, 1, 2, 4, 6]
+    """
+    if solver == "tsit5":
+        return 1
+    return max(1, int(T) // _STEPS_PER_RUN)
 
 
 class TanhMLP(eqx.Module):
@@ -93,21 +114,43 @@ def _fixed_step(solver: str, f: Callable, dt: float) -> Callable:
 
 
 def _fixed_path(
-    solver: str, f: Callable, dt: float, z0: Array, num_ticks: int, unroll: int
+    solver: str,
+    f: Callable,
+    dt: float,
+    z0: Array,
+    num_ticks: int,
+    unroll: int,
+    ticks_per_step: int = 1,
 ) -> Array:
     """States at ticks ``0 .. num_ticks - 1`` from ``z0`` (row 0 = ``z0``), one
-    fixed step per tick, in a ``lax.scan`` (leading axis: ticks)."""
-    advance = _fixed_step(solver, f, dt)
+    fixed step of ``ticks_per_step`` ticks per scan iteration (leading axis:
+    ticks). Ticks inside a step are linearly interpolated between its ends,
+    which for Euler is exactly Euler's own dense output."""
+    s = int(ticks_per_step)
+    advance = _fixed_step(solver, f, s * dt)
+    if s == 1:
+        _, zs = jax.lax.scan(
+            lambda z, _: (advance(z), z), z0, None, length=num_ticks, unroll=unroll
+        )
+        return zs
+    frac = (jnp.arange(s, dtype=z0.dtype) / s).reshape(s, *([1] * z0.ndim))
 
     def step(z, _):
-        return advance(z), z
+        z_next = advance(z)
+        return z_next, z + frac * (z_next - z)
 
-    _, zs = jax.lax.scan(step, z0, None, length=num_ticks, unroll=unroll)
-    return zs
+    steps = -(-num_ticks // s)
+    _, zs = jax.lax.scan(step, z0, None, length=steps, unroll=unroll)
+    return zs.reshape(steps * s, *z0.shape)[:num_ticks]
 
 
 def _euler_paths_folded(
-    mlp: TanhMLP, dt: float, z0s: Array, num_ticks: int, unroll: int
+    mlp: TanhMLP,
+    dt: float,
+    z0s: Array,
+    num_ticks: int,
+    unroll: int,
+    ticks_per_step: int = 1,
 ) -> Array:
     """Euler paths of a batch under a :class:`TanhMLP` vector field, with one
     matrix product per tick fewer than :func:`_fixed_path`.
@@ -117,31 +160,34 @@ def _euler_paths_folded(
     stacked ``[dt W3', dt W3' W1']`` advances both (``W'`` the transpose). On
     CPU the cost of a tick is the number of XLA operations, not arithmetic,
     so two products per tick instead of three are ~10% faster. ``a`` is
-    recomputed from ``z`` at the start of every block of ``unroll`` ticks,
-    so rounding cannot drift further than ``unroll`` ticks' worth. Rows are
-    ticks, as in :func:`_fixed_path`.
+    recomputed from ``z`` at the start of every block of ``unroll`` steps,
+    so rounding cannot drift further than ``unroll`` steps' worth. A step spans
+    ``ticks_per_step`` ticks (rows in between: ``z + j dt f(z)``, Euler's dense
+    output). Rows are ticks, as in :func:`_fixed_path`.
     """
     first, *middle, last = mlp.layers
     w1, b1 = first.weight.T, first.bias
     w3, b3 = last.weight.T, last.bias
     step_w = jnp.concatenate([dt * w3, dt * (w3 @ w1)], axis=1)
     step_b = jnp.concatenate([dt * b3, dt * (b3 @ w1)])
-    latent = w3.shape[1]
-    blocks = -(-num_ticks // unroll)
+    latent, s = w3.shape[1], int(ticks_per_step)
+    blocks = -(-num_ticks // (unroll * s))
 
     def block(z, _):
         carry = jnp.concatenate([z, z @ w1 + b1], axis=1)
         rows = []
         for _ in range(unroll):
-            rows.append(carry[:, :latent])
             h = jnp.tanh(carry[:, latent:])
             for layer in middle:
                 h = jnp.tanh(h @ layer.weight.T + layer.bias)
-            carry = carry + (h @ step_w + step_b)
+            d = h @ step_w + step_b  # one tick's worth of the step
+            z = carry[:, :latent]
+            rows += [z] + [z + j * d[:, :latent] for j in range(1, s)]
+            carry = carry + s * d if s > 1 else carry + d
         return carry[:, :latent], jnp.stack(rows)
 
     _, zs = jax.lax.scan(block, z0s, None, length=blocks)
-    return zs.reshape(blocks * unroll, *z0s.shape)[:num_ticks]
+    return zs.reshape(blocks * unroll * s, *z0s.shape)[:num_ticks]
 
 
 def _networks(model: LatentODE) -> tuple:
@@ -178,6 +224,7 @@ class LatentODE(eqx.Module):
         hidden_size: width of every hidden layer and of the encoder's state.
         depth: hidden layers of the vector field.
         solver: one of :data:`SOLVERS`.
+        ticks_per_step: ticks per step of a fixed-step solver (1 for ``tsit5``).
         normalisation: feature statistics of the training runs.
         lr_range: raw (min, max) learning rate seen in the training runs.
         best_lr_path: raw learning rate per tick of the best training run.
@@ -213,6 +260,7 @@ class LatentODE(eqx.Module):
     hidden_size: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     solver: str = eqx.field(static=True)
+    ticks_per_step: int = eqx.field(static=True)
     # JSON text, so that the model stays hashable; read it via training_summary.
     _training: str = eqx.field(static=True)
 
@@ -230,6 +278,7 @@ class LatentODE(eqx.Module):
         best_lr_path: ArrayLike | None = None,
         latent_scale: ArrayLike | None = None,
         solver: Solver = "euler",
+        ticks_per_step: int | None = None,
         training_summary: Mapping[str, Any] | None = None,
     ):
         """Builds an untrained model (``fit`` returns a trained one).
@@ -249,6 +298,11 @@ class LatentODE(eqx.Module):
                 ``exp(m2)``.
             latent_scale: ``(latent_size,)``; default ones.
             solver: one of :data:`SOLVERS`.
+            ticks_per_step: ticks covered by one step of a fixed-step solver;
+                ticks inside a step are interpolated linearly (Euler's own dense
+                output). Default :func:`default_ticks_per_step`: one per tick for
+                runs under 300 ticks, else at least 150 steps per run. ``tsit5``
+                chooses its own steps and takes only 1.
             training_summary: JSON-serialisable facts about the fit (``fit`` sets
                 it; ``save_model`` stores it in the header).
         """
@@ -257,6 +311,17 @@ class LatentODE(eqx.Module):
             raise ValueError(f"T (ticks in a run) must be at least 2; got {T}.")
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
+        if ticks_per_step is None:
+            ticks_per_step = default_ticks_per_step(T, solver)
+        if int(ticks_per_step) != ticks_per_step or ticks_per_step < 1:
+            raise ValueError(
+                f"ticks_per_step must be a positive integer; got {ticks_per_step!r}."
+            )
+        if solver == "tsit5" and ticks_per_step != 1:
+            raise ValueError(
+                "ticks_per_step applies to fixed-step solvers; tsit5 chooses its "
+                f"own steps, so pass ticks_per_step=1 (got {ticks_per_step})."
+            )
         if mu is None:
             mu = max(2, round(0.05 * T))
         mu = int(mu)
@@ -308,10 +373,18 @@ class LatentODE(eqx.Module):
         self.hidden_size = int(hidden_size)
         self.depth = int(depth)
         self.solver = solver
+        self.ticks_per_step = int(ticks_per_step)
         self._training = json.dumps(dict(training_summary or {}), sort_keys=True)
 
-    def with_solver(self, solver: Solver) -> LatentODE:
-        """The same model (weights, metadata) integrated with another solver."""
+    def with_solver(
+        self, solver: Solver, *, ticks_per_step: int | None = None
+    ) -> LatentODE:
+        """The same model (weights, metadata) integrated with another solver.
+
+        ``ticks_per_step`` defaults to this model's (1 for ``tsit5``).
+        """
+        if ticks_per_step is None:
+            ticks_per_step = 1 if solver == "tsit5" else self.ticks_per_step
         other = LatentODE(
             T=self.T,
             key=jax.random.key(0),
@@ -324,6 +397,7 @@ class LatentODE(eqx.Module):
             best_lr_path=self.best_lr_path,
             latent_scale=self.latent_scale,
             solver=solver,
+            ticks_per_step=ticks_per_step,
             training_summary=self.training_summary,
         )
         return eqx.tree_at(_networks, other, _networks(self))
@@ -404,7 +478,8 @@ class LatentODE(eqx.Module):
         """Latent states at ticks ``0 .. num_ticks - 1`` after ``z0`` (row 0 = z0).
 
         A failed adaptive solve makes every row NaN; it never raises under ``jit``.
-        ``unroll`` (fixed-step solvers) trades compile time for run time.
+        ``unroll`` (fixed-step solvers: steps per loop iteration) trades compile
+        time for run time.
         """
         num_ticks = int(num_ticks)
         if num_ticks < 1:
@@ -413,7 +488,9 @@ class LatentODE(eqx.Module):
         if self.solver == "tsit5":
             return self._adaptive_path(z0, num_ticks)
         f, dt = self.vector_field, 1.0 / self.T
-        return _fixed_path(self.solver, f, dt, z0, num_ticks, unroll)
+        return _fixed_path(
+            self.solver, f, dt, z0, num_ticks, unroll, self.ticks_per_step
+        )
 
     def latent_paths(
         self, z0s: Float[Array, "n latent"], num_ticks: int, *, unroll: int = _UNROLL
@@ -426,18 +503,23 @@ class LatentODE(eqx.Module):
         :func:`_euler_paths_folded`); the adaptive solver is vmapped. Equal
         to ``vmap`` of :meth:`latent_path` up to float rounding.
         """
+        return jnp.swapaxes(self._paths_by_tick(z0s, num_ticks, unroll), 0, 1)
+
+    def _paths_by_tick(self, z0s, num_ticks: int, unroll: int = _UNROLL) -> Array:
+        """:meth:`latent_paths` with ticks as the LEADING axis, as scans emit them."""
         num_ticks = int(num_ticks)
         if num_ticks < 1:
             raise ValueError(f"num_ticks must be at least 1; got {num_ticks}.")
         z0s = jnp.asarray(z0s, jnp.float32)
         if self.solver == "tsit5":
-            return jax.vmap(lambda z: self._adaptive_path(z, num_ticks))(z0s)
+            return jax.vmap(lambda z: self._adaptive_path(z, num_ticks), out_axes=1)(
+                z0s
+            )
         f, dt = self.vector_field.batched, 1.0 / self.T
+        s = self.ticks_per_step
         if self.solver == "euler" and self.depth >= 1:  # a layer to fold
-            zs = _euler_paths_folded(self.vector_field, dt, z0s, num_ticks, unroll)
-        else:
-            zs = _fixed_path(self.solver, f, dt, z0s, num_ticks, unroll)
-        return jnp.swapaxes(zs, 0, 1)
+            return _euler_paths_folded(self.vector_field, dt, z0s, num_ticks, unroll, s)
+        return _fixed_path(self.solver, f, dt, z0s, num_ticks, unroll, s)
 
     def _adaptive_path(self, z0, num_ticks):
         ts = jnp.arange(num_ticks, dtype=jnp.float32) / self.T
@@ -493,7 +575,11 @@ class LatentODE(eqx.Module):
         Equal to ``jax.vmap(lambda z: model.decode(z, num_ticks))(z0s)`` up to
         float rounding, and faster on CPU (one batched scan).
         """
-        return jax.vmap(self.decode_latents)(self.latent_paths(z0s, num_ticks))
+        # Decode in the scan's tick-major layout; only the 3-feature output is
+        # transposed, not the latent paths.
+        zs = self._paths_by_tick(z0s, num_ticks)
+        out = self.decode_latents(zs.reshape(-1, zs.shape[-1]))
+        return jnp.swapaxes(out.reshape(*zs.shape[:2], -1), 0, 1)
 
     def predict(
         self,

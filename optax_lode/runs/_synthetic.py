@@ -36,6 +36,9 @@ SCHEDULES = {
         * 0.99
         + 0.01
     ),
+    # Abrupt drops (x0.1 at half and three quarters of the run): the shape that
+    # tests whether a model's time resolution can follow a discontinuity.
+    "step": lambda p: np.where(p < 0.5, 1.0, np.where(p < 0.75, 0.1, 0.01)),
 }
 
 
