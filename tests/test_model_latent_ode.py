@@ -227,3 +227,20 @@ def test_a_coarse_step_is_a_fine_grid_solve_interpolated(solver):
     np.testing.assert_allclose(
         many[0], coarse.decode_latents(path), rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("folded", [False, True])
+def test_a_step_that_overflows_leaves_its_first_tick_finite(folded):
+    """Only ticks after a non-finite step are non-finite, as with one step per
+    tick: the step's own first row is its (finite) starting state."""
+    m = LatentODE(T=90, key=jax.random.key(3), ticks_per_step=3)
+    inf = jnp.full((m.latent_size,), jnp.inf)
+    m = eqx.tree_at(lambda m: m.vector_field.layers[-1].bias, m, inf)
+    z0 = jnp.zeros((m.latent_size,))
+    paths = (
+        jax.jit(lambda z: m.latent_paths(z[None], 7)[0])
+        if folded
+        else jax.jit(lambda z: m.latent_path(z, 7))
+    )(z0)
+    assert bool(jnp.all(jnp.isfinite(paths[0])))
+    assert not bool(jnp.any(jnp.isfinite(paths[3:])))

@@ -133,11 +133,12 @@ def _fixed_path(
             lambda z, _: (advance(z), z), z0, None, length=num_ticks, unroll=unroll
         )
         return zs
-    frac = (jnp.arange(s, dtype=z0.dtype) / s).reshape(s, *([1] * z0.ndim))
+    frac = (jnp.arange(1, s, dtype=z0.dtype) / s).reshape(s - 1, *([1] * z0.ndim))
 
     def step(z, _):
         z_next = advance(z)
-        return z_next, z + frac * (z_next - z)
+        # Row 0 is z itself, so a step that overflows cannot poison it.
+        return z_next, jnp.concatenate([z[None], z + frac * (z_next - z)])
 
     steps = -(-num_ticks // s)
     _, zs = jax.lax.scan(step, z0, None, length=steps, unroll=unroll)
