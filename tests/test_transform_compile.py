@@ -127,35 +127,3 @@ def test_the_steps_conditional_does_not_grow_with_the_model():
     big, big_arrays = operands(small_model(2, depth=4))
     assert big_arrays > small_arrays + 5
     assert big == small < small_arrays
-
-
-def test_state_is_three_leaves_whose_views_round_trip():
-    """Every state leaf is a buffer passed in and out of each jitted step, so
-    the state packs its bookkeeping into three; the named views read back
-    exactly what was packed, also on states stacked by scan or vmap."""
-    import numpy as np
-
-    from optax_lode.transform._schedule import _COUNTERS, _SCALARS
-
-    rng = np.random.default_rng(0)
-    named = {k: int(rng.integers(0, 1000)) for k in _COUNTERS}
-    named |= {k: float(rng.normal()) for k in _SCALARS}
-    window = rng.normal(size=(MU, 3)).astype(np.float32)
-    segment = rng.uniform(1e-3, 1e-1, size=MU).astype(np.float32)
-    key = np.array([0xFFFFFFFF, 0x80000001], np.uint32)  # sign bits set
-    state = LodeState.pack(
-        window=window, segment=segment, learning_rate=0.5, key=key, **named
-    )
-    assert len(jax.tree.leaves(state)) == 3
-    assert state.key.dtype == jnp.uint32 and state.mu == MU
-    np.testing.assert_array_equal(state.key, key)
-    np.testing.assert_array_equal(state.window, window)
-    np.testing.assert_array_equal(state.segment, segment)
-    for k in _COUNTERS:
-        assert int(getattr(state, k)) == named[k]
-    for k in _SCALARS:
-        assert float(getattr(state, k)) == pytest.approx(named[k])
-    stacked = jax.tree.map(lambda a: jnp.stack([a, a]), state)
-    assert stacked.window.shape == (2, MU, 3) and stacked.key.shape == (2, 2)
-    np.testing.assert_array_equal(stacked.segment[1], segment)
-    np.testing.assert_array_equal(stacked.tick, [named["tick"]] * 2)
