@@ -154,13 +154,13 @@ def _euler_paths_folded(
     ticks_per_step: int = 1,
 ) -> Array:
     """Euler paths of a batch under a :class:`TanhMLP` vector field, with one
-    matrix product per tick fewer than :func:`_fixed_path`.
+    matrix product per step fewer than :func:`_fixed_path`.
 
     The first layer's pre-activation ``a = z W1' + b1`` is carried next to
     ``z``: both are linear in the last layer's output, so one product with the
     stacked ``[dt W3', dt W3' W1']`` advances both (``W'`` the transpose). On
-    CPU the cost of a tick is the number of XLA operations, not arithmetic,
-    so two products per tick instead of three are ~10% faster. ``a`` is
+    CPU the cost of a step is the number of XLA operations, not arithmetic,
+    so two products per step instead of three are ~10% faster. ``a`` is
     recomputed from ``z`` at the start of every block of ``unroll`` steps,
     so rounding cannot drift further than ``unroll`` steps' worth. A step spans
     ``ticks_per_step`` ticks (rows in between: ``z + j dt f(z)``, Euler's dense
