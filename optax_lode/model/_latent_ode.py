@@ -47,8 +47,8 @@ def default_ticks_per_step(T: int, solver: str = "euler") -> int:
     least 150 steps (a step of at most ``1/150`` of a run).
 
     Example:
-        >>> [default_ticks_per_step(T) for T in (60, 299, 300, 600, 1000)]
-        [1, 1, 2, 4, 6]
+        >>> tuple(default_ticks_per_step(T) for T in (60, 299, 300, 600, 1000))
+        (1, 1, 2, 4, 6)
     """
     if solver == "tsit5":
         return 1
