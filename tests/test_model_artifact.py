@@ -132,6 +132,13 @@ def test_version_1_file_loads_with_one_step_per_tick(tmp_path):
     assert bool(eqx.tree_equal(loaded, model.with_solver("euler", ticks_per_step=1)))
 
 
+@pytest.mark.parametrize("bad", [0, -3, "four"])
+def test_invalid_ticks_per_step_in_header_refused(saved, bad):
+    _rewrite_header(saved, lambda h: h["hyperparameters"].update(ticks_per_step=bad))
+    with pytest.raises(ValueError, match=r"model.lode.*invalid header"):
+        load_model(saved)
+
+
 def test_coarse_step_round_trips(tmp_path):
     model = LatentODE(T=40, key=jax.random.key(1), ticks_per_step=4)
     path = tmp_path / "coarse.lode"

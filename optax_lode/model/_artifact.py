@@ -287,6 +287,8 @@ def load_model(path: str | os.PathLike) -> LatentODE:
         )
     except (KeyError, TypeError) as err:
         raise ValueError(f"{source} has an incomplete header: {err!r}.") from None
+    except ValueError as err:  # a value the model rejects, e.g. ticks_per_step=0
+        raise ValueError(f"{source} has an invalid header: {err}") from None
     if header.get("leaves") != leaf_specs(skeleton):
         raise ValueError(
             f"{source}: the header's array shapes do not match a model with its "
