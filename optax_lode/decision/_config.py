@@ -25,9 +25,9 @@ LR_RANGE_FACTOR = 2.0
 #: one tick after the matching tick. 3: ``lode_schedule`` decides on the first
 #: step of tick ``t*``, with the metric measured after tick ``t* - 1``. 4: a tick
 #: record's rate is the tick's rate (not a float mean of its equal rates) and the
-#: Euler ensemble rollout folds the first layer; equal up to rounding, yet
-#: rounding flips some decisions (the demo's LODE - best baseline moved by ~1
-#: point), so runs made before are not reused.
+#: Euler ensemble rollout folds the first layer; equal up to rounding, but
+#: rounding can flip a decision (the demo's LODE - best baseline differed by ~1
+#: point across the change), so runs made before are not reused.
 DECISION_REVISION = 4
 
 #: Default floor on the std of the window's (normalised, log) losses used by
