@@ -186,6 +186,35 @@ def test_folded_euler_matches_plain_euler_over_a_long_rollout(depth, ticks_per_s
     np.testing.assert_allclose(folded, jnp.swapaxes(plain, 0, 1), atol=1e-5)
 
 
+@pytest.mark.parametrize("ticks_per_step", [1, 3])
+def test_folded_readout_is_the_readout_of_the_folded_path(ticks_per_step):
+    """decode_many's rollout carries the decoder's first pre-activation; its
+    rows must be that layer applied to the latent rows (including the rows
+    interpolated inside a step), and a non-finite member stays non-finite."""
+    from optax_lode.model._latent_ode import _UNROLL, _euler_paths_folded
+
+    m = LatentODE(T=300, key=jax.random.key(4), ticks_per_step=ticks_per_step)
+    z = 0.5 * jax.random.normal(jax.random.key(5), (6, m.latent_size))
+    z = z.at[2, 1].set(jnp.inf)
+    first = m.decoder.layers[0]
+    got = jax.jit(
+        lambda z: _euler_paths_folded(
+            m.vector_field, 1.0 / m.T, z, 401, _UNROLL, ticks_per_step, first
+        )
+    )(z)
+    zs = jax.jit(lambda z: m.latent_paths(z, 401))(z)
+    want = jnp.swapaxes(zs @ first.weight.T + first.bias, 0, 1)
+    assert got.shape == (401, 6, m.hidden_size)
+    ok = jnp.array([0, 1, 3, 4, 5])
+    np.testing.assert_allclose(got[:, ok], want[:, ok], atol=1e-5)
+    assert not bool(jnp.any(jnp.isfinite(got[1:, 2])))
+    many = jax.jit(lambda z: m.decode_many(z, 401))(z)
+    assert bool(jnp.all(jnp.isnan(many[2, 1:])))
+    np.testing.assert_allclose(
+        many[ok], jax.vmap(m.decode_latents)(zs[ok]), rtol=1e-5, atol=1e-5
+    )
+
+
 def test_default_ticks_per_step_keeps_150_steps_per_run():
     from optax_lode.model import default_ticks_per_step
 

@@ -155,6 +155,7 @@ def _euler_paths_folded(
     num_ticks: int,
     unroll: int,
     ticks_per_step: int = 1,
+    readout: eqx.nn.Linear | None = None,
 ) -> Array:
     """Euler paths of a batch under a :class:`TanhMLP` vector field, with one
     matrix product per step fewer than :func:`_fixed_path`.
@@ -168,30 +169,51 @@ def _euler_paths_folded(
     so rounding cannot drift further than ``unroll`` steps' worth. A step spans
     ``ticks_per_step`` ticks (rows in between: ``z + j dt f(z)``, Euler's dense
     output). Rows are ticks, as in :func:`_fixed_path`.
+
+    With a ``readout`` layer the rows are ``z R' + r`` instead of ``z``
+    (a decoder's first pre-activation), carried the same way: the same one
+    product per step also advances it, so decoding skips that layer's product
+    over every row.
     """
     first, *middle, last = mlp.layers
     w1, b1 = first.weight.T, first.bias
     w3, b3 = last.weight.T, last.bias
-    step_w = jnp.concatenate([dt * w3, dt * (w3 @ w1)], axis=1)
-    step_b = jnp.concatenate([dt * b3, dt * (b3 @ w1)])
-    latent, s = w3.shape[1], int(ticks_per_step)
+    mats, offs = [dt * w3, dt * (w3 @ w1)], [dt * b3, dt * (b3 @ w1)]
+    if readout is not None:
+        wr, br = readout.weight.T, readout.bias
+        mats.append(dt * (w3 @ wr))
+        offs.append(dt * (b3 @ wr))
+    step_w, step_b = jnp.concatenate(mats, axis=1), jnp.concatenate(offs)
+    latent, hidden, s = w3.shape[1], w1.shape[1], int(ticks_per_step)
+    # Columns of the carry: z, then a, then the readout's pre-activation.
+    out = slice(0, latent) if readout is None else slice(latent + hidden, None)
     blocks = -(-num_ticks // (unroll * s))
 
     def block(z, _):
-        carry = jnp.concatenate([z, z @ w1 + b1], axis=1)
-        rows = []
+        parts = [z, z @ w1 + b1]
+        if readout is not None:
+            parts.append(z @ wr + br)
+        carry = jnp.concatenate(parts, axis=1)
+        ys, dys = [], []
         for _ in range(unroll):
-            h = jnp.tanh(carry[:, latent:])
+            h = jnp.tanh(carry[:, latent : latent + hidden])
             for layer in middle:
                 h = jnp.tanh(h @ layer.weight.T + layer.bias)
             d = h @ step_w + step_b  # one tick's worth of the step
-            z = carry[:, :latent]
-            rows += [z] + [z + j * d[:, :latent] for j in range(1, s)]
+            ys.append(carry[:, out])
+            dys.append(d[:, out])
             carry = carry + s * d
-        return carry[:, :latent], jnp.stack(rows)
+        return carry[:, :latent], (jnp.stack(ys), jnp.stack(dys))
 
-    _, zs = jax.lax.scan(block, z0s, None, length=blocks)
-    return zs.reshape(blocks * unroll * s, *z0s.shape)[:num_ticks]
+    _, (ys, dys) = jax.lax.scan(block, z0s, None, length=blocks)
+    if s > 1:
+        # The rows inside a step, after the scan in one vectorised op: built
+        # inside it they were one XLA op per row per step. Row 0 is y itself,
+        # so a step that overflows cannot poison it (0 * inf).
+        j = jnp.arange(1, s, dtype=ys.dtype)[:, None, None]
+        y, dy = ys[:, :, None], dys[:, :, None]
+        ys = jnp.concatenate([y, y + j * dy], axis=2)
+    return ys.reshape(blocks * unroll * s, *ys.shape[-2:])[:num_ticks]
 
 
 def _networks(model: LatentODE) -> tuple:
@@ -577,8 +599,32 @@ class LatentODE(eqx.Module):
         """:meth:`decode` of many latents at once (an ensemble rollout).
 
         Equal to ``jax.vmap(lambda z: model.decode(z, num_ticks))(z0s)`` up to
-        float rounding, and faster on CPU (one batched scan).
+        float rounding, and faster on CPU (one batched scan; with Euler the
+        scan also advances the decoder's first layer, see
+        :func:`_euler_paths_folded`).
         """
+        num_ticks = int(num_ticks)
+        if self.solver == "euler" and self.depth >= 1 and num_ticks >= 1:
+            # The rollout carries the decoder's first pre-activation (see
+            # _euler_paths_folded), so decoding starts after that layer.
+            z0s = jnp.asarray(z0s, jnp.float32)
+            first, *rest = self.decoder.layers
+            x = _euler_paths_folded(
+                self.vector_field,
+                1.0 / self.T,
+                z0s,
+                num_ticks,
+                _UNROLL,
+                self.ticks_per_step,
+                readout=first,
+            )
+            # A non-finite latent has a non-finite pre-activation (inf * 0 is
+            # NaN), so every row decode_latents masks is masked here too.
+            finite = jnp.all(jnp.isfinite(x), axis=-1, keepdims=True)
+            for layer in rest:
+                x = jnp.tanh(x) @ layer.weight.T + layer.bias
+            out = jnp.where(finite, x, jnp.nan)
+            return jnp.swapaxes(out, 0, 1)
         # Decode in the scan's tick-major layout; only the 3-feature output is
         # transposed, not the latent paths.
         zs = self._paths_by_tick(z0s, num_ticks)
