@@ -28,8 +28,9 @@ LR_RANGE_FACTOR = 2.0
 #: Euler ensemble rollout folds the first layer; equal up to rounding, but
 #: rounding can flip a decision (the demo's LODE - best baseline differed by ~1
 #: point across the change), so runs made before are not reused. 5: the Euler
-#: ensemble rollout also carries the decoder's first pre-activation (equal up
-#: to rounding, as for 4).
+#: ensemble rollout also carries the decoder's first pre-activation, and
+#: ``lode_schedule`` computes the weights' products at run time instead of
+#: constant-folding them (both equal up to rounding, as for 4).
 DECISION_REVISION = 5
 
 #: Default floor on the std of the window's (normalised, log) losses used by

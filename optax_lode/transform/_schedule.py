@@ -330,6 +330,11 @@ def lode_schedule(
     # its branch. Closed over leaf by leaf, every weight becomes an operand of
     # the step's conditional, and that alone slowed every step of a small
     # model by ~10% on 2 CPU cores, decisions or not (benchmarks/overhead.py).
+    # Inside the branch an optimization_barrier keeps it one constant: XLA
+    # would otherwise fold the unravelled weights (and products of them) into
+    # ~30 separate constants, each a buffer the CPU runtime sets up on every
+    # call of the step (a Python loop calling it: ~3 points of its +20%
+    # between decisions, small MLP, measured ad hoc).
     model_arrays, model_static = eqx.partition(model, eqx.is_array)
     flat_model, unravel_model = ravel_pytree(model_arrays)
     flat_model = np.asarray(flat_model)
@@ -425,7 +430,8 @@ def lode_schedule(
             window = window.at[-1, 1].set(jnp.where(first, metric, window[-1, 1]))
             if with_decision:
                 key, sub = jax.random.split(key)
-                m = eqx.combine(unravel_model(jnp.asarray(flat_model)), model_static)
+                flat = jax.lax.optimization_barrier(jnp.asarray(flat_model))
+                m = eqx.combine(unravel_model(flat), model_static)
                 d = decide(m, window, counters[_C["tick"]], sub, config)
                 segment = d.segment
                 counters = (
