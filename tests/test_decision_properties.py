@@ -160,3 +160,41 @@ def test_jit_and_no_jit_agree(seed, window, t_star, key):
     assert int(jitted.accepted) == int(eager.accepted)
     assert bool(jitted.fallback) == bool(eager.fallback)
     np.testing.assert_allclose(jitted.segment, eager.segment, rtol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from([-np.inf, -1.0, 0.0, 0.5, 2.0, np.inf]),
+            min_size=5,
+            max_size=5,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_first_argmax_is_argmax_with_ties_and_infinities(rows):
+    """decide replaces jnp.argmax (a costly reduction for the CPU runtime) by
+    top_k: the same first index of the maximum, ties and all--inf rows
+    included (NaN never reaches it)."""
+    from optax_lode.decision._decide import _first_argmax
+
+    x = jnp.asarray(rows, jnp.float32)
+    best, got = jax.jit(_first_argmax)(x)
+    np.testing.assert_array_equal(got, np.argmax(np.asarray(rows), axis=1))
+    np.testing.assert_array_equal(best, np.max(np.asarray(rows), axis=1))
+
+
+def test_rows_finite_and_row_sums_match_the_reductions():
+    from optax_lode.decision._decide import _sum_rows
+    from optax_lode.model._latent_ode import rows_finite
+
+    x = jnp.array([[1.0, np.nan, 2.0], [3.0, 4.0, 5.0], [np.inf, 0.0, 1.0]])
+    np.testing.assert_array_equal(
+        jax.jit(rows_finite)(x), np.all(np.isfinite(np.asarray(x)), axis=-1)
+    )
+    y = jax.random.normal(jax.random.key(0), (3, 7))
+    np.testing.assert_array_equal(
+        jax.jit(_sum_rows)(y), jax.jit(lambda y: jnp.sum(y, axis=0))(y)
+    )

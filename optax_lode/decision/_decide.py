@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from optax_lode.decision._config import DecisionConfig
+from optax_lode.model._latent_ode import rows_finite
 
 
 class Decision(NamedTuple):
@@ -121,12 +122,36 @@ def _interp(
     return jnp.where(w > 0, lo + w * (hi - lo), lo)
 
 
+def _sum_rows(x: Array) -> Array:
+    """``x.sum(axis=0)`` for a few rows, as elementwise adds."""
+    total = x[0]
+    for row in x[1:]:
+        total = total + row
+    return total
+
+
+def _first_argmax(
+    x: Float[Array, "n g"],
+) -> tuple[Float[Array, " n"], Int[Array, " n"]]:
+    """``(x.max(axis=1), jnp.argmax(x, axis=1))`` via ``top_k`` (first index
+    of the maximum).
+
+    XLA's argmax is a two-operand reduction, the costliest kind for the CPU
+    runtime to set up on every call of a training step (~4 us, even in a
+    branch that does not run); ``top_k`` is one custom call and breaks ties
+    by the lower index, like argmax. ``x`` must not contain NaN.
+    """
+    value, index = jax.lax.top_k(x, 1)
+    return value[:, 0], index[:, 0]
+
+
 def _last_finite(x: Float[Array, " w"]) -> tuple[Float[Array, ""], Bool[Array, ""]]:
     """The last finite entry of ``x`` (fixed shape: no boolean indexing)."""
     ok = jnp.isfinite(x)
     idx = jnp.arange(x.shape[0])
     last = jnp.max(jnp.where(ok, idx, -1))
-    return jnp.where(ok.any(), x[jnp.maximum(last, 0)], jnp.nan), ok.any()
+    found = last >= 0
+    return jnp.where(found, x[jnp.maximum(last, 0)], jnp.nan), found
 
 
 def ensemble_noise(
@@ -165,7 +190,7 @@ def _run(
     # The live loss and its spread use every finite loss, even of a row whose
     # metric is still unknown (NaN before the first validation).
     loss_col = normed[:, 0]
-    row_ok = jnp.all(jnp.isfinite(normed), axis=-1)
+    row_ok = rows_finite(normed)
     normed = jnp.where(row_ok[:, None], normed, 0.0)
     w = config.window_points
     lag = (w - 1 - jnp.arange(w, dtype=dtype)) / r  # live ticks before now
@@ -205,11 +230,12 @@ def _run(
     )
     if config.match_rule == "highest_lr":
         # The paper: among a member's matching ticks, the highest predicted lr.
-        match_tick = jnp.argmax(jnp.where(match, pred_lr, -jnp.inf), axis=1)
+        best, match_tick = _first_argmax(jnp.where(match, pred_lr, -jnp.inf))
     else:  # "closest_loss": where the member's predicted loss is the live one.
         gap = jnp.abs(pred_loss - live_loss)
-        match_tick = jnp.argmin(jnp.where(match, gap, jnp.inf), axis=1)
-    any_match = match.any(axis=1)
+        best, match_tick = _first_argmax(-jnp.where(match, gap, jnp.inf))
+    # Matching entries are finite, the others -inf: this is match.any(axis=1).
+    any_match = best > -jnp.inf
 
     # --- 5. Score by the metric `horizon` ticks after the matching tick. ----
     if config.horizon_ticks is None:
@@ -241,12 +267,14 @@ def _run(
     masked = jnp.where(accepted, scores, -jnp.inf)
     top_scores, chosen = jax.lax.top_k(masked, config.num_top)
     chosen_valid = top_scores > -jnp.inf
-    count = chosen_valid.sum()
+    # Sums over the `top` rows as elementwise adds (see rows_finite: each
+    # reduction costs every call of the training step), in jnp.sum's order.
+    count = _sum_rows(chosen_valid.astype(jnp.int32))
     denom = jnp.maximum(count, 1).astype(dtype)
     chosen_segments = jnp.where(chosen_valid[:, None], segments[chosen], 0.0)
-    segment = chosen_segments.sum(axis=0) / denom
+    segment = _sum_rows(chosen_segments) / denom
     score = jnp.where(
-        count > 0, jnp.where(chosen_valid, top_scores, 0.0).sum() / denom, jnp.nan
+        count > 0, _sum_rows(jnp.where(chosen_valid, top_scores, 0.0)) / denom, jnp.nan
     )
 
     # --- 7. Clip; fall back to holding the last rate. ----------------------
