@@ -52,6 +52,14 @@ def rows_finite(x: Float[Array, "*rows k"]) -> Bool[Array, " *rows"]:
     return ok
 
 
+def _num_ticks(num_ticks: int) -> int:
+    """``num_ticks`` as an int, refused below 1 (it fixes an output shape)."""
+    num_ticks = int(num_ticks)
+    if num_ticks < 1:
+        raise ValueError(f"num_ticks must be at least 1; got {num_ticks}.")
+    return num_ticks
+
+
 def default_ticks_per_step(T: int, solver: str = "euler") -> int:
     """Ticks per solver step that :class:`LatentODE` uses unless told otherwise.
 
@@ -97,10 +105,19 @@ class TanhMLP(eqx.Module):
         Inside a ``lax.scan`` on CPU this is about 1.5x faster than ``vmap`` of
         :meth:`__call__` (``benchmarks/rollout_latency.py``).
         """
-        for layer in self.layers[:-1]:
-            x = jnp.tanh(x @ layer.weight.T + layer.bias)
-        last = self.layers[-1]
-        return x @ last.weight.T + last.bias
+        first = self.layers[0]
+        return self.after_first(x @ first.weight.T + first.bias)
+
+    def after_first(
+        self, pre: Float[Array, "batch width"]
+    ) -> Float[Array, "batch out"]:
+        """:meth:`batched` from the first layer's pre-activation on (what a
+        rollout that carries that pre-activation has, see
+        :func:`_euler_paths_folded`)."""
+        x = pre
+        for layer in self.layers[1:]:
+            x = jnp.tanh(x) @ layer.weight.T + layer.bias
+        return x
 
 
 def _fixed_step(solver: str, f: Callable, dt: float) -> Callable:
@@ -520,9 +537,7 @@ class LatentODE(eqx.Module):
         ``unroll`` (fixed-step solvers: steps per loop iteration) trades compile
         time for run time.
         """
-        num_ticks = int(num_ticks)
-        if num_ticks < 1:
-            raise ValueError(f"num_ticks must be at least 1; got {num_ticks}.")
+        num_ticks = _num_ticks(num_ticks)
         z0 = jnp.asarray(z0, jnp.float32)
         if self.solver == "tsit5":
             return self._adaptive_path(z0, num_ticks)
@@ -546,9 +561,7 @@ class LatentODE(eqx.Module):
 
     def _paths_by_tick(self, z0s, num_ticks: int, unroll: int = _UNROLL) -> Array:
         """:meth:`latent_paths` with ticks as the LEADING axis, as scans emit them."""
-        num_ticks = int(num_ticks)
-        if num_ticks < 1:
-            raise ValueError(f"num_ticks must be at least 1; got {num_ticks}.")
+        num_ticks = _num_ticks(num_ticks)
         z0s = jnp.asarray(z0s, jnp.float32)
         if self.solver == "tsit5":
             return jax.vmap(lambda z: self._adaptive_path(z, num_ticks), out_axes=1)(
@@ -556,9 +569,14 @@ class LatentODE(eqx.Module):
             )
         f, dt = self.vector_field.batched, 1.0 / self.T
         s = self.ticks_per_step
-        if self.solver == "euler" and self.depth >= 1:  # a layer to fold
+        if self._folds_euler:
             return _euler_paths_folded(self.vector_field, dt, z0s, num_ticks, unroll, s)
         return _fixed_path(self.solver, f, dt, z0s, num_ticks, unroll, s)
+
+    @property
+    def _folds_euler(self) -> bool:
+        """Euler with a vector-field layer to fold (:func:`_euler_paths_folded`)."""
+        return self.solver == "euler" and self.depth >= 1
 
     def _adaptive_path(self, z0, num_ticks):
         ts = jnp.arange(num_ticks, dtype=jnp.float32) / self.T
@@ -616,27 +634,22 @@ class LatentODE(eqx.Module):
         scan also advances the decoder's first layer, see
         :func:`_euler_paths_folded`).
         """
-        num_ticks = int(num_ticks)
-        if self.solver == "euler" and self.depth >= 1 and num_ticks >= 1:
+        if self._folds_euler:
             # The rollout carries the decoder's first pre-activation (see
             # _euler_paths_folded), so decoding starts after that layer.
-            z0s = jnp.asarray(z0s, jnp.float32)
-            first, *rest = self.decoder.layers
-            x = _euler_paths_folded(
+            pre = _euler_paths_folded(
                 self.vector_field,
                 1.0 / self.T,
-                z0s,
-                num_ticks,
+                jnp.asarray(z0s, jnp.float32),
+                _num_ticks(num_ticks),
                 _UNROLL,
                 self.ticks_per_step,
-                readout=first,
+                readout=self.decoder.layers[0],
             )
             # A non-finite latent has a non-finite pre-activation (inf * 0 is
             # NaN), so every row decode_latents masks is masked here too.
-            finite = rows_finite(x)[..., None]
-            for layer in rest:
-                x = jnp.tanh(x) @ layer.weight.T + layer.bias
-            out = jnp.where(finite, x, jnp.nan)
+            finite = rows_finite(pre)[..., None]
+            out = jnp.where(finite, self.decoder.after_first(pre), jnp.nan)
             return jnp.swapaxes(out, 0, 1)
         # Decode in the scan's tick-major layout; only the 3-feature output is
         # transposed, not the latent paths.
