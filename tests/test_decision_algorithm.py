@@ -225,3 +225,70 @@ def test_default_mu_is_the_model_window_in_live_ticks():
     assert DecisionConfig.from_model(model).mu == MU
     cfg = DecisionConfig.from_model(model, run_ticks=3 * T, rescale=True)
     assert cfg.mu == 3 * MU
+
+
+class _FullRollout:
+    """A model that ignores rollout's valid_ticks: every row is computed."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def rollout(self, z0s, num_ticks, *, valid_ticks=None):
+        del valid_ticks
+        return self._model.rollout(z0s, num_ticks)
+
+
+@pytest.mark.parametrize(
+    ("horizon", "run_ticks", "t_star"),
+    [(None, None, 4), (None, None, 40), (None, 150, 120), (0.25, None, 40)],
+)
+def test_decision_reads_only_rows_it_computed(horizon, run_ticks, t_star):
+    """decide stops the rollout at T + max(horizon, mu) and decodes the head
+    and the score's rows only: the decision and every per-member quantity
+    equal those of a full-grid rollout, bit for bit."""
+    model = small_model(1, T=60)
+    cfg = DecisionConfig.from_model(
+        model,
+        mu=4,
+        n=40,
+        sigma=3.0,  # wide enough that some members match at tick T itself
+        tol=100.0,
+        horizon=horizon,
+        run_ticks=run_ticks,
+        rescale=run_ticks is not None,
+    )
+    window = np.stack(
+        [np.linspace(1.2, 0.9, 4), np.linspace(0.4, 0.5, 4), np.full(4, 0.02)], 1
+    )
+    eps = jax.random.normal(jax.random.key(4), (40, model.latent_size)).at[0].set(0)
+    from optax_lode.decision._decide import _run
+
+    def run(m):
+        return jax.jit(lambda w, t: _run(m, w, t, eps, cfg))(window, t_star)
+
+    cut, full = run(model), run(_FullRollout(model))
+    assert int(cut.decision.accepted) > 0
+    # The farthest rows a decision reads: score and segment from tick T.
+    assert int(cut.match_tick.max()) == model.T
+    for name in ("accepted", "match_tick", "scores", "segments", "chosen"):
+        np.testing.assert_array_equal(getattr(cut, name), getattr(full, name))
+    for a, b in zip(cut.decision, full.decision, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # ... and what it reads is what the whole grid has at those ticks.
+    traj = np.asarray(explain(model, window, t_star, None, cfg, eps=eps).trajectories)
+    grid = np.arange(traj.shape[1])
+    k = np.asarray(cut.match_tick, np.float64)
+    r = cfg.tick_scale
+    for i in range(cfg.n):
+        seg = np.interp(k[i] + r * np.arange(1, cfg.mu + 1), grid, traj[i, :, 2])
+        np.testing.assert_allclose(cut.segments[i], seg, rtol=1e-5)
+    ok = np.asarray(cut.accepted)
+    score = [
+        np.interp(k[i] + float(cut.horizon), grid, traj[i, :, 1]) for i in range(cfg.n)
+    ]
+    np.testing.assert_allclose(
+        np.asarray(cut.scores)[ok], np.array(score)[ok], rtol=1e-5
+    )

@@ -273,3 +273,28 @@ def test_a_step_that_overflows_leaves_its_first_tick_finite(folded):
     )(z0)
     assert bool(jnp.all(jnp.isfinite(paths[0])))
     assert not bool(jnp.any(jnp.isfinite(paths[3:])))
+
+
+@pytest.mark.parametrize("ticks_per_step", [1, 3])
+def test_rollout_stops_after_valid_ticks_without_changing_them(ticks_per_step):
+    """rollout(valid_ticks=v), v traced: rows before v are bit-identical to the
+    full rollout's, the blocks never run are NaN (never stale zeros), and v
+    beyond the grid runs it all. decode_rollout of any gather of rows equals
+    the same rows of decode_many."""
+    m = LatentODE(T=300, key=jax.random.key(9), ticks_per_step=ticks_per_step)
+    z = 0.5 * jax.random.normal(jax.random.key(10), (4, m.latent_size))
+    num = 500
+    full = jax.jit(lambda z: m.rollout(z, num))(z)
+    cut = jax.jit(lambda z, v: m.rollout(z, num, valid_ticks=v))
+    assert full.shape == (num, 4, m.hidden_size)
+    for v in (1, 77, 301, num, 10 * num):
+        got = cut(z, jnp.asarray(v, jnp.int32))
+        assert got.shape == full.shape
+        np.testing.assert_array_equal(got[: min(v, num)], full[: min(v, num)])
+        ran = np.isfinite(np.asarray(got[:, 0, 0]))
+        assert ran[: min(v, num)].all()
+        assert not ran[min(v, num) + 8 * ticks_per_step :].any()
+    many = jax.jit(lambda z: m.decode_many(z, num))(z)
+    rows = jnp.array([[0, 5], [499, 17]])
+    picked = jax.jit(lambda s: m.decode_rollout(s[rows, jnp.array([1, 3])]))(full)
+    np.testing.assert_array_equal(picked, many[jnp.array([1, 3]), rows])

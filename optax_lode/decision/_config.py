@@ -233,6 +233,15 @@ class DecisionConfig:
         return self.model_ticks + math.ceil(reach) + 2
 
     @property
+    def segment_ticks(self) -> int:
+        """Rollout rows every decision decodes in full: the acceptance range
+        ``0 .. T`` and the segments' reach ``T + mu`` (+2 as in
+        :attr:`grid_ticks`). The score's rows beyond it are gathered."""
+        return min(
+            self.grid_ticks, self.model_ticks + math.ceil(self.mu * self.tick_scale) + 2
+        )
+
+    @property
     def num_top(self) -> int:
         return min(self.top, self.n)
 

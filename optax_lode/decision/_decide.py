@@ -23,6 +23,7 @@ segment, the rate the member predicts for the tick that already happened.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -168,6 +169,7 @@ def _run(
     t_star: Int[Array, ""],
     eps: Float[Array, "n latent"],
     config: DecisionConfig,
+    trajectories: bool = False,
 ) -> Explanation:
     dtype = jnp.float32
     window = jnp.asarray(window, dtype)
@@ -206,13 +208,30 @@ def _run(
     latents = z0[None, :] + config.sigma * scale[None, :] * eps.astype(dtype)
 
     # --- 3. Roll out every member on the grid 0 .. T + horizon_max. --------
-    g = config.grid_ticks
-    if hasattr(model, "decode_many"):  # a LatentODE: one batched scan
-        pred = model.decode_many(latents, g).astype(dtype)
+    # Only the rows this decision reads are computed and decoded: the head
+    # 0 .. T + mu (acceptance and segments) in full, and the two rows each
+    # member's score interpolates. With the default horizon (the remaining
+    # run) the rollout itself stops at T + horizon, shorter as the run goes on.
+    if config.horizon_ticks is None:
+        h_live = jnp.maximum(config.run_ticks - t_star, 0)
     else:
-        pred = jax.vmap(lambda z: model.decode(z, g))(latents).astype(dtype)
-    with jax.numpy_dtype_promotion("standard"):
-        raw = jnp.asarray(norm.inverse(pred), dtype)
+        h_live = jnp.asarray(config.horizon_ticks, jnp.int32)
+    horizon = h_live.astype(dtype) * r
+    g, head = config.grid_ticks, config.segment_ticks
+    if hasattr(model, "rollout"):  # a LatentODE: one batched scan
+        reach = jnp.ceil(jnp.maximum(horizon, config.mu * r)).astype(jnp.int32)
+        states = model.rollout(latents, g, valid_ticks=config.model_ticks + reach + 2)
+        decode = model.decode_rollout
+    else:
+        states = jnp.swapaxes(jax.vmap(lambda z: model.decode(z, g))(latents), 0, 1)
+        decode = lambda x: x  # noqa: E731
+
+    def inverse(p):
+        with jax.numpy_dtype_promotion("standard"):
+            return jnp.asarray(norm.inverse(p.astype(dtype)), dtype)
+
+    pred = jnp.swapaxes(decode(states[:head]), 0, 1).astype(dtype)  # (n, head, 3)
+    raw = inverse(pred)
 
     # --- 4. Accept: two-sided loss match somewhere in [0, T]. --------------
     loss_ok = jnp.isfinite(loss_col)
@@ -238,13 +257,15 @@ def _run(
     any_match = best > -jnp.inf
 
     # --- 5. Score by the metric `horizon` ticks after the matching tick. ----
-    if config.horizon_ticks is None:
-        h_live = jnp.maximum(config.run_ticks - t_star, 0)
-    else:
-        h_live = jnp.asarray(config.horizon_ticks, jnp.int32)
-    horizon = h_live.astype(dtype) * r
+    # _interp on the whole grid, on the two gathered rows it would read.
     kf = match_tick.astype(dtype)
-    scores = jax.vmap(lambda v, k: _interp(v, k + horizon))(raw[:, :, 1], kf)
+    pos = jnp.clip(kf + horizon, 0.0, g - 1.0)
+    i0 = jnp.floor(pos).astype(jnp.int32)
+    members = jnp.arange(config.n)
+    ends = inverse(decode(states[jnp.stack([i0, jnp.minimum(i0 + 1, g - 1)]), members]))
+    lo, hi = ends[0, :, 1], ends[1, :, 1]
+    w = pos - i0
+    scores = jnp.where(w > 0, lo + w * (hi - lo), lo)
     # k_i stands for live tick t* - 1: the segment (ticks t* ..) starts one
     # live tick later on the member's path.
     offsets = (jnp.arange(config.mu, dtype=dtype) + 1.0) * r
@@ -296,7 +317,9 @@ def _run(
         window_mask=enc_mask,
         z0=z0,
         latents=latents,
-        trajectories=raw,
+        trajectories=_whole_grid(model, latents, states, g, inverse)
+        if trajectories
+        else raw,
         live_loss=live_loss,
         threshold=threshold,
         match=match,
@@ -310,6 +333,14 @@ def _run(
         held_lr=held,
         decision=decision,
     )
+
+
+def _whole_grid(model, latents, states, g, inverse) -> Array:
+    """Raw predictions of every member on the whole grid, for plotting (a
+    decision decodes only the rows it reads, see ``_run``)."""
+    if hasattr(model, "rollout"):
+        return inverse(model.decode_many(latents, g))
+    return inverse(jnp.swapaxes(states, 0, 1))
 
 
 def decide(
@@ -410,4 +441,4 @@ def explain(
     return _explain_jit(model, window, jnp.asarray(t_star, jnp.int32), eps, config)
 
 
-_explain_jit = eqx.filter_jit(_run)
+_explain_jit = eqx.filter_jit(functools.partial(_run, trajectories=True))

@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from optax_lode.model._normalisation import FEATURES, Normalisation
 
@@ -186,6 +186,7 @@ def _euler_paths_folded(
     unroll: int,
     ticks_per_step: int = 1,
     readout: eqx.nn.Linear | None = None,
+    valid_ticks: Int[Array, ""] | int | None = None,
 ) -> Array:
     """Euler paths of a batch under a :class:`TanhMLP` vector field, with one
     matrix product per step fewer than :func:`_fixed_path`.
@@ -204,6 +205,11 @@ def _euler_paths_folded(
     (a decoder's first pre-activation), carried the same way: the same one
     product per step also advances it, so decoding skips that layer's product
     over every row.
+
+    With ``valid_ticks`` (may be traced) the loop stops once rows
+    ``0 .. valid_ticks - 1`` are computed; the rows after them are NaN. A
+    decision reads far fewer rows late in a run than early, and its shapes
+    must not change.
     """
     first, *middle, last = mlp.layers
     w1, b1 = first.weight.T, first.bias
@@ -235,7 +241,10 @@ def _euler_paths_folded(
             carry = carry + s * d
         return carry[:, :latent], (jnp.stack(ys), jnp.stack(dys))
 
-    _, (ys, dys) = jax.lax.scan(block, z0s, None, length=blocks)
+    if valid_ticks is None:
+        _, (ys, dys) = jax.lax.scan(block, z0s, None, length=blocks)
+    else:
+        ys, dys = _run_blocks(block, z0s, blocks, unroll * s, valid_ticks, s > 1)
     if s > 1:
         # The rows inside a step, after the scan in one vectorised op: built
         # inside it they were one XLA op per row per step. Row 0 is y itself,
@@ -244,6 +253,44 @@ def _euler_paths_folded(
         y, dy = ys[:, :, None], dys[:, :, None]
         ys = jnp.concatenate([y, y + j * dy], axis=2)
     return ys.reshape(blocks * unroll * s, *ys.shape[-2:])[:num_ticks]
+
+
+def _run_blocks(
+    block: Callable,
+    z0s: Array,
+    blocks: int,
+    ticks_per_block: int,
+    valid_ticks: Int[Array, ""] | int,
+    with_slopes: bool,
+) -> tuple[Array, Array | None]:
+    """``lax.scan(block, z0s, None, length=blocks)``'s stacked outputs, but
+    running only the blocks that rows ``0 .. valid_ticks - 1`` need (a
+    ``fori_loop`` with a traced trip count); the other blocks' rows are NaN.
+    ``with_slopes=False`` drops the per-row slopes (unused at one tick per
+    step) from the loop's carry."""
+    run = jnp.clip(
+        (jnp.asarray(valid_ticks, jnp.int32) + ticks_per_block - 1) // ticks_per_block,
+        1,
+        blocks,
+    )
+    y_shape = jax.eval_shape(lambda z: block(z, None)[1], z0s)
+    empty = [jnp.zeros((blocks, *a.shape), a.dtype) for a in y_shape]
+    if not with_slopes:
+        empty = empty[:1]
+
+    def body(i, carry):
+        z, *bufs = carry
+        z, outs = block(z, None)
+        bufs = [
+            jax.lax.dynamic_update_index_in_dim(b, o, i, 0)
+            for b, o in zip(bufs, outs, strict=False)
+        ]
+        return (z, *bufs)
+
+    _, *bufs = jax.lax.fori_loop(0, run, body, (z0s, *empty))
+    ran = (jnp.arange(blocks) < run).reshape(blocks, *([1] * (bufs[0].ndim - 1)))
+    ys = jnp.where(ran, bufs[0], jnp.nan)
+    return ys, (bufs[1] if with_slopes else None)
 
 
 def _networks(model: LatentODE) -> tuple:
@@ -632,30 +679,64 @@ class LatentODE(eqx.Module):
         Equal to ``jax.vmap(lambda z: model.decode(z, num_ticks))(z0s)`` up to
         float rounding, and faster on CPU (one batched scan; with Euler the
         scan also advances the decoder's first layer, see
-        :func:`_euler_paths_folded`).
+        :func:`_euler_paths_folded`). Same as
+        ``decode_rollout(rollout(z0s, num_ticks))`` with ticks moved second.
         """
-        if self._folds_euler:
-            # The rollout carries the decoder's first pre-activation (see
-            # _euler_paths_folded), so decoding starts after that layer.
-            pre = _euler_paths_folded(
-                self.vector_field,
-                1.0 / self.T,
-                jnp.asarray(z0s, jnp.float32),
-                _num_ticks(num_ticks),
-                _UNROLL,
-                self.ticks_per_step,
-                readout=self.decoder.layers[0],
-            )
-            # A non-finite latent has a non-finite pre-activation (inf * 0 is
-            # NaN), so every row decode_latents masks is masked here too.
-            finite = rows_finite(pre)[..., None]
-            out = jnp.where(finite, self.decoder.after_first(pre), jnp.nan)
-            return jnp.swapaxes(out, 0, 1)
-        # Decode in the scan's tick-major layout; only the 3-feature output is
-        # transposed, not the latent paths.
-        zs = self._paths_by_tick(z0s, num_ticks)
-        out = self.decode_latents(zs.reshape(-1, zs.shape[-1]))
-        return jnp.swapaxes(out.reshape(*zs.shape[:2], -1), 0, 1)
+        return jnp.swapaxes(self.decode_rollout(self.rollout(z0s, num_ticks)), 0, 1)
+
+    def rollout(
+        self,
+        z0s: Float[Array, "n latent"],
+        num_ticks: int,
+        *,
+        valid_ticks: Int[Array, ""] | int | None = None,
+    ) -> Float[Array, "num_ticks n state"]:
+        """The ensemble's rollout before decoding, ticks first: the input of
+        :meth:`decode_rollout`, which decodes any subset of its rows.
+
+        For Euler (the default solver) a row is the decoder's first
+        pre-activation, which the scan carries (:func:`_euler_paths_folded`);
+        for the other solvers it is the latent. Decoding only the rows one
+        needs is what makes :func:`optax_lode.decide` cheap.
+
+        Args:
+            z0s: initial latents, one per row.
+            num_ticks: rows of the rollout (a Python int: it fixes the shape).
+            valid_ticks: optional, possibly traced: only rows
+                ``0 .. valid_ticks - 1`` are needed. With Euler the loop stops
+                after them and later rows are NaN; other solvers compute
+                every row.
+
+        Returns:
+            ``(num_ticks, n, state)``: row ``k`` is ``k`` ticks after ``z0s``.
+        """
+        z0s = jnp.asarray(z0s, jnp.float32)
+        if not self._folds_euler:
+            return self._paths_by_tick(z0s, num_ticks)
+        return _euler_paths_folded(
+            self.vector_field,
+            1.0 / self.T,
+            z0s,
+            _num_ticks(num_ticks),
+            _UNROLL,
+            self.ticks_per_step,
+            readout=self.decoder.layers[0],
+            valid_ticks=valid_ticks,
+        )
+
+    def decode_rollout(
+        self, states: Float[Array, "*rows state"]
+    ) -> Float[Array, "*rows 3"]:
+        """Predicted NORMALISED features of rows of :meth:`rollout` (any
+        leading shape, e.g. a gather of a few rows); non-finite rows give NaN.
+        """
+        if not self._folds_euler:
+            flat = states.reshape(-1, states.shape[-1])
+            return self.decode_latents(flat).reshape(*states.shape[:-1], -1)
+        # A non-finite latent has a non-finite pre-activation (inf * 0 is
+        # NaN), so every row decode_latents masks is masked here too.
+        finite = rows_finite(states)[..., None]
+        return jnp.where(finite, self.decoder.after_first(states), jnp.nan)
 
     def predict(
         self,
