@@ -117,8 +117,8 @@ def test_the_steps_conditional_does_not_grow_with_the_model():
 
         jaxpr = jax.make_jaxpr(step)(params, tx.init(params)).jaxpr
         conds = [e for e in jaxpr.eqns if e.primitive.name == "cond"]
-        assert len(conds) == 1, "one lax.switch per step"
-        assert len(conds[0].params["branches"]) == 3  # idle, boundary, decision
+        assert len(conds) == 1, "one lax.cond per step"
+        assert len(conds[0].params["branches"]) == 2  # hold, decision
         return len(conds[0].invars), len(
             jax.tree.leaves(eqx.filter(model, eqx.is_array))
         )
