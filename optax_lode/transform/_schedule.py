@@ -3,7 +3,7 @@
 The whole scheduler lives in the optimizer state and the traced ``update``: the
 tick clock, the tick accumulators, the window of the last ``mu`` tick records,
 the pending learning-rate segment, the PRNG key and diagnostics. A decision
-(:func:`optax_lode.decide`) runs in a ``lax.switch`` branch only on the first
+(:func:`optax_lode.decide`) runs in a ``lax.cond`` branch only on the first
 step of ticks ``mu, 2 mu, ...`` (the step that brings the validation metric measured
 after the last tick), so the training step stays one XLA program with no host
 round trip and no recompilation from one step to the next.
@@ -515,12 +515,16 @@ def lode_schedule(
             hold,
             (window, state.segment, state.key, counters[_C["tick"]]),
         )
-        c_idx = jnp.arange(len(_COUNTERS))
-        counters = counters + decide_now * jnp.where(
-            c_idx == _C["decisions"],
-            1,
-            jnp.where(c_idx == _C["fallbacks"], fell_back, 0),
+        # (Written with a scatter-add for the fallbacks: the same values
+        # written as masked selects made the Python-loop step of a small MLP
+        # ~25 points slower, by how XLA's CPU scheduler then spread the step's
+        # small ops over threads; see docs/schedule.md, "Cost".)
+        dec = decide_now.astype(jnp.int32)
+        counters = counters + dec * jnp.array(
+            [n == "decisions" for n in _COUNTERS], jnp.int32
         )
+        counters = counters.at[_C["fallbacks"]].add(fell_back)
+        c_idx = jnp.arange(len(_COUNTERS))
         counters = jnp.where(decide_now & (c_idx == _C["segment_pos"]), 0, counters)
         counters = jnp.where(
             decide_now & (c_idx == _C["last_accepted"]), accepted, counters
