@@ -334,7 +334,13 @@ def vmapped(model, *, runs, steps, width):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
+    ap.add_argument(
+        "--name",
+        default="overhead",
+        help="results file stem, e.g. for a run under other XLA_FLAGS",
+    )
     args = ap.parse_args(argv)
+    xla_flags = os.environ.get("XLA_FLAGS", "")
     t_start = time.perf_counter()
     load = os.getloadavg()
     quick = args.quick
@@ -447,7 +453,8 @@ def main(argv=None):
     )
     d30 = next((r for r in lat if r["n"] == 30 and r["T"] == 600), None)
     notes = (
-        f"Whole runs of T={T} ticks, n=30, sigma=0.15, "
+        (f"Run with XLA_FLAGS={xla_flags}. " if xla_flags else "")
+        + f"Whole runs of T={T} ticks, n=30, sigma=0.15, "
         "mu=5% of T (30 ticks), default horizon, an untrained LatentODE of the "
         "paper's sizes (latent 20, 2x20 tanh; a decision costs the same "
         "whether or not samples are accepted: fixed shapes). "
@@ -482,10 +489,11 @@ def main(argv=None):
         )
     )
     write_result(
-        "overhead",
+        args.name,
         {
             "seed": SEED,
             "quick": quick,
+            "xla_flags": xla_flags,
             "amortised": amort,
             "decision_latency": lat,
             "vmapped": vm,
@@ -493,7 +501,8 @@ def main(argv=None):
             "wall_time_s": time.perf_counter() - t_start,
         },
         table,
-        title="lode_schedule overhead",
+        title="lode_schedule overhead"
+        + (f" (XLA_FLAGS={xla_flags})" if xla_flags else ""),
         notes=notes,
     )
 
