@@ -10,6 +10,7 @@ import optax
 import pytest
 from _lode_helpers import MU, TOTAL_STEPS, K, fake_metric, mlp_problem, small_model
 from jax import monitoring
+from jax.extend.core import Literal
 
 from optax_lode.transform import LodeState, lode_schedule
 
@@ -127,3 +128,45 @@ def test_the_steps_conditional_does_not_grow_with_the_model():
     big, big_arrays = operands(small_model(2, depth=4))
     assert big_arrays > small_arrays + 5
     assert big == small < small_arrays
+
+
+def test_bookkeeping_and_decision_wait_for_the_updates():
+    """Everything the step's cond reads passes through one
+    optimization_barrier with every leaf of the incoming updates: left free,
+    XLA's CPU runtime ran the bookkeeping beside the backward pass on the
+    second core, and the hand-off cost a small MLP's step ~15-20%
+    (docs/schedule.md, "Cost")."""
+    params, _, _ = mlp_problem(1)
+    tx = lode_schedule(small_model(2), total_steps=TOTAL_STEPS, steps_per_tick=K, mu=MU)
+
+    def update(updates, opt_state, loss):
+        return tx.update(updates, opt_state, value=loss, val_metric=0.5)
+
+    jaxpr = jax.make_jaxpr(update)(params, tx.init(params), 1.0).jaxpr
+    n = len(jax.tree.leaves(params))
+    (barrier,) = [e for e in jaxpr.eqns if e.primitive.name == "optimization_barrier"]
+    # Every update leaf and the loss go into the barrier (via at most a cast).
+    producers = {v: e for e in jaxpr.eqns for v in e.outvars}
+
+    def source(v):
+        while (
+            not isinstance(v, Literal)
+            and v in producers
+            and producers[v].primitive.name == "convert_element_type"
+        ):
+            v = producers[v].invars[0]
+        return v
+
+    entering = {source(v) for v in barrier.invars if not isinstance(v, Literal)}
+    assert set(jaxpr.invars[:n]) | {jaxpr.invars[-1]} <= entering
+    downstream = set(barrier.outvars)
+    for eqn in jaxpr.eqns[jaxpr.eqns.index(barrier) + 1 :]:
+        if any(v in downstream for v in eqn.invars if not isinstance(v, Literal)):
+            downstream.update(eqn.outvars)
+    # The scaled updates, the new state and every operand of the cond that is
+    # not a closed-over constant come after it.
+    assert set(jaxpr.outvars) <= downstream
+    (cond,) = [e for e in jaxpr.eqns if e.primitive.name == "cond"]
+    operands = [v for v in cond.invars if not isinstance(v, Literal)]
+    assert all(v in downstream or v in set(jaxpr.constvars) for v in operands)
+    assert any(v in downstream for v in operands)
