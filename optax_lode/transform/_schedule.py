@@ -466,7 +466,7 @@ def lode_schedule(
         (value, val_metric, data), updates = jax.lax.optimization_barrier(
             ((value, val_metric, state.data), updates)
         )
-        state = LodeState(learning_rate=state.learning_rate, data=data)
+        state = state._replace(data=data)
         ok = jnp.isfinite(value) & (value > 0)
         metric = jnp.where(jnp.isfinite(val_metric), val_metric, state.metric)
         first = (state.step_in_tick == 0) & (state.tick > 0)
