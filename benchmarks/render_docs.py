@@ -39,6 +39,7 @@ ORDER = (
     "tableA1_reconstruction",
     "overhead",
     "overhead_sequential_scheduler",
+    "decision_overlap",
 )
 
 INTRO = """\
