@@ -10,7 +10,9 @@ Measured in one process, as ratios and medians:
    (40-100-100-10) and one with about 10x the parameters.
 2. **Decision latency**: one jitted :func:`optax_lode.decide` for
    ``n`` in (10, 30, 60) and ``T`` in (150, 600, 2400), ``mu = 5% T``, default
-   horizon (the rollout covers ``T + T - mu`` ticks).
+   horizon (the rollout covers ``T + T - mu`` ticks), with the model's arrays
+   passed as a flat list, as the decision runs inside the training step; also
+   through ``eqx.filter_jit`` (adds Python's per-call flattening of the module).
 3. **Compile time** added to the training step.
 4. **vmap caveat.** Under ``jax.vmap`` over runs the decision's ``lax.cond``
    becomes a ``select`` that pays a decision on every step; measured on a few
@@ -191,84 +193,100 @@ def amortised(model, *, ticks, steps_per_tick, width, repeats, mode, batch=128):
     }
 
 
-def breakdown(model, *, width, steps=3000, repeats=9, batch=128):
-    """In-graph costs, by wall time of one jitted scan (median): a training
-    step's overhead between decisions (ticks so long that none ends) and the
-    cost of one decision inside the step (ticks of 10 steps, decisions every
-    300). Wall time, not CPU time: XLA runs independent ops of a step on both
+def breakdown(model, *, width, steps=3000, repeats=15, batch=128):
+    """In-graph costs, by wall time of jitted scans, paired by repetition (the
+    runs of a repetition are adjacent in time, so drifts in machine load
+    cancel): a training step's overhead between decisions (``steps`` steps of
+    ticks so long that none ends), and the cost of one decision inside the
+    step (a whole run of ``T`` steps at one step per tick, with its
+    decisions, against the same ``T`` steps without any).
+    Wall time, not CPU time: XLA runs independent ops of a step on both
     cores, so CPU time overstates the work on an idle machine."""
     params = _mlp(width, jax.random.key(SEED))
     x = jax.random.normal(jax.random.key(1), (batch, 40))
     y = jax.random.randint(jax.random.key(2), (batch,), 0, 10)
     T = model.T
 
-    def runner(tx, extra):
+    def runner(tx, extra, length):
         def step(p, s, x, y):
             loss, g = jax.value_and_grad(_loss)(p, x, y)
             kw = {"value": loss, "val_metric": 1.0 / (1.0 + loss)} if extra else {}
             u, s = tx.update(g, s, p, **kw)
             return optax.apply_updates(p, u), s, loss
 
-        run = _scanned(step, steps)
+        run = _scanned(step, length)
         s0 = tx.init(params)
-        jax.block_until_ready(run(params, s0, x, y))  # compile
-        return lambda: jax.block_until_ready(run(params, s0, x, y))
+        first = jax.block_until_ready(run(params, s0, x, y))  # compile
+        return lambda: jax.block_until_ready(run(params, s0, x, y)), first[1]
 
-    k = 10
+    def lode(steps_per_tick):
+        return optax.chain(
+            optax.adamw(1.0),
+            lode_schedule(
+                model, total_steps=T * steps_per_tick, steps_per_tick=steps_per_tick
+            ),
+        )
+
+    never = 10**6  # ticks so long that none ends: no decision
     runners = {
-        "cos": runner(optax.adamw(optax.cosine_decay_schedule(1e-2, steps)), False),
+        "cos": runner(
+            optax.adamw(optax.cosine_decay_schedule(1e-2, steps)), False, steps
+        ),
         # The same chain as lode's with a constant scale: what the schedule's
         # logic itself adds, without the baseline's different program shape.
-        "const": runner(optax.chain(optax.adamw(1.0), optax.scale(-1e-3)), False),
-        # Ticks so long that none ends: the step's cost between decisions.
-        "quiet": runner(
-            optax.chain(
-                optax.adamw(1.0),
-                lode_schedule(model, total_steps=T * 10**6, steps_per_tick=10**6),
-            ),
-            True,
+        "const": runner(
+            optax.chain(optax.adamw(1.0), optax.scale(-1e-3)), False, steps
         ),
-        "busy": runner(
-            optax.chain(
-                optax.adamw(1.0),
-                lode_schedule(model, total_steps=T * k, steps_per_tick=k),
-            ),
-            True,
-        ),
+        "quiet": runner(lode(never), True, steps),
+        "quiet_T": runner(lode(never), True, T),
+        "busy_T": runner(lode(1), True, T),
     }
-    # Interleaved repetitions, so drifts in machine load hit all of them alike.
+    n_dec = int(runners["busy_T"][1][1].decisions)
+    if int(runners["quiet_T"][1][1].decisions) != 0:
+        raise RuntimeError("the run without decisions made decisions")
+    runners = {name: run for name, (run, _) in runners.items()}
     walls = {name: [] for name in runners}
     for _ in range(repeats):
         for name, run in runners.items():
             t0 = time.perf_counter()
             run()
             walls[name].append(time.perf_counter() - t0)
-    cos, quiet, busy = (float(np.median(walls[n])) for n in ("cos", "quiet", "busy"))
-    n_dec = steps // k // model.mu
+    w = {name: np.array(v) for name, v in walls.items()}
+    cos = float(np.median(w["cos"]))
     step_us = 1e6 * cos / steps
-    per_step_us = 1e6 * (quiet - cos) / steps
-    decision_ms = 1e3 * (busy - quiet) / n_dec
+    per_step_us = 1e6 * float(np.median(w["quiet"] - w["cos"])) / steps
+    per_decision_ms = 1e3 * (w["busy_T"] - w["quiet_T"]) / n_dec
+    decision_ms = float(np.median(per_decision_ms))
     projected = {
         spt: 100.0 * (per_step_us + 1e3 * decision_ms / (model.mu * spt)) / step_us
         for spt in (10, 50, 390, 1000)
     }
-    paired = np.median(np.array(walls["quiet"]) / np.array(walls["cos"]))
-    paired_const = np.median(np.array(walls["quiet"]) / np.array(walls["const"]))
-    const_vs_cos = np.median(np.array(walls["const"]) / np.array(walls["cos"]))
+    paired = np.median(w["quiet"] / w["cos"])
+    paired_const = np.median(w["quiet"] / w["const"])
+    const_vs_cos = np.median(w["const"] / w["cos"])
     return {
         "width": width,
+        "steps": steps,
         "repeats": repeats,
         "cosine_step_us": step_us,
         "overhead_per_step_pct_paired": 100.0 * (paired - 1.0),
         "overhead_per_step_pct_vs_const_chain": 100.0 * (paired_const - 1.0),
         "const_chain_vs_cosine_pct": 100.0 * (const_vs_cos - 1.0),
         "overhead_per_step_us": per_step_us,
+        "decisions_in_run": n_dec,
         "decision_in_step_ms": decision_ms,
+        "decision_in_step_ms_iqr": [
+            float(q) for q in np.percentile(per_decision_ms, [25, 75])
+        ],
         "projected_overhead_pct": projected,
     }
 
 
 def decision_latency(n, T, repeats):
+    """One jitted decision, as inside the training step: the model's arrays go
+    in as a flat list, so the time excludes ``eqx.filter_jit``'s per-call
+    flattening of the module (measured alongside, interleaved: what a direct
+    call of ``eqx.filter_jit(decide)`` from Python costs)."""
     model = LatentODE(T=T, key=jax.random.key(SEED))
     cfg = DecisionConfig.from_model(model, n=n)
     window = jnp.stack(
@@ -279,16 +297,28 @@ def decision_latency(n, T, repeats):
         ],
         1,
     )
+    arrays, static = eqx.partition(model, eqx.is_array)
+    leaves, treedef = jax.tree.flatten(arrays)
+
+    @jax.jit
+    def flat(leaves, window, t_star, key):
+        m = eqx.combine(jax.tree.unflatten(treedef, leaves), static)
+        return decide(m, window, t_star, key, cfg)
+
     f = eqx.filter_jit(decide)
     t_star = jnp.asarray(cfg.mu, jnp.int32)
     keys = [jax.random.key(i) for i in range(repeats)]
+    jax.block_until_ready(flat(leaves, window, t_star, keys[0]))
     jax.block_until_ready(f(model, window, t_star, keys[0], cfg))
-    wall, cpu = [], []
+    wall, cpu, wall_filter = [], [], []
     for i in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
-        jax.block_until_ready(f(model, window, t_star, keys[i], cfg))
+        jax.block_until_ready(flat(leaves, window, t_star, keys[i]))
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(model, window, t_star, keys[i], cfg))
+        wall_filter.append(time.perf_counter() - t0)
     return {
         "n": n,
         "T": T,
@@ -297,6 +327,7 @@ def decision_latency(n, T, repeats):
         "decision_ms": 1e3 * float(np.median(wall)),
         "decision_ms_min": 1e3 * float(np.min(wall)),
         "decision_cpu_ms": 1e3 * float(np.median(cpu)),
+        "decision_ms_filter_jit": 1e3 * float(np.median(wall_filter)),
     }
 
 
@@ -407,7 +438,16 @@ def main(argv=None):
         rows,
     )
     table += "\n" + markdown_table(
-        ["n", "T", "mu", "rollout ticks", "decision ms (median)", "ms (min)", "CPU ms"],
+        [
+            "n",
+            "T",
+            "mu",
+            "rollout ticks",
+            "decision ms (median)",
+            "ms (min)",
+            "CPU ms",
+            "ms via eqx.filter_jit (median)",
+        ],
         [
             [
                 r["n"],
@@ -417,6 +457,7 @@ def main(argv=None):
                 r["decision_ms"],
                 r["decision_ms_min"],
                 r["decision_cpu_ms"],
+                r["decision_ms_filter_jit"],
             ]
             for r in lat
         ],
@@ -430,7 +471,8 @@ def main(argv=None):
             "same, % (paired)",
             "% vs chain(adamw(1), scale(c)) (paired)",
             "chain(adamw(1), scale(c)) vs cosine %",
-            "one decision in the step (ms)",
+            "one decision in the step (ms, paired median)",
+            "same, interquartile range",
         ]
         + [f"projected % at {k} steps/tick" for k in spts],
         [
@@ -442,6 +484,7 @@ def main(argv=None):
                 b["overhead_per_step_pct_vs_const_chain"],
                 b["const_chain_vs_cosine_pct"],
                 b["decision_in_step_ms"],
+                "{:.2f} .. {:.2f}".format(*b["decision_in_step_ms_iqr"]),
                 *[b["projected_overhead_pct"][k] for k in spts],
             ]
             for b in bds
@@ -475,12 +518,17 @@ def main(argv=None):
             )
             + f"; one decision {d30['decision_ms']:.1f} ms median, "
             f"{d30['decision_ms_min']:.1f} ms min, {d30['decision_cpu_ms']:.1f} "
-            f"ms CPU at n=30, T=600. Load average {load[0]:.1f} before and "
+            f"ms CPU at n=30, T=600 ({d30['decision_ms_filter_jit']:.1f} ms "
+            "median called through eqx.filter_jit). "
+            f"Load average {load[0]:.1f} before and "
             f"{os.getloadavg()[0]:.1f} after (2 cores): below 2 the machine was "
             "otherwise idle and wall time is the measure (CPU time also counts "
             "XLA's second thread); above it, wall times are inflated. "
-            "The third table splits the cost (wall time, in-graph): the step's "
-            "overhead between decisions and one decision inside the step, and "
+            "The third table splits the cost (wall time, in-graph, paired by "
+            f"repetition): the step's overhead between decisions ({bds[0]['steps']} "
+            "steps of ticks that never end) and one decision inside the step (a run of "
+            "T steps at one step per tick minus the same steps without "
+            "decisions, per decision), and "
             "projects the amortised overhead (per-step + decision / (mu x "
             "steps per tick)) relative to the cosine step for longer ticks "
             "(390 steps is one CIFAR epoch at batch 128)."
