@@ -125,7 +125,7 @@ def measure(model, *, width, steps, repeats, batch=128):
     for name in _works(model, cfg):
         alone = np.array(walls[f"work: {name}"])
         both = np.array(walls[f"step + work: {name}"])
-        # Paired by repetition (the three runs of a repetition are adjacent in
+        # Paired by repetition (a repetition runs every variant once, close in
         # time), so a drift in machine load cancels out of each estimate.
         hidden = 100.0 * (1.0 - (both - step) / alone)
         q1, q3 = np.percentile(hidden, [25, 75])
@@ -193,8 +193,9 @@ def main(argv=None) -> None:
         f"{steps} steps per scan, {repeats} interleaved repetitions, batch 128 "
         "of MNIST-1D-shaped inputs; an untrained LatentODE of the paper's "
         "sizes (T=600, n=30; a decision costs the same whether or not samples "
-        "are accepted). hidden = 1 - (step+work - step) / work, per repetition (the "
-        "three runs of a repetition are adjacent in time), then the median: the "
+        "are accepted). hidden = 1 - (step+work - step) / work, per repetition (a "
+        "repetition runs every variant once, one after the other, within a few "
+        "seconds), then the median: the "
         "share of the work's time that running it beside the step saved. Below "
         "0%: running it beside the step cost more than running it after. Above "
         "100%: the step itself ran faster with the work beside it. Load average "
