@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 from benchmarks._common import markdown_table, write_result
-from benchmarks.overhead import _loss, _mlp
+from benchmarks.overhead import _loss, _mlp, _window
 from optax_lode import LatentODE
 from optax_lode.decision import DecisionConfig, decide
 
@@ -46,14 +46,7 @@ def _works(model, cfg):
     """``name -> (init carry, work(carry, loss) -> carry)``. Each work's
     input changes every step (it depends on the carry), so XLA cannot hoist
     it out of the scan."""
-    window0 = jnp.stack(
-        [
-            jnp.linspace(1.0, 0.8, cfg.mu),
-            jnp.linspace(0.3, 0.4, cfg.mu),
-            jnp.full((cfg.mu,), 1e-2),
-        ],
-        1,
-    )
+    window0 = _window(cfg.mu)
     t_star = jnp.asarray(cfg.mu, jnp.int32)
 
     def decision(carry, loss):
@@ -107,8 +100,9 @@ def measure(model, *, width, steps, repeats, batch=128):
 
         return run
 
+    works = _works(model, cfg)
     runs = {"step": (scan(True, None), None)}
-    for name, (c0, work) in _works(model, cfg).items():
+    for name, (c0, work) in works.items():
         runs[f"work: {name}"] = (scan(False, work), c0)
         runs[f"step + work: {name}"] = (scan(True, work), c0)
     for run, c0 in runs.values():
@@ -122,7 +116,7 @@ def measure(model, *, width, steps, repeats, batch=128):
     us = {k: 1e6 * float(np.median(v)) / steps for k, v in walls.items()}
     step = np.array(walls["step"])
     rows = []
-    for name in _works(model, cfg):
+    for name in works:
         alone = np.array(walls[f"work: {name}"])
         both = np.array(walls[f"step + work: {name}"])
         # Paired by repetition (a repetition runs every variant once, close in

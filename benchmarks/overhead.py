@@ -277,6 +277,19 @@ def breakdown(model, *, width, steps=3000, repeats=15, batch=128):
     }
 
 
+def _window(mu):
+    """A raw ``(loss, metric, lr)`` window of ``mu`` ticks: loss falling,
+    metric rising, constant rate."""
+    return jnp.stack(
+        [
+            jnp.linspace(1.0, 0.8, mu),
+            jnp.linspace(0.3, 0.4, mu),
+            jnp.full((mu,), 1e-2),
+        ],
+        1,
+    )
+
+
 def decision_latency(n, T, repeats):
     """One jitted decision, as inside the training step: the model's arrays go
     in as a flat list, so the time excludes ``eqx.filter_jit``'s per-call
@@ -284,14 +297,7 @@ def decision_latency(n, T, repeats):
     call of ``eqx.filter_jit(decide)`` from Python costs)."""
     model = LatentODE(T=T, key=jax.random.key(SEED))
     cfg = DecisionConfig.from_model(model, n=n)
-    window = jnp.stack(
-        [
-            jnp.linspace(1.0, 0.8, cfg.mu),
-            jnp.linspace(0.3, 0.4, cfg.mu),
-            jnp.full((cfg.mu,), 1e-2),
-        ],
-        1,
-    )
+    window = _window(cfg.mu)
     arrays, static = eqx.partition(model, eqx.is_array)
     leaves, treedef = jax.tree.flatten(arrays)
 
