@@ -228,7 +228,10 @@ def test_default_mu_is_the_model_window_in_live_ticks():
 
 
 class _FullRollout:
-    """A model that ignores rollout's valid_ticks: every row is computed."""
+    """A model that ignores rollout's valid_ticks and cannot resume a rollout:
+    every row is computed, in one rollout."""
+
+    rollout_block_ticks = None
 
     def __init__(self, model):
         self._model = model
@@ -242,20 +245,29 @@ class _FullRollout:
 
 
 @pytest.mark.parametrize(
-    ("horizon", "run_ticks", "t_star"),
-    [(None, None, 4), (None, None, 40), (None, 150, 120), (0.25, None, 40)],
+    ("horizon", "run_ticks", "t_star", "sigma", "tol"),
+    [
+        (None, None, 4, 3.0, 100.0),
+        (None, None, 40, 3.0, 100.0),
+        (None, 150, 120, 3.0, 100.0),
+        (0.25, None, 40, 3.0, 100.0),
+        (None, None, 4, 1.0, 2.0),
+        (None, None, 4, 3.0, 1e-6),
+    ],
 )
-def test_decision_reads_only_rows_it_computed(horizon, run_ticks, t_star):
-    """decide stops the rollout at T + max(horizon, mu) and decodes the head
-    and the score's rows only: the decision and every per-member quantity
-    equal those of a full-grid rollout, bit for bit."""
+def test_decision_reads_only_rows_it_computed(horizon, run_ticks, t_star, sigma, tol):
+    """decide rolls out the head T + mu, then only as far as a matching
+    member's score reads (at most T + horizon), and decodes the head and the
+    score's rows only: the decision and every per-member quantity equal those
+    of one full-grid rollout, bit for bit, whether the matches are late
+    (wide ensemble, tol=100: some at tick T itself), early or absent."""
     model = small_model(1, T=60)
     cfg = DecisionConfig.from_model(
         model,
         mu=4,
         n=40,
-        sigma=3.0,  # wide enough that some members match at tick T itself
-        tol=100.0,
+        sigma=sigma,
+        tol=tol,
         horizon=horizon,
         run_ticks=run_ticks,
         rescale=run_ticks is not None,
@@ -270,9 +282,16 @@ def test_decision_reads_only_rows_it_computed(horizon, run_ticks, t_star):
         return jax.jit(lambda w, t: _run(m, w, t, eps, cfg))(window, t_star)
 
     cut, full = run(model), run(_FullRollout(model))
-    assert int(cut.decision.accepted) > 0
-    # The farthest rows a decision reads: score and segment from tick T.
-    assert int(cut.match_tick.max()) == model.T
+    if tol < 1e-3:
+        assert int(cut.decision.accepted) == 0
+    else:
+        assert int(cut.decision.accepted) > 0
+    if tol == 100:
+        # The farthest rows a decision reads: score and segment from tick T.
+        assert int(cut.match_tick[cut.accepted].max()) == model.T
+    elif tol == 2:
+        # Early matches only: the rollout after the head is never read.
+        assert int(cut.match_tick[cut.accepted].max()) + cut.horizon < cfg.segment_ticks
     for name in ("accepted", "match_tick", "scores", "segments", "chosen"):
         np.testing.assert_array_equal(getattr(cut, name), getattr(full, name))
     for a, b in zip(cut.decision, full.decision, strict=True):

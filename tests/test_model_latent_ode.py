@@ -276,6 +276,38 @@ def test_a_step_that_overflows_leaves_its_first_tick_finite(folded):
 
 
 @pytest.mark.parametrize("ticks_per_step", [1, 3])
+def test_rollout_resumes_from_its_end_bit_for_bit(ticks_per_step):
+    """rollout(with_end=True) of a whole number of blocks returns the latents
+    from which a second rollout continues the first exactly; other solvers,
+    partial blocks and valid_ticks are refused with a clear error."""
+    m = LatentODE(T=300, key=jax.random.key(9), ticks_per_step=ticks_per_step)
+    z = 0.5 * jax.random.normal(jax.random.key(10), (4, m.latent_size))
+    block = m.rollout_block_ticks
+    assert block == 8 * ticks_per_step
+    head_len, num = 5 * block, 500
+
+    @jax.jit
+    def two_phase(z, v):
+        head, z_end = m.rollout(z, head_len, with_end=True)
+        return head, m.rollout(z_end, num - head_len, valid_ticks=v)
+
+    full = jax.jit(lambda z: m.rollout(z, num))(z)
+    head, tail = two_phase(z, jnp.asarray(num, jnp.int32))
+    np.testing.assert_array_equal(head, full[:head_len])
+    np.testing.assert_array_equal(tail, full[head_len:])
+    _, none_run = two_phase(z, jnp.asarray(0, jnp.int32))
+    assert not bool(jnp.any(jnp.isfinite(none_run)))
+    with pytest.raises(ValueError, match="multiple of rollout_block_ticks"):
+        m.rollout(z, head_len + 1, with_end=True)
+    with pytest.raises(ValueError, match="no valid_ticks"):
+        m.rollout(z, head_len, with_end=True, valid_ticks=3)
+    rk4 = m.with_solver("rk4")
+    assert rk4.rollout_block_ticks is None
+    with pytest.raises(ValueError, match="Euler"):
+        rk4.rollout(z, head_len, with_end=True)
+
+
+@pytest.mark.parametrize("ticks_per_step", [1, 3])
 def test_rollout_stops_after_valid_ticks_without_changing_them(ticks_per_step):
     """rollout(valid_ticks=v), v traced: rows before v are bit-identical to the
     full rollout's, the blocks never run are NaN (never stale zeros), and v

@@ -210,15 +210,21 @@ def _run(
     # --- 3. Roll out every member on the grid 0 .. T + horizon_max. --------
     # Only the rows this decision reads are computed and decoded: the head
     # 0 .. T + mu (acceptance and segments) in full, and the two rows each
-    # member's score interpolates. With the default horizon (the remaining
-    # run) the rollout itself stops at T + horizon, shorter as the run goes on.
+    # matching member's score interpolates (step 5).
     if config.horizon_ticks is None:
         h_live = jnp.maximum(config.run_ticks - t_star, 0)
     else:
         h_live = jnp.asarray(config.horizon_ticks, jnp.int32)
     horizon = h_live.astype(dtype) * r
     g, head = config.grid_ticks, config.segment_ticks
-    if hasattr(model, "rollout"):  # a LatentODE: one batched scan
+    block = getattr(model, "rollout_block_ticks", None)
+    start = g if block is None else min(g, -(-head // block) * block)
+    if block is not None and start < g:
+        # Euler: the head now, the rest in step 5 from where it ended.
+        states, z_end = model.rollout(latents, start, with_end=True)
+        decode = model.decode_rollout
+    elif hasattr(model, "rollout"):  # a LatentODE: one batched scan
+        # The default horizon (the remaining run) stops it at T + horizon.
         reach = jnp.ceil(jnp.maximum(horizon, config.mu * r)).astype(jnp.int32)
         states = model.rollout(latents, g, valid_ticks=config.model_ticks + reach + 2)
         decode = model.decode_rollout
@@ -262,7 +268,20 @@ def _run(
     pos = jnp.clip(kf + horizon, 0.0, g - 1.0)
     i0 = jnp.floor(pos).astype(jnp.int32)
     members = jnp.arange(config.n)
-    ends = inverse(decode(states[jnp.stack([i0, jnp.minimum(i0 + 1, g - 1)]), members]))
+    rows = jnp.stack([i0, jnp.minimum(i0 + 1, g - 1)])
+    if start < g:
+        # The rollout continues only as far as a matching member's score
+        # reads: the highest-rate matching tick is often early, so late in
+        # the grid nothing is read (rows of members that do not match are
+        # NaN and never accepted).
+        reach = jnp.max(jnp.where(any_match, rows[1] + 1, 0))
+        tail = model.rollout(z_end, g - start, valid_ticks=reach - start)
+        near = states[jnp.minimum(rows, start - 1), members]
+        far = tail[jnp.clip(rows - start, 0, g - start - 1), members]
+        picked = jnp.where((rows < start)[..., None], near, far)
+    else:
+        picked = states[rows, members]
+    ends = inverse(decode(picked))
     lo, hi = ends[0, :, 1], ends[1, :, 1]
     w = pos - i0
     scores = jnp.where(w > 0, lo + w * (hi - lo), lo)

@@ -187,7 +187,8 @@ def _euler_paths_folded(
     ticks_per_step: int = 1,
     readout: eqx.nn.Linear | None = None,
     valid_ticks: Int[Array, ""] | int | None = None,
-) -> Array:
+    with_end: bool = False,
+) -> Array | tuple[Array, Array]:
     """Euler paths of a batch under a :class:`TanhMLP` vector field, with one
     matrix product per step fewer than :func:`_fixed_path`.
 
@@ -210,6 +211,11 @@ def _euler_paths_folded(
     ``0 .. valid_ticks - 1`` are computed; the rows after them are NaN. A
     decision reads far fewer rows late in a run than early, and its shapes
     must not change.
+
+    With ``with_end`` (static rollouts only) it also returns the batch's
+    latents after the last block, at tick ``blocks * unroll * ticks_per_step``:
+    a rollout started there continues this one bit for bit, since every block
+    starts from the latent alone.
     """
     first, *middle, last = mlp.layers
     w1, b1 = first.weight.T, first.bias
@@ -241,8 +247,10 @@ def _euler_paths_folded(
             carry = carry + s * d
         return carry[:, :latent], (jnp.stack(ys), jnp.stack(dys))
 
+    if with_end and valid_ticks is not None:
+        raise ValueError("with_end needs a rollout of static length (no valid_ticks)")
     if valid_ticks is None:
-        _, (ys, dys) = jax.lax.scan(block, z0s, None, length=blocks)
+        z_end, (ys, dys) = jax.lax.scan(block, z0s, None, length=blocks)
     else:
         ys, dys = _run_blocks(block, z0s, blocks, unroll * s, valid_ticks, s > 1)
     if s > 1:
@@ -252,7 +260,8 @@ def _euler_paths_folded(
         j = jnp.arange(1, s, dtype=ys.dtype)[:, None, None]
         y, dy = ys[:, :, None], dys[:, :, None]
         ys = jnp.concatenate([y, y + j * dy], axis=2)
-    return ys.reshape(blocks * unroll * s, *ys.shape[-2:])[:num_ticks]
+    rows = ys.reshape(blocks * unroll * s, *ys.shape[-2:])[:num_ticks]
+    return (rows, z_end) if with_end else rows
 
 
 def _run_blocks(
@@ -265,12 +274,13 @@ def _run_blocks(
 ) -> tuple[Array, Array | None]:
     """``lax.scan(block, z0s, None, length=blocks)``'s stacked outputs, but
     running only the blocks that rows ``0 .. valid_ticks - 1`` need (a
-    ``fori_loop`` with a traced trip count); the other blocks' rows are NaN.
+    ``fori_loop`` with a traced trip count, none if ``valid_ticks <= 0``); the
+    other blocks' rows are NaN.
     ``with_slopes=False`` drops the per-row slopes (unused at one tick per
     step) from the loop's carry."""
     run = jnp.clip(
         (jnp.asarray(valid_ticks, jnp.int32) + ticks_per_block - 1) // ticks_per_block,
-        1,
+        0,
         blocks,
     )
     y_shape = jax.eval_shape(lambda z: block(z, None)[1], z0s)
@@ -690,7 +700,11 @@ class LatentODE(eqx.Module):
         num_ticks: int,
         *,
         valid_ticks: Int[Array, ""] | int | None = None,
-    ) -> Float[Array, "num_ticks n state"]:
+        with_end: bool = False,
+    ) -> (
+        Float[Array, "num_ticks n state"]
+        | tuple[Float[Array, "num_ticks n state"], Float[Array, "n latent"]]
+    ):
         """The ensemble's rollout before decoding, ticks first: the input of
         :meth:`decode_rollout`, which decodes any subset of its rows.
 
@@ -706,11 +720,26 @@ class LatentODE(eqx.Module):
                 ``0 .. valid_ticks - 1`` are needed. With Euler the loop stops
                 after them and later rows are NaN; other solvers compute
                 every row.
+            with_end: also return the latents at tick ``num_ticks``, from
+                which ``rollout`` continues this rollout bit for bit (a
+                decision rolls out the rows it must decode first, then only as
+                far as its scores read). Needs a :attr:`rollout_block_ticks`
+                multiple for ``num_ticks`` and no ``valid_ticks``.
 
         Returns:
-            ``(num_ticks, n, state)``: row ``k`` is ``k`` ticks after ``z0s``.
+            ``(num_ticks, n, state)``: row ``k`` is ``k`` ticks after ``z0s``
+            (with ``with_end``, a tuple of that and the ``(n, latent)`` end).
         """
         z0s = jnp.asarray(z0s, jnp.float32)
+        if with_end:
+            block = self.rollout_block_ticks
+            if block is None or num_ticks % block or valid_ticks is not None:
+                raise ValueError(
+                    "rollout(with_end=True) needs the Euler solver, num_ticks a "
+                    f"multiple of rollout_block_ticks ({block}) and no "
+                    f"valid_ticks; got solver={self.solver!r}, "
+                    f"num_ticks={num_ticks}, valid_ticks={valid_ticks!r}."
+                )
         if not self._folds_euler:
             return self._paths_by_tick(z0s, num_ticks)
         return _euler_paths_folded(
@@ -722,7 +751,15 @@ class LatentODE(eqx.Module):
             self.ticks_per_step,
             readout=self.decoder.layers[0],
             valid_ticks=valid_ticks,
+            with_end=with_end,
         )
+
+    @property
+    def rollout_block_ticks(self) -> int | None:
+        """Ticks of one block of :meth:`rollout`'s loop: a rollout of a multiple
+        of this many ticks can end and resume exactly (``with_end``). ``None``
+        for solvers whose rollouts cannot (all but Euler)."""
+        return _UNROLL * self.ticks_per_step if self._folds_euler else None
 
     def decode_rollout(
         self, states: Float[Array, "*rows state"]
