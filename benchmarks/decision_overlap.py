@@ -186,8 +186,9 @@ def main(argv=None) -> None:
     notes = (
         f"{steps} steps per scan, {repeats} interleaved repetitions, batch 128 "
         "of MNIST-1D-shaped inputs; an untrained LatentODE of the paper's "
-        "sizes (T=600, n=30; a decision costs the same whether or not samples "
-        "are accepted). hidden = 1 - (step+work - step) / work, per repetition (a "
+        "sizes (T=600, n=30; a decision rolls out ticks 0 .. T + mu, farther "
+        "only as far as its matching members' scores read). "
+        "hidden = 1 - (step+work - step) / work, per repetition (a "
         "repetition runs every variant once, one after the other, within a few "
         "seconds), then the median: the "
         "share of the work's time that running it beside the step saved. Below "

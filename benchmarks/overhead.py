@@ -35,7 +35,7 @@ import optax
 
 from benchmarks._common import markdown_table, median_time, write_result
 from optax_lode import LatentODE, lode_schedule
-from optax_lode.decision import DecisionConfig, decide
+from optax_lode.decision import DecisionConfig, decide, explain
 
 SEED = 0
 
@@ -294,7 +294,9 @@ def decision_latency(n, T, repeats):
     """One jitted decision, as inside the training step: the model's arrays go
     in as a flat list, so the time excludes ``eqx.filter_jit``'s per-call
     flattening of the module (measured alongside, interleaved: what a direct
-    call of ``eqx.filter_jit(decide)`` from Python costs)."""
+    call of ``eqx.filter_jit(decide)`` from Python costs). A decision's cost
+    depends on how far it needs the rollout (``Explanation.rollout_ticks``:
+    where the matching members' scores read), recorded per timed key."""
     model = LatentODE(T=T, key=jax.random.key(SEED))
     cfg = DecisionConfig.from_model(model, n=n)
     window = _window(cfg.mu)
@@ -320,11 +322,14 @@ def decision_latency(n, T, repeats):
         t0 = time.perf_counter()
         jax.block_until_ready(f(model, window, t_star, keys[i], cfg))
         wall_filter.append(time.perf_counter() - t0)
+    needed = [int(explain(model, window, cfg.mu, k, cfg).rollout_ticks) for k in keys]
     return {
         "n": n,
         "T": T,
         "mu": cfg.mu,
         "rollout_ticks": cfg.grid_ticks,
+        "rollout_ticks_needed_median": float(np.median(needed)),
+        "rollout_ticks_needed_max": int(np.max(needed)),
         "decision_ms": 1e3 * float(np.median(wall)),
         "decision_ms_min": 1e3 * float(np.min(wall)),
         "decision_cpu_ms": 1e3 * float(np.median(cpu)),
@@ -458,7 +463,9 @@ def main(argv=None):
             "n",
             "T",
             "mu",
-            "rollout ticks",
+            "grid ticks",
+            "ticks rolled out (median)",
+            "(max)",
             "decision ms (median)",
             "ms (min)",
             "CPU ms",
@@ -470,6 +477,8 @@ def main(argv=None):
                 r["T"],
                 r["mu"],
                 r["rollout_ticks"],
+                r["rollout_ticks_needed_median"],
+                r["rollout_ticks_needed_max"],
                 r["decision_ms"],
                 r["decision_ms_min"],
                 r["decision_cpu_ms"],
@@ -513,8 +522,10 @@ def main(argv=None):
         (f"Run with XLA_FLAGS={xla_flags}. " if xla_flags else "")
         + f"Whole runs of T={T} ticks, n=30, sigma=0.15, "
         "mu=5% of T (30 ticks), default horizon, an untrained LatentODE of the "
-        "paper's sizes (latent 20, 2x20 tanh; a decision costs the same "
-        "whether or not samples are accepted: fixed shapes). "
+        "paper's sizes (latent 20, 2x20 tanh). A decision rolls out the "
+        "ticks 0 .. T + mu it decodes, and farther only as far as its "
+        "matching members' scores read (second table: ticks rolled out over "
+        "the timed decisions, each with its own ensemble; at most the grid). "
         f"{reps} interleaved repetitions; batch 128 of MNIST-1D-shaped "
         "inputs (40 features, 10 classes) held on device. 'scan' runs the "
         "whole run as one lax.scan (compute only); 'loop' calls the jitted "
@@ -547,7 +558,7 @@ def main(argv=None):
             "steps per tick)) relative to the cosine step for longer ticks "
             "(390 steps is one CIFAR epoch at batch 128), with the decision "
             f"latency of the second table ({d30['decision_ms']:.1f} ms: the "
-            "first decision of a run, the longest rollout; the in-step "
+            "first decision of a run, whose rollout can reach farthest; the in-step "
             "estimate is below the run-to-run noise of the 10x MLP's run)."
             if d30
             else ""

@@ -294,6 +294,13 @@ def test_decision_reads_only_rows_it_computed(horizon, run_ticks, t_star, sigma,
         assert int(cut.match_tick[cut.accepted].max()) + cut.horizon < cfg.segment_ticks
     for name in ("accepted", "match_tick", "scores", "segments", "chosen"):
         np.testing.assert_array_equal(getattr(cut, name), getattr(full, name))
+    # How far the rollout was needed: the head, or the farthest score row.
+    matched = np.asarray(cut.match).any(axis=1)
+    far = np.floor(np.asarray(cut.match_tick)[matched] + float(cut.horizon)) + 2
+    want = max([cfg.segment_ticks, *np.minimum(far, cfg.grid_ticks)])
+    assert int(cut.rollout_ticks) == want == int(full.rollout_ticks)
+    if tol != 100:
+        assert want == cfg.segment_ticks
     for a, b in zip(cut.decision, full.decision, strict=True):
         np.testing.assert_array_equal(a, b)
     # ... and what it reads is what the whole grid has at those ticks.

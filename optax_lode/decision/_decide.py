@@ -74,6 +74,10 @@ class Explanation(NamedTuple):
             ``DecisionConfig.match_rule``), in model ticks; it stands for the
             window's last tick ``t* - 1`` (meaningless where not accepted).
         horizon: the horizon used, in model ticks.
+        rollout_ticks: how far the decision needed the rollout, in model
+            ticks: the head ``T + mu`` it decodes, or farther where a matching
+            member's score reads. Its cost is about linear in it (Euler
+            models roll out no farther, up to one loop block).
         scores: per member, the predicted raw metric at
             ``match_tick + horizon`` (``-inf`` where not accepted).
         segments: per member, its raw learning-rate path for live ticks
@@ -98,6 +102,7 @@ class Explanation(NamedTuple):
     accepted: Bool[Array, " n"]
     match_tick: Int[Array, " n"]
     horizon: Float[Array, ""]
+    rollout_ticks: Int[Array, ""]
     scores: Float[Array, " n"]
     segments: Float[Array, "n mu"]
     chosen: Int[Array, " top"]
@@ -269,12 +274,12 @@ def _run(
     i0 = jnp.floor(pos).astype(jnp.int32)
     members = jnp.arange(config.n)
     rows = jnp.stack([i0, jnp.minimum(i0 + 1, g - 1)])
+    # The rollout continues only as far as a matching member's score reads:
+    # the highest-rate matching tick is often early, so late in the grid
+    # nothing is read (rows of members that do not match are NaN and never
+    # accepted).
+    reach = jnp.max(jnp.where(any_match, rows[1] + 1, 0))
     if start < g:
-        # The rollout continues only as far as a matching member's score
-        # reads: the highest-rate matching tick is often early, so late in
-        # the grid nothing is read (rows of members that do not match are
-        # NaN and never accepted).
-        reach = jnp.max(jnp.where(any_match, rows[1] + 1, 0))
         tail = model.rollout(z_end, g - start, valid_ticks=reach - start)
         near = states[jnp.minimum(rows, start - 1), members]
         far = tail[jnp.clip(rows - start, 0, g - start - 1), members]
@@ -345,6 +350,7 @@ def _run(
         accepted=accepted,
         match_tick=match_tick.astype(jnp.int32),
         horizon=horizon,
+        rollout_ticks=jnp.maximum(reach, head).astype(jnp.int32),
         scores=masked,
         segments=segments,
         chosen=chosen.astype(jnp.int32),
