@@ -337,6 +337,66 @@ def decision_latency(n, T, repeats):
     }
 
 
+def fitted_decisions(*, fit_steps, runs_out, repeats):
+    """Every decision of held-out runs, with a model fitted to a synthetic
+    sweep of 600-tick runs: how far each needs the rollout (an untrained
+    model's matches fall anywhere; a fitted one's highest-rate match is
+    usually early, so the rollout stops at T + mu) and what it costs, timed
+    as in :func:`decision_latency`."""
+    from optax_lode.model import fit
+    from optax_lode.runs import synthetic_sweep
+
+    sweep = synthetic_sweep(
+        ticks=600,
+        schedules=("constant", "cosine", "linear", "exponential", "onecycle"),
+        peak_lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+        seeds=(0, 1),
+    )
+    train, test = sweep.split(held_out=0.2, seed=SEED)
+    t0 = time.perf_counter()
+    model = fit(train, steps=fit_steps, seed=SEED, progress=False)
+    fit_s = time.perf_counter() - t0
+    cfg = DecisionConfig.from_model(model, n=30)
+    arrays, static = eqx.partition(model, eqx.is_array)
+    leaves, treedef = jax.tree.flatten(arrays)
+
+    @jax.jit
+    def flat(leaves, window, t_star, key):
+        m = eqx.combine(jax.tree.unflatten(treedef, leaves), static)
+        return decide(m, window, t_star, key, cfg)
+
+    features = test.features()
+    ms, ticks = [], []
+    for r in range(min(runs_out, test.num_runs)):
+        for t in range(cfg.mu, model.T, cfg.mu):
+            window = jnp.asarray(features[r, t - cfg.mu : t], jnp.float32)
+            t_star, key = jnp.asarray(t, jnp.int32), jax.random.key(t)
+            ticks.append(int(explain(model, window, t, key, cfg).rollout_ticks))
+            jax.block_until_ready(flat(leaves, window, t_star, key))  # compiles once
+
+            def call(window=window, t_star=t_star, key=key):
+                return jax.block_until_ready(flat(leaves, window, t_star, key))
+
+            ms.append(1e3 * median_time(call, repeats=repeats))
+    return {
+        "T": model.T,
+        "n": cfg.n,
+        "mu": cfg.mu,
+        "fit_steps": fit_steps,
+        "fit_s": fit_s,
+        "runs": min(runs_out, test.num_runs),
+        "decisions": len(ms),
+        "grid_ticks": cfg.grid_ticks,
+        "head_ticks": cfg.segment_ticks,
+        "share_stopped_at_head": float(np.mean(np.array(ticks) == cfg.segment_ticks)),
+        "rollout_ticks_mean": float(np.mean(ticks)),
+        "rollout_ticks_max": int(np.max(ticks)),
+        "decision_ms_mean": float(np.mean(ms)),
+        "decision_ms_median": float(np.median(ms)),
+        "decision_ms_max": float(np.max(ms)),
+    }
+
+
 def vmapped(model, *, runs, steps, width):
     """Per-step time of ``runs`` vmapped runs, lode vs cosine (the cond becomes
     a select under vmap, so every step pays a decision)."""
@@ -408,6 +468,9 @@ def main(argv=None):
         for t in ((150,) if quick else (150, 600, 2400))
         for n in ((10, 30) if quick else (10, 30, 60))
     ]
+    fd = fitted_decisions(
+        fit_steps=50 if quick else 1500, runs_out=2 if quick else 10, repeats=5
+    )
     vm = vmapped(model, runs=4, steps=5 if quick else 20, width=100)
     bds = [breakdown(model, width=w, steps=600 if quick else 3000) for w in (100, 370)]
     d30 = next((r for r in lat if r["n"] == 30 and r["T"] == 600), None)
@@ -515,6 +578,34 @@ def main(argv=None):
         ],
     )
     table += "\n" + markdown_table(
+        [
+            "decisions of held-out runs, fitted model (T, n, mu)",
+            "decisions",
+            "grid ticks",
+            "head ticks (T + mu)",
+            "stopped at the head",
+            "ticks rolled out (mean)",
+            "(max)",
+            "decision ms (mean)",
+            "(median)",
+            "(max)",
+        ],
+        [
+            [
+                f"{fd['runs']} runs ({fd['T']}, {fd['n']}, {fd['mu']})",
+                fd["decisions"],
+                fd["grid_ticks"],
+                fd["head_ticks"],
+                f"{100 * fd['share_stopped_at_head']:.0f}%",
+                fd["rollout_ticks_mean"],
+                fd["rollout_ticks_max"],
+                fd["decision_ms_mean"],
+                fd["decision_ms_median"],
+                fd["decision_ms_max"],
+            ]
+        ],
+    )
+    table += "\n" + markdown_table(
         ["vmapped runs", "cosine ms/step", "lode ms/step", "ratio"],
         [[vm["runs"], vm["step_ms_cosine"], vm["step_ms_lode"], vm["ratio"]]],
     )
@@ -572,6 +663,7 @@ def main(argv=None):
             "xla_flags": xla_flags,
             "amortised": amort,
             "decision_latency": lat,
+            "fitted_decisions": fd,
             "vmapped": vm,
             "breakdown": bds,
             "wall_time_s": time.perf_counter() - t_start,

@@ -75,6 +75,23 @@ def test_non_finite_latent_gives_nan_rows_not_exception(model):
     assert bool(jnp.all(jnp.isnan(out)))
 
 
+def test_decode_rollout_rows_with_any_non_finite_entry_are_nan(model):
+    """decode_rollout, jitted: a row with one +inf, -inf or NaN entry is NaN
+    in every output (tanh(inf) alone would be finite), and finite rows are
+    the decoder's output bit for bit."""
+    width = model.hidden_size
+    states = 0.7 * jax.random.normal(jax.random.key(5), (6, 4, width))
+    states = states.at[1, 2, 3].set(jnp.inf)
+    states = states.at[2, 0, 0].set(-jnp.inf)
+    states = states.at[4, 3, width - 1].set(jnp.nan)
+    out = np.asarray(jax.jit(lambda s: model.decode_rollout(s))(states))
+    bad = np.zeros((6, 4), bool)
+    bad[1, 2] = bad[2, 0] = bad[4, 3] = True
+    assert np.isnan(out[bad]).all()
+    plain = jax.jit(lambda s: model.decoder.after_first(s))(states)
+    np.testing.assert_array_equal(out[~bad], np.asarray(plain)[~bad])
+
+
 def test_adaptive_solver_failure_is_nan_not_exception():
     # A vector field that overflows makes the adaptive solve fail (step rejected
     # to exhaustion of the bounded max_steps); the result must be NaN rows, not a

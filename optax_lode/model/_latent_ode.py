@@ -109,14 +109,25 @@ class TanhMLP(eqx.Module):
         return self.after_first(x @ first.weight.T + first.bias)
 
     def after_first(
-        self, pre: Float[Array, "batch width"]
+        self, pre: Float[Array, "batch width"], *, nan_rows: bool = False
     ) -> Float[Array, "batch out"]:
         """:meth:`batched` from the first layer's pre-activation on (what a
         rollout that carries that pre-activation has, see
-        :func:`_euler_paths_folded`)."""
+        :func:`_euler_paths_folded`).
+
+        With ``nan_rows`` a row with a non-finite entry gives NaN in every
+        output (``tanh(inf)`` alone is finite); the others are unchanged, bit
+        for bit.
+        """
         x = pre
-        for layer in self.layers[1:]:
-            x = jnp.tanh(x) @ layer.weight.T + layer.bias
+        for i, layer in enumerate(self.layers[1:]):
+            h = jnp.tanh(x)
+            if nan_rows and i == 0:
+                # x - x is 0 where x is finite and NaN where not; the next
+                # product spreads a NaN to every output of its row. Fused
+                # with the tanh, unlike a separate mask over the rows.
+                h = h * ((x - x) + 1.0)
+            x = h @ layer.weight.T + layer.bias
         return x
 
 
@@ -772,8 +783,7 @@ class LatentODE(eqx.Module):
             return self.decode_latents(flat).reshape(*states.shape[:-1], -1)
         # A non-finite latent has a non-finite pre-activation (inf * 0 is
         # NaN), so every row decode_latents masks is masked here too.
-        finite = rows_finite(states)[..., None]
-        return jnp.where(finite, self.decoder.after_first(states), jnp.nan)
+        return self.decoder.after_first(states, nan_rows=True)
 
     def predict(
         self,
