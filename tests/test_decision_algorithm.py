@@ -318,3 +318,25 @@ def test_decision_reads_only_rows_it_computed(horizon, run_ticks, t_star, sigma,
     np.testing.assert_allclose(
         np.asarray(cut.scores)[ok], np.array(score)[ok], rtol=1e-5
     )
+
+
+@pytest.mark.parametrize("solver", ["heun", "tsit5"])
+def test_solvers_that_cannot_resume_decide_in_one_rollout(solver):
+    """Models whose rollouts cannot stop and resume (all but Euler) take the
+    one-rollout path: under jit the decision equals explain's and is a valid
+    segment."""
+    model = small_model(1, T=60).with_solver(solver)
+    assert model.rollout_block_ticks is None
+    cfg = DecisionConfig.from_model(model, mu=4, n=8, sigma=1.0, tol=5.0)
+    window = np.stack(
+        [np.linspace(1.2, 0.9, 4), np.linspace(0.4, 0.5, 4), np.full(4, 0.02)], 1
+    )
+    key = jax.random.key(2)
+    d = eqx.filter_jit(decide)(model, window, 10, key, cfg)
+    ex = explain(model, window, 10, key, cfg)
+    for a, b in zip(d, ex.decision, strict=True):
+        np.testing.assert_array_equal(a, b)
+    seg = np.asarray(d.segment)
+    assert np.isfinite(seg).all() and (seg >= cfg.lr_min).all()
+    assert (seg <= cfg.lr_max).all()
+    assert cfg.segment_ticks <= int(ex.rollout_ticks) <= cfg.grid_ticks

@@ -228,8 +228,8 @@ def _run(
         # Euler: the head now, the rest in step 5 from where it ended.
         states, z_end = model.rollout(latents, start, with_end=True)
         decode = model.decode_rollout
-    elif hasattr(model, "rollout"):  # a LatentODE: one batched scan
-        # The default horizon (the remaining run) stops it at T + horizon.
+    elif hasattr(model, "rollout"):  # other solvers, or a short grid: one rollout
+        # Asked to stop at T + max(horizon, mu); only Euler's loop can stop.
         reach = jnp.ceil(jnp.maximum(horizon, config.mu * r)).astype(jnp.int32)
         states = model.rollout(latents, g, valid_ticks=config.model_ticks + reach + 2)
         decode = model.decode_rollout
