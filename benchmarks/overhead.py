@@ -290,6 +290,21 @@ def _window(mu):
     )
 
 
+def _flat_decide(model, cfg):
+    """``(jitted decide, the model's array leaves)``: the model goes in as a
+    flat list of arrays, as the decision sees it inside the training step
+    (no per-call flattening of the module)."""
+    arrays, static = eqx.partition(model, eqx.is_array)
+    leaves, treedef = jax.tree.flatten(arrays)
+
+    @jax.jit
+    def flat(leaves, window, t_star, key):
+        m = eqx.combine(jax.tree.unflatten(treedef, leaves), static)
+        return decide(m, window, t_star, key, cfg)
+
+    return flat, leaves
+
+
 def decision_latency(n, T, repeats):
     """One jitted decision, as inside the training step: the model's arrays go
     in as a flat list, so the time excludes ``eqx.filter_jit``'s per-call
@@ -300,13 +315,7 @@ def decision_latency(n, T, repeats):
     model = LatentODE(T=T, key=jax.random.key(SEED))
     cfg = DecisionConfig.from_model(model, n=n)
     window = _window(cfg.mu)
-    arrays, static = eqx.partition(model, eqx.is_array)
-    leaves, treedef = jax.tree.flatten(arrays)
-
-    @jax.jit
-    def flat(leaves, window, t_star, key):
-        m = eqx.combine(jax.tree.unflatten(treedef, leaves), static)
-        return decide(m, window, t_star, key, cfg)
+    flat, leaves = _flat_decide(model, cfg)
 
     f = eqx.filter_jit(decide)
     t_star = jnp.asarray(cfg.mu, jnp.int32)
@@ -357,13 +366,7 @@ def fitted_decisions(*, fit_steps, runs_out, repeats):
     model = fit(train, steps=fit_steps, seed=SEED, progress=False)
     fit_s = time.perf_counter() - t0
     cfg = DecisionConfig.from_model(model, n=30)
-    arrays, static = eqx.partition(model, eqx.is_array)
-    leaves, treedef = jax.tree.flatten(arrays)
-
-    @jax.jit
-    def flat(leaves, window, t_star, key):
-        m = eqx.combine(jax.tree.unflatten(treedef, leaves), static)
-        return decide(m, window, t_star, key, cfg)
+    flat, leaves = _flat_decide(model, cfg)
 
     features = test.features()
     ms, ticks = [], []
