@@ -369,8 +369,9 @@ def fitted_decisions(*, fit_steps, runs_out, repeats):
     flat, leaves = _flat_decide(model, cfg)
 
     features = test.features()
+    runs = min(runs_out, test.num_runs)
     ms, ticks = [], []
-    for r in range(min(runs_out, test.num_runs)):
+    for r in range(runs):
         for t in range(cfg.mu, model.T, cfg.mu):
             window = jnp.asarray(features[r, t - cfg.mu : t], jnp.float32)
             t_star, key = jnp.asarray(t, jnp.int32), jax.random.key(t)
@@ -387,7 +388,7 @@ def fitted_decisions(*, fit_steps, runs_out, repeats):
         "mu": cfg.mu,
         "fit_steps": fit_steps,
         "fit_s": fit_s,
-        "runs": min(runs_out, test.num_runs),
+        "runs": runs,
         "decisions": len(ms),
         "grid_ticks": cfg.grid_ticks,
         "head_ticks": cfg.segment_ticks,
@@ -480,9 +481,10 @@ def main(argv=None):
     spts = (10, 50, 390, 1000)
     for b in bds:
         # Projected with the standalone latency of the run's first decision
-        # (the longest rollout; later ones are shorter), which does not depend
-        # on the MLP: the in-step estimate is below the noise of the 10x MLP's
-        # run. Without it (--quick), the in-step estimate.
+        # (the untrained model's rollout reaches the grid's end there: the
+        # worst case; a fitted model's usually stops at T + mu), which does
+        # not depend on the MLP: the in-step estimate is below the noise of
+        # the 10x MLP's run. Without it (--quick), the in-step estimate.
         dec = d30["decision_ms"] if d30 else b["decision_in_step_ms"]
         b["projected_with_decision_ms"] = dec
         b["projected_overhead_pct"] = {
