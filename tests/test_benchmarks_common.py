@@ -1,0 +1,52 @@
+"""The benchmarks' confidence interval of a median (their paired timing ratios)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmarks._common import median_interval
+
+
+def test_median_interval_known_order_statistics():
+    # Five values reach 1 - 2/32 with min .. max; fifteen reach 95% with the
+    # 4th and 12th; a hundred with the 40th and 61st (the textbook interval).
+    assert median_interval([5, 1, 3, 2, 4]) == (1.0, 5.0, 0.9375)
+    lo, hi, cov = median_interval(range(15))
+    assert (lo, hi) == (3.0, 11.0)
+    assert cov == pytest.approx(1 - 2 * 576 / 2**15)
+    lo, hi, cov = median_interval(range(100))
+    assert (lo, hi) == (39.0, 60.0)
+    assert 0.95 <= cov < 0.97
+    assert median_interval(range(15), level=0.5)[:2] == (5.0, 9.0)
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60))
+def test_median_interval_brackets_the_sample_median(values):
+    lo, hi, cov = median_interval(values)
+    assert lo <= float(np.median(values)) <= hi
+    assert 0.0 <= cov < 1.0
+    assert cov >= 0.95 or (lo, hi) == (min(values), max(values))
+
+
+def test_median_interval_covers_at_its_stated_rate():
+    rng = np.random.default_rng(0)
+    true_median = math.log(2.0)  # exponential(1), skewed like timings
+    for n in (5, 15):
+        hits = []
+        for _ in range(4000):
+            lo, hi, cov = median_interval(rng.exponential(size=n))
+            hits.append(lo <= true_median <= hi)
+        # Binomial standard error of 4000 trials is ~0.004.
+        assert np.mean(hits) == pytest.approx(cov, abs=0.015)
+
+
+def test_median_interval_refuses_empty_and_non_finite():
+    with pytest.raises(ValueError, match="finite"):
+        median_interval([])
+    with pytest.raises(ValueError, match="finite"):
+        median_interval([1.0, float("nan")])
