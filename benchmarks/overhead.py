@@ -526,13 +526,13 @@ def main(argv=None):
     }
     for b in bds:
         b["projections"] = []
+        lo, hi = b["overhead_per_step_pct_paired_interval"]
         for label, dec in latencies.items():
             dec = b["decision_in_step_ms"] if dec is None else dec
             share = {
                 k: 100.0 * 1e3 * dec / (model.mu * k) / b["cosine_step_us"]
                 for k in spts
             }
-            lo, hi = b["overhead_per_step_pct_paired_interval"]
             b["projections"].append(
                 {
                     "decision": label,
@@ -544,6 +544,7 @@ def main(argv=None):
                 }
             )
 
+    bd_cov = _coverage(bds, "overhead_per_step_pct")
     rows = [
         [
             f"MLP 40-{a['width']}-{a['width']}-10 ({a['params']:,} params)",
@@ -613,7 +614,7 @@ def main(argv=None):
             "cosine us/step",
             "lode extra us/step between decisions",
             "same, % (paired)",
-            f"same, {_coverage(bds, 'overhead_per_step_pct')} CI",
+            f"same, {bd_cov} CI",
             "% vs chain(adamw(1), scale(c)) (paired)",
             "chain(adamw(1), scale(c)) vs cosine %",
             "one decision in the step (ms, paired median)",
@@ -662,10 +663,9 @@ def main(argv=None):
             ]
         ],
     )
-    cov = _coverage(bds, "overhead_per_step_pct")
     table += "\n" + markdown_table(
         ["projected amortised overhead", "decisions", "decision ms"]
-        + [f"% at {k} steps/tick ({cov} CI)" for k in spts],
+        + [f"% at {k} steps/tick ({bd_cov} CI)" for k in spts],
         [
             [f"MLP 40-{b['width']}-{b['width']}-10", p["decision"], p["decision_ms"]]
             + [
@@ -696,9 +696,10 @@ def main(argv=None):
         "A CI column is a distribution-free confidence interval of the median "
         "of the per-repetition paired overheads (order statistics; with "
         f"{reps} repetitions, their min .. max). "
-        "Targets: amortised overhead <= 2% and one decision <= 5 ms at n=30, "
-        "T=600. Against the 2% target, by the paired CI (missed: all of it "
-        "above; met: all of it at or below; unresolved: it contains 2%): "
+        f"Targets: amortised overhead <= {TARGET_PCT:g}% and one decision <= 5 ms "
+        f"at n=30, T=600. Against the {TARGET_PCT:g}% target, by the paired CI "
+        "(missed: all of it above; met: all of it at or below; unresolved: it "
+        f"contains {TARGET_PCT:g}%): "
         + "; ".join(
             f"{a['mode']}, {a['steps_per_tick']} steps/tick, width {a['width']}: "
             + _verdict(*a["overhead_pct_paired_interval"], TARGET_PCT)
@@ -732,8 +733,8 @@ def main(argv=None):
             f"the worst-case latency of the second table ({d30['decision_ms']:.1f} "
             "ms: the untrained model's first decision, whose rollout reaches the "
             "grid's end) or the fourth table's mean over a fitted model's "
-            f"decisions ({fd['decision_ms_mean']:.1f} ms). Against the 2% "
-            "target, with a fitted model's decisions: "
+            f"decisions ({fd['decision_ms_mean']:.1f} ms). Against the "
+            f"{TARGET_PCT:g}% target, with a fitted model's decisions: "
             + "; ".join(
                 f"width {b['width']}, {k} steps/tick: "
                 + _verdict(*_projection(b, FITTED)["interval"][k], TARGET_PCT)
