@@ -126,3 +126,18 @@ def median_interval(
     while j + 1 <= (n + 1) // 2 and coverage(j + 1) >= level:
         j += 1
     return x[j - 1], x[n - j], coverage(j)
+
+
+def verdict(lo: float, hi: float, target: float) -> str:
+    """Where a confidence interval ``lo .. hi`` lies against an upper bound.
+
+    ``"met"``: all of it at or below ``target``; ``"missed"``: all of it above;
+    ``"unresolved"``: it contains ``target``.
+    """
+    if lo > hi:
+        raise ValueError(f"verdict needs lo <= hi, got {lo} .. {hi}")
+    if lo > target:
+        return "missed"
+    if hi <= target:
+        return "met"
+    return "unresolved"

@@ -37,6 +37,7 @@ from benchmarks._common import (
     markdown_table,
     median_interval,
     median_time,
+    verdict,
     write_result,
 )
 from optax_lode import LatentODE, lode_schedule
@@ -446,15 +447,6 @@ def vmapped(model, *, runs, steps, width):
     }
 
 
-def _verdict(lo: float, hi: float, target: float) -> str:
-    """Where a confidence interval lies against an upper bound."""
-    if lo > target:
-        return "missed"
-    if hi <= target:
-        return "met"
-    return "unresolved"
-
-
 def _projection(b: dict, decision: str) -> dict:
     """The breakdown ``b``'s projection with the named decision latency."""
     return next(p for p in b["projections"] if p["decision"] == decision)
@@ -702,7 +694,7 @@ def main(argv=None):
         f"contains {TARGET_PCT:g}%): "
         + "; ".join(
             f"{a['mode']}, {a['steps_per_tick']} steps/tick, width {a['width']}: "
-            + _verdict(*a["overhead_pct_paired_interval"], TARGET_PCT)
+            + verdict(*a["overhead_pct_paired_interval"], TARGET_PCT)
             for a in amort
         )
         + ". "
@@ -737,7 +729,7 @@ def main(argv=None):
             f"{TARGET_PCT:g}% target, with a fitted model's decisions: "
             + "; ".join(
                 f"width {b['width']}, {k} steps/tick: "
-                + _verdict(*_projection(b, FITTED)["interval"][k], TARGET_PCT)
+                + verdict(*_projection(b, FITTED)["interval"][k], TARGET_PCT)
                 for b in bds
                 for k in spts
             )

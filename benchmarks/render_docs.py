@@ -38,6 +38,7 @@ ORDER = (
     "table4_data_ablation",
     "tableA1_reconstruction",
     "overhead",
+    "overhead_real_use",
     "overhead_sequential_scheduler",
     "decision_overlap",
 )

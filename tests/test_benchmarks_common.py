@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks._common import median_interval
+from benchmarks._common import median_interval, verdict
 
 
 def test_median_interval_known_order_statistics():
@@ -50,3 +50,12 @@ def test_median_interval_refuses_empty_and_non_finite():
         median_interval([])
     with pytest.raises(ValueError, match="finite"):
         median_interval([1.0, float("nan")])
+
+
+def test_verdict_against_an_upper_bound():
+    assert verdict(2.5, 9.0, 2.0) == "missed"
+    assert verdict(-1.0, 2.0, 2.0) == "met"  # at the bound counts as met
+    assert verdict(-1.0, 2.1, 2.0) == "unresolved"
+    assert verdict(2.0, 2.0, 2.0) == "met"
+    with pytest.raises(ValueError, match="lo <= hi"):
+        verdict(3.0, 1.0, 2.0)
