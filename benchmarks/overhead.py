@@ -502,7 +502,12 @@ def main(argv=None):
         fit_steps=50 if quick else 1500, runs_out=2 if quick else 10, repeats=5
     )
     vm = vmapped(model, runs=4, steps=5 if quick else 20, width=100)
-    bds = [breakdown(model, width=w, steps=600 if quick else 3000) for w in (100, 370)]
+    bds = [
+        breakdown(
+            model, width=w, steps=600 if quick else 3000, repeats=5 if quick else 25
+        )
+        for w in (100, 370)
+    ]
     d30 = next((r for r in lat if r["n"] == 30 and r["T"] == 600), None)
     spts = (10, 31, 50, 390)  # 31: an MNIST-1D epoch; 390: a CIFAR one
     # Projected amortised overhead for longer ticks: the per-step paired

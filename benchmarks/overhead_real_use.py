@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", default="mnist1d-mlp")
     ap.add_argument("--repeats", type=int, default=60, help="paired repetitions")
     ap.add_argument("--quick", action="store_true", help="smoke run (fast demo)")
+    ap.add_argument(
+        "--name",
+        default=NAME,
+        help="results file stem, e.g. for a run under other XLA_FLAGS",
+    )
     args = ap.parse_args(argv)
     if args.repeats < 2:
         ap.error("--repeats must be at least 2")
@@ -262,8 +267,11 @@ def main(argv: list[str] | None = None) -> int:
             paired["constant vs cosine"]["pct"],
         )
     )
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    if xla_flags:
+        notes += f" XLA_FLAGS={xla_flags}."
     write_result(
-        NAME,
+        args.name,
         {
             "headline": headline,
             "config": config,
@@ -277,10 +285,12 @@ def main(argv: list[str] | None = None) -> int:
             "run_seconds": run_s,
             "seeds": seeds,
             "load_average": [load[0], load_after[0]],
+            "xla_flags": xla_flags,
             "wall_seconds": time.perf_counter() - t_start,
         },
         arm_table + "\n" + pair_table,
-        title="lode_schedule overhead in real use (the demo's task and model)",
+        title="lode_schedule overhead in real use (the demo's task and model)"
+        + (f" (XLA_FLAGS={xla_flags})" if xla_flags else ""),
         notes=notes,
     )
     return 0

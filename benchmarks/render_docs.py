@@ -40,6 +40,7 @@ ORDER = (
     "overhead",
     "overhead_real_use",
     "overhead_sequential_scheduler",
+    "overhead_real_use_sequential_scheduler",
     "decision_overlap",
 )
 
