@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds": time.perf_counter() - t_start,
         },
         arm_table + "\n" + pair_table,
-        title="lode_schedule overhead in real use (the demo's task and model)"
+        title=f"lode_schedule overhead in real use ({cfg.task}, the demo's model)"
         + (f" (XLA_FLAGS={xla_flags})" if xla_flags else ""),
         notes=notes,
     )

@@ -41,6 +41,7 @@ ORDER = (
     "overhead_real_use",
     "overhead_sequential_scheduler",
     "overhead_real_use_sequential_scheduler",
+    "overhead_real_use_mnist1d_cnn",
     "decision_overlap",
 )
 
