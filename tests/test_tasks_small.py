@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from optax_lode.sweep import make_schedule, sweep_optimizer, train_run
-from optax_lode.tasks import TASKS, Task, get_task
+from optax_lode.tasks import TASKS, Task, get_task, metric_name
 from optax_lode.tasks._nnx_task import epoch_batch_fn
 from optax_lode.tasks._small import digits_data, mnist1d_data
 from optax_lode.tasks._text import text_corpus
@@ -50,6 +50,19 @@ def test_registry_lists_every_task_and_rejects_unknown_names():
         get_task("mnist-mlp")
     with pytest.raises(TypeError):
         get_task("digits-mlp", no_such_argument=1)
+
+
+def test_metric_name_says_what_the_metric_measures():
+    assert metric_name(get_task("nqm")) == "neg_log_loss"
+    assert metric_name(get_task("digits-mlp")) == "accuracy"
+
+    class Bare:  # a user's task that does not say
+        name = "mine"
+
+    assert metric_name(Bare()) == "metric"
+    Bare.metric_name = "val accuracy"
+    with pytest.raises(ValueError, match="'mine': metric_name must be an identifier"):
+        metric_name(Bare())
 
 
 @pytest.mark.parametrize(

@@ -71,15 +71,24 @@ def test_sweep_to_mlflow_then_fit_from_it(tmp_path, capsys):
         "nqm sweep",
     ]
     assert main(sweep) == 0
-    assert "logged 8 runs to MLflow experiment 'nqm sweep'" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "logged 8 runs to MLflow experiment 'nqm sweep'" in out
+    # The NQM's metric is -log L, not an accuracy: it is logged as such, and
+    # the message says how to read it back.
+    assert "the validation metric as 'val_neg_log_loss'" in out
+    assert "--metric-column val_neg_log_loss" in out
+    assert "mlflow://nqm%20sweep" in out
     written = Trajectories.from_parquet(tmp_path / "runs.parquet")
-    logged = from_mlflow("nqm sweep", tracking_uri=uri, tick=1)
+    logged = from_mlflow(
+        "nqm sweep", tracking_uri=uri, tick=1, metric="val_neg_log_loss"
+    )
     assert logged.info["run_name"].tolist() == list(written.run_ids)
     np.testing.assert_array_equal(logged.loss, written.loss)
+    np.testing.assert_allclose(logged.metric, written.metric, rtol=1e-6)
     np.testing.assert_array_equal(logged.info["peak_lr"], written.info["peak_lr"])
 
     fit = ["fit", "mlflow://nqm%20sweep", "--tracking-uri", uri, "--steps-per-tick"]
     fit += ["1", "--out", str(tmp_path / "model.lode"), "--steps", "3", "--quiet"]
-    fit += ["--held-out", "0.25"]
+    fit += ["--held-out", "0.25", "--metric-column", "val_neg_log_loss"]
     assert main(fit) == 0
     assert (tmp_path / "model.lode").exists()

@@ -101,7 +101,8 @@ def register(subparsers) -> None:
         default=None,
         metavar="URI",
         help="also log every run to MLflow (params and per-tick train_loss, "
-        "val_accuracy, lr) at tracking URI (default: MLFLOW_TRACKING_URI, else "
+        "val_<the task's metric name> (val_accuracy, or val_neg_log_loss on "
+        "nqm), lr) at tracking URI (default: MLFLOW_TRACKING_URI, else "
         "sqlite:///mlflow.db); needs optax-lode[tracking]",
     )
     p.add_argument(
@@ -115,7 +116,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs the sweep and writes it; returns the exit code."""
     from optax_lode.sweep import run_sweep
-    from optax_lode.tasks import get_task
+    from optax_lode.tasks import get_task, metric_name
 
     out: Path = args.out
     if out.suffix not in (".parquet", ".csv"):
@@ -145,14 +146,18 @@ def run(args: argparse.Namespace) -> int:
         msg += f"; best test metric {tests.max():.4f} ({tests.idxmax()})"
     print(msg)
     if args.mlflow is not None:
+        from urllib.parse import quote
+
         from optax_lode.tracking import log_trajectories_to_mlflow
 
         experiment = args.mlflow_experiment or f"optax-lode-sweep-{task.name}"
         ticks = args.ticks_per_epoch
+        metric_key = f"val_{metric_name(task)}"
         log_trajectories_to_mlflow(
             traj,
             experiment=experiment,
             tracking_uri=args.mlflow or None,
+            metric=metric_key,
             tags={
                 "optax_lode.ticks_per_epoch": str(ticks),
                 "optax_lode.steps_per_tick": str(task.steps_per_epoch // ticks),
@@ -160,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
         )
         where = args.mlflow or "the default tracking URI"
         print(
-            f"logged {traj.num_runs} runs to MLflow experiment {experiment!r} ({where})"
+            f"logged {traj.num_runs} runs to MLflow experiment {experiment!r} "
+            f"({where}), the validation metric as {metric_key!r}"
         )
+        if metric_key != "val_accuracy":
+            print(
+                f"fit them with: optax-lode fit 'mlflow://{quote(experiment)}' "
+                f"--metric-column {metric_key} ..."
+            )
     return 0

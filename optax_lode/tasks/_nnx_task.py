@@ -105,6 +105,8 @@ class NNXTask:
         eval_batch_size: examples per evaluation batch (bounds memory).
         preprocess: applied to every input batch inside the traced step (e.g.
             uint8 images to floats), so the data can stay compact on device.
+        metric_name: what :meth:`metric` measures (``"accuracy"``); trackers
+            log the validation metric as ``val_<metric_name>``.
     """
 
     name: str
@@ -116,6 +118,7 @@ class NNXTask:
     weight_decay: float
     eval_batch_size: int = 1024
     preprocess: Callable[[Array], Array] | None = None
+    metric_name: str = "accuracy"
     graphdef: nnx.GraphDef = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +79,7 @@ class NoisyQuadratic:
         weight_decay: weight decay of paper-style sweeps; ``0.0``, since decay
             would change the quadratic (and break the closed form).
         name: registry name.
+        metric_name: ``"neg_log_loss"`` (what :meth:`metric` measures).
 
     Example:
         >>> import jax, optax
@@ -103,6 +104,7 @@ class NoisyQuadratic:
     default_epochs: int = 20
     weight_decay: float = 0.0
     name: str = "nqm"
+    metric_name: ClassVar[str] = "neg_log_loss"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.dim, int) and self.dim >= 1):

@@ -26,6 +26,11 @@ class Task(Protocol):
         weight_decay: the AdamW weight decay the paper-style sweep uses for this
             task (paper A.2; ``0.0`` for none).
 
+    A task may also name what :meth:`metric` measures in a ``metric_name``
+    attribute (``"accuracy"``, ``"neg_log_loss"``; read with
+    :func:`metric_name`, default ``"metric"``): trackers log the validation
+    metric under ``val_<metric_name>``.
+
     A task is registered by adding its factory to
     ``optax_lode/tasks/_registry.py`` (``get_task(name, **kwargs)`` calls it
     with the keyword arguments).
@@ -60,3 +65,15 @@ class Task(Protocol):
         """Validation (``split="val"``) or test (``split="test"``) metric;
         higher is better (accuracy, or a documented monotone map of a loss)."""
         ...
+
+
+def metric_name(task: Task) -> str:
+    """What ``task.metric`` measures, e.g. ``"accuracy"`` (``"metric"`` for a
+    task that does not say)."""
+    name = getattr(task, "metric_name", "metric")
+    if not (isinstance(name, str) and name.isidentifier()):
+        raise ValueError(
+            f"task {getattr(task, 'name', task)!r}: metric_name must be an "
+            f"identifier such as 'accuracy', got {name!r}"
+        )
+    return name
