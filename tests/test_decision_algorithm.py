@@ -245,17 +245,22 @@ class _FullRollout:
 
 
 @pytest.mark.parametrize(
-    ("horizon", "run_ticks", "t_star", "sigma", "tol"),
+    ("horizon", "run_ticks", "t_star", "sigma", "tol", "mu"),
     [
-        (None, None, 4, 3.0, 100.0),
-        (None, None, 40, 3.0, 100.0),
-        (None, 150, 120, 3.0, 100.0),
-        (0.25, None, 40, 3.0, 100.0),
-        (None, None, 4, 1.0, 2.0),
-        (None, None, 4, 3.0, 1e-6),
+        (None, None, 4, 3.0, 100.0, 4),
+        (None, None, 40, 3.0, 100.0, 4),
+        (None, 150, 120, 3.0, 100.0, 4),
+        (0.25, None, 40, 3.0, 100.0, 4),
+        (None, None, 4, 1.0, 2.0, 4),
+        (None, None, 4, 3.0, 1e-6, 4),
+        # T + mu + 1 = 64 rows: the head ends exactly at a rollout block's end.
+        (None, None, 4, 3.0, 100.0, 3),
+        (None, None, 57, 3.0, 100.0, 3),
     ],
 )
-def test_decision_reads_only_rows_it_computed(horizon, run_ticks, t_star, sigma, tol):
+def test_decision_reads_only_rows_it_computed(
+    horizon, run_ticks, t_star, sigma, tol, mu
+):
     """decide rolls out the head T + mu, then only as far as a matching
     member's score reads (at most T + horizon), and decodes the head and the
     score's rows only: the decision and every per-member quantity equal those
@@ -264,7 +269,7 @@ def test_decision_reads_only_rows_it_computed(horizon, run_ticks, t_star, sigma,
     model = small_model(1, T=60)
     cfg = DecisionConfig.from_model(
         model,
-        mu=4,
+        mu=mu,
         n=40,
         sigma=sigma,
         tol=tol,
@@ -273,7 +278,7 @@ def test_decision_reads_only_rows_it_computed(horizon, run_ticks, t_star, sigma,
         rescale=run_ticks is not None,
     )
     window = np.stack(
-        [np.linspace(1.2, 0.9, 4), np.linspace(0.4, 0.5, 4), np.full(4, 0.02)], 1
+        [np.linspace(1.2, 0.9, mu), np.linspace(0.4, 0.5, mu), np.full(mu, 0.02)], 1
     )
     eps = jax.random.normal(jax.random.key(4), (40, model.latent_size)).at[0].set(0)
     from optax_lode.decision._decide import _run

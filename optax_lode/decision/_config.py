@@ -235,8 +235,14 @@ class DecisionConfig:
     @property
     def segment_ticks(self) -> int:
         """Rollout rows every decision decodes in full: the acceptance range
-        ``0 .. T`` and the segments' reach ``T + mu`` (+2 as in
-        :attr:`grid_ticks`). The score's rows beyond it are gathered."""
+        ``0 .. T`` and the segments' reach ``T + mu``, rows ``0 .. T + mu``
+        (+1 row with rescaling, as in :attr:`grid_ticks`, for the fractional
+        positions' neighbour). The score's rows beyond it are gathered."""
+        if self.model_ticks == self.run_ticks:
+            # Integer positions: the interpolation reads the row itself, never
+            # its neighbour. One row fewer can be a whole rollout block fewer
+            # (the demo's T = 60, mu = 3: 64 rows, 8 blocks of 8, not 9).
+            return min(self.grid_ticks, self.model_ticks + self.mu + 1)
         return min(
             self.grid_ticks, self.model_ticks + math.ceil(self.mu * self.tick_scale) + 2
         )
