@@ -57,6 +57,7 @@ def _committed() -> dict[str, dict]:
             "methods": methods,
             "config": d["config"],
             "timings": d["timings_seconds"],
+            "decision_revision": d.get("decision_revision"),
             "environment": d.get("environment", old.get("environment")),
         }
     return out
@@ -97,6 +98,8 @@ def write(summaries: dict[str, dict], *, pending: list[str]) -> None:
             "verdict": comp.verdict,
             "seeds": s["methods"]["LODE"]["seeds"],
             "config": s["config"],
+            # None: made before summaries recorded it.
+            "decision_revision": s.get("decision_revision"),
             "timings_seconds": s["timings"],
             # Tasks can be run on different days and machines.
             "environment": s.get("environment") or environment(),

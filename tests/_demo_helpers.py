@@ -31,6 +31,9 @@ def check_outputs(out, seeds):
     assert all(int(r[3]) == seeds for r in rows)
     assert re.search(r"Welch p = [0-9.e-]+ → \*\*LODE (wins|loses|ties)\*\*", report)
     summary = json.loads((out / "summary.json").read_text())
+    from optax_lode.decision import DECISION_REVISION
+
+    assert summary["decision_revision"] == DECISION_REVISION
     for m in summary["methods"].values():
         assert len(m["test_metrics"]) == seeds
         assert np.all(np.isfinite(m["test_metrics"]))
