@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 
+from optax_lode.decision import DECISION_REVISION
+
 PNGS = (
     "lr_schedules.png",
     "reconstruction.png",
@@ -31,8 +33,6 @@ def check_outputs(out, seeds):
     assert all(int(r[3]) == seeds for r in rows)
     assert re.search(r"Welch p = [0-9.e-]+ → \*\*LODE (wins|loses|ties)\*\*", report)
     summary = json.loads((out / "summary.json").read_text())
-    from optax_lode.decision import DECISION_REVISION
-
     assert summary["decision_revision"] == DECISION_REVISION
     for m in summary["methods"].values():
         assert len(m["test_metrics"]) == seeds
