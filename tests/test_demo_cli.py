@@ -56,6 +56,14 @@ def test_demo_config_validation():
     assert a.run_key("LODE", 1000, a.lode_setting()) == b.run_key(
         "LODE", 1000, b.lode_setting()
     )
+    # ... unless batched: a baseline's run is keyed by the seeds vmapped with it.
+    lr = {"learning_rate": 0.01}
+    assert a.run_key("cosine", 1000, lr, batch=a.eval_seeds) != b.run_key(
+        "cosine", 1000, lr, batch=b.eval_seeds
+    )
+    assert a.run_key("cosine", 1000, lr, batch=a.eval_seeds) != a.run_key(
+        "cosine", 1000, lr
+    )
     assert a.sweep_key() != fast_config(lrs=(1e-3, 1e-2)).sweep_key()
     assert a.model_key() != fast_config(fit_steps=10).model_key()
 

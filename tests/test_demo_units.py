@@ -11,7 +11,7 @@ from _demo_helpers import PNGS
 import optax_lode
 from optax_lode.demo import DemoResult, MethodRuns, fast_config, write_report
 from optax_lode.demo._cache import load_run, save_run
-from optax_lode.demo._pipeline import _BatchedFinals, tune_from_sweep
+from optax_lode.demo._pipeline import _BatchedFinals, baseline_stage, tune_from_sweep
 from optax_lode.runs import synthetic_sweep
 
 
@@ -77,6 +77,40 @@ def test_batched_finals_trains_eval_seeds_once(monkeypatch):
         np.testing.assert_array_equal(v.metric, batch.metric[i])
         assert v.test_metric == batch.test_metric[i]
         assert v.run_seconds == pytest.approx(2.0)  # amortised per seed
+
+
+def test_baseline_runs_do_not_depend_on_what_the_cache_held(tmp_path):
+    # A convnet's run vmapped alone rounds differently from the same run in a
+    # batch of two, and training carries the difference on. Retraining only
+    # the seed whose file is gone would make the numbers depend on the cache's
+    # history; the whole batch is retrained instead, bit for bit the same.
+    from optax_lode.tasks import get_task
+
+    cfg = fast_config(
+        "digits-cnn",
+        task_kwargs=(("channels", 4),),
+        epochs=2,
+        ticks_per_epoch=1,
+        baselines=("constant",),
+    )
+    task = get_task("digits-cnn", channels=4)
+    tuning = {"constant": {"best_learning_rate": 0.05}}
+    first, cached = baseline_stage(task, cfg, tuning, tmp_path, progress=False)
+    assert not cached
+    files = sorted(tmp_path.glob("run-constant-s*.npz"))
+    assert len(files) == len(cfg.eval_seeds) == 2
+    files[0].unlink()
+    again, cached = baseline_stage(task, cfg, tuning, tmp_path, progress=False)
+    assert not cached
+    for a, b in zip(first["constant"].runs, again["constant"].runs, strict=True):
+        for k in ("loss", "metric", "lr"):
+            np.testing.assert_array_equal(a[k], b[k])
+    _, cached = baseline_stage(task, cfg, tuning, tmp_path, progress=False)
+    assert cached
+    # Another set of evaluation seeds is another batch: nothing is reused.
+    more = cfg.replace(seeds=3)
+    _, cached = baseline_stage(task, more, tuning, tmp_path, progress=False)
+    assert not cached
 
 
 def test_run_cache_round_trip_and_corruption(tmp_path):

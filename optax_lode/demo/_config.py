@@ -152,13 +152,29 @@ class DemoConfig:
             tuning_seeds=list(self.tuning_seeds),
         )
 
-    def run_key(self, method: str, seed: int, setting: Any) -> str:
+    def run_key(
+        self,
+        method: str,
+        seed: int,
+        setting: Any,
+        batch: tuple[int, ...] | None = None,
+    ) -> str:
+        """The cache key of one run; ``batch``: the seeds it was trained with.
+
+        A run vmapped with other seeds rounds differently from one trained
+        alone or in a batch of another size (XLA picks kernels by shape), and
+        training a convnet amplifies that into visibly different runs. So the
+        batch is part of a batched run's identity, and a re-run reproduces the
+        cached runs bit for bit.
+        """
         return self._digest(
             stage="run",
             **self._task_fields(),
             method=method,
             seed=seed,
             setting=setting,
+            # Only batched runs carry it (runs trained alone keep their keys).
+            **({"batch": list(batch)} if batch is not None else {}),
         )
 
     def lode_setting(self) -> dict[str, Any]:

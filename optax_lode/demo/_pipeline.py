@@ -2,8 +2,11 @@
 
 Every stage caches its output in ``<out>/cache/`` under a key of exactly the
 settings it depends on (:class:`DemoConfig`), so a re-run reuses the sweep and
-the model and redoes only what is missing, e.g. the runs of a seed added with
-``--seeds``. The same pipeline backs the schedule-quality benchmark.
+the model and redoes only what is missing, e.g. the LODE run of a seed added
+with ``--seeds``. A baseline's runs are one vmapped batch of all evaluation
+seeds, and that batch is part of their key, so adding a seed retrains them
+all: a re-run reproduces every cached number bit for bit. The same pipeline
+backs the schedule-quality benchmark.
 """
 
 from __future__ import annotations
@@ -254,7 +257,9 @@ def tune_stage(
                 )
                 lr = float(res.best_learning_rate)
                 for seed, run in zip(res.seeds, res.runs, strict=True):
-                    key = cfg.run_key(name, seed, {"learning_rate": lr})
+                    key = cfg.run_key(
+                        name, seed, {"learning_rate": lr}, batch=cfg.eval_seeds
+                    )
                     save_run(cache / f"run-{name}-s{seed}-{key}.npz", run)
                 record = {
                     "name": name,
@@ -317,12 +322,13 @@ def baseline_stage(
         setting = {"learning_rate": lr}
 
         def path(seed: int, name=name, setting=setting) -> Path:
-            key = cfg.run_key(name, seed, setting)
+            key = cfg.run_key(name, seed, setting, batch=cfg.eval_seeds)
             return cache / f"run-{name}-s{seed}-{key}.npz"
 
         records = {s: load_run(path(s)) for s in cfg.eval_seeds}
-        missing = [s for s, r in records.items() if r is None]
-        if missing:
+        if any(r is None for r in records.values()):
+            # Always the whole batch: a seed trained in a smaller batch would
+            # round differently from its cached neighbours (see run_key).
             all_cached = False
             tx = make_baseline(
                 name,
@@ -333,13 +339,13 @@ def baseline_stage(
             res = train_runs(
                 task,
                 tx,
-                seeds=missing,
+                seeds=list(cfg.eval_seeds),
                 epochs=epochs,
                 ticks_per_epoch=cfg.ticks_per_epoch,
                 eval_fn=functools.partial(eval_params, name),
             )
-            for i, seed in enumerate(missing):
-                one = _RunView(res, i, len(missing))
+            for i, seed in enumerate(cfg.eval_seeds):
+                one = _RunView(res, i, len(cfg.eval_seeds))
                 records[seed] = save_run(path(seed), one)
         out[name] = MethodRuns(
             name, setting, cfg.eval_seeds, [records[s] for s in cfg.eval_seeds]
