@@ -24,6 +24,33 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _PACKAGES = ("optax-lode", "jax", "jaxlib", "optax", "equinox", "diffrax", "flax")
 
 
+# The vector extensions that decide which kernels XLA emits on a CPU: two hosts
+# that differ in them round differently, which a convnet's training amplifies.
+_ISA_PREFIXES = ("sse4", "avx", "fma", "amx")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The CPU's model name and vector extensions (Linux ``/proc/cpuinfo``).
+
+    Both are ``None`` where ``/proc/cpuinfo`` cannot be read.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {"cpu_model": None, "cpu_isa": None}
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    flags = fields.get("flags", "").split()
+    return {
+        "cpu_model": fields.get("model name"),
+        "cpu_isa": sorted(f for f in flags if f.startswith(_ISA_PREFIXES)),
+    }
+
+
 def environment() -> dict[str, Any]:
     """Machine and library versions, recorded with every result."""
     versions = {}
@@ -39,6 +66,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        **cpu_info(),
         "python": platform.python_version(),
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in jax.devices()],
@@ -77,8 +105,12 @@ def write_result(
     tmp = json_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     tmp.replace(json_path)
+    cpu = env["processor"]
+    if env["cpu_model"]:
+        avx512 = "avx512f" in env["cpu_isa"]
+        cpu += f", {env['cpu_model']}, {'with' if avx512 else 'no'} AVX-512"
     machine = (
-        f"{env['cpu_count']} CPU cores ({env['processor']}), "
+        f"{env['cpu_count']} CPU cores ({cpu}), "
         f"jax {env['versions']['jax']} on {env['jax_backend']}, {env['date']}"
     )
     md = f"## {title}\n\n{table}\n_Measured on {machine}._\n"

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks._common import median_interval, verdict
+from benchmarks._common import (
+    cpu_info,
+    environment,
+    median_interval,
+    verdict,
+    write_result,
+)
 
 
 def test_median_interval_known_order_statistics():
@@ -59,3 +65,23 @@ def test_verdict_against_an_upper_bound():
     assert verdict(2.0, 2.0, 2.0) == "met"
     with pytest.raises(ValueError, match="lo <= hi"):
         verdict(3.0, 1.0, 2.0)
+
+
+def test_cpu_info_reads_model_and_vector_extensions(tmp_path):
+    text = (
+        "processor\t: 0\nmodel name\t: AMD EPYC\n"
+        "flags\t\t: fpu sse4_2 avx avx2 fma avx512f pdpe1gb\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu\n"
+    )
+    assert cpu_info(text) == {
+        "cpu_model": "AMD EPYC",
+        "cpu_isa": ["avx", "avx2", "avx512f", "fma", "sse4_2"],
+    }
+    assert cpu_info("") == {"cpu_model": None, "cpu_isa": []}
+    env = environment()
+    assert {"cpu_model", "cpu_isa"} <= env.keys()
+    # The Markdown footer names the CPU, so tables from two hosts can be told apart.
+    write_result("t", {"x": 1}, "| a |\n", title="T", results_dir=tmp_path)
+    footer = (tmp_path / "t.md").read_text().splitlines()[-1]
+    if env["cpu_model"]:
+        assert env["cpu_model"] in footer and "AVX-512" in footer
