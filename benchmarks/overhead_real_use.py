@@ -101,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     from optax_lode.demo._pipeline import (
         _clock,
         _lode_state,
-        fit_stage,
         lode_transform,
-        sweep_stage,
+        sweep_and_model,
         tune_from_sweep,
     )
     from optax_lode.tasks import get_task
@@ -125,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = (fast_config if args.quick else default_config)(args.task)
     task = get_task(cfg.task, **dict(cfg.task_kwargs))
-    traj, _ = sweep_stage(task, cfg, CACHE, progress=False)
-    train, _ = traj.split(held_out=cfg.held_out, seed=cfg.seed)
-    model, _ = fit_stage(train, cfg, CACHE, progress=False)
+    traj, _, model = sweep_and_model(task, cfg, CACHE, progress=False)
     epochs, ticks, spt = _clock(task, cfg)
     cosine_lr = tune_from_sweep(traj, "cosine")["best_learning_rate"]
     weight_decay = float(getattr(task, "weight_decay", 0.0))

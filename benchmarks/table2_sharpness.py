@@ -39,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     from optax_lode.demo._pipeline import (
         _clock,
         _enable_compile_cache,
-        fit_stage,
         lode_transform,
-        sweep_stage,
+        sweep_and_model,
         tune_stage,
     )
     from optax_lode.evaluation import hessian_max_eigenvalue, summarize, welch_test
@@ -57,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = default_config(args.task, seeds=args.seeds)
     task = get_task(cfg.task)
     epochs, _, _ = _clock(task, cfg)
-    traj, _ = sweep_stage(task, cfg, CACHE, progress=True)
-    train, _ = traj.split(held_out=cfg.held_out, seed=cfg.seed)
-    model, _ = fit_stage(train, cfg, CACHE, progress=True)
+    traj, _, model = sweep_and_model(task, cfg, CACHE, progress=True)
     tuning, _ = tune_stage(task, traj, cfg, CACHE, progress=True)
     data_key = jax.random.key(12345)
 

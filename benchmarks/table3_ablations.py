@@ -66,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from optax_lode.demo import default_config
     from optax_lode.demo._pipeline import (
         _enable_compile_cache,
-        fit_stage,
         lode_stage,
-        sweep_stage,
+        sweep_and_model,
     )
     from optax_lode.evaluation import summarize, welch_test
     from optax_lode.tasks import get_task
@@ -81,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     base = default_config(args.task, seeds=args.seeds)
     task = get_task(base.task)
-    traj, _ = sweep_stage(task, base, CACHE, progress=True)
-    train, _ = traj.split(held_out=base.held_out, seed=base.seed)
-    model, _ = fit_stage(train, base, CACHE, progress=True)
+    _, _, model = sweep_and_model(task, base, CACHE, progress=True)
     mu = int(model.mu)
     default, _ = lode_stage(task, model, base, CACHE, progress=True)
     ref = default.test_metrics

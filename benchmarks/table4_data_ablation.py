@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     base = default_config(args.task, seeds=args.seeds)
     task = get_task(base.task)
     traj, _ = sweep_stage(task, base, CACHE, progress=True)
-    train, _ = traj.split(held_out=base.held_out, seed=base.seed)
+    train, _ = base.split(traj)
     info = train.info
     variants = {
         "5 seeds per configuration (reference)": ("", np.ones(train.num_runs, bool)),

@@ -42,9 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     from optax_lode.demo import default_config
     from optax_lode.demo._pipeline import (
         _enable_compile_cache,
-        fit_stage,
         reconstruction_stage,
-        sweep_stage,
+        sweep_and_model,
     )
     from optax_lode.tasks import get_task
 
@@ -58,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         cfg = default_config(name)
         task = get_task(name)
-        traj, _ = sweep_stage(task, cfg, CACHE, progress=True)
-        train, held = traj.split(held_out=cfg.held_out, seed=cfg.seed)
-        model, _ = fit_stage(train, cfg, CACHE, progress=True)
+        traj, held, model = sweep_and_model(task, cfg, CACHE, progress=True)
         recon, _ = reconstruction_stage(model, held, cfg, CACHE)
         first_epoch = cfg.ticks_per_epoch / held.num_ticks
         epoch = min(recon, key=lambda o: abs(o - first_epoch))

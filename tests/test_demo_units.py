@@ -42,6 +42,27 @@ def test_tune_from_sweep_selects_best_mean_final_val_and_disqualifies_divergence
         tune_from_sweep(traj, "onecycle")
 
 
+def test_sweep_and_model_fits_the_complement_of_the_held_out_runs(monkeypatch):
+    import optax_lode.demo._pipeline as pipeline
+
+    sweep = synthetic_sweep(
+        ticks=8, schedules=("constant", "cosine"), peak_lrs=(1e-2, 1e-1), seeds=(0, 1)
+    )
+    fitted = []
+    monkeypatch.setattr(pipeline, "sweep_stage", lambda *a, **k: (sweep, True))
+    monkeypatch.setattr(
+        pipeline, "fit_stage", lambda train, *a, **k: (fitted.append(train), True)
+    )
+    cfg = fast_config(held_out=0.25, seed=3)
+    traj, held, _ = pipeline.sweep_and_model(None, cfg, None, progress=False)
+    (train,) = fitted
+    assert traj is sweep and held.num_runs == 2 and train.num_runs == 6
+    assert sorted(train.run_ids + held.run_ids) == sorted(sweep.run_ids)
+    # The same split as the demo's (Table A1's held-out runs are never fitted).
+    assert held.run_ids == cfg.split(sweep)[1].run_ids
+    assert cfg.split(sweep)[1].run_ids != cfg.replace(seed=4).split(sweep)[1].run_ids
+
+
 class _Result:
     def __init__(self, n, ticks=5):
         rng = np.random.default_rng(n)

@@ -102,6 +102,12 @@ class DemoConfig:
     def replace(self, **changes: Any) -> DemoConfig:
         return dataclasses.replace(self, **changes)
 
+    def split(self, sweep: Any) -> tuple[Any, Any]:
+        """The sweep's ``(train, held_out)`` runs: the LODE is fitted to the
+        first, Table A1 is measured on the second (:meth:`model_key` covers
+        both settings)."""
+        return sweep.split(held_out=self.held_out, seed=self.seed)
+
     # -- cache keys: a stage's key covers exactly what its output depends on --
 
     def _digest(self, **fields: Any) -> str:

@@ -157,6 +157,18 @@ def fit_stage(train: Any, cfg: DemoConfig, cache: Path, *, progress: bool):
     return model, False
 
 
+def sweep_and_model(
+    task: Any, cfg: DemoConfig, cache: Path, *, progress: bool
+) -> tuple[Any, Any, Any]:
+    """The sweep, its held-out runs and the LODE fitted to the rest, each from
+    the cache when there: ``(sweep, held_out, model)``. What the benchmarks
+    that study the demo's model start from."""
+    traj, _ = sweep_stage(task, cfg, cache, progress=progress)
+    train, held_out = cfg.split(traj)
+    model, _ = fit_stage(train, cfg, cache, progress=progress)
+    return traj, held_out, model
+
+
 def reconstruction_stage(model: Any, held_out: Any, cfg: DemoConfig, cache: Path):
     """Table A1 and trial selection on the held-out runs (``evaluate``), cached."""
     from optax_lode.model import evaluate
@@ -517,7 +529,7 @@ def run_demo(
     traj, cached["sweep"] = watch.run(
         "sweep", lambda: sweep_stage(task, config, cache, progress=progress)
     )
-    train, held_out = traj.split(held_out=config.held_out, seed=config.seed)
+    train, held_out = config.split(traj)
     say(f"[2/6] fit the LODE on {train.num_runs} runs ({held_out.num_runs} held out)")
     model, cached["fit"] = watch.run(
         "fit", lambda: fit_stage(train, config, cache, progress=progress)
