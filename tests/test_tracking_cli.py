@@ -92,3 +92,27 @@ def test_sweep_to_mlflow_then_fit_from_it(tmp_path, capsys):
     fit += ["--held-out", "0.25", "--metric-column", "val_neg_log_loss"]
     assert main(fit) == 0
     assert (tmp_path / "model.lode").exists()
+
+
+def test_tracker_key_defaults_agree_with_the_clis(capsys):
+    # One default per series: what sweep --mlflow writes, what the importers
+    # read and what fit --help promises are the same keys.
+    import inspect
+
+    from optax_lode.tracking import (
+        from_mlflow,
+        from_tensorboard,
+        log_trajectories_to_mlflow,
+    )
+
+    def keys(fn):
+        params = inspect.signature(fn).parameters
+        return tuple(params[k].default for k in ("loss", "metric", "lr"))
+
+    defaults = keys(from_mlflow)
+    assert keys(from_tensorboard) == keys(log_trajectories_to_mlflow) == defaults
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "(default " + ", ".join(defaults) + ")" in " ".join(
+        capsys.readouterr().out.split()
+    )

@@ -146,9 +146,10 @@ def run(args: argparse.Namespace) -> int:
         msg += f"; best test metric {tests.max():.4f} ({tests.idxmax()})"
     print(msg)
     if args.mlflow is not None:
+        import inspect
         from urllib.parse import quote
 
-        from optax_lode.tracking import log_trajectories_to_mlflow
+        from optax_lode.tracking import from_mlflow, log_trajectories_to_mlflow
 
         experiment = args.mlflow_experiment or f"optax-lode-sweep-{task.name}"
         ticks = args.ticks_per_epoch
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             f"logged {traj.num_runs} runs to MLflow experiment {experiment!r} "
             f"({where}), the validation metric as {metric_key!r}"
         )
-        if metric_key != "val_accuracy":
+        if metric_key != inspect.signature(from_mlflow).parameters["metric"].default:
             print(
                 f"fit them with: optax-lode fit 'mlflow://{quote(experiment)}' "
                 f"--metric-column {metric_key} ..."
