@@ -57,10 +57,41 @@ def _committed() -> dict[str, dict]:
             "methods": methods,
             "config": d["config"],
             "timings": d["timings_seconds"],
+            # None: made before the file said which timings were cache reads.
+            "timings_cached": d.get("timings_cached"),
             "decision_revision": d.get("decision_revision"),
             "environment": d.get("environment", old.get("environment")),
         }
     return out
+
+
+#: The demo's stages, in order; their sum is a task's time from scratch.
+STAGES = ("setup", "sweep", "fit", "reconstruction", "lode", "tuning", "baselines")
+
+
+def merge_timings(new: dict, old: dict | None) -> tuple[dict, dict]:
+    """A task's seconds per stage as it took when computed, and which are not.
+
+    ``new`` is a demo summary (``timings``, ``cached``), ``old`` the task's
+    previous record (``timings``, ``timings_cached``) or None. A stage the
+    latest invocation read from its cache keeps the previous record's time
+    for it when that one was computed; otherwise its seconds are the cache
+    read's, flagged True. ``total`` is the sum of the stages.
+    """
+    old_t = (old or {}).get("timings") or {}
+    old_c = (old or {}).get("timings_cached")  # None: unknown, so not trusted
+    times, cached = {}, {}
+    for stage in STAGES:
+        if stage not in new["timings"]:
+            continue
+        read = bool(new.get("cached", {}).get(stage, False))
+        if read and old_c is not None and stage in old_t and not old_c.get(stage, True):
+            times[stage], cached[stage] = old_t[stage], False
+        else:
+            times[stage], cached[stage] = new["timings"][stage], read
+    times["total"] = sum(times.values())
+    cached["total"] = any(cached.values())
+    return times, cached
 
 
 def _summaries() -> dict[str, dict]:
@@ -68,7 +99,13 @@ def _summaries() -> dict[str, dict]:
     for task in TASKS:
         path = CACHE / task / "summary.json"
         if path.exists():
-            out[task] = json.loads(path.read_text())
+            new = json.loads(path.read_text())
+            old = out.get(task)
+            new["timings"], new["timings_cached"] = merge_timings(new, old)
+            if old is not None and all(new.get("cached", {}).values()):
+                # Nothing was computed: the numbers are the old machine's.
+                new["environment"] = old.get("environment")
+            out[task] = new
     return {t: out[t] for t in TASKS if t in out}
 
 
@@ -100,7 +137,10 @@ def write(summaries: dict[str, dict], *, pending: list[str]) -> None:
             "config": s["config"],
             # None: made before summaries recorded it.
             "decision_revision": s.get("decision_revision"),
+            # Seconds per stage when it was computed; True where only a cache
+            # read was ever timed (see merge_timings).
             "timings_seconds": s["timings"],
+            "timings_cached": s.get("timings_cached"),
             # Tasks can be run on different days and machines.
             "environment": s.get("environment") or environment(),
         }

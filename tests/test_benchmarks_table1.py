@@ -1,0 +1,43 @@
+"""Table 1's per-task timings: a stage read from the cache keeps the seconds it
+took when it was computed, and says so when only a cache read was timed."""
+
+from __future__ import annotations
+
+from benchmarks.table1_schedule_quality import STAGES, merge_timings
+
+
+def _summary(seconds, cached):
+    return {
+        "timings": {s: seconds for s in STAGES} | {"total": 99.0, "report": 5.0},
+        "cached": {s: cached for s in STAGES if s != "setup"},
+    }
+
+
+def test_a_fresh_run_is_timed_as_computed():
+    times, cached = merge_timings(_summary(10.0, False), None)
+    assert times == {s: 10.0 for s in STAGES} | {"total": 10.0 * len(STAGES)}
+    assert not any(cached.values())
+
+
+def test_a_cached_rerun_keeps_the_computed_seconds():
+    first = merge_timings(_summary(10.0, False), None)
+    old = {"timings": first[0], "timings_cached": first[1]}
+    times, cached = merge_timings(_summary(0.01, True), old)
+    # Setup (loading the task) runs every time, so it is timed every time.
+    assert {s: times[s] for s in STAGES[1:]} == {s: 10.0 for s in STAGES[1:]}
+    assert times["setup"] == 0.01 and not any(cached.values())
+    # A stage computed again is timed again; the others stay.
+    again = _summary(0.01, True)
+    again["timings"]["lode"], again["cached"]["lode"] = 42.0, False
+    times, cached = merge_timings(again, old)
+    assert times["lode"] == 42.0 and times["sweep"] == 10.0
+    assert times["total"] == 42.0 + 0.01 + 10.0 * (len(STAGES) - 2)
+    assert not any(cached.values())
+
+
+def test_cache_reads_without_a_computed_record_are_flagged():
+    # A record that never said which timings were cache reads is not trusted.
+    old = {"timings": {s: 10.0 for s in STAGES}, "timings_cached": None}
+    times, cached = merge_timings(_summary(0.01, True), old)
+    assert times["sweep"] == 0.01 and cached["sweep"] and cached["total"]
+    assert times["setup"] == 0.01 and not cached["setup"]  # setup is never cached
