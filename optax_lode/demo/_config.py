@@ -167,7 +167,7 @@ class DemoConfig:
     ) -> str:
         """The cache key of one run; ``batch``: the seeds it was trained with.
 
-        A run vmapped with other seeds rounds differently from one trained
+        A run vmapped with other seeds can round differently from one trained
         alone or in a batch of another size (XLA picks kernels by shape), and
         training a convnet amplifies that into visibly different runs. So the
         batch is part of a batched run's identity, and a re-run reproduces the
