@@ -9,10 +9,12 @@ LODE minus the best baseline with its 95% confidence interval, and the verdict
 (wins / ties / loses) in words.
 
 Resumable: everything is cached per task in
-``results/demo/cache`` (the demo's own cache: the demo's sweep, model and runs
-are reused and only the extra seeds are trained); each task's full report and
-figures go to ``results/bench-cache/table1/<task>/``. The result files are
-rewritten after every task with whatever tasks are done so far.
+``results/demo/cache`` (the demo's own cache: the demo's sweep and model and
+its LODE runs are reused, and only the extra seeds' LODE runs are trained; the
+baselines run as one batch of all ten seeds, see ``DemoConfig.run_key``);
+each task's full report and figures go to
+``results/bench-cache/table1/<task>/``. The result files are rewritten after
+every task with whatever tasks are done so far.
 
     python -m benchmarks.table1_schedule_quality --task mnist1d-mlp
     python -m benchmarks.table1_schedule_quality          # every task below
@@ -31,7 +33,7 @@ NAME = "table1_schedule_quality"
 TASKS = ("digits-cnn", "mnist1d-mlp", "mnist1d-cnn", "text-transformer", "digits-mlp")
 CACHE = Path("results/bench-cache/table1")
 #: The stages' cache is the demo's: keys cover every setting, so the demo's
-#: sweep, model and runs of a task are reused and only the extra seeds run.
+#: sweep, model and LODE runs of a task are reused (only the extra seeds run).
 SHARED_CACHE = Path("results/demo/cache")
 
 
