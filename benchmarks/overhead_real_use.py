@@ -20,8 +20,9 @@ validation metric; the ticks called from Python), with four optimizers:
   Two parametric schedules built the same way: their difference says how
   much a change in the step's small operations alone moves its time here.
 
-Each arm's tick is compiled once (``train_run`` compiles per call; the
-compile time is reported apart). A repetition runs every arm once on the
+Each arm runs ``train_run``'s own program (``optax_lode.sweep._train``),
+compiled once per arm (``train_run`` compiles at every call; the compile
+time is reported apart), without the final test evaluation. A repetition runs every arm once on the
 same seed (the demo's evaluation seeds in turn), in an order that rotates
 between repetitions, so drifts in machine load and position effects hit all
 alike. The overheads are per-repetition ratios of run times (paired); the
@@ -41,45 +42,13 @@ import os
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
-import optax
 
 from benchmarks._common import markdown_table, median_interval, verdict, write_result
 from benchmarks.overhead import TARGET_PCT
 
 NAME = "overhead_real_use"
 CACHE = Path("results/demo/cache")
-
-
-def _compiled_run(task, tx, steps_per_tick: int, ticks: int, seed: int):
-    """``(run, seconds to compile)``: ``run(seed) -> (seconds, final
-    opt_state)`` makes one run of ``ticks`` ticks as ``train_run`` does, with
-    its tick compiled once."""
-    from optax_lode.sweep._loop import init_carry, tick
-
-    tx = optax.with_extra_args_support(tx)
-    start = jax.jit(lambda key: init_carry(task, tx, key))
-
-    def one_tick(carry, data_key):
-        return tick(task, tx, carry, data_key, steps_per_tick=steps_per_tick)
-
-    carry, data_key = start(jax.random.key(seed))
-    t0 = time.perf_counter()
-    tick_c = jax.jit(one_tick, donate_argnums=0).lower(carry, data_key).compile()
-    compile_s = time.perf_counter() - t0
-
-    def run(seed: int):
-        carry, data_key = jax.block_until_ready(start(jax.random.key(seed)))
-        t0 = time.perf_counter()
-        records = []
-        for _ in range(ticks):
-            carry, rec = tick_c(carry, data_key)
-            records.append(rec)
-        jax.block_until_ready((carry, records))
-        return time.perf_counter() - t0, carry.opt_state
-
-    return run, compile_s
 
 
 def _paired(num: list[float], den: list[float]) -> dict:
@@ -105,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep_and_model,
         tune_from_sweep,
     )
+    from optax_lode.sweep._train import _compile
     from optax_lode.tasks import get_task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -147,12 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     runs, compile_s, decisions, mu = {}, {}, {}, {}
     for name, tx in txs.items():
-        runs[name], compile_s[name] = _compiled_run(task, tx, spt, ticks, seed0)
+        # train_run's own program, its tick compiled once.
+        runs[name] = _compile(
+            task,
+            tx,
+            seed0,
+            epochs=epochs,
+            ticks_per_epoch=cfg.ticks_per_epoch,
+            learning_rate_fn=None,
+            eval_fn=None,
+            batched=False,
+        )
+        compile_s[name] = runs[name].compile_seconds
         # Warm (first-call setup of the program's buffers). The clock alone
         # fixes the decisions and the window, so the warm run's state tells.
-        _, opt_state = runs[name](seed0)
+        carry, *_ = runs[name].run(seed0, with_test=False)
         if name.startswith("LODE"):
-            state = _lode_state(opt_state)
+            state = _lode_state(carry.opt_state)
             decisions[name] = int(state.decisions)
             mu[name] = int(state.window.shape[0])
 
@@ -164,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds.append(seed)
         r = rep % len(names)
         for name in names[r:] + names[:r]:
-            run_s[name].append(runs[name](seed)[0])
+            run_s[name].append(runs[name].run(seed, with_test=False)[-1])
         print(
             f"repetition {rep + 1}/{args.repeats} (seed {seed}): "
             + ", ".join(f"{k} {run_s[k][-1]:.3f} s" for k in names),

@@ -74,18 +74,47 @@ def _as_extra_args(tx) -> optax.GradientTransformationExtraArgs:
     return optax.with_extra_args_support(tx)
 
 
-def _train(
+@dataclasses.dataclass(frozen=True)
+class _Program:
+    """A run's jitted pieces, its tick compiled once: ``start(seed)`` gives
+    ``(carry, data_key)``, ``tick`` advances one tick, ``test`` gives the test
+    metric. Seeds enter as arguments, so one program serves every seed."""
+
+    start: Callable
+    tick: Callable
+    test: Callable
+    num_ticks: int
+    steps_per_tick: int
+    compile_seconds: float
+
+    def run(self, seed_arg, *, callback=None, with_test: bool = True):
+        """``(carry, records, test metric or None, seconds)`` of one run (of
+        several seeds if batched), timed after its start."""
+        carry, data_key = self.start(seed_arg)
+        jax.block_until_ready(carry)
+        records = []
+        t0 = time.perf_counter()
+        for t in range(self.num_ticks):
+            carry, rec = self.tick(carry, data_key)
+            if callback is not None:
+                callback(t, {k: np.asarray(v) for k, v in rec._asdict().items()})
+            records.append(rec)
+        test = self.test(carry) if with_test else None
+        jax.block_until_ready((carry, records, test))
+        return carry, records, test, time.perf_counter() - t0
+
+
+def _compile(
     task: Task,
     tx,
-    seeds: Sequence[int],
+    seed_arg,
     *,
     epochs: int | None,
     ticks_per_epoch: int,
     learning_rate_fn: LearningRateFn | None,
     eval_fn: Callable[[PyTree, PyTree], PyTree] | None,
-    callback: Callable[[int, dict[str, np.ndarray]], None] | None,
     batched: bool,
-):
+) -> _Program:
     epochs = task.default_epochs if epochs is None else epochs
     num_ticks, steps_per_tick = check_clock(task, epochs, ticks_per_epoch)
     tx = _as_extra_args(tx)
@@ -126,25 +155,43 @@ def _train(
             jax.vmap(f) for f in (start, one_tick_eval, test_of)
         )
     start_j = jax.jit(start)
-    tick_j = jax.jit(one_tick_eval, donate_argnums=0)
-    test_j = jax.jit(test_of)
-
-    seed_arg = jnp.asarray(seeds, jnp.uint32) if batched else int(seeds[0])
     carry, data_key = start_j(seed_arg)
     t0 = time.perf_counter()
-    compiled = tick_j.lower(carry, data_key).compile()
-    compile_seconds = time.perf_counter() - t0
+    tick_c = jax.jit(one_tick_eval, donate_argnums=0).lower(carry, data_key).compile()
+    return _Program(
+        start=start_j,
+        tick=tick_c,
+        test=jax.jit(test_of),
+        num_ticks=num_ticks,
+        steps_per_tick=steps_per_tick,
+        compile_seconds=time.perf_counter() - t0,
+    )
 
-    records = []
-    t0 = time.perf_counter()
-    for t in range(num_ticks):
-        carry, rec = compiled(carry, data_key)
-        if callback is not None:
-            callback(t, {k: np.asarray(v) for k, v in rec._asdict().items()})
-        records.append(rec)
-    test = test_j(carry)
-    jax.block_until_ready((carry, test))
-    run_seconds = time.perf_counter() - t0
+
+def _train(
+    task: Task,
+    tx,
+    seeds: Sequence[int],
+    *,
+    epochs: int | None,
+    ticks_per_epoch: int,
+    learning_rate_fn: LearningRateFn | None,
+    eval_fn: Callable[[PyTree, PyTree], PyTree] | None,
+    callback: Callable[[int, dict[str, np.ndarray]], None] | None,
+    batched: bool,
+):
+    seed_arg = jnp.asarray(seeds, jnp.uint32) if batched else int(seeds[0])
+    program = _compile(
+        task,
+        tx,
+        seed_arg,
+        epochs=epochs,
+        ticks_per_epoch=ticks_per_epoch,
+        learning_rate_fn=learning_rate_fn,
+        eval_fn=eval_fn,
+        batched=batched,
+    )
+    carry, records, test, run_seconds = program.run(seed_arg, callback=callback)
 
     stack = functools.partial(np.stack, axis=-1)
     loss, metric, lr, mask, test = finish_records(
@@ -160,8 +207,8 @@ def _train(
         mask,
         test,
         carry,
-        steps_per_tick,
-        compile_seconds,
+        program.steps_per_tick,
+        program.compile_seconds,
         run_seconds,
     )
 
