@@ -22,13 +22,13 @@ validation metric; the ticks called from Python), with four optimizers:
 
 Each arm runs ``train_run``'s own program (``optax_lode.sweep._train``),
 compiled once per arm (``train_run`` compiles at every call; the compile
-time is reported apart), without the final test evaluation. A repetition runs every arm once on the
-same seed (the demo's evaluation seeds in turn), in an order that rotates
-between repetitions, so drifts in machine load and position effects hit all
-alike. The overheads are per-repetition ratios of run times (paired); the
-results are their medians with distribution-free confidence intervals
-(``benchmarks._common.median_interval``) and the verdicts against the 2%
-target of issue 4.
+time is reported apart), without the final test evaluation. A repetition
+runs every arm once on the same seed (the demo's evaluation seeds in turn),
+in an order that rotates between repetitions, so drifts in machine load and
+position effects hit all alike. The overheads are per-repetition ratios of
+run times (paired); the results are their medians with distribution-free
+confidence intervals (``benchmarks._common.median_interval``) and the
+verdicts against the 2% target of issue 4.
 
 Run: ``python -m benchmarks.overhead_real_use`` (the first run computes the
 demo's sweep and fit, ~2 min, if the cache lacks them; then ~3 min);
