@@ -160,6 +160,15 @@ def median_interval(
     return x[j - 1], x[n - j], coverage(j)
 
 
+#: Significance level of the benchmarks' Welch tests (ablations vs their default).
+ALPHA = 0.05
+
+
+def significant(p_value: float | None) -> bool:
+    """Whether a Welch p-value is below :data:`ALPHA` (``None``: no test)."""
+    return p_value is not None and p_value < ALPHA
+
+
 def verdict(lo: float, hi: float, target: float) -> str:
     """Where a confidence interval ``lo .. hi`` lies against an upper bound.
 

@@ -23,6 +23,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from benchmarks._common import significant
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
@@ -143,7 +145,7 @@ ablations and the larger tasks are listed with their status in
 
 
 def _significant(name: str, key: str) -> tuple[str, int, list[str]] | None:
-    """``(task, seeds, labels that differ at p < 0.05)`` of an ablation's JSON."""
+    """``(task, seeds, labels that differ significantly)`` of an ablation's JSON."""
     path = RESULTS / f"{name}.json"
     if not path.exists():
         return None
@@ -151,11 +153,7 @@ def _significant(name: str, key: str) -> tuple[str, int, list[str]] | None:
     entries = data.get(key, {})
     if any("p_value" not in e for e in entries.values()):
         return None  # written before the p-values were recorded
-    differ = [
-        k
-        for k, e in entries.items()
-        if e["p_value"] is not None and e["p_value"] < 0.05
-    ]
+    differ = [k for k, e in entries.items() if significant(e["p_value"])]
     return data["task"], len(data["seeds"]), differ
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import RESULTS_DIR, write_result
+from benchmarks._common import RESULTS_DIR, significant, write_result
 
 NAME = "table3_ablations"
 CACHE = Path("results/demo/cache")
@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{w.diff * scale:+.2f} [{w.ci_low * scale:+.2f}, "
                 f"{w.ci_high * scale:+.2f}], p = {w.p_value:.2g}"
             )
-            verdict = "different" if w.p_value < 0.05 else "no significant difference"
+            verdict = (
+                "different" if significant(p_value) else "no significant difference"
+            )
         fb = np.mean([r.get("fallbacks", np.nan) for r in runs.runs])
         rows.append(f"| {group} | {label} | {s.format(2, scale)} | {cmp_cell} | "
                     f"{verdict} | {fb:.1f} |")  # fmt: skip
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.seeds} seeds each; "
                 + (
                     "none differs significantly from the default"
-                    if not any("| different" in r for r in rows)
+                    if not any(significant(d["p_value"]) for d in data.values())
                     else "some differ significantly from the default"
                 ),
                 "task": base.task,

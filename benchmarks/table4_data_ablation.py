@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import write_result
+from benchmarks._common import significant, write_result
 
 NAME = "table4_data_ablation"
 CACHE = Path("results/demo/cache")
@@ -75,14 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             cell = (
                 f"{w.diff * scale:+.2f} [{w.ci_low * scale:+.2f}, "
                 f"{w.ci_high * scale:+.2f}], p = {w.p_value:.2g}"
-                + (" (significant)" if w.p_value < 0.05 else " (tie)")
+                + (" (significant)" if significant(p_value) else " (tie)")
             )
         rows.append(f"| {label} | {subset.num_runs} | {s.format(2, scale)} | {cell} |")
         data[label] = {"runs": subset.num_runs, "test_metrics": acc.tolist(),
                        "mean": s.mean, "std": s.std,
                        "p_value": p_value}  # fmt: skip
-        differ = any(d["p_value"] is not None and d["p_value"] < 0.05
-                     for d in data.values())  # fmt: skip
+        differ = any(significant(d["p_value"]) for d in data.values())
         write_result(
             NAME,
             {

@@ -85,3 +85,10 @@ def test_cpu_info_reads_model_and_vector_extensions(tmp_path):
     footer = (tmp_path / "t.md").read_text().splitlines()[-1]
     if env["cpu_model"]:
         assert env["cpu_model"] in footer and "AVX-512" in footer
+
+
+def test_significant_is_below_alpha_and_false_without_a_test():
+    from benchmarks._common import ALPHA, significant
+
+    assert significant(0.0) and significant(ALPHA / 2)
+    assert not significant(ALPHA) and not significant(0.5) and not significant(None)
