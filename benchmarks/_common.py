@@ -169,6 +169,16 @@ def significant(p_value: float | None) -> bool:
     return p_value is not None and p_value < ALPHA
 
 
+def training_seconds(records: Sequence[dict[str, Any]]) -> float:
+    """Seconds the runs took when they were trained (compile + ticks).
+
+    Read from the run records, which keep them, so the sum is the same
+    whether this invocation trained the runs or read them from the cache
+    (its own wall time is then only the cache reads).
+    """
+    return float(sum(r["run_seconds"] + r.get("compile_seconds", 0.0) for r in records))
+
+
 def verdict(lo: float, hi: float, target: float) -> str:
     """Where a confidence interval ``lo .. hi`` lies against an upper bound.
 

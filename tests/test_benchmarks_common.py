@@ -13,6 +13,7 @@ from benchmarks._common import (
     cpu_info,
     environment,
     median_interval,
+    training_seconds,
     verdict,
     write_result,
 )
@@ -92,3 +93,30 @@ def test_significant_is_below_alpha_and_false_without_a_test():
 
     assert significant(0.0) and significant(ALPHA / 2)
     assert not significant(ALPHA) and not significant(0.5) and not significant(None)
+
+
+def test_training_seconds_reads_the_cached_records(tmp_path):
+    """A cached run keeps the seconds it took when trained, so a table re-run
+    from the cache reports the same training time."""
+    from types import SimpleNamespace
+
+    from optax_lode.demo._cache import load_run, save_run
+
+    def result(run_s, compile_s):
+        ticks = np.ones(3, np.float32)
+        return SimpleNamespace(
+            loss=ticks,
+            metric=ticks,
+            lr=ticks,
+            mask=np.ones(3, bool),
+            test_metric=0.5,
+            run_seconds=run_s,
+            compile_seconds=compile_s,
+        )
+
+    save_run(tmp_path / "a.npz", result(1.5, 0.25))
+    save_run(tmp_path / "b.npz", result(2.0, 0.5))
+    records = [load_run(tmp_path / f"{k}.npz") for k in "ab"]
+    assert training_seconds(records) == pytest.approx(4.25)
+    assert training_seconds([{"run_seconds": 1.0}]) == 1.0  # no compile time kept
+    assert training_seconds([]) == 0.0
