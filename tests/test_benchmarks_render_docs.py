@@ -32,3 +32,67 @@ def test_ablation_bullet_is_generated_from_the_p_values(tmp_path, monkeypatch):
         json.dumps({"task": "t", "seeds": [0], "settings": {"a": {}}})
     )
     assert "not been run" in render_docs.ablations()
+
+
+def _table1(path, verdicts):
+    tasks = {task: {"verdict": v} for task, v in verdicts.items()}
+    (path / "table1_schedule_quality.json").write_text(json.dumps({"tasks": tasks}))
+
+
+def test_table1_claim_follows_the_verdicts(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+    assert "not been run" in render_docs.table1_claim()
+    _table1(tmp_path, {"a": "loses", "b": "ties", "c": "loses"})
+    text = render_docs.table1_claim()
+    assert "do **not** reproduce" in text
+    assert "loses on 2 of 3 tasks (`a`, `c`), ties on 1 (`b`) and wins on none." in text
+    _table1(tmp_path, {"a": "wins", "b": "ties"})
+    text = render_docs.table1_claim()
+    assert "do **not** reproduce" in text
+    assert "ties on 1 of 2 tasks (`b`) and wins on 1 (`a`)." in text
+    _table1(tmp_path, {"a": "wins", "b": "wins"})
+    assert "They reproduce the paper's claim" in render_docs.table1_claim()
+
+
+def test_anchor_live_claim_follows_its_p_value(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+    assert "not measured" in render_docs.anchor_live_claim()
+
+    def write(p, mean):
+        settings = {
+            "default": {"p_value": None, "mean": 0.6},
+            render_docs.ANCHOR_LIVE: {"p_value": p, "mean": mean},
+        }
+        data = {"task": "mnist1d-mlp", "seeds": [0], "settings": settings}
+        (tmp_path / "table3_ablations.json").write_text(json.dumps(data))
+
+    write(0.66, 0.61)
+    text = render_docs.anchor_live_claim()
+    assert "does not change the accuracy significantly" in text and "0.66" in text
+    write(0.01, 0.63)
+    text = render_docs.anchor_live_claim()
+    assert "changes the accuracy significantly" in text and "+3.00 points" in text
+
+
+def test_reflow_wraps_paragraphs_and_bullets_but_keeps_headings_and_slots():
+    text = render_docs._reflow(
+        "## A heading that is long enough to be wrapped if it were a paragraph, "
+        "which it is not\n\n" + "word " * 30 + "\n- " + "item " * 30 + "\n{slot}\n"
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("## ") and len(lines[0]) > 78
+    assert all(len(line) <= 78 for line in lines[1:])
+    assert "{slot}" in lines and text.endswith("{slot}\n")
+    bullet = lines.index(next(x for x in lines if x.startswith("- ")))
+    assert lines[bullet + 1].startswith("  item")
+
+
+def test_conclusion_follows_the_verdicts(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+    assert "once it is run" in render_docs.conclusion()
+    _table1(tmp_path, {"a": "loses", "b": "ties"})
+    assert "does not beat well-tuned simple schedules" in render_docs.conclusion()
+    _table1(tmp_path, {"a": "wins", "b": "ties"})
+    assert "beats the best well-tuned baseline on 1 of 2 tasks" in (
+        render_docs.conclusion()
+    )
