@@ -166,6 +166,8 @@ def _verdicts() -> dict[str, list[str]] | None:
     if not path.exists():
         return None
     tasks = json.loads(path.read_text())["tasks"]
+    if not tasks:
+        return None
     return {v: [t for t, d in tasks.items() if d["verdict"] == v] for v in VERDICTS}
 
 

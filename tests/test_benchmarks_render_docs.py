@@ -42,6 +42,8 @@ def _table1(path, verdicts):
 def test_table1_claim_follows_the_verdicts(tmp_path, monkeypatch):
     monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
     assert "not been run" in render_docs.table1_claim()
+    _table1(tmp_path, {})  # no task done yet: no claim either way
+    assert "not been run" in render_docs.table1_claim()
     _table1(tmp_path, {"a": "loses", "b": "ties", "c": "loses"})
     text = render_docs.table1_claim()
     assert "do **not** reproduce" in text
