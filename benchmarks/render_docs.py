@@ -78,13 +78,18 @@ def _title(md: str, name: str) -> str:
     return m.group(1).strip() if m else name
 
 
-def _headline(name: str) -> str | None:
+def _result(name: str) -> dict | None:
+    """A benchmark's JSON result, or None if it has not been written."""
     path = RESULTS / f"{name}.json"
-    if not path.exists():
-        return None
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _headline(name: str) -> str | None:
     try:
-        data = json.loads(path.read_text())
+        data = _result(name)
     except json.JSONDecodeError:
+        return None
+    if data is None:
         return None
     head = data.get("headline")
     return head.strip() if isinstance(head, str) and head.strip() else None
@@ -145,10 +150,9 @@ larger tasks are listed with their status in `benchmarks/README.md`.
 
 def _significant(name: str, key: str) -> tuple[str, int, list[str]] | None:
     """``(task, seeds, labels that differ significantly)`` of an ablation's JSON."""
-    path = RESULTS / f"{name}.json"
-    if not path.exists():
+    data = _result(name)
+    if data is None:
         return None
-    data = json.loads(path.read_text())
     entries = data.get(key, {})
     if any("p_value" not in e for e in entries.values()):
         return None  # written before the p-values were recorded
@@ -162,10 +166,8 @@ def _task_list(tasks: list[str]) -> str:
 
 def _verdicts() -> dict[str, list[str]] | None:
     """Table 1's tasks by verdict (None: not run)."""
-    path = RESULTS / "table1_schedule_quality.json"
-    if not path.exists():
-        return None
-    tasks = json.loads(path.read_text())["tasks"]
+    data = _result("table1_schedule_quality")
+    tasks = data["tasks"] if data is not None else None
     if not tasks:
         return None
     return {v: [t for t, d in tasks.items() if d["verdict"] == v] for v in VERDICTS}
@@ -215,8 +217,7 @@ def table1_claim() -> str:
 
 def anchor_live_claim() -> str:
     """What Table 3 says of ``anchor="live"`` against the default."""
-    path = RESULTS / "table3_ablations.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = _result("table3_ablations") or {}
     settings = data.get("settings", {})
     live = settings.get(ANCHOR_LIVE)
     default = next((e for e in settings.values() if e.get("p_value") is None), None)
@@ -239,18 +240,16 @@ def anchor_live_claim() -> str:
 
 def _reflow(text: str) -> str:
     """Rewraps a Markdown text's paragraphs and ``- `` bullets to 78 columns
-    (generated sentences have any length); headings and placeholders stay."""
+    (generated sentences have any length); headings stay as they are."""
     blocks = []
     for block in text.rstrip("\n").split("\n\n"):
-        if block.startswith("#") or block.strip().startswith("{"):
+        if block.startswith("#"):
             blocks.append(block)
             continue
-        items = re.split(r"\n(?=- |\{)", block.strip("\n"))
+        items = re.split(r"\n(?=- )", block.strip("\n"))
         blocks.append(
             "\n".join(
-                item
-                if item.startswith("{")
-                else textwrap.fill(
+                textwrap.fill(
                     " ".join(item.split()),
                     width=78,
                     subsequent_indent="  " if item.startswith("- ") else "",
@@ -295,7 +294,7 @@ def ablations() -> str:
             "configuration, without or only with one-cycle runs) ties with "
             "the one fitted to all of it."
         )
-    return textwrap.fill(text, width=78, subsequent_indent="  ", break_on_hyphens=False)
+    return text
 
 
 def render_page(names: list[str]) -> str:
@@ -310,8 +309,8 @@ def render_page(names: list[str]) -> str:
     if names:
         text = DISCUSSION.replace("{table1}", table1_claim())
         text = text.replace("{conclusion}", conclusion())
-        text = _reflow(text.replace("{anchor_live}", anchor_live_claim()))
-        parts.append("\n" + text.replace("{ablations}", ablations()))
+        text = text.replace("{anchor_live}", anchor_live_claim())
+        parts.append("\n" + _reflow(text.replace("{ablations}", ablations())))
     return "\n".join(parts)
 
 
