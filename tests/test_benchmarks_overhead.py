@@ -1,0 +1,41 @@
+"""The overhead benchmark's summary line, on made-up measurements."""
+
+from benchmarks.overhead import headline
+
+
+def _amortised(mode, spt, width, pct, lo, hi):
+    return {
+        "mode": mode,
+        "steps_per_tick": spt,
+        "width": width,
+        "overhead_pct_paired": pct,
+        "overhead_pct_paired_interval": [lo, hi],
+    }
+
+
+def test_headline_states_each_verdict_of_the_small_model():
+    amort = [
+        _amortised("scan", 10, 100, 4.0, 3.0, 5.0),
+        _amortised("scan", 50, 100, 1.0, 0.5, 1.5),
+        _amortised("loop", 10, 100, 2.5, 1.0, 4.0),
+        _amortised("scan", 10, 370, 9.0, 8.0, 10.0),  # the 10x model: not in it
+    ]
+    bds = [
+        {
+            "width": 100,
+            "overhead_per_step_pct_paired": 0.8,
+            "overhead_per_step_pct_paired_interval": [0.3, 1.3],
+        }
+    ]
+    line = headline(amort, bds, {"decision_ms": 3.04})
+    assert line.startswith("one decision 3.0 ms at n=30, T=600 (met against 5 ms)")
+    assert "+0.8% per step between decisions (CI 0.3 .. 1.3)" in line
+    assert "(scan, 10 steps/tick; CI 3.0 .. 5.0: missed against 2%)" in line
+    assert "(scan, 50 steps/tick; CI 0.5 .. 1.5: met against 2%)" in line
+    assert "(loop, 10 steps/tick; CI 1.0 .. 4.0: unresolved against 2%)" in line
+    assert "+9.0%" not in line
+
+
+def test_headline_decision_over_budget_and_no_latency_row():
+    assert "missed against 5 ms" in headline([], [], {"decision_ms": 5.2})
+    assert headline([], [], None) == ""
