@@ -41,3 +41,41 @@ def test_cache_reads_without_a_computed_record_are_flagged():
     times, cached = merge_timings(_summary(0.01, True), old)
     assert times["sweep"] == 0.01 and cached["sweep"] and cached["total"]
     assert times["setup"] == 0.01 and not cached["setup"]  # setup is never cached
+
+
+def test_table2_states_whether_its_runs_are_table1s():
+    from benchmarks.table2_sharpness import table1_agreement
+
+    t1 = {
+        "tasks": {
+            "a": {
+                "seeds": [1, 2],
+                "methods": {
+                    "LODE": {"test_metrics": [0.5, 0.6]},
+                    "cosine": {"test_metrics": [0.7, 0.8]},
+                },
+            },
+            "b": {"seeds": [1, 2, 3], "methods": {}},
+        }
+    }
+    same = {
+        "seeds": [1, 2],
+        "methods": {
+            "LODE": {"test_metrics": [0.5, 0.6]},
+            "cosine": {"test_metrics": [0.7, 0.8]},
+        },
+    }
+    line = table1_agreement({"a": same}, t1)
+    assert "a: every row's test metrics equal Table 1's" in line
+    moved = {
+        "seeds": [1, 2],
+        "methods": {
+            "LODE": {"test_metrics": [0.5, 0.6]},
+            "cosine": {"test_metrics": [0.7, 0.81]},
+        },
+    }
+    line = table1_agreement({"a": moved}, t1)
+    assert "the test metrics of cosine differ" in line and "LODE" not in line
+    # Other seeds than Table 1's: nothing to compare, no claim.
+    assert table1_agreement({"b": same}, t1) == ""
+    assert table1_agreement({"a": same}, None) == ""
