@@ -34,6 +34,15 @@ def _table1() -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def row_is_stale(row: dict, seeds: list[int], setting: dict) -> bool:
+    """A saved row is reused only if it was trained on these seeds with this
+    setting (LODE: model, decision revision and options; a baseline: its tuned
+    rate), so a re-tuned baseline, a refitted model or another ``--seeds``
+    re-trains the row instead of mixing it into the table."""
+    as_saved = json.loads(json.dumps(setting))  # tuples come back as lists
+    return row.get("seeds") != seeds or row.get("setting") != as_saved
+
+
 def table1_agreement(tasks: dict, table1: dict | None) -> str:
     """Whether each task's rows are the same runs as Table 1's: trained on
     the same seeds with the same settings (baselines in the same batch), they
@@ -182,12 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(cfg.eval_seeds)
 
     def stale(name: str, setting: dict) -> bool:
-        # A row is reused only if it was trained on these seeds with this
-        # setting (LODE: model, decision revision and options; a baseline: its
-        # tuned rate), so a re-tuned baseline, a refitted model or another
-        # --seeds re-trains the row instead of mixing it into the table.
-        row = results.get(name, {})
-        return row.get("seeds") != seeds or row.get("setting") != setting
+        return row_is_stale(results.get(name, {}), seeds, setting)
 
     lode_setting = cfg.lode_setting()
     if stale("LODE", lode_setting):

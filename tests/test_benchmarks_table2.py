@@ -1,0 +1,56 @@
+"""Table 2's bookkeeping: which saved rows it reuses, and its check that its
+rows are the same runs as Table 1's."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.table2_sharpness import row_is_stale, table1_agreement
+
+
+def test_table2_states_whether_its_runs_are_table1s():
+    t1 = {
+        "tasks": {
+            "a": {
+                "seeds": [1, 2],
+                "methods": {
+                    "LODE": {"test_metrics": [0.5, 0.6]},
+                    "cosine": {"test_metrics": [0.7, 0.8]},
+                },
+            },
+            "b": {"seeds": [1, 2, 3], "methods": {}},
+        }
+    }
+    same = {
+        "seeds": [1, 2],
+        "methods": {
+            "LODE": {"test_metrics": [0.5, 0.6]},
+            "cosine": {"test_metrics": [0.7, 0.8]},
+        },
+    }
+    line = table1_agreement({"a": same}, t1)
+    assert "a: every row's test metrics equal Table 1's" in line
+    moved = {
+        "seeds": [1, 2],
+        "methods": {
+            "LODE": {"test_metrics": [0.5, 0.6]},
+            "cosine": {"test_metrics": [0.7, 0.81]},
+        },
+    }
+    line = table1_agreement({"a": moved}, t1)
+    assert "the test metrics of cosine differ" in line and "LODE" not in line
+    # Other seeds than Table 1's: nothing to compare, no claim.
+    assert table1_agreement({"b": same}, t1) == ""
+    assert table1_agreement({"a": same}, None) == ""
+
+
+def test_table2_reuses_a_row_only_for_the_same_seeds_and_setting():
+    setting = {"model": "abc", "decision_revision": 5, "lr_bounds": (1e-4, 1e-1)}
+    row = {"seeds": [1, 2], "setting": json.loads(json.dumps(setting))}
+    assert not row_is_stale(row, [1, 2], setting)  # as read back from JSON
+    assert row_is_stale(row, [1, 2, 3], setting)
+    assert row_is_stale(row, [1, 2], {**setting, "model": "def"})
+    assert row_is_stale({}, [1, 2], setting)  # a row from before the keys
+    # The committed rows before this key recorded only the rate: re-trained.
+    old_row = {"seeds": [1, 2], "learning_rate": 0.01}
+    assert row_is_stale(old_row, [1, 2], {"learning_rate": 0.01})
