@@ -508,22 +508,35 @@ def lode_schedule(
         decide_now = first & (state.tick % mu_ == 0)
 
         def run_decision(args):
-            window, _, key, tick = args
+            window, _, key, tick, _ = args
             key, sub = jax.random.split(key)
             flat = jax.lax.optimization_barrier(jnp.asarray(flat_model))
             m = eqx.combine(unravel_model(flat), model_static)
             d = decide(m, window, tick, sub, config)
-            return d.segment, key, d.fallback.astype(jnp.int32), d.accepted, d.score
+            fell = d.fallback.astype(jnp.int32)
+            return d.segment, key, fell, d.accepted, d.score, d.segment[0]
 
         def hold(args):
-            _, segment, key, _ = args
-            return segment, key, jnp.int32(0), jnp.int32(0), jnp.float32(jnp.nan)
+            _, segment, key, _, pos = args
+            lr = segment[jnp.minimum(pos, mu_ - 1)]
+            return segment, key, jnp.int32(0), jnp.int32(0), jnp.float32(jnp.nan), lr
 
-        segment, key, fell_back, accepted, score = jax.lax.cond(
+        # The step's rate comes out of the cond, a materialised scalar. Read
+        # from the segment after it, XLA fused the ~40 scalar ops that find it
+        # (unpacking the counters, selects, the segment's dynamic slice) into
+        # every parameter leaf's elementwise update: ~0.35% of a small MLP's
+        # scanned step (docs/schedule.md, "Cost").
+        segment, key, fell_back, accepted, score, lr = jax.lax.cond(
             decide_now,
             run_decision,
             hold,
-            (window, state.segment, state.key, counters[_C["tick"]]),
+            (
+                window,
+                state.segment,
+                state.key,
+                counters[_C["tick"]],
+                counters[_C["segment_pos"]],
+            ),
         )
         # (Written with a scatter-add for the fallbacks: the same values
         # written as masked selects made the Python-loop step of a small MLP
@@ -542,7 +555,6 @@ def lode_schedule(
         scalars = jnp.where(
             decide_now & (jnp.arange(len(_SCALARS)) == _S["last_score"]), score, scalars
         )
-        lr = segment[jnp.minimum(counters[_C["segment_pos"]], mu_ - 1)]
 
         steps = counters[_C["loss_steps"]]
         record = jnp.stack(
