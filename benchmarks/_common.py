@@ -121,6 +121,14 @@ def write_result(
     return json_path
 
 
+def read_result(name: str, *, results_dir: Path | None = None) -> dict | None:
+    """The ``<name>.json`` that :func:`write_result` wrote, or None if absent."""
+    path = (Path(results_dir) if results_dir is not None else RESULTS_DIR) / (
+        f"{name}.json"
+    )
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def median_time(fn: Callable[[], Any], *, repeats: int = 20) -> float:
     """Median wall time of ``fn()`` in seconds; ``fn`` must block on its result."""
     times = []

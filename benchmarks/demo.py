@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import RESULTS_DIR, markdown_table, write_result
+from benchmarks._common import markdown_table, read_result, write_result
 
 NAME = "demo"
 VARIANTS = {"default": [], "fast": ["--fast"]}
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(VARIANTS), action="append")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    path = RESULTS_DIR / f"{NAME}.json"
-    done = json.loads(path.read_text()).get("variants", {}) if path.exists() else {}
+    done = (read_result(NAME) or {}).get("variants", {})
     for name in args.only or list(VARIANTS):
         if name in done and not args.force:
             continue

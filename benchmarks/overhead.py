@@ -474,15 +474,16 @@ def headline(amort: list[dict], bds: list[dict], d30: dict | None) -> str:
             f"one decision {ms:.1f} ms at n=30, T=600 "
             f"({'met' if ms <= 5.0 else 'missed'} against 5 ms)"
         )
-    for b in bds[:1]:
-        lo, hi = b["overhead_per_step_pct_paired_interval"]
-        pct = b["overhead_per_step_pct_paired"]
-        parts.append(
-            f"MLP 40-{b['width']}-{b['width']}-10: {pct:+.1f}% per step between "
-            f"decisions (CI {lo:.1f} .. {hi:.1f})"
-        )
-    small = [a for a in amort if bds and a["width"] == bds[0]["width"]]
-    for a in small:
+    if not bds:
+        return "; ".join(parts)
+    b = bds[0]  # the small MLP
+    lo, hi = b["overhead_per_step_pct_paired_interval"]
+    pct = b["overhead_per_step_pct_paired"]
+    parts.append(
+        f"MLP 40-{b['width']}-{b['width']}-10: {pct:+.1f}% per step between "
+        f"decisions (CI {lo:.1f} .. {hi:.1f})"
+    )
+    for a in (a for a in amort if a["width"] == b["width"]):
         lo, hi = a["overhead_pct_paired_interval"]
         parts.append(
             f"{a['overhead_pct_paired']:+.1f}% over a whole run ({a['mode']}, "

@@ -23,7 +23,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from benchmarks._common import significant
+from benchmarks._common import read_result, significant
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -80,8 +80,7 @@ def _title(md: str, name: str) -> str:
 
 def _result(name: str) -> dict | None:
     """A benchmark's JSON result, or None if it has not been written."""
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_result(name, results_dir=RESULTS)
 
 
 def _headline(name: str) -> str | None:

@@ -23,15 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import RESULTS_DIR, write_result
+from benchmarks._common import read_result, write_result
 
 NAME = "table2_sharpness"
 CACHE = Path("results/demo/cache")
-
-
-def _table1() -> dict | None:
-    path = RESULTS_DIR / "table1_schedule_quality.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def row_is_stale(row: dict, seeds: list[int], setting: dict) -> bool:
@@ -113,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         return jnp.mean(jnp.stack(losses))
 
-    path = RESULTS_DIR / f"{NAME}.json"
-    prev = json.loads(path.read_text()) if path.exists() else {}
+    prev = read_result(NAME) or {}
     tasks = prev.get("tasks", {})
     results = tasks.get(cfg.task, {}).get("methods", {})
     # The task's timing is that of the last invocation that trained a row.
@@ -184,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"seeds {list(cfg.eval_seeds)} as the demo; the runs are trained "
                 "again to keep their parameters (their test accuracy is shown). "
                 "The paper measures ResNet-18 on CIFAR-100; these are the tasks that "
-                "run here. " + table1_agreement(tasks, _table1())
+                "run here. "
+                + table1_agreement(tasks, read_result("table1_schedule_quality"))
             ).strip(),
         )
 

@@ -19,11 +19,10 @@ or Table 1 already ran costs nothing. Results are rewritten after every task.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from benchmarks._common import RESULTS_DIR, write_result
+from benchmarks._common import read_result, write_result
 
 NAME = "tableA1_reconstruction"
 CACHE = Path("results/demo/cache")
@@ -51,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", action="append", choices=TASKS)
     args = parser.parse_args(argv)
     _enable_compile_cache(CACHE / "xla")
-    path = RESULTS_DIR / f"{NAME}.json"
-    done = json.loads(path.read_text()).get("tasks", {}) if path.exists() else {}
+    done = (read_result(NAME) or {}).get("tasks", {})
     for name in args.task or list(TASKS):
         t0 = time.perf_counter()
         cfg = default_config(name)

@@ -13,6 +13,7 @@ from benchmarks._common import (
     cpu_info,
     environment,
     median_interval,
+    read_result,
     training_seconds,
     verdict,
     write_result,
@@ -120,3 +121,10 @@ def test_training_seconds_reads_the_cached_records(tmp_path):
     assert training_seconds(records) == pytest.approx(4.25)
     assert training_seconds([{"run_seconds": 1.0}]) == 1.0  # no compile time kept
     assert training_seconds([]) == 0.0
+
+
+def test_read_result_returns_what_write_result_wrote(tmp_path):
+    assert read_result("absent", results_dir=tmp_path) is None
+    write_result("r", {"x": [1, 2]}, "| a |\n", title="t", results_dir=tmp_path)
+    data = read_result("r", results_dir=tmp_path)
+    assert data["x"] == [1, 2] and data["name"] == "r" and "environment" in data

@@ -8,36 +8,27 @@ import json
 from benchmarks.table2_sharpness import row_is_stale, table1_agreement
 
 
+def _task(cosine_metrics):
+    return {
+        "seeds": [1, 2],
+        "methods": {
+            "LODE": {"test_metrics": [0.5, 0.6]},
+            "cosine": {"test_metrics": cosine_metrics},
+        },
+    }
+
+
 def test_table2_states_whether_its_runs_are_table1s():
     t1 = {
         "tasks": {
-            "a": {
-                "seeds": [1, 2],
-                "methods": {
-                    "LODE": {"test_metrics": [0.5, 0.6]},
-                    "cosine": {"test_metrics": [0.7, 0.8]},
-                },
-            },
+            "a": _task([0.7, 0.8]),
             "b": {"seeds": [1, 2, 3], "methods": {}},
         }
     }
-    same = {
-        "seeds": [1, 2],
-        "methods": {
-            "LODE": {"test_metrics": [0.5, 0.6]},
-            "cosine": {"test_metrics": [0.7, 0.8]},
-        },
-    }
+    same = _task([0.7, 0.8])
     line = table1_agreement({"a": same}, t1)
     assert "a: every row's test metrics equal Table 1's" in line
-    moved = {
-        "seeds": [1, 2],
-        "methods": {
-            "LODE": {"test_metrics": [0.5, 0.6]},
-            "cosine": {"test_metrics": [0.7, 0.81]},
-        },
-    }
-    line = table1_agreement({"a": moved}, t1)
+    line = table1_agreement({"a": _task([0.7, 0.81])}, t1)
     assert "the test metrics of cosine differ" in line and "LODE" not in line
     # Other seeds than Table 1's: nothing to compare, no claim.
     assert table1_agreement({"b": same}, t1) == ""
