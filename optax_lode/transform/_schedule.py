@@ -463,10 +463,36 @@ def lode_schedule(
         # the hand-off cost a small MLP's step ~15-20%; ordered after the
         # updates, ~1-4% in a lax.scan, ~4-6% in a Python loop (ad hoc, one
         # process, no decisions; docs/schedule.md, "Cost").
-        (value, val_metric, data), updates = jax.lax.optimization_barrier(
-            ((value, val_metric, state.data), updates)
+        (value, val_metric, state), updates = jax.lax.optimization_barrier(
+            ((value, val_metric, state), updates)
         )
-        state = state._replace(data=data)
+        # The whole advance of the state sits in the cond, twice: with the
+        # decision and without. Computed beside the cond in the step's own
+        # graph (as until 2026-12-04), its dozen small fusions changed how
+        # XLA's CPU runtime laid out and overlapped the backward pass, a
+        # lottery: between decisions a 10x MLP's scanned step cost +0.5% to
+        # +12% over cosine depending on n and width (one process, paired);
+        # inside the cond, 0-2.6% on the same grid (docs/schedule.md, "Cost").
+        c = state.counters
+        decide_now = (
+            (c[_C["step_in_tick"]] == 0)
+            & (c[_C["tick"]] > 0)
+            & (c[_C["tick"]] % mu_ == 0)
+        )
+        new_state = jax.lax.cond(
+            decide_now,
+            lambda a: _advance(*a, with_decision=True),
+            lambda a: _advance(*a, with_decision=False),
+            (value, val_metric, state),
+        )
+        lr = new_state.learning_rate
+        updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
+        return updates, new_state
+
+    def _advance(
+        value: Array, val_metric: Array, state: LodeState, *, with_decision: bool
+    ) -> LodeState:
+        """One step of the clock and the tick records, with or without a decision."""
         ok = jnp.isfinite(value) & (value > 0)
         metric = jnp.where(jnp.isfinite(val_metric), val_metric, state.metric)
         first = (state.step_in_tick == 0) & (state.tick > 0)
@@ -493,68 +519,26 @@ def lode_schedule(
             ]
         )
 
-        # Only the decision sits in a lax.cond; the tick bookkeeping runs
-        # every step, masked by `first`/`tick_end`. In a Python loop calling
-        # the jitted step, a lax.switch that also carried the bookkeeping (an
-        # idle, a boundary and a decision branch) made a small MLP's step
-        # ~25-45% slower than with a cosine schedule, this ~6-17% (measured
-        # ad hoc in one process; in a lax.scan both cost the same).
         # On a tick's first step the latest metric completes the last tick's
         # record (it is measured after the tick, so it arrives now) and, at
         # ticks mu, 2 mu, ..., the decision runs before this step's rate is
         # read. On a tick's last step its record enters the window.
         window = state.window
         window = window.at[-1, 1].set(jnp.where(first, metric, window[-1, 1]))
-        decide_now = first & (state.tick % mu_ == 0)
-
-        def run_decision(args):
-            window, _, key, tick, _ = args
-            key, sub = jax.random.split(key)
+        if with_decision:
+            key, sub = jax.random.split(state.key)
             flat = jax.lax.optimization_barrier(jnp.asarray(flat_model))
             m = eqx.combine(unravel_model(flat), model_static)
-            d = decide(m, window, tick, sub, config)
-            fell = d.fallback.astype(jnp.int32)
-            return d.segment, key, fell, d.accepted, d.score, d.segment[0]
-
-        def hold(args):
-            _, segment, key, _, pos = args
-            lr = segment[jnp.minimum(pos, mu_ - 1)]
-            return segment, key, jnp.int32(0), jnp.int32(0), jnp.float32(jnp.nan), lr
-
-        # The step's rate comes out of the cond, a materialised scalar. Read
-        # from the segment after it, XLA fused the ~40 scalar ops that find it
-        # (unpacking the counters, selects, the segment's dynamic slice) into
-        # every parameter leaf's elementwise update: ~0.35% of a small MLP's
-        # scanned step (docs/schedule.md, "Cost").
-        segment, key, fell_back, accepted, score, lr = jax.lax.cond(
-            decide_now,
-            run_decision,
-            hold,
-            (
-                window,
-                state.segment,
-                state.key,
-                counters[_C["tick"]],
-                counters[_C["segment_pos"]],
-            ),
-        )
-        # (Written with a scatter-add for the fallbacks: the same values
-        # written as masked selects made the Python-loop step of a small MLP
-        # ~25 points slower, by how XLA's CPU scheduler then spread the step's
-        # small ops over threads; see docs/schedule.md, "Cost".)
-        dec = decide_now.astype(jnp.int32)
-        counters = counters + dec * jnp.array(
-            [n == "decisions" for n in _COUNTERS], jnp.int32
-        )
-        counters = counters.at[_C["fallbacks"]].add(fell_back)
-        c_idx = jnp.arange(len(_COUNTERS))
-        counters = jnp.where(decide_now & (c_idx == _C["segment_pos"]), 0, counters)
-        counters = jnp.where(
-            decide_now & (c_idx == _C["last_accepted"]), accepted, counters
-        )
-        scalars = jnp.where(
-            decide_now & (jnp.arange(len(_SCALARS)) == _S["last_score"]), score, scalars
-        )
+            d = decide(m, window, counters[_C["tick"]], sub, config)
+            segment, lr = d.segment, d.segment[0]
+            counters = counters.at[_C["decisions"]].add(1)
+            counters = counters.at[_C["fallbacks"]].add(d.fallback.astype(jnp.int32))
+            counters = counters.at[_C["segment_pos"]].set(0)
+            counters = counters.at[_C["last_accepted"]].set(d.accepted)
+            scalars = scalars.at[_S["last_score"]].set(d.score)
+        else:
+            segment, key = state.segment, state.key
+            lr = segment[jnp.minimum(counters[_C["segment_pos"]], mu_ - 1)]
 
         steps = counters[_C["loss_steps"]]
         record = jnp.stack(
@@ -578,7 +562,6 @@ def lode_schedule(
         )
         reset_s = jnp.array([n == "loss_sum" for n in _SCALARS])
         scalars = jnp.where(reset_s & tick_end, 0.0, scalars)
-        updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
         new_state = LodeState.from_parts(
             counters=counters,
             scalars=scalars,
@@ -587,6 +570,6 @@ def lode_schedule(
             learning_rate=lr,
             key=key,
         )
-        return updates, new_state
+        return new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
