@@ -428,67 +428,6 @@ def lode_schedule(
             nonfinite=i32(0),
         )
 
-    def update_fn(
-        updates: optax.Updates,
-        state: LodeState,
-        params: optax.Params | None = None,
-        *,
-        value: Any = _MISSING,
-        val_metric: Any = _MISSING,
-        **extra_args: Any,
-    ) -> tuple[optax.Updates, LodeState]:
-        del params, extra_args
-        if value is _MISSING:
-            raise TypeError(
-                "lode_schedule's update needs value=<this step's training loss> "
-                "(e.g. tx.update(grads, state, params, value=loss, "
-                "val_metric=acc))"
-            )
-        if val_metric is _MISSING:
-            raise TypeError(
-                "lode_schedule's update needs val_metric=<latest validation "
-                "metric> (pass NaN when there is nothing new: the last one is held)"
-            )
-        value = jnp.asarray(value, jnp.float32)
-        val_metric = jnp.asarray(val_metric, jnp.float32)
-        if value.shape != () or val_metric.shape != ():
-            raise ValueError(
-                "value and val_metric must be scalars (the step's mean loss and "
-                f"metric), got shapes {value.shape} and {val_metric.shape}"
-            )
-
-        # The bookkeeping waits for the base optimizer's updates. It needs only
-        # the loss, so XLA's CPU runtime would otherwise run it (and the
-        # decision's cond) on the second thread beside the backward pass, and
-        # the hand-off cost a small MLP's step ~15-20%; ordered after the
-        # updates, ~1-4% in a lax.scan, ~4-6% in a Python loop (ad hoc, one
-        # process, no decisions; docs/schedule.md, "Cost").
-        (value, val_metric, state), updates = jax.lax.optimization_barrier(
-            ((value, val_metric, state), updates)
-        )
-        # The whole advance of the state sits in the cond, twice: with the
-        # decision and without. Computed beside the cond in the step's own
-        # graph (as until 2026-12-04), its dozen small fusions changed how
-        # XLA's CPU runtime laid out and overlapped the backward pass, a
-        # lottery: between decisions a 10x MLP's scanned step cost +0.5% to
-        # +12% over cosine depending on n and width (one process, paired);
-        # inside the cond, 0-2.6% on the same grid (docs/schedule.md, "Cost").
-        c = state.counters
-        decide_now = (
-            (c[_C["step_in_tick"]] == 0)
-            & (c[_C["tick"]] > 0)
-            & (c[_C["tick"]] % mu_ == 0)
-        )
-        new_state = jax.lax.cond(
-            decide_now,
-            lambda a: _advance(*a, with_decision=True),
-            lambda a: _advance(*a, with_decision=False),
-            (value, val_metric, state),
-        )
-        lr = new_state.learning_rate
-        updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
-        return updates, new_state
-
     def _advance(
         value: Array, val_metric: Array, state: LodeState, *, with_decision: bool
     ) -> LodeState:
@@ -571,5 +510,69 @@ def lode_schedule(
             key=key,
         )
         return new_state
+
+    def update_fn(
+        updates: optax.Updates,
+        state: LodeState,
+        params: optax.Params | None = None,
+        *,
+        value: Any = _MISSING,
+        val_metric: Any = _MISSING,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, LodeState]:
+        del params, extra_args
+        if value is _MISSING:
+            raise TypeError(
+                "lode_schedule's update needs value=<this step's training loss> "
+                "(e.g. tx.update(grads, state, params, value=loss, "
+                "val_metric=acc))"
+            )
+        if val_metric is _MISSING:
+            raise TypeError(
+                "lode_schedule's update needs val_metric=<latest validation "
+                "metric> (pass NaN when there is nothing new: the last one is held)"
+            )
+        value = jnp.asarray(value, jnp.float32)
+        val_metric = jnp.asarray(val_metric, jnp.float32)
+        if value.shape != () or val_metric.shape != ():
+            raise ValueError(
+                "value and val_metric must be scalars (the step's mean loss and "
+                f"metric), got shapes {value.shape} and {val_metric.shape}"
+            )
+
+        # The bookkeeping waits for the base optimizer's updates. It needs only
+        # the loss, so XLA's CPU runtime would otherwise run it (and the
+        # decision's cond) on the second thread beside the backward pass, and
+        # the hand-off cost a small MLP's step ~15-20%; ordered after the
+        # updates, ~1-4% in a lax.scan, ~4-6% in a Python loop (ad hoc, one
+        # process, no decisions; docs/schedule.md, "Cost").
+        (value, val_metric, state), updates = jax.lax.optimization_barrier(
+            ((value, val_metric, state), updates)
+        )
+        # The whole advance of the state sits in the cond, twice: with the
+        # decision and without. Computed beside the cond in the step's own
+        # graph (as until 2026-12-04), its dozen small fusions changed how
+        # XLA's CPU runtime laid out and overlapped the backward pass, a
+        # lottery: between decisions a 10x MLP's scanned step cost +0.5% to
+        # +12% over cosine depending on n and width (one process, paired);
+        # inside the cond, 0-2.6% on the same grid (docs/schedule.md, "Cost").
+        c = state.counters
+        decide_now = (
+            (c[_C["step_in_tick"]] == 0)
+            & (c[_C["tick"]] > 0)
+            & (c[_C["tick"]] % mu_ == 0)
+        )
+        new_state = jax.lax.cond(
+            decide_now,
+            lambda a: _advance(*a, with_decision=True),
+            lambda a: _advance(*a, with_decision=False),
+            (value, val_metric, state),
+        )
+        # The rate is the cond's output, one materialised scalar: computed
+        # after it from the segment, its ~40 scalar ops were fused into every
+        # parameter leaf's update (~0.35% of a small MLP's scanned step).
+        lr = new_state.learning_rate
+        updates = jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates)
+        return updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
