@@ -224,6 +224,13 @@ class LodeState(NamedTuple):
         )
 
 
+def _tick_start(state: LodeState) -> Array:
+    """Whether this step is a tick's first (after tick 0): the step that brings
+    the metric measured after the last tick, and at ticks mu, 2 mu, ... the
+    step that decides."""
+    return (state.step_in_tick == 0) & (state.tick > 0)
+
+
 def _warm_start(model: Any, config: DecisionConfig) -> np.ndarray:
     """Rates for live ticks ``0 .. mu - 1``: the best training run's path.
 
@@ -434,7 +441,7 @@ def lode_schedule(
         """One step of the clock and the tick records, with or without a decision."""
         ok = jnp.isfinite(value) & (value > 0)
         metric = jnp.where(jnp.isfinite(val_metric), val_metric, state.metric)
-        first = (state.step_in_tick == 0) & (state.tick > 0)
+        first = _tick_start(state)
         tick_end = state.step_in_tick + 1 >= k
 
         # Every step: one fused update of each bookkeeping vector. A
@@ -556,12 +563,7 @@ def lode_schedule(
         # lottery: between decisions a 10x MLP's scanned step cost +0.5% to
         # +12% over cosine depending on n and width (one process, paired);
         # inside the cond, 0-2.6% on the same grid (docs/schedule.md, "Cost").
-        c = state.counters
-        decide_now = (
-            (c[_C["step_in_tick"]] == 0)
-            & (c[_C["tick"]] > 0)
-            & (c[_C["tick"]] % mu_ == 0)
-        )
+        decide_now = _tick_start(state) & (state.tick % mu_ == 0)
         new_state = jax.lax.cond(
             decide_now,
             lambda a: _advance(*a, with_decision=True),
