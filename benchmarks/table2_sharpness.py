@@ -75,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     import jax.numpy as jnp
 
     from optax_lode.baselines import eval_params, make_baseline
-    from optax_lode.decision import DECISION_REVISION
     from optax_lode.demo import default_config
     from optax_lode.demo._pipeline import (
         _clock,
@@ -206,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             "residuals": [e[1] for e in eig],
             "iterations": [e[2] for e in eig],
             "test_metrics": acc,
-            "decision_revision": DECISION_REVISION,
             "seeds": seeds,
+            # The decision revision is in the setting (cfg.lode_setting).
             "setting": lode_setting,
         }
         trained.append("LODE")

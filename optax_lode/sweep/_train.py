@@ -155,7 +155,8 @@ def _compile(
             jax.vmap(f) for f in (start, one_tick_eval, test_of)
         )
     start_j = jax.jit(start)
-    carry, data_key = start_j(seed_arg)
+    # Shapes only: the run itself initialises (Program.run).
+    carry, data_key = jax.eval_shape(start_j, seed_arg)
     t0 = time.perf_counter()
     tick_c = jax.jit(one_tick_eval, donate_argnums=0).lower(carry, data_key).compile()
     return _Program(
