@@ -45,6 +45,7 @@ ORDER = (
     "table4_data_ablation",
     "tableA1_reconstruction",
     "overhead",
+    "overhead_options",
     "overhead_real_use",
     "overhead_sequential_scheduler",
     "overhead_real_use_sequential_scheduler",

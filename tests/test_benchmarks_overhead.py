@@ -39,3 +39,17 @@ def test_headline_states_each_verdict_of_the_small_model():
 def test_headline_decision_over_budget_and_no_latency_row():
     assert "missed against 5 ms" in headline([], [], {"decision_ms": 5.2})
     assert headline([], [], None) == ""
+
+
+def test_options_headline_gives_each_option_its_verdict():
+    from benchmarks.overhead_options import headline as options_headline
+
+    line = options_headline(
+        [
+            {"option": "defaults", "lode_pct": 7.46, "verdict": "missed"},
+            {"option": "n=1", "lode_pct": 1.62, "verdict": "met"},
+        ]
+    )
+    assert line.startswith("whole runs vs cosine: ")
+    assert "defaults +7.5% (missed); n=1 +1.6% (met)" in line
+    assert options_headline([]) == ""
