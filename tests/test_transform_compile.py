@@ -102,6 +102,28 @@ def test_no_callbacks_and_no_host_transfers(setup):
     assert bool(jnp.isfinite(opt_state[1].learning_rate))
 
 
+def test_a_donated_step_runs_the_same_run(setup):
+    """Donating parameters and state (updated in place, ~20% faster per call
+    of a small MLP's looped step on CPU; docs/schedule.md, "Cost") changes
+    nothing: the same rates and parameters, bit for bit, through decisions."""
+    params, tx, train_step, (x, y) = setup
+    plain = jax.jit(train_step)
+    donated = jax.jit(train_step, donate_argnums=(0, 1))
+    runs = []
+    for step in (plain, donated):
+        p, s = jax.tree.map(jnp.copy, (params, tx.init(params)))
+        rates = []
+        for _ in range(3 * MU * K + 1):
+            old = jax.tree.leaves((p, s))
+            p, s = step(p, s, x, y)
+            rates.append(jnp.copy(s[1].learning_rate))  # s goes to the next step
+            if step is donated:
+                assert all(a.is_deleted() for a in old), "nothing was donated"
+        assert int(s[1].decisions) >= 3
+        runs.append((jnp.stack(rates), p, s))
+    chex.assert_trees_all_equal(runs[0], runs[1])
+
+
 def test_the_steps_conditional_does_not_grow_with_the_model():
     """The decision branch closes over the model as one flat constant: closed
     over leaf by leaf, every weight became an operand of the step's
