@@ -15,10 +15,14 @@ would have to make buys:
 - coarser Euler steps (the model's ``ticks_per_step``: 150 steps per run by
   default at T=600, 75 at 8 ticks per step; a model fitted at that step).
 
-Each option also gets the latency of one decision (jitted, standalone, the
-model's arrays passed as a flat list). The model is untrained (paper sizes),
-as in the main table: its decisions roll out the whole grid, the worst case
-(a fitted model's mean decision is ~2/3 of it, ``overhead.md``, fourth table).
+Each option also runs as the same program with ticks that never end (no
+decision: the program's own cost between decisions, which differs from
+program to program); the difference of the two runs, per decision, is a
+decision's cost inside the run, shown next to its standalone latency (one
+jitted decision, the model's arrays passed as a flat list). The model is
+untrained (paper sizes), as in the main table: its decisions roll out the
+whole grid, the worst case (a fitted model's mean decision is ~2/3 of it,
+``overhead.md``, fourth table).
 
 Run: ``python -m benchmarks.overhead_options`` (``--quick`` for a smoke run).
 """
