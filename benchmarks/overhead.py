@@ -68,25 +68,28 @@ def _loss(params, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
+def _train_step(tx, extra: bool):
+    """The benchmarks' training step ``(params, state, x, y) -> (params, state,
+    loss)``: the MLP's loss and gradient, ``tx.update`` (with LODE's extra
+    arguments if ``extra``; the metric a function of the loss), apply."""
+
+    def step(p, s, x, y):
+        loss, g = jax.value_and_grad(_loss)(p, x, y)
+        kw = {"value": loss, "val_metric": 1.0 / (1.0 + loss)} if extra else {}
+        u, s = tx.update(g, s, p, **kw)
+        return optax.apply_updates(p, u), s, loss
+
+    return step
+
+
 def _steps(tx_lode, tx_cos, donate: bool = False):
     """The two jitted training steps; ``donate``: parameters and optimizer
     state donated (``donate_argnums=(0, 1)``), as training loops that update
     in place do."""
-
-    def lode_step(p, s, x, y):
-        loss, g = jax.value_and_grad(_loss)(p, x, y)
-        u, s = tx_lode.update(g, s, p, value=loss, val_metric=1.0 / (1.0 + loss))
-        return optax.apply_updates(p, u), s, loss
-
-    def cos_step(p, s, x, y):
-        loss, g = jax.value_and_grad(_loss)(p, x, y)
-        u, s = tx_cos.update(g, s, p)
-        return optax.apply_updates(p, u), s, loss
-
     donated = (0, 1) if donate else ()
     return (
-        jax.jit(lode_step, donate_argnums=donated),
-        jax.jit(cos_step, donate_argnums=donated),
+        jax.jit(_train_step(tx_lode, True), donate_argnums=donated),
+        jax.jit(_train_step(tx_cos, False), donate_argnums=donated),
     )
 
 
@@ -236,13 +239,7 @@ def breakdown(model, *, width, steps=1000, repeats=75, batch=128):
     T = model.T
 
     def runner(tx, extra, length):
-        def step(p, s, x, y):
-            loss, g = jax.value_and_grad(_loss)(p, x, y)
-            kw = {"value": loss, "val_metric": 1.0 / (1.0 + loss)} if extra else {}
-            u, s = tx.update(g, s, p, **kw)
-            return optax.apply_updates(p, u), s, loss
-
-        run = _scanned(step, length)
+        run = _scanned(_train_step(tx, extra), length)
         s0 = tx.init(params)
         first = jax.block_until_ready(run(params, s0, x, y))  # compile
         return lambda: jax.block_until_ready(run(params, s0, x, y)), first[1]

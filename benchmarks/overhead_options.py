@@ -44,9 +44,9 @@ from benchmarks.overhead import (
     SEED,
     TARGET_PCT,
     _flat_decide,
-    _loss,
     _mlp,
     _scanned,
+    _train_step,
     _window,
 )
 from optax_lode import LatentODE, lode_schedule
@@ -95,14 +95,8 @@ def whole_runs(model, *, n, mu, ticks, steps_per_tick, width, repeats, batch=128
     }
     runs, decisions = {}, {}
     for name, tx in txs.items():
-
-        def step(p, s, x, y, tx=tx, extra=name != "cosine"):
-            loss, g = jax.value_and_grad(_loss)(p, x, y)
-            args = {"value": loss, "val_metric": 1.0 / (1.0 + loss)} if extra else {}
-            u, s = tx.update(g, s, p, **args)
-            return optax.apply_updates(p, u), s, loss
-
-        run, s0 = _scanned(step, total), tx.init(params)
+        run = _scanned(_train_step(tx, extra=name != "cosine"), total)
+        s0 = tx.init(params)
         _, s_end, _ = jax.block_until_ready(run(params, s0, x, y))  # compile
         if name != "cosine":
             decisions[name] = int(s_end[1].decisions)
@@ -124,7 +118,7 @@ def whole_runs(model, *, n, mu, ticks, steps_per_tick, width, repeats, batch=128
         lo, hi, cov = median_interval(pct)
         out[f"{k}_pct"] = float(np.median(pct))
         out[f"{k}_pct_interval"] = [lo, hi]
-        out["interval_coverage"] = cov
+    out["interval_coverage"] = cov  # the same for both: same repetitions
     per = 1e3 * (w["lode"] - w["quiet"]) / max(decisions["lode"], 1)
     out["decision_in_run_ms"] = float(np.median(per))
     out["decision_in_run_ms_interval"] = list(median_interval(per)[:2])
