@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import benchmarks.render_docs as render_docs
 
 
@@ -97,4 +99,36 @@ def test_conclusion_follows_the_verdicts(tmp_path, monkeypatch):
     _table1(tmp_path, {"a": "wins", "b": "ties"})
     assert "beats the best well-tuned baseline on 1 of 2 tasks" in (
         render_docs.conclusion()
+    )
+
+
+def test_cost_summary_lists_the_cost_results_and_replaces_only_its_block(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+    (tmp_path / "overhead.md").write_text("## lode_schedule overhead\n\n| a |\n")
+    (tmp_path / "overhead.json").write_text(json.dumps({"headline": "+7.3% (missed)"}))
+    (tmp_path / "table1_schedule_quality.md").write_text("## Table 1\n")
+    block = render_docs.render_cost(["overhead", "table1_schedule_quality"])
+    assert block.startswith(render_docs.COST_START)
+    assert block.endswith(render_docs.COST_END)
+    assert (
+        "- [lode_schedule overhead](benchmarks.md#lode_schedule-overhead): "
+        "+7.3% (missed)" in block
+    )
+    assert "Table 1" not in block  # not a cost result
+    assert "No cost benchmark" in render_docs.render_cost(["table1_schedule_quality"])
+    start, end = render_docs.COST_START, render_docs.COST_END
+    page = f"# Page\n\nbefore\n{start}\nold\n{end}\nafter\n"
+    new = render_docs.replace_block(page, block, start, end, "page")
+    assert new.startswith("# Page\n\nbefore\n") and new.endswith("\nafter\n")
+    assert "old" not in new and "+7.3% (missed)" in new
+    with pytest.raises(SystemExit, match="exactly one"):
+        render_docs.replace_block("no markers", block, "<a>", "<b>", "page")
+
+
+def test_anchors_follow_github_in_the_readme_and_mkdocs_in_the_docs():
+    assert render_docs._anchor("Overhead (XLA_FLAGS=--x)") == "overhead-xla_flags--x"
+    assert render_docs._anchor("Overhead (XLA_FLAGS=--x)", mkdocs=True) == (
+        "overhead-xla_flags-x"
     )

@@ -550,9 +550,10 @@ def lode_schedule(
         # The bookkeeping waits for the base optimizer's updates. It needs only
         # the loss, so XLA's CPU runtime would otherwise run it (and the
         # decision's cond) on the second thread beside the backward pass, and
-        # the hand-off cost a small MLP's step ~15-20%; ordered after the
-        # updates, ~1-4% in a lax.scan, ~4-6% in a Python loop (ad hoc, one
-        # process, no decisions; docs/schedule.md, "Cost").
+        # the hand-off cost a small MLP's scanned step ~15-25%; ordered after
+        # the updates, ~1-4% (ad hoc, one process, no decisions; docs/
+        # schedule.md, "Cost"). A step called alone (a Python loop) compiles
+        # without it today, and measures the same with or without it.
         (value, val_metric, state), updates = jax.lax.optimization_barrier(
             ((value, val_metric, state), updates)
         )
