@@ -210,14 +210,34 @@ def test_unknown_metric_does_not_hide_the_live_loss():
     """Before the first validation the metric is NaN: those rows are masked
     from the encoder, but their losses still set l* and the threshold."""
     window = _window()
-    window[:, 1] = np.nan
+    window[:3, 1] = np.nan  # one complete record, the last
     window[:, 0] = np.exp([0.0, 0.2, -0.2, 0.1])
     ex = explain(ScriptedModel(T=T, mu=MU), window, 8, None, _config(), eps=_eps())
-    assert not np.asarray(ex.window_mask).any()
+    np.testing.assert_array_equal(ex.window_mask, [False, False, False, True])
     np.testing.assert_allclose(ex.live_loss, 0.1, rtol=1e-5)
     std = np.std([0.0, 0.2, -0.2, 0.1])
     np.testing.assert_allclose(ex.threshold, 2 * max(std, 0.5), rtol=1e-5)
     assert int(ex.decision.accepted) > 0
+
+
+def test_a_window_without_a_complete_record_holds_the_rate():
+    """No finite metric in the window (none measured yet): the encoder sees
+    nothing, so its latent is the same whatever the run did, and the decision
+    falls back instead of scheduling from it. The live loss is still read."""
+    window = _window()
+    window[:, 1] = np.nan
+    window[:, 0] = np.exp([0.0, 0.2, -0.2, 0.1])
+    held = window[-1, 2]
+    ex = explain(ScriptedModel(T=T, mu=MU), window, 8, None, _config(), eps=_eps())
+    assert not np.asarray(ex.window_mask).any()
+    np.testing.assert_allclose(ex.live_loss, 0.1, rtol=1e-5)
+    assert np.asarray(ex.match).any()  # members would have matched
+    assert int(ex.decision.accepted) == 0 and bool(ex.decision.fallback)
+    np.testing.assert_allclose(ex.decision.segment, held, rtol=1e-6)
+    d = eqx.filter_jit(decide)(
+        ScriptedModel(T=T, mu=MU), window, 8, jax.random.key(0), _config()
+    )
+    assert bool(d.fallback) and int(d.accepted) == 0
 
 
 def test_default_mu_is_the_model_window_in_live_ticks():

@@ -92,6 +92,40 @@ def test_decisions_happen_exactly_at_multiples_of_mu():
     assert all(0.0 < r < 1.0 for r in lrs)
 
 
+def test_no_decision_after_the_run_and_the_rate_holds():
+    """Steps past total_steps (an extra epoch, or the partial tick a
+    total_steps that is not a multiple of steps_per_tick leaves) decide
+    nothing: tick T would be a decision tick here (T % mu == 0), but the model
+    knows nothing after T. The rate holds the last segment's last rate."""
+    k = 2
+    _, _, run = _runner(k)
+    steps = T * k + 3 * MU * k + 1
+    values = np.exp(-np.linspace(0, 1, steps))
+    metrics = np.linspace(0.2, 0.8, steps)
+    _, (lrs, states) = run(jnp.asarray(values, jnp.float32), jnp.asarray(metrics))
+    decisions = np.asarray(states.decisions)
+    assert T % MU == 0 and decisions[T * k - 1] == (T - 1) // MU
+    np.testing.assert_array_equal(decisions[T * k :], decisions[T * k - 1])
+    lrs = np.asarray(lrs)
+    np.testing.assert_array_equal(lrs[T * k :], lrs[T * k - 1])
+    assert np.all(np.isfinite(lrs)) and np.all(lrs > 0)
+
+
+def test_a_run_without_a_finite_metric_holds_its_rate():
+    """val_metric never finite: no window row is complete, so every decision
+    falls back (counted) and the rate stays where the warm start left it."""
+    k = 1
+    _, _, run = _runner(k)
+    steps = T * k
+    values = np.exp(-np.linspace(0, 1, steps))
+    final, (lrs, _) = run(
+        jnp.asarray(values, jnp.float32), jnp.full(steps, jnp.nan, jnp.float32)
+    )
+    assert int(final.decisions) == int(final.fallbacks) == (T - 1) // MU
+    lrs = np.asarray(lrs)
+    np.testing.assert_array_equal(lrs[MU:], lrs[MU - 1])
+
+
 @settings(max_examples=10)
 @given(
     k=st.sampled_from([1, 2]),
@@ -220,6 +254,9 @@ def test_non_scalar_value_is_rejected():
         (dict(total_steps=0), "total_steps"),
         (dict(total_steps=2 * T), "rescale=True"),
         (dict(total_steps=T, steps_per_tick=2), "rescale=True"),
+        (dict(lr_bounds=(1e39, 1e40)), "float32"),
+        (dict(lr_bounds=(1e-50, 1e-45)), "float32"),
+        (dict(seed=2**64), "64 bits"),
     ],
 )
 def test_invalid_configuration_is_a_value_error_at_construction(kwargs, match):

@@ -30,7 +30,10 @@ LR_RANGE_FACTOR = 2.0
 #: point across the change), so runs made before are not reused. 5: the Euler
 #: ensemble rollout also carries the decoder's first pre-activation, and
 #: ``lode_schedule`` computes the weights' products at run time instead of
-#: constant-folding them (both equal up to rounding, as for 4).
+#: constant-folding them (both equal up to rounding, as for 4). Not bumped for
+#: a window without one complete record, which now falls back: ``train_run``
+#: (every cached run) measures the metric every tick, so its windows at tick
+#: ``mu`` and later are complete and its decisions did not change.
 DECISION_REVISION = 5
 
 #: Default floor on the std of the window's (normalised, log) losses used by
@@ -165,6 +168,15 @@ class DecisionConfig:
             raise ValueError(
                 "learning-rate bounds must satisfy 0 < lr_min < lr_max < inf, "
                 f"got ({self.lr_min}, {self.lr_max})"
+            )
+        # Rates are float32: bounds that round to 0, a subnormal or inf there
+        # would emit rates that are not finite and positive.
+        with np.errstate(over="ignore"):
+            lo32, hi32 = np.float32(self.lr_min), np.float32(self.lr_max)
+        if not (lo32 >= np.finfo(np.float32).tiny and np.isfinite(hi32)):
+            raise ValueError(
+                "learning-rate bounds must be normal float32 numbers (about "
+                f"1.2e-38 .. 3.4e38), got ({self.lr_min}, {self.lr_max})"
             )
         if self.top < 1:
             raise ValueError(f"top must be >= 1, got {self.top}")

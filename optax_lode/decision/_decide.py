@@ -151,13 +151,17 @@ def _first_argmax(
     return value[:, 0], index[:, 0]
 
 
-def _last_finite(x: Float[Array, " w"]) -> tuple[Float[Array, ""], Bool[Array, ""]]:
-    """The last finite entry of ``x`` (fixed shape: no boolean indexing)."""
-    ok = jnp.isfinite(x)
-    idx = jnp.arange(x.shape[0])
-    last = jnp.max(jnp.where(ok, idx, -1))
+def _last_valid(
+    x: Float[Array, "w k"], ok: Bool[Array, "w k"]
+) -> tuple[Float[Array, " k"], Bool[Array, " k"]]:
+    """Per column, the last entry of ``x`` where ``ok`` (NaN where none) and
+    whether there is one: fixed shape (no boolean indexing) and one reduction
+    for all columns (each reduction costs every call of the training step)."""
+    idx = jnp.arange(x.shape[0])[:, None]
+    last = jnp.max(jnp.where(ok, idx, -1), axis=0)
     found = last >= 0
-    return jnp.where(found, x[jnp.maximum(last, 0)], jnp.nan), found
+    picked = x[jnp.maximum(last, 0), jnp.arange(x.shape[1])]
+    return jnp.where(found, picked, jnp.nan), found
 
 
 def ensemble_noise(
@@ -245,9 +249,17 @@ def _run(
     raw = inverse(pred)
 
     # --- 4. Accept: two-sided loss match somewhere in [0, T]. --------------
+    # The latest finite loss and positive rate, and whether any row is
+    # complete: a window with none (no finite metric yet, say) encodes to the
+    # same latent whatever the run did, so nothing it predicts is accepted.
     loss_ok = jnp.isfinite(loss_col)
+    lr_col = window[:, 2]
+    lr_ok = jnp.isfinite(lr_col) & (lr_col > 0)
+    (live_loss, held, _), (has_loss, has_lr, informed) = _last_valid(
+        jnp.stack([loss_col, lr_col, jnp.zeros_like(lr_col)], axis=1),
+        jnp.stack([loss_ok, lr_ok, row_ok], axis=1),
+    )
     losses = jnp.where(loss_ok, loss_col, jnp.nan)
-    live_loss, has_loss = _last_finite(losses)
     n_ok = jnp.maximum(loss_ok.sum(), 1)
     mean = jnp.nansum(losses) / n_ok
     var = jnp.nansum(jnp.where(loss_ok, (losses - mean) ** 2, 0.0)) / n_ok
@@ -294,7 +306,6 @@ def _run(
     # live tick later on the member's path.
     offsets = (jnp.arange(config.mu, dtype=dtype) + 1.0) * r
     segments = jax.vmap(lambda lr, k: _interp(lr, k + offsets))(raw[:, :, 2], kf)
-    held, has_lr = _last_finite(jnp.where(window[:, 2] > 0, window[:, 2], jnp.nan))
     if config.anchor == "live":
         # The member's relative change from its own "now" (k_i), applied to
         # the live rate: the reconstruction's level does not carry over.
@@ -304,6 +315,7 @@ def _run(
 
     accepted = (
         any_match
+        & informed
         & jnp.isfinite(scores)
         & jnp.all(jnp.isfinite(segments) & (segments > 0), axis=1)
     )
@@ -397,7 +409,9 @@ def decide(
        ``config.anchor="live"`` each path is first rescaled to start from the
        live rate: ``eta_live * lr_i(k_i + 1 + j) / lr_i(k_i)``;
     7. clip to ``[lr_min, lr_max]``; if nothing is accepted or the mean is not
-       finite, hold the window's last rate (also clipped).
+       finite, hold the window's last rate (also clipped). A window without one
+       complete record (no finite metric yet, say) accepts nothing: its
+       encoding would not depend on the run.
 
     Args:
         model: a :class:`optax_lode.LatentODE` (any module with its

@@ -375,6 +375,12 @@ def lode_schedule(
         raise ValueError(f"steps_per_tick must be an int >= 1, got {steps_per_tick!r}")
     if not _is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
+    try:
+        key0 = np.asarray(jax.random.PRNGKey(seed)).astype(np.uint32)
+    except OverflowError:
+        raise ValueError(
+            f"seed must fit in 64 bits (-2**63 <= seed < 2**64), got {seed}"
+        ) from None
     run_ticks = total_steps // steps_per_tick
     if run_ticks < 3:
         raise ValueError(
@@ -427,7 +433,7 @@ def lode_schedule(
             segment=jnp.asarray(warm, jnp.float32),
             segment_pos=i32(0),
             learning_rate=f32(warm[0]),
-            key=jax.random.PRNGKey(seed).astype(jnp.uint32),
+            key=jnp.asarray(key0),
             decisions=i32(0),
             fallbacks=i32(0),
             last_accepted=i32(0),
@@ -564,7 +570,11 @@ def lode_schedule(
         # lottery: between decisions a 10x MLP's scanned step cost +0.5% to
         # +12% over cosine depending on n and width (one process, paired);
         # inside the cond, 0-2.6% on the same grid (docs/schedule.md, "Cost").
-        decide_now = _tick_start(state) & (state.tick % mu_ == 0)
+        # Not past the run's T ticks (extra steps, or the partial tick left by
+        # a total_steps that is not a multiple of steps_per_tick): the model
+        # knows nothing after T, and the rate holds the last segment's end.
+        tick = state.tick
+        decide_now = _tick_start(state) & (tick % mu_ == 0) & (tick < run_ticks)
         new_state = jax.lax.cond(
             decide_now,
             lambda a: _advance(*a, with_decision=True),
