@@ -68,7 +68,8 @@ class Explanation(NamedTuple):
         live_loss: the live run's latest finite tick loss (normalised log).
         threshold: the acceptance half-width (normalised log-loss).
         match: ``(n, T + 1)`` which predicted ticks are within the threshold.
-        accepted: per member, passed the test with finite predictions.
+        accepted: per member, passed the test with finite predictions (none
+            when the window has no complete record).
         match_tick: per member, the chosen matching tick (by default the one
             with the highest predicted learning rate; see
             ``DecisionConfig.match_rule``), in model ticks; it stands for the
