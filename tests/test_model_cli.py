@@ -60,3 +60,31 @@ def test_bad_inputs_exit_2_with_message(runs_csv, tmp_path, capsys):
         main(["fit", str(runs_csv), "--out", str(bad), "--metric-column", "acc"]) == 2
     )
     assert "missing column" in capsys.readouterr().err
+
+
+def test_unwritable_out_and_bad_settings_exit_2_before_fitting(
+    runs_csv, tmp_path, capsys, monkeypatch
+):
+    import optax_lode.model as model_module
+
+    def no_fit(*args, **kwargs):  # the checks must come first
+        raise AssertionError("fit ran")
+
+    for out in (tmp_path / "missing" / "m.lode", tmp_path):
+        monkeypatch.setattr(model_module, "fit", no_fit)
+        assert main(["fit", str(runs_csv), "--out", str(out), "--quiet"]) == 2
+        assert "cannot write --out" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    args = ["fit", str(runs_csv), "--out", str(tmp_path / "m.lode"), "--quiet"]
+    assert main([*args, "--learning-rate", "nan"]) == 2
+    assert "learning_rate must be finite" in capsys.readouterr().err
+    assert not (tmp_path / "m.lode").exists()
+
+
+def test_fit_help_is_literal_about_percentages(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "5% / 50%" in text and "%%" not in text

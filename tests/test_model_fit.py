@@ -155,3 +155,69 @@ def test_step_schedule_drops_tenfold_at_half_and_three_quarters():
     np.testing.assert_allclose(lr[75:], 0.001)
     sweep = synthetic_sweep(ticks=40, schedules=("step",), seeds=(0,))
     assert np.all(np.isfinite(sweep.features())) and sweep.num_runs == 4
+
+
+def _with_held(runs, edit):
+    """``runs`` with ``edit(metric, mask, held_rows)`` applied to the runs
+    that ``fit(..., held_out=0.25, seed=0)`` holds out."""
+    _, held = runs.split(held_out=0.25, seed=0)
+    rows = [runs.run_ids.index(r) for r in held.run_ids]
+    metric, mask = runs.metric.copy(), runs.mask.copy()
+    edit(metric, mask, rows)
+    return type(runs).from_arrays(
+        runs.loss, metric, runs.lr, mask=mask, run_ids=runs.run_ids
+    )
+
+
+def test_fit_never_returns_the_untrained_model_on_an_infinite_held_out_error():
+    """One huge (finite) metric in a held-out run overflows the held-out MSE at
+    every evaluation: no step beats the untrained weights, so fit says so
+    instead of returning them."""
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    bad = _with_held(
+        runs, lambda metric, mask, rows: metric.__setitem__((rows[0], 10), -1e25)
+    )
+    with pytest.raises(ValueError, match="held-out error was not finite"):
+        fit(bad, steps=20, eval_every=10, held_out=0.25, progress=False)
+
+
+def test_held_out_runs_with_nothing_to_evaluate_fall_back_to_training_loss():
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+
+    def crash(metric, mask, rows):
+        mask[rows, 1:] = False  # the held-out runs stopped after tick 0
+
+    with pytest.warns(UserWarning, match="nothing to evaluate"):
+        model = fit(_with_held(runs, crash), steps=20, held_out=0.25, progress=False)
+    summary = model.training_summary
+    assert summary["held_out_mse"] is None and summary["held_out_runs"] == []
+    assert len(summary["train_runs"]) == runs.num_runs
+
+
+def test_summary_counts_the_steps_run_and_is_strict_json(tmp_path):
+    import copy
+    import json
+
+    from optax_lode.model import save_model
+
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    model = fit(
+        runs, steps=400, eval_every=10, patience=1, held_out=0.25, progress=False
+    )
+    summary = model.training_summary
+    assert summary["stopped_early"] and summary["max_steps"] == 400
+    assert summary["steps"] == summary["history"][-1]["step"] < 400
+    # A held-out error infinite at some evaluations is written as null.
+    summary["history"][0]["held_out"] = float("inf")
+    model = copy.copy(model)
+    object.__setattr__(model, "_training", json.dumps(summary))  # a frozen field
+    path = tmp_path / "m.lode"
+    save_model(path, model)
+    from optax_lode.model import read_header
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON {token}")
+
+    text = json.dumps(read_header(path))
+    json.loads(text, parse_constant=refuse)
+    assert read_header(path)["training"]["history"][0]["held_out"] is None

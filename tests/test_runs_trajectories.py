@@ -254,3 +254,48 @@ def test_ragged_masked_runs_round_trip(data):
         rtol=2e-5,
         atol=1e-6,
     )
+
+
+def test_table_metric_and_lr_gaps_carry_forward_like_a_tracker(tmp_path):
+    """Validation every few ticks leaves empty metric cells: each takes the
+    run's last value (its first, before the first), not divergence. An empty
+    loss, or an infinite metric, still is divergence."""
+    df = pd.DataFrame(
+        {
+            "run": ["007"] * 5 + ["008"] * 5,
+            "tick": list(range(5)) * 2,
+            "loss": [1.0, 0.9, 0.8, 0.7, 0.6] * 2,
+            "metric": [np.nan, 0.5, np.nan, np.nan, 0.7, 0.1, 0.2, np.inf, 0.4, 0.5],
+            "lr": [0.1, np.nan, np.nan, 0.05, np.nan] * 2,
+        }
+    )
+    path = tmp_path / "runs.csv"
+    df.to_csv(path, index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs = Trajectories.from_csv(path)
+    assert runs.run_ids == ("007", "008")  # text ids survive the CSV
+    np.testing.assert_array_equal(runs.metric[0], [0.5, 0.5, 0.5, 0.5, 0.7])
+    np.testing.assert_array_equal(runs.lr[0], [0.1, 0.1, 0.1, 0.05, 0.05])
+    np.testing.assert_array_equal(runs.mask[0], True)
+    # inf is divergence: run 008 is masked from tick 2, with a warning.
+    np.testing.assert_array_equal(runs.mask[1], [True, True, False, False, False])
+    assert [type(w.message) for w in caught] == [DivergedRunWarning]
+    runs.to_csv(path)
+    assert Trajectories.from_csv(path).run_ids == ("007", "008")
+
+
+def test_step_numbers_as_ticks_are_caught():
+    df = pd.DataFrame(
+        {"run": ["a", "a"], "tick": [0, 10**12], "loss": 1.0, "metric": 0.5, "lr": 0.1}
+    )
+    with pytest.raises(ValueError, match="step number"):
+        Trajectories.from_dataframe(df)
+    df["tick"] = [0, 10**20]
+    with pytest.raises(ValueError, match="step number"):
+        Trajectories.from_dataframe(df)
+    df = pd.DataFrame(
+        {"run": "a", "tick": np.arange(0, 5000, 100), "loss": 1.0, "metric": 0.5}
+    ).assign(lr=0.1)
+    with pytest.warns(UserWarning, match="step numbers rather than ticks"):
+        Trajectories.from_dataframe(df)

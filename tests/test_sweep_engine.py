@@ -179,10 +179,16 @@ def test_resume_skips_finished_chunks(tmp_path):
     np.testing.assert_array_equal(resumed.loss[:2], 123.0)
     np.testing.assert_allclose(resumed.loss[2:], full.loss[2:])
     assert _chunk_path(tmp_path, 1).exists()
-    # A truncated chunk file is recomputed, not trusted.
+    # A truncated chunk file is recomputed, not trusted: foreign bytes, or a
+    # real chunk cut short (a zip without its directory).
     _chunk_path(tmp_path, 0).write_bytes(b"not an npz")
     again = run_sweep(task, **kw)
     np.testing.assert_allclose(again.loss, full.loss)
+    whole = _chunk_path(tmp_path, 0).read_bytes()
+    for size in (50, len(whole) // 2, len(whole) - 10):
+        _chunk_path(tmp_path, 0).write_bytes(whole[:size])
+        again = run_sweep(task, **kw)
+        np.testing.assert_allclose(again.loss, full.loss)
 
 
 def test_resume_refuses_another_sweeps_checkpoint(tmp_path):

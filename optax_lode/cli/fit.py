@@ -29,7 +29,7 @@ def register(subparsers) -> None:
             "to the runs in RUNS (long format, one row per run and tick, with "
             "columns run, tick, loss, metric, lr), save it as one model file and "
             "print a Table A1-style report (relative MSE per feature when the "
-            "encoder observes the first 5%% / 50%% of each held-out run) with trial "
+            "encoder observes the first 5% / 50% of each held-out run) with trial "
             "selection."
         ),
     )
@@ -70,24 +70,31 @@ def register(subparsers) -> None:
         help="comma-separated observed fractions for the report (default 0.05,0.5)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    for col in ("run", "tick", "loss", "metric", "lr"):
+    for col in ("run", "tick"):
+        p.add_argument(
+            f"--{col}-column",
+            default=None,
+            help=f"column holding {col} (default {col!r}); files only",
+        )
+    for col, key in (("loss", "train_loss"), ("metric", "val_accuracy"), ("lr", "lr")):
         p.add_argument(
             f"--{col}-column",
             default=None,
             help=f"column holding {col} (default {col!r}); for a tracker, the "
-            "metric key or scalar tag (default train_loss, val_accuracy, lr)",
+            f"metric key or scalar tag (default {key})",
         )
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     p.add_argument(
         "--steps-per-tick",
         type=int,
         default=None,
-        help="tracker steps per tick (default: one tick per loss record)",
+        help="tracker steps per tick (default: one tick per loss record); "
+        "trackers only",
     )
     p.add_argument(
         "--skip-invalid-runs",
         action="store_true",
-        help="drop tracker runs that cannot be aligned, with a warning",
+        help="drop tracker runs that cannot be aligned, with a warning; trackers only",
     )
     p.set_defaults(func=run)
 
@@ -118,6 +125,9 @@ def report_table(model, held_out, observes) -> str:
         "Trial selection (final metric predicted from the observed part):",
     ]
     for o, r in zip(observes, reports, strict=True):
+        if r["selected_run"] is None:
+            out.append(f"  observe {o:.0%}: no run has an observed part to rank")
+            continue
         out.append(
             f"  observe {o:.0%}: selected {r['selected_run']} (true rank "
             f"{r['selected_rank']} of {r['num_runs']}, regret "
@@ -131,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
     from optax_lode.model import fit, save_model
     from optax_lode.tracking import load_runs
 
+    out_dir = args.out.parent
+    if args.out.is_dir() or not out_dir.is_dir():
+        where = "is a directory" if args.out.is_dir() else f"{out_dir} does not exist"
+        msg = f"optax-lode fit: cannot write --out {args.out}: {where}"
+        print(msg, file=sys.stderr)
+        return 2
     tracker = "://" in args.runs
     names = ("loss", "metric", "lr") if tracker else ("run", "tick", "loss")
     options = {c: getattr(args, f"{c}_column") for c in names}
@@ -143,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         options.update(metric=args.metric_column, lr=args.lr_column)
     try:
         runs = load_runs(args.runs, **options)
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ValueError, OSError, ImportError) as err:
         print(f"optax-lode fit: {err}", file=sys.stderr)
         return 2
     print(
@@ -169,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             solver=args.solver,
             ticks_per_step=args.ticks_per_step,
         )
-    except ValueError as err:
+    except (ValueError, FloatingPointError) as err:
         print(f"optax-lode fit: {err}", file=sys.stderr)
         return 2
     save_model(args.out, model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import sys
 from pathlib import Path
 
 
@@ -121,20 +122,29 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.suffix not in (".parquet", ".csv"):
         raise SystemExit(f"--out must end in .parquet or .csv, got {out}")
-    task = get_task(args.task, **dict(args.task_arg))
+    try:
+        task = get_task(args.task, **dict(args.task_arg))
+    except (ValueError, TypeError) as err:
+        msg = f"optax-lode sweep: --task {args.task} --task-arg: {err}"
+        print(msg, file=sys.stderr)
+        return 2
     checkpoint = args.checkpoint_dir or out.with_name(out.name + ".chunks")
-    traj = run_sweep(
-        task,
-        shapes=args.shapes,
-        lrs=args.lrs,
-        seeds=args.seeds,
-        epochs=args.epochs,
-        ticks_per_epoch=args.ticks_per_epoch,
-        weight_decay=args.weight_decay,
-        chunk_size=args.chunk_size,
-        checkpoint_dir=checkpoint,
-        progress=not args.no_progress,
-    )
+    try:
+        traj = run_sweep(
+            task,
+            shapes=args.shapes,
+            lrs=args.lrs,
+            seeds=args.seeds,
+            epochs=args.epochs,
+            ticks_per_epoch=args.ticks_per_epoch,
+            weight_decay=args.weight_decay,
+            chunk_size=args.chunk_size,
+            checkpoint_dir=checkpoint,
+            progress=not args.no_progress,
+        )
+    except ValueError as err:
+        print(f"optax-lode sweep: {err}", file=sys.stderr)
+        return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         traj.to_parquet(out)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import struct
 from typing import Any
@@ -92,7 +93,8 @@ def unpack(data: bytes, *, source: str = "file") -> tuple[dict[str, Any], bytes]
     payload = data[_PREAMBLE + n :]
     expected = header.get("payload_bytes")
     if len(payload) != expected:
-        kind = "truncated" if len(payload) < (expected or 0) else "corrupt"
+        short = isinstance(expected, int) and len(payload) < expected
+        kind = "truncated" if short else "corrupt"
         raise ValueError(
             f"{source} is {kind}: the payload should be {expected} bytes, "
             f"found {len(payload)}."
@@ -212,7 +214,22 @@ def save_model(path: str | os.PathLike, model: LatentODE) -> None:
     """
     if not isinstance(model, LatentODE):
         raise TypeError(f"save_model expects a LatentODE; got {type(model).__name__}.")
-    atomic_write_bytes(path, pack(model_header(model), serialise_leaves(model)))
+    header = model_header(model)
+    header["training"] = _strict_json(header.get("training"))
+    atomic_write_bytes(path, pack(header, serialise_leaves(model)))
+
+
+def _strict_json(value: Any) -> Any:
+    """``value`` with non-finite floats as None, so the training summary stays
+    standard JSON (Python would write ``Infinity``, which strict parsers and
+    ``jq`` refuse), e.g. a held-out error infinite at some evaluations."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -228,6 +245,8 @@ def _read(path):
             data = f.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"no model file at {source}.") from None
+    except IsADirectoryError:
+        raise ValueError(f"{source} is a directory, not a model file.") from None
     header, payload = unpack(data, source=source)
     if header.get("kind") != _KIND_MODEL:
         raise ValueError(

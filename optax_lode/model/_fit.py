@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -270,14 +271,27 @@ def fit(
         )
     if not 0.0 <= float(held_out) < 1.0:
         raise ValueError(f"held_out must be in [0, 1); got {held_out}.")
-    if path_penalty < 0:
-        raise ValueError(f"path_penalty must be non-negative; got {path_penalty}.")
+    if not (math.isfinite(path_penalty) and path_penalty >= 0):
+        raise ValueError(
+            f"path_penalty must be finite and non-negative; got {path_penalty}."
+        )
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be finite and > 0; got {learning_rate}.")
     if eval_every is None:
         eval_every = min(200, max(10, steps // 50))
     eval_every = int(eval_every)
 
     if held_out > 0 and trajectories.num_runs >= 2:
         train, held = trajectories.split(held_out=held_out, seed=seed)
+        if len(_eval_windows(held)) == 0:
+            warnings.warn(
+                f"the held-out runs {list(held.run_ids)} have no valid tick after "
+                "tick 0, so nothing to evaluate: fitting on every run, early "
+                "stopping on the training loss (as with held_out=0).",
+                UserWarning,
+                stacklevel=2,
+            )
+            train, held = trajectories, None
     else:
         train, held = trajectories, None
     norm = Normalisation.from_data(train.features(), train.mask)
@@ -406,12 +420,22 @@ def fit(
                 )
     bar.close()
 
+    if held is not None and not math.isfinite(state["best_err"]):
+        raise ValueError(
+            f"the held-out error was not finite at any of {len(state['history'])} "
+            f"evaluations, so no fitted model is better than the untrained one: "
+            f"the held-out runs {list(held.run_ids)} probably hold a value far "
+            "outside the training runs' range (check their loss and metric), or "
+            "pass held_out=0."
+        )
     if held is None:
         best_params = params
     model = _with_trained(model, eqx.combine(best_params, static))
     latent_scale = _latent_scale(model, data)
     summary = {
+        **{k: v for k, v in config.items() if k not in ("model_kwargs", "steps")},
         "library_version": __version__,
+        "max_steps": steps,
         "steps": state["step"],
         "best_step": state["best_step"],
         "stopped_early": state["stopped_early"],
@@ -421,7 +445,6 @@ def fit(
         "best_run": best.run_ids[0],
         "seconds": round(state["seconds"], 3),
         "history": state["history"],
-        **{k: v for k, v in config.items() if k != "model_kwargs"},
     }
     final = LatentODE(
         T=T,

@@ -13,6 +13,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 _SERIES = ("loss", "metric", "lr")
+# Ticks of one run at most: a larger tick is a step number, or a typo.
+_MAX_TICKS = 1_000_000
 # Columns every ``info`` table has (others may be added freely).
 _INFO_COLUMNS = ("schedule", "seed")
 
@@ -219,7 +221,9 @@ class Trajectories:
         """Runs from a long-format table, one row per (run, tick).
 
         The tick grid is ``0 .. max tick`` (or ``0 .. num_ticks - 1``); ticks a run
-        lacks are masked. Other
+        lacks are masked. An empty (NaN) metric or learning-rate cell of a row
+        takes the run's last value before it (its first one, before the run's
+        first), as a tracker's records do; an empty loss is divergence. Other
         columns that are constant within every run become ``info`` columns (others
         are dropped with a warning).
 
@@ -265,6 +269,13 @@ class Trajectories:
                     f"run {rid!r}: column {tick!r} (tick) has a negative value "
                     f"{int(t_val)}; ticks start at 0."
                 )
+        if len(ticks_raw) and ticks_raw.max() >= _MAX_TICKS:
+            i = int(np.argmax(ticks_raw))
+            raise ValueError(
+                f"run {run_keys.iloc[i]!r}: column {tick!r} (tick) has the value "
+                f"{ticks_raw[i]:.0f}; a run has at most {_MAX_TICKS} ticks. Is it "
+                "a step number? Divide steps by steps_per_tick."
+            )
         ticks = ticks_raw.astype(np.int64)
         dup = pd.DataFrame({"r": run_keys.to_numpy(), "t": ticks}).duplicated()
         if dup.any():
@@ -302,7 +313,17 @@ class Trajectories:
         mask = np.zeros(shape, bool)
         mask[rows, ticks] = True
         _check_all_nan(arrays, mask, run_ids, names)
+        for role in ("metric", "lr"):
+            arrays[role] = _carry_forward(arrays[role], mask)
         mask = _clean(arrays, mask, run_ids, names)
+        if mask.mean() < 0.5 and grid > 1000:
+            warnings.warn(
+                f"only {mask.mean():.0%} of the {grid}-tick grid holds a record: "
+                f"are the values of column {tick!r} step numbers rather than "
+                "ticks? Divide steps by steps_per_tick.",
+                UserWarning,
+                stacklevel=2,
+            )
         # Per-run metadata: columns constant within every run.
         extra = [c for c in df.columns if c not in names.values()]
         info_cols = {}
@@ -331,8 +352,12 @@ class Trajectories:
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
-        """:meth:`from_dataframe` of a CSV file (``columns`` name its columns)."""
-        return cls.from_dataframe(pd.read_csv(path), **columns)
+        """:meth:`from_dataframe` of a CSV file (``columns`` name its columns).
+
+        Run ids are read as text, so ``007`` stays ``"007"`` (as written by
+        :meth:`to_csv`)."""
+        run = columns.get("run", "run")
+        return cls.from_dataframe(pd.read_csv(path, dtype={run: str}), **columns)
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
@@ -535,6 +560,15 @@ def _make_info(info, run_ids: tuple[str, ...]) -> pd.DataFrame:
         if c not in df:
             df[c] = None
     return df
+
+
+def _carry_forward(arr: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """NaN entries of present rows take the run's last value before them (the
+    first one after, before the run's first value), as a tracker's records do:
+    a metric measured every few ticks, or a rate logged when it changed. Only
+    NaN: an infinite value is divergence."""
+    filled = pd.DataFrame(np.where(mask, arr, np.nan).T).ffill().bfill().T
+    return np.where(mask & np.isnan(arr), filled.to_numpy(), arr)
 
 
 def _check_all_nan(arrays, mask, run_ids, names=None):

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,7 +148,7 @@ def _load_chunk(path: Path, n: int, num_ticks: int, digest: str):
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("loss", "metric", "lr", "test", "digest")}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # truncated or foreign file: recompute the chunk
     if str(arrays.pop("digest")) != digest or arrays["loss"].shape != (n, num_ticks):
         return None
