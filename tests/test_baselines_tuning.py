@@ -190,3 +190,33 @@ def test_schedule_free_runs_are_evaluated_at_eval_params():
 
     tune(train_run, task, "schedule-free", learning_rates=[0.1], num_seeds=1)
     assert seen["delta"] > 0
+
+
+def test_tuned_schedules_span_the_steps_the_run_makes(monkeypatch):
+    """With 3 ticks per 50-step epoch a tick is 16 steps and a run of 2
+    epochs makes 96 steps, not 100: the baseline's schedule must end there,
+    as the sweep's and LODE's do, or a cosine would never anneal to 0."""
+    import optax_lode.baselines._tuning as tuning
+
+    seen = []
+    real = tuning.make_baseline
+
+    def recording(name, **kw):
+        seen.append(kw["total_steps"])
+        return real(name, **kw)
+
+    monkeypatch.setattr(tuning, "make_baseline", recording)
+    task = NoisyQuadratic()
+    assert task.steps_per_epoch == 50
+    tune(
+        RecordingTrainRun(),
+        task,
+        "cosine",
+        tuning_seeds=(0,),
+        num_seeds=1,
+        first_seed=10,
+        epochs=2,
+        ticks_per_epoch=3,
+        learning_rates=(1e-2,),
+    )
+    assert seen and set(seen) == {2 * 3 * (50 // 3)}

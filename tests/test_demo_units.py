@@ -144,6 +144,39 @@ def test_run_cache_round_trip_and_corruption(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     assert load_run(tmp_path / "bad.npz") is None
     assert load_run(tmp_path / "missing.npz") is None
+    whole = (tmp_path / "r.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])  # truncated
+    assert load_run(tmp_path / "cut.npz") is None
+    flipped = bytearray(whole)
+    flipped[len(whole) // 3] ^= 0xFF  # damaged inside a member: bad CRC
+    (tmp_path / "flip.npz").write_bytes(bytes(flipped))
+    assert load_run(tmp_path / "flip.npz") is None
+
+
+def test_a_damaged_cached_sweep_or_model_is_recomputed(tmp_path, monkeypatch):
+    import optax_lode.model as model_module
+    import optax_lode.sweep as sweep_module
+    from optax_lode.demo._pipeline import fit_stage, sweep_stage
+
+    cfg = fast_config("mnist1d-mlp")
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2,))
+    monkeypatch.setattr(sweep_module, "run_sweep", lambda *a, **k: runs)
+    model = optax_lode.LatentODE(T=20, key=jax.random.key(0))
+    monkeypatch.setattr(model_module, "fit", lambda *a, **k: model)
+    task = optax_lode.tasks.get_task("mnist1d-mlp")
+    sweep_path = tmp_path / f"sweep-{cfg.sweep_key()}.parquet"
+    model_path = tmp_path / f"model-{cfg.model_key()}.lode"
+    for stage, path, arg in (
+        (sweep_stage, sweep_path, task),
+        (fit_stage, model_path, runs),
+    ):
+        stage(arg, cfg, tmp_path, progress=False)
+        path.write_bytes(path.read_bytes()[:100])  # truncated
+        with pytest.warns(UserWarning, match="unreadable"):
+            _, cached = stage(arg, cfg, tmp_path, progress=False)
+        assert not cached
+        _, cached = stage(arg, cfg, tmp_path, progress=False)
+        assert cached
 
 
 class _RunLike:

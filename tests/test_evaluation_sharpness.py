@@ -114,3 +114,23 @@ def test_zero_hessian_gives_zero_not_nan():
 def test_bad_input(params, kwargs, match):
     with pytest.raises(ValueError, match=match):
         hessian_max_eigenvalue(lambda p: 0.0, params, key=jax.random.key(0), **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_mirrored_spectrum_is_not_reported_as_converged(seed):
+    """Eigenvalues +2 and -2: power iteration mixes their eigenvectors and its
+    Rayleigh quotient can settle anywhere in between. The relative change
+    alone stopped after 5 iterations at a confident wrong value; the residual
+    keeps it going and the result says it did not converge."""
+    a = jnp.diag(jnp.array([2.0, -2.0, 0.5, 0.1]))
+    res = hessian_max_eigenvalue(
+        _quadratic, {"x": jnp.zeros(4)}, a, key=jax.random.key(seed), num_iters=100
+    )
+    assert not bool(res.converged) and int(res.iterations) == 100
+    assert float(res.residual) > 0.5
+    well = jnp.diag(jnp.array([2.0, -1.0, 0.5, 0.1]))
+    res = hessian_max_eigenvalue(
+        _quadratic, {"x": jnp.zeros(4)}, well, key=jax.random.key(seed)
+    )
+    assert bool(res.converged) and int(res.iterations) < 100
+    np.testing.assert_allclose(float(res.eigenvalue), 2.0, rtol=1e-4)

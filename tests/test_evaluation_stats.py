@@ -107,3 +107,41 @@ def test_compare_methods_bad_input():
     c = compare_methods({"LODE": [1.0], "cosine": [1.0, 2.0]})
     assert c.test is None and c.verdict == "untested"
     assert "No significance test" in c.to_markdown()
+
+
+@given(
+    st.integers(0, 12).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+    st.integers(0, 12).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))),
+)
+def test_fisher_exact_matches_scipy(a, b):
+    stats = pytest.importorskip("scipy.stats")
+    from optax_lode.evaluation._compare import fisher_exact
+
+    (x, n), (y, m) = a, b
+    if n + m == 0:
+        return
+    ref = stats.fisher_exact([[x, n - x], [y, m - y]]).pvalue
+    assert fisher_exact(x, n, y, m) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+
+
+def test_divergence_decides_the_verdict_and_lucky_survivors_are_not_rivals():
+    nan = float("nan")
+    # LODE diverged on 8 of 10 seeds; its 2 survivors are the best values.
+    c = compare_methods({"LODE": [0.95, 0.96] + [nan] * 8, "cos": [0.9, 0.91] * 5})
+    assert c.best_baseline == "cos" and c.divergence_p < 0.05
+    assert c.verdict == "loses"
+    assert "Fisher p" in c.to_markdown()
+    # Every LODE run diverged: it loses, not "untested".
+    c = compare_methods({"LODE": [nan] * 5, "cos": [0.9, 0.91, 0.92, 0.9, 0.91]})
+    assert c.verdict == "loses"
+    # The best baseline diverging far more often loses to LODE.
+    c = compare_methods({"LODE": [0.8, 0.81] * 5, "cos": [0.99, 0.98] + [nan] * 8})
+    assert c.verdict == "wins"
+    # One lucky survivor is not the best baseline: nothing to test it with.
+    c = compare_methods(
+        {"LODE": [0.80, 0.81, 0.80], "hd": [0.99, nan, nan], "cos": [0.9, 0.91, 0.9]}
+    )
+    assert c.best_baseline == "cos" and c.verdict == "loses"
+    # One diverged run of ten is not significant: the finite values decide.
+    c = compare_methods({"LODE": [0.9, 0.91] * 4 + [0.9, nan], "cos": [0.8, 0.81] * 5})
+    assert c.divergence_p > 0.05 and c.verdict == "wins"

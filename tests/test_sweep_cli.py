@@ -65,3 +65,18 @@ def test_cli_sweep_writes_runs_that_train_run_reproduces(tmp_path, capsys):
 def test_cli_rejects_bad_output_suffix(tmp_path):
     with pytest.raises(SystemExit, match=r"parquet or \.csv"):
         main(["sweep", "--task", "digits-mlp", "--out", str(tmp_path / "x.json")])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--task", "nosuch"], "unknown task 'nosuch'; registered tasks"),
+        (["--task", "digits-mlp", "--lrs", "0"], "learning rates must be"),
+        (["--task", "digits-mlp", "--epochs", "0"], "epochs=0"),
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_a_message(tmp_path, capsys, argv, message):
+    out = ["--out", str(tmp_path / "x.parquet"), "--no-progress"]
+    assert main(["sweep", *argv, *out]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.parquet").exists()

@@ -207,6 +207,17 @@ def test_resume_refuses_another_sweeps_checkpoint(tmp_path):
             epochs=1,
             checkpoint_dir=tmp_path,
         )
+    # The same name and settings, but a task built with other arguments (here
+    # one whose loss differs): its chunks are not another task's results.
+    with pytest.raises(ValueError, match="different sweep"):
+        run_sweep(
+            ToyTask(nan_after=0),
+            shapes=["constant"],
+            lrs=[0.1],
+            seeds=1,
+            epochs=1,
+            checkpoint_dir=tmp_path,
+        )
 
 
 def test_diverged_runs_are_masked_or_left_out():
@@ -258,6 +269,23 @@ def test_make_schedule_shapes():
     assert [float(step(k)) for k in (49, 50, 75)] == pytest.approx([0.1, 0.01, 0.001])
     with pytest.raises(ValueError, match="unknown schedule shape"):
         make_schedule("triangle", 0.1, total)
+
+
+def test_cosine_stays_positive_and_is_optax_wherever_optax_is():
+    """In float32 optax's cosine rounds to 0 at the last steps of long runs;
+    a rate of 0 has no log, so the sweep's cosine stays positive there and
+    equals optax's everywhere else."""
+    import jax.numpy as jnp
+    import optax
+
+    for total in (100, 5000, 20000):
+        counts = jnp.arange(total)
+        ours = jax.jit(jax.vmap(make_schedule("cosine", 0.1, total)))(counts)
+        unit = optax.cosine_decay_schedule(1.0, total, alpha=0.0)
+        ref = jax.jit(jax.vmap(lambda c, u=unit: 0.1 * u(c)))(counts)
+        assert bool(jnp.all(ours > 0))
+        np.testing.assert_array_equal(np.asarray(ours)[ref > 0], ref[ref > 0])
+    assert float(ref[-1]) == 0.0  # the case this is about
 
 
 def test_train_runs_vmaps_seeds_like_train_run():

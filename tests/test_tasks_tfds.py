@@ -67,3 +67,35 @@ def test_tfds_task_errors_are_clear():
             get_task("fashion_mnist-cnn", batch_size=64)
         with pytest.raises(ValueError, match="val_fraction"):
             get_task("fashion_mnist-cnn", val_fraction=1.5)
+
+
+def test_data_prepared_as_tfrecord_gets_a_clear_error(tmp_path):
+    """`tfds build` writes TFRecord by default, which tfds.data_source cannot
+    read: the error says how to prepare the data instead (a directory faked
+    the way `tfds build fashion_mnist` lays it out)."""
+    import json
+
+    d = tmp_path / "fashion_mnist" / "3.0.1"
+    d.mkdir(parents=True)
+    template = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+    splits = [
+        {
+            "name": s,
+            "numBytes": "1",
+            "shardLengths": [str(n)],
+            "filepathTemplate": template,
+        }
+        for s, n in (("train", 60000), ("test", 10000))
+    ]
+    info = {
+        "name": "fashion_mnist",
+        "version": "3.0.1",
+        "fileFormat": "tfrecord",
+        "moduleName": "tensorflow_datasets.image_classification.mnist",
+        "splits": splits,
+    }
+    (d / "dataset_info.json").write_text(json.dumps(info))
+    for s in ("train", "test"):
+        (d / f"fashion_mnist-{s}.tfrecord-00000-of-00001").write_bytes(b"")
+    with pytest.raises(RuntimeError, match="--file_format=array_record"):
+        get_task("fashion_mnist-cnn", data_dir=str(tmp_path))

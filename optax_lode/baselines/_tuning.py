@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from optax_lode.baselines._registry import BASELINES, eval_params, make_baseline
+from optax_lode.sweep._loop import check_clock
 
 __all__ = ["SeedRun", "TrainRun", "TuneResult", "final_val_metric", "tune", "tune_all"]
 
@@ -223,7 +224,10 @@ def tune(
             "choose first_seed so that the final runs use fresh seeds."
         )
     epochs = task.default_epochs if epochs is None else epochs
-    total_steps = epochs * task.steps_per_epoch
+    # The steps a run makes: a tick is whole steps, so fewer than epochs x
+    # steps_per_epoch when ticks_per_epoch does not divide the epoch.
+    ticks, steps_per_tick = check_clock(task, epochs, ticks_per_epoch)
+    total_steps = ticks * steps_per_tick
     if weight_decay is None:
         weight_decay = float(getattr(task, "weight_decay", 0.0))
     options = dict(options or {})

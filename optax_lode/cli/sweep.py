@@ -124,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--out must end in .parquet or .csv, got {out}")
     try:
         task = get_task(args.task, **dict(args.task_arg))
-    except (ValueError, TypeError) as err:
+    except KeyError as err:  # an unknown task: the message lists the names
+        print(f"optax-lode sweep: {err.args[0]}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, ZeroDivisionError) as err:
         msg = f"optax-lode sweep: --task {args.task} --task-arg: {err}"
         print(msg, file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,8 @@ def load_run(path: Path) -> dict[str, Any] | None:
     try:
         with np.load(Path(path), allow_pickle=False) as data:
             record = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError):
-        return None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None  # truncated or damaged (a bad CRC too): recomputed
     if not all(k in record for k in (*RUN_FIELDS, "test_metric", "run_seconds")):
         return None
     return _as_dict(record)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,12 @@ def _clock(task: Any, cfg: DemoConfig) -> tuple[int, int, int]:
 # -- stages --------------------------------------------------------------------
 
 
+def _recompute(path: Path, err: Exception) -> None:
+    """A damaged cache file: say so, remove it, and let the stage recompute."""
+    warnings.warn(f"{path} is unreadable ({err}); recomputing it.", stacklevel=3)
+    path.unlink()
+
+
 def sweep_stage(task: Any, cfg: DemoConfig, cache: Path, *, progress: bool):
     """The paper's sweep of the task, cached as Parquet; ``(trajectories, cached)``."""
     from optax_lode.runs import Trajectories
@@ -121,7 +128,10 @@ def sweep_stage(task: Any, cfg: DemoConfig, cache: Path, *, progress: bool):
     key = cfg.sweep_key()
     path = cache / f"sweep-{key}.parquet"
     if path.exists():
-        return Trajectories.from_parquet(path), True
+        try:
+            return Trajectories.from_parquet(path), True
+        except (OSError, ValueError) as err:  # pyarrow's errors are ValueErrors
+            _recompute(path, err)
     epochs, _, _ = _clock(task, cfg)
     traj = run_sweep(
         task,
@@ -144,7 +154,10 @@ def fit_stage(train: Any, cfg: DemoConfig, cache: Path, *, progress: bool):
     key = cfg.model_key()
     path = cache / f"model-{key}.lode"
     if path.exists():
-        return load_model(path), True
+        try:
+            return load_model(path), True
+        except ValueError as err:
+            _recompute(path, err)
     model = fit(
         train,
         steps=cfg.fit_steps,
@@ -326,7 +339,7 @@ def baseline_stage(
     from optax_lode.baselines import eval_params, make_baseline
     from optax_lode.sweep import train_runs
 
-    epochs, _, _ = _clock(task, cfg)
+    epochs, ticks, spt = _clock(task, cfg)
     out: dict[str, MethodRuns] = {}
     all_cached = True
     for name in _bar(list(cfg.baselines), desc="baseline runs", progress=progress):
@@ -345,7 +358,8 @@ def baseline_stage(
             tx = make_baseline(
                 name,
                 learning_rate=lr,
-                total_steps=epochs * task.steps_per_epoch,
+                # The steps the run makes (a tick is whole steps), as LODE's.
+                total_steps=ticks * spt,
                 weight_decay=float(getattr(task, "weight_decay", 0.0)),
             )
             res = train_runs(

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 PyTree = Any
 
@@ -30,11 +30,18 @@ class SharpnessResult(NamedTuple):
         residual: ``||H v - eigenvalue * v||``, how far ``v`` is from being an
             eigenvector (0 when exactly converged).
         iterations: power iterations performed.
+        converged: whether ``residual <= sqrt(rtol) * |eigenvalue|``, i.e. ``v``
+            is close enough to an eigenvector for the Rayleigh quotient to be
+            accurate to about ``rtol``. False after ``num_iters`` iterations
+            without it, e.g. when a negative eigenvalue is about as large as the
+            largest positive one (power iteration then mixes the two): the
+            eigenvalue is not to be trusted.
     """
 
     eigenvalue: Float[Array, ""]
     residual: Float[Array, ""]
     iterations: Int[Array, ""]
+    converged: Bool[Array, ""]
 
 
 def hessian_vector_product(
@@ -66,12 +73,16 @@ def hessian_max_eigenvalue(
     Power iteration ``v <- H v / ||H v||`` from a random unit vector, each product
     by forward-over-reverse differentiation, in one jitted ``lax.while_loop``. It
     stops when the Rayleigh quotient changes by less than ``rtol`` (relative)
-    between iterations, or after ``num_iters`` iterations.
+    between iterations *and* ``v`` is nearly an eigenvector (residual at most
+    ``sqrt(rtol)`` times the eigenvalue: the quotient's error is about the
+    residual squared), or after ``num_iters`` iterations; ``converged`` says
+    which.
 
     Power iteration converges to the eigenvalue of largest *magnitude*. At the
     end of training the Hessian is close to positive semi-definite and that is
     the largest eigenvalue, the paper's lambda_max; a clearly negative result
-    says the parameters are not near a minimum.
+    says the parameters are not near a minimum, and ``converged=False`` that
+    the answer is not an eigenvalue (check it before using the number).
 
     The computation is compiled once per ``(loss_fn, num_iters)`` and argument
     shapes: pass the batch through ``*args`` rather than closing over it in a
@@ -132,25 +143,31 @@ def _power_iteration(loss_fn, num_iters, params, args, key, rtol):
     v0 = v0 / jnp.linalg.norm(v0)
     rtol = jnp.asarray(rtol, flat.dtype)
 
+    def close(lam, residual):
+        # Relative change alone stops falsely when v mixes eigenvectors of
+        # eigenvalues of equal magnitude (e.g. +2 and -2): the residual does not.
+        return residual <= jnp.sqrt(rtol) * jnp.abs(lam)
+
     def cond(carry):
-        i, _, lam, lam_prev = carry
-        changed = ~(jnp.abs(lam - lam_prev) <= rtol * jnp.abs(lam))
-        return (i < num_iters) & changed
+        i, _, lam, lam_prev, residual = carry
+        steady = jnp.abs(lam - lam_prev) <= rtol * jnp.abs(lam)
+        return (i < num_iters) & ~(steady & close(lam, residual))
 
     def body(carry):
-        i, v, lam, _ = carry
+        i, v, lam, _, _ = carry
         hv = hvp(v)
         new_lam = jnp.vdot(v, hv)
+        residual = jnp.linalg.norm(hv - new_lam * v)
         norm = jnp.linalg.norm(hv)
         # A null direction (H v = 0) keeps v rather than dividing by zero.
         new_v = jnp.where(norm > 0, hv / jnp.where(norm > 0, norm, 1.0), v)
-        return i + 1, new_v, new_lam, lam
+        return i + 1, new_v, new_lam, lam, residual
 
     nan = jnp.asarray(jnp.nan, flat.dtype)
-    i, v, _, _ = jax.lax.while_loop(
-        cond, body, (jnp.asarray(0, jnp.int32), v0, nan, nan)
+    i, v, _, _, _ = jax.lax.while_loop(
+        cond, body, (jnp.asarray(0, jnp.int32), v0, nan, nan, nan)
     )
     hv = hvp(v)
     lam = jnp.vdot(v, hv)
     residual = jnp.linalg.norm(hv - lam * v)
-    return SharpnessResult(lam, residual, i)
+    return SharpnessResult(lam, residual, i, close(lam, residual))

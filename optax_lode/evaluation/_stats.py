@@ -121,9 +121,9 @@ def welch_test(
         ImportError: if scipy (the ``bench`` extra) is not installed.
 
     Example:
-        >>> r = welch_test([1.0, 2.0, 3.0, 4.0], [0.0, 0.5, 1.0, 1.5])
-        >>> round(r.diff, 2), r.p_value < 0.05
-        (1.75, True)
+        >>> r = welch_test([1.0, 2.0, 3.0, 4.0], [-1.0, -0.5, 0.0, 0.5])
+        >>> round(r.diff, 2), round(r.p_value, 4)
+        (2.75, 0.0158)
 
     References:
         B. L. Welch, "The generalization of Student's problem when several

@@ -91,10 +91,31 @@ def _run_program(task: Task, shapes, num_ticks, steps_per_tick, weight_decay):
     return jax.vmap(run_one)
 
 
+def _task_fingerprint(task: Task) -> str:
+    """What a manifest knows of the task beyond its name, from the task itself:
+    its parameters' paths, shapes and dtypes, and its first minibatch loss and
+    validation metric at initialisation (5 significant digits, so float
+    rounding across machines rarely matters). A task built with other
+    arguments (model size, batch size, data) gives another fingerprint."""
+    import jax.numpy as jnp
+
+    def probe(key):
+        params, state = task.init(key)
+        loss, _ = task.train_loss(params, state, jnp.int32(0), key)
+        return params, loss, task.metric(params, state, "val")
+
+    params, loss, val = jax.jit(probe)(jax.random.key(0))
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    shapes = [(jax.tree_util.keystr(k), x.shape, str(x.dtype)) for k, x in leaves]
+    text = repr((shapes, f"{float(loss):.5g}", f"{float(val):.5g}"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk_size, wd):
     return {
-        "format": 1,
+        "format": 2,
         "task": task.name,
+        "task_fingerprint": _task_fingerprint(task),
         "steps_per_epoch": int(task.steps_per_epoch),
         "weight_decay": float(wd),
         "shapes": list(shapes),

@@ -31,7 +31,19 @@ def tfds_arrays(
             f"task data {name!r} needs tensorflow-datasets: "
             "pip install 'optax-lode[datasets]'"
         ) from e
-    source = tfds.data_source(name, split=split, data_dir=data_dir)
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir)
+    except (ImportError, NotImplementedError) as e:
+        # Not prepared (tfds then tries to download and build it, which needs
+        # more than tfds) or prepared as TFRecord (tfds' default, which
+        # data_source cannot read): not an ImportError, or get_task would
+        # blame the extras.
+        raise RuntimeError(
+            f"cannot read TFDS {name}/{split} ({type(e).__name__}: {e}). "
+            f"Prepare it once as ArrayRecord, `tfds build {name} "
+            "--file_format=array_record` (needs TensorFlow), and pass its "
+            "data_dir="
+        ) from e
     n = len(source)
     if n == 0:
         raise ValueError(f"TFDS split {name}/{split} is empty")
