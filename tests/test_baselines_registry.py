@@ -239,3 +239,17 @@ def test_registry_lists_the_paper_baselines():
     ):
         spec = BASELINES[name]
         assert spec.name == name and spec.default_learning_rates
+
+
+@pytest.mark.parametrize("init_step", [("learning_rate", 0.1), ("distance", 1e-3)])
+def test_dog_records_the_rate_its_first_step_used(init_step):
+    """With init_step=("learning_rate", x) DoG's first step is x, not
+    max_dist / sqrt(G) (which is 0 there): the recorded rate must say so."""
+    tx = make_baseline("dog", learning_rate=1.0, total_steps=10, init_step=init_step)
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = {"w": jnp.array([0.5, 0.25])}
+    state = tx.init(params)
+    updates, state = jax.jit(tx.update)(grads, state, params)
+    applied = float(-updates["w"][0] / grads["w"][0])
+    lr = float(optax.tree.get(state, "learning_rate"))
+    assert lr == pytest.approx(applied, rel=1e-6) and lr > 0

@@ -242,13 +242,15 @@ def _build_dog(learning_rate, total_steps, weight_decay, *, eps=1e-8, **options)
         learning_rate, eps=eps, weight_decay=weight_decay or None, **options
     )
 
-    def read(_step, _before, after):
+    init_kind, init_value = options.get("init_step", ("heuristic", None))
+
+    def read(_step, before, after):
         dog_state = optax.tree.get(after, "DoGState")
-        return (
-            learning_rate
-            * dog_state.max_dist
-            / jnp.sqrt(dog_state.sum_sq_norm_grads + eps)
-        )
+        rate = dog_state.max_dist / jnp.sqrt(dog_state.sum_sq_norm_grads + eps)
+        if init_kind == "learning_rate":  # DoG's first step is then given
+            first = optax.tree.get(before, "DoGState").is_init_step
+            rate = jnp.where(first, init_value, rate)
+        return learning_rate * rate
 
     # DoG's first rate depends on the first gradient: unknown (0) before it.
     return _recording(tx, read, lambda _inner: 0.0)
