@@ -38,6 +38,13 @@ def test_tune_from_sweep_selects_best_mean_final_val_and_disqualifies_divergence
         traj.loss, metric, traj.lr, mask=mask, run_ids=traj.run_ids, info=traj.info
     )
     assert tune_from_sweep(diverged, "cosine")["best_learning_rate"] != best
+    # A run the sweep left out (diverged in its first tick) counts as diverged
+    # once the grid is known; a rate whose runs were all left out stays in it.
+    left_out = traj.select([i for i in range(traj.num_runs) if i != bad])
+    assert tune_from_sweep(left_out, "cosine")["best_learning_rate"] == best
+    rec = tune_from_sweep(left_out, "cosine", lrs=(1e-2, 1e-1, 1.0), seeds=2)
+    assert rec["best_learning_rate"] != best and rec["learning_rates"][-1] == 1.0
+    assert np.isnan(rec["val_metrics"][-1]).all()
     with pytest.raises(ValueError, match="no runs of shape 'onecycle'"):
         tune_from_sweep(traj, "onecycle")
 

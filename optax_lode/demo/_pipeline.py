@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,23 +209,37 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def tune_from_sweep(traj: Any, name: str) -> dict[str, Any]:
+def tune_from_sweep(
+    traj: Any,
+    name: str,
+    lrs: Sequence[float] | None = None,
+    seeds: int | None = None,
+) -> dict[str, Any]:
     """The tuning protocol (paper A.2) applied to the sweep's runs of one shape.
 
     The sweep *is* that shape's grid search: the learning rate with the best
     mean final validation metric over the sweep's seeds is selected; a
-    diverged run counts as worst (as :func:`optax_lode.baselines.tune`).
+    diverged run counts as worst (as :func:`optax_lode.baselines.tune`). Given
+    the sweep's grid (``lrs`` and ``seeds`` per configuration), a run missing
+    from ``traj`` (the sweep leaves out a run that diverged in its first tick)
+    counts as diverged too, and a rate whose runs all diverged stays in the
+    grid.
     """
     info = traj.info
     rows = np.asarray(info["schedule"] == name)
     if not rows.any():
         raise ValueError(f"the sweep has no runs of shape {name!r}")
-    lrs = np.asarray(sorted(set(info.loc[rows, "peak_lr"].astype(float))))
+    found = set(info.loc[rows, "peak_lr"].astype(float))
+    if lrs is not None:
+        found |= {float(lr) for lr in lrs}
+    lrs = np.asarray(sorted(found))
     final = traj.metric[:, -1]  # NaN when the run did not reach the end
     vals, scores = [], []
     for lr in lrs:
         sel = rows & np.isclose(info["peak_lr"].astype(float), lr)
         v = final[np.asarray(sel)]
+        if seeds is not None and len(v) < seeds:
+            v = np.concatenate([v, np.full(seeds - len(v), np.nan)])
         vals.append(v.tolist())
         scores.append(np.where(np.isfinite(v), v, -np.inf).mean())
     scores = np.asarray(scores)
@@ -265,7 +279,7 @@ def tune_stage(
         if record is None:
             all_cached = False
             if name in cfg.shapes:
-                record = tune_from_sweep(traj, name)
+                record = tune_from_sweep(traj, name, cfg.lrs, cfg.sweep_seeds)
             else:
                 spec = BASELINES[name]
                 grid = None if spec.learning_rate_role == "multiplier" else cfg.lrs
