@@ -217,6 +217,19 @@ def test_bad_arguments_are_rejected():
         make_baseline("cosine", learning_rate=0.1, total_steps=0)
     with pytest.raises(ValueError, match="weight_decay"):
         make_baseline("cosine", learning_rate=0.1, total_steps=10, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="total_steps"):
+        make_baseline("cosine", learning_rate=0.1, total_steps=True)
+    with pytest.raises(ValueError, match="learning_rate"):
+        make_baseline("cosine", learning_rate=jnp.array([0.1, 0.2]), total_steps=10)
+    # numpy and JAX scalars are numbers too.
+    a = make_baseline("cosine", learning_rate=0.1, total_steps=10)
+    b = make_baseline(
+        "cosine", learning_rate=jnp.float32(0.1), total_steps=np.int64(10)
+    )
+    params = {"w": jnp.ones(2)}
+    ua, _ = a.update(params, a.init(params), params)
+    ub, _ = b.update(params, b.init(params), params)
+    chex.assert_trees_all_close(ua, ub)
     with pytest.raises(ValueError, match="shape"):
         parametric_schedule("linear", 0.1, 10)
     with pytest.raises(ValueError, match="unknown baseline"):

@@ -215,3 +215,20 @@ def test_patch_conv_equals_lax_conv(spatial, kernel, strides):
         x, conv.kernel[...], strides, "SAME", dimension_numbers=dn
     )
     np.testing.assert_allclose(conv(x), ref + conv.bias[...], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("digits-mlp", {"hidden": (0,)}, "hidden"),
+        ("digits-mlp", {"batch_size": 64.5}, "batch_size"),
+        ("mnist1d-cnn", {"channels": True}, "channels"),
+        ("digits-cnn", {"weight_decay": -1.0}, "weight_decay"),
+        ("mnist1d-mlp", {"weight_decay": float("nan")}, "weight_decay"),
+        ("text-transformer", {"dropout": 1.5}, "dropout"),
+        ("text-transformer", {"heads": 0}, "heads"),
+    ],
+)
+def test_bad_task_arguments_are_clear_errors_before_building(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        get_task(name, **kwargs)

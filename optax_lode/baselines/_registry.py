@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
@@ -442,6 +443,14 @@ def make_baseline(
             f"baseline {name!r} does not accept option(s) {unknown}; "
             f"its options are {list(spec.options)}."
         )
+    if (
+        not isinstance(learning_rate, bool | numbers.Real)
+        and np.ndim(learning_rate) == 0
+    ):
+        try:  # a concrete 0-d array (a traced one cannot set a schedule)
+            learning_rate = float(learning_rate)
+        except TypeError:
+            pass
     if isinstance(learning_rate, bool) or not (
         isinstance(learning_rate, numbers.Real) and math.isfinite(learning_rate)
     ):
@@ -450,8 +459,11 @@ def make_baseline(
         )
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}.")
-    if not (isinstance(total_steps, int) and total_steps >= 1):
+    if isinstance(total_steps, bool) or not (
+        isinstance(total_steps, int | np.integer) and total_steps >= 1
+    ):
         raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}.")
+    total_steps = int(total_steps)
     if not (math.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
     return spec.build(float(learning_rate), total_steps, float(weight_decay), **options)

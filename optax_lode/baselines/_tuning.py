@@ -105,9 +105,10 @@ class TuneResult:
 
     @property
     def test_std(self) -> float:
-        """Sample standard deviation of the test metric over the final seeds."""
+        """Sample standard deviation of the test metric over the final seeds
+        (NaN for one seed, as :func:`optax_lode.evaluation.summarize`)."""
         n = self.test_metrics.size
-        return float(np.std(self.test_metrics, ddof=1)) if n > 1 else 0.0
+        return float(np.std(self.test_metrics, ddof=1)) if n > 1 else float("nan")
 
 
 def final_val_metric(result: Any) -> float:

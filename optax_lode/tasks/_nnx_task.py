@@ -87,6 +87,33 @@ def epoch_batch_fn(
     return batch
 
 
+def check_task_args(
+    name: str,
+    *,
+    ints: Mapping[str, Any] | None = None,
+    weight_decay: float = 0.0,
+    dropout: float | None = None,
+) -> None:
+    """Clear errors for a task factory's arguments, before anything is built:
+    sizes are ints >= 1 (a width of 0, or a float batch size, would fail deep
+    inside or train on float step counts), weight decay finite and >= 0,
+    dropout in [0, 1)."""
+    for arg, value in (ints or {}).items():
+        values = value if isinstance(value, tuple | list) else (value,)
+        ok = all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1
+            for v in values
+        )
+        if not ok or not values:
+            raise ValueError(f"task {name!r}: {arg}={value!r} must be int(s) >= 1")
+    if not (np.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(
+            f"task {name!r}: weight_decay={weight_decay!r} must be finite and >= 0"
+        )
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise ValueError(f"task {name!r}: dropout={dropout!r} must be in [0, 1)")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class NNXTask:
     """A classification-style task: cross-entropy loss, accuracy metric.
@@ -122,6 +149,14 @@ class NNXTask:
     graphdef: nnx.GraphDef = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
+        check_task_args(
+            self.name,
+            ints={
+                "steps_per_epoch": self.steps_per_epoch,
+                "default_epochs": self.default_epochs,
+            },
+            weight_decay=self.weight_decay,
+        )
         # The graph structure is the same for every key: build it once,
         # abstractly (no arrays are allocated).
         abstract = nnx.eval_shape(lambda: self.model_fn(nnx.Rngs(0)))

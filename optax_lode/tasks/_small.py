@@ -13,7 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from optax_lode.tasks._models import CNN1D, MLP, SmallCNN
-from optax_lode.tasks._nnx_task import NNXTask, epoch_batch_fn, fixed_split
+from optax_lode.tasks._nnx_task import (
+    NNXTask,
+    check_task_args,
+    epoch_batch_fn,
+    fixed_split,
+)
 
 # Fixed (train, val, test) sizes and split seed: the split is part of the task.
 _DIGITS_SPLIT = (1197, 300, 300)
@@ -95,6 +100,15 @@ def digits_mlp(
     weight_decay: float = 1e-3,
 ) -> NNXTask:
     """``digits-mlp``: a ReLU MLP (64 -> ``hidden`` -> 10) on the 8x8 digits."""
+    check_task_args(
+        "digits-mlp",
+        ints={
+            "hidden": hidden,
+            "batch_size": batch_size,
+            "default_epochs": default_epochs,
+        },
+        weight_decay=weight_decay,
+    )
     return _array_task(
         "digits-mlp",
         digits_data(),
@@ -113,6 +127,15 @@ def digits_cnn(
     weight_decay: float = 1e-3,
 ) -> NNXTask:
     """``digits-cnn``: two 3x3 convolutions and a max-pool on the 8x8 digits."""
+    check_task_args(
+        "digits-cnn",
+        ints={
+            "channels": channels,
+            "batch_size": batch_size,
+            "default_epochs": default_epochs,
+        },
+        weight_decay=weight_decay,
+    )
     return _array_task(
         "digits-cnn",
         digits_data(),
@@ -131,6 +154,15 @@ def mnist1d_mlp(
     weight_decay: float = 1e-3,
 ) -> NNXTask:
     """``mnist1d-mlp``: MNIST-1D's reference MLP (40 -> 100 -> 100 -> 10)."""
+    check_task_args(
+        "mnist1d-mlp",
+        ints={
+            "hidden": hidden,
+            "batch_size": batch_size,
+            "default_epochs": default_epochs,
+        },
+        weight_decay=weight_decay,
+    )
     return _array_task(
         "mnist1d-mlp",
         mnist1d_data(),
@@ -150,6 +182,15 @@ def mnist1d_cnn(
 ) -> NNXTask:
     """``mnist1d-cnn``: MNIST-1D's reference convnet (three strided 1-D
     convolutions of ``channels`` channels, then a linear read-out)."""
+    check_task_args(
+        "mnist1d-cnn",
+        ints={
+            "channels": channels,
+            "batch_size": batch_size,
+            "default_epochs": default_epochs,
+        },
+        weight_decay=weight_decay,
+    )
     return _array_task(
         "mnist1d-cnn",
         mnist1d_data(),

@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from optax_lode.tasks._models import MiniGPT
-from optax_lode.tasks._nnx_task import NNXTask
+from optax_lode.tasks._nnx_task import NNXTask, check_task_args
 
 # Long-lived, pure-Python modules present in every CPython >= 3.11.
 CORPUS_MODULES: tuple[str, ...] = (
@@ -114,8 +114,22 @@ def text_transformer(
     windows of the validation (test) segment. Weight decay defaults to 0: the
     paper trains its transformer with Adam.
     """
-    if context < 2 or batch_size < 1:
-        raise ValueError("context must be >= 2 and batch_size >= 1")
+    check_task_args(
+        "text-transformer",
+        ints={
+            "corpus_bytes": corpus_bytes,
+            "context": context,
+            "batch_size": batch_size,
+            "dim": dim,
+            "heads": heads,
+            "layers": layers,
+            "default_epochs": default_epochs,
+        },
+        weight_decay=weight_decay,
+        dropout=dropout,
+    )
+    if context < 2:
+        raise ValueError("context must be >= 2")
     tokens, _ = text_corpus(corpus_bytes)
     n = len(tokens)
     a, b = int(0.9 * n), int(0.95 * n)

@@ -13,7 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from optax_lode.tasks._models import PaperCNN, ResNet18
-from optax_lode.tasks._nnx_task import NNXTask, epoch_batch_fn, fixed_split
+from optax_lode.tasks._nnx_task import (
+    NNXTask,
+    check_task_args,
+    epoch_batch_fn,
+    fixed_split,
+)
 
 
 def tfds_arrays(
@@ -67,6 +72,11 @@ def _image_task(
     weight_decay: float,
     data_dir: str | None,
 ) -> NNXTask:
+    check_task_args(
+        name,
+        ints={"batch_size": batch_size, "default_epochs": default_epochs},
+        weight_decay=weight_decay,
+    )
     x, y = tfds_arrays(dataset, "train", data_dir)
     x_test, y_test = tfds_arrays(dataset, "test", data_dir)
     if not 0.0 < val_fraction < 1.0:
@@ -135,6 +145,7 @@ def cifar100_resnet18(
     """``cifar100-resnet18``: ResNet18 on CIFAR-100, AdamW weight decay 1e-2
     (A.2). 10% of the training split is held out for validation; the metric
     is top-1 accuracy. ``width`` scales the channel counts (64 = standard)."""
+    check_task_args("cifar100-resnet18", ints={"width": width})
     return _image_task(
         "cifar100-resnet18",
         "cifar100",
