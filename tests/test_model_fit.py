@@ -221,3 +221,14 @@ def test_summary_counts_the_steps_run_and_is_strict_json(tmp_path):
     text = json.dumps(read_header(path))
     json.loads(text, parse_constant=refuse)
     assert read_header(path)["training"]["history"][0]["held_out"] is None
+
+
+def test_a_value_that_overflows_float32_names_its_run():
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    metric = runs.metric.copy()
+    metric[3, 7] = 1e39
+    bad = type(runs).from_arrays(
+        runs.loss, metric, runs.lr, mask=runs.mask, run_ids=runs.run_ids
+    )
+    with pytest.raises(ValueError, match=f"run '{runs.run_ids[3]}', tick 7"):
+        fit(bad, steps=10, held_out=0.0, progress=False)

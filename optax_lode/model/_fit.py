@@ -51,6 +51,15 @@ def _prepare(traj: Trajectories, norm: Normalisation, mu: int) -> tuple:
     T = traj.num_ticks
     x = np.asarray(norm.forward(np.nan_to_num(traj.features(), nan=1.0)))
     x = np.where(traj.mask[..., None], x, 0.0).astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        r, t, f = (int(i[0]) for i in np.nonzero(bad))
+        name = ("log loss", "metric", "log lr")[f]
+        raise ValueError(
+            f"run {traj.run_ids[r]!r}, tick {t}: its {name}, normalised by the "
+            "training runs' mean and std, overflows float32; the value is far "
+            "outside the other runs' range: fix or drop that run."
+        )
     # mu - 1 masked ticks in front (windows ending before tick mu - 1), T behind
     # (the prediction horizon past the run's end).
     pad = ((0, 0), (mu - 1, T), (0, 0))
