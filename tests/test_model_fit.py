@@ -223,6 +223,7 @@ def test_summary_counts_the_steps_run_and_is_strict_json(tmp_path):
     assert read_header(path)["training"]["history"][0]["held_out"] is None
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_a_value_that_overflows_float32_names_its_run():
     runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
     metric = runs.metric.copy()

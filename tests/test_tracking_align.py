@@ -299,3 +299,50 @@ def test_load_runs_reads_files_and_rejects_unknown_sources(tmp_path):
         load_runs(tmp_path / "runs.json")
     with pytest.raises(ValueError, match="names no experiment"):
         load_runs("mlflow://")
+
+
+def test_a_rate_logged_when_it_changes_is_the_rate_each_step_used():
+    """A step decay logged only at its changes: a tick's rate is the mean over
+    its steps of the rate in force (was the mean of the tick's records, held:
+    a change at step 10 read as 0.055 for the whole run)."""
+    steps = list(range(150))
+    for change, expect in (
+        (75, [0.1, 0.055, 0.01]),
+        (10, [(10 * 0.1 + 40 * 0.01) / 50, 0.01, 0.01]),
+    ):
+        run = {
+            "train_loss": (steps, [1.0] * 150),
+            "val_acc": ([49, 99, 149], [0.1, 0.2, 0.3]),
+            "lr": ([0, change], [0.1, 0.01]),
+        }
+        out = align_to_ticks(_records({"a": run}), **KEYS, steps_per_tick=50)
+        np.testing.assert_allclose(out["lr"], expect, rtol=1e-12)
+
+
+def test_a_warm_up_from_zero_masks_its_ticks_instead_of_failing():
+    steps = list(range(40))
+    run = {
+        "train_loss": (steps, [1.0] * 40),
+        "val_acc": (steps, [0.5] * 40),
+        "lr": (steps, [0.0, 0.0] + [0.01] * 38),  # logged from 0
+    }
+    recs = _records({"a": run, "b": _run(40, metric_every=1)})
+    with pytest.warns(UserWarning, match=r"'a' at tick\(s\) \[0, 1\]"):
+        out = align_to_ticks(recs, **KEYS, steps_per_tick=1)
+    a = out[out["run"] == "a"]
+    assert list(a["tick"]) == list(range(2, 40)) and (a["lr"] > 0).all()
+    traj = Trajectories.from_dataframe(out)
+    assert not traj.mask[0, :2].any() and traj.mask[0, 2:].all()
+
+
+def test_a_run_without_a_usable_metric_is_skippable_and_named_right():
+    """Evaluated only after its last training step: no metric at or before
+    its last tick. on_invalid='skip' drops it instead of failing the import."""
+    late = _run(20, metric_every=100)
+    late["val_acc"] = ([20], [0.9])  # after the last training step (19)
+    recs = _records({"late": late, "ok": _run(20, metric_every=5)})
+    with pytest.raises(RunAlignmentError, match="no finite 'val_acc' record at or"):
+        align_to_ticks(recs, **KEYS, steps_per_tick=5)
+    with pytest.warns(UserWarning, match="skipped"):
+        out = align_to_ticks(recs, **KEYS, steps_per_tick=5, on_invalid="skip")
+    assert set(out["run"]) == {"ok"}

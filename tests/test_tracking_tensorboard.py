@@ -86,10 +86,18 @@ def _expected(series, k, ticks):
     for t in range(ticks):
         last = metric[t] if not np.isnan(metric[t]) else last
         metric[t] = last
+    # The rate each step used: the last record at or before it (the first one
+    # before the first), averaged over the tick's steps up to the run's end.
+    steps = [s for s, _ in series]
+    rates = [np.float64(np.float32(v["lr"])) for _, v in series]
+    end = steps[-1] + 1
+    held = [
+        rates[max(np.searchsorted(steps, u, side="right") - 1, 0)] for u in range(end)
+    ]
     return (
         np.array([np.mean(np.float64(x)) for x in loss]),
         metric,
-        np.array([np.mean(np.float64(x)) for x in lr]),
+        np.array([np.mean(held[t * k : min((t + 1) * k, end)]) for t in range(ticks)]),
     )
 
 

@@ -13,9 +13,11 @@ of the design:
   carried forward over ticks without one; ticks before a run's first metric record
   take that first value (metrics logged once an epoch would otherwise hide the
   start of every run);
-- the **learning rate** of a tick is the mean of its records, held over ticks
-  without one (and back-filled before the first), since a schedule logged once an
-  epoch is piecewise constant in between;
+- the **learning rate** of a tick is the mean over its steps of the rate each
+  step used: the last record at or before the step (the first record before
+  it), so a rate logged only when it changes, or once an epoch, gives the rate
+  the run actually had. A tick whose rate is not positive (a warm-up from 0) is
+  masked, with a warning: the model works on ``log lr``;
 - a run ends at the tick of its last loss record. Shorter runs (early stopping,
   crashes, ``FAILED`` runs) are **masked** after their end by default: they keep
   their rows up to it and the grid is padded. ``early_stopped="exclude"`` drops
@@ -315,6 +317,30 @@ def align_to_ticks(
     )
     grid_index = pd.MultiIndex.from_frame(grid)
 
+    def _held_lr() -> pd.Series:
+        rows = df[(df["key"] == lr) & df["run"].isin(keep)]
+        rows = rows[np.isfinite(rows["value"])]
+        # The last record at a step wins (logging order), as for the metric.
+        rows = rows.drop_duplicates(["run", "step"], keep="last")
+        by_run = {r: g for r, g in rows.groupby("run", sort=False)}
+        # A run's last tick may stop mid-tick: it spans the steps it made (up
+        # to its last loss or rate record).
+        last = df[df["key"].isin([loss, lr])].groupby("run")["step"].max()
+        values = []
+        for run, end in zip(keep, ends.to_numpy(), strict=True):
+            starts = int(first_step) + steps_per_tick * np.arange(end + 1)
+            g = by_run.get(run)
+            if g is None:
+                values.append(np.full(end + 1, np.nan))
+                continue
+            g = g.sort_values("step")
+            stops = np.minimum(starts + steps_per_tick, int(last[run]) + 1)
+            stops = np.maximum(stops, starts + 1)
+            values.append(
+                _held_means(g["step"].to_numpy(), g["value"].to_numpy(), starts, stops)
+            )
+        return pd.Series(np.concatenate(values), index=grid_index)
+
     def _per_tick(key: str, how: str) -> pd.Series:
         rows = df[(df["key"] == key) & df["run"].isin(keep)]
         rows = rows[np.isfinite(rows["value"])]
@@ -327,20 +353,77 @@ def align_to_ticks(
         return per.groupby(level="run", sort=False).bfill()
 
     grid["metric"] = _per_tick(metric, "last").to_numpy()
-    grid["lr"] = _per_tick(lr, "mean").to_numpy()
+    grid["lr"] = _held_lr().to_numpy()
+    unusable = []
     for key, col in ((metric, "metric"), (lr, "lr")):
         empty = grid.groupby("run", sort=False)[col].apply(lambda s: s.isna().all())
-        bad = [r for r in keep if empty[r]]
-        if bad:
+        for r in keep:
+            if empty[r] and r not in dict(unusable):
+                unusable.append(
+                    (
+                        r,
+                        f"no finite {key!r} record at or before its last tick "
+                        f"({int(ends[r])})",
+                    )
+                )
+    if unusable:
+        labelled = [(_label(r, names), why) for r, why in unusable]
+        if on_invalid == "raise":
             raise RunAlignmentError(
-                [(_label(r, names), f"every {key!r} record is non-finite") for r in bad]
+                labelled,
+                hint="Pass on_invalid='skip' to drop these runs with a warning.",
             )
+        warnings.warn(
+            str(RunAlignmentError(labelled, hint="These runs are skipped.")),
+            UserWarning,
+            stacklevel=2,
+        )
+        dropped = {r for r, _ in unusable}
+        keep = [r for r in keep if r not in dropped]
+        if not keep:
+            raise ValueError("no run is left to align (all were skipped or excluded).")
+        grid = grid[grid["run"].isin(keep)]
+    nonpos = grid["lr"] <= 0
+    if nonpos.any():
+        which = grid.loc[nonpos, ["run", "tick"]]
+        shown = ", ".join(
+            f"{_label(r, names)} at tick(s) {sorted(g['tick'].tolist())[:5]}"
+            for r, g in list(which.groupby("run", sort=False))[:_MAX_LISTED]
+        )
+        warnings.warn(
+            f"a learning rate of 0 (or below) has no log, so these ticks are "
+            f"masked: {shown} (a warm-up from 0, or a decay to 0, logged as is).",
+            UserWarning,
+            stacklevel=2,
+        )
+        grid = grid[~nonpos]
     out = grid.merge(loss_tab, on=["run", "tick"], how="inner")
     order = {r: i for i, r in enumerate(keep)}
     out = out.sort_values(
         ["run", "tick"], key=lambda c: c.map(order) if c.name == "run" else c
     )
     return out[list(_OUT)].reset_index(drop=True)
+
+
+def _held_means(
+    steps: np.ndarray, values: np.ndarray, starts: np.ndarray, stops: np.ndarray
+) -> np.ndarray:
+    """Per tick (steps ``starts[t] .. stops[t] - 1``), the mean over its steps
+    of the value each step held: the last record at or before it, the first
+    record before the first. ``steps`` ascending and unique. A tick inside one
+    record's span is that record's value exactly."""
+    out = np.empty(len(starts))
+    for t, (a, b) in enumerate(zip(starts, stops, strict=True)):
+        i0 = max(int(np.searchsorted(steps, a, side="right")) - 1, 0)
+        i1 = int(np.searchsorted(steps, b - 1, side="right")) - 1
+        base = values[i0]
+        if i1 <= i0:
+            out[t] = base
+            continue
+        bounds = np.concatenate([[a], steps[i0 + 1 : i1 + 1], [b]])
+        held = values[i0 : i1 + 1]
+        out[t] = base + np.sum((held - base) * np.diff(bounds)) / (b - a)
+    return out
 
 
 def to_trajectories(table: pd.DataFrame, info: pd.DataFrame, num_ticks: int | None):
