@@ -346,3 +346,14 @@ def test_a_run_without_a_usable_metric_is_skippable_and_named_right():
     with pytest.warns(UserWarning, match="skipped"):
         out = align_to_ticks(recs, **KEYS, steps_per_tick=5, on_invalid="skip")
     assert set(out["run"]) == {"ok"}
+
+
+def test_runs_counting_steps_from_different_origins_are_warned_about():
+    recs = _records(
+        {
+            "zero": _run(20, metric_every=5),
+            "one": _run(20, metric_every=5, offset=1),
+        }
+    )
+    with pytest.warns(UserWarning, match=r"1 run\(s\) at step 0, 1 run\(s\) at step 1"):
+        align_to_ticks(recs, **KEYS, steps_per_tick=5)

@@ -238,6 +238,18 @@ def align_to_ticks(
     loss_rows = df[(df["key"] == loss) & ~df["run"].isin(list(problems))]
     if first_step is None:
         first_step = int(loss_rows["step"].min()) if len(loss_rows) else 0
+        starts = loss_rows.groupby("run", sort=False)["step"].min()
+        if starts.nunique() > 1:
+            counts = starts.value_counts().sort_index()
+            shown = ", ".join(f"{c} run(s) at step {s}" for s, c in counts.items())
+            warnings.warn(
+                f"the runs' first {loss!r} records are at different steps ({shown}); "
+                f"all share tick 0 from step {first_step}. If some loggers count "
+                "from 0 and others from 1, align them first (or pass first_step=): "
+                "a run one step late gets an extra, one-step last tick.",
+                UserWarning,
+                stacklevel=2,
+            )
     if steps_per_tick is None:
         steps_per_tick = _infer_steps_per_tick(loss_rows[["run", "step"]])
     steps_per_tick = int(steps_per_tick)
