@@ -69,6 +69,20 @@ def _label(run: str, names: Mapping[str, str] | None) -> str:
     return f"{name!r} ({run})"
 
 
+def _raise_or_skip(labelled: list[tuple[str, str]], on_invalid: str) -> None:
+    """Raises a :class:`RunAlignmentError` for these runs, or (``"skip"``) warns
+    that they are skipped."""
+    if on_invalid == "raise":
+        raise RunAlignmentError(
+            labelled, hint="Pass on_invalid='skip' to drop these runs with a warning."
+        )
+    warnings.warn(
+        str(RunAlignmentError(labelled, hint="These runs are skipped.")),
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def _infer_steps_per_tick(loss_steps: pd.DataFrame) -> int:
     """One tick per loss record: the most common spacing of consecutive loss steps."""
     unique = loss_steps.drop_duplicates(["run", "step"]).sort_values(["run", "step"])
@@ -282,16 +296,7 @@ def align_to_ticks(
     if problems:
         ordered = [(r, problems[r]) for r in runs if r in problems]
         labelled = [(_label(r, names), why) for r, why in ordered]
-        if on_invalid == "raise":
-            raise RunAlignmentError(
-                labelled,
-                hint="Pass on_invalid='skip' to drop these runs with a warning.",
-            )
-        warnings.warn(
-            str(RunAlignmentError(labelled, hint="These runs are skipped.")),
-            UserWarning,
-            stacklevel=2,
-        )
+        _raise_or_skip(labelled, on_invalid)
     keep = [r for r in runs if r not in problems]
     if early_stopped == "exclude":
         short = [r for r in keep if ends[r] < num_ticks - 1]
@@ -380,16 +385,7 @@ def align_to_ticks(
                 )
     if unusable:
         labelled = [(_label(r, names), why) for r, why in unusable]
-        if on_invalid == "raise":
-            raise RunAlignmentError(
-                labelled,
-                hint="Pass on_invalid='skip' to drop these runs with a warning.",
-            )
-        warnings.warn(
-            str(RunAlignmentError(labelled, hint="These runs are skipped.")),
-            UserWarning,
-            stacklevel=2,
-        )
+        _raise_or_skip(labelled, on_invalid)
         dropped = {r for r, _ in unusable}
         keep = [r for r in keep if r not in dropped]
         if not keep:
