@@ -420,17 +420,15 @@ def _held_means(
     of the value each step held: the last record at or before it, the first
     record before the first. ``steps`` ascending and unique. A tick inside one
     record's span is that record's value exactly."""
-    out = np.empty(len(starts))
-    for t, (a, b) in enumerate(zip(starts, stops, strict=True)):
-        i0 = max(int(np.searchsorted(steps, a, side="right")) - 1, 0)
-        i1 = int(np.searchsorted(steps, b - 1, side="right")) - 1
-        base = values[i0]
-        if i1 <= i0:
-            out[t] = base
-            continue
+    first = np.maximum(np.searchsorted(steps, starts, side="right") - 1, 0)
+    last = np.searchsorted(steps, stops - 1, side="right") - 1
+    out = values[first].astype(np.float64)
+    # Only ticks with a change inside need the weighted mean (often none).
+    for t in np.nonzero(last > first)[0]:
+        i0, i1, a, b = first[t], last[t], starts[t], stops[t]
         bounds = np.concatenate([[a], steps[i0 + 1 : i1 + 1], [b]])
         held = values[i0 : i1 + 1]
-        out[t] = base + np.sum((held - base) * np.diff(bounds)) / (b - a)
+        out[t] += np.sum((held - out[t]) * np.diff(bounds)) / (b - a)
     return out
 
 
