@@ -21,6 +21,17 @@ def test_fit_reports_a_missing_mlflow_store(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_fit_reports_a_store_mlflow_refuses(tmp_path, capsys):
+    """MLflow 3 refuses file: stores with its own exception: a message and
+    exit 2, not a traceback."""
+    pytest.importorskip("mlflow")
+    uri = f"file://{tmp_path / 'mlruns'}"
+    out = str(tmp_path / "m")
+    code = main(["fit", "mlflow://sweep", "--tracking-uri", uri, "--out", out])
+    assert code == 2
+    assert "mlflow://sweep" in capsys.readouterr().err
+
+
 def test_fit_reports_runs_that_cannot_be_aligned(tmp_path, capsys):
     from tensorboard.summary import Writer
 

@@ -319,6 +319,11 @@ def test_export_round_trip(store):
     assert list(got["task"]) == info["task"]
     np.testing.assert_array_equal(got["peak_lr"], info["peak_lr"])
     np.testing.assert_array_equal(got["test_metric"], info["test_metric"])
+    # Exported again (a re-run sweep with --mlflow): said, not silent.
+    with pytest.warns(UserWarning, match="already holds 2 of these runs"):
+        log_trajectories_to_mlflow(
+            src.select([0, 1]), experiment="exported ✓", tracking_uri=store["uri"]
+        )
 
 
 def _many_runs(uri, experiment, runs, ticks):

@@ -162,6 +162,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, ImportError) as err:
         print(f"optax-lode fit: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # the tracker's own errors (a refused store, a URI)
+        if type(err).__module__.split(".")[0] not in ("mlflow", "sqlalchemy"):
+            raise
+        print(f"optax-lode fit: {args.runs}: {err}", file=sys.stderr)
+        return 2
     print(
         f"{runs.num_runs} runs x {runs.num_ticks} ticks from {args.runs}",
         file=sys.stderr,

@@ -2,14 +2,16 @@
 
 Both talk to MLflow only through its public ``MlflowClient``, so they work with
 any tracking URI MLflow understands: the embedded SQLite store
-(``sqlite:///mlflow.db``, MLflow's own default: no server to start), a
-``file:`` store, or an ``http(s)://`` tracking server.
+(``sqlite:///mlflow.db``, MLflow's own default: no server to start) or an
+``http(s)://`` tracking server. (MLflow 3 refuses ``file:`` stores unless
+``MLFLOW_ALLOW_FILE_STORE=true``; ``mlflow migrate-filestore`` converts one.)
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -359,6 +361,29 @@ def from_mlflow(
     return to_trajectories(table, info, num_ticks)
 
 
+def _warn_if_logged_before(client, exp_id: str, experiment: str, run_ids) -> None:
+    """Warns when the experiment already holds runs exported under these ids
+    (a re-run sweep with ``--mlflow`` logs them again): reading it back would
+    see every such run twice."""
+    seen, token = set(), None
+    while True:
+        page = client.search_runs([exp_id], max_results=1000, page_token=token)
+        seen |= {r.data.tags.get("optax_lode.run_id") for r in page}
+        token = page.token
+        if not token:
+            break
+    again = [r for r in map(str, run_ids) if r in seen]
+    if again:
+        warnings.warn(
+            f"MLflow experiment {experiment!r} already holds {len(again)} of these "
+            f"runs (tag optax_lode.run_id, e.g. {again[:3]}): they are logged again, "
+            "and reading the experiment back sees them twice. Log to a new "
+            "experiment, or delete the old runs first.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def log_trajectories_to_mlflow(
     traj: Trajectories,
     *,
@@ -407,6 +432,8 @@ def log_trajectories_to_mlflow(
     exp_id = (
         exp.experiment_id if exp is not None else client.create_experiment(experiment)
     )
+    if exp is not None:
+        _warn_if_logged_before(client, exp_id, experiment, traj.run_ids)
     run_ids = []
     now = int(time.time() * 1000)
     series = ((loss, traj.loss), (metric, traj.metric), (lr, traj.lr))
