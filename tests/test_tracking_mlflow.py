@@ -438,3 +438,14 @@ def test_lode_diagnostics_errors(store):
         LodeDiagnosticsLogger()
     with pytest.raises(ValueError, match="none is active"):
         LodeDiagnosticsLogger(mlflow=True, tracking_uri=store["uri"])
+
+
+def test_a_deleted_experiment_says_so(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("gone")
+    steps, loss, lr = _curves(0, 10)
+    _log(client, exp, "r", steps, {"train_loss": (steps, loss), "lr": (steps, lr)})
+    client.delete_experiment(exp)
+    with pytest.raises(ValueError, match="is deleted; restore it"):
+        from_mlflow("gone", tracking_uri=uri)

@@ -68,6 +68,12 @@ def _resolve_experiment(client, experiment: str, tracking_uri: str) -> str:
             "name, or pass tracking_uri= (or set MLFLOW_TRACKING_URI) to the store "
             "the runs were logged to."
         )
+    if getattr(exp, "lifecycle_stage", "active") == "deleted":
+        raise ValueError(
+            f"MLflow experiment {experiment!r} at tracking URI {tracking_uri!r} is "
+            "deleted; restore it first (`mlflow experiments restore "
+            f"--experiment-id {exp.experiment_id}`)."
+        )
     return exp.experiment_id
 
 
