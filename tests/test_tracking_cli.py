@@ -46,6 +46,9 @@ def test_fit_reports_runs_that_cannot_be_aligned(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "run 'bad': no 'acc' records" in err
+    # The advice names the CLI's flags, not the Python arguments.
+    assert "--skip-invalid-runs" in err and "on_invalid" not in err
+    assert "--loss-column/--metric-column/--lr-column" in err
 
 
 def test_unknown_source_form(tmp_path, capsys):

@@ -136,6 +136,19 @@ def report_table(model, held_out, observes) -> str:
     return "\n".join(out)
 
 
+# The tracker importers' advice names their Python arguments; here, the flags.
+_FLAGS = (
+    ("on_invalid='skip'", "--skip-invalid-runs"),
+    ("pass loss=/metric=/lr=", "pass --loss-column/--metric-column/--lr-column"),
+)
+
+
+def _as_flags(message: str) -> str:
+    for python, flag in _FLAGS:
+        message = message.replace(python, flag)
+    return message
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs ``optax-lode fit``."""
     from optax_lode.model import fit, save_model
@@ -160,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         runs = load_runs(args.runs, **options)
     except (ValueError, OSError, ImportError) as err:
-        print(f"optax-lode fit: {err}", file=sys.stderr)
+        print(f"optax-lode fit: {_as_flags(str(err))}", file=sys.stderr)
         return 2
     except Exception as err:  # the tracker's own errors (a refused store, a URI)
         if type(err).__module__.split(".")[0] not in ("mlflow", "sqlalchemy"):
