@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -97,7 +98,6 @@ def _task_fingerprint(task: Task) -> str:
     validation metric at initialisation (5 significant digits, so float
     rounding across machines rarely matters). A task built with other
     arguments (model size, batch size, data) gives another fingerprint."""
-    import jax.numpy as jnp
 
     def probe(key):
         params, state = task.init(key)

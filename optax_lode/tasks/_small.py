@@ -72,8 +72,16 @@ def mnist1d_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _array_task(
-    name, data, model_fn, *, batch_size, default_epochs, weight_decay
+    name, data_fn, model_fn, *, sizes, batch_size, default_epochs, weight_decay
 ) -> NNXTask:
+    # The arguments first: a width of 0 or a float batch size fails clearly,
+    # before the data is loaded or the model built.
+    check_task_args(
+        name,
+        ints={**sizes, "batch_size": batch_size, "default_epochs": default_epochs},
+        weight_decay=weight_decay,
+    )
+    data = data_fn()
     x, y = (jnp.asarray(a) for a in data["train"])
     if not 1 <= batch_size <= x.shape[0]:
         raise ValueError(
@@ -100,19 +108,11 @@ def digits_mlp(
     weight_decay: float = 1e-3,
 ) -> NNXTask:
     """``digits-mlp``: a ReLU MLP (64 -> ``hidden`` -> 10) on the 8x8 digits."""
-    check_task_args(
-        "digits-mlp",
-        ints={
-            "hidden": hidden,
-            "batch_size": batch_size,
-            "default_epochs": default_epochs,
-        },
-        weight_decay=weight_decay,
-    )
     return _array_task(
         "digits-mlp",
-        digits_data(),
+        digits_data,
         lambda rngs: MLP(64, tuple(hidden), 10, rngs=rngs),
+        sizes={"hidden": hidden},
         batch_size=batch_size,
         default_epochs=default_epochs,
         weight_decay=weight_decay,
@@ -127,19 +127,11 @@ def digits_cnn(
     weight_decay: float = 1e-3,
 ) -> NNXTask:
     """``digits-cnn``: two 3x3 convolutions and a max-pool on the 8x8 digits."""
-    check_task_args(
-        "digits-cnn",
-        ints={
-            "channels": channels,
-            "batch_size": batch_size,
-            "default_epochs": default_epochs,
-        },
-        weight_decay=weight_decay,
-    )
     return _array_task(
         "digits-cnn",
-        digits_data(),
+        digits_data,
         lambda rngs: SmallCNN(8, channels, 10, rngs=rngs),
+        sizes={"channels": channels},
         batch_size=batch_size,
         default_epochs=default_epochs,
         weight_decay=weight_decay,
@@ -154,19 +146,11 @@ def mnist1d_mlp(
     weight_decay: float = 1e-3,
 ) -> NNXTask:
     """``mnist1d-mlp``: MNIST-1D's reference MLP (40 -> 100 -> 100 -> 10)."""
-    check_task_args(
-        "mnist1d-mlp",
-        ints={
-            "hidden": hidden,
-            "batch_size": batch_size,
-            "default_epochs": default_epochs,
-        },
-        weight_decay=weight_decay,
-    )
     return _array_task(
         "mnist1d-mlp",
-        mnist1d_data(),
+        mnist1d_data,
         lambda rngs: MLP(40, tuple(hidden), 10, rngs=rngs),
+        sizes={"hidden": hidden},
         batch_size=batch_size,
         default_epochs=default_epochs,
         weight_decay=weight_decay,
@@ -182,19 +166,11 @@ def mnist1d_cnn(
 ) -> NNXTask:
     """``mnist1d-cnn``: MNIST-1D's reference convnet (three strided 1-D
     convolutions of ``channels`` channels, then a linear read-out)."""
-    check_task_args(
-        "mnist1d-cnn",
-        ints={
-            "channels": channels,
-            "batch_size": batch_size,
-            "default_epochs": default_epochs,
-        },
-        weight_decay=weight_decay,
-    )
     return _array_task(
         "mnist1d-cnn",
-        mnist1d_data(),
+        mnist1d_data,
         lambda rngs: CNN1D(40, channels, 10, rngs=rngs),
+        sizes={"channels": channels},
         batch_size=batch_size,
         default_epochs=default_epochs,
         weight_decay=weight_decay,
