@@ -147,6 +147,17 @@ def test_schedule_shapes_by_hand():
         assert np.all(r[:steps] > 0), shape  # log(lr) finite in every record
 
 
+@pytest.mark.parametrize(
+    "steps, expected",
+    [(1, [0.001]), (2, [0.1, 0.001]), (3, [0.1, 0.01, 0.001])],
+)
+def test_step_shape_divides_by_100_in_very_short_runs(steps, expected):
+    # Both boundaries fall on one step under 3 steps; both divisions apply.
+    sched = parametric_schedule("step", 0.1, steps)
+    rates = jax.jit(jax.vmap(sched))(jnp.arange(steps))
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_parameter_names_that_clash_with_optimizer_state_fields(name):
     """A LayerNorm's ``scale`` (or a ``count``) in the parameters also appears
@@ -204,6 +215,9 @@ def test_schedule_free_is_evaluated_at_its_average():
     assert eval_params("cosine", params, cos.init(params)) is params
     with pytest.raises(ValueError, match="ScheduleFreeState"):
         eval_params("schedule-free", params, cos.init(params))
+    # The schedule-free state under another name is a mix-up, not "use params".
+    with pytest.raises(ValueError, match="schedule-free optimizer's state"):
+        eval_params("cosine", params, state)
 
 
 def test_bad_arguments_are_rejected():

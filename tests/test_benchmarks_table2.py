@@ -37,8 +37,15 @@ def test_table2_states_whether_its_runs_are_table1s():
 
 def test_table2_reuses_a_row_only_for_the_same_seeds_and_setting():
     setting = {"model": "abc", "decision_revision": 5, "lr_bounds": (1e-4, 1e-1)}
-    row = {"seeds": [1, 2], "setting": json.loads(json.dumps(setting))}
+    row = {
+        "seeds": [1, 2],
+        "setting": json.loads(json.dumps(setting)),
+        "converged": [True, False],
+    }
     assert not row_is_stale(row, [1, 2], setting)  # as read back from JSON
+    # Measured before the residual test (no `converged`): measured again.
+    before = {k: v for k, v in row.items() if k != "converged"}
+    assert row_is_stale(before, [1, 2], setting)
     assert row_is_stale(row, [1, 2, 3], setting)
     assert row_is_stale(row, [1, 2], {**setting, "model": "def"})
     assert row_is_stale({}, [1, 2], setting)  # a row from before the keys

@@ -28,7 +28,8 @@ def parametric_schedule(
     - ``"cosine"``: ``optax.cosine_decay_schedule(eta, S)``, from ``eta`` to 0.
     - ``"onecycle"``: ``optax.cosine_onecycle_schedule(S, eta)``: cosine
       warm-up from ``eta / 25`` to ``eta`` over 30% of the run, then cosine
-      annealing to ``eta / 2.5e5``.
+      annealing to ``eta / 2.5e5`` (the warm-up's steps round down: a run
+      under 4 steps has none and starts at ``eta``).
     - ``"exponential"``: ``optax.exponential_decay(eta, S, 0.01)``, ``eta *
       0.01^(t / S)``.
     - ``"step"``: ``eta``, ``eta / 10`` from ``S / 2``, ``eta / 100`` from

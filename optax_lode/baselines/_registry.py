@@ -477,7 +477,8 @@ def eval_params(
     Schedule-free AdamW trains at an interpolation ``y`` but is evaluated at
     its average ``x`` (``optax.contrib.schedule_free_eval_params``); every
     other baseline is evaluated at ``params`` themselves. The schedule-free
-    state is found anywhere in ``opt_state`` (also inside a chain).
+    state is found anywhere in ``opt_state`` (also inside a chain); a name and
+    a state that do not belong together are a ``ValueError``.
 
     Args:
         name: the baseline's registry name.
@@ -497,11 +498,19 @@ def eval_params(
     """
     _lookup(name)
     sf_state = optax.tree.get(opt_state, "ScheduleFreeState")
-    if sf_state is None:
-        if name == "schedule-free":
+    if name != "schedule-free":
+        if sf_state is not None:
+            # The state of another run: evaluating it as `name` would silently
+            # report the schedule-free average (or the wrong run's params).
             raise ValueError(
-                "eval_params('schedule-free', ...) needs the schedule-free "
-                "optimizer's state; got a state without a ScheduleFreeState."
+                f"eval_params({name!r}, ...) got a schedule-free optimizer's "
+                "state; pass the state of the baseline named, or "
+                "name='schedule-free'."
             )
         return params
+    if sf_state is None:
+        raise ValueError(
+            "eval_params('schedule-free', ...) needs the schedule-free "
+            "optimizer's state; got a state without a ScheduleFreeState."
+        )
     return optax.contrib.schedule_free_eval_params(sf_state, params)

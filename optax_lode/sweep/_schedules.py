@@ -38,10 +38,12 @@ def _unit(shape: str, total_steps: int) -> optax.Schedule:
             1.0, transition_steps=total_steps, decay_rate=0.01
         )
     if shape == "step":
-        # Divide by 10 at 50% and again at 75% of the run.
-        return optax.piecewise_constant_schedule(
-            1.0, {total_steps // 2: 0.1, (3 * total_steps) // 4: 0.1}
-        )
+        # Divide by 10 at 50% and again at 75% of the run. Under 3 steps both
+        # fall on one step, which a dict of boundaries would keep only once.
+        half, three_quarters = total_steps // 2, (3 * total_steps) // 4
+        if half == three_quarters:
+            return optax.piecewise_constant_schedule(1.0, {half: 0.01})
+        return optax.piecewise_constant_schedule(1.0, {half: 0.1, three_quarters: 0.1})
     raise ValueError(
         f"unknown schedule shape {shape!r}; choose from {list(SCHEDULE_SHAPES)}"
     )
