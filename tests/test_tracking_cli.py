@@ -131,3 +131,71 @@ def test_tracker_key_defaults_agree_with_the_clis(capsys):
     for col, key in zip(("loss", "metric", "lr"), defaults, strict=True):
         flag = text.rindex(f"--{col}-column")
         assert f"scalar tag (default {key})" in text[flag : flag + 200]
+
+
+def _tb_runs(logdir, steps_by_run):
+    from tensorboard.summary import Writer
+
+    for name, steps in steps_by_run.items():
+        w = Writer(str(logdir / name))
+        for step in steps:
+            w.add_scalar("train_loss", 1.0 / (1 + step), step)
+            w.add_scalar("val_accuracy", 0.01 * step, step)
+            w.add_scalar("lr", 0.1, step)
+        w.close()
+
+
+def test_fit_passes_the_grid_flags_to_the_tracker(tmp_path, monkeypatch, capsys):
+    """--first-step, --num-ticks and --exclude-early-stopped reach the
+    importer: the grid is the one asked for and the short run is dropped."""
+    import optax_lode.model as model_pkg
+
+    logs = tmp_path / "logs"
+    _tb_runs(logs, {"a": range(1, 30), "b": range(1, 30), "short": range(1, 20)})
+    seen = {}
+
+    def fake_fit(runs, **kwargs):
+        seen["runs"] = runs
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(model_pkg, "fit", fake_fit)
+    args = ["fit", f"tensorboard://{logs}", "--out", str(tmp_path / "m")]
+    args += ["--steps-per-tick", "1"]
+    assert main([*args, "--first-step", "0", "--num-ticks", "40"]) == 2
+    runs = seen["runs"]
+    assert runs.num_ticks == 40 and list(runs.run_ids) == ["a", "b", "short"]
+    assert not runs.mask[:, 0].any()  # step 0, before the first record
+    assert runs.mask[:2, 1:30].all() and not runs.mask[:, 30:].any()
+    assert runs.mask[2, 1:20].all() and not runs.mask[2, 20:].any()
+    with pytest.warns(UserWarning, match="excluding 1 run"):
+        assert main([*args, "--exclude-early-stopped"]) == 2
+    assert list(seen["runs"].run_ids) == ["a", "b"]
+    assert "stop here" in capsys.readouterr().err
+
+
+def test_fit_refuses_tracker_flags_for_a_file(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "m")]
+    assert main(["fit", "runs.csv", *out, "--num-ticks", "10"]) == 2
+    assert "--num-ticks needs a tracker" in capsys.readouterr().err
+    assert main(["fit", "tensorboard://x", *out, "--statuses", "FAILED"]) == 2
+    assert "--statuses needs an MLflow source" in capsys.readouterr().err
+
+
+def test_fit_reads_the_statuses_asked_for(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("sweep")
+    run = client.create_run(exp)
+    client.set_terminated(run.info.run_id, status="FAILED")
+    base = ["fit", "mlflow://sweep", "--tracking-uri", uri]
+    base += ["--out", str(tmp_path / "m")]
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "statuses present: ['FAILED']" in err
+    assert "Pass --statuses FINISHED,FAILED,..." in err
+    assert main([*base, "--statuses", "finished,failed"]) == 2
+    # Now read: the run logged nothing, which is the error.
+    assert "statuses present" not in capsys.readouterr().err

@@ -449,3 +449,22 @@ def test_a_deleted_experiment_says_so(tmp_path):
     client.delete_experiment(exp)
     with pytest.raises(ValueError, match="is deleted; restore it"):
         from_mlflow("gone", tracking_uri=uri)
+
+
+def test_a_refused_export_marks_its_run_failed(store):
+    """A run MLflow refuses (a param name with parentheses) is marked FAILED,
+    not left RUNNING."""
+    mlflow = pytest.importorskip("mlflow")
+    src = Trajectories.from_arrays(
+        np.ones((2, 4)),
+        np.zeros((2, 4)),
+        np.full((2, 4), 0.1),
+        run_ids=["first", "second"],
+        info={"lr(peak)": [0.1, 0.2]},
+    )
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        log_trajectories_to_mlflow(src, experiment="refused", tracking_uri=store["uri"])
+    client = MlflowClient(tracking_uri=store["uri"])
+    exp = client.get_experiment_by_name("refused").experiment_id
+    status = {r.info.run_name: r.info.status for r in client.search_runs([exp])}
+    assert status == {"first": "FAILED"}

@@ -92,6 +92,32 @@ def register(subparsers) -> None:
         "trackers only",
     )
     p.add_argument(
+        "--first-step",
+        type=int,
+        default=None,
+        help="tracker step that opens tick 0 (default: the first loss step); "
+        "trackers only",
+    )
+    p.add_argument(
+        "--num-ticks",
+        type=int,
+        default=None,
+        help="ticks of the grid (default: the longest run's); trackers only",
+    )
+    p.add_argument(
+        "--exclude-early-stopped",
+        action="store_true",
+        help="drop tracker runs that end before the grid does, with a warning "
+        "(default: mask them after their end); trackers only",
+    )
+    p.add_argument(
+        "--statuses",
+        type=_statuses,
+        default=None,
+        help="comma-separated MLflow run statuses to read (default FINISHED; "
+        "e.g. FINISHED,FAILED,KILLED to learn from crashed runs too); MLflow only",
+    )
+    p.add_argument(
         "--skip-invalid-runs",
         action="store_true",
         help="drop tracker runs that cannot be aligned, with a warning; trackers only",
@@ -140,7 +166,18 @@ def report_table(model, held_out, observes) -> str:
 _FLAGS = (
     ("on_invalid='skip'", "--skip-invalid-runs"),
     ("pass loss=/metric=/lr=", "pass --loss-column/--metric-column/--lr-column"),
+    ("Pass statuses=(...)", "Pass --statuses FINISHED,FAILED,..."),
 )
+
+
+_MLFLOW_ONLY = ("--statuses", "--tracking-uri")
+
+
+def _statuses(text: str) -> tuple[str, ...]:
+    statuses = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    if not statuses:
+        raise argparse.ArgumentTypeError("expected e.g. FINISHED,FAILED")
+    return statuses
 
 
 def _as_flags(message: str) -> str:
@@ -163,11 +200,38 @@ def run(args: argparse.Namespace) -> int:
     tracker = "://" in args.runs
     names = ("loss", "metric", "lr") if tracker else ("run", "tick", "loss")
     options = {c: getattr(args, f"{c}_column") for c in names}
+    mlflow = args.runs.startswith("mlflow://")
+    misplaced = [
+        flag
+        for flag, value, allowed in (
+            ("--steps-per-tick", args.steps_per_tick, tracker),
+            ("--first-step", args.first_step, tracker),
+            ("--num-ticks", args.num_ticks, tracker),
+            ("--exclude-early-stopped", args.exclude_early_stopped or None, tracker),
+            ("--skip-invalid-runs", args.skip_invalid_runs or None, tracker),
+            ("--statuses", args.statuses, mlflow),
+            ("--tracking-uri", args.tracking_uri, mlflow),
+        )
+        if value is not None and not allowed
+    ]
+    if misplaced:
+        what = "an MLflow source" if misplaced[0] in _MLFLOW_ONLY else "a tracker"
+        print(
+            f"optax-lode fit: {', '.join(misplaced)} needs {what} "
+            f"(mlflow://... or tensorboard://...), not {args.runs}",
+            file=sys.stderr,
+        )
+        return 2
     if tracker:
-        options.update(tick=args.steps_per_tick)
-        options.update(on_invalid="skip" if args.skip_invalid_runs else None)
-        if args.runs.startswith("mlflow://"):
-            options.update(tracking_uri=args.tracking_uri)
+        options.update(
+            tick=args.steps_per_tick,
+            first_step=args.first_step,
+            num_ticks=args.num_ticks,
+            early_stopped="exclude" if args.exclude_early_stopped else None,
+            on_invalid="skip" if args.skip_invalid_runs else None,
+        )
+        if mlflow:
+            options.update(tracking_uri=args.tracking_uri, statuses=args.statuses)
     else:
         options.update(metric=args.metric_column, lr=args.lr_column)
     try:

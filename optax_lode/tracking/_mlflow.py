@@ -426,6 +426,8 @@ def log_trajectories_to_mlflow(
 
     Raises:
         ImportError: if MLflow is not installed.
+        mlflow.exceptions.MlflowException: if MLflow refuses a run's data (the
+            run is then marked FAILED, and the runs before it stay logged).
 
     Example:
         >>> ids = log_trajectories_to_mlflow(  # doctest: +SKIP
@@ -467,12 +469,17 @@ def log_trajectories_to_mlflow(
             for t in ticks
             for key, arr in series
         ]
-        client.log_batch(
-            run_id,
-            metrics=metrics + summaries,
-            params=params,
-            tags=[RunTag("optax_lode.run_id", str(rid))],
-        )
+        try:
+            client.log_batch(
+                run_id,
+                metrics=metrics + summaries,
+                params=params,
+                tags=[RunTag("optax_lode.run_id", str(rid))],
+            )
+        except BaseException:
+            # Not a RUNNING run forever (read back only with statuses=RUNNING).
+            client.set_terminated(run_id, status="FAILED")
+            raise
         client.set_terminated(run_id, status="FINISHED")
         run_ids.append(run_id)
     return run_ids
