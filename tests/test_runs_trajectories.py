@@ -285,6 +285,26 @@ def test_table_metric_and_lr_gaps_carry_forward_like_a_tracker(tmp_path):
     assert Trajectories.from_csv(path).run_ids == ("007", "008")
 
 
+def test_csv_run_ids_that_look_missing_are_ids(tmp_path):
+    """ "NA" and "None" are names (pandas would read them as missing); the
+    series' "NA" cells still are missing, and an empty id is refused."""
+    path = tmp_path / "runs.csv"
+    path.write_text(
+        "run,tick,loss,metric,lr,seed\n"
+        "NA,0,1.0,0.1,0.1,1\nNA,1,0.9,NA,0.1,1\n"
+        "None,0,1.0,0.2,0.1,NA\nNone,1,0.8,0.3,0.1,NA\n"
+    )
+    runs = Trajectories.from_csv(path)
+    assert runs.run_ids == ("NA", "None")
+    np.testing.assert_array_equal(runs.metric[0], [0.1, 0.1])  # carried forward
+    assert runs.info["seed"].isna().tolist() == [False, True]
+    runs.to_csv(path)
+    assert Trajectories.from_csv(path).run_ids == ("NA", "None")
+    path.write_text("run,tick,loss,metric,lr\n,0,1.0,0.1,0.1\n,1,0.9,0.1,0.1\n")
+    with pytest.raises(ValueError, match="run"):
+        Trajectories.from_csv(path)
+
+
 def test_step_numbers_as_ticks_are_caught():
     df = pd.DataFrame(
         {"run": ["a", "a"], "tick": [0, 10**12], "loss": 1.0, "metric": 0.5, "lr": 0.1}

@@ -17,6 +17,13 @@ _SERIES = ("loss", "metric", "lr")
 _MAX_TICKS = 1_000_000
 # Columns every ``info`` table has (others may be added freely).
 _INFO_COLUMNS = ("schedule", "seed")
+# pandas.read_csv's default missing-value strings (its documentation's list),
+# applied to every column but the run ids.
+_NA_STRINGS = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+    "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+    "nan", "null",
+]  # fmt: skip
 
 
 class DivergedRunWarning(UserWarning):
@@ -354,10 +361,21 @@ class Trajectories:
     def from_csv(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
         """:meth:`from_dataframe` of a CSV file (``columns`` name its columns).
 
-        Run ids are read as text, so ``007`` stays ``"007"`` (as written by
-        :meth:`to_csv`)."""
+        Run ids are read as text, so ``007`` stays ``"007"`` and ``NA`` or
+        ``None`` stay run ids (as written by :meth:`to_csv`); only an empty
+        cell is a missing id. Other columns read pandas' usual missing-value
+        strings (``NA``, ``nan``, empty, ...) as missing."""
         run = columns.get("run", "run")
-        return cls.from_dataframe(pd.read_csv(path, dtype={run: str}), **columns)
+        header = pd.read_csv(path, nrows=0).columns
+        frame = pd.read_csv(
+            path,
+            dtype={run: str},
+            keep_default_na=False,
+            na_values={c: _NA_STRINGS for c in header if c != run},
+        )
+        if run in frame:
+            frame[run] = frame[run].replace("", np.nan)
+        return cls.from_dataframe(frame, **columns)
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
