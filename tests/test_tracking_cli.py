@@ -101,6 +101,18 @@ def test_sweep_to_mlflow_then_fit_from_it(tmp_path, capsys):
     np.testing.assert_allclose(logged.metric, written.metric, rtol=1e-6)
     np.testing.assert_array_equal(logged.info["peak_lr"], written.info["peak_lr"])
 
+    # A re-run of the sweep: refused before logging, or only the new runs.
+    assert main([*sweep, "--mlflow-existing", "error"]) == 2
+    assert "already holds 8 of these runs" in capsys.readouterr().err
+    assert main([*sweep, "--mlflow-existing", "skip"]) == 0
+    assert "logged those of the 8 runs not already there" in capsys.readouterr().out
+    assert (
+        from_mlflow(
+            "nqm sweep", tracking_uri=uri, tick=1, metric="val_neg_log_loss"
+        ).num_runs
+        == 8
+    )
+
     fit = ["fit", "mlflow://nqm%20sweep", "--tracking-uri", uri, "--steps-per-tick"]
     fit += ["1", "--out", str(tmp_path / "model.lode"), "--steps", "3", "--quiet"]
     fit += ["--held-out", "0.25", "--metric-column", "val_neg_log_loss"]

@@ -319,11 +319,24 @@ def test_export_round_trip(store):
     assert list(got["task"]) == info["task"]
     np.testing.assert_array_equal(got["peak_lr"], info["peak_lr"])
     np.testing.assert_array_equal(got["test_metric"], info["test_metric"])
-    # Exported again (a re-run sweep with --mlflow): said, not silent.
+    # Exported again (a re-run sweep with --mlflow): refused, skipped or
+    # logged twice with a warning (the default), never silently.
+    exp = dict(experiment="exported ✓", tracking_uri=store["uri"])
+    with pytest.raises(ValueError, match="already holds 2 of these runs"):
+        log_trajectories_to_mlflow(src.select([0, 1]), existing="error", **exp)
+    assert from_mlflow(tick=1, **exp).num_runs == runs  # nothing was logged
+    # Skipped: the old ids come back, only the new run is logged.
+    more = Trajectories.from_arrays(
+        loss[:3], metric[:3], lr[:3], run_ids=["ω-0", "ω-1", "new"]
+    )
+    again = log_trajectories_to_mlflow(more, existing="skip", **exp)
+    assert again[:2] == ids[:2] and again[2] not in ids
+    assert from_mlflow(tick=1, **exp).num_runs == runs + 1
     with pytest.warns(UserWarning, match="already holds 2 of these runs"):
-        log_trajectories_to_mlflow(
-            src.select([0, 1]), experiment="exported ✓", tracking_uri=store["uri"]
-        )
+        log_trajectories_to_mlflow(src.select([0, 1]), **exp)
+    assert from_mlflow(tick=1, **exp).num_runs == runs + 3
+    with pytest.raises(ValueError, match="existing must be"):
+        log_trajectories_to_mlflow(src, existing="replace", **exp)
 
 
 def _many_runs(uri, experiment, runs, ticks):

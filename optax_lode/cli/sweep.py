@@ -111,6 +111,14 @@ def register(subparsers) -> None:
         default=None,
         help="MLflow experiment name (default: optax-lode-sweep-TASK)",
     )
+    p.add_argument(
+        "--mlflow-existing",
+        choices=("warn", "skip", "error"),
+        default="warn",
+        help="runs the experiment already holds (a re-run sweep): log them "
+        "again with a warning (default), skip them, or stop with an error "
+        "before logging",
+    )
     p.set_defaults(func=run)
 
 
@@ -167,19 +175,29 @@ def run(args: argparse.Namespace) -> int:
         experiment = args.mlflow_experiment or f"optax-lode-sweep-{task.name}"
         ticks = args.ticks_per_epoch
         metric_key = f"val_{metric_name(task)}"
-        log_trajectories_to_mlflow(
-            traj,
-            experiment=experiment,
-            tracking_uri=args.mlflow or None,
-            metric=metric_key,
-            tags={
-                "optax_lode.ticks_per_epoch": str(ticks),
-                "optax_lode.steps_per_tick": str(task.steps_per_epoch // ticks),
-            },
-        )
+        try:
+            log_trajectories_to_mlflow(
+                traj,
+                experiment=experiment,
+                tracking_uri=args.mlflow or None,
+                metric=metric_key,
+                tags={
+                    "optax_lode.ticks_per_epoch": str(ticks),
+                    "optax_lode.steps_per_tick": str(task.steps_per_epoch // ticks),
+                },
+                existing=args.mlflow_existing,
+            )
+        except ValueError as err:  # --mlflow-existing error; the runs are written
+            print(f"optax-lode sweep: {err}", file=sys.stderr)
+            return 2
         where = args.mlflow or "the default tracking URI"
+        logged = (
+            f"logged {traj.num_runs} runs"
+            if args.mlflow_existing != "skip"
+            else f"logged those of the {traj.num_runs} runs not already there"
+        )
         print(
-            f"logged {traj.num_runs} runs to MLflow experiment {experiment!r} "
+            f"{logged} to MLflow experiment {experiment!r} "
             f"({where}), the validation metric as {metric_key!r}"
         )
         if metric_key != inspect.signature(from_mlflow).parameters["metric"].default:

@@ -367,27 +367,25 @@ def from_mlflow(
     return to_trajectories(table, info, num_ticks)
 
 
-def _warn_if_logged_before(client, exp_id: str, experiment: str, run_ids) -> None:
-    """Warns when the experiment already holds runs exported under these ids
-    (a re-run sweep with ``--mlflow`` logs them again): reading it back would
-    see every such run twice."""
-    seen, token = set(), None
+def _logged_before(client, exp_id: str, run_ids) -> dict[str, str]:
+    """The MLflow run id of each of ``run_ids`` the experiment already holds
+    (tag ``optax_lode.run_id``; the earliest where logged more than once)."""
+    wanted, found, token = set(map(str, run_ids)), {}, None
     while True:
-        page = client.search_runs([exp_id], max_results=1000, page_token=token)
-        seen |= {r.data.tags.get("optax_lode.run_id") for r in page}
+        page = client.search_runs(
+            [exp_id],
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        for r in page:
+            rid = r.data.tags.get("optax_lode.run_id")
+            if rid in wanted:
+                found.setdefault(rid, r.info.run_id)
         token = page.token
         if not token:
             break
-    again = [r for r in map(str, run_ids) if r in seen]
-    if again:
-        warnings.warn(
-            f"MLflow experiment {experiment!r} already holds {len(again)} of these "
-            f"runs (tag optax_lode.run_id, e.g. {again[:3]}): they are logged again, "
-            "and reading the experiment back sees them twice. Log to a new "
-            "experiment, or delete the old runs first.",
-            UserWarning,
-            stacklevel=3,
-        )
+    return found
 
 
 def log_trajectories_to_mlflow(
@@ -400,6 +398,7 @@ def log_trajectories_to_mlflow(
     lr: str = "lr",
     summary_metrics: Sequence[str] = ("test_metric",),
     tags: Mapping[str, str] | None = None,
+    existing: Literal["warn", "skip", "error"] = "warn",
 ) -> list[str]:
     """Logs every run of ``traj`` as a finished MLflow run, one step per tick.
 
@@ -420,12 +419,21 @@ def log_trajectories_to_mlflow(
         lr: the metric key to log the learning rate under.
         summary_metrics: ``info`` columns logged as metrics rather than params.
         tags: extra tags for every run.
+        existing: what to do with runs the experiment already holds (exported
+            before under the same id, tag ``optax_lode.run_id``; a re-run
+            sweep): ``"warn"`` (default) logs them again with a warning
+            (reading the experiment back then sees them twice), ``"skip"``
+            keeps the logged ones and logs only the others, ``"error"``
+            raises before logging anything.
 
     Returns:
-        The MLflow run ids, in the order of ``traj.run_ids``.
+        The MLflow run ids, in the order of ``traj.run_ids`` (for a skipped
+        run, the id it was logged under before).
 
     Raises:
         ImportError: if MLflow is not installed.
+        ValueError: with ``existing="error"``, if some runs were logged before;
+            on an unknown ``existing``.
         mlflow.exceptions.MlflowException: if MLflow refuses a run's data (the
             run is then marked FAILED, and the runs before it stay logged).
 
@@ -433,6 +441,10 @@ def log_trajectories_to_mlflow(
         >>> ids = log_trajectories_to_mlflow(  # doctest: +SKIP
         ...     traj, experiment="digits-sweep", tracking_uri="sqlite:///mlflow.db")
     """
+    if existing not in ("warn", "skip", "error"):
+        raise ValueError(
+            f"existing must be 'warn', 'skip' or 'error', got {existing!r}."
+        )
     client = mlflow_client(tracking_uri, what="log_trajectories_to_mlflow")
     from mlflow.entities import Metric, Param, RunTag
 
@@ -440,12 +452,33 @@ def log_trajectories_to_mlflow(
     exp_id = (
         exp.experiment_id if exp is not None else client.create_experiment(experiment)
     )
-    if exp is not None:
-        _warn_if_logged_before(client, exp_id, experiment, traj.run_ids)
+    before = {} if exp is None else _logged_before(client, exp_id, traj.run_ids)
+    if before and existing != "skip":
+        again = [r for r in map(str, traj.run_ids) if r in before]
+        what = (
+            f"MLflow experiment {experiment!r} already holds {len(again)} of these "
+            f"runs (tag optax_lode.run_id, e.g. {again[:3]})"
+        )
+        if existing == "error":
+            raise ValueError(
+                f"{what}. Pass existing='skip' to log only the others, log to a "
+                "new experiment, or delete the old runs first."
+            )
+        warnings.warn(
+            f"{what}: they are logged again, and reading the experiment back "
+            "sees them twice. Pass existing='skip' to keep the logged ones, log "
+            "to a new experiment, or delete the old runs first.",
+            UserWarning,
+            stacklevel=2,
+        )
+        before = {}
     run_ids = []
     now = int(time.time() * 1000)
     series = ((loss, traj.loss), (metric, traj.metric), (lr, traj.lr))
     for i, rid in enumerate(traj.run_ids):
+        if str(rid) in before:
+            run_ids.append(before[str(rid)])
+            continue
         row = traj.info.loc[rid] if rid in traj.info.index else pd.Series(dtype=object)
         # Distinct start times keep traj's run order when read back (MLflow
         # lists runs by start time).
