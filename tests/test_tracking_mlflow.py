@@ -298,6 +298,7 @@ def test_export_round_trip(store):
         "task": ["digits-mlp"] * runs,
         "peak_lr": [0.1, 0.01, 0.1, 0.01, 0.1],
         "test_metric": rng.uniform(0, 1, runs),
+        "early_stopped": [False, False, True, False, False],
     }
     src = Trajectories.from_arrays(
         loss, metric, lr, mask=mask, run_ids=[f"ω-{i}" for i in range(runs)], info=info
@@ -319,6 +320,8 @@ def test_export_round_trip(store):
     assert list(got["task"]) == info["task"]
     np.testing.assert_array_equal(got["peak_lr"], info["peak_lr"])
     np.testing.assert_array_equal(got["test_metric"], info["test_metric"])
+    assert got["early_stopped"].dtype == bool  # not the strings "True"/"False"
+    assert list(got["early_stopped"]) == info["early_stopped"]
     # Exported again (a re-run sweep with --mlflow): refused, skipped or
     # logged twice with a warning (the default), never silently.
     exp = dict(experiment="exported ✓", tracking_uri=store["uri"])

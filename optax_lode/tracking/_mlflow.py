@@ -78,8 +78,13 @@ def _resolve_experiment(client, experiment: str, tracking_uri: str) -> str:
 
 
 def _numeric_or_str(values: pd.Series) -> pd.Series:
-    """MLflow params are strings: give numbers back where every value is one."""
+    """MLflow params are strings: give numbers (and booleans, as Python's
+    ``str`` writes them) back where every value is one."""
     present = values.dropna().astype(str)
+    if len(present) and present.isin(["True", "False"]).all():
+        return values.map({"True": True, "False": False}).astype(
+            "boolean" if values.isna().any() else bool
+        )
     if present.str.fullmatch(r"[+-]?\d+").all():
         ints = pd.to_numeric(values, errors="coerce")
         return ints.astype("Int64" if ints.isna().any() else np.int64)
