@@ -197,6 +197,7 @@ def write(summaries: dict[str, dict], *, pending: list[str]) -> None:
         "'LODE − best' and its 95% CI are in accuracy points; a Welch p >= 0.05 "
         "is reported as a tie."
     )
+    notes += _machines_note(data)
     if pending:
         notes += (
             "\n\n**Not run yet:** "
@@ -210,6 +211,21 @@ def write(summaries: dict[str, dict], *, pending: list[str]) -> None:
         title="Table 1: schedule quality (LODE vs every tuned baseline)",
         notes=notes,
     )
+
+
+def _machines_note(data: dict) -> str:
+    """Which CPU each task ran on, when they differ: the footer names only the
+    machine of the latest invocation, and a convnet's numbers depend on the
+    CPU's vector extensions (benchmarks/_common.py)."""
+    by_cpu: dict[str, list[str]] = {}
+    for task, d in data.items():
+        env = d.get("environment") or {}
+        cpu = env.get("cpu_model") or env.get("processor") or "unknown CPU"
+        by_cpu.setdefault(cpu, []).append(f"{task} ({str(env.get('date'))[:10]})")
+    if len(by_cpu) < 2:
+        return ""
+    parts = [f"{', '.join(tasks)} on {cpu}" for cpu, tasks in by_cpu.items()]
+    return " Tasks ran on different machines: " + "; ".join(parts) + "."
 
 
 def main(argv: list[str] | None = None) -> int:

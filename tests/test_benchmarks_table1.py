@@ -41,3 +41,17 @@ def test_cache_reads_without_a_computed_record_are_flagged():
     times, cached = merge_timings(_summary(0.01, True), old)
     assert times["sweep"] == 0.01 and cached["sweep"] and cached["total"]
     assert times["setup"] == 0.01 and not cached["setup"]  # setup is never cached
+
+
+def test_the_notes_name_each_tasks_machine_when_they_differ():
+    from benchmarks.table1_schedule_quality import _machines_note
+
+    def task(cpu, date):
+        return {"environment": {"cpu_model": cpu, "date": date}}
+
+    same = {"a": task("X", "2026-01-01T00:00"), "b": task("X", "2026-01-02T00:00")}
+    assert _machines_note(same) == ""
+    mixed = {**same, "c": task("Y", "2026-01-03T00:00")}
+    note = _machines_note(mixed)
+    assert "a (2026-01-01), b (2026-01-02) on X" in note
+    assert "c (2026-01-03) on Y" in note
