@@ -182,6 +182,21 @@ def test_invalid_configuration_is_a_value_error(kwargs, match):
         DecisionConfig.from_model(ScriptedModel(T=T, mu=MU), **kwargs)
 
 
+def test_a_decision_before_tick_mu_is_refused():
+    """The rollout's grid is sized for decisions from tick mu on; an earlier
+    t_star would read its default horizon's score past the grid."""
+    model = small_model(0)
+    cfg = DecisionConfig.from_model(model, n=4)
+    window = jnp.tile(jnp.array([1.0, 0.5, 1e-2]), (cfg.mu, 1))
+    key = jax.random.key(0)
+    for fn in (decide, explain):
+        with pytest.raises(ValueError, match="before the first decision tick"):
+            fn(model, window, cfg.mu - 1, key, cfg)
+    decide(model, window, cfg.mu, key, cfg)  # the first decision tick is fine
+    # Traced, t_star is the caller's to check (lode_schedule's clock does).
+    jax.jit(lambda t: decide(model, window, t, key, cfg).segment)(jnp.int32(1))
+
+
 def test_horizon_type_error():
     with pytest.raises(TypeError, match="horizon"):
         DecisionConfig.from_model(ScriptedModel(T=T, mu=MU), horizon="end")

@@ -158,9 +158,15 @@ def test_wrong_features_refused(saved):
 
 def test_header_not_matching_arrays_refused(saved):
     _rewrite_header(saved, lambda h: h["hyperparameters"].update(latent_size=8))
-    with pytest.raises(ValueError, match="shapes do not match"):
+    with pytest.raises(ValueError, match="shapes and dtypes do not match"):
         load_model(saved)
     _rewrite_header(saved, lambda h: h["hyperparameters"].update(latent_size=20))
+    load_model(saved)  # restored: loads again
+    # A float64 array (a model built under x64 by an older version) is named.
+    _rewrite_header(saved, lambda h: h["leaves"][0].update(dtype="float64"))
+    with pytest.raises(ValueError, match=r"the file has .*float64.*\(1 of"):
+        load_model(saved)
+    _rewrite_header(saved, lambda h: h["leaves"][0].update(dtype="float32"))
     load_model(saved)  # restored: loads again
     _rewrite_header(saved, lambda h: h.update(lr_range=[1e-5, 1.0]))
     with pytest.raises(ValueError, match="lr_range"):

@@ -90,6 +90,13 @@ def test_decisions_happen_exactly_at_multiples_of_mu():
     rec = _expected_records(values, metrics, lrs, k)
     np.testing.assert_allclose(np.asarray(final.window), rec[-MU:], rtol=1e-5)
     assert all(0.0 < r < 1.0 for r in lrs)
+    # A fresh ensemble every decision: the key changes exactly at decisions,
+    # to the split a decision makes (the same noise each time would repeat
+    # the authors' bug).
+    keys = np.asarray(states.key)
+    changed = np.flatnonzero(np.any(keys != np.vstack([keys[:1], keys[:-1]]), 1))
+    np.testing.assert_array_equal(changed, made)
+    assert len({tuple(r) for r in keys}) == len(expect) + 1  # never reused
 
 
 def test_no_decision_after_the_run_and_the_rate_holds():
@@ -273,3 +280,16 @@ def test_rescale_accepts_a_different_run_length():
 def test_a_non_model_is_a_type_error():
     with pytest.raises(TypeError, match="LatentODE"):
         lode_schedule(object(), total_steps=T)
+
+
+def test_diagnostics_are_read_from_the_state_not_by_tree_get():
+    """As docs/schedule.md says: only learning_rate is a tree field."""
+    import optax
+
+    tx = optax.chain(optax.sgd(1.0), _tx())
+    state = tx.init({"w": jnp.ones(())})
+    assert optax.tree.get(state, "decisions") is None
+    lode = optax.tree.get(state, "LodeState")
+    assert int(lode.decisions) == 0 and float(
+        optax.tree.get(state, "learning_rate")
+    ) == float(lode.learning_rate)

@@ -420,7 +420,8 @@ def decide(
         window: raw ``(loss, metric, lr)`` of the last ``mu`` ticks, oldest
             first; rows with a non-finite or non-positive entry are masked.
         t_star: the current live tick (the window's last row is tick
-            ``t_star - 1``; the segment starts at ``t_star``).
+            ``t_star - 1``; the segment starts at ``t_star``), at least
+            ``config.mu`` (a ``ValueError`` when it is known to be less).
         key: PRNG key for the ensemble noise (split it every decision).
         config: a :class:`DecisionConfig`.
 
@@ -441,9 +442,28 @@ def decide(
         Sampson & Melchior, "Dynamics of Learning: Generative Schedules from
         Latent ODEs", 2025 (arXiv:2509.23052), Section 3.2 and Algorithm 1.
     """
+    _check_t_star(t_star, config)
     latent = jnp.shape(model.latent_scale)[0]
     eps = ensemble_noise(key, config.n, latent)
     return _run(model, window, t_star, eps, config).decision
+
+
+def _check_t_star(t_star: Any, config: DecisionConfig) -> None:
+    """A known ``t_star`` below ``mu`` is refused: the rollout's grid is sized
+    for decisions from tick ``mu`` on (``lode_schedule`` makes no others), and
+    an earlier one's default horizon would read past it (clipped, silently)."""
+    try:
+        value = int(jnp.asarray(t_star))
+    except (
+        jax.errors.ConcretizationTypeError,
+        jax.errors.TracerIntegerConversionError,
+    ):
+        return  # traced: checked by whoever knows it (lode_schedule's clock)
+    if value < config.mu:
+        raise ValueError(
+            f"t_star={value} is before the first decision tick mu={config.mu}: "
+            "a decision needs a full window of mu ticks before t_star."
+        )
 
 
 def explain(
@@ -464,7 +484,7 @@ def explain(
     Args:
         model: the latent ODE.
         window: raw ``(loss, metric, lr)`` of the last ``mu`` ticks.
-        t_star: the current live tick.
+        t_star: the current live tick, at least ``config.mu``.
         key: PRNG key for the ensemble noise (ignored if ``eps`` is given).
         config: a :class:`DecisionConfig`.
         eps: optional explicit ``(n, latent)`` standard-normal offsets (row 0
@@ -474,6 +494,7 @@ def explain(
     Returns:
         An :class:`Explanation` of jax arrays (``np.asarray`` them to plot).
     """
+    _check_t_star(t_star, config)
     if eps is None:
         if key is None:
             raise TypeError("explain needs a key or explicit eps")

@@ -308,10 +308,17 @@ def load_model(path: str | os.PathLike) -> LatentODE:
         raise ValueError(f"{source} has an incomplete header: {err!r}.") from None
     except ValueError as err:  # a value the model rejects, e.g. ticks_per_step=0
         raise ValueError(f"{source} has an invalid header: {err}") from None
-    if header.get("leaves") != leaf_specs(skeleton):
+    expected = leaf_specs(skeleton)
+    if header.get("leaves") != expected:
+        got = header.get("leaves")
+        diff = ""
+        if isinstance(got, list) and len(got) == len(expected):
+            pairs = [(g, e) for g, e in zip(got, expected, strict=True) if g != e]
+            diff = f" First difference: the file has {pairs[0][0]!r}, the model "
+            diff += f"{pairs[0][1]!r} ({len(pairs)} of {len(expected)} arrays differ)."
         raise ValueError(
-            f"{source}: the header's array shapes do not match a model with its "
-            "hyperparameters."
+            f"{source}: the header's array shapes and dtypes do not match a model "
+            f"with its hyperparameters.{diff}"
         )
     model = deserialise_leaves(payload, skeleton, source=source)
     # The header repeats some arrays for humans; they must agree with the payload.

@@ -90,7 +90,7 @@ class TanhMLP(eqx.Module):
         sizes = [in_size] + [width] * depth + [out_size]
         keys = jax.random.split(key, len(sizes) - 1)
         self.layers = tuple(
-            eqx.nn.Linear(a, b, key=k)
+            eqx.nn.Linear(a, b, key=k, dtype=jnp.float32)
             for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)
         )
 
@@ -480,9 +480,14 @@ class LatentODE(eqx.Module):
                 f"got {latent_scale.shape}."
             )
         k = jax.random.split(key, 5)
-        self.encoder_cell = eqx.nn.GRUCell(len(FEATURES), hidden_size, key=k[0])
+        # float32 whatever the user's jax_enable_x64: the artifact, the encoder's
+        # float32 carry and the training step all assume it.
+        f32 = jnp.float32
+        self.encoder_cell = eqx.nn.GRUCell(
+            len(FEATURES), hidden_size, key=k[0], dtype=f32
+        )
         self.encoder_field = TanhMLP(hidden_size, hidden_size, hidden_size, 1, key=k[1])
-        self.encoder_out = eqx.nn.Linear(hidden_size, latent_size, key=k[2])
+        self.encoder_out = eqx.nn.Linear(hidden_size, latent_size, key=k[2], dtype=f32)
         self.vector_field = TanhMLP(
             latent_size, latent_size, hidden_size, depth, key=k[3]
         )

@@ -67,6 +67,9 @@ _S = {name: i for i, name in enumerate(_SCALARS)}
 # (whose length, 4 mu, gives mu).
 _KEY = len(_COUNTERS) + len(_SCALARS)
 _HEAD = _KEY + 2
+# The state holds two key words: threefry's, whatever jax_default_prng_impl
+# says (rbg's keys are four words and would shift the packed layout).
+_PRNG = "threefry2x32"
 
 
 def _bits(x: Array, dtype: Any) -> Array:
@@ -376,7 +379,7 @@ def lode_schedule(
     if not _is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
     try:
-        key0 = np.asarray(jax.random.PRNGKey(seed)).astype(np.uint32)
+        key0 = np.asarray(jax.random.key_data(jax.random.key(seed, impl=_PRNG)))
     except OverflowError:
         raise ValueError(
             f"seed must fit in 64 bits (-2**63 <= seed < 2**64), got {seed}"
@@ -478,7 +481,8 @@ def lode_schedule(
         window = state.window
         window = window.at[-1, 1].set(jnp.where(first, metric, window[-1, 1]))
         if with_decision:
-            key, sub = jax.random.split(state.key)
+            key, sub = jax.random.split(jax.random.wrap_key_data(state.key, impl=_PRNG))
+            key = jax.random.key_data(key)
             flat = jax.lax.optimization_barrier(jnp.asarray(flat_model))
             m = eqx.combine(unravel_model(flat), model_static)
             d = decide(m, window, counters[_C["tick"]], sub, config)

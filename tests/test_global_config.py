@@ -1,0 +1,143 @@
+"""The user's global JAX configuration does not break the library.
+
+``jax_enable_x64`` (float64 by default) and ``jax_default_prng_impl="rbg"``
+(four-word keys, common on TPU) are set process-wide by the user, so each case
+runs in a subprocess: the model stays float32, a model file crosses between
+the two modes, and the schedule's state and learning rates are those of the
+default configuration, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from _lode_helpers import small_model
+
+import optax_lode
+
+TESTS = Path(__file__).resolve().parent
+T, K = 24, 3
+
+# Run under the configuration the parent sets in the environment.
+_PROBE = """
+import json, sys
+import jax, jax.numpy as jnp, numpy as np, optax
+sys.path.insert(0, {tests!r})
+from _lode_helpers import small_model
+import optax_lode
+from optax_lode.runs import synthetic_sweep
+
+out = {{}}
+model = small_model(T={T})
+leaves = jax.tree.leaves(model)
+out["model_dtypes"] = sorted({{str(x.dtype) for x in leaves if hasattr(x, "dtype")
+                              and jnp.issubdtype(x.dtype, jnp.inexact)}})
+optax_lode.save_model({saved!r}, model)
+# The schedule runs the default process's model (weights made under rbg or
+# x64 would differ): only the configuration differs.
+model = optax_lode.load_model({other!r})
+fitted = optax_lode.fit(synthetic_sweep(ticks=30, seeds=(0,)), steps=2, progress=False)
+out["fit_dtypes"] = sorted({{str(x.dtype) for x in jax.tree.leaves(fitted)
+                            if hasattr(x, "dtype")
+                            and jnp.issubdtype(x.dtype, jnp.inexact)}})
+tx = optax.chain(optax.sgd(1.0), optax_lode.lode_schedule(
+    model, total_steps={T} * {K}, steps_per_tick={K}, seed=3))
+params = {{"w": jnp.ones((2,))}}
+state = tx.init(params)
+before = jax.tree.map(lambda x: (x.shape, str(x.dtype)), state)
+
+@jax.jit
+def step(params, state, i):
+    loss = 1.0 / (1.0 + 0.05 * i)
+    u, state = tx.update({{"w": jnp.ones((2,))}}, state, params, value=loss,
+                         val_metric=0.5 + 0.002 * i)
+    return optax.apply_updates(params, u), state
+
+lrs = []
+for i in range({T} * {K}):
+    params, state = step(params, state, i)
+    lrs.append(float(optax.tree.get(state, "learning_rate")))
+out["state_same"] = jax.tree.map(lambda x: (x.shape, str(x.dtype)), state) == before
+out["lrs"] = lrs
+out["decisions"] = int(optax.tree.get(state, "LodeState").decisions)
+print(json.dumps(out))
+"""
+
+
+def _reference_lrs(path: Path) -> tuple[list[float], int]:
+    """The default configuration's rates (this process: x64 off, threefry)."""
+    model = optax_lode.load_model(path)
+    tx = optax.chain(
+        optax.sgd(1.0),
+        optax_lode.lode_schedule(model, total_steps=T * K, steps_per_tick=K, seed=3),
+    )
+    params = {"w": jnp.ones((2,))}
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state, i):
+        loss = 1.0 / (1.0 + 0.05 * i)
+        u, state = tx.update(
+            {"w": jnp.ones((2,))},
+            state,
+            params,
+            value=loss,
+            val_metric=0.5 + 0.002 * i,
+        )
+        return optax.apply_updates(params, u), state
+
+    lrs = []
+    for i in range(T * K):
+        params, state = step(params, state, i)
+        lrs.append(float(optax.tree.get(state, "learning_rate")))
+    return lrs, int(optax.tree.get(state, "LodeState").decisions)
+
+
+def _probe(env_changes: dict, saved: Path, other: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env.update(env_changes)
+    code = _PROBE.format(
+        tests=str(TESTS),
+        T=T,
+        K=K,
+        saved=str(saved),
+        other=str(other),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_x64_and_rbg_keys_change_nothing(tmp_path):
+    # A model saved in this (default) process, loaded under x64, and back.
+    default_file = tmp_path / "default.lode"
+    optax_lode.save_model(default_file, small_model(T=T))
+    ref_lrs, ref_decisions = _reference_lrs(default_file)
+    assert ref_decisions >= 3
+    x64_file = tmp_path / "x64.lode"
+    x64 = _probe({"JAX_ENABLE_X64": "1"}, x64_file, default_file)
+    assert x64["model_dtypes"] == ["float32"] and x64["fit_dtypes"] == ["float32"]
+    assert x64["state_same"]
+    assert x64["decisions"] == ref_decisions
+    np.testing.assert_allclose(x64["lrs"], ref_lrs, rtol=1e-6)
+    loaded = optax_lode.load_model(x64_file)  # made under x64, read without
+    inexact = [
+        x.dtype
+        for x in jax.tree.leaves(loaded)
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
+    assert inexact and set(inexact) == {np.dtype("float32")}
+
+    rbg = _probe({"JAX_DEFAULT_PRNG_IMPL": "rbg"}, tmp_path / "rbg.lode", default_file)
+    assert rbg["state_same"] and rbg["decisions"] == ref_decisions
+    assert rbg["lrs"] == ref_lrs  # the state's key is threefry's: bit for bit
