@@ -233,3 +233,34 @@ def test_a_value_that_overflows_float32_names_its_run():
     )
     with pytest.raises(ValueError, match=f"run '{runs.run_ids[3]}', tick 7"):
         fit(bad, steps=10, held_out=0.0, progress=False)
+
+
+def test_path_penalty_is_T_times_the_squared_latent_increments():
+    """docs/model.md: the penalty is T * sum |z_{k+1} - z_k|^2 over the decoded
+    path (~ the integral of |dz/dt|^2 in the model's time). With a constant
+    vector field c the Euler path moves c / T a tick, so over h ticks the
+    penalty is (h - 1) |c|^2 / T, whatever the data."""
+    import jax.numpy as jnp
+
+    from optax_lode import LatentODE
+
+    T, h, mu = 40, 12, 3
+    model = LatentODE(T=T, mu=mu, ticks_per_step=1, key=jax.random.key(0))
+    last = model.vector_field.layers[-1]
+    c = jnp.linspace(-1.0, 2.0, model.latent_size)
+    model = eqx.tree_at(
+        lambda m: (m.vector_field.layers[-1].weight, m.vector_field.layers[-1].bias),
+        model,
+        (jnp.zeros_like(last.weight), c),
+    )
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, T + mu + h, 3)), jnp.float32)
+    m = jnp.ones((2, T + mu + h), bool)
+    sse, count, path = fit_module._sample_loss(model, x, m, jnp.array([1, 5]), h)
+    expected = (h - 1) * float(jnp.sum(c**2)) / T
+    np.testing.assert_allclose(float(path), expected, rtol=1e-4)
+    assert float(count) == 3 * h and float(sse) > 0
+    # The batch loss adds it with its weight to the MSE.
+    pairs = jnp.array([[1, 5], [0, 2]])
+    total, mse = fit_module._batch_loss(model, x, m, pairs, h, 0.5)
+    np.testing.assert_allclose(float(total), float(mse) + 0.5 * expected, rtol=1e-4)
