@@ -246,6 +246,12 @@ def _check_tracker_import(ns, out):
     assert (runs.num_runs, runs.num_ticks) == (2, 6)
 
 
+def _check_keras_import(ns, out):
+    runs = ns["runs"]
+    assert runs.run_ids == ("run-a", "run-b") and runs.num_ticks == 5
+    np.testing.assert_allclose(runs.metric[1], 0.5 + 0.1 * np.arange(5), rtol=1e-6)
+
+
 def _check_diagnostics(ns, out):
     import mlflow
 
@@ -321,6 +327,7 @@ BLOCKS: dict[tuple[str, str], Run | NotRun] = {
     ("docs/tracking.md", "Trajectories.from_mlflow("): Run(
         "tracker_stores", _check_tracker_import
     ),
+    ("docs/tracking.md", "run_depth=1, tick=1"): Run("keras_logs", _check_keras_import),
     ("docs/tracking.md", "import mlflow"): Run("diagnostics_names", _check_diagnostics),
 }
 
@@ -679,6 +686,28 @@ def tracker_stores(tracker_template):
     shutil.copy(tracker_template / "mlflow.db", "mlflow.db")
     shutil.copytree(tracker_template / "logs", "logs")
     return {}
+
+
+@pytest.fixture
+def keras_logs():
+    """``logs/<run>/train`` and ``logs/<run>/validation``, as Keras'
+    TensorBoard callback writes them (one record an epoch), and the page's
+    ``import optax_lode``."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.summary import Writer
+
+    for r, run in enumerate(("run-a", "run-b")):
+        for part, tags in (
+            ("train", {"epoch_loss": 1.0, "epoch_learning_rate": 0.01}),
+            ("validation", {"epoch_loss": 1.2, "epoch_accuracy": 0.5 * r}),
+        ):
+            writer = Writer(f"logs/{run}/{part}")
+            for epoch in range(5):
+                for tag, value in tags.items():
+                    step_value = value + (0.1 * epoch if tag == "epoch_accuracy" else 0)
+                    writer.add_scalar(tag, step_value, epoch)
+            writer.close()
+    return {"optax_lode": optax_lode}
 
 
 @pytest.fixture

@@ -182,6 +182,14 @@ def test_fit_passes_the_grid_flags_to_the_tracker(tmp_path, monkeypatch, capsys)
     with pytest.warns(UserWarning, match="excluding 1 run"):
         assert main([*args, "--exclude-early-stopped"]) == 2
     assert list(seen["runs"].run_ids) == ["a", "b"]
+    # --run-depth: the directory above the writers' is the run.
+    nested = tmp_path / "nested"
+    _tb_runs(nested / "r1", {"train": range(1, 10)})
+    deep = ["fit", f"tensorboard://{nested}", "--out", str(tmp_path / "m")]
+    assert main([*deep, "--run-depth", "1", "--loss-column", "train/train_loss",
+                 "--metric-column", "train/val_accuracy", "--lr-column",
+                 "train/lr"]) == 2  # fmt: skip
+    assert list(seen["runs"].run_ids) == ["r1"]
     assert "stop here" in capsys.readouterr().err
 
 
@@ -191,6 +199,8 @@ def test_fit_refuses_tracker_flags_for_a_file(tmp_path, capsys):
     assert "--num-ticks needs a tracker" in capsys.readouterr().err
     assert main(["fit", "tensorboard://x", *out, "--statuses", "FAILED"]) == 2
     assert "--statuses needs an MLflow source" in capsys.readouterr().err
+    assert main(["fit", "mlflow://x", *out, "--run-depth", "1"]) == 2
+    assert "--run-depth needs a TensorBoard source" in capsys.readouterr().err
 
 
 def test_fit_reads_the_statuses_asked_for(tmp_path, capsys):

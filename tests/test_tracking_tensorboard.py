@@ -217,3 +217,53 @@ def test_import_100_runs_x_600_ticks(tmp_path):
     assert (traj.num_runs, traj.num_ticks) == (100, 600)
     assert int(traj.mask.sum()) == 90 * 600 + 10 * 300
     assert elapsed < 60
+
+
+def test_run_depth_reads_keras_and_pytorch_layouts(tmp_path):
+    """Keras' TensorBoard callback logs a run as train/ and validation/
+    sub-directories with the same tag names; PyTorch's add_hparams writes the
+    hyperparameters into a timestamped sub-directory. With run_depth=1 each
+    run is one directory and a sub-directory's tags are prefixed by it."""
+    logs = tmp_path / "logs"
+    for r, name in enumerate(("run-a", "run-b")):
+        epochs = range(6)
+        _write_native(
+            logs / name / "train",
+            [
+                (e, {"epoch_loss": 1.0 / (1 + e + r), "epoch_learning_rate": 0.1})
+                for e in epochs
+            ],
+        )
+        _write_native(
+            logs / name / "validation",
+            [(e, {"epoch_loss": 2.0, "epoch_accuracy": 0.1 * e + r}) for e in epochs],
+        )
+        # add_hparams: a sub-directory holding the hyperparameters.
+        _write_legacy(logs / name / "1733300000.1", [], hparams={"seed": r})
+    # Without run_depth every directory is a run, none with all three tags.
+    keras = dict(
+        loss="train/epoch_loss",
+        metric="validation/epoch_accuracy",
+        lr="train/epoch_learning_rate",
+        tick=1,
+    )
+    with pytest.raises(RunAlignmentError, match="run-a/train"):
+        from_tensorboard(logs, **keras)
+    runs = from_tensorboard(logs, run_depth=1, **keras)
+    assert runs.run_ids == ("run-a", "run-b")
+    np.testing.assert_allclose(runs.loss[1], 1.0 / (2 + np.arange(6)), rtol=1e-6)
+    np.testing.assert_allclose(runs.metric[1], 1 + 0.1 * np.arange(6), rtol=1e-6)
+    np.testing.assert_allclose(runs.lr, 0.1, rtol=1e-6)
+    assert runs.info["seed"].tolist() == [0, 1]  # from the hparams sub-directory
+    assert runs.info["logdir"].tolist() == [str(logs / "run-a"), str(logs / "run-b")]
+    # The validation loss is another tag than the training loss.
+    other = from_tensorboard(
+        logs, run_depth=1, **{**keras, "loss": "validation/epoch_loss"}
+    )
+    np.testing.assert_allclose(other.loss, 2.0)
+    # A stray event file above the runs is skipped, and said.
+    _write_native(logs, [(0, {"x": 1.0})])
+    with pytest.warns(UserWarning, match="above run_depth=1"):
+        assert from_tensorboard(logs, run_depth=1, **keras).num_runs == 2
+    with pytest.raises(ValueError, match="run_depth must be"):
+        find_tensorboard_runs(logs, run_depth=0)

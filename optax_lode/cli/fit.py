@@ -118,6 +118,15 @@ def register(subparsers) -> None:
         "e.g. FINISHED,FAILED,KILLED to learn from crashed runs too); MLflow only",
     )
     p.add_argument(
+        "--run-depth",
+        type=int,
+        default=None,
+        help="TensorBoard: the runs are the directories this many levels below "
+        "LOGDIR, each with every event file under it, a sub-directory's tags "
+        "prefixed by it (Keras' LOGDIR/RUN/train and /validation: 1, with the "
+        "tags train/epoch_loss, validation/epoch_accuracy); TensorBoard only",
+    )
+    p.add_argument(
         "--skip-invalid-runs",
         action="store_true",
         help="drop tracker runs that cannot be aligned, with a warning; trackers only",
@@ -201,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     names = ("loss", "metric", "lr") if tracker else ("run", "tick", "loss")
     options = {c: getattr(args, f"{c}_column") for c in names}
     mlflow = args.runs.startswith("mlflow://")
+    tensorboard = args.runs.startswith("tensorboard://")
     misplaced = [
         flag
         for flag, value, allowed in (
@@ -211,14 +221,22 @@ def run(args: argparse.Namespace) -> int:
             ("--skip-invalid-runs", args.skip_invalid_runs or None, tracker),
             ("--statuses", args.statuses, mlflow),
             ("--tracking-uri", args.tracking_uri, mlflow),
+            ("--run-depth", args.run_depth, tensorboard),
         )
         if value is not None and not allowed
     ]
     if misplaced:
-        what = "an MLflow source" if misplaced[0] in _MLFLOW_ONLY else "a tracker"
+        first = misplaced[0]
+        what, form = (
+            ("an MLflow source", "mlflow://EXPERIMENT")
+            if first in _MLFLOW_ONLY
+            else ("a TensorBoard source", "tensorboard://LOGDIR")
+            if first == "--run-depth"
+            else ("a tracker", "mlflow://... or tensorboard://...")
+        )
         print(
-            f"optax-lode fit: {', '.join(misplaced)} needs {what} "
-            f"(mlflow://... or tensorboard://...), not {args.runs}",
+            f"optax-lode fit: {', '.join(misplaced)} needs {what} ({form}), "
+            f"not {args.runs}",
             file=sys.stderr,
         )
         return 2
@@ -232,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if mlflow:
             options.update(tracking_uri=args.tracking_uri, statuses=args.statuses)
+        if tensorboard:
+            options.update(run_depth=args.run_depth)
     else:
         options.update(metric=args.metric_column, lr=args.lr_column)
     try:

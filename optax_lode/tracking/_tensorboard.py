@@ -33,33 +33,62 @@ def _is_event_file(name: str) -> bool:
     return "tfevents" in name and not name.endswith(".profile-empty")
 
 
-def find_tensorboard_runs(logdir: str | os.PathLike) -> dict[str, list[str]]:
-    """Maps run name -> its event files (in name order, i.e. creation order).
+def find_tensorboard_runs(
+    logdir: str | os.PathLike, *, run_depth: int | None = None
+) -> dict[str, list[str]]:
+    """Maps run name -> its event files (in walk order: a directory's own files
+    by name, i.e. creation order, then its sub-directories').
 
-    A run is a directory holding event files, named by its path relative to
-    ``logdir`` (``"."`` becomes the directory's own name), as TensorBoard does.
+    By default a run is a directory holding event files, named by its path
+    relative to ``logdir`` (``"."`` becomes the directory's own name), as
+    TensorBoard does. With ``run_depth=k`` a run is a directory ``k`` levels
+    below ``logdir`` and holds every event file under it (Keras' ``train/``
+    and ``validation/``, PyTorch's ``add_hparams`` sub-directory); event files
+    above that depth belong to no run and are skipped with a warning.
 
     Raises:
         FileNotFoundError: if ``logdir`` does not exist or holds no event file.
+        ValueError: if ``run_depth`` is not an int >= 1.
     """
+    if run_depth is not None and (
+        isinstance(run_depth, bool) or not isinstance(run_depth, int) or run_depth < 1
+    ):
+        raise ValueError(f"run_depth must be an int >= 1 or None, got {run_depth!r}.")
     root = os.fspath(logdir)
     if not os.path.isdir(root):
         raise FileNotFoundError(
             f"TensorBoard log directory {root!r} does not exist (or is not a "
             "directory); pass the directory that holds one sub-directory per run."
         )
-    runs = {}
+    runs: dict[str, list[str]] = {}
+    above = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         files = sorted(f for f in filenames if _is_event_file(f))
-        if files:
-            rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        if not files:
+            continue
+        rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        if run_depth is None:
             name = os.path.basename(os.path.abspath(root)) if rel == "." else rel
-            runs[name] = [os.path.join(dirpath, f) for f in files]
+        else:
+            parts = [] if rel == "." else rel.split("/")
+            if len(parts) < run_depth:
+                above.append(rel)
+                continue
+            name = "/".join(parts[:run_depth])
+        runs.setdefault(name, []).extend(os.path.join(dirpath, f) for f in files)
+    if above:
+        warnings.warn(
+            f"event files in {above[:3]} are above run_depth={run_depth} under "
+            f"{root!r} and belong to no run: skipped.",
+            UserWarning,
+            stacklevel=2,
+        )
     if not runs:
         raise FileNotFoundError(
-            f"no TensorBoard event files (events.out.tfevents.*) under {root!r}; "
-            "pass the directory your summary writers logged to."
+            f"no TensorBoard event files (events.out.tfevents.*) under {root!r}"
+            + (f" at depth {run_depth} or deeper" if run_depth else "")
+            + "; pass the directory your summary writers logged to."
         )
     return runs
 
@@ -104,13 +133,15 @@ def _hparams(value, plugin_data_pb2) -> dict:
 
 
 def read_tensorboard_records(
-    logdir: str | os.PathLike, *, keys: Sequence[str]
+    logdir: str | os.PathLike, *, keys: Sequence[str], run_depth: int | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reads the scalar series ``keys`` of every run under ``logdir``.
 
     Args:
         logdir: the root log directory (one sub-directory per run).
-        keys: the scalar tags to read.
+        keys: the scalar tags to read; with ``run_depth``, a tag logged in a
+            sub-directory of its run is ``"<sub-directory>/<tag>"``.
+        run_depth: see :func:`find_tensorboard_runs`.
 
     Returns:
         ``(records, info)``. Records have columns ``run, key, step, value,
@@ -138,11 +169,19 @@ def read_tensorboard_records(
     wanted = set(keys)
     run_col, key_col, step_col, value_col, order_col = [], [], [], [], []
     info_rows = {}
-    for run, files in find_tensorboard_runs(logdir).items():
-        info_rows[run] = {"logdir": os.path.abspath(os.path.dirname(files[0]))}
+    root = os.path.abspath(os.fspath(logdir))
+    for run, files in find_tensorboard_runs(logdir, run_depth=run_depth).items():
+        run_dir = (
+            os.path.dirname(os.path.abspath(files[0]))
+            if run_depth is None
+            else os.path.join(root, *run.split("/"))
+        )
+        info_rows[run] = {"logdir": run_dir}
         position = 0
         found, other_tags = set(), set()
         for path in files:
+            sub = os.path.relpath(os.path.dirname(os.path.abspath(path)), run_dir)
+            prefix = "" if sub == "." else sub.replace(os.sep, "/") + "/"
             consumed = 0
             for raw in RawEventFileLoader(path).Load():
                 # TFRecord framing: length (8) + its CRC (4) + data + data CRC (4).
@@ -154,15 +193,16 @@ def read_tensorboard_records(
                     if value.tag == _HPARAMS_TAG:
                         info_rows[run].update(_hparams(value, plugin_data_pb2))
                         continue
-                    if value.tag not in wanted:
-                        other_tags.add(value.tag)
+                    tag = prefix + value.tag
+                    if tag not in wanted:
+                        other_tags.add(tag)
                         continue
                     scalar = _scalar(value, tensor_util)
                     if scalar is None:
                         continue
-                    found.add(value.tag)
+                    found.add(tag)
                     run_col.append(run)
-                    key_col.append(value.tag)
+                    key_col.append(tag)
                     step_col.append(event.step)
                     value_col.append(scalar)
                     order_col.append(position)
@@ -224,6 +264,7 @@ def from_tensorboard(
     min_ticks: int = 2,
     early_stopped: Literal["mask", "exclude"] = "mask",
     on_invalid: Literal["raise", "skip"] = "raise",
+    run_depth: int | None = None,
 ) -> Trajectories:
     """Reads TensorBoard scalar logs, one sub-directory per run, onto one tick grid.
 
@@ -245,6 +286,15 @@ def from_tensorboard(
         early_stopped: ``"mask"`` (default) or ``"exclude"`` runs that end early.
         on_invalid: ``"raise"`` (default) or ``"skip"`` (with a warning) runs
             that cannot be aligned.
+        run_depth: ``None`` (default): every directory holding event files is
+            a run. ``k``: the directories ``k`` levels below ``logdir`` are the
+            runs, each with every event file under it, and a tag logged in a
+            sub-directory of a run is named ``"<sub-directory>/<tag>"``. For
+            Keras' ``logs/<run>/train`` and ``logs/<run>/validation``:
+            ``run_depth=1, loss="train/epoch_loss",
+            metric="validation/epoch_accuracy", lr="train/epoch_learning_rate"``.
+            PyTorch's ``add_hparams`` sub-directory then joins its run, with
+            its hyperparameters.
 
     Returns:
         The runs, ``run_ids`` being the run directories relative to ``logdir``;
@@ -265,7 +315,9 @@ def from_tensorboard(
         ...     "logs/sweep", loss="train/loss", metric="eval/accuracy", lr="lr")
     """
 
-    records, info = read_tensorboard_records(logdir, keys=(loss, metric, lr))
+    records, info = read_tensorboard_records(
+        logdir, keys=(loss, metric, lr), run_depth=run_depth
+    )
     table = align_to_ticks(
         records,
         loss=loss,
