@@ -132,3 +132,42 @@ def test_anchors_follow_github_in_the_readme_and_mkdocs_in_the_docs():
     assert render_docs._anchor("Overhead (XLA_FLAGS=--x)", mkdocs=True) == (
         "overhead-xla_flags-x"
     )
+
+
+def _a1(path, errors, spearman):
+    """errors: task -> {observe: (lr, naive lr, metric, naive metric)}."""
+    tasks = {}
+    for task, by_obs in errors.items():
+        observed = {}
+        for obs, (lr, lr0, m, m0) in by_obs.items():
+            observed[obs] = {
+                "lr": lr,
+                "metric": m,
+                "loss": 0.1,
+                "persistence": {"lr": lr0, "metric": m0, "loss": 1.0},
+                "spearman": spearman[task],
+            }
+        tasks[task] = {
+            "observed": observed,
+            "trial_selection_observe": 0.05,
+            "ticks": 10 * len(tasks) + 20,
+        }
+    (path / "tableA1_reconstruction.json").write_text(json.dumps({"tasks": tasks}))
+
+
+def test_reconstruction_bullets_follow_table_a1(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+    assert "not been run" in render_docs.reconstruction_claims()
+    early = {"0.05": (2.0, 1.0, 0.1, 1.0), "0.5": (0.1, 1.0, 0.1, 1.0)}
+    good = {"0.05": (0.5, 1.0, 2.0, 1.0), "0.5": (0.1, 1.0, 0.1, 1.0)}
+    _a1(tmp_path, {"a": early, "b": early, "c": good}, {"a": -0.3, "b": 0.1, "c": 0.9})
+    text = " ".join(render_docs.reconstruction_claims().split())
+    assert "early learning-rate predictions are weak" in text
+    assert "forecast on 1 of 3 tasks (`c`), the loss on 3 of 3" in text
+    assert "the metric on 2 of 3 (`a`, `b`)" in text
+    assert "after 50%, the rate on 3 of 3" in text
+    assert "from -0.30 (`a`) to 0.90 (`c`)" in text
+    assert render_docs.ticks_range() == "20-40 ticks"
+    _a1(tmp_path, {"a": good, "b": good, "c": early}, {"a": 0.5, "b": 0.6, "c": 0.7})
+    text = " ".join(render_docs.reconstruction_claims().split())
+    assert "predictions beat the naive forecast" in text
