@@ -166,6 +166,22 @@ def _sql_histories(client, run_ids: list[str], keys: Sequence[str]):
     return frame.drop(columns="is_nan").astype({"step": np.int64, "order": np.int64})
 
 
+def _experiment_runs(client, exp_id: str) -> list:
+    """Every run of an experiment, oldest first (MLflow pages 1000 at a time)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [exp_id],
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def read_mlflow_records(
     experiment: str,
     *,
@@ -206,19 +222,7 @@ def read_mlflow_records(
     uri = client.tracking_uri
     exp_id = _resolve_experiment(client, experiment, uri)
 
-    runs = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [exp_id],
-            max_results=1000,
-            order_by=["attributes.start_time ASC"],
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
+    runs = _experiment_runs(client, exp_id)
     parents = {r.data.tags.get("mlflow.parentRunId") for r in runs} - {None}
     seen_status = sorted({r.info.status for r in runs})
     runs = [r for r in runs if r.info.status in statuses]
@@ -375,21 +379,11 @@ def from_mlflow(
 def _logged_before(client, exp_id: str, run_ids) -> dict[str, str]:
     """The MLflow run id of each of ``run_ids`` the experiment already holds
     (tag ``optax_lode.run_id``; the earliest where logged more than once)."""
-    wanted, found, token = set(map(str, run_ids)), {}, None
-    while True:
-        page = client.search_runs(
-            [exp_id],
-            max_results=1000,
-            order_by=["attributes.start_time ASC"],
-            page_token=token,
-        )
-        for r in page:
-            rid = r.data.tags.get("optax_lode.run_id")
-            if rid in wanted:
-                found.setdefault(rid, r.info.run_id)
-        token = page.token
-        if not token:
-            break
+    wanted, found = set(map(str, run_ids)), {}
+    for r in _experiment_runs(client, exp_id):
+        rid = r.data.tags.get("optax_lode.run_id")
+        if rid in wanted:
+            found.setdefault(rid, r.info.run_id)
     return found
 
 
