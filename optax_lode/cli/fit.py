@@ -179,7 +179,12 @@ _FLAGS = (
 )
 
 
-_MLFLOW_ONLY = ("--statuses", "--tracking-uri")
+# Which sources a source-specific flag needs, as its error says them.
+_SOURCE_KINDS = {
+    "tracker": ("a tracker", "mlflow://... or tensorboard://..."),
+    "mlflow": ("an MLflow source", "mlflow://EXPERIMENT"),
+    "tensorboard": ("a TensorBoard source", "tensorboard://LOGDIR"),
+}
 
 
 def _statuses(text: str) -> tuple[str, ...]:
@@ -211,32 +216,26 @@ def run(args: argparse.Namespace) -> int:
     options = {c: getattr(args, f"{c}_column") for c in names}
     mlflow = args.runs.startswith("mlflow://")
     tensorboard = args.runs.startswith("tensorboard://")
+    allowed = {"tracker": tracker, "mlflow": mlflow, "tensorboard": tensorboard}
     misplaced = [
-        flag
-        for flag, value, allowed in (
-            ("--steps-per-tick", args.steps_per_tick, tracker),
-            ("--first-step", args.first_step, tracker),
-            ("--num-ticks", args.num_ticks, tracker),
-            ("--exclude-early-stopped", args.exclude_early_stopped or None, tracker),
-            ("--skip-invalid-runs", args.skip_invalid_runs or None, tracker),
-            ("--statuses", args.statuses, mlflow),
-            ("--tracking-uri", args.tracking_uri, mlflow),
-            ("--run-depth", args.run_depth, tensorboard),
+        (flag, kind)
+        for flag, value, kind in (
+            ("--steps-per-tick", args.steps_per_tick, "tracker"),
+            ("--first-step", args.first_step, "tracker"),
+            ("--num-ticks", args.num_ticks, "tracker"),
+            ("--exclude-early-stopped", args.exclude_early_stopped or None, "tracker"),
+            ("--skip-invalid-runs", args.skip_invalid_runs or None, "tracker"),
+            ("--statuses", args.statuses, "mlflow"),
+            ("--tracking-uri", args.tracking_uri, "mlflow"),
+            ("--run-depth", args.run_depth, "tensorboard"),
         )
-        if value is not None and not allowed
+        if value is not None and not allowed[kind]
     ]
     if misplaced:
-        first = misplaced[0]
-        what, form = (
-            ("an MLflow source", "mlflow://EXPERIMENT")
-            if first in _MLFLOW_ONLY
-            else ("a TensorBoard source", "tensorboard://LOGDIR")
-            if first == "--run-depth"
-            else ("a tracker", "mlflow://... or tensorboard://...")
-        )
+        what, form = _SOURCE_KINDS[misplaced[0][1]]
+        flags = ", ".join(flag for flag, _ in misplaced)
         print(
-            f"optax-lode fit: {', '.join(misplaced)} needs {what} ({form}), "
-            f"not {args.runs}",
+            f"optax-lode fit: {flags} needs {what} ({form}), not {args.runs}",
             file=sys.stderr,
         )
         return 2
