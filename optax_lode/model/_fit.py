@@ -108,6 +108,14 @@ def _sample_loss(model: LatentODE, x, m, pair, horizon: int):
     return jnp.sum(sq), 3.0 * jnp.sum(tmask), path
 
 
+def _sample_pairs(pairs, key, step, batch_size: int):
+    """The training step's batch: ``batch_size`` windows drawn uniformly with
+    replacement, from a key that depends only on ``(key, step)`` (so a resumed
+    fit draws the batches an uninterrupted one would have)."""
+    k = jax.random.fold_in(key, step)
+    return pairs[jax.random.randint(k, (batch_size,), 0, pairs.shape[0])]
+
+
 def _batch_loss(model, x, m, pairs, horizon, path_penalty):
     sse, count, path = jax.vmap(lambda p: _sample_loss(model, x, m, p, horizon))(pairs)
     mse = jnp.sum(sse) / jnp.maximum(jnp.sum(count), 1.0)
@@ -151,9 +159,7 @@ def _train_step(params, opt_state, step, model, data: _Data, key, hyper, sizes):
     total_steps, learning_rate, path_penalty = hyper[0], hyper[1], hyper[2]
     batch_size, horizon = sizes
     static = eqx.partition(_trained(model), eqx.is_inexact_array)[1]
-    k = jax.random.fold_in(key, step)
-    idx = jax.random.randint(k, (batch_size,), 0, data.pairs.shape[0])
-    pairs = data.pairs[idx]
+    pairs = _sample_pairs(data.pairs, key, step, batch_size)
 
     def loss_fn(p):
         m = _with_trained(model, eqx.combine(p, static))
