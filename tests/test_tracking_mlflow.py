@@ -105,7 +105,7 @@ def store(tmp_path_factory):
                 "peak_lr": 0.1,
                 "lr": 0.1,  # a param named like a series column
             },
-            tags={"mlflow.parentRunId": parent},
+            tags={"mlflow.parentRunId": parent, "team": f"00{i}"},
         )
         truth[rid] = dict(
             name=name, lsteps=lsteps, lvals=lvals, ms=msteps, mv=mvals, lr=lr
@@ -192,6 +192,11 @@ def test_import_matches_what_was_logged(store):
     assert row["schedule"] == "cosine" and row["seed"] == 0 and row["peak_lr"] == 0.1
     assert row["info_lr"] == 0.1  # a param named "lr" does not clash with the series
     assert traj.info["status"].eq("FINISHED").all()
+    # User tags come back as strings (an id-like "000" is not the number 0);
+    # MLflow's own tags (mlflow.parentRunId, mlflow.runName, ...) do not.
+    assert row["tags.team"] == "000"
+    assert traj.info.set_index("run_name").loc["early-stop"].isna()["tags.team"]
+    assert not [c for c in traj.info.columns if c.startswith("tags.mlflow.")]
 
 
 def test_early_stopped_run_is_masked_or_excluded(store):
@@ -315,6 +320,7 @@ def test_export_round_trip(store):
         np.testing.assert_array_equal(getattr(back, name)[order], getattr(src, name))
     got = back.info.iloc[order]
     assert list(got["run_name"]) == list(src.run_ids)
+    assert list(got["tags.optax_lode.run_id"]) == list(src.run_ids)
     assert list(got["schedule"]) == info["schedule"]
     assert list(got["seed"]) == info["seed"]
     assert list(got["task"]) == info["task"]

@@ -203,7 +203,9 @@ def read_mlflow_records(
         ``(records, info)``: the records (columns ``run, key, step, value,
         order``, order being MLflow's timestamp) and one row per run, indexed by
         run id, with ``run_name``, ``status``, the run's params (numbers where they
-        parse) and the latest value of every other metric it logged.
+        parse), the latest value of every other metric it logged and its tags
+        other than MLflow's own (``mlflow.*``) as strings in columns
+        ``tags.<name>``, as ``mlflow.search_runs`` names them.
 
     Raises:
         FileNotFoundError: if a ``sqlite:///`` store does not exist.
@@ -284,10 +286,19 @@ def read_mlflow_records(
         row = {"run_name": run.info.run_name, "status": run.info.status}
         row.update(run.data.params)
         row.update({k: v for k, v in run.data.metrics.items() if k not in keys})
+        # Tags as MLflow's own search_runs names them; MLflow's system tags
+        # (mlflow.*) left out. Kept as strings: a tag is often an id ("007").
+        row.update(
+            {
+                f"tags.{k}": v
+                for k, v in run.data.tags.items()
+                if not k.startswith("mlflow.")
+            }
+        )
         info_rows[run.info.run_id] = row
     info = pd.DataFrame.from_dict(info_rows, orient="index")
     for col in info.columns:
-        if col not in ("run_name", "status"):
+        if col not in ("run_name", "status") and not col.startswith("tags."):
             info[col] = _numeric_or_str(info[col])
     return records, info
 
@@ -338,8 +349,10 @@ def from_mlflow(
     Returns:
         The runs, ``run_ids`` being MLflow run ids. ``info`` holds ``run_name``,
         ``status``, the params (numbers where they parse; ``schedule`` and
-        ``seed`` if logged) and the latest value of every other metric, e.g.
-        ``test_metric``.
+        ``seed`` if logged), the latest value of every other metric, e.g.
+        ``test_metric``, and the tags other than MLflow's own as strings, in
+        columns ``tags.<name>`` (e.g. ``tags.optax_lode.run_id``, the original
+        id of a run that :func:`log_trajectories_to_mlflow` exported).
 
     Raises:
         ImportError: if MLflow is not installed (install optax-lode[tracking]).
