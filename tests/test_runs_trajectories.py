@@ -319,3 +319,22 @@ def test_step_numbers_as_ticks_are_caught():
     ).assign(lr=0.1)
     with pytest.warns(UserWarning, match="step numbers rather than ticks"):
         Trajectories.from_dataframe(df)
+
+
+def test_csv_keeps_tracker_tags_as_text(tmp_path):
+    """Tags (``tags.<name>``, as from_mlflow names them) are ids more often
+    than numbers: "007" and "NA" survive the CSV round trip; an empty tag is
+    missing. Other info columns are still typed."""
+    runs = Trajectories.from_arrays(
+        np.ones((3, 4)),
+        np.full((3, 4), 0.5),
+        np.full((3, 4), 0.1),
+        run_ids=["a", "b", "c"],
+        info={"tags.optax_lode.run_id": ["007", "NA", None], "seed": [1, 2, 3]},
+    )
+    path = tmp_path / "runs.csv"
+    runs.to_csv(path)
+    back = Trajectories.from_csv(path)
+    assert back.info["tags.optax_lode.run_id"].tolist()[:2] == ["007", "NA"]
+    assert back.info["tags.optax_lode.run_id"].isna().tolist() == [False, False, True]
+    assert back.info["seed"].tolist() == [1, 2, 3]

@@ -361,20 +361,23 @@ class Trajectories:
     def from_csv(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
         """:meth:`from_dataframe` of a CSV file (``columns`` name its columns).
 
-        Run ids are read as text, so ``007`` stays ``"007"`` and ``NA`` or
-        ``None`` stay run ids (as written by :meth:`to_csv`); only an empty
-        cell is a missing id. Other columns read pandas' usual missing-value
-        strings (``NA``, ``nan``, empty, ...) as missing."""
+        Run ids and tracker tags (columns ``tags.<name>``, as
+        :func:`~optax_lode.tracking.from_mlflow` names them) are read as text,
+        so ``007`` stays ``"007"`` and ``NA`` or ``None`` stay values (as
+        written by :meth:`to_csv`); only an empty cell is missing there. Other
+        columns read pandas' usual missing-value strings (``NA``, ``nan``,
+        empty, ...) as missing."""
         run = columns.get("run", "run")
         header = pd.read_csv(path, nrows=0).columns
+        text = [c for c in header if c == run or c.startswith("tags.")]
         frame = pd.read_csv(
             path,
-            dtype={run: str},
+            dtype=dict.fromkeys(text, str),
             keep_default_na=False,
-            na_values={c: _NA_STRINGS for c in header if c != run},
+            na_values={c: _NA_STRINGS for c in header if c not in text},
         )
-        if run in frame:
-            frame[run] = frame[run].replace("", np.nan)
+        for c in text:
+            frame[c] = frame[c].replace("", np.nan)
         return cls.from_dataframe(frame, **columns)
 
     @classmethod
