@@ -338,3 +338,39 @@ def test_csv_keeps_tracker_tags_as_text(tmp_path):
     assert back.info["tags.optax_lode.run_id"].tolist()[:2] == ["007", "NA"]
     assert back.info["tags.optax_lode.run_id"].isna().tolist() == [False, False, True]
     assert back.info["seed"].tolist() == [1, 2, 3]
+
+
+def test_info_with_an_integer_index_that_reorders_the_runs_is_refused():
+    """A sorted frame's integer index looks like the default run ids "0".."n-1"
+    reordered: matching it by id would attach each row to another run."""
+    meta = pd.DataFrame({"peak_lr": [0.01, 0.1, 0.001]}).sort_values("peak_lr")
+    lr = np.stack([np.full(4, p) for p in meta["peak_lr"]])
+    args = (1.0 + 10 * lr, np.full((3, 4), 0.5), lr)
+    with pytest.raises(ValueError, match="reset_index"):
+        Trajectories.from_arrays(*args, info=meta)
+    runs = Trajectories.from_arrays(*args, info=meta.reset_index(drop=True))
+    np.testing.assert_array_equal(runs.info["peak_lr"], lr[:, 0])
+    # Indexed by the run ids as strings: matched by id, whatever the order.
+    by_id = meta.set_axis(["2", "0", "1"])
+    runs = Trajectories.from_arrays(*args, info=by_id)
+    assert runs.info["peak_lr"].tolist() == [0.01, 0.1, 0.001]
+    # An integer index in run order is unambiguous.
+    runs = Trajectories.from_arrays(*args, info=meta.set_axis([0, 1, 2]))
+    np.testing.assert_array_equal(runs.info["peak_lr"], lr[:, 0])
+
+
+def test_info_columns_named_like_the_long_format_are_prefixed():
+    """info columns "loss", "run", ... would overwrite the records in
+    to_dataframe / to_csv: they become info_<name>, as in the tracker imports."""
+    runs = Trajectories.from_arrays(
+        [[1.0, 0.9]],
+        [[0.1, 0.2]],
+        [[0.1, 0.1]],
+        run_ids=["r"],
+        info={"loss": [0.5], "run": ["X"], "tick": [7], "seed": [3]},
+    )
+    assert {"info_loss", "info_run", "info_tick", "seed"} <= set(runs.info.columns)
+    back = Trajectories.from_dataframe(runs.to_dataframe())
+    assert back.run_ids == ("r",)
+    np.testing.assert_array_equal(back.loss, runs.loss)
+    assert back.info["info_loss"].tolist() == [0.5]

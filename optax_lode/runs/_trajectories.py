@@ -17,6 +17,8 @@ _SERIES = ("loss", "metric", "lr")
 _MAX_TICKS = 1_000_000
 # Columns every ``info`` table has (others may be added freely).
 _INFO_COLUMNS = ("schedule", "seed")
+# The long format's columns (to_dataframe), which info columns must not shadow.
+_LONG = ("run", "tick", *_SERIES)
 # pandas.read_csv's default missing-value strings (its documentation's list),
 # applied to every column but the run ids.
 _NA_STRINGS = [
@@ -153,7 +155,10 @@ class Trajectories:
                 is meant to be valid.
             run_ids: one id per run (converted to ``str``); default ``"0", "1"...``.
             info: per-run columns, as a DataFrame (one row per run, in order, or
-                indexed by the run ids) or a mapping ``column -> sequence``.
+                indexed by the run ids) or a mapping ``column -> sequence``. A
+                column named ``run``, ``tick``, ``loss``, ``metric`` or ``lr``
+                becomes ``info_<name>``, as in the tracker imports (the long
+                format has columns of those names).
 
         Returns:
             The runs. Entries that are masked are set to NaN. A run with a
@@ -162,7 +167,9 @@ class Trajectories:
 
         Raises:
             ValueError: on mismatched shapes, duplicate run ids, a non-positive
-                loss or learning rate, or a run without any valid tick.
+                loss or learning rate, a run without any valid tick, or an
+                ``info`` whose integer index reorders the runs (ambiguous: by
+                row or by run id?).
         """
         arrays = {}
         for name, value in (("loss", loss), ("metric", metric), ("lr", lr)):
@@ -557,10 +564,22 @@ def _make_info(info, run_ids: tuple[str, ...]) -> pd.DataFrame:
         df = info.copy()
         if len(df) != n:
             raise ValueError(f"info has {len(df)} rows for {n} runs; one row per run.")
-        if set(map(str, df.index)) == set(run_ids) and not isinstance(
-            df.index, pd.RangeIndex
+        labels = [str(i) for i in df.index]
+        if (
+            set(labels) == set(run_ids)
+            and labels != list(run_ids)
+            and not isinstance(df.index, pd.RangeIndex)  # a fresh frame's default
         ):
-            df.index = df.index.map(str)
+            # An integer index that reorders 0..n-1 (a sorted frame, say) may
+            # be run ids or a leftover row order: refuse to guess.
+            if pd.api.types.is_integer_dtype(df.index):
+                raise ValueError(
+                    f"info's integer index {labels[:5]}... reorders the run ids "
+                    f"{list(run_ids[:5])}...: are its rows in run order, or indexed "
+                    "by run id? Pass info.reset_index(drop=True) for run order, or "
+                    "index it by the run ids as strings."
+                )
+            df.index = pd.Index(labels)
             df = df.loc[list(run_ids)]
         df.index = pd.Index(run_ids, name="run")
     elif isinstance(info, Mapping):
@@ -577,6 +596,8 @@ def _make_info(info, run_ids: tuple[str, ...]) -> pd.DataFrame:
         raise ValueError(
             f"info must be a DataFrame or a mapping column -> values; got {type(info)}."
         )
+    # The long format's own columns (to_dataframe) would be overwritten.
+    df = df.rename(columns={c: f"info_{c}" for c in df.columns if c in _LONG})
     for c in _INFO_COLUMNS:
         if c not in df:
             df[c] = None
