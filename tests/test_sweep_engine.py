@@ -316,3 +316,56 @@ def test_eval_fn_chooses_the_evaluated_parameters():
     )
     np.testing.assert_allclose(run.metric, 0.0, atol=1e-7)  # -(2 - 2)^2
     assert run.test_metric == pytest.approx(-0.25)  # -(2 - 2.5)^2
+
+
+@pytest.mark.parametrize("lode_steps_per_tick", [1, 4])
+def test_train_run_refuses_a_lode_schedule_on_another_clock(lode_steps_per_tick):
+    """A lode_schedule counting ticks of another length than the run's would
+    decide at the wrong ticks and stop deciding partway: refused after the
+    first tick, naming the right steps_per_tick. The right clock runs."""
+    from optax_lode import LatentODE, lode_schedule
+    from optax_lode.tasks import get_task
+
+    task = get_task("nqm", dim=4, steps_per_epoch=4, default_epochs=6)
+    spt = 2  # 2 ticks per epoch of 4 steps
+    model = LatentODE(T=12, mu=2, key=jax.random.key(0))
+
+    def tx(steps_per_tick):
+        lode = lode_schedule(
+            model, total_steps=12 * steps_per_tick, steps_per_tick=steps_per_tick, n=4
+        )
+        return optax.chain(optax.adamw(1.0), lode)
+
+    with pytest.raises(ValueError, match=f"steps_per_tick={spt} "):
+        train_run(task, tx(lode_steps_per_tick), seed=0, ticks_per_epoch=2)
+    run = train_run(task, tx(spt), seed=0, ticks_per_epoch=2)
+    state = optax.tree.get(run.opt_state, "LodeState")
+    assert int(state.tick) == 12 and int(state.decisions) == 5
+
+
+def test_lode_clock_check_judges_only_what_it_can():
+    """Where a wrapper skipped some of the first tick's updates, a schedule
+    that has not finished its tick cannot be judged; two ticks in one can."""
+    import jax.numpy as jnp
+
+    from optax_lode import LatentODE, lode_schedule
+    from optax_lode.sweep._train import _check_lode_clock
+    from optax_lode.transform import LodeState
+
+    model = LatentODE(T=12, mu=2, key=jax.random.key(0))
+    init = lode_schedule(model, total_steps=48, steps_per_tick=4, n=2).init(
+        {"w": jnp.zeros(1)}
+    )
+
+    def state(count, tick, step):
+        counters = np.asarray(init.counters).copy()
+        counters[:3] = (count, tick, step)  # count, tick, step_in_tick
+        data = init.data.at[: len(counters)].set(counters.view(np.uint32))
+        return init._replace(data=data)
+
+    _check_lode_clock(state(4, 1, 0), 4)  # right
+    _check_lode_clock((state(3, 0, 3),), 4)  # one update skipped: cannot judge
+    for bad in [state(4, 0, 4), state(4, 1, 1), state(2, 2, 0)]:
+        with pytest.raises(ValueError, match="steps_per_tick=4 "):
+            _check_lode_clock({"inner": bad}, 4)
+    assert isinstance(state(4, 1, 0), LodeState)

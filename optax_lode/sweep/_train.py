@@ -74,6 +74,35 @@ def _as_extra_args(tx) -> optax.GradientTransformationExtraArgs:
     return optax.with_extra_args_support(tx)
 
 
+def _check_lode_clock(opt_state: PyTree, steps_per_tick: int) -> None:
+    """Raises if a ``lode_schedule`` in ``opt_state`` counts ticks of another
+    length than the run's, read from its state after the run's first tick.
+
+    Where a wrapper skipped some of the tick's updates (``apply_if_finite``,
+    ``MultiSteps``) a schedule that has not finished a tick cannot be judged,
+    so only definite mismatches raise."""
+    from optax_lode.transform import LodeState
+
+    states = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, LodeState))
+    for state in (s for s in states if isinstance(s, LodeState)):
+        count, tick, step = (
+            np.asarray(x).ravel() for x in (state.count, state.tick, state.step_in_tick)
+        )
+        saw_all = count == steps_per_tick
+        wrong = (saw_all & ((tick != 1) | (step != 0))) | (tick >= 2)
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise ValueError(
+                f"lode_schedule's clock differs from the run's: after the run's "
+                f"first tick of {steps_per_tick} steps its state counts "
+                f"{int(tick[i])} tick(s) and {int(step[i])} step(s) from "
+                f"{int(count[i])} update(s). Build it with "
+                f"steps_per_tick={steps_per_tick} (task.steps_per_epoch // "
+                "ticks_per_epoch) and total_steps = the run's ticks x "
+                f"{steps_per_tick}."
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class _Program:
     """A run's jitted pieces, its tick compiled once: ``start(seed)`` gives
@@ -96,6 +125,8 @@ class _Program:
         t0 = time.perf_counter()
         for t in range(self.num_ticks):
             carry, rec = self.tick(carry, data_key)
+            if t == 0:
+                _check_lode_clock(carry.opt_state, self.steps_per_tick)
             if callback is not None:
                 callback(t, {k: np.asarray(v) for k, v in rec._asdict().items()})
             records.append(rec)
