@@ -197,6 +197,24 @@ def test_a_decision_before_tick_mu_is_refused():
     jax.jit(lambda t: decide(model, window, t, key, cfg).segment)(jnp.int32(1))
 
 
+def test_a_config_or_eps_for_another_model_is_refused():
+    """A config built for another T would search and score the wrong grid; an
+    eps of the wrong width would broadcast or collapse the ensemble."""
+    model = small_model(0)
+    cfg = DecisionConfig.from_model(model, n=4)
+    window = jnp.tile(jnp.array([1.0, 0.5, 1e-2]), (cfg.mu, 1))
+    key = jax.random.key(0)
+    longer = DecisionConfig.from_model(small_model(0, T=4 * model.T), mu=cfg.mu, n=4)
+    for fn in (decide, explain):
+        with pytest.raises(ValueError, match=f"this model has T={model.T}"):
+            fn(model, window, longer.mu, key, longer)
+    latent = model.latent_size
+    for eps in (jnp.zeros((4,)), jnp.zeros((4, 1)), jnp.zeros((4, latent + 1))):
+        with pytest.raises(ValueError, match=rf"\(n, latent_size\) = \(4, {latent}\)"):
+            explain(model, window, cfg.mu, None, cfg, eps=eps)
+    explain(model, window, cfg.mu, None, cfg, eps=jnp.zeros((4, latent)))
+
+
 def test_horizon_type_error():
     with pytest.raises(TypeError, match="horizon"):
         DecisionConfig.from_model(ScriptedModel(T=T, mu=MU), horizon="end")

@@ -188,8 +188,19 @@ def _run(
             f"window must have shape (mu, 3) = ({config.mu}, 3) of raw "
             f"(loss, metric, lr) tick records, got {window.shape}"
         )
-    if eps.shape[0] != config.n:
-        raise ValueError(f"eps must have {config.n} rows (n), got {eps.shape}")
+    model_T = getattr(model, "T", config.model_ticks)
+    if model_T != config.model_ticks:
+        raise ValueError(
+            f"config was built for a model of T={config.model_ticks} ticks, but "
+            f"this model has T={model_T}: build it with "
+            "DecisionConfig.from_model(model, ...)."
+        )
+    latent = jnp.shape(model.latent_scale)[0]
+    if eps.shape != (config.n, latent):
+        raise ValueError(
+            f"eps must have shape (n, latent_size) = ({config.n}, {latent}), got "
+            f"{eps.shape}"
+        )
     t_star = jnp.asarray(t_star, jnp.int32)
     r = config.tick_scale
     norm = model.normalisation
@@ -428,6 +439,11 @@ def decide(
     Returns:
         A :class:`Decision`: the next ``mu`` rates and diagnostics.
 
+    Raises:
+        ValueError: if ``window`` is not ``(config.mu, 3)``, ``config`` was
+            built for a model of another ``T``, or a known ``t_star`` is below
+            ``config.mu``.
+
     Example:
         >>> import equinox as eqx, jax, jax.numpy as jnp, optax_lode
         >>> model = optax_lode.LatentODE(T=100, key=jax.random.key(0))
@@ -493,6 +509,11 @@ def explain(
 
     Returns:
         An :class:`Explanation` of jax arrays (``np.asarray`` them to plot).
+
+    Raises:
+        ValueError: as :func:`decide`, and if ``eps`` is not ``(config.n,
+            latent_size)``.
+        TypeError: if neither ``key`` nor ``eps`` is given.
     """
     _check_t_star(t_star, config)
     if eps is None:
