@@ -120,6 +120,28 @@ def test_fit_and_evaluate_errors(fitted):
         evaluate(model, synthetic_sweep(ticks=50, seeds=(0,)), observe=1.0)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(eval_every=0), "eval_every must be >= 1"),
+        (dict(seed=-1), r"seed must be in \[0, 2\*\*32\)"),
+        (dict(seed=2**32, held_out=0.0), r"seed must be in \[0, 2\*\*32\)"),
+        (dict(checkpoint_dir="AFILE"), "is not a usable directory"),
+    ],
+)
+def test_fit_refuses_bad_arguments_before_training(tmp_path, kwargs, match):
+    """Checked up front, with the argument's name: eval_every=0 used to fail
+    with a ZeroDivisionError after compiling, a negative seed with numpy's
+    message (or not at all without held-out runs), a checkpoint_dir that is a
+    file with a FileExistsError."""
+    if kwargs.get("checkpoint_dir") == "AFILE":
+        (tmp_path / "afile").write_text("x")
+        kwargs = dict(checkpoint_dir=tmp_path / "afile")
+    runs = synthetic_sweep(ticks=10, seeds=(0,))
+    with pytest.raises(ValueError, match=match):
+        fit(runs, steps=2, progress=False, **kwargs)
+
+
 def test_spearman_matches_definition():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

@@ -250,12 +250,47 @@ def test_diverged_runs_are_masked_or_left_out():
         (dict(epochs=0), "epochs=0"),
         (dict(ticks_per_epoch=7), "exceeds the task's 6 steps"),
         (dict(chunk_size=0), "chunk_size=0"),
+        (dict(weight_decay=float("nan")), "weight_decay=nan must be finite"),
+        (dict(weight_decay=-5.0), "weight_decay=-5.0 must be finite and >= 0"),
+        (dict(lrs=[1e-2, 1.0000001e-2]), r"same run ids \['constant-lr0.01-s0'\]"),
+        (dict(epochs=1.5), "epochs=1.5 must be a whole number"),
+        (dict(ticks_per_epoch=1.5), "ticks_per_epoch=1.5 must be a whole number"),
     ],
 )
 def test_sweep_rejects_bad_arguments(kwargs, match):
     base = dict(shapes=["constant"], lrs=[0.1], seeds=1, epochs=1)
     with pytest.raises(ValueError, match=match):
         run_sweep(ToyTask(), **{**base, **kwargs})
+
+
+def test_seeds_share_one_domain_and_bad_ones_are_named():
+    """train_run, train_runs and run_sweep take the same seeds, [0, 2**32):
+    train_run(seed=-1) used to run (as train_runs' 2**32 - 1), train_runs
+    overflowed deep in jnp.asarray."""
+    tx = sweep_optimizer(make_schedule("constant", 0.1, 6), weight_decay=0.0)
+    for seed in (-1, 2**32, 1.5, True):
+        with pytest.raises(ValueError, match=rf"seed must be .* got {seed!r}"):
+            train_run(ToyTask(), tx, seed=seed, epochs=1)
+        with pytest.raises(ValueError, match="seed must be"):
+            train_runs(ToyTask(), tx, seeds=[0, seed], epochs=1)
+    with pytest.raises(ValueError, match=r"seeds must be in \[0, 2\*\*32\)"):
+        run_sweep(ToyTask(), shapes=["constant"], lrs=[0.1], seeds=[-1], epochs=1)
+    with pytest.raises(ValueError, match="seeds must be whole numbers"):
+        run_sweep(ToyTask(), shapes=["constant"], lrs=[0.1], seeds=[1.5], epochs=1)
+
+
+def test_a_checkpoint_directory_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for where in (tmp_path / "afile", tmp_path / "afile" / "chunks"):
+        with pytest.raises(ValueError, match=f"{where}' is not a usable directory"):
+            run_sweep(
+                ToyTask(),
+                shapes=["constant"],
+                lrs=[0.1],
+                seeds=1,
+                epochs=1,
+                checkpoint_dir=where,
+            )
 
 
 def test_make_schedule_shapes():
@@ -269,6 +304,12 @@ def test_make_schedule_shapes():
     assert [float(step(k)) for k in (49, 50, 75)] == pytest.approx([0.1, 0.01, 0.001])
     with pytest.raises(ValueError, match="unknown schedule shape"):
         make_schedule("triangle", 0.1, total)
+    # A non-positive or NaN peak would log non-positive rates as valid records.
+    for peak in (-0.05, 0.0, float("nan")):
+        with pytest.raises(ValueError, match=r"peak_lr=.* must be finite and > 0"):
+            make_schedule("cosine", peak, total)
+    with pytest.raises(ValueError, match="weight_decay=-1 must be"):
+        sweep_optimizer(make_schedule("constant", 0.1, total), weight_decay=-1)
 
 
 def test_cosine_stays_positive_and_is_optax_wherever_optax_is():

@@ -156,11 +156,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"optax-lode sweep: {err}", file=sys.stderr)
         return 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        traj.to_parquet(out)
-    else:
-        traj.to_csv(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            traj.to_parquet(out)
+        else:
+            traj.to_csv(out)
+    except OSError as err:  # the sweep itself is in its checkpoint directory
+        print(
+            f"optax-lode sweep: cannot write {out} ({err.strerror}); the runs are "
+            f"kept in {checkpoint}: run again with a writable --out.",
+            file=sys.stderr,
+        )
+        return 2
     msg = f"wrote {traj.num_runs} runs x {traj.num_ticks} ticks of {task.name} to {out}"
     tests = traj.info["test_metric"].dropna()
     if len(tests):

@@ -295,6 +295,10 @@ def fit(
     if eval_every is None:
         eval_every = min(200, max(10, steps // 50))
     eval_every = int(eval_every)
+    if eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1 (steps); got {eval_every}.")
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32); got {seed}.")
 
     if held_out > 0 and trajectories.num_runs >= 2:
         train, held = trajectories.split(held_out=held_out, seed=seed)
@@ -370,7 +374,13 @@ def fit(
     best_params = params
     ckpt_path = None
     if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
+        try:
+            os.makedirs(checkpoint_dir, exist_ok=True)
+        except OSError as err:  # a file, or a path through one
+            raise ValueError(
+                f"checkpoint_dir {os.fspath(checkpoint_dir)!r} is not a usable "
+                f"directory ({err.strerror}): pass a directory's path."
+            ) from None
         ckpt_path = os.path.join(os.fspath(checkpoint_dir), _CHECKPOINT)
         if os.path.exists(ckpt_path):
             params, opt_state, best_params, state = _load_checkpoint(

@@ -529,6 +529,8 @@ class Trajectories:
                 f"cannot split {self.num_runs} run(s); need at least 2 runs."
             )
         n_held = min(max(1, round(held_out * self.num_runs)), self.num_runs - 1)
+        if not 0 <= int(seed) < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32); got {seed}.")
         perm = np.random.default_rng(seed).permutation(self.num_runs)
         is_held = np.zeros(self.num_runs, bool)
         is_held[perm[:n_held]] = True

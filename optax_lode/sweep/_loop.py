@@ -69,9 +69,13 @@ def default_lr_fn(opt_state: PyTree) -> Float[Array, ""]:
 
 def check_clock(task: Task, epochs: int, ticks_per_epoch: int) -> tuple[int, int]:
     """``(num_ticks, steps_per_tick)`` of a run, with clear errors."""
-    if int(epochs) < 1:
+    for name, value in (("epochs", epochs), ("ticks_per_epoch", ticks_per_epoch)):
+        if isinstance(value, bool) or int(value) != value:
+            raise ValueError(f"{name}={value!r} must be a whole number")
+    epochs, ticks_per_epoch = int(epochs), int(ticks_per_epoch)
+    if epochs < 1:
         raise ValueError(f"epochs={epochs} must be >= 1")
-    if int(ticks_per_epoch) < 1:
+    if ticks_per_epoch < 1:
         raise ValueError(f"ticks_per_epoch={ticks_per_epoch} must be >= 1")
     if ticks_per_epoch > task.steps_per_epoch:
         raise ValueError(
@@ -81,7 +85,7 @@ def check_clock(task: Task, epochs: int, ticks_per_epoch: int) -> tuple[int, int
     # A tick is a whole number of steps; when ticks_per_epoch does not divide
     # steps_per_epoch the run makes num_ticks * steps_per_tick steps (the
     # data pass still follows the task's own epochs).
-    return int(epochs) * int(ticks_per_epoch), task.steps_per_epoch // ticks_per_epoch
+    return epochs * ticks_per_epoch, task.steps_per_epoch // ticks_per_epoch
 
 
 def init_carry(

@@ -7,7 +7,9 @@ peak and select the shape with ``lax.switch``, in one program.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +88,7 @@ def make_schedule(shape: str, peak_lr: float, total_steps: int) -> optax.Schedul
         0.05
     """
     _check_total(total_steps)
+    _check_number("peak_lr", peak_lr, positive=True)
     unit = _unit(shape, total_steps)
     return lambda count: peak_lr * unit(count)
 
@@ -93,6 +96,18 @@ def make_schedule(shape: str, peak_lr: float, total_steps: int) -> optax.Schedul
 def _check_total(total_steps: int) -> None:
     if int(total_steps) < 1:
         raise ValueError(f"total_steps={total_steps} must be >= 1")
+
+
+def _check_number(name: str, value: Any, *, positive: bool) -> None:
+    """A concrete ``value`` must be finite and > 0 (``positive``) or >= 0; a
+    traced one is its caller's to check (a vmapped sweep's validated grid)."""
+    try:
+        x = float(value)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return
+    if not (math.isfinite(x) and (x > 0 if positive else x >= 0)):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name}={value!r} must be finite and {bound}")
 
 
 def switch_schedule(
@@ -123,7 +138,11 @@ def sweep_optimizer(
     is also stored under ``learning_rate`` there, so ``optax.tree.get`` finds
     two values: read it with ``optax.tree.get_all_with_path`` and keep the
     array, as ``train_run`` does.
+
+    Raises:
+        ValueError: if ``weight_decay`` is negative or not finite.
     """
+    _check_number("weight_decay", weight_decay, positive=False)
     return optax.with_extra_args_support(
         optax.inject_hyperparams(optax.adamw)(
             learning_rate=schedule, weight_decay=weight_decay

@@ -24,6 +24,7 @@ from optax_lode.sweep._schedules import (
     PAPER_LRS,
     PAPER_SHAPES,
     SCHEDULE_SHAPES,
+    _check_number,
     sweep_optimizer,
     switch_schedule,
 )
@@ -54,6 +55,8 @@ def run_id(shape: str, lr: float, seed: int) -> str:
 def _validate(shapes, lrs, seeds) -> tuple[tuple[str, ...], tuple, tuple]:
     shapes = tuple(str(s) for s in shapes)
     lrs = tuple(float(x) for x in lrs)
+    if any(isinstance(s, bool) or int(s) != s for s in seeds):
+        raise ValueError(f"seeds must be whole numbers, got {list(seeds)}")
     seeds = tuple(int(s) for s in seeds)
     if not shapes or not lrs or not seeds:
         raise ValueError("shapes, lrs and seeds must all be non-empty")
@@ -69,6 +72,15 @@ def _validate(shapes, lrs, seeds) -> tuple[tuple[str, ...], tuple, tuple]:
     for name, xs in (("shapes", shapes), ("lrs", lrs), ("seeds", seeds)):
         if len(set(xs)) != len(xs):
             raise ValueError(f"{name} has duplicates: {xs}")
+    # Run ids print the rate with %g: rates that differ past its 6 digits
+    # would share an id, found only after training.
+    ids = [run_id(shapes[0], x, seeds[0]) for x in lrs]
+    if len(set(ids)) != len(ids):
+        same = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(
+            f"learning rates {lrs} give the same run ids {same} (rates are "
+            "printed with 6 significant digits): use rates that differ there."
+        )
     return shapes, lrs, seeds
 
 
@@ -128,7 +140,13 @@ def _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk_size, wd):
 
 
 def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file, or a path through one
+        raise ValueError(
+            f"checkpoint directory {str(directory)!r} is not a usable directory "
+            f"({err.strerror}): pass a directory's path."
+        ) from None
     manifest = directory / _MANIFEST
     if manifest.exists():
         try:
@@ -257,9 +275,10 @@ def run_sweep(
             raise ValueError(f"seeds={seeds} must be >= 1")
         seeds = range(int(seeds))
     shapes, lrs, seeds = _validate(shapes, lrs, seeds)
-    epochs = task.default_epochs if epochs is None else int(epochs)
+    epochs = task.default_epochs if epochs is None else epochs
     num_ticks, steps_per_tick = check_clock(task, epochs, ticks_per_epoch)
     wd = float(task.weight_decay if weight_decay is None else weight_decay)
+    _check_number("weight_decay", wd, positive=False)
     runs = sweep_grid(shapes, lrs, seeds)
     devices = list(jax.devices() if devices is None else devices)
     ndev = len(devices)

@@ -212,7 +212,13 @@ def _train(
     callback: Callable[[int, dict[str, np.ndarray]], None] | None,
     batched: bool,
 ):
-    seed_arg = jnp.asarray(seeds, jnp.uint32) if batched else int(seeds[0])
+    for s in seeds:
+        if isinstance(s, bool) or int(s) != s or not 0 <= int(s) < 2**32:
+            # One domain for train_run, train_runs and run_sweep: the same seed
+            # is the same run in each.
+            raise ValueError(f"a seed must be a whole number in [0, 2**32); got {s!r}")
+    seeds = [int(s) for s in seeds]
+    seed_arg = jnp.asarray(seeds, jnp.uint32) if batched else seeds[0]
     program = _compile(
         task,
         tx,
@@ -344,7 +350,7 @@ def train_runs(
     decision predicate batched, so it pays a rollout at every step (DESIGN).
     Time it, or train such runs one by one with :func:`train_run`.
     """
-    seeds = [int(s) for s in seeds]
+    seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds is empty")
     out = _train(
