@@ -250,6 +250,36 @@ def test_bad_arguments_are_rejected():
         eval_params("sgd", {}, ())
 
 
+@pytest.mark.parametrize(
+    ("name", "option", "value"),
+    [
+        ("hd-sgd", "min_learning_rate", -1.0),  # negative logged rates
+        ("constant", "b2", float("nan")),  # NaN losses
+        ("constant", "b1", 1.5),  # growing moments
+        ("hd-sgd", "momentum", 2.0),
+        ("hd-adam", "eps", 0.0),
+        ("prodigy", "betas", (0.9, 1.0)),
+        ("reduce-on-plateau", "accumulation_size", 0),
+        ("schedule-free", "warmup_fraction", 1.5),
+        ("dog", "eps", -1e-6),
+    ],
+)
+def test_options_out_of_range_are_named(name, option, value):
+    """make_baseline promises a ValueError on invalid numbers: options too,
+    not only the learning rate (they used to train silently wrong)."""
+    with pytest.raises(ValueError, match=f"option {option}=.* must be in"):
+        make_baseline(name, learning_rate=0.1, total_steps=10, **{option: value})
+
+
+def test_options_at_the_edges_of_their_ranges_build():
+    for name, options in [
+        ("hd-adam", dict(b1=0.0, min_learning_rate=None, hyper_lr=0.0)),
+        ("reduce-on-plateau", dict(patience=0, accumulation_size=1, min_scale=1.0)),
+        ("schedule-free", dict(warmup_fraction=0.0)),
+    ]:
+        make_baseline(name, learning_rate=0.1, total_steps=10, **options)
+
+
 def test_registry_lists_the_paper_baselines():
     for name in (
         "constant",

@@ -291,6 +291,48 @@ class Baseline:
 
 
 _ADAM = ("b1", "b2", "eps")
+# Valid ranges of the numeric options, (low, high, low_open, high_open): a
+# decay rate of 1 or more, or a negative floor on the rate, trains silently
+# wrong (growing moments, negative logged rates).
+_UNIT = (0.0, 1.0, False, True)  # [0, 1)
+_POSITIVE = (0.0, math.inf, True, True)  # (0, inf)
+_NON_NEGATIVE = (0.0, math.inf, False, True)  # [0, inf)
+_OPTION_RANGES = {
+    "b1": _UNIT,
+    "b2": _UNIT,
+    "beta3": _UNIT,
+    "momentum": _UNIT,
+    "betas": _UNIT,  # each of the pair
+    "eps": _POSITIVE,
+    "estim_lr0": _POSITIVE,
+    "hyper_lr": _NON_NEGATIVE,
+    "min_learning_rate": _NON_NEGATIVE,
+    "rtol": _NON_NEGATIVE,
+    "patience": _NON_NEGATIVE,
+    "cooldown": _NON_NEGATIVE,
+    "accumulation_size": (1.0, math.inf, False, True),
+    "min_scale": (0.0, 1.0, False, False),
+    "warmup_fraction": (0.0, 1.0, False, False),
+}
+
+
+def _check_option(name: str, value: Any) -> None:
+    """A numeric option outside its range is a ``ValueError`` naming it."""
+    if name not in _OPTION_RANGES or value is None:
+        return
+    low, high, low_open, high_open = _OPTION_RANGES[name]
+    values = tuple(value) if isinstance(value, tuple | list) else (value,)
+    for v in values:
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
+        ok = ok and math.isfinite(v) and (v > low if low_open else v >= low)
+        ok = ok and (v < high if high_open else v <= high)
+        if not ok:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            interval = f"{left}{low:g}, {high:g}{right}"
+            raise ValueError(f"option {name}={value!r} must be in {interval}.")
+
+
 _SHAPE_SUMMARY = {
     "constant": "AdamW, constant learning rate",
     "cosine": "AdamW, cosine decay to 0",
@@ -466,6 +508,8 @@ def make_baseline(
     total_steps = int(total_steps)
     if not (math.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
+    for option, value in options.items():
+        _check_option(option, value)
     return spec.build(float(learning_rate), total_steps, float(weight_decay), **options)
 
 
