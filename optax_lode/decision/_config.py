@@ -193,9 +193,12 @@ class DecisionConfig:
         if h is None:
             pass
         elif _is_int(h):
-            if h < 0:
+            if not 0 <= h <= self.run_ticks:
+                # Longer would score past the end of the run, and the rollout
+                # grid (memory and time per decision) grows with it.
                 raise ValueError(
-                    f"an int horizon is in ticks and must be >= 0, got {h}"
+                    f"an int horizon is in ticks and must be in [0, T={self.run_ticks}]"
+                    f" (the run's ticks), got {h}; None scores at the run's end"
                 )
         elif _is_real(h):
             if not (0.0 < float(h) <= 1.0):

@@ -316,8 +316,8 @@ def lode_schedule(
         sigma: ensemble noise in units of the model's per-dimension latent
             scale.
         horizon: where the metric is scored: ``None`` the end of the run
-            (``T - t*``, the paper's best setting), an int number of ticks, or
-            a float fraction of ``T``.
+            (``T - t*``, the paper's best setting), an int number of ticks
+            (at most ``T``), or a float fraction of ``T`` in ``(0, 1]``.
         tol: acceptance tolerance in standard deviations of the window's
             (normalised log) losses.
         lr_bounds: ``(lr_min, lr_max)`` every emitted rate is clipped to;
