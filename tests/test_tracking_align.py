@@ -357,3 +357,33 @@ def test_runs_counting_steps_from_different_origins_are_warned_about():
     )
     with pytest.warns(UserWarning, match=r"1 run\(s\) at step 0, 1 run\(s\) at step 1"):
         align_to_ticks(recs, **KEYS, steps_per_tick=5)
+
+
+def test_runs_trajectories_would_refuse_are_skippable():
+    """A run that diverged at its first tick (no valid tick) or logged a loss
+    of 0 or below: Trajectories refuses both, so on_invalid='skip' must drop
+    them (it used to fail the whole import); 'raise' names them."""
+    nan_first = _run(8, metric_every=2)
+    nan_first["train_loss"][1][0] = float("nan")
+    negative = _run(8, metric_every=2)
+    negative["train_loss"][1][5] = -5.0  # tick 2 (steps 4, 5): mean below 0
+    later_nan = _run(8, metric_every=2)  # divergence after tick 0: masked, kept
+    later_nan["train_loss"][1][4] = float("nan")
+    recs = _records(
+        {
+            "good": _run(8, metric_every=2),
+            "nan0": nan_first,
+            "neg": negative,
+            "late": later_nan,
+        }
+    )
+    with pytest.raises(RunAlignmentError) as err:
+        align_to_ticks(recs, **KEYS, steps_per_tick=2)
+    assert "'nan0': diverged at its first tick" in str(err.value)
+    assert "'neg': 'train_loss' of 0 or below at tick(s) [2]" in str(err.value)
+    assert "'late'" not in str(err.value)
+    with pytest.warns(UserWarning, match="These runs are skipped"):
+        out = align_to_ticks(recs, **KEYS, steps_per_tick=2, on_invalid="skip")
+    runs = Trajectories.from_dataframe(out, num_ticks=4)
+    assert runs.run_ids == ("good", "late")
+    assert runs.lengths.tolist() == [4, 2]

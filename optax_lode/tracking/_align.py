@@ -280,6 +280,26 @@ def align_to_ticks(
     loss_tab.loc[loss_tab["bad"], "loss"] = np.nan
     loss_tab = loss_tab.drop(columns="bad")
     counts = loss_tab.groupby(level="run").size()
+    # What Trajectories refuses, found here so that on_invalid="skip" drops it:
+    # a run whose first tick already diverged has no valid tick, and a loss of
+    # 0 or below has no log.
+    by_run = loss_tab["loss"].groupby(level="run", sort=False)
+    first_loss = by_run.apply(lambda s: s.sort_index(level="tick").iloc[0])
+    nonpositive = by_run.apply(lambda s: s.index.get_level_values("tick")[s <= 0])
+    for run in runs:
+        if run in problems or run not in first_loss.index:
+            continue
+        if not np.isfinite(first_loss[run]):
+            problems[run] = (
+                f"diverged at its first tick: a non-finite {loss!r} record at "
+                f"tick {int(loss_tab.loc[run].index.min())}, so no tick is valid"
+            )
+        elif len(nonpositive[run]):
+            problems[run] = (
+                f"{loss!r} of 0 or below at tick(s) "
+                f"{sorted(nonpositive[run].tolist())[:5]}: a loss must be > 0 "
+                "(it is modelled by its log)"
+            )
     for run in runs:
         if run not in problems and counts.get(run, 0) < min_ticks:
             problems[run] = (
