@@ -167,6 +167,22 @@ def test_normalisation_round_trip():
     np.testing.assert_allclose(norm.inverse(x), raw, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "std", [[0.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, np.nan], [1.0, np.inf, 1.0]]
+)
+def test_normalisation_refuses_a_std_that_is_not_positive(std):
+    """A zero std divides by zero (inf features), a negative one silently
+    flips a feature's sign: both refused, as the docstring promises."""
+    with pytest.raises(ValueError, match="finite std > 0"):
+        Normalisation(np.zeros(3), std)
+    with pytest.raises(ValueError, match="finite std > 0"):
+        Normalisation([0.0, np.nan, 0.0], np.ones(3))
+    with pytest.raises(ValueError, match="min_std must be finite and > 0"):
+        Normalisation.from_data(np.ones((4, 3)), min_std=0.0)
+    # Under a transformation the values are unknown: no check, no error.
+    jax.jit(lambda s: Normalisation(jnp.zeros(3), s).std)(jnp.ones(3))
+
+
 @pytest.mark.parametrize("solver", ["euler", "heun", "rk4", "tsit5"])
 def test_decode_many_is_vmapped_decode(solver):
     """The ensemble rollout decide() uses (one batched scan) equals vmap of

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -42,6 +45,17 @@ class Normalisation(eqx.Module):
                 f"Normalisation mean and std must have shape (3,) for {FEATURES}; "
                 f"got {mean.shape} and {std.shape}."
             )
+        try:
+            m, s = np.asarray(mean), np.asarray(std)
+        except jax.errors.TracerArrayConversionError:
+            pass  # built under a transformation: checked where it was concrete
+        else:
+            # A zero std divides by zero; a negative one flips a feature's sign.
+            if not (np.isfinite(m).all() and np.isfinite(s).all() and (s > 0).all()):
+                raise ValueError(
+                    f"Normalisation needs a finite mean and a finite std > 0 for "
+                    f"each of {FEATURES}; got mean {m.tolist()}, std {s.tolist()}."
+                )
         self.mean = mean
         self.std = std
 
@@ -67,6 +81,8 @@ class Normalisation(eqx.Module):
         Returns:
             The normalisation whose ``forward`` standardises those rows.
         """
+        if not (math.isfinite(min_std) and min_std > 0):
+            raise ValueError(f"min_std must be finite and > 0; got {min_std}.")
         raw = np.asarray(raw, dtype=np.float64)
         if raw.shape[-1] != 3:
             raise ValueError(f"raw must end in 3 features {FEATURES}; got {raw.shape}.")
