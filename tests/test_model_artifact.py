@@ -139,6 +139,33 @@ def test_invalid_ticks_per_step_in_header_refused(saved, bad):
         load_model(saved)
 
 
+@pytest.mark.parametrize(
+    ("field", "bad"), [("mu", 2.7), ("T", "10"), ("latent_size", True)]
+)
+def test_non_integer_sizes_in_header_refused(saved, field, bad):
+    """A hand-edited 2.7 or "10" is refused by name, not truncated or parsed."""
+
+    def edit(h):
+        (h if field in h else h["hyperparameters"])[field] = bad
+
+    _rewrite_header(saved, edit)
+    with pytest.raises(ValueError, match=f"{field} must be an integer, got {bad!r}"):
+        load_model(saved)
+
+
+def test_inspect_shows_a_header_without_library_version(saved, capsys):
+    from optax_lode.cli import main
+
+    _rewrite_header(saved, lambda h: h.pop("library_version"))
+    assert main(["inspect", str(saved)]) == 0
+    assert "(not recorded)" in capsys.readouterr().out
+
+
+def test_saving_into_a_missing_directory_names_it(tmp_path, model):
+    with pytest.raises(FileNotFoundError, match=f"no directory '{tmp_path}/nope'"):
+        save_model(tmp_path / "nope" / "m.lode", model)
+
+
 def test_coarse_step_round_trips(tmp_path):
     model = LatentODE(T=40, key=jax.random.key(1), ticks_per_step=4)
     path = tmp_path / "coarse.lode"

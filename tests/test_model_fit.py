@@ -118,6 +118,8 @@ def test_fit_and_evaluate_errors(fitted):
         evaluate(model, synthetic_sweep(ticks=30, seeds=(0,)))
     with pytest.raises(ValueError, match="observe"):
         evaluate(model, synthetic_sweep(ticks=50, seeds=(0,)), observe=1.0)
+    with pytest.raises(ValueError, match="window must be positive; got 0"):
+        evaluate(model, synthetic_sweep(ticks=50, seeds=(0,)), window=0)
 
 
 @pytest.mark.parametrize(

@@ -157,6 +157,11 @@ def test_constructor_errors_are_clear():
         LatentODE(T=10, key=jax.random.key(0), best_lr_path=np.ones(3))
     with pytest.raises(ValueError, match=r"\(ticks, 3\)"):
         LatentODE(T=10, key=jax.random.key(0)).encode(jnp.zeros((4, 2)))
+    # Sizes are whole numbers: 10.9 used to become T=10 silently.
+    for kwargs in (dict(T=10.9), dict(T=10, mu=2.5), dict(T=10, depth=True)):
+        with pytest.raises(ValueError, match="must be a whole number"):
+            LatentODE(key=jax.random.key(0), **kwargs)
+    assert LatentODE(T=np.int64(10), mu=3.0, key=jax.random.key(0)).mu == 3
 
 
 def test_normalisation_round_trip():

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from optax_lode import Normalisation, Trajectories
-from optax_lode.runs import DivergedRunWarning
+from optax_lode.runs import DivergedRunWarning, simulate_curve, synthetic_sweep
 
 
 def _curves(runs=3, ticks=12):
@@ -374,3 +374,18 @@ def test_info_columns_named_like_the_long_format_are_prefixed():
     assert back.run_ids == ("r",)
     np.testing.assert_array_equal(back.loss, runs.loss)
     assert back.info["info_loss"].tolist() == [0.5]
+
+
+def test_small_edge_cases_get_their_own_messages():
+    runs = synthetic_sweep(ticks=5, seeds=(0,))
+    with pytest.raises(ValueError, match="the selection is empty"):
+        runs.select([])
+    with pytest.raises(ValueError, match="ticks must be >= 1"):
+        synthetic_sweep(ticks=0)
+    with pytest.raises(ValueError, match="schedules is empty"):
+        synthetic_sweep(schedules=())
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        simulate_curve(np.array([]))
+    for bad in (-1, 0):  # -1 made the loss rise; 0 fell back to the default
+        with pytest.raises(ValueError, match="ticks_per_unit must be >= 1"):
+            simulate_curve(np.full(5, 0.01), ticks_per_unit=bad)

@@ -241,6 +241,9 @@ def test_missing_extra_arg_is_a_type_error_naming_it(missing):
     del kwargs[missing]
     with pytest.raises(TypeError, match=f"needs {missing}="):
         tx.update({"w": jnp.ones(())}, state, **kwargs)
+    # None (an optional metric not filled in) is named too, not jnp's message.
+    with pytest.raises(TypeError, match=f"got {missing}=None"):
+        tx.update({"w": jnp.ones(())}, state, **kwargs, **{missing: None})
 
 
 def test_non_scalar_value_is_rejected():

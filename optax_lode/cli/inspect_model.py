@@ -37,7 +37,8 @@ def format_header(header: dict) -> str:
     history = training.pop("history", [])
     lines = [
         ("format", f"{header['kind']} v{header['format_version']}"),
-        ("written by", f"optax-lode {header['library_version']}"),
+        # Not needed to load the model, so a (hand-made) header may lack it.
+        ("written by", f"optax-lode {header.get('library_version', '(not recorded)')}"),
         ("features", ", ".join(header["features"])),
         ("T (ticks per run)", header["T"]),
         ("mu (window, ticks)", header["mu"]),

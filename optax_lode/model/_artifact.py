@@ -110,6 +110,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically (temp file, fsync, rename)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):  # else the error would name the temp file
+        raise FileNotFoundError(f"cannot write {path!r}: no directory {directory!r}")
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -268,6 +270,15 @@ def _read(path):
     return header, payload
 
 
+def _header_int(fields: dict, name: str) -> int:
+    """An integer field, as save_model writes it: ``2.7`` or ``"10"`` (a hand
+    edit) is invalid rather than truncated or parsed."""
+    value = fields[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
 def load_model(path: str | os.PathLike) -> LatentODE:
     """Loads a model saved by :func:`save_model`, validating everything.
 
@@ -290,15 +301,15 @@ def load_model(path: str | os.PathLike) -> LatentODE:
         hp = header["hyperparameters"]
         norm = header["normalisation"]
         skeleton = LatentODE(
-            T=int(header["T"]),
-            mu=int(header["mu"]),
+            T=_header_int(header, "T"),
+            mu=_header_int(header, "mu"),
             key=jax.random.key(0),
-            latent_size=int(hp["latent_size"]),
-            hidden_size=int(hp["hidden_size"]),
-            depth=int(hp["depth"]),
+            latent_size=_header_int(hp, "latent_size"),
+            hidden_size=_header_int(hp, "hidden_size"),
+            depth=_header_int(hp, "depth"),
             solver=hp["solver"],
             # Version 1 predates coarser steps: its models step once per tick.
-            ticks_per_step=int(hp["ticks_per_step"]) if version >= 2 else 1,
+            ticks_per_step=_header_int(hp, "ticks_per_step") if version >= 2 else 1,
             normalisation=Normalisation(norm["mean"], norm["std"]),
             lr_range=header["lr_range"],
             best_lr_path=header["best_lr_path"],

@@ -108,9 +108,9 @@ def evaluate(
     if not 0.0 < float(observe) < 1.0:
         raise ValueError(f"observe must be a fraction in (0, 1); got {observe}.")
     k = min(max(1, round(float(observe) * T)), T - 1)
-    w = min(int(window or model.mu), k)
-    if w < 1:
+    if window is not None and int(window) < 1:
         raise ValueError(f"window must be positive; got {window}.")
+    w = min(model.mu if window is None else int(window), k)
 
     raw = trajectories.features()
     mask = trajectories.mask

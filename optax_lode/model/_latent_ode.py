@@ -430,6 +430,15 @@ class LatentODE(eqx.Module):
             training_summary: JSON-serialisable facts about the fit (``fit`` sets
                 it; ``save_model`` stores it in the header).
         """
+        for name, v in (
+            ("T", T),
+            ("mu", mu),
+            ("latent_size", latent_size),
+            ("hidden_size", hidden_size),
+            ("depth", depth),
+        ):
+            if v is not None and (isinstance(v, bool) or int(v) != v):
+                raise ValueError(f"{name} must be a whole number; got {v!r}.")
         T = int(T)
         if T < 2:
             raise ValueError(f"T (ticks in a run) must be at least 2; got {T}.")

@@ -79,8 +79,14 @@ def simulate_curve(
         ``(loss, metric)``, each ``(ticks,)``; loss is positive, metric in (0, 1).
     """
     lr = np.asarray(lr, np.float64)
-    if lr.ndim != 1 or np.any(~np.isfinite(lr)) or np.any(lr <= 0):
-        raise ValueError("lr must be a 1-D array of positive finite learning rates.")
+    if lr.ndim != 1 or lr.size == 0 or np.any(~np.isfinite(lr)) or np.any(lr <= 0):
+        raise ValueError(
+            "lr must be a non-empty 1-D array of positive finite learning rates."
+        )
+    if ticks_per_unit is not None and not ticks_per_unit >= 1:
+        raise ValueError(
+            f"ticks_per_unit must be >= 1 (or None); got {ticks_per_unit}."
+        )
     ticks = lr.shape[0]
     scale = 100.0 / (ticks_per_unit or ticks)
     rng = np.random.default_rng(seed)
@@ -127,6 +133,13 @@ def synthetic_sweep(
         >>> traj.num_runs, traj.num_ticks
         (16, 50)
     """
+    if int(ticks) < 1:
+        raise ValueError(f"ticks must be >= 1; got {ticks}.")
+    for name, values in (("schedules", schedules), ("peak_lrs", peak_lrs)):
+        if len(values) == 0:
+            raise ValueError(f"{name} is empty; give at least one.")
+    if len(seeds) == 0:
+        raise ValueError("seeds is empty; give at least one.")
     losses, metrics, lrs, info = [], [], [], []
     for s_i, schedule in enumerate(schedules):
         for l_i, peak in enumerate(peak_lrs):

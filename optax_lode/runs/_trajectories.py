@@ -486,6 +486,8 @@ class Trajectories:
                     f"run index out of range for {self.num_runs} runs: {idx.tolist()}."
                 )
             idx = idx % self.num_runs
+        elif runs.size == 0:  # select([]): numpy reads it as float64
+            idx = np.zeros(0, np.int64)
         else:
             raise ValueError(
                 "select takes integer indices, a boolean mask or run ids; got "

@@ -549,6 +549,13 @@ def lode_schedule(
                 "lode_schedule's update needs val_metric=<latest validation "
                 "metric> (pass NaN when there is nothing new: the last one is held)"
             )
+        for name, x in (("value", value), ("val_metric", val_metric)):
+            if x is None:
+                raise TypeError(
+                    f"lode_schedule's update got {name}=None; pass a number "
+                    "(val_metric=float('nan') when there is no new metric: the "
+                    "last one is held)"
+                )
         value = jnp.asarray(value, jnp.float32)
         val_metric = jnp.asarray(val_metric, jnp.float32)
         if value.shape != () or val_metric.shape != ():
