@@ -283,22 +283,20 @@ def align_to_ticks(
     # What Trajectories refuses, found here so that on_invalid="skip" drops it:
     # a run whose first tick already diverged has no valid tick, and a loss of
     # 0 or below has no log.
-    by_run = loss_tab["loss"].groupby(level="run", sort=False)
-    first_loss = by_run.apply(lambda s: s.sort_index(level="tick").iloc[0])
-    nonpositive = by_run.apply(lambda s: s.index.get_level_values("tick")[s <= 0])
-    for run in runs:
-        if run in problems or run not in first_loss.index:
+    for run, per_tick in loss_tab["loss"].groupby(level="run", sort=False):
+        if run in problems:
             continue
-        if not np.isfinite(first_loss[run]):
+        per_tick = per_tick.droplevel("run").sort_index()
+        if not np.isfinite(per_tick.iloc[0]):
             problems[run] = (
                 f"diverged at its first tick: a non-finite {loss!r} record at "
-                f"tick {int(loss_tab.loc[run].index.min())}, so no tick is valid"
+                f"tick {int(per_tick.index[0])}, so no tick is valid"
             )
-        elif len(nonpositive[run]):
+        elif (per_tick <= 0).any():
+            ticks = per_tick.index[(per_tick <= 0).to_numpy()].tolist()
             problems[run] = (
-                f"{loss!r} of 0 or below at tick(s) "
-                f"{sorted(nonpositive[run].tolist())[:5]}: a loss must be > 0 "
-                "(it is modelled by its log)"
+                f"{loss!r} of 0 or below at tick(s) {ticks[:5]}: a loss must be "
+                "> 0 (it is modelled by its log)"
             )
     for run in runs:
         if run not in problems and counts.get(run, 0) < min_ticks:
