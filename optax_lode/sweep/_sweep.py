@@ -55,6 +55,7 @@ def run_id(shape: str, lr: float, seed: int) -> str:
 def _validate(shapes, lrs, seeds) -> tuple[tuple[str, ...], tuple, tuple]:
     shapes = tuple(str(s) for s in shapes)
     lrs = tuple(float(x) for x in lrs)
+    seeds = list(seeds)  # read twice below: a generator would be used up
     if any(isinstance(s, bool) or int(s) != s for s in seeds):
         raise ValueError(f"seeds must be whole numbers, got {list(seeds)}")
     seeds = tuple(int(s) for s in seeds)
