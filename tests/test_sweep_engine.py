@@ -12,13 +12,14 @@ from _sweep_toy import ToyTask
 
 from optax_lode.sweep import (
     SCHEDULE_SHAPES,
+    DivergedSweepRunWarning,
     make_schedule,
     run_sweep,
     sweep_optimizer,
     train_run,
     train_runs,
 )
-from optax_lode.sweep._sweep import DivergedSweepRunWarning, _chunk_path
+from optax_lode.sweep._sweep import _chunk_path
 
 
 def _hand_sgd(task, seed, schedule, num_ticks, steps_per_tick):

@@ -20,11 +20,11 @@ MU = 4
 
 
 @functools.cache
-def _runner(k: int):
+def _runner(k: int, mu: int = MU):
     """A jitted scan feeding given (value, val_metric) sequences to the bare
     transformation with unit updates, so each output update is the rate."""
     model = small_model(3)
-    tx = lode_schedule(model, total_steps=T * k, steps_per_tick=k, mu=MU)
+    tx = lode_schedule(model, total_steps=T * k, steps_per_tick=k, mu=mu)
 
     @jax.jit
     def run(values, metrics):
@@ -116,6 +116,24 @@ def test_no_decision_after_the_run_and_the_rate_holds():
     lrs = np.asarray(lrs)
     np.testing.assert_array_equal(lrs[T * k :], lrs[T * k - 1])
     assert np.all(np.isfinite(lrs)) and np.all(lrs > 0)
+
+
+def test_past_the_run_the_last_segment_runs_out_then_holds():
+    """When mu does not divide T the last decision's segment reaches past T:
+    the ticks after T follow it to its end, then its last rate holds."""
+    k, mu = 2, 5
+    assert T % mu != 0
+    _, _, run = _runner(k, mu)
+    steps = (T + 2 * mu) * k
+    values = np.exp(-np.linspace(0, 1, steps))
+    metrics = np.linspace(0.2, 0.8, steps)
+    _, (lrs, states) = run(jnp.asarray(values, jnp.float32), jnp.asarray(metrics))
+    last = (T - 1) // mu * mu  # the last decision tick
+    segment = np.asarray(states.segment)[-1]
+    assert int(np.asarray(states.decisions)[-1]) == last // mu
+    per_tick = np.asarray(lrs)[::k]
+    np.testing.assert_array_equal(per_tick[last : last + mu], segment)
+    np.testing.assert_array_equal(per_tick[last + mu :], segment[-1])
 
 
 def test_a_run_without_a_finite_metric_holds_its_rate():

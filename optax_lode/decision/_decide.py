@@ -429,7 +429,8 @@ def decide(
         model: a :class:`optax_lode.LatentODE` (any module with its
             ``encode``/``decode``/``normalisation``/``latent_scale``).
         window: raw ``(loss, metric, lr)`` of the last ``mu`` ticks, oldest
-            first; rows with a non-finite or non-positive entry are masked.
+            first; rows with a non-finite entry, or a loss or learning rate
+            of 0 or below (they have no log), are masked.
         t_star: the current live tick (the window's last row is tick
             ``t_star - 1``; the segment starts at ``t_star``), at least
             ``config.mu`` (a ``ValueError`` when it is known to be less).

@@ -449,7 +449,7 @@ def lode_stage(
     """LODE-scheduled training on every evaluation seed, one run at a time.
 
     Runs are not vmapped: under ``vmap`` the decision's ``lax.cond`` would
-    become a ``select`` and pay a rollout at every step (DESIGN).
+    become a ``select`` and pay a rollout at every step (docs/schedule.md).
     """
     from optax_lode.sweep import train_run
 

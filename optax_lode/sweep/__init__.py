@@ -16,13 +16,19 @@ from optax_lode.sweep._schedules import (
     make_schedule,
     sweep_optimizer,
 )
-from optax_lode.sweep._sweep import run_id, run_sweep, sweep_grid
+from optax_lode.sweep._sweep import (
+    DivergedSweepRunWarning,
+    run_id,
+    run_sweep,
+    sweep_grid,
+)
 from optax_lode.sweep._train import RunResult, train_run, train_runs
 
 __all__ = [
     "PAPER_LRS",
     "PAPER_SHAPES",
     "SCHEDULE_SHAPES",
+    "DivergedSweepRunWarning",
     "RunResult",
     "TickRecord",
     "make_schedule",

@@ -1,4 +1,4 @@
-"""One run's training loop on the tick clock (DESIGN, "One clock").
+"""One run's training loop on the tick clock (docs/algorithm.md, "One clock").
 
 A *tick* is ``steps_per_tick`` optimizer steps. Its record is
 ``(mean training loss over its steps, validation metric at its end, mean

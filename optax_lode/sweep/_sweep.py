@@ -223,7 +223,7 @@ def run_sweep(
 
     Every run trains with AdamW (``task.weight_decay`` unless overridden)
     whose learning rate follows ``make_schedule(shape, lr, total_steps)``,
-    and logs one record per tick (DESIGN, "One clock"): the mean training
+    and logs one record per tick (docs/algorithm.md, "One clock"): the mean training
     loss over the tick's steps, the validation metric at the tick's end and
     the mean learning rate the optimizer used over the tick's steps (read
     from its state). The run with seed ``s`` uses ``jax.random.key(s)``,
@@ -259,7 +259,9 @@ def run_sweep(
         shape, then lr, then seed; ids like ``"cosine-lr0.01-s3"``) and info
         columns ``task``, ``schedule``, ``peak_lr``, ``seed``,
         ``test_metric``. Diverged runs are masked from their first
-        non-finite tick on and have a NaN test metric.
+        non-finite tick on and have a NaN test metric; a run that diverges in
+        its very first tick has no record and is left out, with a
+        :class:`DivergedSweepRunWarning`.
 
     Example:
         >>> from optax_lode.sweep import run_sweep

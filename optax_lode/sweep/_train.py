@@ -283,8 +283,10 @@ def train_run(
         ticks_per_epoch: ticks per epoch; ``steps_per_tick =
             task.steps_per_epoch // ticks_per_epoch``.
         learning_rate_fn: ``opt_state -> learning rate of the step just
-            taken``. Default: ``optax.tree.get(opt_state, "learning_rate")``
-            (``optax.inject_hyperparams`` and ``lode_schedule`` expose it).
+            taken``. Default: the one array-valued ``learning_rate`` entry of
+            the state (``optax.tree.get_all_with_path``; a schedule's own
+            entry, a function, is skipped), which ``optax.inject_hyperparams``
+            and ``lode_schedule`` expose.
         eval_fn: ``(params, opt_state) -> params to evaluate``, e.g.
             ``lambda p, s: optax.contrib.schedule_free_eval_params(s, p)``.
         callback: called after every tick as ``callback(tick, record)``.
@@ -347,7 +349,8 @@ def train_runs(
     ``(seeds, ticks)``, ``test_metric`` an array, params batched). Mind that
     under ``vmap`` a ``lax.cond`` whose predicate differs across runs
     executes both branches: the batched state makes ``lode_schedule``'s
-    decision predicate batched, so it pays a rollout at every step (DESIGN).
+    decision predicate batched, so it pays a rollout at every step
+    (docs/schedule.md, "Keeping it cheap").
     Time it, or train such runs one by one with :func:`train_run`.
     """
     seeds = list(seeds)

@@ -4,7 +4,7 @@ Trackers record each key at its own steps: a loss every step or every few steps,
 validation metric once an epoch, a learning rate whenever the user remembered to.
 :func:`align_to_ticks` turns such records into the long-format table
 ``Trajectories.from_dataframe`` reads, one row per (run, tick), under the one clock
-of the design:
+of docs/algorithm.md:
 
 - tick ``t`` holds the tracker steps ``s`` with
   ``(s - first_step) // steps_per_tick == t``;
