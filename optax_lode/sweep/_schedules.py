@@ -103,7 +103,7 @@ def _check_number(name: str, value: Any, *, positive: bool) -> None:
     traced one is its caller's to check (a vmapped sweep's validated grid)."""
     try:
         x = float(value)
-    except (TypeError, jax.errors.ConcretizationTypeError):
+    except jax.errors.ConcretizationTypeError:
         return
     if not (math.isfinite(x) and (x > 0 if positive else x >= 0)):
         bound = "> 0" if positive else ">= 0"
