@@ -221,6 +221,8 @@ def _machines_note(data: dict) -> str:
     for task, d in data.items():
         env = d.get("environment") or {}
         cpu = env.get("cpu_model") or env.get("processor") or "unknown CPU"
+        if "cpu_isa" in env:  # one model name covers CPUs with and without it
+            cpu += f" ({'with' if 'avx512f' in env['cpu_isa'] else 'no'} AVX-512)"
         by_cpu.setdefault(cpu, []).append(f"{task} ({str(env.get('date'))[:10]})")
     if len(by_cpu) < 2:
         return ""
