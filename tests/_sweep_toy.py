@@ -23,6 +23,9 @@ class ToyTask:
     default_epochs: int = 2
     weight_decay: float = 0.0
     nan_after: int | None = None  # simulate a divergence from this step on
+    # From this step on the loss is `flat_value` (0.0: float32 underflow).
+    flat_from: int | None = None
+    flat_value: float = 0.0
 
     def init(self, key):
         import jax
@@ -39,6 +42,8 @@ class ToyTask:
     def train_loss(self, params, state, step, key):
         c = self.target(step, key)
         loss = 0.5 * (params["w"] - c) ** 2 + 0.1
+        if self.flat_from is not None:
+            loss = jnp.where(step >= self.flat_from, self.flat_value, loss)
         if self.nan_after is not None:
             loss = jnp.where(step >= self.nan_after, jnp.nan, loss)
         return loss, state

@@ -12,7 +12,9 @@ from _sweep_toy import ToyTask
 
 from optax_lode.sweep import (
     SCHEDULE_SHAPES,
+    ZERO_LOSS_FLOOR,
     DivergedSweepRunWarning,
+    ZeroLossWarning,
     make_schedule,
     run_sweep,
     sweep_optimizer,
@@ -239,6 +241,25 @@ def test_diverged_runs_are_masked_or_left_out():
         run_sweep(
             ToyTask(nan_after=0), shapes=["constant"], lrs=[0.1], seeds=1, epochs=1
         )
+
+
+def test_a_loss_that_underflowed_to_zero_is_floored_and_the_run_kept():
+    # A convnet at a high rate can fit every example of a tick so closely that
+    # float32 cross-entropy is exactly 0 (digits-cnn, onecycle at lr 0.1): the
+    # sweep used to fail at its end. From step 12 (tick 2 of 6-step ticks) the
+    # loss is 0.
+    kwargs = dict(shapes=["constant"], lrs=[0.1], seeds=2, epochs=4)
+    with pytest.warns(ZeroLossWarning, match="4 tick\\(s\\) of 2 run"):
+        traj = run_sweep(ToyTask(flat_from=12), **kwargs)
+    ref = run_sweep(ToyTask(), **kwargs)
+    assert ZERO_LOSS_FLOOR == 2.0**-24
+    assert traj.mask.all() and np.isfinite(traj.info["test_metric"]).all()
+    np.testing.assert_array_equal(traj.loss[:, :2], ref.loss[:, :2])
+    np.testing.assert_array_equal(traj.loss[:, 2:], ZERO_LOSS_FLOOR)
+    np.testing.assert_array_equal(traj.metric[:, :2], ref.metric[:, :2])
+    # A negative loss is no rounding: the task is wrong, and it is an error.
+    with pytest.raises(ValueError, match="non-positive value"):
+        run_sweep(ToyTask(flat_from=12, flat_value=-1.0), **kwargs)
 
 
 @pytest.mark.parametrize(

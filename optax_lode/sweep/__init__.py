@@ -17,7 +17,9 @@ from optax_lode.sweep._schedules import (
     sweep_optimizer,
 )
 from optax_lode.sweep._sweep import (
+    ZERO_LOSS_FLOOR,
     DivergedSweepRunWarning,
+    ZeroLossWarning,
     run_id,
     run_sweep,
     sweep_grid,
@@ -28,9 +30,11 @@ __all__ = [
     "PAPER_LRS",
     "PAPER_SHAPES",
     "SCHEDULE_SHAPES",
+    "ZERO_LOSS_FLOOR",
     "DivergedSweepRunWarning",
     "RunResult",
     "TickRecord",
+    "ZeroLossWarning",
     "make_schedule",
     "run_id",
     "run_sweep",

@@ -40,6 +40,19 @@ class DivergedSweepRunWarning(UserWarning):
     """A sweep run diverged before its first tick record and was left out."""
 
 
+class ZeroLossWarning(UserWarning):
+    """Some ticks' training loss underflowed to 0 and was recorded as
+    :data:`ZERO_LOSS_FLOOR`."""
+
+
+#: The training loss recorded for a tick whose mean loss was exactly 0.
+#: float32 cross-entropy rounds an example's loss below about ``2**-24`` to 0,
+#: so a tick where every example was fit that closely (a convnet at a high
+#: rate, late in the run) records 0, which has no log; its true loss is below
+#: this value.
+ZERO_LOSS_FLOOR = 2.0**-24
+
+
 def sweep_grid(
     shapes: Sequence[str], lrs: Sequence[float], seeds: Sequence[int]
 ) -> list[tuple[str, float, int]]:
@@ -261,7 +274,10 @@ def run_sweep(
         ``test_metric``. Diverged runs are masked from their first
         non-finite tick on and have a NaN test metric; a run that diverges in
         its very first tick has no record and is left out, with a
-        :class:`DivergedSweepRunWarning`.
+        :class:`DivergedSweepRunWarning`. A tick whose mean training loss
+        was exactly 0 (float32 underflow) is recorded as
+        :data:`ZERO_LOSS_FLOOR`, with a :class:`ZeroLossWarning`: the loss is
+        modelled by its log. A negative loss is an error of the task.
 
     Example:
         >>> from optax_lode.sweep import run_sweep
@@ -352,6 +368,17 @@ def run_sweep(
     loss, metric, lr, mask, test = finish_records(
         cat["loss"], cat["metric"], cat["lr"], cat["test"]
     )
+    zero = mask & (loss == 0.0)
+    if zero.any():
+        warnings.warn(
+            f"{int(zero.sum())} tick(s) of {int(zero.any(axis=1).sum())} run(s) "
+            "had a mean training loss of exactly 0 (float32 underflow: every "
+            f"example fit to within rounding); recorded as {ZERO_LOSS_FLOOR:g} "
+            "(2**-24), below which the true loss lies.",
+            ZeroLossWarning,
+            stacklevel=2,
+        )
+        loss = np.where(zero, ZERO_LOSS_FLOOR, loss)
     # A run that diverged in its very first tick has no record at all; a
     # Trajectories run needs at least one valid tick, so it is left out.
     keep = mask[:, 0]
