@@ -74,6 +74,16 @@ def environment() -> dict[str, Any]:
     }
 
 
+def cpu_label(env: dict[str, Any]) -> str:
+    """``"AMD EPYC (no AVX-512)"``: cloud CPUs share a model name across
+    generations, and results that round differently (convnets, some
+    baselines) differ with the vector extensions."""
+    cpu = env.get("cpu_model") or env.get("processor") or "unknown CPU"
+    if "cpu_isa" in env:
+        cpu += f" ({'with' if 'avx512f' in env['cpu_isa'] else 'no'} AVX-512)"
+    return cpu
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured Markdown table; floats get 4 significant digits."""
 

@@ -27,7 +27,7 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks._common import RESULTS_DIR, environment, write_result
+from benchmarks._common import RESULTS_DIR, cpu_label, environment, write_result
 
 NAME = "table1_schedule_quality"
 TASKS = ("digits-cnn", "mnist1d-mlp", "mnist1d-cnn", "text-transformer", "digits-mlp")
@@ -220,9 +220,7 @@ def _machines_note(data: dict) -> str:
     by_cpu: dict[str, list[str]] = {}
     for task, d in data.items():
         env = d.get("environment") or {}
-        cpu = env.get("cpu_model") or env.get("processor") or "unknown CPU"
-        if "cpu_isa" in env:  # one model name covers CPUs with and without it
-            cpu += f" ({'with' if 'avx512f' in env['cpu_isa'] else 'no'} AVX-512)"
+        cpu = cpu_label(env)
         by_cpu.setdefault(cpu, []).append(f"{task} ({str(env.get('date'))[:10]})")
     if len(by_cpu) < 2:
         return ""

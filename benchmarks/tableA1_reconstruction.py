@@ -22,7 +22,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks._common import environment, read_result, write_result
+from benchmarks._common import cpu_label, environment, read_result, write_result
 
 NAME = "tableA1_reconstruction"
 CACHE = Path("results/demo/cache")
@@ -46,7 +46,7 @@ def _provenance(done: dict) -> str:
         if not env:
             parts.append(f"{task}: by an earlier version (date, CPU, model not kept)")
             continue
-        cpu = env.get("cpu_model") or "CPU not recorded"
+        cpu = cpu_label(env) if env.get("cpu_model") else "CPU not recorded"
         parts.append(
             f"{task}: {str(env.get('date'))[:10]}, {cpu}, model {d['model_key']}"
         )
