@@ -1,36 +1,28 @@
 """Small, pickle-free cache files of the demo: run records as ``.npz``, tables as JSON.
 
-Every file is written atomically (temporary file, then ``os.replace``) so a
+Every file is written atomically (``optax_lode._files.atomic_write``) so a
 killed demo never leaves a half-written entry that a re-run would trust.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from optax_lode._files import atomic_write, atomic_write_text
+
 #: The arrays a cached run keeps (what the report and the figures need).
 RUN_FIELDS = ("loss", "metric", "lr", "mask")
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_json(path: Path, data: Any) -> None:
-    _atomic(path, lambda p: p.write_text(json.dumps(data, indent=1, default=float)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=1, default=float))
 
 
 def load_json(path: Path) -> Any | None:
@@ -54,7 +46,9 @@ def save_run(path: Path, result: Any, **extra: float) -> dict[str, Any]:
         with open(p, "wb") as f:
             np.savez(f, **record)
 
-    _atomic(Path(path), write)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, write)
     return _as_dict(record)
 
 

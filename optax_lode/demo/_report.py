@@ -11,6 +11,7 @@ from typing import Any
 import equinox as eqx
 import numpy as np
 
+from optax_lode._files import atomic_write_text
 from optax_lode.evaluation import (
     compare_methods,
     plot_decision_fan,
@@ -400,9 +401,7 @@ def write_report(result: Any, *, figures: bool = True) -> Path:
         "",
     ]
     path = out / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
+    atomic_write_text(path, "\n".join(lines))
     save_summary(result, comp)
     return path
 
@@ -438,7 +437,5 @@ def save_summary(result: Any, comp: Any) -> Path:
         "timings": result.timings,
         "cached": result.cached,
     }
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=float))
-    tmp.replace(out)
+    atomic_write_text(out, json.dumps(data, indent=1, default=float))
     return out

@@ -30,6 +30,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from optax_lode._files import atomic_write_bytes
 from optax_lode._version import __version__
 from optax_lode.model._latent_ode import LatentODE
 from optax_lode.model._normalisation import FEATURES, Normalisation
@@ -104,24 +105,6 @@ def unpack(data: bytes, *, source: str = "file") -> tuple[dict[str, Any], bytes]
             f"{source} is corrupt: the array payload checksum does not match."
         )
     return header, payload
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (temp file, fsync, rename)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):  # else the error would name the temp file
-        raise FileNotFoundError(f"cannot write {path!r}: no directory {directory!r}")
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def serialise_leaves(tree) -> bytes:

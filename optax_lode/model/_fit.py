@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_lode._files import atomic_write_bytes, usable_directory
 from optax_lode._version import __version__
 from optax_lode.model._artifact import (
-    atomic_write_bytes,
     deserialise_leaves,
     leaf_specs,
     pack,
@@ -374,14 +374,8 @@ def fit(
     best_params = params
     ckpt_path = None
     if checkpoint_dir is not None:
-        try:
-            os.makedirs(checkpoint_dir, exist_ok=True)
-        except OSError as err:  # a file, or a path through one
-            raise ValueError(
-                f"checkpoint_dir {os.fspath(checkpoint_dir)!r} is not a usable "
-                f"directory ({err.strerror}): pass a directory's path."
-            ) from None
-        ckpt_path = os.path.join(os.fspath(checkpoint_dir), _CHECKPOINT)
+        directory = usable_directory(checkpoint_dir, "checkpoint_dir")
+        ckpt_path = os.fspath(directory / _CHECKPOINT)
         if os.path.exists(ckpt_path):
             params, opt_state, best_params, state = _load_checkpoint(
                 ckpt_path, fingerprint, (params, opt_state, best_params)

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from optax_lode._files import atomic_write
+
 _SERIES = ("loss", "metric", "lr")
 # Ticks of one run at most: a larger tick is a step number, or a typo.
 _MAX_TICKS = 1_000_000
@@ -455,11 +457,11 @@ class Trajectories:
 
     def to_parquet(self, path: str | os.PathLike) -> None:
         """Writes :meth:`to_dataframe` as Parquet (atomically)."""
-        _atomic_write(path, lambda p: self.to_dataframe().to_parquet(p, index=False))
+        atomic_write(path, lambda p: self.to_dataframe().to_parquet(p, index=False))
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """Writes :meth:`to_dataframe` as CSV (atomically)."""
-        _atomic_write(path, lambda p: self.to_dataframe().to_csv(p, index=False))
+        atomic_write(path, lambda p: self.to_dataframe().to_csv(p, index=False))
 
     # -- selection ---------------------------------------------------------------
 
@@ -671,14 +673,3 @@ def _clean(arrays, mask, run_ids, names=None) -> np.ndarray:
     for role in _SERIES:
         arrays[role][~mask] = np.nan
     return mask
-
-
-def _atomic_write(path, write) -> None:
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from optax_lode._files import atomic_write, atomic_write_bytes, usable_directory
 from optax_lode._version import __version__
 from optax_lode.sweep._loop import check_clock, finish_records, init_carry, tick
 from optax_lode.sweep._schedules import (
@@ -154,13 +155,7 @@ def _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk_size, wd):
 
 
 def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a file, or a path through one
-        raise ValueError(
-            f"checkpoint directory {str(directory)!r} is not a usable directory "
-            f"({err.strerror}): pass a directory's path."
-        ) from None
+    usable_directory(directory, "checkpoint directory")
     manifest = directory / _MANIFEST
     if manifest.exists():
         try:
@@ -176,18 +171,12 @@ def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
                 "directory or delete this one"
             )
     else:
-        _atomic_write_bytes(
+        atomic_write_bytes(
             manifest,
             json.dumps(
                 {"config": config, "optax_lode": __version__}, indent=2
             ).encode(),
         )
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _chunk_path(directory: Path, index: int) -> Path:
@@ -209,9 +198,11 @@ def _load_chunk(path: Path, n: int, num_ticks: int, digest: str):
 
 
 def _save_chunk(path: Path, arrays: dict[str, np.ndarray], digest: str) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, digest=np.asarray(digest), **arrays)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez renames a path
+            np.savez(f, digest=np.asarray(digest), **arrays)
+
+    atomic_write(path, write)
 
 
 def _chunk_digest(runs: Sequence[tuple[str, float, int]]) -> str:
