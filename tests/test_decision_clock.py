@@ -42,16 +42,18 @@ class Continuation(eqx.Module):
     lr_range: jax.Array
     best_lr_path: jax.Array
     latent_scale: jax.Array
-    slope: float = eqx.field(static=True)
-    bias: float = eqx.field(static=True)
+    # Arrays, not static fields: hypothesis's examples then share one compile.
+    slope: jax.Array
+    bias: jax.Array
     T: int = eqx.field(static=True)
     mu: int = eqx.field(static=True)
 
     def __init__(self, slope: float, lr0: float = 0.5, bias: float = 0.0):
         # bias: the encoder overestimates log lr by this much (a fitted LODE's
         # reconstruction error), which decode carries on.
-        self.T, self.mu, self.slope = TICKS, MU, float(slope)
-        self.bias = float(bias)
+        self.T, self.mu = TICKS, MU
+        self.slope = jnp.asarray(slope, jnp.float32)
+        self.bias = jnp.asarray(bias, jnp.float32)
         self.normalisation = Normalisation(mean=np.zeros(3), std=np.ones(3))
         path = lr0 * np.exp(slope * np.arange(TICKS))
         self.lr_range = jnp.asarray([path.min(), path.max()], jnp.float32)
@@ -60,7 +62,8 @@ class Continuation(eqx.Module):
 
     def encode(self, window, mask=None):
         del mask
-        return jnp.asarray(window, jnp.float32)[-1] + jnp.array([0.0, 0.0, self.bias])
+        shift = jnp.zeros(3, jnp.float32).at[2].set(self.bias)
+        return jnp.asarray(window, jnp.float32)[-1] + shift
 
     def decode(self, z, num_ticks):
         k = jnp.arange(num_ticks, dtype=jnp.float32)
@@ -91,7 +94,7 @@ def test_segment_continues_the_matched_path_after_the_window(
     window = np.stack(
         [np.full(MU, 0.3), np.full(MU, 0.7), np.exp(log_lr + slope * past)], 1
     ).astype(np.float32)
-    d = _decide(model, window, t_star, jax.random.key(0), cfg)
+    d = _decide(model, window, jnp.int32(t_star), jax.random.key(0), cfg)
     assert not bool(d.fallback)
     expect = np.exp(log_lr + slope * (1 + np.arange(MU)))
     np.testing.assert_allclose(d.segment, expect, rtol=2e-5)
