@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from optax_lode._files import atomic_write_text
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 _PACKAGES = ("optax-lode", "jax", "jaxlib", "optax", "equinox", "diffrax", "flax")
@@ -112,9 +114,7 @@ def write_result(
     env = environment()
     payload = {"name": name, "environment": env, **data}
     json_path = out / f"{name}.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    tmp.replace(json_path)
+    atomic_write_text(json_path, json.dumps(payload, indent=2, default=float) + "\n")
     cpu = env["processor"]
     if env["cpu_model"]:
         avx512 = "avx512f" in env["cpu_isa"]
@@ -126,7 +126,7 @@ def write_result(
     md = f"## {title}\n\n{table}\n_Measured on {machine}._\n"
     if notes:
         md += f"\n{notes.strip()}\n"
-    (out / f"{name}.md").write_text(md)
+    atomic_write_text(out / f"{name}.md", md)
     print(md)
     return json_path
 
