@@ -248,3 +248,23 @@ def test_write_report_and_figures_from_results(tmp_path):
         and "| train loss | 0.12 ± 0.03 |" in report
         and "| sweep | 1.0 | yes |" in report
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["nqm", "digits-cnn", "mnist1d-cnn", "text-transformer"]
+)
+def test_default_config_gives_every_offline_task_decisions_to_make(name):
+    # One tick per epoch of text-transformer's 3 epochs was T = 3: a window of
+    # 2 and one decision, at the last tick, so Table 1's row measured the warm
+    # start. Every default must leave the LODE T >= 20 ticks: at least 9
+    # decisions with the default window of 5% of the run (at least 2 ticks).
+    from optax_lode.demo import default_config
+    from optax_lode.sweep._loop import check_clock
+    from optax_lode.tasks import get_task
+
+    cfg = default_config(name)
+    task = get_task(name, **dict(cfg.task_kwargs))
+    T, _ = check_clock(task, cfg.epochs or task.default_epochs, cfg.ticks_per_epoch)
+    assert T >= 20
+    # An explicit setting still wins over the task's default.
+    assert default_config(name, ticks_per_epoch=2).ticks_per_epoch == 2
