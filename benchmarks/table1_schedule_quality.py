@@ -197,6 +197,7 @@ def write(summaries: dict[str, dict], *, pending: list[str]) -> None:
         "'LODE − best' and its 95% CI are in accuracy points; a Welch p >= 0.05 "
         "is reported as a tie."
     )
+    notes += _clock_note(data)
     notes += _machines_note(data)
     if pending:
         notes += (
@@ -210,6 +211,25 @@ def write(summaries: dict[str, dict], *, pending: list[str]) -> None:
         table + full,
         title="Table 1: schedule quality (LODE vs every tuned baseline)",
         notes=notes,
+    )
+
+
+def _clock_note(data: dict) -> str:
+    """Each task's run as the LODE sees it: T ticks of k steps (its model's
+    window, and so its decision period, is 5% of T, at least 2 ticks)."""
+    from optax_lode.sweep._loop import check_clock
+    from optax_lode.tasks import get_task
+
+    parts = []
+    for name, d in data.items():
+        cfg = d["config"]
+        task = get_task(cfg["task"], **dict(cfg.get("task_kwargs") or ()))
+        epochs = cfg.get("epochs") or task.default_epochs
+        T, k = check_clock(task, epochs, cfg["ticks_per_epoch"])
+        parts.append(f"{name} {T} x {k}")
+    return (
+        " Runs are T ticks x steps per tick (the LODE decides every 5% of T, at "
+        "least every 2 ticks): " + ", ".join(parts) + "."
     )
 
 

@@ -72,3 +72,19 @@ def test_the_notes_tell_one_cpu_model_with_and_without_avx512_apart():
     note = _machines_note(data)
     assert "a (2026-01-01) on AMD EPYC (with AVX-512)" in note
     assert "b (2026-01-02) on AMD EPYC (no AVX-512)" in note
+
+
+def test_the_notes_give_each_tasks_clock():
+    from benchmarks.table1_schedule_quality import _clock_note
+
+    def task(name, tpe, epochs=None):
+        config = {"task": name, "task_kwargs": [], "epochs": epochs}
+        return {"config": config | {"ticks_per_epoch": tpe}}
+
+    data = {
+        "nqm": task("nqm", 2, epochs=3),
+        "text-transformer": task("text-transformer", 29),
+    }
+    note = _clock_note(data)
+    # nqm: 3 epochs x 2 ticks of 25 steps; text: 3 epochs x 29 ticks of 3 steps.
+    assert "nqm 6 x 25, text-transformer 87 x 3." in note
