@@ -217,15 +217,16 @@ def write(summaries: dict[str, dict], *, pending: list[str]) -> None:
 def _clock_note(data: dict) -> str:
     """Each task's run as the LODE sees it: T ticks of k steps (its model's
     window, and so its decision period, is 5% of T, at least 2 ticks)."""
-    from optax_lode.sweep._loop import check_clock
+    from types import SimpleNamespace
+
+    from optax_lode.demo._pipeline import _clock
     from optax_lode.tasks import get_task
 
     parts = []
     for name, d in data.items():
-        cfg = d["config"]
-        task = get_task(cfg["task"], **dict(cfg.get("task_kwargs") or ()))
-        epochs = cfg.get("epochs") or task.default_epochs
-        T, k = check_clock(task, epochs, cfg["ticks_per_epoch"])
+        cfg = SimpleNamespace(**d["config"])  # the demo config, as saved
+        task = get_task(cfg.task, **dict(cfg.task_kwargs or ()))
+        _, T, k = _clock(task, cfg)
         parts.append(f"{name} {T} x {k}")
     return (
         " Runs are T ticks x steps per tick (the LODE decides every 5% of T, at "

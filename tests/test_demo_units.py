@@ -270,12 +270,11 @@ def test_default_config_gives_every_offline_task_decisions_to_make(name):
     # start. Every default must leave the LODE T >= 20 ticks: at least 9
     # decisions with the default window of 5% of the run (at least 2 ticks).
     from optax_lode.demo import default_config
-    from optax_lode.sweep._loop import check_clock
+    from optax_lode.demo._pipeline import _clock
     from optax_lode.tasks import get_task
 
     cfg = default_config(name)
-    task = get_task(name, **dict(cfg.task_kwargs))
-    T, _ = check_clock(task, cfg.epochs or task.default_epochs, cfg.ticks_per_epoch)
+    _, T, _ = _clock(get_task(name, **dict(cfg.task_kwargs)), cfg)
     assert T >= 20
     # An explicit setting still wins over the task's default.
     assert default_config(name, ticks_per_epoch=2).ticks_per_epoch == 2
