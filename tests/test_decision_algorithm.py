@@ -193,7 +193,9 @@ def test_a_decision_before_tick_mu_is_refused():
     for fn in (decide, explain):
         with pytest.raises(ValueError, match="before the first decision tick"):
             fn(model, window, cfg.mu - 1, key, cfg)
-    decide(model, window, cfg.mu, key, cfg)  # the first decision tick is fine
+    # The first decision tick is fine (a Python int under filter_jit stays
+    # concrete, so the check above runs; eager decide would be slower).
+    eqx.filter_jit(decide)(model, window, cfg.mu, key, cfg)
     # Traced, t_star is the caller's to check (lode_schedule's clock does).
     jax.jit(lambda t: decide(model, window, t, key, cfg).segment)(jnp.int32(1))
 

@@ -539,11 +539,16 @@ def optimal_schedule(
         An :class:`NQMSchedule` with the objective history.
 
     Example:
-        >>> from optax_lode.tasks.nqm import NoisyQuadratic, optimal_schedule
-        >>> best = optimal_schedule(NoisyQuadratic(), num_ticks=100,
-        ...                         steps_per_tick=10)
+        >>> from optax_lode.tasks.nqm import (
+        ...     NoisyQuadratic, best_constant_schedule, optimal_schedule)
+        >>> task = NoisyQuadratic()
+        >>> best = optimal_schedule(task, num_ticks=100, steps_per_tick=10,
+        ...                         num_iterations=200)
         >>> best.tick_learning_rates.shape
         (100,)
+        >>> constant = best_constant_schedule(task, num_ticks=100, steps_per_tick=10)
+        >>> bool(best.expected_loss < 0.5 * constant.expected_loss)
+        True
     """
     task = NoisyQuadratic() if task is None else task
     _validate_run(num_ticks, steps_per_tick, momentum)
