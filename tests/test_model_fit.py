@@ -126,8 +126,9 @@ def test_fit_and_evaluate_errors(fitted):
     ("kwargs", "match"),
     [
         (dict(eval_every=0), "eval_every must be >= 1"),
-        (dict(seed=-1), r"seed must be in \[0, 2\*\*32\)"),
-        (dict(seed=2**32, held_out=0.0), r"seed must be in \[0, 2\*\*32\)"),
+        (dict(seed=-1), r"seed must be a whole number in \[0, 2\*\*32\); got -1"),
+        (dict(seed=2**32, held_out=0.0), r"seed must be .* got 4294967296"),
+        (dict(seed=1.5), r"seed must be a whole number .* got 1\.5"),
         (dict(checkpoint_dir="AFILE"), "is not a usable directory"),
     ],
 )

@@ -199,6 +199,9 @@ def test_split_and_select_and_best_run():
     assert traj[2:4].run_ids == ("2", "3")
     with pytest.raises(ValueError, match="fraction"):
         traj.split(held_out=1.5)
+    for seed in (-1, 1.5, float("nan"), "3"):  # numpy's errors, or a wrap
+        with pytest.raises(ValueError, match=r"seed must be a whole number"):
+            traj.split(0.2, seed=seed)
     with pytest.raises(ValueError, match="empty"):
         traj.select(np.zeros(10, bool))
 

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from optax_lode._files import atomic_write_bytes, usable_directory
+from optax_lode._seeds import check_seed
 from optax_lode._version import __version__
 from optax_lode.model._artifact import (
     deserialise_leaves,
@@ -241,7 +242,8 @@ def fit(
         path_penalty: weight of the latent path-length penalty.
         held_out: fraction of runs held out for early stopping; 0 disables it
             (the last model is returned).
-        seed: seed of the initialisation, the split and the batches.
+        seed: seed of the initialisation, the split and the batches, in
+            ``[0, 2**32)``.
         progress: show a progress bar (tqdm) with the loss and held-out error.
         checkpoint_dir: directory for a resumable checkpoint.
         eval_every: steps between held-out evaluations; default ``steps // 50``
@@ -297,8 +299,7 @@ def fit(
     eval_every = int(eval_every)
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1 (steps); got {eval_every}.")
-    if not 0 <= int(seed) < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32); got {seed}.")
+    seed = check_seed(seed)
 
     if held_out > 0 and trajectories.num_runs >= 2:
         train, held = trajectories.split(held_out=held_out, seed=seed)

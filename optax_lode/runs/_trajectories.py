@@ -13,6 +13,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from optax_lode._files import atomic_write
+from optax_lode._seeds import check_seed
 
 _SERIES = ("loss", "metric", "lr")
 # Ticks of one run at most: a larger tick is a step number, or a typo.
@@ -521,7 +522,7 @@ class Trajectories:
         Args:
             held_out: fraction of runs held out, in (0, 1); at least one run goes
                 to each side.
-            seed: seed of the random permutation.
+            seed: seed of the random permutation, in ``[0, 2**32)``.
 
         Returns:
             ``(train, held_out)``, each keeping the original run order.
@@ -533,8 +534,7 @@ class Trajectories:
                 f"cannot split {self.num_runs} run(s); need at least 2 runs."
             )
         n_held = min(max(1, round(held_out * self.num_runs)), self.num_runs - 1)
-        if not 0 <= int(seed) < 2**32:
-            raise ValueError(f"seed must be in [0, 2**32); got {seed}.")
+        seed = check_seed(seed)
         perm = np.random.default_rng(seed).permutation(self.num_runs)
         is_held = np.zeros(self.num_runs, bool)
         is_held[perm[:n_held]] = True

@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from optax_lode._files import atomic_write, atomic_write_bytes, usable_directory
+from optax_lode._seeds import check_seeds
 from optax_lode._version import __version__
 from optax_lode.sweep._loop import check_clock, finish_records, init_carry, tick
 from optax_lode.sweep._schedules import (
@@ -69,10 +70,7 @@ def run_id(shape: str, lr: float, seed: int) -> str:
 def _validate(shapes, lrs, seeds) -> tuple[tuple[str, ...], tuple, tuple]:
     shapes = tuple(str(s) for s in shapes)
     lrs = tuple(float(x) for x in lrs)
-    seeds = list(seeds)  # read twice below: a generator would be used up
-    if any(isinstance(s, bool) or int(s) != s for s in seeds):
-        raise ValueError(f"seeds must be whole numbers, got {list(seeds)}")
-    seeds = tuple(int(s) for s in seeds)
+    seeds = check_seeds(seeds)
     if not shapes or not lrs or not seeds:
         raise ValueError("shapes, lrs and seeds must all be non-empty")
     bad = [s for s in shapes if s not in SCHEDULE_SHAPES]
@@ -82,8 +80,6 @@ def _validate(shapes, lrs, seeds) -> tuple[tuple[str, ...], tuple, tuple]:
         )
     if not all(np.isfinite(x) and x > 0 for x in lrs):
         raise ValueError(f"learning rates must be finite and > 0, got {lrs}")
-    if any(s < 0 or s >= 2**32 for s in seeds):
-        raise ValueError(f"seeds must be in [0, 2**32), got {seeds}")
     for name, xs in (("shapes", shapes), ("lrs", lrs), ("seeds", seeds)):
         if len(set(xs)) != len(xs):
             raise ValueError(f"{name} has duplicates: {xs}")
@@ -246,7 +242,8 @@ def run_sweep(
             paper's four.
         lrs: peak (onecycle) or initial learning rates. Default: the paper's
             ``1e-3, 5e-3, 1e-2, 5e-2, 1e-1``.
-        seeds: the seeds, or their number ``n`` for ``range(n)``.
+        seeds: the seeds (whole numbers in ``[0, 2**32)``, as for
+            ``train_run``), or their number ``n`` for ``range(n)``.
         epochs: run length; default ``task.default_epochs``.
         ticks_per_epoch: ticks per epoch.
         weight_decay: AdamW weight decay; default ``task.weight_decay``.

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_lode._seeds import check_seeds
 from optax_lode.sweep._loop import (
     LearningRateFn,
     check_clock,
@@ -212,12 +213,7 @@ def _train(
     callback: Callable[[int, dict[str, np.ndarray]], None] | None,
     batched: bool,
 ):
-    for s in seeds:
-        if isinstance(s, bool) or int(s) != s or not 0 <= int(s) < 2**32:
-            # One domain for train_run, train_runs and run_sweep: the same seed
-            # is the same run in each.
-            raise ValueError(f"a seed must be a whole number in [0, 2**32); got {s!r}")
-    seeds = [int(s) for s in seeds]
+    seeds = list(check_seeds(seeds))
     seed_arg = jnp.asarray(seeds, jnp.uint32) if batched else seeds[0]
     program = _compile(
         task,
@@ -278,7 +274,8 @@ def train_run(
         task: the task (:func:`optax_lode.tasks.get_task`).
         tx: any optax transformation, e.g. ``optax.chain(optax.adamw(1.0),
             lode_schedule(model, total_steps=..., steps_per_tick=...))``.
-        seed: the run's seed (weights initialisation and data order).
+        seed: the run's seed (weights initialisation and data order), a whole
+            number in ``[0, 2**32)``.
         epochs: run length; default ``task.default_epochs``.
         ticks_per_epoch: ticks per epoch; ``steps_per_tick =
             task.steps_per_epoch // ticks_per_epoch``.
