@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optax_lode.runs import Trajectories
+from optax_lode.runs import ZERO_LOSS_FLOOR, Trajectories, ZeroLossWarning
 from optax_lode.tracking import RunAlignmentError, align_to_ticks
 
 KEYS = {"loss": "train_loss", "metric": "val_acc", "lr": "lr"}
@@ -360,8 +360,8 @@ def test_runs_counting_steps_from_different_origins_are_warned_about():
 
 
 def test_runs_trajectories_would_refuse_are_skippable():
-    """A run that diverged at its first tick (no valid tick) or logged a loss
-    of 0 or below: Trajectories refuses both, so on_invalid='skip' must drop
+    """A run that diverged at its first tick (no valid tick) or logged a
+    negative loss: Trajectories refuses both, so on_invalid='skip' must drop
     them (it used to fail the whole import); 'raise' names them."""
     nan_first = _run(8, metric_every=2)
     nan_first["train_loss"][1][0] = float("nan")
@@ -380,10 +380,32 @@ def test_runs_trajectories_would_refuse_are_skippable():
     with pytest.raises(RunAlignmentError) as err:
         align_to_ticks(recs, **KEYS, steps_per_tick=2)
     assert "'nan0': diverged at its first tick" in str(err.value)
-    assert "'neg': 'train_loss' of 0 or below at tick(s) [2]" in str(err.value)
+    assert "'neg': 'train_loss' below 0 at tick(s) [2]" in str(err.value)
     assert "'late'" not in str(err.value)
     with pytest.warns(UserWarning, match="These runs are skipped"):
         out = align_to_ticks(recs, **KEYS, steps_per_tick=2, on_invalid="skip")
     runs = Trajectories.from_dataframe(out, num_ticks=4)
     assert runs.run_ids == ("good", "late")
     assert runs.lengths.tolist() == [4, 2]
+
+
+def test_a_loss_that_underflowed_to_zero_is_floored_as_the_sweep_engine_does():
+    """A tick whose loss records are all exactly 0 (float32 underflow late in
+    a run that fit its data) is floored at ZERO_LOSS_FLOOR with a
+    ZeroLossWarning, as run_sweep records it: refusing it dropped the runs
+    that trained best. A tick with one 0 among positive records is its mean."""
+    fit = _run(8, metric_every=2)
+    fit["train_loss"][1][4:] = [0.0] * 4  # ticks 2 and 3 (steps 4-7): all 0
+    half = _run(8, metric_every=2)
+    half["train_loss"][1][2] = 0.0  # tick 1 (steps 2, 3): one 0
+    recs = _records({"good": _run(8, metric_every=2), "fit": fit, "half": half})
+    with pytest.warns(ZeroLossWarning, match=r"2 tick\(s\) of 1 run\(s\)"):
+        out = align_to_ticks(recs, **KEYS, steps_per_tick=2)
+    runs = Trajectories.from_dataframe(out, num_ticks=4)
+    assert runs.run_ids == ("good", "fit", "half")
+    assert runs.mask.all()
+    np.testing.assert_array_equal(runs.loss[1, 2:], ZERO_LOSS_FLOOR)
+    assert runs.loss[2, 1] == pytest.approx(half["train_loss"][1][3] / 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to floor: no warning
+        align_to_ticks(_records({"good": _run(8, metric_every=2)}), **KEYS)

@@ -10,11 +10,14 @@ from optax_lode.runs._synthetic import (
     synthetic_sweep,
 )
 from optax_lode.runs._trajectories import DivergedRunWarning, Trajectories
+from optax_lode.runs._zero_loss import ZERO_LOSS_FLOOR, ZeroLossWarning
 
 __all__ = [
     "SCHEDULES",
+    "ZERO_LOSS_FLOOR",
     "DivergedRunWarning",
     "Trajectories",
+    "ZeroLossWarning",
     "schedule_path",
     "simulate_curve",
     "synthetic_sweep",

@@ -660,8 +660,14 @@ def _clean(arrays, mask, run_ids, names=None) -> np.ndarray:
             raise ValueError(
                 f"run {run_ids[i]!r}: column {names[role]!r} ({role}) has the "
                 f"non-positive value {arr[i, t]!r} at tick {t}; {role} is "
-                "log-transformed, so it must be positive (floor it at a tiny "
-                "positive value or drop the tick)."
+                "log-transformed, so it must be positive: drop the tick"
+                + (
+                    ", or floor a loss that underflowed to 0 at "
+                    "optax_lode.runs.ZERO_LOSS_FLOOR as run_sweep and the "
+                    "tracker imports do."
+                    if role == "loss"
+                    else "."
+                )
             )
     empty = ~mask.any(axis=1)
     if empty.any():

@@ -8,6 +8,7 @@
   same tick clock.
 """
 
+from optax_lode.runs import ZERO_LOSS_FLOOR, ZeroLossWarning
 from optax_lode.sweep._loop import TickRecord
 from optax_lode.sweep._schedules import (
     PAPER_LRS,
@@ -17,9 +18,7 @@ from optax_lode.sweep._schedules import (
     sweep_optimizer,
 )
 from optax_lode.sweep._sweep import (
-    ZERO_LOSS_FLOOR,
     DivergedSweepRunWarning,
-    ZeroLossWarning,
     run_id,
     run_sweep,
     sweep_grid,

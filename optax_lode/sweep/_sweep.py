@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from optax_lode._files import atomic_write, atomic_write_bytes, usable_directory
 from optax_lode._seeds import check_seeds
 from optax_lode._version import __version__
+from optax_lode.runs._zero_loss import floor_zero_losses
 from optax_lode.sweep._loop import check_clock, finish_records, init_carry, tick
 from optax_lode.sweep._schedules import (
     PAPER_LRS,
@@ -40,19 +41,6 @@ _MANIFEST = "manifest.json"
 
 class DivergedSweepRunWarning(UserWarning):
     """A sweep run diverged before its first tick record and was left out."""
-
-
-class ZeroLossWarning(UserWarning):
-    """Some ticks' training loss underflowed to 0 and was recorded as
-    :data:`ZERO_LOSS_FLOOR`."""
-
-
-#: The training loss recorded for a tick whose mean loss was exactly 0.
-#: float32 cross-entropy rounds an example's loss below about ``2**-24`` to 0,
-#: so a tick where every example was fit that closely (a convnet at a high
-#: rate, late in the run) records 0, which has no log; its true loss is below
-#: this value.
-ZERO_LOSS_FLOOR = 2.0**-24
 
 
 def sweep_grid(
@@ -356,17 +344,8 @@ def run_sweep(
     loss, metric, lr, mask, test = finish_records(
         cat["loss"], cat["metric"], cat["lr"], cat["test"]
     )
-    zero = mask & (loss == 0.0)
-    if zero.any():
-        warnings.warn(
-            f"{int(zero.sum())} tick(s) of {int(zero.any(axis=1).sum())} run(s) "
-            "had a mean training loss of exactly 0 (float32 underflow: every "
-            f"example fit to within rounding); recorded as {ZERO_LOSS_FLOOR:g} "
-            "(2**-24), below which the true loss lies.",
-            ZeroLossWarning,
-            stacklevel=2,
-        )
-        loss = np.where(zero, ZERO_LOSS_FLOOR, loss)
+    valid = np.where(mask, loss, np.nan)  # padding is not a loss of 0
+    loss = np.where(mask, floor_zero_losses(valid, np.arange(len(loss))[:, None]), loss)
     # A run that diverged in its very first tick has no record at all; a
     # Trajectories run needs at least one valid tick, so it is left out.
     keep = mask[:, 0]

@@ -33,6 +33,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from optax_lode.runs._zero_loss import floor_zero_losses
+
 __all__ = ["RunAlignmentError", "align_to_ticks", "to_trajectories"]
 
 # Output column names: the defaults of ``Trajectories.from_dataframe``.
@@ -281,8 +283,8 @@ def align_to_ticks(
     loss_tab = loss_tab.drop(columns="bad")
     counts = loss_tab.groupby(level="run").size()
     # What Trajectories refuses, found here so that on_invalid="skip" drops it:
-    # a run whose first tick already diverged has no valid tick, and a loss of
-    # 0 or below has no log.
+    # a run whose first tick already diverged has no valid tick, and a negative
+    # loss has no log (a loss of exactly 0 is underflow: floored at the end).
     for run, per_tick in loss_tab["loss"].groupby(level="run", sort=False):
         if run in problems:
             continue
@@ -292,10 +294,10 @@ def align_to_ticks(
                 f"diverged at its first tick: a non-finite {loss!r} record at "
                 f"tick {int(per_tick.index[0])}, so no tick is valid"
             )
-        elif (per_tick <= 0).any():
-            ticks = per_tick.index[(per_tick <= 0).to_numpy()].tolist()
+        elif (per_tick < 0).any():
+            ticks = per_tick.index[(per_tick < 0).to_numpy()].tolist()
             problems[run] = (
-                f"{loss!r} of 0 or below at tick(s) {ticks[:5]}: a loss must be "
+                f"{loss!r} below 0 at tick(s) {ticks[:5]}: a loss must be "
                 "> 0 (it is modelled by its log)"
             )
     for run in runs:
@@ -428,6 +430,7 @@ def align_to_ticks(
     out = out.sort_values(
         ["run", "tick"], key=lambda c: c.map(order) if c.name == "run" else c
     )
+    out["loss"] = floor_zero_losses(out["loss"].to_numpy(), out["run"].to_numpy())
     return out[list(_OUT)].reset_index(drop=True)
 
 
