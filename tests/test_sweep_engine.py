@@ -406,6 +406,21 @@ def test_train_run_refuses_a_lode_schedule_on_another_clock(lode_steps_per_tick)
     run = train_run(task, tx(spt), seed=0, ticks_per_epoch=2)
     state = optax.tree.get(run.opt_state, "LodeState")
     assert int(state.tick) == 12 and int(state.decisions) == 5
+    assert int(state.run_ticks) == 12
+
+
+def test_train_run_refuses_a_lode_schedule_built_for_another_run_length():
+    """The right tick length but total_steps for a run twice as long (allowed
+    by rescale): its decisions would fall at half the fractions of the run
+    they mean. The state's run_ticks makes it an exact check."""
+    from optax_lode import LatentODE, lode_schedule
+    from optax_lode.tasks import get_task
+
+    task = get_task("nqm", dim=4, steps_per_epoch=4, default_epochs=6)
+    model = LatentODE(T=12, mu=2, key=jax.random.key(0))
+    lode = lode_schedule(model, total_steps=48, steps_per_tick=2, n=4, rescale=True)
+    with pytest.raises(ValueError, match=r"a run of 24 ticks .* this run has 12"):
+        train_run(task, optax.chain(optax.adamw(1.0), lode), seed=0, ticks_per_epoch=2)
 
 
 def test_lode_clock_check_judges_only_what_it_can():
@@ -428,9 +443,13 @@ def test_lode_clock_check_judges_only_what_it_can():
         data = init.data.at[: len(counters)].set(counters.view(np.uint32))
         return init._replace(data=data)
 
-    _check_lode_clock(state(4, 1, 0), 4)  # right
-    _check_lode_clock((state(3, 0, 3),), 4)  # one update skipped: cannot judge
+    _check_lode_clock(state(4, 1, 0), 4, 12)  # right
+    _check_lode_clock((state(3, 0, 3),), 4, 12)  # one update skipped: cannot judge
     for bad in [state(4, 0, 4), state(4, 1, 1), state(2, 2, 0)]:
         with pytest.raises(ValueError, match="steps_per_tick=4 "):
-            _check_lode_clock({"inner": bad}, 4)
+            _check_lode_clock({"inner": bad}, 4, 12)
+    # The run's length is exact, even where the tick could not be judged.
+    for good in (state(4, 1, 0), state(3, 0, 3)):
+        with pytest.raises(ValueError, match=r"a run of 12 ticks .* this run has 13"):
+            _check_lode_clock([good], 4, 13)
     assert isinstance(state(4, 1, 0), LodeState)

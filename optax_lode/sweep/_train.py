@@ -75,19 +75,22 @@ def _as_extra_args(tx) -> optax.GradientTransformationExtraArgs:
     return optax.with_extra_args_support(tx)
 
 
-def _check_lode_clock(opt_state: PyTree, steps_per_tick: int) -> None:
-    """Raises if a ``lode_schedule`` in ``opt_state`` counts ticks of another
-    length than the run's, read from its state after the run's first tick.
+def _check_lode_clock(opt_state: PyTree, steps_per_tick: int, num_ticks: int) -> None:
+    """Raises if a ``lode_schedule`` in ``opt_state`` was built for a run of
+    another length, or counts ticks of another length than the run's, read
+    from its state after the run's first tick.
 
-    Where a wrapper skipped some of the tick's updates (``apply_if_finite``,
-    ``MultiSteps``) a schedule that has not finished a tick cannot be judged,
-    so only definite mismatches raise."""
+    The run's length is exact (the state records its ``run_ticks``, whatever
+    wraps it). Where a wrapper skipped some of the tick's updates
+    (``apply_if_finite``, ``MultiSteps``) a schedule that has not finished a
+    tick cannot be judged, so only definite tick-length mismatches raise."""
     from optax_lode.transform import LodeState
 
     states = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, LodeState))
     for state in (s for s in states if isinstance(s, LodeState)):
-        count, tick, step = (
-            np.asarray(x).ravel() for x in (state.count, state.tick, state.step_in_tick)
+        count, tick, step, planned = (
+            np.asarray(x).ravel()
+            for x in (state.count, state.tick, state.step_in_tick, state.run_ticks)
         )
         saw_all = count == steps_per_tick
         wrong = (saw_all & ((tick != 1) | (step != 0))) | (tick >= 2)
@@ -101,6 +104,14 @@ def _check_lode_clock(opt_state: PyTree, steps_per_tick: int) -> None:
                 f"steps_per_tick={steps_per_tick} (task.steps_per_epoch // "
                 "ticks_per_epoch) and total_steps = the run's ticks x "
                 f"{steps_per_tick}."
+            )
+        if (planned != num_ticks).any():
+            i = int(np.argmax(planned != num_ticks))
+            raise ValueError(
+                f"lode_schedule was built for a run of {int(planned[i])} ticks "
+                f"(total_steps // steps_per_tick) but this run has {num_ticks}: "
+                "its decisions would fall at the wrong fractions of the run. "
+                f"Build it with total_steps = {num_ticks} x {steps_per_tick}."
             )
 
 
@@ -127,7 +138,7 @@ class _Program:
         for t in range(self.num_ticks):
             carry, rec = self.tick(carry, data_key)
             if t == 0:
-                _check_lode_clock(carry.opt_state, self.steps_per_tick)
+                _check_lode_clock(carry.opt_state, self.steps_per_tick, self.num_ticks)
             if callback is not None:
                 callback(t, {k: np.asarray(v) for k, v in rec._asdict().items()})
             records.append(rec)

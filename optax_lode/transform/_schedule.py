@@ -59,6 +59,7 @@ _COUNTERS = (
     "fallbacks",
     "last_accepted",
     "nonfinite",
+    "run_ticks",
 )
 _SCALARS = ("loss_sum", "metric", "last_score")
 _C = {name: i for i, name in enumerate(_COUNTERS)}
@@ -124,7 +125,7 @@ class LodeState(NamedTuple):
     counters = _part(
         "counters",
         "``int32`` ``count, tick, step_in_tick, loss_steps, segment_pos, "
-        "decisions, fallbacks, last_accepted, nonfinite``.",
+        "decisions, fallbacks, last_accepted, nonfinite, run_ticks``.",
     )
     scalars = _part("scalars", "``float32`` ``loss_sum, metric, last_score``.")
     window = _part(
@@ -168,6 +169,13 @@ class LodeState(NamedTuple):
         _COUNTERS,
         "nonfinite",
         "Steps whose value was non-finite or non-positive (not recorded).",
+    )
+    run_ticks = _field(
+        "counters",
+        _COUNTERS,
+        "run_ticks",
+        "Ticks of the run it was built for (``total_steps // steps_per_tick``; "
+        "constant): no decision from then on.",
     )
     loss_sum = _field("scalars", _SCALARS, "loss_sum", "Sum of this tick's losses.")
     metric = _field(
@@ -442,6 +450,7 @@ def lode_schedule(
             last_accepted=i32(0),
             last_score=f32(jnp.nan),
             nonfinite=i32(0),
+            run_ticks=i32(run_ticks),
         )
 
     def _advance(
