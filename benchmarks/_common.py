@@ -86,6 +86,109 @@ def cpu_label(env: dict[str, Any]) -> str:
     return cpu
 
 
+def per_task(data: dict[str, Any] | None) -> dict[str, dict]:
+    """A result's ``tasks`` (task -> its entry). Single-task results written
+    before results kept several tasks (``task`` at the top) become one entry,
+    with the file's environment: that of the invocation that wrote it."""
+    if not data:
+        return {}
+    if "tasks" in data:
+        return dict(data["tasks"])
+    if "task" not in data:
+        return {}
+    entry = {k: v for k, v in data.items() if k not in ("name", "headline", "task")}
+    return {data["task"]: entry}
+
+
+def ablation_entry(
+    key: str, data: dict, *, seeds: Sequence[int], seconds: float, lode_seconds: float
+) -> dict[str, Any]:
+    """One task's entry of an ablation result (Tables 3, 4): its rows under
+    ``key``, this invocation's wall time (cached runs cost only their reading),
+    the LODE runs' own training time and the environment."""
+    return {
+        "seeds": list(seeds),
+        key: data,
+        "seconds": seconds,
+        "lode_training_seconds": lode_seconds,
+        "environment": environment(),
+    }
+
+
+def versus_reference(
+    task: str, entries: dict[str, dict]
+) -> list[tuple[str, dict, str, str | None]]:
+    """Per row of an ablation (the reference: ``p_value`` None): its label,
+    entry, ``mean ± std`` and Welch's ``diff [CI], p`` against the reference
+    (None for it), in accuracy points (the NQM: loss units)."""
+    from optax_lode.evaluation import summarize, welch_test
+
+    scale = 100.0 if task != "nqm" else 1.0
+    ref = next(d for d in entries.values() if d["p_value"] is None)["test_metrics"]
+    out = []
+    for label, d in entries.items():
+        cell = None
+        if d["p_value"] is not None:
+            w = welch_test(d["test_metrics"], ref)
+            cell = (
+                f"{w.diff * scale:+.2f} [{w.ci_low * scale:+.2f}, "
+                f"{w.ci_high * scale:+.2f}], p = {w.p_value:.2g}"
+            )
+        out.append((label, d, summarize(d["test_metrics"]).format(2, scale), cell))
+    return out
+
+
+def write_ablation(
+    name: str,
+    tasks: dict[str, dict],
+    key: str,
+    *,
+    headline: str,
+    verdicts: tuple[str, str],
+    table: Callable[[str, dict], str],
+    title: str,
+    notes: str,
+) -> None:
+    """Writes an ablation result (Tables 3, 4) of every task in ``tasks``:
+    the headline gives each task's verdict (``verdicts``: some row differs
+    significantly from the reference, or none), the Markdown each task's
+    ``table(task, entry)``, the notes end with each task's seeds and
+    :func:`rows_measured`."""
+    heads = [
+        f"{t}: " + (verdicts[0] if any_significant(e[key]) else verdicts[1])
+        for t, e in tasks.items()
+    ]
+    seeds = "; ".join(f"{t} {e['seeds']}" for t, e in tasks.items())
+    write_result(
+        name,
+        {"headline": f"{headline}; " + "; ".join(heads), "tasks": tasks},
+        "\n".join(table(t, e) for t, e in tasks.items()),
+        title=title,
+        notes=f"{notes} Seeds: {seeds}. " + rows_measured(tasks),
+    )
+
+
+def any_significant(entries: dict[str, dict]) -> bool:
+    """Whether any row's Welch p-value against the reference is significant."""
+    return any(significant(e["p_value"]) for e in entries.values())
+
+
+def rows_measured(tasks: dict[str, dict], *, model_key: bool = False) -> str:
+    """When and where each task's rows were measured (with ``model_key``, with
+    which model): the footer dates only the latest invocation, and a result's
+    tasks are kept across invocations, possibly on other machines."""
+    parts = []
+    for task, d in tasks.items():
+        env = d.get("environment") or {}
+        if not env:
+            parts.append(f"{task}: by an earlier version (date, CPU, model not kept)")
+            continue
+        cpu = cpu_label(env) if env.get("cpu_model") else "CPU not recorded"
+        model = f", model {d['model_key']}" if model_key else ""
+        parts.append(f"{task}: {str(env.get('date'))[:10]}, {cpu}{model}")
+    return "Rows measured: " + "; ".join(parts) + "."
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured Markdown table; floats get 4 significant digits."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import read_result, write_result
+from benchmarks._common import environment, read_result, rows_measured, write_result
 
 NAME = "table2_sharpness"
 CACHE = Path("results/demo/cache")
@@ -115,12 +115,17 @@ def main(argv: list[str] | None = None) -> int:
 
     prev = read_result(NAME) or {}
     tasks = prev.get("tasks", {})
+    for d in tasks.values():
+        # Written before tasks recorded their own environment: the footer's,
+        # that of the invocation that wrote the file (for the results of
+        # 2026-12-04 it measured every row, 92eac02).
+        d.setdefault("environment", prev.get("environment"))
     results = tasks.get(cfg.task, {}).get("methods", {})
-    # The task's timing is that of the last invocation that trained a row.
-    seconds = tasks.get(cfg.task, {}).get("seconds")
+    # The task's timing and environment are those of the last invocation
+    # that trained a row.
+    kept = {k: tasks.get(cfg.task, {}).get(k) for k in ("seconds", "environment")}
     tasks[cfg.task] = {"seeds": list(cfg.eval_seeds), "methods": results}
-    if seconds is not None:
-        tasks[cfg.task]["seconds"] = seconds
+    tasks[cfg.task].update({k: v for k, v in kept.items() if v is not None})
 
     def measure(params, state, seed):
         res = hessian_max_eigenvalue(
@@ -179,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         tables, heads = [p[0] for p in parts], [p[1] for p in parts]
         if trained:  # an invocation that trained nothing keeps the timing
             tasks[cfg.task]["seconds"] = time.perf_counter() - t_start
+            tasks[cfg.task]["environment"] = environment()
         write_result(
             NAME,
             {"headline": "; ".join(heads), "tasks": tasks},
@@ -196,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 "The paper measures ResNet-18 on CIFAR-100; these are the tasks that "
                 "run here. "
                 + table1_agreement(tasks, read_result("table1_schedule_quality"))
+                + rows_measured(tasks)
             ).strip(),
         )
 

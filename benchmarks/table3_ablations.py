@@ -15,8 +15,9 @@ cache, ``results/demo/cache``), LODE-scheduled training is repeated with
 Each setting reports the test metric mean ± std over the seeds and Welch's
 test against the default setting (``n=30, sigma=0.15``, horizon = the rest of
 the run). Resumable through the cache; results are rewritten after every
-setting. A figure of the mean learning-rate schedule per horizon is written to
-``benchmarks/results/table3_horizon_schedules.png`` (Figure 6).
+setting; other tasks' results are kept. A figure of the mean learning-rate
+schedule per horizon is written to
+``benchmarks/results/table3_horizon_schedules_<task>.png`` (Figure 6).
 
     python -m benchmarks.table3_ablations --task mnist1d-mlp --seeds 10
 """
@@ -31,9 +32,13 @@ import numpy as np
 
 from benchmarks._common import (
     RESULTS_DIR,
+    ablation_entry,
+    per_task,
+    read_result,
     significant,
     training_seconds,
-    write_result,
+    versus_reference,
+    write_ablation,
 )
 
 NAME = "table3_ablations"
@@ -67,6 +72,34 @@ def settings(mu: int) -> list[tuple[str, str, dict]]:
     return grid + horizon + match + anchor
 
 
+def task_table(task: str, entry: dict) -> str:
+    """One task's table, from its saved settings (the default's row first)."""
+    rows = []
+    for label, d, stats, cell in versus_reference(task, entry["settings"]):
+        verdict = (
+            ""
+            if cell is None
+            else "different"
+            if significant(d["p_value"])
+            else "no significant difference"
+        )
+        rows.append(
+            f"| {d['group']} | {label} | {stats} | {cell or '(reference)'} | "
+            f"{verdict} | {d['fallbacks_per_run']:.1f} |"
+        )
+    return (
+        f"**{task}**\n\n"
+        "| study | LODE setting | test accuracy (%) | − default [95% CI], Welch p "
+        "| vs default | fallbacks / run |\n|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
+def figure_path(task: str) -> Path:
+    return RESULTS_DIR / f"table3_horizon_schedules_{task}.png"
+
+
 def main(argv: list[str] | None = None) -> int:
     from optax_lode.demo import default_config
     from optax_lode.demo._pipeline import (
@@ -89,36 +122,24 @@ def main(argv: list[str] | None = None) -> int:
     mu = int(model.mu)
     default, _ = lode_stage(task, model, base, CACHE, progress=True)
     ref = default.test_metrics
-    scale = 100.0 if base.task != "nqm" else 1.0
-    rows, data, schedules = [], {}, {"horizon = rest of run (default)": default}
+    # Other tasks' results are kept (in place); this task's are measured again.
+    tasks = per_task(read_result(NAME))
+    data, schedules = {}, {"horizon = rest of run (default)": default}
     lode_seconds = 0.0
 
     def row(group, label, runs, is_default=False):
         nonlocal lode_seconds
         lode_seconds += training_seconds(runs.runs)
+        p_value = None if is_default else welch_test(runs.test_metrics, ref).p_value
         s = summarize(runs.test_metrics)
-        p_value = None
-        if is_default:
-            cmp_cell, verdict = "(reference)", ""
-        else:
-            w = welch_test(runs.test_metrics, ref)
-            p_value = w.p_value
-            cmp_cell = (
-                f"{w.diff * scale:+.2f} [{w.ci_low * scale:+.2f}, "
-                f"{w.ci_high * scale:+.2f}], p = {w.p_value:.2g}"
-            )
-            verdict = (
-                "different" if significant(p_value) else "no significant difference"
-            )
-        fb = np.mean([r.get("fallbacks", np.nan) for r in runs.runs])
-        rows.append(f"| {group} | {label} | {s.format(2, scale)} | {cmp_cell} | "
-                    f"{verdict} | {fb:.1f} |")  # fmt: skip
         data[label] = {
             "group": group,
             "test_metrics": runs.test_metrics.tolist(),
             "mean": s.mean,
             "std": s.std,
-            "fallbacks_per_run": fb,
+            "fallbacks_per_run": float(
+                np.mean([r.get("fallbacks", np.nan) for r in runs.runs])
+            ),
             "p_value": p_value,  # Welch's test against the default (None: it)
         }
 
@@ -132,39 +153,32 @@ def main(argv: list[str] | None = None) -> int:
         row(group, label, runs)
         if group == "horizon":
             schedules[label] = runs
-        table = (
-            "| study | LODE setting | test accuracy (%) | − default [95% CI], Welch p "
-            "| vs default | fallbacks / run |\n|---|---|---|---|---|---|\n"
-            + "\n".join(rows)
-            + "\n"
+        tasks[base.task] = ablation_entry(
+            "settings",
+            data,
+            seeds=base.eval_seeds,
+            seconds=time.perf_counter() - t_start,
+            lode_seconds=lode_seconds,
         )
-        write_result(
+        write_ablation(
             NAME,
-            {
-                "headline": f"{base.task}: LODE ablations of n, sigma, the "
-                "horizon (Table 3 / Fig. 6), the match rule and the anchor, "
-                f"{args.seeds} seeds each; "
-                + (
-                    "none differs significantly from the default"
-                    if not any(significant(d["p_value"]) for d in data.values())
-                    else "some differ significantly from the default"
-                ),
-                "task": base.task,
-                "seeds": list(base.eval_seeds),
-                "settings": data,
-                # This invocation's wall time (cached runs cost only their
-                # reading) and the LODE runs' own training time.
-                "seconds": time.perf_counter() - t_start,
-                "lode_training_seconds": lode_seconds,
-            },
-            table,
-            title=f"Table 3 / Figure 6: LODE ablations on {base.task}",
+            tasks,
+            "settings",
+            headline="LODE ablations of n, sigma, the horizon (Table 3 / Fig. 6), "
+            "the match rule and the anchor",
+            verdicts=(
+                "some differ significantly from the default",
+                "none differs significantly from the default",
+            ),
+            table=task_table,
+            title="Table 3 / Figure 6: LODE ablations",
             notes=(
-                f"Same fitted LODE, sweep and seeds {list(base.eval_seeds)} as the "
-                "demo; only the scheduler's settings change. Test accuracy mean ± "
-                "std; the difference to the default and its 95% CI are in accuracy "
-                "points (Welch's t-test). `mu` = 5% of the run. The mean learning "
-                "rate per horizon is plotted in `table3_horizon_schedules.png`."
+                "Each task's fitted LODE, sweep and evaluation seeds are the "
+                "demo's; only the scheduler's settings change. Test accuracy mean "
+                "± std; the difference to the default and its 95% CI are in "
+                "accuracy points (Welch's t-test). `mu` = 5% of the run. The mean "
+                "learning rate per horizon is plotted in "
+                "`table3_horizon_schedules_<task>.png`."
             ),
         )
     # Figure 6: the mean schedule per horizon.
@@ -180,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_ylabel("learning rate (geometric mean over seeds)")
     ax.set_title(f"{base.task}: LODE schedules by horizon (paper Fig. 6)")
     ax.legend(frameon=False, fontsize="small")
-    _save(fig, RESULTS_DIR / "table3_horizon_schedules.png")
+    _save(fig, figure_path(base.task))
     return 0
 
 

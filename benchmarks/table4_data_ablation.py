@@ -10,7 +10,8 @@ From the demo's sweep of the task (80% training split, shared cache
 
 and each schedules AdamW on the demo's evaluation seeds. Reported: test
 accuracy mean ± std and Welch's test against the reference. Resumable through
-the cache; results are rewritten after every variant.
+the cache; results are rewritten after every variant; other tasks' results are
+kept.
 
     python -m benchmarks.table4_data_ablation --task mnist1d-mlp --seeds 10
 """
@@ -23,10 +24,32 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import significant, training_seconds, write_result
+from benchmarks._common import (
+    ablation_entry,
+    per_task,
+    read_result,
+    significant,
+    training_seconds,
+    versus_reference,
+    write_ablation,
+)
 
 NAME = "table4_data_ablation"
 CACHE = Path("results/demo/cache")
+
+
+def task_table(task: str, entry: dict) -> str:
+    """One task's table, from its saved variants (the reference first)."""
+    rows = []
+    for label, d, stats, cell in versus_reference(task, entry["variants"]):
+        if cell is not None:
+            cell += " (significant)" if significant(d["p_value"]) else " (tie)"
+        rows.append(f"| {label} | {d['runs']} | {stats} | {cell or '(reference)'} |")
+    return (
+        f"**{task}**\n\n"
+        "| LODE fitted to | sweep runs | test accuracy (%) | − reference "
+        "[95% CI], Welch p |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         "no one-cycle": ("no-onecycle", np.asarray(info["schedule"] != "onecycle")),
         "only one-cycle": ("only-onecycle", np.asarray(info["schedule"] == "onecycle")),
     }
-    scale = 100.0 if base.task != "nqm" else 1.0
-    data, rows, ref = {}, [], None
+    # Other tasks' results are kept (in place); this task's are measured again.
+    tasks = per_task(read_result(NAME))
+    data, ref = {}, None
     lode_seconds = 0.0
     for label, (tag, keep) in variants.items():
         cfg = base.replace(tag=tag)
@@ -70,45 +94,35 @@ def main(argv: list[str] | None = None) -> int:
         s = summarize(acc)
         p_value = None
         if ref is None:
-            ref, cell = acc, "(reference)"
+            ref = acc
         else:
-            w = welch_test(acc, ref)
-            p_value = w.p_value
-            cell = (
-                f"{w.diff * scale:+.2f} [{w.ci_low * scale:+.2f}, "
-                f"{w.ci_high * scale:+.2f}], p = {w.p_value:.2g}"
-                + (" (significant)" if significant(p_value) else " (tie)")
-            )
-        rows.append(f"| {label} | {subset.num_runs} | {s.format(2, scale)} | {cell} |")
+            p_value = welch_test(acc, ref).p_value
         data[label] = {"runs": subset.num_runs, "test_metrics": acc.tolist(),
                        "mean": s.mean, "std": s.std,
                        "p_value": p_value}  # fmt: skip
-        differ = any(significant(d["p_value"]) for d in data.values())
-        write_result(
+        tasks[base.task] = ablation_entry(
+            "variants",
+            data,
+            seeds=base.eval_seeds,
+            seconds=time.perf_counter() - t_start,
+            lode_seconds=lode_seconds,
+        )
+        write_ablation(
             NAME,
-            {
-                "headline": f"{base.task}: LODE fitted to subsets of its sweep "
-                f"(Table 4), {args.seeds} seeds each; "
-                + (
-                    "some variants differ significantly from the reference"
-                    if differ
-                    else "every variant ties with the reference"
-                ),
-                "task": base.task,
-                "seeds": list(base.eval_seeds),
-                "variants": data,
-                # This invocation's wall time (cached runs cost only their
-                # reading) and the LODE runs' own training time.
-                "seconds": time.perf_counter() - t_start,
-                "lode_training_seconds": lode_seconds,
-            },
-            "| LODE fitted to | sweep runs | test accuracy (%) | − reference "
-            "[95% CI], Welch p |\n|---|---|---|---|\n" + "\n".join(rows) + "\n",
-            title=f"Table 4: LODE training data ablation on {base.task}",
+            tasks,
+            "variants",
+            headline="LODE fitted to subsets of its sweep (Table 4)",
+            verdicts=(
+                "some variants differ significantly from the reference",
+                "every variant ties with the reference",
+            ),
+            table=task_table,
+            title="Table 4: LODE training data ablation",
             notes=(
                 "Every variant is fitted with the demo's fit settings to a subset "
-                "of the demo's training split of the sweep, then schedules AdamW "
-                f"on seeds {list(base.eval_seeds)}. Differences in accuracy points."
+                "of the demo's training split of the task's sweep, then schedules "
+                "AdamW on the demo's evaluation seeds. Differences in accuracy "
+                "points."
             ),
         )
     return 0

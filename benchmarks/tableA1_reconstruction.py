@@ -22,7 +22,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks._common import cpu_label, environment, read_result, write_result
+from benchmarks._common import environment, read_result, rows_measured, write_result
 
 NAME = "tableA1_reconstruction"
 CACHE = Path("results/demo/cache")
@@ -35,22 +35,6 @@ def _fmt(x) -> str:
         return f"{float(x):.3g}"
     except (TypeError, ValueError):
         return "n/a"
-
-
-def _provenance(done: dict) -> str:
-    """When, where and with which model each task's row was measured: the
-    footer dates only the latest invocation, and rows are kept across runs."""
-    parts = []
-    for task, d in done.items():
-        env = d.get("environment") or {}
-        if not env:
-            parts.append(f"{task}: by an earlier version (date, CPU, model not kept)")
-            continue
-        cpu = cpu_label(env) if env.get("cpu_model") else "CPU not recorded"
-        parts.append(
-            f"{task}: {str(env.get('date'))[:10]}, {cpu}, model {d['model_key']}"
-        )
-    return "Rows measured: " + "; ".join(parts) + "."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 "the observed fraction). 'naive' is the same error for the forecast "
                 "that every feature keeps its last observed value: the LODE is "
                 "useful where it is below it. Tasks not listed have not been run; "
-                "see benchmarks/README.md. " + _provenance(done)
+                "see benchmarks/README.md. " + rows_measured(done, model_key=True)
             ),
         )
         print(f"{name}: {time.perf_counter() - t0:.0f} s")

@@ -13,7 +13,9 @@ from benchmarks._common import (
     cpu_info,
     environment,
     median_interval,
+    per_task,
     read_result,
+    rows_measured,
     training_seconds,
     verdict,
     write_result,
@@ -128,3 +130,32 @@ def test_read_result_returns_what_write_result_wrote(tmp_path):
     write_result("r", {"x": [1, 2]}, "| a |\n", title="t", results_dir=tmp_path)
     data = read_result("r", results_dir=tmp_path)
     assert data["x"] == [1, 2] and data["name"] == "r" and "environment" in data
+
+
+def test_rows_measured_names_each_tasks_date_cpu_and_model():
+    xeon = {"date": "2026-12-04T21:29:20", "cpu_model": "Xeon", "cpu_isa": ["avx512f"]}
+    amd = {"date": "2026-12-05T07:08:05", "cpu_model": "AMD EPYC", "cpu_isa": ["avx2"]}
+    tasks = {
+        "a": {"environment": xeon, "model_key": "k1"},
+        "b": {"environment": amd, "model_key": "k2"},
+        "c": {},
+    }
+    assert rows_measured(tasks) == (
+        "Rows measured: a: 2026-12-04, Xeon (with AVX-512); b: 2026-12-05, "
+        "AMD EPYC (no AVX-512); c: by an earlier version (date, CPU, model not kept)."
+    )
+    assert "b: 2026-12-05, AMD EPYC (no AVX-512), model k2;" in rows_measured(
+        tasks, model_key=True
+    )
+
+
+def test_per_task_reads_both_result_formats():
+    env = {"date": "2026-12-04"}
+    old = {"name": "t3", "headline": "h", "environment": env, "task": "a",
+           "seeds": [0], "settings": {"x": {"p_value": None}}}  # fmt: skip
+    assert per_task(old) == {
+        "a": {"environment": env, "seeds": [0], "settings": {"x": {"p_value": None}}}
+    }
+    new = {"tasks": {"a": {"seeds": [0]}, "b": {"seeds": [1]}}}
+    assert per_task(new) == new["tasks"] and per_task(new) is not new["tasks"]
+    assert per_task(None) == {} and per_task({"headline": "h"}) == {}

@@ -9,15 +9,23 @@ import pytest
 import benchmarks.render_docs as render_docs
 
 
-def _write(path, name, key, p_values):
-    entries = {label: {"p_value": p} for label, p in p_values.items()}
-    data = {"task": "mnist1d-mlp", "seeds": list(range(7)), key: entries}
+def _write(path, name, key, p_values, *, more=None):
+    """An ablation's JSON of mnist1d-mlp (7 seeds), and ``more``: other
+    tasks' ``{task: p_values}`` in the multi-task format."""
+    entries = lambda ps: {label: {"p_value": p} for label, p in ps.items()}  # noqa: E731
+    data = {"task": "mnist1d-mlp", "seeds": list(range(7)), key: entries(p_values)}
+    if more:
+        tasks = {"mnist1d-mlp": {"seeds": data["seeds"], key: data[key]}}
+        for task, ps in more.items():
+            tasks[task] = {"seeds": list(range(10)), key: entries(ps)}
+        data = {"tasks": tasks}
     (path / f"{name}.json").write_text(json.dumps(data))
 
 
 def test_ablation_bullet_is_generated_from_the_p_values(tmp_path, monkeypatch):
     monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
     assert "not been run" in render_docs.ablations()
+    # A single-task result (as written before results kept several tasks).
     _write(tmp_path, "table3_ablations", "settings", {"default": None, "n=10": 0.4})
     _write(tmp_path, "table4_data_ablation", "variants", {"ref": None, "1 seed": 0.3})
     text = " ".join(render_docs.ablations().split())
@@ -28,7 +36,20 @@ def test_ablation_bullet_is_generated_from_the_p_values(tmp_path, monkeypatch):
     _write(tmp_path, "table4_data_ablation", "variants", {"ref": None, "1 seed": 0.01})
     text = " ".join(render_docs.ablations().split())
     assert "not the lever" not in text and "Some scheduler settings matter" in text
-    assert "default: n=10." in text and "all of it: 1 seed." in text
+    assert "comparisons): on `mnist1d-mlp` (7 seeds each): `n=10`." in text
+    assert "all of it: on `mnist1d-mlp` (7 seeds each): `1 seed`." in text
+    # Several tasks: each is named with what differs there.
+    t3 = {"digits-mlp": {"default": None, "n=10": 0.5, "n=60": 0.001}}
+    _write(tmp_path, "table3_ablations", "settings", {"default": None}, more=t3)
+    text = " ".join(render_docs.ablations().split())
+    assert (
+        "comparisons): on `mnist1d-mlp` (7 seeds each): none; on `digits-mlp` "
+        "(10 seeds each): `n=60`." in text
+    )
+    t3 = {"digits-mlp": {"default": None, "n=10": 0.5}}
+    _write(tmp_path, "table3_ablations", "settings", {"default": None}, more=t3)
+    text = " ".join(render_docs.ablations().split())
+    assert "on `mnist1d-mlp`, `digits-mlp` (7/10 seeds each)" in text
     # A result written before p-values were recorded claims nothing.
     (tmp_path / "table3_ablations.json").write_text(
         json.dumps({"task": "t", "seeds": [0], "settings": {"a": {}}})
@@ -62,12 +83,14 @@ def test_anchor_live_claim_follows_its_p_value(tmp_path, monkeypatch):
     monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
     assert "not measured" in render_docs.anchor_live_claim()
 
-    def write(p, mean):
-        settings = {
+    def settings(p, mean):
+        return {
             "default": {"p_value": None, "mean": 0.6},
             render_docs.ANCHOR_LIVE: {"p_value": p, "mean": mean},
         }
-        data = {"task": "mnist1d-mlp", "seeds": [0], "settings": settings}
+
+    def write(p, mean):
+        data = {"task": "mnist1d-mlp", "seeds": [0], "settings": settings(p, mean)}
         (tmp_path / "table3_ablations.json").write_text(json.dumps(data))
 
     write(0.66, 0.61)
@@ -76,6 +99,15 @@ def test_anchor_live_claim_follows_its_p_value(tmp_path, monkeypatch):
     write(0.01, 0.63)
     text = render_docs.anchor_live_claim()
     assert "changes the accuracy significantly" in text and "+3.00 points" in text
+    tasks = {
+        "mnist1d-mlp": {"seeds": [0], "settings": settings(0.66, 0.61)},
+        "digits-mlp": {"seeds": [0], "settings": settings(0.01, 0.59)},
+    }
+    (tmp_path / "table3_ablations.json").write_text(json.dumps({"tasks": tasks}))
+    text = render_docs.anchor_live_claim()
+    assert "On `mnist1d-mlp` it does not change" in text
+    assert "On `digits-mlp` it changes the accuracy significantly" in text
+    assert "-1.00 points" in text
 
 
 def test_reflow_wraps_paragraphs_and_bullets_but_keeps_headings():
