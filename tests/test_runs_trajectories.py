@@ -343,6 +343,28 @@ def test_csv_keeps_tracker_tags_as_text(tmp_path):
     assert back.info["seed"].tolist() == [1, 2, 3]
 
 
+def test_csv_info_columns_named_as_text_keep_their_values(tmp_path):
+    """pandas types a CSV's columns: a code "007" becomes 7 and "NA" missing.
+    text=[...] keeps such info columns as written; a column not in the file
+    (or a bare string) is refused rather than silently ignored."""
+    runs = Trajectories.from_arrays(
+        np.ones((2, 3)),
+        np.full((2, 3), 0.5),
+        np.full((2, 3), 0.1),
+        run_ids=["a", "b"],
+        info={"code": ["007", "NA"], "seed": [1, 2]},
+    )
+    path = tmp_path / "runs.csv"
+    runs.to_csv(path)
+    assert Trajectories.from_csv(path).info["code"].iloc[0] == 7  # typed by pandas
+    back = Trajectories.from_csv(path, text=["code"])
+    assert back.info["code"].tolist() == ["007", "NA"]
+    assert back.info["seed"].tolist() == [1, 2]
+    for bad in (["cod"], "code"):
+        with pytest.raises(ValueError, match="text must list columns of the file"):
+            Trajectories.from_csv(path, text=bad)
+
+
 def test_info_with_an_integer_index_that_reorders_the_runs_is_refused():
     """A sorted frame's integer index looks like the default run ids "0".."n-1"
     reordered: matching it by id would attach each row to another run."""

@@ -368,18 +368,32 @@ class Trajectories:
         )
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
+    def from_csv(
+        cls,
+        path: str | os.PathLike,
+        *,
+        text: Sequence[str] = (),
+        **columns: str,
+    ) -> Trajectories:
         """:meth:`from_dataframe` of a CSV file (``columns`` name its columns).
 
-        Run ids and tracker tags (columns ``tags.<name>``, as
-        :func:`~optax_lode.tracking.from_mlflow` names them) are read as text,
-        so ``007`` stays ``"007"`` and ``NA`` or ``None`` stay values (as
-        written by :meth:`to_csv`); only an empty cell is missing there. Other
-        columns read pandas' usual missing-value strings (``NA``, ``nan``,
-        empty, ...) as missing."""
+        Run ids, tracker tags (columns ``tags.<name>``, as
+        :func:`~optax_lode.tracking.from_mlflow` names them) and the columns
+        named in ``text`` are read as text, so ``007`` stays ``"007"`` and
+        ``NA`` or ``None`` stay values (as written by :meth:`to_csv`); only an
+        empty cell is missing there. Other columns are typed by pandas and read
+        its usual missing-value strings (``NA``, ``nan``, empty, ...) as
+        missing: an info column of codes like ``007`` needs ``text=["code"]``
+        (Parquet keeps every type)."""
         run = columns.get("run", "run")
         header = pd.read_csv(path, nrows=0).columns
-        text = [c for c in header if c == run or c.startswith("tags.")]
+        unknown = sorted(set(text) - set(header))
+        if isinstance(text, str) or unknown:
+            raise ValueError(
+                f"text must list columns of the file; got {text!r}"
+                + (f" ({unknown} not among {list(header)})" if unknown else "")
+            )
+        text = [c for c in header if c == run or c.startswith("tags.") or c in text]
         frame = pd.read_csv(
             path,
             dtype=dict.fromkeys(text, str),
