@@ -248,9 +248,29 @@ def anchor_live_claim() -> str:
                 f"On `{task}` it changes the accuracy significantly (Table 3): "
                 f"{diff:+.2f} points against the default (p = {live['p_value']:.2g})."
             )
+        claims.append(_against_table1(task, d["seeds"], live))
     if not claims:
         return "Table 3 has not measured it on a classification task yet."
-    return " ".join(claims)
+    return " ".join(c for c in claims if c)
+
+
+def _against_table1(task: str, seeds: list[int], row: dict) -> str:
+    """How a Table 3 row compares with Table 1's best tuned baseline of the
+    task, run on the same seeds ("" if Table 1 has no such row)."""
+    from optax_lode.evaluation import welch_test
+
+    t1 = (_result("table1_schedule_quality") or {}).get("tasks", {}).get(task, {})
+    best = t1.get("best_baseline")
+    if best is None or t1.get("seeds") != seeds or "test_metrics" not in row:
+        return ""
+    base = t1["methods"][best]
+    w = welch_test(row["test_metrics"], base["test_metrics"])
+    verdict = "tie" if not significant(w.p_value) else "win" if w.diff > 0 else "loss"
+    return (
+        f"Against Table 1's best tuned baseline there ({best}, "
+        f"{100.0 * base['mean']:.2f}): a {verdict} "
+        f"({100.0 * w.diff:+.2f} points, p = {w.p_value:.2g})."
+    )
 
 
 def _a1_tasks() -> dict:

@@ -108,6 +108,22 @@ def test_anchor_live_claim_follows_its_p_value(tmp_path, monkeypatch):
     assert "On `mnist1d-mlp` it does not change" in text
     assert "On `digits-mlp` it changes the accuracy significantly" in text
     assert "-1.00 points" in text
+    assert "best tuned baseline" not in text  # no Table 1 to compare with
+    # With Table 1's runs on the same seeds: compared with its best baseline.
+    for e in tasks.values():
+        live = e["settings"][render_docs.ANCHOR_LIVE]
+        live["test_metrics"] = [live["mean"] + d for d in (-0.01, 0.0, 0.01)]
+        e["seeds"] = [0, 1, 2]
+    (tmp_path / "table3_ablations.json").write_text(json.dumps({"tasks": tasks}))
+    best = {"mean": 0.62, "test_metrics": [0.619, 0.62, 0.621]}
+    t1 = {
+        t: {"best_baseline": "cosine", "seeds": [0, 1, 2], "methods": {"cosine": best}}
+        for t in tasks
+    }
+    (tmp_path / "table1_schedule_quality.json").write_text(json.dumps({"tasks": t1}))
+    text = render_docs.anchor_live_claim()
+    assert "there (cosine, 62.00): a tie (-1.00 points" in text  # 0.61 +- 0.01
+    assert "there (cosine, 62.00): a loss (-3.00 points" in text  # 0.59 +- 0.001
 
 
 def test_reflow_wraps_paragraphs_and_bullets_but_keeps_headings():
