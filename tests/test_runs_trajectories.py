@@ -363,6 +363,10 @@ def test_csv_info_columns_named_as_text_keep_their_values(tmp_path):
     for bad in (["cod"], "code"):
         with pytest.raises(ValueError, match="text must list columns of the file"):
             Trajectories.from_csv(path, text=bad)
+    assert Trajectories.from_file(path, text=["code"]).info["code"].iloc[0] == "007"
+    runs.to_parquet(tmp_path / "runs.parquet")  # keeps types: text not needed
+    back = Trajectories.from_file(tmp_path / "runs.parquet", text=["code"])
+    assert back.info["code"].tolist() == ["007", "NA"]
 
 
 def test_info_with_an_integer_index_that_reorders_the_runs_is_refused():

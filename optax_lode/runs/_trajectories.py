@@ -410,11 +410,14 @@ class Trajectories:
         return cls.from_dataframe(pd.read_parquet(path), **columns)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
-        """Reads ``.csv`` or ``.parquet`` (``.pq``) by the file's extension."""
+    def from_file(
+        cls, path: str | os.PathLike, *, text: Sequence[str] = (), **columns: str
+    ) -> Trajectories:
+        """Reads ``.csv`` or ``.parquet`` (``.pq``) by the file's extension
+        (``text``: as for :meth:`from_csv`; Parquet keeps every type)."""
         suffix = os.fspath(path).lower().rsplit(".", 1)[-1]
         if suffix == "csv":
-            return cls.from_csv(path, **columns)
+            return cls.from_csv(path, text=text, **columns)
         if suffix in ("parquet", "pq"):
             return cls.from_parquet(path, **columns)
         raise ValueError(
