@@ -344,8 +344,8 @@ def run_sweep(
     loss, metric, lr, mask, test = finish_records(
         cat["loss"], cat["metric"], cat["lr"], cat["test"]
     )
-    valid = np.where(mask, loss, np.nan)  # padding is not a loss of 0
-    loss = np.where(mask, floor_zero_losses(valid, np.arange(len(loss))[:, None]), loss)
+    # Masked ticks are NaN (finish_records), so only recorded zeros are floored.
+    loss = floor_zero_losses(loss, np.arange(len(loss))[:, None])
     # A run that diverged in its very first tick has no record at all; a
     # Trajectories run needs at least one valid tick, so it is left out.
     keep = mask[:, 0]
