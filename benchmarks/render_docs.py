@@ -173,6 +173,13 @@ def _each_task(found: list[tuple[str, int, list[str]]]) -> str:
     )
 
 
+def _tasks_and_seeds(found: list[tuple[str, int, list[str]]]) -> str:
+    """The tasks of an ablation and their seed counts, e.g. "`a`, `b` (7/10
+    seeds each)"."""
+    seeds = "/".join(map(str, sorted({n for _, n, _ in found})))
+    return f"{_task_list([t for t, _, _ in found])} ({seeds} seeds each)"
+
+
 def _task_list(tasks: list[str]) -> str:
     return ", ".join(f"`{t}`" for t in tasks)
 
@@ -365,7 +372,6 @@ def ablations() -> str:
     t4 = _significant("table4_data_ablation", "variants")
     if t3 is None:
         return "- **Ablations.** Table 3 has not been run with this code yet."
-    tasks = _task_list([task for task, _, _ in t3])
     if any(differ for _, _, differ in t3):
         text = (
             "- **Some scheduler settings matter.** In the ablations (Table 3) "
@@ -375,12 +381,11 @@ def ablations() -> str:
             + "."
         )
     else:
-        seeds = sorted({n for _, n, _ in t3})
         text = (
             "- **The scheduler's settings are not the lever.** In the ablations "
             "(Table 3) no ensemble, horizon, match-rule or anchor setting "
-            f"differs significantly from the default on {tasks} "
-            f"({'/'.join(map(str, seeds))} seeds each); the mean schedule per "
+            f"differs significantly from the default on {_tasks_and_seeds(t3)}; "
+            "the mean schedule per "
             "horizon is plotted in "
             "`benchmarks/results/table3_horizon_schedules_<task>.png`."
         )
@@ -393,10 +398,8 @@ def ablations() -> str:
                 + "."
             )
         else:
-            seeds = sorted({n for _, n, _ in t4})
             text += (
-                f" In Table 4 ({_task_list([t for t, _, _ in t4])}, "
-                f"{'/'.join(map(str, seeds))} seeds each) every LODE fitted to "
+                f" In Table 4 ({_tasks_and_seeds(t4)}) every LODE fitted to "
                 "part of the sweep (one seed per configuration, without or only "
                 "with one-cycle runs) ties with the one fitted to all of it."
             )
