@@ -429,7 +429,7 @@ def test_lode_clock_check_judges_only_what_it_can():
     import jax.numpy as jnp
 
     from optax_lode import LatentODE, lode_schedule
-    from optax_lode.sweep._train import _check_lode_clock
+    from optax_lode.sweep._train import _check_lode_clock, _check_lode_length
     from optax_lode.transform import LodeState
 
     model = LatentODE(T=12, mu=2, key=jax.random.key(0))
@@ -443,13 +443,14 @@ def test_lode_clock_check_judges_only_what_it_can():
         data = init.data.at[: len(counters)].set(counters.view(np.uint32))
         return init._replace(data=data)
 
-    _check_lode_clock(state(4, 1, 0), 4, 12)  # right
-    _check_lode_clock((state(3, 0, 3),), 4, 12)  # one update skipped: cannot judge
+    _check_lode_clock(state(4, 1, 0), 4)  # right
+    _check_lode_clock((state(3, 0, 3),), 4)  # one update skipped: cannot judge
     for bad in [state(4, 0, 4), state(4, 1, 1), state(2, 2, 0)]:
         with pytest.raises(ValueError, match="steps_per_tick=4 "):
-            _check_lode_clock({"inner": bad}, 4, 12)
-    # The run's length is exact, even where the tick could not be judged.
-    for good in (state(4, 1, 0), state(3, 0, 3)):
+            _check_lode_clock({"inner": bad}, 4)
+    # The run's length is exact from the start, whatever the tick.
+    for good in (init, state(4, 1, 0), state(3, 0, 3)):
+        _check_lode_length({"inner": good}, 12)
         with pytest.raises(ValueError, match=r"a run of 12 ticks .* this run has 13"):
-            _check_lode_clock([good], 4, 13)
+            _check_lode_length([good], 13)
     assert isinstance(state(4, 1, 0), LodeState)

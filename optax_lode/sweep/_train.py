@@ -75,22 +75,39 @@ def _as_extra_args(tx) -> optax.GradientTransformationExtraArgs:
     return optax.with_extra_args_support(tx)
 
 
-def _check_lode_clock(opt_state: PyTree, steps_per_tick: int, num_ticks: int) -> None:
-    """Raises if a ``lode_schedule`` in ``opt_state`` was built for a run of
-    another length, or counts ticks of another length than the run's, read
-    from its state after the run's first tick.
-
-    The run's length is exact (the state records its ``run_ticks``, whatever
-    wraps it). Where a wrapper skipped some of the tick's updates
-    (``apply_if_finite``, ``MultiSteps``) a schedule that has not finished a
-    tick cannot be judged, so only definite tick-length mismatches raise."""
+def _lode_states(opt_state: PyTree) -> list:
     from optax_lode.transform import LodeState
 
-    states = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, LodeState))
-    for state in (s for s in states if isinstance(s, LodeState)):
-        count, tick, step, planned = (
-            np.asarray(x).ravel()
-            for x in (state.count, state.tick, state.step_in_tick, state.run_ticks)
+    leaves = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, LodeState))
+    return [s for s in leaves if isinstance(s, LodeState)]
+
+
+def _check_lode_length(opt_state: PyTree, num_ticks: int) -> None:
+    """Raises if a ``lode_schedule`` in ``opt_state`` was built for a run of
+    another length: its state records its ``run_ticks`` from the start,
+    whatever wraps it, so this runs before the first tick."""
+    for state in _lode_states(opt_state):
+        planned = np.asarray(state.run_ticks).ravel()
+        if (planned != num_ticks).any():
+            i = int(np.argmax(planned != num_ticks))
+            raise ValueError(
+                f"lode_schedule was built for a run of {int(planned[i])} ticks "
+                f"(total_steps // steps_per_tick) but this run has {num_ticks}: "
+                "its decisions would fall at the wrong fractions of the run. "
+                f"Build it with total_steps = {num_ticks} x steps_per_tick."
+            )
+
+
+def _check_lode_clock(opt_state: PyTree, steps_per_tick: int) -> None:
+    """Raises if a ``lode_schedule`` in ``opt_state`` counts ticks of another
+    length than the run's, read from its state after the run's first tick.
+
+    Where a wrapper skipped some of the tick's updates (``apply_if_finite``,
+    ``MultiSteps``) a schedule that has not finished a tick cannot be judged,
+    so only definite mismatches raise."""
+    for state in _lode_states(opt_state):
+        count, tick, step = (
+            np.asarray(x).ravel() for x in (state.count, state.tick, state.step_in_tick)
         )
         saw_all = count == steps_per_tick
         wrong = (saw_all & ((tick != 1) | (step != 0))) | (tick >= 2)
@@ -104,14 +121,6 @@ def _check_lode_clock(opt_state: PyTree, steps_per_tick: int, num_ticks: int) ->
                 f"steps_per_tick={steps_per_tick} (task.steps_per_epoch // "
                 "ticks_per_epoch) and total_steps = the run's ticks x "
                 f"{steps_per_tick}."
-            )
-        if (planned != num_ticks).any():
-            i = int(np.argmax(planned != num_ticks))
-            raise ValueError(
-                f"lode_schedule was built for a run of {int(planned[i])} ticks "
-                f"(total_steps // steps_per_tick) but this run has {num_ticks}: "
-                "its decisions would fall at the wrong fractions of the run. "
-                f"Build it with total_steps = {num_ticks} x {steps_per_tick}."
             )
 
 
@@ -133,12 +142,13 @@ class _Program:
         several seeds if batched), timed after its start."""
         carry, data_key = self.start(seed_arg)
         jax.block_until_ready(carry)
+        _check_lode_length(carry.opt_state, self.num_ticks)
         records = []
         t0 = time.perf_counter()
         for t in range(self.num_ticks):
             carry, rec = self.tick(carry, data_key)
             if t == 0:
-                _check_lode_clock(carry.opt_state, self.steps_per_tick, self.num_ticks)
+                _check_lode_clock(carry.opt_state, self.steps_per_tick)
             if callback is not None:
                 callback(t, {k: np.asarray(v) for k, v in rec._asdict().items()})
             records.append(rec)
