@@ -117,14 +117,16 @@ def ablation_entry(
 
 def versus_reference(
     task: str, entries: dict[str, dict]
-) -> list[tuple[str, dict, str, str | None]]:
+) -> list[tuple[str, dict, str, str | None, float | None]]:
     """Per row of an ablation (the reference: ``p_value`` None): its label,
-    entry, ``mean ± std`` and Welch's ``diff [CI], p`` against the reference
-    (None for it), in accuracy points (the NQM: loss units)."""
+    entry, ``mean ± std``, Welch's ``diff [CI], p (Holm p)`` against the
+    reference (None for it), in accuracy points (the NQM: loss units), and
+    the Holm-adjusted p-value (:func:`holm_p_values`; None for it)."""
     from optax_lode.evaluation import summarize, welch_test
 
     scale = 100.0 if task != "nqm" else 1.0
     ref = next(d for d in entries.values() if d["p_value"] is None)["test_metrics"]
+    adjusted = holm_p_values(entries)
     out = []
     for label, d in entries.items():
         cell = None
@@ -132,10 +134,23 @@ def versus_reference(
             w = welch_test(d["test_metrics"], ref)
             cell = (
                 f"{w.diff * scale:+.2f} [{w.ci_low * scale:+.2f}, "
-                f"{w.ci_high * scale:+.2f}], p = {w.p_value:.2g}"
+                f"{w.ci_high * scale:+.2f}], p = {w.p_value:.2g} "
+                f"(Holm {adjusted[label]:.2g})"
             )
-        out.append((label, d, summarize(d["test_metrics"]).format(2, scale), cell))
+        stats = summarize(d["test_metrics"]).format(2, scale)
+        out.append((label, d, stats, cell, adjusted.get(label)))
     return out
+
+
+def holm_p_values(entries: dict[str, dict]) -> dict[str, float]:
+    """Holm-adjusted p-values of an ablation's rows, by label: the family is
+    every row tested against the reference (its ``p_value`` not None), so a
+    table of many settings does not find differences by chance alone."""
+    from optax_lode.evaluation import holm
+
+    tested = [k for k, e in entries.items() if e["p_value"] is not None]
+    adjusted = holm([entries[k]["p_value"] for k in tested]).tolist()
+    return dict(zip(tested, adjusted, strict=True))
 
 
 def write_ablation(
@@ -148,12 +163,14 @@ def write_ablation(
     table: Callable[[str, dict], str],
     title: str,
     notes: str,
+    env: dict[str, Any] | None = None,
 ) -> None:
     """Writes an ablation result (Tables 3, 4) of every task in ``tasks``:
     the headline gives each task's verdict (``verdicts``: some row differs
     significantly from the reference, or none), the Markdown each task's
-    ``table(task, entry)``, the notes end with each task's seeds and
-    :func:`rows_measured`."""
+    ``table(task, entry)``, the notes end with how significance is judged,
+    each task's seeds and :func:`rows_measured` (``env``: as for
+    :func:`write_result`)."""
     heads = [
         f"{t}: " + (verdicts[0] if any_significant(e[key]) else verdicts[1])
         for t, e in tasks.items()
@@ -164,13 +181,35 @@ def write_ablation(
         {"headline": f"{headline}; " + "; ".join(heads), "tasks": tasks},
         "\n".join(table(t, e) for t, e in tasks.items()),
         title=title,
-        notes=f"{notes} Seeds: {seeds}. " + rows_measured(tasks),
+        notes=f"{notes} A row differs significantly when its Welch p-value, "
+        "Holm-adjusted over the task's rows (each task is one family of "
+        f"comparisons with its reference), is below {ALPHA:g}; the raw p-value "
+        f"is shown beside it. Seeds: {seeds}. " + rows_measured(tasks),
+        env=env,
     )
 
 
+RENDER_HELP = (
+    "rewrite the Markdown of the saved results (every task's) after a change "
+    "in how they are shown, measuring nothing"
+)
+
+
+def render(name: str, write: Callable[[dict[str, dict], dict | None], None]) -> int:
+    """Rewrites a per-task result from its saved JSON with ``write(tasks,
+    env)``, keeping the environment that measured it; 1 if there is none."""
+    data = read_result(name)
+    if data is None:
+        print(f"no saved {name}.json to render: run the benchmark first")
+        return 1
+    write(per_task(data), data.get("environment"))
+    return 0
+
+
 def any_significant(entries: dict[str, dict]) -> bool:
-    """Whether any row's Welch p-value against the reference is significant."""
-    return any(significant(e["p_value"]) for e in entries.values())
+    """Whether any row differs significantly from the reference, by its
+    Holm-adjusted Welch p-value."""
+    return any(significant(p) for p in holm_p_values(entries).values())
 
 
 def rows_measured(tasks: dict[str, dict], *, model_key: bool = False) -> str:
@@ -210,11 +249,16 @@ def write_result(
     title: str,
     notes: str = "",
     results_dir: Path | None = None,
+    env: dict[str, Any] | None = None,
 ) -> Path:
-    """Writes ``<name>.json`` and ``<name>.md``; returns the JSON path."""
+    """Writes ``<name>.json`` and ``<name>.md``; returns the JSON path.
+
+    ``env`` is the environment recorded and named in the footer (default:
+    this process's :func:`environment`); a re-render of saved results passes
+    the one that measured them."""
     out = Path(results_dir) if results_dir is not None else RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
-    env = environment()
+    env = environment() if env is None else env
     payload = {"name": name, "environment": env, **data}
     json_path = out / f"{name}.json"
     atomic_write_text(json_path, json.dumps(payload, indent=2, default=float) + "\n")
@@ -281,7 +325,8 @@ def median_interval(
     return x[j - 1], x[n - j], coverage(j)
 
 
-#: Significance level of the benchmarks' Welch tests (ablations vs their default).
+#: Significance level of the benchmarks' Welch tests (an ablation's rows vs
+#: its reference: of their Holm-adjusted p-values).
 ALPHA = 0.05
 
 

@@ -27,7 +27,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-from benchmarks._common import ALPHA, per_task, read_result, significant
+from benchmarks._common import (
+    ALPHA,
+    holm_p_values,
+    per_task,
+    read_result,
+    significant,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -151,14 +157,15 @@ larger tasks are listed with their status in `benchmarks/README.md`.
 
 def _significant(name: str, key: str) -> list[tuple[str, int, list[str]]] | None:
     """Per task, ``(task, seeds, labels that differ significantly)`` of an
-    ablation's JSON (None: not run, or written before the p-values were)."""
+    ablation's JSON, by Holm-adjusted p-values (None: not run, or written
+    before the p-values were)."""
     tasks = per_task(_result(name))
     out = []
     for task, d in tasks.items():
         entries = d.get(key, {})
         if any("p_value" not in e for e in entries.values()):
             return None  # written before the p-values were recorded
-        differ = [k for k, e in entries.items() if significant(e["p_value"])]
+        differ = [k for k, p in holm_p_values(entries).items() if significant(p)]
         out.append((task, len(d["seeds"]), differ))
     return out or None
 
@@ -244,16 +251,18 @@ def anchor_live_claim() -> str:
         default = next((e for e in settings.values() if e.get("p_value") is None), None)
         if live is None or default is None or "p_value" not in live:
             continue
-        if not significant(live["p_value"]):
+        adjusted = holm_p_values(settings)[ANCHOR_LIVE]
+        p = f"p = {live['p_value']:.2g}, Holm-adjusted {adjusted:.2g}"
+        if not significant(adjusted):
             claims.append(
                 f"On `{task}` it does not change the accuracy significantly "
-                f"(Table 3, p = {live['p_value']:.2g})."
+                f"(Table 3, {p})."
             )
         else:
             diff = 100.0 * (live["mean"] - default["mean"])
             claims.append(
                 f"On `{task}` it changes the accuracy significantly (Table 3): "
-                f"{diff:+.2f} points against the default (p = {live['p_value']:.2g})."
+                f"{diff:+.2f} points against the default ({p})."
             )
         claims.append(_against_table1(task, d["seeds"], live))
     if not claims:
@@ -375,16 +384,15 @@ def ablations() -> str:
     if any(differ for _, _, differ in t3):
         text = (
             "- **Some scheduler settings matter.** In the ablations (Table 3) "
-            f"these differ from the default at Welch p < {ALPHA:g} (each test "
-            "alone, not corrected for the table's other comparisons): "
-            + _each_task(t3)
-            + "."
+            f"these differ from the default at Welch p < {ALPHA:g}, Holm-adjusted "
+            "over each task's settings: " + _each_task(t3) + "."
         )
     else:
         text = (
             "- **The scheduler's settings are not the lever.** In the ablations "
             "(Table 3) no ensemble, horizon, match-rule or anchor setting "
-            f"differs significantly from the default on {_tasks_and_seeds(t3)}; "
+            "differs significantly (Holm-adjusted over each task's settings) "
+            f"from the default on {_tasks_and_seeds(t3)}; "
             "the mean schedule per "
             "horizon is plotted in "
             "`benchmarks/results/table3_horizon_schedules_<task>.png`."
@@ -393,9 +401,8 @@ def ablations() -> str:
         if any(differ for _, _, differ in t4):
             text += (
                 " In Table 4 a LODE fitted to part of the sweep differs "
-                "significantly from the one fitted to all of it: "
-                + _each_task(t4)
-                + "."
+                "significantly (Holm-adjusted over each task's variants) from "
+                "the one fitted to all of it: " + _each_task(t4) + "."
             )
         else:
             text += (

@@ -9,15 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import benchmarks._common as common
 from benchmarks._common import (
     cpu_info,
     environment,
+    holm_p_values,
     median_interval,
     per_task,
     read_result,
+    render,
     rows_measured,
     training_seconds,
     verdict,
+    versus_reference,
+    write_ablation,
     write_result,
 )
 
@@ -159,3 +164,53 @@ def test_per_task_reads_both_result_formats():
     new = {"tasks": {"a": {"seeds": [0]}, "b": {"seeds": [1]}}}
     assert per_task(new) == new["tasks"] and per_task(new) is not new["tasks"]
     assert per_task(None) == {} and per_task({"headline": "h"}) == {}
+
+
+def test_an_ablations_rows_are_one_family_of_tests_against_its_reference():
+    """Holm's correction runs over the rows tested (not the reference), and
+    each row's cell shows the raw and the adjusted p-value."""
+    from optax_lode.evaluation import welch_test
+
+    ref = [0.60, 0.61, 0.62, 0.63]
+    rows = {"ref": ref, "a": [0.64, 0.65, 0.66, 0.67], "b": [0.60, 0.62, 0.61, 0.64]}
+    entries = {
+        k: {
+            "test_metrics": v,
+            "p_value": None if k == "ref" else welch_test(v, ref).p_value,
+        }
+        for k, v in rows.items()
+    }
+    adjusted = holm_p_values(entries)
+    assert set(adjusted) == {"a", "b"}
+    pa, pb = entries["a"]["p_value"], entries["b"]["p_value"]
+    assert pa < 0.05 and adjusted["a"] == pytest.approx(2 * pa)  # the smaller of two
+    assert adjusted["b"] == pytest.approx(max(2 * pa, pb))
+    table = {
+        label: (cell, adj) for label, _, _, cell, adj in versus_reference("t", entries)
+    }
+    assert table["ref"] == (None, None)
+    assert table["a"][0].endswith(f"p = {pa:.2g} (Holm {2 * pa:.2g})")
+    assert table["a"][1] == adjusted["a"]
+
+
+def test_render_rewrites_a_result_from_its_json_keeping_its_environment(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    assert render("t3", lambda tasks, env: None) == 1  # nothing saved yet
+    measured = {**environment(), "date": "2026-12-01T10:00:00+00:00"}
+    tasks = {"a": {"seeds": [0, 1], "settings": {"ref": {"p_value": None}}}}
+
+    def write(tasks, env=None):
+        write_ablation(
+            "t3", tasks, "settings", headline="h", verdicts=("some", "none"),
+            table=lambda task, entry: f"| {task} |\n", title="T", notes="N.", env=env,
+        )  # fmt: skip
+
+    write(tasks, measured)
+    (tmp_path / "t3.md").write_text("stale")
+    assert render("t3", write) == 0
+    md = (tmp_path / "t3.md").read_text()
+    assert "| a |" in md and "2026-12-01T10:00:00+00:00._" in md
+    assert read_result("t3", results_dir=tmp_path)["environment"] == measured
+    assert "Holm-adjusted over the task's rows" in md

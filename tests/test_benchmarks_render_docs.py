@@ -36,14 +36,15 @@ def test_ablation_bullet_is_generated_from_the_p_values(tmp_path, monkeypatch):
     _write(tmp_path, "table4_data_ablation", "variants", {"ref": None, "1 seed": 0.01})
     text = " ".join(render_docs.ablations().split())
     assert "not the lever" not in text and "Some scheduler settings matter" in text
-    assert "comparisons): on `mnist1d-mlp` (7 seeds each): `n=10`." in text
+    assert "settings: on `mnist1d-mlp` (7 seeds each): `n=10`." in text
     assert "all of it: on `mnist1d-mlp` (7 seeds each): `1 seed`." in text
-    # Several tasks: each is named with what differs there.
-    t3 = {"digits-mlp": {"default": None, "n=10": 0.5, "n=60": 0.001}}
+    # Several tasks: each is named with what differs there, after Holm's
+    # correction over the task's rows (0.03 alone would be significant).
+    t3 = {"digits-mlp": {"default": None, "n=10": 0.5, "n=60": 0.001, "n=5": 0.03}}
     _write(tmp_path, "table3_ablations", "settings", {"default": None}, more=t3)
     text = " ".join(render_docs.ablations().split())
     assert (
-        "comparisons): on `mnist1d-mlp` (7 seeds each): none; on `digits-mlp` "
+        "settings: on `mnist1d-mlp` (7 seeds each): none; on `digits-mlp` "
         "(10 seeds each): `n=60`." in text
     )
     t3 = {"digits-mlp": {"default": None, "n=10": 0.5}}
@@ -99,6 +100,13 @@ def test_anchor_live_claim_follows_its_p_value(tmp_path, monkeypatch):
     write(0.01, 0.63)
     text = render_docs.anchor_live_claim()
     assert "changes the accuracy significantly" in text and "+3.00 points" in text
+    # Holm's correction over the task's settings: 0.02 alone, 0.06 of three.
+    more = {f"n={n}": {"p_value": 0.5, "mean": 0.6} for n in (10, 60)}
+    data = {"task": "t", "seeds": [0], "settings": {**settings(0.02, 0.62), **more}}
+    (tmp_path / "table3_ablations.json").write_text(json.dumps(data))
+    text = render_docs.anchor_live_claim()
+    assert "does not change the accuracy significantly" in text
+    assert "p = 0.02, Holm-adjusted 0.06" in text
     tasks = {
         "mnist1d-mlp": {"seeds": [0], "settings": settings(0.66, 0.61)},
         "digits-mlp": {"seeds": [0], "settings": settings(0.01, 0.59)},

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optax_lode.evaluation import compare_methods, summarize, welch_test
+from optax_lode.evaluation import compare_methods, holm, summarize, welch_test
 
 # Welch's t-test, Example 1 of the Wikipedia article "Welch's t-test" (values
 # reproduced by R's t.test(a1, a2): t = -2.4554, df = 24.989, p = 0.02138,
@@ -145,3 +145,39 @@ def test_divergence_decides_the_verdict_and_lucky_survivors_are_not_rivals():
     # One diverged run of ten is not significant: the finite values decide.
     c = compare_methods({"LODE": [0.9, 0.91] * 4 + [0.9, nan], "cos": [0.8, 0.81] * 5})
     assert c.divergence_p > 0.05 and c.verdict == "wins"
+
+
+def test_holm_matches_r():
+    # R: p.adjust(c(0.01, 0.02, 0.03, 0.04, 0.05), "holm")
+    np.testing.assert_allclose(
+        holm([0.04, 0.01, 0.05, 0.03, 0.02]), [0.09, 0.05, 0.09, 0.09, 0.08]
+    )
+    assert holm([0.3]).tolist() == [0.3]  # a family of one is a single test
+    assert holm([]).shape == (0,)
+
+
+@pytest.mark.parametrize("bad", [[0.1, float("nan")], [-0.01], [1.5], [[0.1, 0.2]]])
+def test_holm_refuses_what_is_not_a_family_of_p_values(bad):
+    with pytest.raises(ValueError, match="p-values in \\[0, 1\\]"):
+        holm(bad)
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=20), st.floats(0.001, 0.2))
+def test_holm_is_the_step_down_procedure(p, alpha):
+    """Rejecting where the adjusted p-value is below alpha is Holm's procedure:
+    walk the p-values up from the smallest, rejecting while p_(i) < alpha /
+    (m - i). The adjustment also lies between the raw and Bonferroni's values
+    and keeps the raw order."""
+    adj = holm(p)
+    m = len(p)
+    rejected = set()
+    for i, j in enumerate(sorted(range(m), key=lambda k: p[k])):
+        if not p[j] * (m - i) < alpha:
+            break
+        rejected.add(j)
+    assert {j for j in range(m) if adj[j] < alpha} == rejected
+    assert np.all(adj >= np.asarray(p)) and np.all(
+        adj <= np.minimum(1.0, m * np.asarray(p))
+    )
+    order = np.argsort(p, kind="stable")
+    assert np.all(np.diff(adj[order]) >= 0)

@@ -25,7 +25,13 @@ from optax_lode.evaluation._sharpness import (
     hessian_max_eigenvalue,
     hessian_vector_product,
 )
-from optax_lode.evaluation._stats import Summary, WelchResult, summarize, welch_test
+from optax_lode.evaluation._stats import (
+    Summary,
+    WelchResult,
+    holm,
+    summarize,
+    welch_test,
+)
 
 __all__ = [
     "Comparison",
@@ -35,6 +41,7 @@ __all__ = [
     "compare_methods",
     "hessian_max_eigenvalue",
     "hessian_vector_product",
+    "holm",
     "plot_decision_fan",
     "plot_lr_schedules",
     "plot_metric_curves",
