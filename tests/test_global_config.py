@@ -101,7 +101,7 @@ def _reference_lrs(path: Path) -> tuple[list[float], int]:
     return lrs, int(optax.tree.get(state, "LodeState").decisions)
 
 
-def _probe(env_changes: dict, saved: Path, other: Path) -> dict:
+def _start_probe(env_changes: dict, saved: Path, other: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env.update(env_changes)
     code = _PROBE.format(
@@ -111,21 +111,36 @@ def _probe(env_changes: dict, saved: Path, other: Path) -> dict:
         saved=str(saved),
         other=str(other),
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _result(probe: subprocess.Popen) -> dict:
+    stdout, stderr = probe.communicate()
+    assert probe.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def test_x64_and_rbg_keys_change_nothing(tmp_path):
-    # A model saved in this (default) process, loaded under x64, and back.
+    # A model saved in this (default) process, loaded under x64, and back. The
+    # probes run beside each other and this process's reference run.
     default_file = tmp_path / "default.lode"
     optax_lode.save_model(default_file, small_model(T=T))
-    ref_lrs, ref_decisions = _reference_lrs(default_file)
-    assert ref_decisions >= 3
     x64_file = tmp_path / "x64.lode"
-    x64 = _probe({"JAX_ENABLE_X64": "1"}, x64_file, default_file)
+    x64_probe = _start_probe({"JAX_ENABLE_X64": "1"}, x64_file, default_file)
+    rbg_probe = _start_probe(
+        {"JAX_DEFAULT_PRNG_IMPL": "rbg"}, tmp_path / "rbg.lode", default_file
+    )
+    try:
+        ref_lrs, ref_decisions = _reference_lrs(default_file)
+    finally:
+        x64, rbg = _result(x64_probe), _result(rbg_probe)
+    assert ref_decisions >= 3
     assert x64["model_dtypes"] == ["float32"] and x64["fit_dtypes"] == ["float32"]
     assert x64["state_same"]
     assert x64["decisions"] == ref_decisions
@@ -138,6 +153,5 @@ def test_x64_and_rbg_keys_change_nothing(tmp_path):
     ]
     assert inexact and set(inexact) == {np.dtype("float32")}
 
-    rbg = _probe({"JAX_DEFAULT_PRNG_IMPL": "rbg"}, tmp_path / "rbg.lode", default_file)
     assert rbg["state_same"] and rbg["decisions"] == ref_decisions
     assert rbg["lrs"] == ref_lrs  # the state's key is threefry's: bit for bit
