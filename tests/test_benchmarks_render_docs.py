@@ -227,3 +227,43 @@ def test_reconstruction_bullets_follow_table_a1(tmp_path, monkeypatch):
     _a1(tmp_path, {"a": good, "b": good, "c": early}, {"a": 0.5, "b": 0.6, "c": 0.7})
     text = " ".join(render_docs.reconstruction_claims().split())
     assert "predictions beat the naive forecast" in text
+
+
+def test_opt_in_table_compares_each_opt_in_rule_with_the_default_and_table1(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+    assert render_docs.opt_in_table() == ""
+
+    def row(group, p, metrics):
+        return {"group": group, "p_value": p, "test_metrics": metrics,
+                "mean": sum(metrics) / len(metrics)}  # fmt: skip
+
+    settings = {
+        "default": row("ensemble / horizon", None, [0.60, 0.61, 0.62]),
+        "n=10": row("ensemble", 0.5, [0.60, 0.61, 0.62]),  # the paper's rule
+        "match_rule = closest_loss": row("match rule", 0.01, [0.70, 0.71, 0.72]),
+    }
+    data = {"tasks": {"t": {"seeds": [0, 1, 2], "settings": settings}}}
+    (tmp_path / "table3_ablations.json").write_text(json.dumps(data))
+    table = render_docs.opt_in_table()
+    assert "n=10" not in table  # not an opt-in rule
+    assert (
+        "| `t` | `match_rule = closest_loss` | 71.00 | +10.00 (Holm p = 0.02) | - | - |"
+        in table
+    )
+    best = {"mean": 0.75, "test_metrics": [0.74, 0.75, 0.76]}
+    t1 = {
+        "t": {
+            "best_baseline": "cosine",
+            "seeds": [0, 1, 2],
+            "methods": {"cosine": best},
+            "verdict": "loses",
+        }
+    }
+    (tmp_path / "table1_schedule_quality.json").write_text(json.dumps({"tasks": t1}))
+    table = render_docs.opt_in_table()
+    assert "| cosine, 75.00 | -4.00 [" in table and table.rstrip().endswith(": loss |")
+    (tmp_path / "table3_ablations.md").write_text("## Table 3\n")
+    page = render_docs.render_page(["table3_ablations"])
+    assert page.rstrip().endswith(table.rstrip())  # after the discussion
