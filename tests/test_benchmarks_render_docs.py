@@ -229,11 +229,11 @@ def test_reconstruction_bullets_follow_table_a1(tmp_path, monkeypatch):
     assert "predictions beat the naive forecast" in text
 
 
-def test_opt_in_table_compares_each_opt_in_rule_with_the_default_and_table1(
+def test_variants_table_compares_each_variant_with_its_reference_and_table1(
     tmp_path, monkeypatch
 ):
     monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
-    assert render_docs.opt_in_table() == ""
+    assert render_docs.variants_table() == ""
 
     def row(group, p, metrics):
         return {"group": group, "p_value": p, "test_metrics": metrics,
@@ -246,11 +246,11 @@ def test_opt_in_table_compares_each_opt_in_rule_with_the_default_and_table1(
     }
     data = {"tasks": {"t": {"seeds": [0, 1, 2], "settings": settings}}}
     (tmp_path / "table3_ablations.json").write_text(json.dumps(data))
-    table = render_docs.opt_in_table()
+    table = render_docs.variants_table()
     assert "n=10" not in table  # not an opt-in rule
     assert (
-        "| `t` | `match_rule = closest_loss` | 71.00 | +10.00 (Holm p = 0.02) | - | - |"
-        in table
+        "| `t` | Table 3: `match_rule = closest_loss` | 71.00 | +10.00 (Holm p = 0.02) "
+        "| - | - |" in table
     )
     best = {"mean": 0.75, "test_metrics": [0.74, 0.75, 0.76]}
     t1 = {
@@ -262,8 +262,23 @@ def test_opt_in_table_compares_each_opt_in_rule_with_the_default_and_table1(
         }
     }
     (tmp_path / "table1_schedule_quality.json").write_text(json.dumps({"tasks": t1}))
-    table = render_docs.opt_in_table()
+    table = render_docs.variants_table()
     assert "| cosine, 75.00 | -4.00 [" in table and table.rstrip().endswith(": loss |")
+    # Table 4's variants, every one (the reference excepted), after Table 3's.
+    variants = {
+        "all of it (reference)": row(None, None, [0.60, 0.61, 0.62]),
+        "1 seed": row(None, 0.2, [0.74, 0.75, 0.76]),
+    }
+    data = {"tasks": {"t": {"seeds": [0, 1, 2], "variants": variants}}}
+    (tmp_path / "table4_data_ablation.json").write_text(json.dumps(data))
+    table = render_docs.variants_table()
+    assert "reference)`" not in table
+    last = table.rstrip().splitlines()[-1]
+    assert last.startswith(
+        "| `t` | Table 4: `1 seed` | 75.00 | +14.00 (Holm p = 0.2) | cosine, 75.00 "
+        "| +0.00 ["
+    )
+    assert last.endswith("p = 1: tie |")
     (tmp_path / "table3_ablations.md").write_text("## Table 3\n")
     page = render_docs.render_page(["table3_ablations"])
     assert page.rstrip().endswith(table.rstrip())  # after the discussion
