@@ -40,9 +40,23 @@ def test_table2_reuses_a_row_only_for_the_same_seeds_and_setting():
     row = {
         "seeds": [1, 2],
         "setting": json.loads(json.dumps(setting)),
+        "eigenvalues": [3.0, -1.0],
         "converged": [True, False],
+        "largest": True,
     }
     assert not row_is_stale(row, [1, 2], setting)  # as read back from JSON
+    # Before the shifted second pass: only a negative or unconverged estimate
+    # (the one of largest magnitude, or none) is measured again.
+    unshifted = {k: v for k, v in row.items() if k != "largest"}
+    assert row_is_stale(unshifted, [1, 2], setting)
+    for eigenvalues, converged in (
+        ([3.0, -1.0], [True, True]),
+        ([3.0, 1.0], [True, False]),
+    ):
+        case = {**unshifted, "eigenvalues": eigenvalues, "converged": converged}
+        assert row_is_stale(case, [1, 2], setting)
+    positive = {**unshifted, "eigenvalues": [3.0, 1.0], "converged": [True, True]}
+    assert not row_is_stale(positive, [1, 2], setting)
     # Measured before the residual test (no `converged`): measured again.
     before = {k: v for k, v in row.items() if k != "converged"}
     assert row_is_stale(before, [1, 2], setting)

@@ -26,16 +26,14 @@ class SharpnessResult(NamedTuple):
 
     Attributes:
         eigenvalue: the Rayleigh quotient ``v^T H v`` of the last iterate ``v``
-            (unit norm): the dominant Hessian eigenvalue once converged.
+            (unit norm): the largest Hessian eigenvalue once converged.
         residual: ``||H v - eigenvalue * v||``, how far ``v`` is from being an
             eigenvector (0 when exactly converged).
-        iterations: power iterations performed.
+        iterations: power iterations performed (both passes, if shifted).
         converged: whether ``residual <= sqrt(rtol) * |eigenvalue|``, i.e. ``v``
             is close enough to an eigenvector for the Rayleigh quotient to be
-            accurate to about ``rtol``. False after ``num_iters`` iterations
-            without it, e.g. when a negative eigenvalue is about as large as the
-            largest positive one (power iteration then mixes the two): the
-            eigenvalue is not to be trusted.
+            accurate to about ``rtol``. False when the iterations ran out
+            without it: the eigenvalue is not to be trusted.
     """
 
     eigenvalue: Float[Array, ""]
@@ -68,7 +66,8 @@ def hessian_max_eigenvalue(
     num_iters: int = 100,
     rtol: float = 1e-4,
 ) -> SharpnessResult:
-    """Dominant eigenvalue of the Hessian of ``loss_fn`` at ``params``.
+    """Largest eigenvalue of the Hessian of ``loss_fn`` at ``params`` (the
+    paper's lambda_max, sharpness).
 
     Power iteration ``v <- H v / ||H v||`` from a random unit vector, each product
     by forward-over-reverse differentiation, in one jitted ``lax.while_loop``. It
@@ -78,11 +77,16 @@ def hessian_max_eigenvalue(
     residual squared), or after ``num_iters`` iterations; ``converged`` says
     which.
 
-    Power iteration converges to the eigenvalue of largest *magnitude*. At the
-    end of training the Hessian is close to positive semi-definite and that is
-    the largest eigenvalue, the paper's lambda_max; a clearly negative result
-    says the parameters are not near a minimum, and ``converged=False`` that
-    the answer is not an eigenvalue (check it before using the number).
+    Power iteration converges to the eigenvalue of largest *magnitude*. Near a
+    minimum the Hessian is close to positive semi-definite and that is the
+    largest eigenvalue. Away from one (a run that has not converged, a network
+    still learning) the most negative eigenvalue can dominate, or one of
+    either sign and equal magnitude can mix with it; then a second power
+    iteration (at most ``num_iters`` more) runs on ``H + r I``, ``r`` the
+    spectral radius estimated by the first, whose spectrum is non-negative
+    and whose top eigenvector is that of the largest eigenvalue. The second
+    pass converges more slowly when the largest eigenvalue is close to the
+    next (relative to ``r``): check ``converged`` before using the number.
 
     The computation is compiled once per ``(loss_fn, num_iters)`` and argument
     shapes: pass the batch through ``*args`` rather than closing over it in a
@@ -148,26 +152,43 @@ def _power_iteration(loss_fn, num_iters, params, args, key, rtol):
         # eigenvalues of equal magnitude (e.g. +2 and -2): the residual does not.
         return residual <= jnp.sqrt(rtol) * jnp.abs(lam)
 
-    def cond(carry):
-        i, _, lam, lam_prev, residual = carry
-        steady = jnp.abs(lam - lam_prev) <= rtol * jnp.abs(lam)
-        return (i < num_iters) & ~(steady & close(lam, residual))
+    def iterate(shift):
+        """Power iteration on ``H - shift I``; the estimate, residual and
+        stopping test are of ``H`` itself (the same eigenvectors)."""
 
-    def body(carry):
-        i, v, lam, _, _ = carry
+        def cond(carry):
+            i, _, lam, lam_prev, residual = carry
+            steady = jnp.abs(lam - lam_prev) <= rtol * jnp.abs(lam)
+            return (i < num_iters) & ~(steady & close(lam, residual))
+
+        def body(carry):
+            i, v, lam, _, _ = carry
+            hv = hvp(v)
+            new_lam = jnp.vdot(v, hv)
+            residual = jnp.linalg.norm(hv - new_lam * v)
+            av = hv - shift * v
+            norm = jnp.linalg.norm(av)
+            # A null direction (A v = 0) keeps v rather than dividing by zero.
+            new_v = jnp.where(norm > 0, av / jnp.where(norm > 0, norm, 1.0), v)
+            return i + 1, new_v, new_lam, lam, residual
+
+        nan = jnp.asarray(jnp.nan, flat.dtype)
+        i, v, _, _, _ = jax.lax.while_loop(
+            cond, body, (jnp.asarray(0, jnp.int32), v0, nan, nan, nan)
+        )
         hv = hvp(v)
-        new_lam = jnp.vdot(v, hv)
-        residual = jnp.linalg.norm(hv - new_lam * v)
-        norm = jnp.linalg.norm(hv)
-        # A null direction (H v = 0) keeps v rather than dividing by zero.
-        new_v = jnp.where(norm > 0, hv / jnp.where(norm > 0, norm, 1.0), v)
-        return i + 1, new_v, new_lam, lam, residual
+        lam = jnp.vdot(v, hv)
+        return i, lam, jnp.linalg.norm(hv - lam * v), jnp.linalg.norm(hv)
 
-    nan = jnp.asarray(jnp.nan, flat.dtype)
-    i, v, _, _, _ = jax.lax.while_loop(
-        cond, body, (jnp.asarray(0, jnp.int32), v0, nan, nan, nan)
+    i, lam, residual, radius = iterate(jnp.zeros((), flat.dtype))
+    # Power iteration finds the eigenvalue of largest magnitude. If that is
+    # negative, or v mixes eigenvalues of one magnitude and both signs, shift
+    # by minus the spectral radius (|H v| estimates it): the spectrum of
+    # H + radius I is then non-negative and its top is the largest eigenvalue.
+    again = (lam < 0) | ~close(lam, residual)
+    i2, lam, residual, _ = jax.lax.cond(
+        again,
+        lambda: iterate(-radius),
+        lambda: (jnp.asarray(0, jnp.int32), lam, residual, radius),
     )
-    hv = hvp(v)
-    lam = jnp.vdot(v, hv)
-    residual = jnp.linalg.norm(hv - lam * v)
-    return SharpnessResult(lam, residual, i, close(lam, residual))
+    return SharpnessResult(lam, residual, i + i2, close(lam, residual))
