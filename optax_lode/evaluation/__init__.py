@@ -6,6 +6,8 @@ What the paper measures (Section 5, Appendix A.3), as library functions:
   power iteration with Hessian-vector products (Table 2);
 - :func:`summarize`, :func:`welch_test`, :func:`compare_methods`: mean ± std over
   seeds and Welch's t-test of LODE against the best baseline (Table 1);
+- :func:`holm`: Holm's adjustment of a family of p-values (an ablation's rows
+  against its reference, Tables 3 and 4);
 - ``plot_*``: the paper's figures as PNG files (Figures 2, 4 and the decision
   ensemble), drawn without pyplot.
 
