@@ -245,6 +245,7 @@ def table1_claim() -> str:
 def anchor_live_claim() -> str:
     """What Table 3 says of ``anchor="live"`` against the default, per task."""
     claims = []
+    table1 = _table1_tasks()
     for task, d in per_task(_result("table3_ablations")).items():
         settings = d.get("settings", {})
         live = settings.get(ANCHOR_LIVE)
@@ -264,18 +265,22 @@ def anchor_live_claim() -> str:
                 f"On `{task}` it changes the accuracy significantly (Table 3): "
                 f"{diff:+.2f} points against the default ({p})."
             )
-        claims.append(_against_table1(task, d["seeds"], live))
+        claims.append(_against_table1(table1.get(task, {}), d["seeds"], live))
     if not claims:
         return "Table 3 has not measured it on a classification task yet."
     return " ".join(c for c in claims if c)
 
 
-def _versus_table1(task: str, seeds: list[int], row: dict):
-    """``(name, entry, Welch test of row - it)`` of Table 1's best tuned
-    baseline of the task, run on the same seeds (None if Table 1 has none)."""
+def _table1_tasks() -> dict:
+    """Table 1's entries by task, read once per page ({} if not run)."""
+    return (_result("table1_schedule_quality") or {}).get("tasks", {})
+
+
+def _versus_table1(t1: dict, seeds: list[int], row: dict):
+    """``(name, entry, Welch test of row - it)`` of the best tuned baseline of
+    ``t1``, a task's Table 1 entry, if run on the same seeds (else None)."""
     from optax_lode.evaluation import welch_test
 
-    t1 = (_result("table1_schedule_quality") or {}).get("tasks", {}).get(task, {})
     best = t1.get("best_baseline")
     if best is None or t1.get("seeds") != seeds or "test_metrics" not in row:
         return None
@@ -287,10 +292,10 @@ def _outcome(w) -> str:
     return "tie" if not significant(w.p_value) else "win" if w.diff > 0 else "loss"
 
 
-def _against_table1(task: str, seeds: list[int], row: dict) -> str:
-    """How a Table 3 row compares with Table 1's best tuned baseline of the
-    task, run on the same seeds ("" if Table 1 has no such row)."""
-    found = _versus_table1(task, seeds, row)
+def _against_table1(t1: dict, seeds: list[int], row: dict) -> str:
+    """How a Table 3 row compares with the best tuned baseline of ``t1``, a
+    task's Table 1 entry, run on the same seeds ("" if it has no such row)."""
+    found = _versus_table1(t1, seeds, row)
     if found is None:
         return ""
     best, base, w = found
@@ -321,7 +326,7 @@ def variants_table() -> str:
     """Table 3's opt-in decision rules and Table 4's data variants per task,
     against their reference and against Table 1's best tuned baseline on the
     same seeds ("" if none)."""
-    rows = []
+    rows, table1 = [], _table1_tasks()
     for table, name, key, chosen in VARIANTS:
         for task, d in per_task(_result(name)).items():
             entries = d.get(key, {})
@@ -339,7 +344,7 @@ def variants_table() -> str:
                     f"{100.0 * e['mean']:.2f}",
                     f"{diff:+.2f} (Holm p = {adjusted[label]:.2g})",
                 ]
-                found = _versus_table1(task, d["seeds"], e)
+                found = _versus_table1(table1.get(task, {}), d["seeds"], e)
                 if found is None:
                     row += ["-", "-"]
                 else:
