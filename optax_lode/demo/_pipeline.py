@@ -428,14 +428,9 @@ def lode_transform(model: Any, task: Any, cfg: DemoConfig, seed: int):
 
 def _lode_state(opt_state: Any) -> Any:
     """The :class:`optax_lode.LodeState` inside a chain's state."""
-    import jax
+    from optax_lode.transform._schedule import lode_states
 
-    from optax_lode.transform import LodeState
-
-    def is_lode(x: Any) -> bool:
-        return isinstance(x, LodeState)
-
-    found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_lode) if is_lode(x)]
+    found = lode_states(opt_state)
     if len(found) != 1:
         raise ValueError(
             f"expected one LodeState in the optimizer state, got {len(found)}"

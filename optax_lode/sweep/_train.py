@@ -75,18 +75,13 @@ def _as_extra_args(tx) -> optax.GradientTransformationExtraArgs:
     return optax.with_extra_args_support(tx)
 
 
-def _lode_states(opt_state: PyTree) -> list:
-    from optax_lode.transform import LodeState
-
-    leaves = jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, LodeState))
-    return [s for s in leaves if isinstance(s, LodeState)]
-
-
 def _check_lode_length(opt_state: PyTree, num_ticks: int) -> None:
     """Raises if a ``lode_schedule`` in ``opt_state`` was built for a run of
     another length: its state records its ``run_ticks`` from the start,
     whatever wraps it, so this runs before the first tick."""
-    for state in _lode_states(opt_state):
+    from optax_lode.transform._schedule import lode_states
+
+    for state in lode_states(opt_state):
         planned = np.asarray(state.run_ticks).ravel()
         if (planned != num_ticks).any():
             i = int(np.argmax(planned != num_ticks))
@@ -105,7 +100,9 @@ def _check_lode_clock(opt_state: PyTree, steps_per_tick: int) -> None:
     Where a wrapper skipped some of the tick's updates (``apply_if_finite``,
     ``MultiSteps``) a schedule that has not finished a tick cannot be judged,
     so only definite mismatches raise."""
-    for state in _lode_states(opt_state):
+    from optax_lode.transform._schedule import lode_states
+
+    for state in lode_states(opt_state):
         count, tick, step = (
             np.asarray(x).ravel() for x in (state.count, state.tick, state.step_in_tick)
         )

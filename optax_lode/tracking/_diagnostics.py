@@ -53,14 +53,9 @@ def lode_diagnostics(opt_state: Any) -> dict[str, float]:
     """
     import jax
 
-    from optax_lode.transform import LodeState
+    from optax_lode.transform._schedule import lode_states
 
-    def is_state(x):
-        return isinstance(x, LodeState)
-
-    found = [
-        x for x in jax.tree_util.tree_leaves(opt_state, is_leaf=is_state) if is_state(x)
-    ]
+    found = lode_states(opt_state)
     if not found:
         raise ValueError(
             "no LodeState in this optimizer state: pass the state of a "

@@ -235,6 +235,16 @@ class LodeState(NamedTuple):
         )
 
 
+def lode_states(tree: Any) -> list[LodeState]:
+    """The :class:`LodeState` nodes of ``tree`` (an optimizer state, whatever
+    chains or wrappers hold them), in leaf order."""
+
+    def is_state(x: Any) -> bool:
+        return isinstance(x, LodeState)
+
+    return [x for x in jax.tree.leaves(tree, is_leaf=is_state) if is_state(x)]
+
+
 def _tick_start(state: LodeState) -> Array:
     """Whether this step is a tick's first (after tick 0): the step that brings
     the metric measured after the last tick, and at ticks mu, 2 mu, ... the
