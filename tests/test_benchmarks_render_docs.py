@@ -282,3 +282,29 @@ def test_variants_table_compares_each_variant_with_its_reference_and_table1(
     (tmp_path / "table3_ablations.md").write_text("## Table 3\n")
     page = render_docs.render_page(["table3_ablations"])
     assert page.rstrip().endswith(table.rstrip())  # after the discussion
+
+
+def test_sharpness_bullet_follows_table2s_rank_tests(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+    assert "not been run" in render_docs.sharpness_claim()
+
+    def task(lode, **baselines):
+        methods = {"LODE": {"eigenvalues": lode}}
+        methods.update({n: {"eigenvalues": v} for n, v in baselines.items()})
+        return {"seeds": list(range(len(lode))), "methods": methods}
+
+    low, high = [1.0 + i / 10 for i in range(8)], [50.0 + i for i in range(8)]
+    # One far-out LODE seed: by ranks still sharper (a mean would say little).
+    sharp = [*high[:-1], 1e4]
+    tasks = {
+        "a": task(sharp, flat=low, flatter=[x / 2 for x in low]),
+        "b": task(low, sharp=high, also=[x * 2 for x in high]),
+    }
+    (tmp_path / "table2_sharpness.json").write_text(json.dumps({"tasks": tasks}))
+    text = " ".join(render_docs.sharpness_claim().split())
+    assert "Flatter minima: not reproduced." in text
+    assert "on `a` (8 seeds) sharper than 2 of 2, flatter than none" in text
+    assert "on `b` (8 seeds) sharper than 0 of 2, flatter than sharp, also" in text
+    del tasks["a"]
+    (tmp_path / "table2_sharpness.json").write_text(json.dumps({"tasks": tasks}))
+    assert "Flatter minima: reproduced." in render_docs.sharpness_claim()

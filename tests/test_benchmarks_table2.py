@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.table2_sharpness import row_is_stale, table1_agreement
+from benchmarks.table2_sharpness import row_is_stale, table1_agreement, task_table
+from optax_lode.evaluation import welch_test
 
 
 def _task(cosine_metrics):
@@ -66,3 +67,30 @@ def test_table2_reuses_a_row_only_for_the_same_seeds_and_setting():
     # The committed rows before this key recorded only the rate: re-trained.
     old_row = {"seeds": [1, 2], "learning_rate": 0.01}
     assert row_is_stale(old_row, [1, 2], {"learning_rate": 0.01})
+
+
+def test_table2_judges_skewed_sharpness_by_medians_and_ranks():
+    """One LODE seed far out inflates the mean and its spread: Welch's test
+    of the means finds nothing, while every other LODE seed is sharper than
+    every baseline seed. The headline counts medians and the Holm-adjusted
+    rank tests; an unknown column would be a broken table."""
+    lode = [20.0 + i for i in range(9)] + [10_000.0]
+    results = {
+        "LODE": {"eigenvalues": lode, "test_metrics": [0.5] * 10},
+        "flat": {"eigenvalues": [1.0 + i / 10 for i in range(10)]},
+        "same": {"eigenvalues": [19.5 + i for i in range(10)]},
+        "sharp": {"eigenvalues": [100.0 + i for i in range(10)]},
+    }
+    for name in ("flat", "same", "sharp"):
+        results[name]["test_metrics"] = [0.6] * 10
+    table, head = task_table("t", results)
+    assert welch_test(lode, results["flat"]["eigenvalues"]).p_value > 0.05
+    assert head == (
+        "t: LODE's final λ_max (median over 10 seeds) is lower than 1 of 3 "
+        "baselines'; by ranks significantly flatter than 1, sharper than 1"
+    )
+    flat = next(line for line in table.splitlines() if line.startswith("| flat |"))
+    cells = [c.strip() for c in flat.strip("|").split("|")]
+    assert cells[1] == "1.450" and cells[4].startswith("0%, p = ")
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    assert len(header.split("|")) == len(flat.split("|"))

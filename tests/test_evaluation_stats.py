@@ -1,7 +1,8 @@
-"""Statistics over seeds and the Welch test, against published values."""
+"""Statistics over seeds, the Welch and rank tests, against published values."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -9,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optax_lode.evaluation import compare_methods, holm, summarize, welch_test
+from optax_lode.evaluation import (
+    compare_methods,
+    holm,
+    rank_test,
+    summarize,
+    welch_test,
+)
 
 # Welch's t-test, Example 1 of the Wikipedia article "Welch's t-test" (values
 # reproduced by R's t.test(a1, a2): t = -2.4554, df = 24.989, p = 0.02138,
@@ -181,3 +188,66 @@ def test_holm_is_the_step_down_procedure(p, alpha):
     )
     order = np.argsort(p, kind="stable")
     assert np.all(np.diff(adj[order]) >= 0)
+
+
+def _permutation_p(a, b):
+    """The exact two-sided p-value of U by enumerating every split of the
+    pooled values (no ties): the share of splits whose U is at least as far
+    from its mean as the observed one."""
+    pooled = list(a) + list(b)
+    na, nb = len(a), len(b)
+
+    def u(xs, ys):
+        return sum(x > y for x in xs for y in ys)
+
+    mid = na * nb / 2
+    obs = abs(u(a, b) - mid)
+    splits = list(itertools.combinations(range(na + nb), na))
+    far = 0
+    for idx in splits:
+        xs = [pooled[i] for i in idx]
+        ys = [pooled[i] for i in range(na + nb) if i not in idx]
+        far += abs(u(xs, ys) - mid) >= obs - 1e-9
+    return far / len(splits)
+
+
+def test_rank_test_matches_the_permutation_distribution():
+    # R: wilcox.test(c(5, 6, 7, 8), c(1, 2, 3, 9)): W = 12, p-value = 0.3429.
+    r = rank_test([5.0, 6.0, 7.0, 8.0], [1.0, 2.0, 3.0, 9.0])
+    assert (r.u, r.prob_greater, r.exact) == (12.0, 0.75, True)
+    assert r.p_value == pytest.approx(24 / 70)
+    rng = np.random.default_rng(0)
+    for na, nb in ((3, 4), (5, 5), (2, 7)):
+        a, b = rng.normal(size=na), rng.normal(0.8, size=nb)
+        assert rank_test(a, b).p_value == pytest.approx(_permutation_p(a, b))
+    # Complete separation of 10 and 10: the smallest p-value there is.
+    r = rank_test(np.arange(10.0) + 100, np.arange(10.0))
+    assert r.prob_greater == 1.0
+    assert r.p_value == pytest.approx(2 / math.comb(20, 10))
+
+
+@given(
+    st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=12),
+    st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=12),
+)
+def test_rank_test_properties(a, b):
+    """Swapping the samples mirrors the effect and keeps the p-value; a
+    monotone transform of both (what makes it fit skewed values) changes
+    nothing."""
+    r, flipped = rank_test(a, b), rank_test(b, a)
+    assert 0.0 <= r.prob_greater <= 1.0 and 0.0 < r.p_value <= 1.0
+    assert r.prob_greater + flipped.prob_greater == pytest.approx(1.0)
+    assert r.p_value == pytest.approx(flipped.p_value)
+    squashed = rank_test(np.arctan(a), np.arctan(b))
+    if len(set(np.arctan(a + b))) == len(set(a + b)):  # no ties made by rounding
+        assert squashed.prob_greater == pytest.approx(r.prob_greater)
+        assert squashed.p_value == pytest.approx(r.p_value)
+
+
+def test_rank_test_drops_diverged_runs_and_refuses_empty_samples():
+    nan = float("nan")
+    assert rank_test([1.0, nan, 2.0], [0.0, float("inf")]) == rank_test(
+        [1.0, 2.0], [0.0]
+    )
+    with pytest.raises(ValueError, match="finite value in b"):
+        rank_test([1.0], [nan])

@@ -6,6 +6,8 @@ What the paper measures (Section 5, Appendix A.3), as library functions:
   power iteration with Hessian-vector products (Table 2);
 - :func:`summarize`, :func:`welch_test`, :func:`compare_methods`: mean ± std over
   seeds and Welch's t-test of LODE against the best baseline (Table 1);
+- :func:`rank_test`: the Mann-Whitney U test, for values skewed over seeds
+  (Table 2's sharpness);
 - :func:`holm`: Holm's adjustment of a family of p-values (an ablation's rows
   against its reference, Tables 3 and 4);
 - ``plot_*``: the paper's figures as PNG files (Figures 2, 4 and the decision
@@ -28,15 +30,18 @@ from optax_lode.evaluation._sharpness import (
     hessian_vector_product,
 )
 from optax_lode.evaluation._stats import (
+    RankResult,
     Summary,
     WelchResult,
     holm,
+    rank_test,
     summarize,
     welch_test,
 )
 
 __all__ = [
     "Comparison",
+    "RankResult",
     "SharpnessResult",
     "Summary",
     "WelchResult",
@@ -49,6 +54,7 @@ __all__ = [
     "plot_metric_curves",
     "plot_reconstruction",
     "plot_reconstruction_errors",
+    "rank_test",
     "summarize",
     "welch_test",
 ]
