@@ -168,6 +168,15 @@ def _check_comparison(ns, out):
     assert "| LODE |" in out
 
 
+def _check_ranks(ns, out):
+    # LODE is the sharper on every seed pair against "flat", the flatter
+    # against "sharp"; Holm keeps both significant among two rivals.
+    assert out.splitlines() == [
+        "flat: LODE flatter in 0% of seed pairs, p = 0.016",
+        "sharp: LODE flatter in 100% of seed pairs, p = 0.016",
+    ]
+
+
 def _check_fit(ns, out):
     assert ns["model"].T == 20 and ns["report"]["num_runs"] == ns["test"].num_runs
     assert np.isfinite(ns["report"]["metric"])
@@ -282,6 +291,7 @@ BLOCKS: dict[tuple[str, str], Run | NotRun] = {
     ("docs/evaluation.md", "import compare_methods"): Run(
         "comparison_names", _check_comparison
     ),
+    ("docs/evaluation.md", "import holm, rank_test"): Run("rank_names", _check_ranks),
     ("docs/model.md", 'from_parquet("sweep.parquet")'): Run(
         "parquet_sweep",
         _check_fit,
@@ -503,6 +513,18 @@ def sharpness_names():
         cross_entropy=cross_entropy,
         x256=x,
         y256=y,
+    )
+
+
+@pytest.fixture
+def rank_names():
+    pytest.importorskip("scipy")
+    return dict(
+        lode_eigs=[5.0, 6.0, 7.0, 8.0, 40.0],
+        baseline_eigs={
+            "flat": [0.5, 0.6, 0.7, 0.8, 0.9],
+            "sharp": [50.0, 60.0, 70.0, 80.0, 9000.0],
+        },
     )
 
 
