@@ -12,9 +12,12 @@ possible schedule (``optimal_schedule``). This benchmark
 4. compares with the best parametric schedule (the sweep's grid, and a fine
    64-point grid per shape) and the optimal schedule.
 
-LODE runs with the paper's decision (the defaults) and, as extra rows, with
-the opt-in ``match_rule="closest_loss"``, ``anchor="live"`` and both (same
-model, same seeds; see ``OPT_IN``).
+LODE runs with the paper's decision (the defaults) and, as extra rows on the
+same model and seeds, with the opt-in ``match_rule="closest_loss"``,
+``anchor="live"`` and both (``OPT_IN``), and with Table 3's ensemble and
+horizon settings (:func:`ablations`): Table 3 on a task whose optimum is
+known and whose loss is exact. Each extra row is compared with the default by
+Welch's test of the expected losses, Holm-adjusted over the extra rows.
 
 Headline: the fraction of the gap between the best parametric schedule and
 the optimum that LODE closes, ``(L_param - L_LODE) / (L_param - L_opt)``
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import markdown_table, write_result
+from benchmarks._common import ALPHA, markdown_table, significant, write_result
 from optax_lode.decision import DECISION_REVISION
 
 NAME = "nqm_optimality_gap"
@@ -50,6 +53,22 @@ OPT_IN = {
         "match_rule": "closest_loss",
     },
 }
+
+
+def ablations(mu: int) -> dict[str, dict]:
+    """Table 3's ensemble and horizon settings other than the default, as
+    ``lode_schedule`` keyword arguments by label (``mu``: the model's
+    window, for the greedy horizon)."""
+    from benchmarks.table3_ablations import settings
+
+    default = {"n": 30, "sigma": 0.15}
+    return {
+        label: kwargs
+        for group, label, kwargs in settings(mu)
+        if group in ("ensemble", "horizon") and kwargs != default
+    }
+
+
 # Cached LODE runs are not reused across a change of the decision's semantics.
 LODE_CACHE_VERSION = f"v{DECISION_REVISION}"
 
@@ -103,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from optax_lode.demo._cache import load_run, save_run
     from optax_lode.demo._pipeline import _enable_compile_cache
+    from optax_lode.evaluation import holm, welch_test
     from optax_lode.model import fit, load_model, save_model
     from optax_lode.sweep import make_schedule, train_run
     from optax_lode.tasks import get_task
@@ -173,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     # LODE runs: expected loss of each generated schedule, and its realised loss.
     t0 = time.perf_counter()
     lode_expected, lode_realised, lode_lrs = [], [], []
-    alt_expected = {label: [] for label in OPT_IN}
-    alt_lrs = {label: [] for label in OPT_IN}
+    extra = {label: ("opt-in", kw) for label, kw in OPT_IN.items()}
+    extra.update({label: ("ablation", kw) for label, kw in ablations(model.mu).items()})
+    alt_expected = {label: [] for label in extra}
+    alt_lrs = {label: [] for label in extra}
     seed_list = list(range(1000, 1000 + seeds))
 
     def report(partial: bool) -> None:
@@ -196,36 +218,66 @@ def main(argv: list[str] | None = None) -> int:
              f"{closed:+.0%} (fine grid: {closed_fine:+.0%}); "
              f"{mean / l_param:.1f}x the best parametric loss"],
         ]  # fmt: skip
-        opt_in = {}
-        for label, kwargs in OPT_IN.items():
+        rows[-1].append("(reference)")
+        for row in rows[:-1]:
+            row.append("-")
+        done = {
+            label: np.asarray(alt_expected[label])
+            for label in extra
+            if len(alt_expected[label]) > 1 and exp.size > 1
+        }
+        tests = {label: welch_test(alt, exp) for label, alt in done.items()}
+        adjusted = dict(
+            zip(tests, holm([t.p_value for t in tests.values()]), strict=True)
+        )
+        opt_in, ablation = {}, {}
+        for label, (kind, kwargs) in extra.items():
             alt = np.asarray(alt_expected[label])
             if not alt.size:
                 continue
             alt_mean = float(alt.mean())
             alt_std = float(alt.std(ddof=1)) if alt.size > 1 else float("nan")
             alt_closed = (l_param - alt_mean) / (l_param - l_opt)
+            what = "opt-in " if kind == "opt-in" else ""
+            note = "not the paper's; " if kind == "opt-in" else ""
+            t = tests.get(label)
+            vs = (
+                f"{t.diff:+.3g} [{t.ci_low:+.3g}, {t.ci_high:+.3g}], p = "
+                f"{t.p_value:.2g} (Holm {adjusted[label]:.2g})"
+                + (": different" if significant(adjusted[label]) else "")
+                if t
+                else "-"
+            )
             rows.append(
-                [f"LODE, opt-in {label} (not the paper's; mean ± std over "
-                 f"{alt.size} seeds)",
+                [f"LODE, {what}{label} ({note}mean ± std over {alt.size} seeds)",
                  f"{alt_mean:.5g} ± {alt_std:.2g}",
                  f"{alt_closed:+.0%}; {alt_mean / l_param:.1f}x the best "
-                 "parametric loss"]
+                 "parametric loss", vs]
             )  # fmt: skip
-            opt_in[label] = {
+            (opt_in if kind == "opt-in" else ablation)[label] = {
                 "lode_schedule_kwargs": kwargs,
                 "expected_loss": alt.tolist(),
                 "gap_closed": alt_closed,
                 "tick_learning_rates": [x.tolist() for x in alt_lrs[label]],
+                **(
+                    {"p_value": t.p_value, "p_holm": float(adjusted[label])}
+                    if t
+                    else {}
+                ),
             }
         for shape in SHAPES:
             best_lr = min(LRS, key=lambda v, s=shape: grid[(s, v)])
             rows.append(
                 [f"{shape}, best sweep lr {best_lr:g} (fine: {fine[shape][0]:.3g})",
-                 f"{grid[(shape, best_lr)]:.5g} (fine: {fine[shape][1]:.5g})", "-"]
+                 f"{grid[(shape, best_lr)]:.5g} (fine: {fine[shape][1]:.5g})", "-",
+                 "-"]
             )  # fmt: skip
         table = markdown_table(
-            ["schedule", "expected final loss ↓", "gap closed by LODE"], rows
-        )
+            ["schedule", "expected final loss ↓", "gap closed by LODE",
+             "− LODE default [95% CI], Welch p (Holm-adjusted)"],
+            rows,
+        )  # fmt: skip
+        differ = sum(significant(v.get("p_holm")) for v in ablation.values())
         verdict = (
             "LODE beats the best parametric schedule of the sweep"
             if closed > 0
@@ -241,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
             + "".join(
                 f" Opt-in {label}: {np.mean(v['expected_loss']) / l_param:.1f}x."
                 for label, v in opt_in.items()
+            )
+            + (
+                f" Table 3's ensemble and horizon settings: {differ} of "
+                f"{len(ablation)} differ significantly from the default."
+                if ablation
+                else ""
             )
         )
         notes = (
@@ -264,6 +322,17 @@ def main(argv: list[str] | None = None) -> int:
                 "chosen members' predicted relative change to the live rate "
                 "instead of using their predicted rates themselves (the paper)."
                 if opt_in
+                else ""
+            )
+            + (
+                " The other extra rows are Table 3's ensemble (`n`, `sigma`) and "
+                "horizon settings (the default: n=30, sigma=0.15, the metric "
+                f"scored at the run's end; `mu` = {model.mu} ticks), on the "
+                "same model and seeds. Each extra row's expected loss is "
+                "compared with the default's by Welch's test (its difference, "
+                "95% CI and p-value); the extra rows are one family, so a row "
+                f"is 'different' where its Holm-adjusted p-value is below {ALPHA:g}."
+                if done
                 else ""
             )
             + (" **Partial result: the run was interrupted.**" if partial else "")
@@ -292,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 "lode_realised_final_loss": list(lode_realised),
                 "lode_tick_learning_rates": [x.tolist() for x in lode_lrs],
                 "opt_in": opt_in,
+                "ablations": ablation,
                 "optimal_tick_learning_rates": opt.tick_learning_rates.tolist(),
                 "seeds": seed_list[: len(lode_expected)],
                 "sweep_seeds": list(range(sweep_seeds)),
@@ -335,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  LODE seed {seed}: expected final loss {lode_expected[-1]:.5g}")
         timings["lode"] = time.perf_counter() - t0
         report(partial=True)
-    for label, kwargs in OPT_IN.items():
+    for label, (_, kwargs) in extra.items():
         for seed in seed_list:
             lrs = np.asarray(lode_run(seed, kwargs)["lr"], np.float64)
             alt_lrs[label].append(lrs)

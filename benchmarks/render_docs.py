@@ -513,6 +513,22 @@ def ablations() -> str:
             "horizon is plotted in "
             "`benchmarks/results/table3_horizon_schedules_<task>.png`."
         )
+    nqm = (_result("nqm_optimality_gap") or {}).get("ablations") or {}
+    if nqm and all("p_holm" in e for e in nqm.values()):
+        differ = [k for k, e in nqm.items() if significant(e["p_holm"])]
+        text += (
+            " On the NQM, whose expected final loss is exact "
+            "(`nqm_optimality_gap`), "
+            + (
+                f"{len(differ)} of {len(nqm)} of Table 3's ensemble and horizon "
+                "settings differ significantly from the default (Holm-adjusted): "
+                + ", ".join(f"`{d}`" for d in differ)
+                if differ
+                else f"none of Table 3's {len(nqm)} ensemble and horizon settings "
+                "differs significantly from the default (Holm-adjusted)"
+            )
+            + "."
+        )
     if t4 is not None:
         if any(differ for _, _, differ in t4):
             text += (

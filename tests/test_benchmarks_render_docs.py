@@ -51,6 +51,18 @@ def test_ablation_bullet_is_generated_from_the_p_values(tmp_path, monkeypatch):
     _write(tmp_path, "table3_ablations", "settings", {"default": None}, more=t3)
     text = " ".join(render_docs.ablations().split())
     assert "on `mnist1d-mlp`, `digits-mlp` (7/10 seeds each)" in text
+    assert "NQM" not in text
+    # The NQM's rows of Table 3's settings, by their Holm-adjusted p-values.
+    nqm = {"n=10": {"p_holm": 0.2}, "n=60": {"p_holm": 0.01}}
+    path = tmp_path / "nqm_optimality_gap.json"
+    path.write_text(json.dumps({"ablations": nqm}))
+    text = " ".join(render_docs.ablations().split())
+    assert "1 of 2 of Table 3's ensemble and horizon settings differ" in text
+    assert "(Holm-adjusted): `n=60`." in text
+    nqm["n=60"]["p_holm"] = 0.06
+    path.write_text(json.dumps({"ablations": nqm}))
+    text = " ".join(render_docs.ablations().split())
+    assert "none of Table 3's 2 ensemble and horizon settings differs" in text
     # A result written before p-values were recorded claims nothing.
     (tmp_path / "table3_ablations.json").write_text(
         json.dumps({"task": "t", "seeds": [0], "settings": {"a": {}}})
