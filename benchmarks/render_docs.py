@@ -513,22 +513,10 @@ def ablations() -> str:
             "horizon is plotted in "
             "`benchmarks/results/table3_horizon_schedules_<task>.png`."
         )
-    nqm = (_result("nqm_optimality_gap") or {}).get("ablations") or {}
-    if nqm and all("p_holm" in e for e in nqm.values()):
-        differ = [k for k, e in nqm.items() if significant(e["p_holm"])]
-        text += (
-            " On the NQM, whose expected final loss is exact "
-            "(`nqm_optimality_gap`), "
-            + (
-                f"{len(differ)} of {len(nqm)} of Table 3's ensemble and horizon "
-                "settings differ significantly from the default (Holm-adjusted): "
-                + ", ".join(f"`{d}`" for d in differ)
-                if differ
-                else f"none of Table 3's {len(nqm)} ensemble and horizon settings "
-                "differs significantly from the default (Holm-adjusted)"
-            )
-            + "."
-        )
+    nqm = _result("nqm_optimality_gap") or {}
+    text += _nqm_rows(
+        nqm.get("ablations"), "Table 3's", "ensemble and horizon settings", "default"
+    )
     if t4 is not None:
         if any(differ for _, _, differ in t4):
             text += (
@@ -542,7 +530,28 @@ def ablations() -> str:
                 "part of the sweep (one seed per configuration, without or only "
                 "with one-cycle runs) ties with the one fitted to all of it."
             )
-    return text
+    return text + _nqm_rows(
+        nqm.get("data_variants"), "Table 4's", "subsets of the sweep", "whole sweep"
+    )
+
+
+def _nqm_rows(rows: dict | None, table: str, what: str, reference: str) -> str:
+    """A sentence on the NQM's rows of an ablation (``nqm_optimality_gap``),
+    by their Holm-adjusted p-values ("" if it has none)."""
+    if not rows or not all("p_holm" in e for e in rows.values()):
+        return ""
+    differ = [k for k, e in rows.items() if significant(e["p_holm"])]
+    found = (
+        f"{len(differ)} of {table} {len(rows)} {what} differ significantly from "
+        f"the {reference} (Holm-adjusted): " + ", ".join(f"`{d}`" for d in differ)
+        if differ
+        else f"none of {table} {len(rows)} {what} differs significantly from the "
+        f"{reference} (Holm-adjusted)"
+    )
+    return (
+        " On the NQM, whose expected final loss is exact "
+        f"(`nqm_optimality_gap`), {found}."
+    )
 
 
 def render_page(names: list[str]) -> str:

@@ -251,3 +251,16 @@ def test_rank_test_drops_diverged_runs_and_refuses_empty_samples():
     )
     with pytest.raises(ValueError, match="finite value in b"):
         rank_test([1.0], [nan])
+
+
+def test_rank_test_can_count_a_diverged_run_as_the_worst():
+    """A loss of inf (a diverged run) dropped would leave a method that
+    diverged on half its seeds looking better than one that never did."""
+    inf = float("inf")
+    diverging, steady = [1.0, 1.1, inf, inf], [2.0, 2.1, 2.2, 2.3]
+    assert rank_test(diverging, steady).prob_greater == 0.0
+    kept = rank_test(diverging, steady, keep_inf=True)
+    assert kept.prob_greater == 0.5 and not kept.exact  # the two infs tie
+    assert rank_test([inf, inf], [1.0], keep_inf=True).prob_greater == 1.0
+    with pytest.raises(ValueError, match="non-NaN value in a"):
+        rank_test([float("nan")], [1.0], keep_inf=True)

@@ -196,7 +196,10 @@ def welch_test(
 
 
 def rank_test(
-    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    keep_inf: bool = False,
 ) -> RankResult:
     """Mann-Whitney U (Wilcoxon rank-sum) test of ``a`` against ``b``.
 
@@ -205,11 +208,15 @@ def rank_test(
     test. The p-value is exact when no value is tied (the distribution of
     ``U`` under the null), from the normal approximation with a tie
     correction and a continuity correction otherwise. Non-finite values
-    (diverged runs) are dropped first.
+    (diverged runs) are dropped first, unless ``keep_inf``.
 
     Args:
         a: first sample (e.g. LODE's sharpness per seed).
         b: second sample (e.g. a baseline's).
+        keep_inf: keep infinite values, which rank beyond every finite one
+            (NaN is still dropped): where a diverged run's loss is recorded as
+            ``inf``, it then counts as the worst run instead of being left out,
+            which would favour the method that diverged.
 
     Returns:
         A :class:`RankResult`.
@@ -228,11 +235,11 @@ def rank_test(
         variables is stochastically larger than the other", Annals of
         Mathematical Statistics 18 (1947).
     """
-    xa, _ = _finite(a, "a")
-    xb, _ = _finite(b, "b")
+    xa, xb = (_ranked(x, name, keep_inf) for x, name in ((a, "a"), (b, "b")))
     for name, x in (("a", xa), ("b", xb)):
         if x.size == 0:
-            raise ValueError(f"rank_test needs a finite value in {name}, got none.")
+            what = "non-NaN" if keep_inf else "finite"
+            raise ValueError(f"rank_test needs a {what} value in {name}, got none.")
     try:
         from scipy import stats
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -245,6 +252,14 @@ def rank_test(
     )
     u = float(r.statistic)
     return RankResult(u / (xa.size * xb.size), float(r.pvalue), u, exact)
+
+
+def _ranked(values: Sequence[float] | np.ndarray, name: str, keep_inf: bool):
+    if not keep_inf:
+        return _finite(values, name)[0]
+    x = np.asarray(values, dtype=np.float64)
+    _finite(x, name)  # the shape check
+    return x[~np.isnan(x)]
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
