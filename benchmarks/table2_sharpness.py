@@ -47,18 +47,33 @@ NAME = "table2_sharpness"
 CACHE = Path("results/demo/cache")
 
 
-def row_is_stale(row: dict, seeds: list[int], setting: dict) -> bool:
+def row_is_stale(
+    row: dict, seeds: list[int], setting: dict, table1: list[float] | None = None
+) -> bool:
     """A saved row is reused only if it was trained on these seeds with this
     setting (LODE: model, decision revision and options; a baseline: its tuned
     rate), so a re-tuned baseline, a refitted model or another ``--seeds``
-    re-trains the row instead of mixing it into the table. Rows without
+    re-trains the row instead of mixing it into the table; and, given
+    ``table1`` (Table 1's test metrics of the method on the same seeds), only
+    if it reached them: a setting names the model by its configuration, not
+    its weights, so a sweep and fit run again on another CPU (a convnet's
+    rounding differs) leave the setting as it was and the runs not. Rows without
     ``converged`` were measured before the power iteration's residual test
     (a confident wrong eigenvalue could stop it early) and are measured again,
     as are rows with a negative or unconverged estimate measured before the
     shifted second pass (``largest``)."""
     as_saved = json.loads(json.dumps(setting))  # tuples come back as lists
+    metrics = row.get("test_metrics")
     return (
         row.get("seeds") != seeds
+        or (
+            table1 is not None
+            and (
+                metrics is None
+                or len(metrics) != len(table1)
+                or not np.allclose(metrics, table1, rtol=0, atol=1e-6)
+            )
+        )
         or row.get("setting") != as_saved
         or "converged" not in row
         or (
@@ -311,8 +326,13 @@ def main(argv: list[str] | None = None) -> int:
 
     seeds = list(cfg.eval_seeds)
 
+    t1 = (read_result("table1_schedule_quality") or {}).get("tasks", {})
+    t1 = t1.get(cfg.task, {})
+    t1_methods = t1.get("methods", {}) if t1.get("seeds") == seeds else {}
+
     def stale(name: str, setting: dict) -> bool:
-        return row_is_stale(results.get(name, {}), seeds, setting)
+        table1 = t1_methods.get(name, {}).get("test_metrics")
+        return row_is_stale(results.get(name, {}), seeds, setting, table1)
 
     lode_setting = cfg.lode_setting()
     if stale("LODE", lode_setting):

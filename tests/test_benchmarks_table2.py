@@ -64,6 +64,11 @@ def test_table2_reuses_a_row_only_for_the_same_seeds_and_setting():
     assert row_is_stale(row, [1, 2, 3], setting)
     assert row_is_stale(row, [1, 2], {**setting, "model": "def"})
     assert row_is_stale({}, [1, 2], setting)  # a row from before the keys
+    # Not Table 1's runs (the same setting, another CPU's sweep and fit).
+    row["test_metrics"] = [0.5, 0.6]
+    assert not row_is_stale(row, [1, 2], setting, [0.5, 0.6])
+    assert row_is_stale(row, [1, 2], setting, [0.5, 0.61])
+    assert row_is_stale(row, [1, 2], setting, [0.5])
     # The committed rows before this key recorded only the rate: re-trained.
     old_row = {"seeds": [1, 2], "learning_rate": 0.01}
     assert row_is_stale(old_row, [1, 2], {"learning_rate": 0.01})
