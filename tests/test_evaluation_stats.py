@@ -220,6 +220,11 @@ def test_rank_test_matches_the_permutation_distribution():
     for na, nb in ((3, 4), (5, 5), (2, 7)):
         a, b = rng.normal(size=na), rng.normal(0.8, size=nb)
         assert rank_test(a, b).p_value == pytest.approx(_permutation_p(a, b))
+    # Large samples: the normal approximation, close to the exact value.
+    a, b = rng.normal(size=101), rng.normal(0.3, size=101)
+    large = rank_test(a, b)
+    assert not large.exact
+    assert large.p_value == pytest.approx(rank_test(a[:100], b[:100]).p_value, rel=0.2)
     # Complete separation of 10 and 10: the smallest p-value there is.
     r = rank_test(np.arange(10.0) + 100, np.arange(10.0))
     assert r.prob_greater == 1.0
