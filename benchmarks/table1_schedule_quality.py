@@ -18,6 +18,7 @@ every task with whatever tasks are done so far.
 
     python -m benchmarks.table1_schedule_quality --task mnist1d-mlp
     python -m benchmarks.table1_schedule_quality          # every task below
+    python -m benchmarks.table1_schedule_quality --render # the Markdown, from the JSON
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks._common import RESULTS_DIR, cpu_label, environment, write_result
+from benchmarks._common import (
+    RENDER_HELP,
+    RESULTS_DIR,
+    cpu_label,
+    environment,
+    read_result,
+    write_result,
+)
 
 NAME = "table1_schedule_quality"
 TASKS = ("digits-cnn", "mnist1d-mlp", "mnist1d-cnn", "text-transformer", "digits-mlp")
@@ -111,7 +119,11 @@ def _summaries() -> dict[str, dict]:
     return {t: out[t] for t in TASKS if t in out}
 
 
-def write(summaries: dict[str, dict], *, pending: list[str]) -> None:
+def write(
+    summaries: dict[str, dict], *, pending: list[str], env: dict | None = None
+) -> None:
+    """Writes the table of every task in ``summaries`` (``env``: that of the
+    invocation that wrote the result, when re-rendering it)."""
     from optax_lode.evaluation import compare_methods
 
     rows, data = [], {}
@@ -211,6 +223,7 @@ def write(summaries: dict[str, dict], *, pending: list[str]) -> None:
         table + full,
         title="Table 1: schedule quality (LODE vs every tuned baseline)",
         notes=notes,
+        env=env,
     )
 
 
@@ -257,7 +270,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="task(s) to run (default: all)")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--fit-steps", type=int, default=3000)
+    parser.add_argument("--render", action="store_true", help=RENDER_HELP)
     args = parser.parse_args(argv)
+    if args.render:
+        saved = read_result(NAME)
+        if saved is None:
+            print(f"no saved {NAME}.json to render: run the benchmark first")
+            return 1
+        write(_committed(), pending=saved.get("pending", []), env=saved["environment"])
+        return 0
     tasks = args.task or list(TASKS)
     for task in tasks:
         t0 = time.perf_counter()

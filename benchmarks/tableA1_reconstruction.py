@@ -14,6 +14,7 @@ Stages are the demo's (shared cache ``results/demo/cache``), so a task the demo
 or Table 1 already ran costs nothing. Results are rewritten after every task.
 
     python -m benchmarks.tableA1_reconstruction --task mnist1d-mlp --task nqm
+    python -m benchmarks.tableA1_reconstruction --render  # the Markdown, from the JSON
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks._common import environment, read_result, rows_measured, write_result
+from benchmarks._common import (
+    RENDER_HELP,
+    environment,
+    read_result,
+    render,
+    rows_measured,
+    write_result,
+)
 
 NAME = "tableA1_reconstruction"
 CACHE = Path("results/demo/cache")
@@ -37,6 +45,61 @@ def _fmt(x) -> str:
         return "n/a"
 
 
+def write(tasks: dict[str, dict], env: dict | None = None) -> None:
+    """Writes every task's rows (``env``: that of the invocation that wrote
+    the result, when re-rendering it)."""
+    rows = []
+    for t, d in tasks.items():
+        obs = {float(k): v for k, v in d["observed"].items()}
+        for feat, label in (("loss", "train loss"), ("lr", "learning rate"),
+                            ("metric", "val metric")):  # fmt: skip
+            cells = []
+            for o in (0.05, 0.5):
+                r = obs.get(o, {})
+                naive = r.get("persistence", {}).get(feat)
+                cells.append(
+                    f"{_fmt(r.get(feat))} ± {_fmt(r.get(feat + '_std'))} "
+                    f"(naive {_fmt(naive)})"
+                )
+            rows.append(f"| {t} | {label} | {cells[0]} | {cells[1]} |")
+    sel_rows = []
+    for t, d in tasks.items():
+        r = d["observed"][str(d["trial_selection_observe"])]
+        sel_rows.append(
+            f"| {t} | {100 * d['trial_selection_observe']:.2g}% | "
+            f"{r.get('selected_rank')} of {r.get('num_runs')} | "
+            f"{_fmt(r.get('spearman'))} |"
+        )
+    table = (
+        "| task | feature | observed 5% | observed 50% |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\nTrial selection (A.3) from the first epoch of each held-out run:\n\n"
+        "| task | observed | true rank of the run predicted best | Spearman |\n"
+        "|---|---|---|---|\n" + "\n".join(sel_rows) + "\n"
+    )
+    write_result(
+        NAME,
+        {
+            "headline": "Table A1: relative MSE of held-out runs at 5% / 50% "
+            "observed, and trial selection, for " + ", ".join(tasks),
+            "tasks": tasks,
+        },
+        table,
+        title="Table A1 / A.3: reconstruction and trial selection",
+        notes=(
+            "Relative MSE = sum of squared errors over sum of squared truths of "
+            "the predicted ticks, per held-out run, mean ± std over the 20 "
+            "held-out runs of each task's 100-run sweep (`optax_lode.evaluate`: "
+            "the encoder reads the model's window mu = 5% of the run ending at "
+            "the observed fraction). 'naive' is the same error for the forecast "
+            "that every feature keeps its last observed value: the LODE is "
+            "useful where it is below it. Tasks not listed have not been run; "
+            "see benchmarks/README.md. " + rows_measured(tasks, model_key=True)
+        ),
+        env=env,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from optax_lode.demo import default_config
     from optax_lode.demo._pipeline import (
@@ -48,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", action="append", choices=TASKS)
+    parser.add_argument("--render", action="store_true", help=RENDER_HELP)
     args = parser.parse_args(argv)
+    if args.render:
+        return render(NAME, write)
     _enable_compile_cache(CACHE / "xla")
     done = (read_result(NAME) or {}).get("tasks", {})
     for name in args.task or list(TASKS):
@@ -70,55 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": time.perf_counter() - t0,
             "environment": environment(),
         }
-        rows = []
-        for t, d in done.items():
-            obs = {float(k): v for k, v in d["observed"].items()}
-            for feat, label in (("loss", "train loss"), ("lr", "learning rate"),
-                                ("metric", "val metric")):  # fmt: skip
-                cells = []
-                for o in (0.05, 0.5):
-                    r = obs.get(o, {})
-                    naive = r.get("persistence", {}).get(feat)
-                    cells.append(
-                        f"{_fmt(r.get(feat))} ± {_fmt(r.get(feat + '_std'))} "
-                        f"(naive {_fmt(naive)})"
-                    )
-                rows.append(f"| {t} | {label} | {cells[0]} | {cells[1]} |")
-        sel_rows = []
-        for t, d in done.items():
-            r = d["observed"][str(d["trial_selection_observe"])]
-            sel_rows.append(
-                f"| {t} | {100 * d['trial_selection_observe']:.2g}% | "
-                f"{r.get('selected_rank')} of {r.get('num_runs')} | "
-                f"{_fmt(r.get('spearman'))} |"
-            )
-        table = (
-            "| task | feature | observed 5% | observed 50% |\n|---|---|---|---|\n"
-            + "\n".join(rows)
-            + "\n\nTrial selection (A.3) from the first epoch of each held-out run:\n\n"
-            "| task | observed | true rank of the run predicted best | Spearman |\n"
-            "|---|---|---|---|\n" + "\n".join(sel_rows) + "\n"
-        )
-        write_result(
-            NAME,
-            {
-                "headline": "Table A1: relative MSE of held-out runs at 5% / 50% "
-                "observed, and trial selection, for " + ", ".join(done),
-                "tasks": done,
-            },
-            table,
-            title="Table A1 / A.3: reconstruction and trial selection",
-            notes=(
-                "Relative MSE = sum of squared errors over sum of squared truths of "
-                "the predicted ticks, per held-out run, mean ± std over the 20 "
-                "held-out runs of each task's 100-run sweep (`optax_lode.evaluate`: "
-                "the encoder reads the model's window mu = 5% of the run ending at "
-                "the observed fraction). 'naive' is the same error for the forecast "
-                "that every feature keeps its last observed value: the LODE is "
-                "useful where it is below it. Tasks not listed have not been run; "
-                "see benchmarks/README.md. " + rows_measured(done, model_key=True)
-            ),
-        )
+        write(done)
         print(f"{name}: {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -1,0 +1,54 @@
+"""The committed results are what their scripts render: each table's Markdown
+is generated from its JSON (``--render``), so an edit of how a table is shown
+that was not re-rendered, or a hand edit of a result, fails here."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+
+import pytest
+
+from benchmarks import _common
+
+TABLES = (
+    "table1_schedule_quality",
+    "table2_sharpness",
+    "table3_ablations",
+    "table4_data_ablation",
+    "tableA1_reconstruction",
+)
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_committed_markdown_is_what_the_json_renders(name, tmp_path, monkeypatch):
+    pytest.importorskip("scipy")
+    committed = _common.RESULTS_DIR
+    # Every result, as some tables read others (Table 2 checks Table 1's runs).
+    shutil.copytree(committed, tmp_path, dirs_exist_ok=True)
+    module = importlib.import_module(f"benchmarks.{name}")
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path)
+    if hasattr(module, "RESULTS_DIR"):
+        monkeypatch.setattr(module, "RESULTS_DIR", tmp_path)
+    (tmp_path / f"{name}.md").unlink()
+    assert module.main(["--render"]) == 0
+    rendered = (tmp_path / f"{name}.md").read_text()
+    assert rendered == (committed / f"{name}.md").read_text(), (
+        f"benchmarks/results/{name}.md is not what its JSON renders to: run "
+        f"python -m benchmarks.{name} --render"
+    )
+    saved = json.loads((committed / f"{name}.json").read_text())
+    assert json.loads((tmp_path / f"{name}.json").read_text()) == saved
+
+
+def test_render_without_a_saved_result_says_to_run_the_benchmark(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path)
+    for name in TABLES:
+        module = importlib.import_module(f"benchmarks.{name}")
+        if hasattr(module, "RESULTS_DIR"):
+            monkeypatch.setattr(module, "RESULTS_DIR", tmp_path)
+        assert module.main(["--render"]) == 1
+        assert "run the benchmark first" in capsys.readouterr().out
