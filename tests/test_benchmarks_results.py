@@ -52,3 +52,30 @@ def test_render_without_a_saved_result_says_to_run_the_benchmark(
             monkeypatch.setattr(module, "RESULTS_DIR", tmp_path)
         assert module.main(["--render"]) == 1
         assert "run the benchmark first" in capsys.readouterr().out
+
+
+def _table(name):
+    return json.loads((_common.RESULTS_DIR / f"{name}.json").read_text())["tasks"]
+
+
+def test_every_table_of_a_task_shows_table1s_runs():
+    """Table 2's rows and the reference rows of Tables 3 and 4 are Table 1's
+    runs (the same seeds, the same test metrics), so a task's tables describe
+    one sweep, one fitted model and one set of runs."""
+    table1 = _table("table1_schedule_quality")
+
+    def same(metrics, task, method):
+        ref = table1[task]["methods"][method]["test_metrics"]
+        return len(metrics) == len(ref) and all(
+            abs(a - b) <= 1e-6 for a, b in zip(metrics, ref, strict=True)
+        )
+
+    for task, d in _table("table2_sharpness").items():
+        for method, row in d["methods"].items():
+            assert same(row["test_metrics"], task, method), (task, method)
+    for name, key in (("table3_ablations", "settings"),
+                      ("table4_data_ablation", "variants")):  # fmt: skip
+        for task, d in _table(name).items():
+            assert d["seeds"] == table1[task]["seeds"], (name, task)
+            (reference,) = [e for e in d[key].values() if e.get("p_value") is None]
+            assert same(reference["test_metrics"], task, "LODE"), (name, task)
