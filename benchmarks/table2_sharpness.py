@@ -212,10 +212,10 @@ def write(tasks: dict[str, dict], env: dict | None = None) -> None:
     """Writes every task's table (``env``: that of the invocation that wrote
     the result, when re-rendering it)."""
     parts = [task_table(t, d["methods"]) for t, d in tasks.items()]
-    per_task = {t: d["seeds"] for t, d in tasks.items()}
-    seeds = "; ".join(f"{t} {s}" for t, s in per_task.items())
-    if len({json.dumps(s) for s in per_task.values()}) == 1:
-        seeds = f"every task: {next(iter(per_task.values()))}"
+    seeds_of = {t: d["seeds"] for t, d in tasks.items()}
+    seeds = "; ".join(f"{t} {s}" for t, s in seeds_of.items())
+    if len({json.dumps(s) for s in seeds_of.values()}) == 1:
+        seeds = f"every task: {next(iter(seeds_of.values()))}"
     write_result(
         NAME,
         {"headline": "; ".join(p[1] for p in parts), "tasks": tasks},
