@@ -47,6 +47,16 @@ NAME = "table2_sharpness"
 CACHE = Path("results/demo/cache")
 
 
+def same_runs(metrics: list[float] | None, table1: list[float]) -> bool:
+    """Whether a row's test metrics are Table 1's of the method on the same
+    seeds: the same runs reach them to float tolerance."""
+    return (
+        metrics is not None
+        and len(metrics) == len(table1)
+        and np.allclose(metrics, table1, rtol=0, atol=1e-6)
+    )
+
+
 def row_is_stale(
     row: dict, seeds: list[int], setting: dict, table1: list[float] | None = None
 ) -> bool:
@@ -63,17 +73,9 @@ def row_is_stale(
     as are rows with a negative or unconverged estimate measured before the
     shifted second pass (``largest``)."""
     as_saved = json.loads(json.dumps(setting))  # tuples come back as lists
-    metrics = row.get("test_metrics")
     return (
         row.get("seeds") != seeds
-        or (
-            table1 is not None
-            and (
-                metrics is None
-                or len(metrics) != len(table1)
-                or not np.allclose(metrics, table1, rtol=0, atol=1e-6)
-            )
-        )
+        or (table1 is not None and not same_runs(row.get("test_metrics"), table1))
         or row.get("setting") != as_saved
         or "converged" not in row
         or (
@@ -115,7 +117,7 @@ def table1_agreement(tasks: dict, table1: dict | None) -> str:
             other = ref_methods.get(name, {}).get("test_metrics")
             if other is None or len(other) != len(row["test_metrics"]):
                 continue
-            close = np.allclose(row["test_metrics"], other, rtol=0, atol=1e-6)
+            close = same_runs(row["test_metrics"], other)
             (same if close else differ).append(name)
         if differ:
             out.append(

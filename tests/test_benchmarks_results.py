@@ -55,20 +55,19 @@ def test_render_without_a_saved_result_says_to_run_the_benchmark(
 
 
 def _table(name):
-    return json.loads((_common.RESULTS_DIR / f"{name}.json").read_text())["tasks"]
+    return _common.read_result(name)["tasks"]
 
 
 def test_every_table_of_a_task_shows_table1s_runs():
     """Table 2's rows and the reference rows of Tables 3 and 4 are Table 1's
     runs (the same seeds, the same test metrics), so a task's tables describe
     one sweep, one fitted model and one set of runs."""
+    from benchmarks.table2_sharpness import same_runs
+
     table1 = _table("table1_schedule_quality")
 
     def same(metrics, task, method):
-        ref = table1[task]["methods"][method]["test_metrics"]
-        return len(metrics) == len(ref) and all(
-            abs(a - b) <= 1e-6 for a, b in zip(metrics, ref, strict=True)
-        )
+        return same_runs(metrics, table1[task]["methods"][method]["test_metrics"])
 
     for task, d in _table("table2_sharpness").items():
         for method, row in d["methods"].items():
