@@ -31,9 +31,9 @@ from pathlib import Path
 from benchmarks._common import (
     RENDER_HELP,
     RESULTS_DIR,
-    cpu_label,
     environment,
     read_result,
+    rows_measured,
     write_result,
 )
 
@@ -210,7 +210,7 @@ def write(
         "is reported as a tie."
     )
     notes += _clock_note(data)
-    notes += _machines_note(data)
+    notes += " " + rows_measured(data)
     if pending:
         notes += (
             "\n\n**Not run yet:** "
@@ -245,21 +245,6 @@ def _clock_note(data: dict) -> str:
         " Runs are T ticks x steps per tick (the LODE decides every 5% of T, at "
         "least every 2 ticks): " + ", ".join(parts) + "."
     )
-
-
-def _machines_note(data: dict) -> str:
-    """Which CPU each task ran on, when they differ: the footer names only the
-    machine of the latest invocation, and a convnet's numbers depend on the
-    CPU's vector extensions (benchmarks/_common.py)."""
-    by_cpu: dict[str, list[str]] = {}
-    for task, d in data.items():
-        env = d.get("environment") or {}
-        cpu = cpu_label(env)
-        by_cpu.setdefault(cpu, []).append(f"{task} ({str(env.get('date'))[:10]})")
-    if len(by_cpu) < 2:
-        return ""
-    parts = [f"{', '.join(tasks)} on {cpu}" for cpu, tasks in by_cpu.items()]
-    return " Tasks ran on different machines: " + "; ".join(parts) + "."
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,37 +43,6 @@ def test_cache_reads_without_a_computed_record_are_flagged():
     assert times["setup"] == 0.01 and not cached["setup"]  # setup is never cached
 
 
-def test_the_notes_name_each_tasks_machine_when_they_differ():
-    from benchmarks.table1_schedule_quality import _machines_note
-
-    def task(cpu, date):
-        return {"environment": {"cpu_model": cpu, "date": date}}
-
-    same = {"a": task("X", "2026-01-01T00:00"), "b": task("X", "2026-01-02T00:00")}
-    assert _machines_note(same) == ""
-    mixed = {**same, "c": task("Y", "2026-01-03T00:00")}
-    note = _machines_note(mixed)
-    assert "a (2026-01-01), b (2026-01-02) on X" in note
-    assert "c (2026-01-03) on Y" in note
-
-
-def test_the_notes_tell_one_cpu_model_with_and_without_avx512_apart():
-    # Cloud CPUs share a model name across generations; a convnet's numbers
-    # (and some baselines') depend on the vector extensions.
-    from benchmarks.table1_schedule_quality import _machines_note
-
-    def task(isa, date):
-        return {"environment": {"cpu_model": "AMD EPYC", "cpu_isa": isa, "date": date}}
-
-    data = {
-        "a": task(["avx2", "avx512f"], "2026-01-01"),
-        "b": task(["avx2"], "2026-01-02"),
-    }
-    note = _machines_note(data)
-    assert "a (2026-01-01) on AMD EPYC (with AVX-512)" in note
-    assert "b (2026-01-02) on AMD EPYC (no AVX-512)" in note
-
-
 def test_the_notes_give_each_tasks_clock():
     from benchmarks.table1_schedule_quality import _clock_note
 
