@@ -56,6 +56,7 @@ ORDER = (
     "table3_ablations",
     "table4_data_ablation",
     "tableA1_reconstruction",
+    "fit_budget",
     "overhead",
     "overhead_options",
     "overhead_real_use",
@@ -148,7 +149,7 @@ that is the result. What the figures and diagnostics show:
 - **Budget.** The LODEs here are fitted for at most 3000 steps on a 2-core CPU
   (the paper: up to 50,000 steps on an A100) to sweeps of short runs
   ({ticks}), and the tasks are far smaller than the paper's ResNets and
-  transformer.
+  transformer. {fit_budget}
 {ablations}
 
 The library reproduces the method; {conclusion} Sharpness, ablations and the
@@ -491,6 +492,80 @@ def sharpness_claim() -> str:
     )
 
 
+def fit_budget_claim() -> str:
+    """The Budget bullet's sentences from the fit-budget result: whether any
+    budget differs from the demo's 3000 steps (models as the unit), each
+    budget's mean over its models, whether better fits (by their held-out
+    error) make better schedules, and how far models of the demo's settings
+    and other fit seeds lie apart, Table 1's model (fit seed 0) among them."""
+    from benchmarks.fit_budget import mse_vs_accuracy, spread
+
+    tasks = per_task(_result("fit_budget"))
+    if not tasks:
+        return "The fit budget has not been measured yet (`fit_budget`)."
+    differ, budgets, draws = [], [], []
+    for task, d in tasks.items():
+        fits = d["fits"]
+        differ += [
+            f"`{label}` on `{task}`"
+            for label, p in holm_p_values(fits).items()
+            if significant(p)
+        ]
+        budgets.append(
+            f"on `{task}` "
+            + ", ".join(
+                f"`{label.removesuffix(' (reference)')}` {100 * e['mean']:.2f}"
+                for label, e in fits.items()
+            )
+            + f", ρ = {mse_vs_accuracy(d):+.2f}"
+        )
+        ref = next(e for e in fits.values() if e["p_value"] is None)
+        means = ", ".join(
+            f"{100 * m['mean']:.2f}" + (" (Table 1's)" if m["fit_seed"] == 0 else "")
+            for m in ref["models"]
+        )
+        between, within = spread(d)
+        draw = (
+            f"on `{task}` {means} (std {between:.2f} points, against "
+            f"{within:.2f} for one model's runs over the evaluation seeds)"
+        )
+        t1 = _table1_tasks().get(task, {})
+        best = t1.get("best_baseline")
+        if best is not None:
+            bar = t1["methods"][best]["mean"]
+            models = [m for e in fits.values() for m in e["models"]]
+            reach = sum(m["mean"] >= bar for m in models)
+            draw += (
+                f", and {reach} of its {len(models)} models of every budget "
+                f"have a mean at or above Table 1's best tuned baseline there "
+                f"({best}, {100 * bar:.2f})"
+            )
+        draws.append(draw)
+    sizes = sorted(
+        {len(e["models"]) for d in tasks.values() for e in d["fits"].values()}
+    )
+    verdict = (
+        "no other budget differs significantly from the demo's 3000 steps"
+        if not differ
+        else "these budgets differ significantly from the demo's 3000 steps: "
+        + "; ".join(differ)
+    )
+    return (
+        f"The fit budget, measured on {_task_list(list(tasks))} (fit-budget "
+        f"table: {'/'.join(map(str, sizes))} models per budget, each of "
+        "another fit seed, compared by their mean accuracies, Holm-adjusted; "
+        f"with so few models only large differences are significant): {verdict}. "
+        "Mean test accuracy (%) over each budget's models, and Spearman's ρ of "
+        "a model's held-out MSE and its mean accuracy over all of a task's "
+        "models (negative: better fits, better schedules): "
+        + "; ".join(budgets)
+        + ". One fitted model is one draw: with the demo's settings, the "
+        "models of each fit seed score (mean test accuracy, %) "
+        + "; ".join(draws)
+        + "."
+    )
+
+
 def ablations() -> str:
     """The discussion's bullet on Tables 3 and 4, from their results."""
     t3 = _significant("table3_ablations", "settings")
@@ -570,6 +645,7 @@ def render_page(names: list[str]) -> str:
         text = text.replace("{reconstruction}", reconstruction_claims())
         text = text.replace("{sharpness}", sharpness_claim())
         text = text.replace("{ticks}", ticks_range())
+        text = text.replace("{fit_budget}", fit_budget_claim())
         parts.append("\n" + _reflow(text.replace("{ablations}", ablations())))
         table = variants_table()
         if table:

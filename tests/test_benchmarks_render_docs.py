@@ -325,3 +325,44 @@ def test_sharpness_bullet_follows_table2s_rank_tests(tmp_path, monkeypatch):
     del tasks["a"]
     (tmp_path / "table2_sharpness.json").write_text(json.dumps({"tasks": tasks}))
     assert "Flatter minima: reproduced." in render_docs.sharpness_claim()
+
+
+def test_budget_bullet_follows_the_fit_budget_result(tmp_path, monkeypatch):
+    from benchmarks.fit_budget import budget_entry, model_entry
+
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+    assert "not been measured" in render_docs.fit_budget_claim()
+
+    def models(means):
+        summary = {"steps": 300, "best_step": 200, "held_out_mse": 0.2,
+                   "stopped_early": False, "seconds": 1.0}  # fmt: skip
+        return [
+            model_entry(i, summary, [m - 0.01, m + 0.01]) for i, m in enumerate(means)
+        ]
+
+    def write(other_means):
+        ref = budget_entry(3000, models([0.90, 0.95, 0.97]), None)
+        fits = {
+            "3000 steps (reference)": ref,
+            "300 steps": budget_entry(300, models(other_means), ref["test_metrics"]),
+        }
+        data = {"tasks": {"t": {"seeds": [1, 2], "fits": fits}}}
+        (tmp_path / "fit_budget.json").write_text(json.dumps(data))
+
+    t1 = {
+        "tasks": {
+            "t": {"best_baseline": "cosine", "methods": {"cosine": {"mean": 0.955}}}
+        }
+    }
+    (tmp_path / "table1_schedule_quality.json").write_text(json.dumps(t1))
+    write([0.93, 0.94, 0.96])
+    text = " ".join(render_docs.fit_budget_claim().split())
+    assert "no other budget differs significantly" in text
+    assert "on `t` `3000 steps` 94.00, `300 steps` 94.33, ρ = " in text
+    assert "on `t` 90.00 (Table 1's), 95.00, 97.00 (std 3.61 points" in text
+    # 0.97 of the reference and 0.96 of the other budget reach 0.955.
+    assert "2 of its 6 models of every budget" in text and "(cosine, 95.50)" in text
+    write([0.50, 0.51, 0.52])
+    text = " ".join(render_docs.fit_budget_claim().split())
+    assert "these budgets differ significantly" in text
+    assert "`300 steps` on `t`" in text

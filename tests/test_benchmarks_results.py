@@ -18,6 +18,7 @@ TABLES = (
     "table3_ablations",
     "table4_data_ablation",
     "tableA1_reconstruction",
+    "fit_budget",
 )
 
 
@@ -59,9 +60,10 @@ def _table(name):
 
 
 def test_every_table_of_a_task_shows_table1s_runs():
-    """Table 2's rows and the reference rows of Tables 3 and 4 are Table 1's
-    runs (the same seeds, the same test metrics), so a task's tables describe
-    one sweep, one fitted model and one set of runs."""
+    """Table 2's rows, the reference rows of Tables 3 and 4 and the fit
+    budget's reference model of fit seed 0 are Table 1's runs (the same
+    seeds, the same test metrics), so a task's tables describe one sweep, one
+    fitted model and one set of runs."""
     from benchmarks.table2_sharpness import same_runs
 
     table1 = _table("table1_schedule_quality")
@@ -78,3 +80,9 @@ def test_every_table_of_a_task_shows_table1s_runs():
             assert d["seeds"] == table1[task]["seeds"], (name, task)
             (reference,) = [e for e in d[key].values() if e.get("p_value") is None]
             assert same(reference["test_metrics"], task, "LODE"), (name, task)
+    # The fit budget's reference model of fit seed 0 is the demo's model.
+    for task, d in _table("fit_budget").items():
+        assert d["seeds"] == table1[task]["seeds"], task
+        (reference,) = [e for e in d["fits"].values() if e["p_value"] is None]
+        (demo,) = [m for m in reference["models"] if m["fit_seed"] == 0]
+        assert same(demo["test_metrics"], task, "LODE"), task

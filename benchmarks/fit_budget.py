@@ -1,0 +1,267 @@
+"""How the LODE's fit budget changes its schedules: fit steps and early stopping.
+
+The LODEs of Tables 1-4 are fitted for at most 3000 steps with early stopping
+on the held-out runs' error (patience: 10 evaluations); the paper fits for up
+to 50,000 steps. From the demo's sweep of the task (80% training split, shared
+cache ``results/demo/cache``), LODEs are fitted
+
+- as the demo does: 3000 steps, early stopping (the demo's model, the reference);
+- for a tenth of that: 300 steps, early stopping;
+- for ten times as long: 30,000 steps, early stopping;
+- for 30,000 steps without early stopping (the model of the best held-out
+  error is kept, as always);
+
+each with several fit seeds (``DemoConfig.seed``: the split of the sweep
+and the fit's own draws; seed 0 is the demo's), and each model schedules
+AdamW on the demo's evaluation seeds. Every table of LODE results rests on
+one fitted model; the fit seeds say how much of a LODE's result is that
+model. The unit of comparison between budgets is therefore the model:
+Welch's test of the budgets' per-model mean accuracies against the
+reference's, Holm-adjusted over the task's budgets. Reported per model: the
+steps its fit took, the step of its best held-out error and that error, and
+its test accuracy over the evaluation seeds. Resumable through the cache;
+results are rewritten after every model; other tasks' results are kept.
+
+    python -m benchmarks.fit_budget --task mnist1d-mlp --seeds 10 --fit-seeds 3
+    python -m benchmarks.fit_budget --render  # the Markdown, from the JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import (
+    RENDER_HELP,
+    ablation_entry,
+    per_task,
+    read_result,
+    render,
+    significant,
+    training_seconds,
+    versus_reference,
+    write_ablation,
+)
+from optax_lode.evaluation import summarize, welch_test
+
+NAME = "fit_budget"
+CACHE = Path("results/demo/cache")
+REFERENCE = "3000 steps, early stopping (reference)"
+#: Label -> (fit steps, fit keyword arguments beyond the demo's).
+FITS: dict[str, tuple[int, dict[str, Any]]] = {
+    REFERENCE: (3000, {}),
+    "300 steps, early stopping": (300, {}),
+    "30,000 steps, early stopping": (30_000, {}),
+    "30,000 steps, no early stopping": (30_000, {"patience": None}),
+}
+
+
+def fit_facts(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a fit did, from its model's training summary: steps taken, the
+    step of the best held-out error, that error, whether it stopped early and
+    its wall time."""
+    return {
+        "fit_steps_taken": int(summary["steps"]),
+        "best_step": int(summary["best_step"]),
+        "held_out_mse": float(summary["held_out_mse"]),
+        "stopped_early": bool(summary["stopped_early"]),
+        "fit_seconds": float(summary["seconds"]),
+    }
+
+
+def model_entry(fit_seed: int, summary: dict[str, Any], acc) -> dict[str, Any]:
+    """One fitted model's row: its fit (:func:`fit_facts`) and its LODE runs'
+    test metrics over the evaluation seeds."""
+    s = summarize(acc)
+    return {
+        "fit_seed": fit_seed,
+        **fit_facts(summary),
+        "test_metrics": [float(x) for x in acc],
+        "mean": s.mean,
+        "std": s.std,
+    }
+
+
+def budget_entry(steps: int, models: list[dict], ref: list[float] | None) -> dict:
+    """A budget's entry: its models, and their mean accuracies as the sample
+    that :func:`benchmarks._common.versus_reference` compares (``ref``: the
+    reference budget's, None for the reference itself)."""
+    means = [m["mean"] for m in models]
+    s = summarize(means)
+    return {
+        "fit_budget": steps,
+        "models": models,
+        "test_metrics": means,
+        "mean": s.mean,
+        "std": s.std,
+        "p_value": None if ref is None else welch_test(means, ref).p_value,
+    }
+
+
+def spread(entry: dict) -> tuple[float, float] | None:
+    """The reference budget's spread in accuracy points: the std of its
+    models' mean accuracies (between models) and the mean over its models of
+    the std over evaluation seeds (within a model); None with one model."""
+    ref = next(d for d in entry["fits"].values() if d["p_value"] is None)
+    if len(ref["models"]) < 2:
+        return None
+    within = float(np.mean([m["std"] for m in ref["models"]]))
+    return 100.0 * ref["std"], 100.0 * within
+
+
+def mse_vs_accuracy(entry: dict) -> float:
+    """Spearman's rank correlation, over every model of a task (all budgets),
+    of its held-out MSE (the fit's own measure, lower is better) and its
+    LODE's mean test accuracy: negative where better fits make better
+    schedules."""
+    from optax_lode.model._evaluate import spearman
+
+    models = [m for d in entry["fits"].values() for m in d["models"]]
+    return spearman([m["held_out_mse"] for m in models], [m["mean"] for m in models])
+
+
+def task_table(task: str, entry: dict) -> str:
+    """One task's tables: every model, then each budget against the reference."""
+    models = []
+    for label, d in entry["fits"].items():
+        for m in d["models"]:
+            taken = f"{m['fit_steps_taken']:,}" + (
+                " (stopped)" if m["stopped_early"] else ""
+            )
+            acc = summarize(m["test_metrics"]).format(2, 100.0)
+            models.append(
+                f"| {label} | {m['fit_seed']} | {taken} | {m['best_step']:,} "
+                f"| {m['held_out_mse']:.4g} | {m['fit_seconds']:.0f} | {acc} |"
+            )
+    budgets = []
+    for label, d, stats, cell, adjusted in versus_reference(task, entry["fits"]):
+        if cell is not None:
+            cell += ", significant" if significant(adjusted) else ", tie"
+        budgets.append(
+            f"| {label} | {len(d['models'])} | {stats} | {cell or '(reference)'} |"
+        )
+    out = (
+        f"**{task}**\n\n"
+        "| LODE fitted for | fit seed | steps taken | best step | held-out MSE "
+        "| fit s | test accuracy (%) over evaluation seeds |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(models) + "\n\n"
+        "| LODE fitted for | models | test accuracy (%), mean ± std of the "
+        "models' means | − reference [95% CI], Welch p (Holm-adjusted) |\n"
+        "|---|---|---|---|\n" + "\n".join(budgets) + "\n"
+    )
+    sp = spread(entry)
+    if sp is not None:
+        out += (
+            f"\nAt the reference budget, models of different fit seeds differ "
+            f"by {sp[0]:.2f} points (std of their mean accuracies); a model's "
+            f"runs over the evaluation seeds by {sp[1]:.2f} (mean std).\n"
+        )
+    n = sum(len(d["models"]) for d in entry["fits"].values())
+    out += (
+        f"Over the task's {n} models, Spearman's rank correlation of the "
+        f"held-out MSE and the mean test accuracy: {mse_vs_accuracy(entry):+.2f} "
+        "(negative: better fits, better schedules).\n"
+    )
+    return out
+
+
+def write(tasks: dict[str, dict], env: dict | None = None) -> None:
+    """Writes the result of every task in ``tasks``."""
+    write_ablation(
+        NAME,
+        tasks,
+        "fits",
+        headline="LODE fit budget (steps, early stopping; models as the unit)",
+        verdicts=(
+            "some budgets differ significantly from the reference",
+            "every budget ties with the reference",
+        ),
+        table=task_table,
+        title="LODE fit budget: fit steps and early stopping",
+        notes=(
+            "Every LODE is fitted to the demo's training split of the task's "
+            "sweep with the demo's fit settings but its steps, its early "
+            "stopping and its fit seed (the split and the fit's draws; seed 0 "
+            "is the demo's model), then schedules AdamW on the demo's "
+            "evaluation seeds. 'steps taken' stops short of the budget where "
+            "early stopping (10 held-out evaluations without improvement) "
+            "ended the fit; every fit keeps the model of its best held-out "
+            "error (normalised features, the fit's own measure), found at "
+            "'best step'. A budget is compared with the reference through its "
+            "models' mean accuracies (one value per model: runs of one model "
+            "share its errors), so its p-value speaks for another fit, not "
+            "only for other evaluation seeds. Differences in accuracy points."
+        ),
+        env=env,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from optax_lode.demo import default_config
+    from optax_lode.demo._pipeline import (
+        _enable_compile_cache,
+        fit_stage,
+        lode_stage,
+        sweep_stage,
+    )
+    from optax_lode.tasks import get_task
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="mnist1d-mlp")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument(
+        "--fit-seeds", type=int, default=3, help="models per budget (at least 2)"
+    )
+    parser.add_argument("--render", action="store_true", help=RENDER_HELP)
+    args = parser.parse_args(argv)
+    if args.render:
+        return render(NAME, write)
+    if args.fit_seeds < 2:
+        parser.error("--fit-seeds must be at least 2: budgets are compared by models")
+    _enable_compile_cache(CACHE / "xla")
+    t_start = time.perf_counter()
+    base = default_config(args.task, seeds=args.seeds)
+    task = get_task(base.task)
+    traj, _ = sweep_stage(task, base, CACHE, progress=True)
+    # Other tasks' results are kept (in place); this task's are measured again.
+    tasks = per_task(read_result(NAME))
+    data: dict[str, dict] = {}
+    ref = None
+    lode_seconds = 0.0
+    for label, (steps, kwargs) in FITS.items():
+        models = []
+        for fit_seed in range(args.fit_seeds):
+            cfg = base.replace(
+                seed=fit_seed,
+                fit_steps=steps,
+                fit_kwargs=tuple({**dict(base.fit_kwargs), **kwargs}.items()),
+            )
+            train, _ = cfg.split(traj)
+            model, _ = fit_stage(train, cfg, CACHE, progress=True)
+            runs, _ = lode_stage(task, model, cfg, CACHE, progress=True)
+            lode_seconds += training_seconds(runs.runs)
+            models.append(
+                model_entry(fit_seed, model.training_summary, runs.test_metrics)
+            )
+            if len(models) < 2:
+                continue  # Welch needs two models a side
+            data[label] = budget_entry(steps, models, ref)
+            tasks[base.task] = ablation_entry(
+                "fits",
+                data,
+                seeds=base.eval_seeds,
+                seconds=time.perf_counter() - t_start,
+                lode_seconds=lode_seconds,
+            )
+            write(tasks)
+        if ref is None:
+            ref = data[label]["test_metrics"]
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

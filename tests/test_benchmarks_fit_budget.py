@@ -1,0 +1,83 @@
+"""The fit-budget benchmark's bookkeeping, on made-up fits: budgets are
+compared by their models' mean accuracies, not by pooled runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.fit_budget import (
+    budget_entry,
+    fit_facts,
+    model_entry,
+    spread,
+    task_table,
+)
+from optax_lode.evaluation import welch_test
+
+
+def _summary(steps, best, mse, stopped):
+    return {"steps": steps, "best_step": best, "held_out_mse": mse,
+            "stopped_early": stopped, "seconds": 12.5, "seed": 0}  # fmt: skip
+
+
+def _models(means, spread_=0.01):
+    return [
+        model_entry(
+            i, _summary(3000, 2000, 0.2, i % 2 == 0), [m - spread_, m + spread_]
+        )
+        for i, m in enumerate(means)
+    ]
+
+
+def test_fit_facts_reads_what_the_fit_did():
+    facts = fit_facts(_summary(2460, 1860, 0.2039, True))
+    assert facts == {
+        "fit_steps_taken": 2460,
+        "best_step": 1860,
+        "held_out_mse": pytest.approx(0.2039),
+        "stopped_early": True,
+        "fit_seconds": 12.5,
+    }
+
+
+def test_a_budget_is_compared_by_its_models_means():
+    ref = budget_entry(3000, _models([0.90, 0.95, 0.97]), None)
+    assert ref["p_value"] is None
+    assert ref["test_metrics"] == pytest.approx([0.90, 0.95, 0.97])
+    other = budget_entry(
+        300, _models([0.96, 0.97, 0.98], spread_=0.001), ref["test_metrics"]
+    )
+    expected = welch_test([0.96, 0.97, 0.98], [0.90, 0.95, 0.97]).p_value
+    assert other["p_value"] == pytest.approx(expected)
+    # Pooling the runs would treat 6 runs of 3 models as 6 independent draws:
+    # a smaller p-value for the same models.
+    pooled = welch_test(
+        [x for m in other["models"] for x in m["test_metrics"]],
+        [x for m in ref["models"] for x in m["test_metrics"]],
+    ).p_value
+    assert pooled < other["p_value"]
+
+
+def test_spread_separates_models_from_evaluation_seeds():
+    entry = {"fits": {"ref": budget_entry(3000, _models([0.90, 0.96]), None)}}
+    between, within = spread(entry)
+    assert between == pytest.approx(100 * np.std([0.90, 0.96], ddof=1))
+    assert within == pytest.approx(100 * np.std([0.89, 0.91], ddof=1))
+    one = {"fits": {"ref": budget_entry(3000, _models([0.9]), None)}}
+    assert spread(one) is None
+
+
+def test_task_table_lists_every_model_and_each_budget_against_the_reference():
+    ref = budget_entry(3000, _models([0.90, 0.95, 0.97]), None)
+    fits = {
+        "3000 steps (reference)": ref,
+        "300 steps": budget_entry(300, _models([0.5, 0.52, 0.51]), ref["test_metrics"]),
+    }
+    md = task_table("t", {"fits": fits})
+    assert md.startswith("**t**")
+    assert md.count("| 3000 steps (reference) | ") == 4  # 3 models, 1 budget
+    assert "| 300 steps | 2 | 3,000 (stopped) | 2,000 | 0.2 | 12 |" in md
+    assert "| 3000 steps (reference) | 3 | " in md and "(reference) |" in md
+    assert "significant" in md  # 0.51 against 0.94: far apart
+    assert "differ by" in md and "points" in md
