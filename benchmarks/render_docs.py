@@ -498,6 +498,7 @@ def fit_budget_claim() -> str:
     error) make better schedules, and how far models of the demo's settings
     and other fit seeds lie apart, Table 1's model (fit seed 0) among them."""
     from benchmarks.fit_budget import mse_vs_accuracy, spread
+    from benchmarks.table2_sharpness import same_runs
 
     tasks = per_task(_result("fit_budget"))
     if not tasks:
@@ -519,16 +520,23 @@ def fit_budget_claim() -> str:
             + f", ρ = {mse_vs_accuracy(d):+.2f}"
         )
         ref = next(e for e in fits.values() if e["p_value"] is None)
+        t1 = _table1_tasks().get(task, {})
+        lode = t1.get("methods", {}).get("LODE", {}).get("test_metrics")
+
+        def table1s(m, lode=lode):
+            return lode is not None and same_runs(m["test_metrics"], lode)
+
         means = ", ".join(
-            f"{100 * m['mean']:.2f}" + (" (Table 1's)" if m["fit_seed"] == 0 else "")
+            f"{100 * m['mean']:.2f}" + (" (Table 1's)" if table1s(m) else "")
             for m in ref["models"]
         )
-        between, within = spread(d)
-        draw = (
-            f"on `{task}` {means} (std {between:.2f} points, against "
-            f"{within:.2f} for one model's runs over the evaluation seeds)"
-        )
-        t1 = _table1_tasks().get(task, {})
+        draw = f"on `{task}` {means}"
+        sp = spread(d)
+        if sp is not None:
+            draw += (
+                f" (std {sp[0]:.2f} points, against {sp[1]:.2f} for one "
+                "model's runs over the evaluation seeds)"
+            )
         best = t1.get("best_baseline")
         if best is not None:
             bar = t1["methods"][best]["mean"]

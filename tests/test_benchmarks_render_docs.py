@@ -349,11 +349,9 @@ def test_budget_bullet_follows_the_fit_budget_result(tmp_path, monkeypatch):
         data = {"tasks": {"t": {"seeds": [1, 2], "fits": fits}}}
         (tmp_path / "fit_budget.json").write_text(json.dumps(data))
 
-    t1 = {
-        "tasks": {
-            "t": {"best_baseline": "cosine", "methods": {"cosine": {"mean": 0.955}}}
-        }
-    }
+    # Table 1's LODE runs are those of fit seed 0's model (0.90 - / + 0.01).
+    methods = {"cosine": {"mean": 0.955}, "LODE": {"test_metrics": [0.89, 0.91]}}
+    t1 = {"tasks": {"t": {"best_baseline": "cosine", "methods": methods}}}
     (tmp_path / "table1_schedule_quality.json").write_text(json.dumps(t1))
     write([0.93, 0.94, 0.96])
     text = " ".join(render_docs.fit_budget_claim().split())
@@ -366,3 +364,8 @@ def test_budget_bullet_follows_the_fit_budget_result(tmp_path, monkeypatch):
     text = " ".join(render_docs.fit_budget_claim().split())
     assert "these budgets differ significantly" in text
     assert "`300 steps` on `t`" in text
+    # Fit seed 0 is marked as Table 1's model only if its runs are Table 1's.
+    methods["LODE"]["test_metrics"] = [0.5, 0.6]
+    (tmp_path / "table1_schedule_quality.json").write_text(json.dumps(t1))
+    text = " ".join(render_docs.fit_budget_claim().split())
+    assert "Table 1's)" not in text and "on `t` 90.00, 95.00, 97.00 (std" in text
