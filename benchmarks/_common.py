@@ -7,6 +7,7 @@ generated from the same numbers). Nothing in ``results/`` is written by hand.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import importlib.metadata
 import json
@@ -193,6 +194,30 @@ RENDER_HELP = (
     "rewrite the Markdown of the saved results (every task's) after a change "
     "in how they are shown, measuring nothing"
 )
+
+
+def task_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of a benchmark that studies one task's demo model
+    (Tables 2-4, ``fit_budget``): ``--task``, ``--seeds`` (evaluation seeds)
+    and ``--render``; ``doc``'s first line describes it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--task", default="mnist1d-mlp")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--render", action="store_true", help=RENDER_HELP)
+    return parser
+
+
+def start_task(args: argparse.Namespace, cache: Path) -> tuple[Any, Any, float]:
+    """``(the demo's config of args.task with args.seeds, its task, the start
+    time)``, with JAX's compilation cache in ``cache/xla``."""
+    from optax_lode.demo import default_config
+    from optax_lode.demo._pipeline import _enable_compile_cache
+    from optax_lode.tasks import get_task
+
+    _enable_compile_cache(cache / "xla")
+    t_start = time.perf_counter()
+    cfg = default_config(args.task, seeds=args.seeds)
+    return cfg, get_task(cfg.task), t_start
 
 
 def render(name: str, write: Callable[[dict[str, dict], dict | None], None]) -> int:

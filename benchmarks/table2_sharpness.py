@@ -16,7 +16,6 @@ evaluation (averaged) parameters. Lower is flatter.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import time
@@ -27,12 +26,13 @@ import numpy as np
 
 from benchmarks._common import (
     ALPHA,
-    RENDER_HELP,
     environment,
     read_result,
     render,
     rows_measured,
     significant,
+    start_task,
+    task_parser,
     write_result,
 )
 from optax_lode.evaluation import (
@@ -258,29 +258,20 @@ def main(argv: list[str] | None = None) -> int:
     import jax.numpy as jnp
 
     from optax_lode.baselines import eval_params, make_baseline
-    from optax_lode.demo import default_config
     from optax_lode.demo._pipeline import (
         _clock,
-        _enable_compile_cache,
         lode_transform,
         sweep_and_model,
         tune_stage,
     )
     from optax_lode.evaluation import hessian_max_eigenvalue
     from optax_lode.sweep import train_run, train_runs
-    from optax_lode.tasks import get_task
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="mnist1d-mlp")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--render", action="store_true", help=RENDER_HELP)
+    parser = task_parser(__doc__)
     args = parser.parse_args(argv)
     if args.render:
         return render(NAME, write)
-    _enable_compile_cache(CACHE / "xla")
-    t_start = time.perf_counter()
-    cfg = default_config(args.task, seeds=args.seeds)
-    task = get_task(cfg.task)
+    cfg, task, t_start = start_task(args, CACHE)
     epochs, _, _ = _clock(task, cfg)
     traj, _, model = sweep_and_model(task, cfg, CACHE, progress=True)
     tuning, _ = tune_stage(task, traj, cfg, CACHE, progress=True)

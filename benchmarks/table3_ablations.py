@@ -26,20 +26,20 @@ written to ``benchmarks/results/table3_horizon_schedules_<task>.png``
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks._common import (
-    RENDER_HELP,
     RESULTS_DIR,
     ablation_entry,
     per_task,
     read_result,
     render,
     significant,
+    start_task,
+    task_parser,
     training_seconds,
     versus_reference,
     write_ablation,
@@ -132,26 +132,17 @@ def write(tasks: dict[str, dict], env: dict | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from optax_lode.demo import default_config
     from optax_lode.demo._pipeline import (
-        _enable_compile_cache,
         lode_stage,
         sweep_and_model,
     )
     from optax_lode.evaluation import summarize, welch_test
-    from optax_lode.tasks import get_task
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="mnist1d-mlp")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--render", action="store_true", help=RENDER_HELP)
+    parser = task_parser(__doc__)
     args = parser.parse_args(argv)
     if args.render:
         return render(NAME, write)
-    _enable_compile_cache(CACHE / "xla")
-    t_start = time.perf_counter()
-    base = default_config(args.task, seeds=args.seeds)
-    task = get_task(base.task)
+    base, task, t_start = start_task(args, CACHE)
     _, _, model = sweep_and_model(task, base, CACHE, progress=True)
     mu = int(model.mu)
     default, _ = lode_stage(task, model, base, CACHE, progress=True)

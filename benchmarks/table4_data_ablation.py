@@ -19,19 +19,19 @@ are rewritten after every variant; other tasks' results are kept.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks._common import (
-    RENDER_HELP,
     ablation_entry,
     per_task,
     read_result,
     render,
     significant,
+    start_task,
+    task_parser,
     training_seconds,
     versus_reference,
     write_ablation,
@@ -81,27 +81,18 @@ def write(tasks: dict[str, dict], env: dict | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from optax_lode.demo import default_config
     from optax_lode.demo._pipeline import (
-        _enable_compile_cache,
         fit_stage,
         lode_stage,
         sweep_stage,
     )
     from optax_lode.evaluation import summarize, welch_test
-    from optax_lode.tasks import get_task
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="mnist1d-mlp")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--render", action="store_true", help=RENDER_HELP)
+    parser = task_parser(__doc__)
     args = parser.parse_args(argv)
     if args.render:
         return render(NAME, write)
-    _enable_compile_cache(CACHE / "xla")
-    t_start = time.perf_counter()
-    base = default_config(args.task, seeds=args.seeds)
-    task = get_task(base.task)
+    base, task, t_start = start_task(args, CACHE)
     traj, _ = sweep_stage(task, base, CACHE, progress=True)
     train, _ = base.split(traj)
     info = train.info
