@@ -544,7 +544,8 @@ def fit_budget_claim() -> str:
             reach = sum(m["mean"] >= bar for m in models)
             draw += (
                 f", and {reach} of its {len(models)} models of every budget "
-                f"have a mean at or above Table 1's best tuned baseline there "
+                f"{'has' if reach == 1 else 'have'} a mean at or above Table "
+                "1's best tuned baseline there "
                 f"({best}, {100 * bar:.2f})"
             )
         draws.append(draw)
