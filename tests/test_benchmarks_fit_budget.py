@@ -81,3 +81,17 @@ def test_task_table_lists_every_model_and_each_budget_against_the_reference():
     assert "| 3000 steps (reference) | 3 | " in md and "(reference) |" in md
     assert "significant" in md  # 0.51 against 0.94: far apart
     assert "differ by" in md and "points" in md
+
+
+def test_mse_vs_accuracy_ranks_every_model_of_the_task():
+    from benchmarks.fit_budget import mse_vs_accuracy
+
+    def fit(mse, mean):
+        return model_entry(0, _summary(300, 200, mse, False), [mean, mean])
+
+    # Lower held-out MSE, higher accuracy, across budgets: rho = -1.
+    ref = budget_entry(3000, [fit(0.1, 0.9), fit(0.3, 0.7)], None)
+    other = budget_entry(300, [fit(0.2, 0.8), fit(0.4, 0.6)], ref["test_metrics"])
+    assert mse_vs_accuracy({"fits": {"a": ref, "b": other}}) == pytest.approx(-1.0)
+    worse = budget_entry(300, [fit(0.2, 0.95), fit(0.05, 0.5)], ref["test_metrics"])
+    assert mse_vs_accuracy({"fits": {"a": ref, "b": worse}}) > -1.0
