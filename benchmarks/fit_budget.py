@@ -113,6 +113,17 @@ def spread(entry: dict) -> tuple[float, float] | None:
     return 100.0 * ref["std"], 100.0 * within
 
 
+def task_models(entry: dict) -> list[dict]:
+    """Every model of a task's entry, all budgets."""
+    return [m for d in entry["fits"].values() for m in d["models"]]
+
+
+def models_per_budget(tasks: dict[str, dict]) -> str:
+    """How many models the budgets of ``tasks`` have, e.g. ``"3"`` or ``"2/3"``."""
+    sizes = {len(e["models"]) for d in tasks.values() for e in d["fits"].values()}
+    return "/".join(map(str, sorted(sizes)))
+
+
 def mse_vs_accuracy(entry: dict) -> float:
     """Spearman's rank correlation, over every model of a task (all budgets),
     of its held-out MSE (the fit's own measure, lower is better) and its
@@ -120,7 +131,7 @@ def mse_vs_accuracy(entry: dict) -> float:
     schedules."""
     from optax_lode.model._evaluate import spearman
 
-    models = [m for d in entry["fits"].values() for m in d["models"]]
+    models = task_models(entry)
     return spearman([m["held_out_mse"] for m in models], [m["mean"] for m in models])
 
 
@@ -160,7 +171,7 @@ def task_table(task: str, entry: dict) -> str:
             f"by {sp[0]:.2f} points (std of their mean accuracies); a model's "
             f"runs over the evaluation seeds by {sp[1]:.2f} (mean std).\n"
         )
-    n = sum(len(d["models"]) for d in entry["fits"].values())
+    n = len(task_models(entry))
     out += (
         f"Over the task's {n} models, Spearman's rank correlation of the "
         f"held-out MSE and the mean test accuracy: {mse_vs_accuracy(entry):+.2f} "
@@ -171,9 +182,6 @@ def task_table(task: str, entry: dict) -> str:
 
 def write(tasks: dict[str, dict], env: dict | None = None) -> None:
     """Writes the result of every task in ``tasks``."""
-    sizes = sorted(
-        {len(e["models"]) for d in tasks.values() for e in d["fits"].values()}
-    )
     write_ablation(
         NAME,
         tasks,
@@ -182,7 +190,7 @@ def write(tasks: dict[str, dict], env: dict | None = None) -> None:
         verdicts=(
             "some budgets differ significantly from the reference",
             "no budget differs significantly from the reference "
-            f"({'/'.join(map(str, sizes))} models a budget: only large "
+            f"({models_per_budget(tasks)} models a budget: only large "
             "differences could)",
         ),
         table=task_table,

@@ -497,7 +497,12 @@ def fit_budget_claim() -> str:
     budget's mean over its models, whether better fits (by their held-out
     error) make better schedules, and how far models of the demo's settings
     and other fit seeds lie apart, Table 1's model (fit seed 0) among them."""
-    from benchmarks.fit_budget import mse_vs_accuracy, spread
+    from benchmarks.fit_budget import (
+        models_per_budget,
+        mse_vs_accuracy,
+        spread,
+        task_models,
+    )
     from benchmarks.table2_sharpness import same_runs
 
     tasks = per_task(_result("fit_budget"))
@@ -540,7 +545,7 @@ def fit_budget_claim() -> str:
         best = t1.get("best_baseline")
         if best is not None:
             bar = t1["methods"][best]["mean"]
-            models = [m for e in fits.values() for m in e["models"]]
+            models = task_models(d)
             reach = sum(m["mean"] >= bar for m in models)
             draw += (
                 f", and {reach} of its {len(models)} models of every budget "
@@ -549,9 +554,6 @@ def fit_budget_claim() -> str:
                 f"({best}, {100 * bar:.2f})"
             )
         draws.append(draw)
-    sizes = sorted(
-        {len(e["models"]) for d in tasks.values() for e in d["fits"].values()}
-    )
     verdict = (
         "no other budget differs significantly from the demo's 3000 steps"
         if not differ
@@ -560,7 +562,7 @@ def fit_budget_claim() -> str:
     )
     return (
         f"The fit budget, measured on {_task_list(list(tasks))} (fit-budget "
-        f"table: {'/'.join(map(str, sizes))} models per budget, each of "
+        f"table: {models_per_budget(tasks)} models per budget, each of "
         "another fit seed, compared by their mean accuracies, Holm-adjusted; "
         f"with so few models only large differences are significant): {verdict}. "
         "Mean test accuracy (%) over each budget's models, and Spearman's ρ of "
