@@ -83,8 +83,12 @@ def cpu_label(env: dict[str, Any]) -> str:
     baselines) differ with the vector extensions."""
     cpu = env.get("cpu_model") or env.get("processor") or "unknown CPU"
     if "cpu_isa" in env:
-        cpu += f" ({'with' if 'avx512f' in env['cpu_isa'] else 'no'} AVX-512)"
+        cpu += f" ({_avx512(env)})"
     return cpu
+
+
+def _avx512(env: dict[str, Any]) -> str:
+    return f"{'with' if 'avx512f' in env['cpu_isa'] else 'no'} AVX-512"
 
 
 def per_task(data: dict[str, Any] | None) -> dict[str, dict]:
@@ -289,8 +293,7 @@ def write_result(
     atomic_write_text(json_path, json.dumps(payload, indent=2, default=float) + "\n")
     cpu = env["processor"]
     if env["cpu_model"]:
-        avx512 = "avx512f" in env["cpu_isa"]
-        cpu += f", {env['cpu_model']}, {'with' if avx512 else 'no'} AVX-512"
+        cpu += f", {env['cpu_model']}, {_avx512(env)}"
     machine = (
         f"{env['cpu_count']} CPU cores ({cpu}), "
         f"jax {env['versions']['jax']} on {env['jax_backend']}, {env['date']}"
