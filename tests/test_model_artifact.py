@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 
@@ -12,7 +13,13 @@ import numpy as np
 import pytest
 
 from optax_lode import Normalisation
-from optax_lode.model import LatentODE, load_model, read_header, save_model
+from optax_lode.model import (
+    LatentODE,
+    load_model,
+    model_digest,
+    read_header,
+    save_model,
+)
 from optax_lode.model._artifact import FORMAT_VERSION, MAGIC, pack, unpack
 
 
@@ -51,6 +58,33 @@ def test_round_trip_equal_leaves_and_predictions(saved, model):
     window = jax.random.normal(jax.random.key(0), (3, 3))
     predict = jax.jit(lambda m, w: m.predict(w, 40))
     np.testing.assert_array_equal(predict(model, window), predict(loaded, window))
+
+
+def _with_static(model, **fields):
+    """A copy of ``model`` with other static fields (``eqx.tree_at`` only
+    replaces array leaves)."""
+    out = copy.copy(model)
+    for name, value in fields.items():
+        object.__setattr__(out, name, value)
+    return out
+
+
+def test_model_digest_names_the_content_not_the_summary(saved, model):
+    digest = model_digest(model)
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    # A loaded copy is the same model; another training summary too.
+    assert model_digest(load_model(saved)) == digest
+    retrained = _with_static(model, _training='{"steps": 9}')
+    assert retrained.training_summary != model.training_summary
+    assert model_digest(retrained) == digest
+    # One weight, one data array, one hyperparameter: each is another model.
+    nudged = jax.tree.map(lambda x: x.at[(0,) * x.ndim].add(1e-6), model.vector_field)
+    assert model_digest(eqx.tree_at(lambda m: m.vector_field, model, nudged)) != digest
+    path = model.best_lr_path.at[-1].multiply(0.5)
+    assert model_digest(eqx.tree_at(lambda m: m.best_lr_path, model, path)) != digest
+    assert model_digest(_with_static(model, mu=4)) != digest
+    with pytest.raises(TypeError, match="LatentODE"):
+        model_digest({"not": "a model"})
 
 
 def test_header_is_readable_and_complete(saved, model):

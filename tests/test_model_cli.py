@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optax_lode.cli import main
-from optax_lode.model import load_model
+from optax_lode.model import load_model, model_digest
 from optax_lode.model._artifact import FORMAT_VERSION
 from optax_lode.runs import synthetic_sweep
 
@@ -47,6 +47,8 @@ def test_fit_then_inspect(runs_csv, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "T (ticks per run)" in printed and "20" in printed
     assert f"optax-lode.LatentODE v{FORMAT_VERSION}" in printed
+    (line,) = [x for x in printed.splitlines() if x.startswith("model digest")]
+    assert line.split()[-1] == model_digest(model)
     assert main(["inspect", "--json", str(out)]) == 0
     assert f'"format_version": {FORMAT_VERSION}' in capsys.readouterr().out
 

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         description=(
             "Validate a model file (format version, checksums, array shapes) and "
             "print its header: T, mu, features, normalisation, learning-rate range, "
-            "hyperparameters and training summary."
+            "hyperparameters and training summary, and the model's content digest."
         ),
     )
     p.add_argument("model", type=Path, help="model file written by fit/save_model")
@@ -28,8 +28,9 @@ def _fmt(values, digits=4) -> str:
     return "[" + ", ".join(f"{v:.{digits}g}" for v in values) + "]"
 
 
-def format_header(header: dict) -> str:
-    """The header as aligned ``key: value`` lines."""
+def format_header(header: dict, digest: str | None = None) -> str:
+    """The header as aligned ``key: value`` lines (and the model's content
+    digest, :func:`optax_lode.model.model_digest`, when given)."""
     hp = header["hyperparameters"]
     norm = header["normalisation"]
     path = header["best_lr_path"]
@@ -58,6 +59,8 @@ def format_header(header: dict) -> str:
         ),
         ("arrays", f"{len(header['leaves'])} leaves, {header['payload_bytes']} bytes"),
     ]
+    if digest is not None:
+        lines.append(("model digest", digest))
     for key in sorted(training):
         value = training[key]
         if isinstance(value, list) and len(value) > 6:
@@ -71,13 +74,16 @@ def format_header(header: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``optax-lode inspect``."""
-    from optax_lode.model import load_model, read_header
+    from optax_lode.model import load_model, model_digest, read_header
 
     try:
         header = read_header(args.model)
-        load_model(args.model)  # also checks the arrays against the header
+        model = load_model(args.model)  # also checks the arrays against the header
     except (ValueError, FileNotFoundError) as err:
         print(f"optax-lode inspect: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(header, indent=2) if args.json else format_header(header))
+    if args.json:
+        print(json.dumps(header, indent=2))
+    else:
+        print(format_header(header, model_digest(model)))
     return 0

@@ -1,6 +1,11 @@
 """The latent ODE of training dynamics, its fit, its artifact and its evaluation."""
 
-from optax_lode.model._artifact import load_model, read_header, save_model
+from optax_lode.model._artifact import (
+    load_model,
+    model_digest,
+    read_header,
+    save_model,
+)
 from optax_lode.model._evaluate import evaluate, spearman
 from optax_lode.model._fit import fit
 from optax_lode.model._latent_ode import SOLVERS, LatentODE, default_ticks_per_step
@@ -15,6 +20,7 @@ __all__ = [
     "evaluate",
     "fit",
     "load_model",
+    "model_digest",
     "read_header",
     "save_model",
     "spearman",

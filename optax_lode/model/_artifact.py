@@ -177,6 +177,42 @@ def model_header(model: LatentODE) -> dict[str, Any]:
     }
 
 
+def model_digest(model: LatentODE) -> str:
+    """The SHA-256 (hex) of what a model computes with: its weights, its data
+    arrays (normalisation, learning-rate range, best run's path) and the
+    hyperparameters that shape its graph. Not its training summary or the
+    library version that wrote it.
+
+    Cache keys and settings name a model by how it was made; a fit made again
+    on another CPU, or by another version, is another model under the same
+    name. Results keyed or labelled by this digest cannot be paired with a
+    model they were not made with. ``optax-lode inspect`` prints it.
+
+    Args:
+        model: the model.
+
+    Returns:
+        64 hex digits; equal for a model and its :func:`load_model` copy.
+
+    Example:
+        >>> import jax, tempfile, os
+        >>> model = LatentODE(T=20, key=jax.random.key(0))
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.lode")
+        >>> save_model(path, model)
+        >>> model_digest(load_model(path)) == model_digest(model)
+        True
+    """
+    if not isinstance(model, LatentODE):
+        raise TypeError(
+            f"model_digest expects a LatentODE; got {type(model).__name__}."
+        )
+    header = model_header(model)
+    shape = {k: header[k] for k in ("features", "T", "mu", "hyperparameters")}
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode())
+    digest.update(serialise_leaves(model))
+    return digest.hexdigest()
+
+
 def save_model(path: str | os.PathLike, model: LatentODE) -> None:
     """Saves ``model`` as one file, atomically.
 
