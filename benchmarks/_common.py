@@ -106,18 +106,66 @@ def per_task(data: dict[str, Any] | None) -> dict[str, dict]:
 
 
 def ablation_entry(
-    key: str, data: dict, *, seeds: Sequence[int], seconds: float, lode_seconds: float
+    key: str,
+    data: dict,
+    *,
+    seeds: Sequence[int],
+    seconds: float,
+    lode_seconds: float,
+    model_digest: str | None = None,
 ) -> dict[str, Any]:
-    """One task's entry of an ablation result (Tables 3, 4): its rows under
-    ``key``, this invocation's wall time (cached runs cost only their reading),
-    the LODE runs' own training time and the environment."""
-    return {
+    """One task's entry of an ablation result (Tables 3, 4, the fit budget):
+    its rows under ``key``, this invocation's wall time (cached runs cost only
+    their reading), the LODE runs' own training time, the environment and,
+    where every row used one model, that model's content digest."""
+    entry = {
         "seeds": list(seeds),
         key: data,
         "seconds": seconds,
         "lode_training_seconds": lode_seconds,
         "environment": environment(),
     }
+    if model_digest is not None:
+        entry["model_digest"] = model_digest
+    return entry
+
+
+def reference_model_digest(name: str, entry: dict[str, Any]) -> str | None:
+    """The content digest (:func:`optax_lode.model.model_digest`) of the demo's
+    model as a task's entry of result ``name`` records it: the model of Table
+    1's LODE rows, Table A1's reconstructions, Table 2's LODE row, Table 3's
+    rows, Table 4's reference row and the fit budget's reference model of fit
+    seed 0. None where the entry predates digests (or has no such model)."""
+    if name == "table2_sharpness":
+        lode = entry.get("methods", {}).get("LODE", {})
+        return lode.get("setting", {}).get("model_digest")
+    if name == "table4_data_ablation":
+        rows = entry.get("variants", {}).values()
+        return next((r.get("model_digest") for r in rows if r["p_value"] is None), None)
+    if name == "fit_budget":
+        for fits in entry.get("fits", {}).values():
+            if fits["p_value"] is None:
+                models = [m for m in fits["models"] if m["fit_seed"] == 0]
+                return models[0].get("model_digest") if models else None
+        return None
+    return entry.get("model_digest")
+
+
+def model_digest_mismatches(results: dict[str, dict[str, dict]]) -> list[str]:
+    """Where a result's model of a task is not Table 1's: ``results`` maps a
+    result's name to its tasks (``per_task``); one line per disagreement
+    between two recorded digests."""
+    table1 = results.get("table1_schedule_quality", {})
+    out = []
+    for name, tasks in results.items():
+        for task, entry in tasks.items():
+            ours = reference_model_digest(name, entry)
+            theirs = reference_model_digest(
+                "table1_schedule_quality", table1.get(task, {})
+            )
+            if ours is not None and theirs is not None and ours != theirs:
+                out.append(f"{name} {task}: model {ours[:12]}, Table 1's {theirs[:12]}")
+    return out
 
 
 def versus_reference(

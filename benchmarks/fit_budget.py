@@ -73,13 +73,17 @@ def fit_facts(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def model_entry(fit_seed: int, summary: dict[str, Any], acc) -> dict[str, Any]:
-    """One fitted model's row: its fit (:func:`fit_facts`) and its LODE runs'
-    test metrics over the evaluation seeds."""
+def model_entry(
+    fit_seed: int, summary: dict[str, Any], acc, digest: str | None = None
+) -> dict[str, Any]:
+    """One fitted model's row: its fit (:func:`fit_facts`), its content
+    digest (``digest``, :func:`optax_lode.model.model_digest`) and its LODE
+    runs' test metrics over the evaluation seeds."""
     s = summarize(acc)
     return {
         "fit_seed": fit_seed,
         **fit_facts(summary),
+        **({"model_digest": digest} if digest is not None else {}),
         "test_metrics": [float(x) for x in acc],
         "mean": s.mean,
         "std": s.std,
@@ -219,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         lode_stage,
         sweep_stage,
     )
+    from optax_lode.model import model_digest
 
     parser = task_parser(__doc__)
     parser.add_argument(
@@ -249,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
             runs, _ = lode_stage(task, model, cfg, CACHE, progress=True)
             lode_seconds += training_seconds(runs.runs)
             models.append(
-                model_entry(fit_seed, model.training_summary, runs.test_metrics)
+                model_entry(
+                    fit_seed,
+                    model.training_summary,
+                    runs.test_metrics,
+                    model_digest(model),
+                )
             )
             if len(models) < 2:
                 continue  # Welch needs two models a side

@@ -70,6 +70,7 @@ def _committed() -> dict[str, dict]:
             # None: made before the file said which timings were cache reads.
             "timings_cached": d.get("timings_cached"),
             "decision_revision": d.get("decision_revision"),
+            "model_digest": d.get("model_digest"),
             "environment": d.get("environment", old.get("environment")),
         }
     return out
@@ -151,6 +152,7 @@ def write(
             "config": s["config"],
             # None: made before summaries recorded it.
             "decision_revision": s.get("decision_revision"),
+            "model_digest": s.get("model_digest"),
             # Seconds per stage when it was computed; True where only a cache
             # read was ever timed (see merge_timings).
             "timings_seconds": s["timings"],

@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         tune_stage,
     )
     from optax_lode.evaluation import hessian_max_eigenvalue
+    from optax_lode.model import model_digest
     from optax_lode.sweep import train_run, train_runs
 
     parser = task_parser(__doc__)
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         table1 = t1_methods.get(name, {}).get("test_metrics")
         return row_is_stale(results.get(name, {}), seeds, setting, table1)
 
-    lode_setting = cfg.lode_setting()
+    lode_setting = cfg.lode_setting(model_digest(model))
     if stale("LODE", lode_setting):
         eig, acc = [], []
         for seed in seeds:
@@ -344,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             **eigen_fields(eig),
             "test_metrics": acc,
             "seeds": seeds,
-            # The decision revision is in the setting (cfg.lode_setting).
+            # The model's digest and the decision revision are in the setting
+            # (cfg.lode_setting).
             "setting": lode_setting,
         }
         trained.append("LODE")

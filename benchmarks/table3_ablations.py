@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep_and_model,
     )
     from optax_lode.evaluation import summarize, welch_test
+    from optax_lode.model import model_digest
 
     parser = task_parser(__doc__)
     args = parser.parse_args(argv)
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds=base.eval_seeds,
             seconds=time.perf_counter() - t_start,
             lode_seconds=lode_seconds,
+            model_digest=model_digest(model),
         )
         write(tasks)
     # Figure 6: the mean schedule per horizon.

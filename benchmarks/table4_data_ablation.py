@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep_stage,
     )
     from optax_lode.evaluation import summarize, welch_test
+    from optax_lode.model import model_digest
 
     parser = task_parser(__doc__)
     args = parser.parse_args(argv)
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             p_value = welch_test(acc, ref).p_value
         data[label] = {"runs": subset.num_runs, "test_metrics": acc.tolist(),
                        "mean": s.mean, "std": s.std,
-                       "p_value": p_value}  # fmt: skip
+                       "p_value": p_value,
+                       "model_digest": model_digest(model)}  # fmt: skip
         tasks[base.task] = ablation_entry(
             "variants",
             data,

@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         reconstruction_stage,
         sweep_and_model,
     )
+    from optax_lode.model import model_digest
     from optax_lode.tasks import get_task
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "ticks": traj.num_ticks,
             "fit_steps": cfg.fit_steps,
             "model_key": cfg.model_key(),
+            "model_digest": model_digest(model),
             "seconds": time.perf_counter() - t0,
             "environment": environment(),
         }

@@ -214,3 +214,44 @@ def test_render_rewrites_a_result_from_its_json_keeping_its_environment(
     assert "| a |" in md and "2026-12-01T10:00:00+00:00._" in md
     assert read_result("t3", results_dir=tmp_path)["environment"] == measured
     assert "Holm-adjusted over the task's rows" in md
+
+
+def test_model_digest_mismatches_names_each_result_made_with_another_model():
+    same, other = "a" * 64, "b" * 64
+    ref = {"p_value": None, "model_digest": same}
+    results = {
+        "table1_schedule_quality": {"t": {"model_digest": same}, "u": {}},
+        "tableA1_reconstruction": {"t": {"model_digest": other}},
+        "table2_sharpness": {
+            "t": {"methods": {"LODE": {"setting": {"model_digest": same}}}}
+        },
+        "table3_ablations": {
+            "t": {"model_digest": other},
+            "u": {"model_digest": other},
+        },
+        "table4_data_ablation": {
+            "t": {
+                "variants": {"ref": ref, "x": {"p_value": 0.5, "model_digest": other}}
+            }
+        },
+        "fit_budget": {
+            "t": {
+                "fits": {
+                    "3000": {
+                        "p_value": None,
+                        "models": [
+                            {"fit_seed": 1, "model_digest": same},
+                            {"fit_seed": 0, "model_digest": other},
+                        ],
+                    }
+                }
+            }
+        },
+    }
+    # Table 4's other subsets and the fit budget's other seeds are other
+    # models by design; a task Table 1 has no digest for ("u") is not judged.
+    assert common.model_digest_mismatches(results) == [
+        f"tableA1_reconstruction t: model {other[:12]}, Table 1's {same[:12]}",
+        f"table3_ablations t: model {other[:12]}, Table 1's {same[:12]}",
+        f"fit_budget t: model {other[:12]}, Table 1's {same[:12]}",
+    ]

@@ -86,3 +86,11 @@ def test_every_table_of_a_task_shows_table1s_runs():
         (reference,) = [e for e in d["fits"].values() if e["p_value"] is None]
         (demo,) = [m for m in reference["models"] if m["fit_seed"] == 0]
         assert same(demo["test_metrics"], task, "LODE"), task
+
+
+def test_every_table_of_a_task_used_table1s_model():
+    """Where results record the model's content digest, a task's tables used
+    the model of Table 1's LODE rows: a fit made again elsewhere under the
+    same settings (the model key) is another model."""
+    results = {name: _table(name) for name in TABLES}
+    assert _common.model_digest_mismatches(results) == []

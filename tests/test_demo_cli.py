@@ -53,8 +53,12 @@ def test_demo_config_validation():
     # Cache keys: the model depends on the sweep; runs do not depend on seeds count.
     a, b = fast_config(), fast_config(seeds=5)
     assert a.model_key() == b.model_key()
-    assert a.run_key("LODE", 1000, a.lode_setting()) == b.run_key(
-        "LODE", 1000, b.lode_setting()
+    assert a.run_key("LODE", 1000, a.lode_setting("d1")) == b.run_key(
+        "LODE", 1000, b.lode_setting("d1")
+    )
+    # A model fitted with the same settings but other weights is another model.
+    assert a.run_key("LODE", 1000, a.lode_setting("d1")) != a.run_key(
+        "LODE", 1000, a.lode_setting("d2")
     )
     # ... unless batched: a baseline's run is keyed by the seeds vmapped with it.
     lr = {"learning_rate": 0.01}

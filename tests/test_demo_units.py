@@ -197,6 +197,47 @@ def test_a_damaged_cached_sweep_or_model_is_recomputed(tmp_path, monkeypatch):
         assert cached
 
 
+def test_lode_runs_and_reconstruction_are_keyed_by_the_models_content(
+    tmp_path, monkeypatch
+):
+    """A model fitted again under the same settings (another CPU rounds
+    differently) is another model: its LODE runs and its reconstruction are
+    computed anew instead of read from the first model's cache entries."""
+    import optax_lode.model as model_module
+    import optax_lode.sweep as sweep_module
+    from optax_lode.demo._pipeline import _clock, lode_stage, reconstruction_stage
+
+    cfg = fast_config("mnist1d-mlp", seeds=2)
+    task = optax_lode.tasks.get_task("mnist1d-mlp")
+    _, ticks, _ = _clock(task, cfg)
+    first = optax_lode.LatentODE(T=ticks, key=jax.random.key(0))
+    again = optax_lode.LatentODE(T=ticks, key=jax.random.key(1))
+    trained, evaluated = [], []
+
+    def train_run(task, tx, *, seed, **kwargs):
+        trained.append(seed)
+        res = _RunLike(ticks, seed=seed)
+        res.opt_state = tx.init({"w": np.zeros(3, np.float32)})
+        return res
+
+    def evaluate(model, runs, *, observe):
+        evaluated.append(observe)
+        return {"loss": 0.1}
+
+    monkeypatch.setattr(sweep_module, "train_run", train_run)
+    monkeypatch.setattr(model_module, "evaluate", evaluate)
+    held = synthetic_sweep(ticks=ticks, seeds=(0,), peak_lrs=(1e-2,))
+    for model, computed in ((first, True), (first, False), (again, True)):
+        trained.clear()
+        evaluated.clear()
+        runs, cached = lode_stage(task, model, cfg, tmp_path, progress=False)
+        assert cached is not computed
+        assert trained == (list(cfg.eval_seeds) if computed else [])
+        assert "model_digest" not in runs.setting  # a cache key, not a setting
+        _, cached = reconstruction_stage(model, held, cfg, tmp_path)
+        assert cached is not computed and bool(evaluated) is computed
+
+
 class _RunLike:
     def __init__(self, ticks=6, seed=0):
         rng = np.random.default_rng(seed)

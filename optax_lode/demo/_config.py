@@ -183,11 +183,16 @@ class DemoConfig:
             **({"batch": list(batch)} if batch is not None else {}),
         )
 
-    def lode_setting(self) -> dict[str, Any]:
+    def lode_setting(self, model_digest: str) -> dict[str, Any]:
+        """What a LODE run depends on besides its task and seed: the model (by
+        its settings and, as a fit made again on another CPU differs, by its
+        content: :func:`optax_lode.model.model_digest`), the decision's
+        revision and the schedule's options."""
         from optax_lode.decision import DECISION_REVISION
 
         return {
             "model": self.model_key(),
+            "model_digest": model_digest,
             "decision_revision": DECISION_REVISION,
             **dict(self.lode_kwargs),
         }

@@ -184,9 +184,10 @@ def sweep_and_model(
 
 def reconstruction_stage(model: Any, held_out: Any, cfg: DemoConfig, cache: Path):
     """Table A1 and trial selection on the held-out runs (``evaluate``), cached."""
-    from optax_lode.model import evaluate
+    from optax_lode.model import evaluate, model_digest
 
-    path = cache / f"reconstruction-{cfg.model_key()}.json"
+    # The model by its content too: one fitted again elsewhere is another model.
+    path = cache / f"reconstruction-{cfg.model_key()}-{model_digest(model)[:12]}.json"
     cached = load_json(path)
     if cached is not None:
         return {float(k): v for k, v in cached.items()}, True
@@ -446,10 +447,11 @@ def lode_stage(
     Runs are not vmapped: under ``vmap`` the decision's ``lax.cond`` would
     become a ``select`` and pay a rollout at every step (docs/schedule.md).
     """
+    from optax_lode.model import model_digest
     from optax_lode.sweep import train_run
 
     epochs, _, _ = _clock(task, cfg)
-    setting = cfg.lode_setting()
+    setting = cfg.lode_setting(model_digest(model))
     records = {}
     all_cached = True
     for seed in _bar(list(cfg.eval_seeds), desc="LODE runs", progress=progress):
@@ -475,7 +477,11 @@ def lode_stage(
     runs = MethodRuns(
         "LODE",
         # The model and the decision revision are cache keys, not settings.
-        {k: v for k, v in setting.items() if k not in ("model", "decision_revision")},
+        {
+            k: v
+            for k, v in setting.items()
+            if k not in ("model", "model_digest", "decision_revision")
+        },
         cfg.eval_seeds,
         [records[s] for s in cfg.eval_seeds],
     )

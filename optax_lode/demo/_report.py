@@ -415,10 +415,13 @@ def _config_dict(cfg: Any) -> dict[str, Any]:
 def save_summary(result: Any, comp: Any) -> Path:
     """``summary.json``: the numbers of the report, for scripts and benchmarks."""
     from optax_lode.decision import DECISION_REVISION
+    from optax_lode.model import model_digest
 
     out = Path(result.out_dir) / "summary.json"
     data = {
         "config": _config_dict(result.config),
+        # The fitted model by its content (the config names how it was made).
+        "model_digest": model_digest(result.model),
         # The LODE rows' decision semantics (their runs are cached under it).
         "decision_revision": DECISION_REVISION,
         "methods": {
