@@ -42,6 +42,7 @@ def test_fit_then_inspect(runs_csv, tmp_path, capsys):
         assert row in printed
     model = load_model(out)
     assert model.T == 20 and model.training_summary["steps"] == 30
+    assert f"model digest {model_digest(model)}" in printed
 
     assert main(["inspect", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -202,7 +202,7 @@ def _as_flags(message: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``optax-lode fit``."""
-    from optax_lode.model import fit, save_model
+    from optax_lode.model import fit, model_digest, save_model
     from optax_lode.tracking import load_runs
 
     out_dir = args.out.parent
@@ -294,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"saved {args.out} (T={model.T}, mu={model.mu}, {summary['steps']} steps, "
         f"best held-out MSE {summary['held_out_mse']} at step {summary['best_step']}, "
-        f"{summary['seconds']:.1f} s)"
+        f"{summary['seconds']:.1f} s)\nmodel digest {model_digest(model)}"
     )
     if summary["held_out_runs"]:
         print()
