@@ -197,6 +197,48 @@ def test_a_damaged_cached_sweep_or_model_is_recomputed(tmp_path, monkeypatch):
         assert cached
 
 
+def test_a_cached_model_fitted_to_other_runs_is_fitted_again(tmp_path, monkeypatch):
+    """The model's key names the sweep by its settings: a sweep made again
+    elsewhere is other runs, and the model the cache holds was not fitted to
+    them (its training summary's runs digest says so)."""
+    import optax_lode.model as model_module
+    from optax_lode.demo._pipeline import fit_stage
+
+    cfg = fast_config("mnist1d-mlp")
+    fitted = []
+
+    def fit(runs, **kwargs):
+        fitted.append(runs.digest())
+        summary = {"runs_digest": runs.digest()}
+        return optax_lode.LatentODE(
+            T=20, key=jax.random.key(0), training_summary=summary
+        )
+
+    monkeypatch.setattr(model_module, "fit", fit)
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2,))
+    # The same runs, made again where they round differently.
+    again = optax_lode.Trajectories.from_arrays(
+        runs.loss * (1 + 1e-7), runs.metric, runs.lr,
+        mask=runs.mask, run_ids=runs.run_ids, info=runs.info,
+    )  # fmt: skip
+    assert runs.run_ids == again.run_ids and runs.digest() != again.digest()
+    assert fit_stage(runs, cfg, tmp_path, progress=False)[1] is False
+    assert fit_stage(runs, cfg, tmp_path, progress=False)[1] is True
+    with pytest.warns(UserWarning, match="fitted to other runs"):
+        model, cached = fit_stage(again, cfg, tmp_path, progress=False)
+    assert not cached and model.training_summary["runs_digest"] == again.digest()
+    assert fitted == [runs.digest(), again.digest()]
+    # A model saved before fits recorded the digest cannot be checked: kept.
+    monkeypatch.setattr(
+        model_module,
+        "fit",
+        lambda runs, **kw: optax_lode.LatentODE(T=20, key=jax.random.key(0)),
+    )
+    other = fast_config("mnist1d-mlp", fit_steps=7)
+    fit_stage(runs, other, tmp_path, progress=False)
+    assert fit_stage(again, other, tmp_path, progress=False)[1] is True
+
+
 def test_lode_runs_and_reconstruction_are_keyed_by_the_models_content(
     tmp_path, monkeypatch
 ):

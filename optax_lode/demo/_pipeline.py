@@ -155,9 +155,22 @@ def fit_stage(train: Any, cfg: DemoConfig, cache: Path, *, progress: bool):
     path = cache / f"model-{key}.lode"
     if path.exists():
         try:
-            return load_model(path), True
+            model = load_model(path)
         except ValueError as err:
             _recompute(path, err)
+        else:
+            # The key names the runs by their settings; a sweep made again
+            # (another CPU) is other runs. Models fitted before fits recorded
+            # their runs' digest cannot be checked, and are kept.
+            fitted_to = model.training_summary.get("runs_digest")
+            if fitted_to in (None, train.digest()):
+                return model, True
+            warnings.warn(
+                f"{path} was fitted to other runs than the cached sweep's "
+                "(the sweep was made again); fitting it again.",
+                stacklevel=2,
+            )
+            path.unlink()
     model = fit(
         train,
         steps=cfg.fit_steps,

@@ -181,11 +181,8 @@ def _held_error(params, model, data: _Data, horizon):
 
 
 def _fingerprint(traj: Trajectories, config: dict[str, Any]) -> str:
-    h = hashlib.sha256()
-    for arr in (traj.loss, traj.metric, traj.lr, traj.mask):
-        h.update(np.ascontiguousarray(arr).tobytes())
+    h = hashlib.sha256(traj.digest().encode())
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
-    h.update("\x00".join(traj.run_ids).encode())
     return h.hexdigest()
 
 
@@ -460,6 +457,9 @@ def fit(
         "best_step": state["best_step"],
         "stopped_early": state["stopped_early"],
         "held_out_mse": state["best_err"] if held is not None else None,
+        # The content of every run given (trajectories.digest()), so the model
+        # can be checked against the runs it is said to be fitted to.
+        "runs_digest": trajectories.digest(),
         "train_runs": list(train.run_ids),
         "held_out_runs": list(held.run_ids) if held is not None else [],
         "best_run": best.run_ids[0],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -574,6 +575,26 @@ class Trajectories:
         no run is complete.
         """
         return self.select([self.best_index()])
+
+    def digest(self) -> str:
+        """The SHA-256 (hex) of the runs' content: their ids and series, in order.
+
+        What :func:`optax_lode.fit` reads, and records in a model's training
+        summary (``runs_digest``), so a model can be checked against the runs
+        it is said to be fitted to. The ``info`` table is not part of it.
+
+        Example:
+            >>> import numpy as np
+            >>> a = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]], [[1e-2, 1e-2]])
+            >>> b = Trajectories.from_arrays([[1.0, 0.4]], [[0.1, 0.2]], [[1e-2, 1e-2]])
+            >>> a.digest() == a.select([0]).digest(), a.digest() == b.digest()
+            (True, False)
+        """
+        h = hashlib.sha256()
+        for arr in (self.loss, self.metric, self.lr, self.mask):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update("\x00".join(self.run_ids).encode())
+        return h.hexdigest()
 
 
 # -- helpers --------------------------------------------------------------------
