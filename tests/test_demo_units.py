@@ -341,6 +341,7 @@ def test_write_report_and_figures_from_results(tmp_path):
         "true rank **2**" in report
         and "| train loss | 0.12 ± 0.03 |" in report
         and "| sweep | 1.0 | yes |" in report
+        and f"content digest `{optax_lode.model.model_digest(model)}`" in report
     )
 
 

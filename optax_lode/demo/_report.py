@@ -223,6 +223,8 @@ def _metric_time_figure(path: Path, by_epoch, by_time, result) -> None:
 
 def write_report(result: Any, *, figures: bool = True) -> Path:
     """Writes ``report.md`` (and the figures) into ``result.out_dir``."""
+    from optax_lode.model import model_digest
+
     cfg = result.config
     out = Path(result.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -398,6 +400,9 @@ def write_report(result: Any, *, figures: bool = True) -> Path:
     lines += [
         "",
         "Configuration: `" + json.dumps(_config_dict(cfg)) + "`",
+        "",
+        f"Model: `cache/model-{cfg.model_key()}.lode`, content digest "
+        f"`{model_digest(result.model)}` (`optax_lode.model.model_digest`).",
         "",
     ]
     path = out / "report.md"
