@@ -207,8 +207,8 @@ def model_digest(model: LatentODE) -> str:
             f"model_digest expects a LatentODE; got {type(model).__name__}."
         )
     header = model_header(model)
-    shape = {k: header[k] for k in ("features", "T", "mu", "hyperparameters")}
-    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode())
+    graph = {k: header[k] for k in ("features", "T", "mu", "hyperparameters")}
+    digest = hashlib.sha256(json.dumps(graph, sort_keys=True).encode())
     digest.update(serialise_leaves(model))
     return digest.hexdigest()
 

@@ -590,7 +590,7 @@ class Trajectories:
             >>> a.digest() == a.select([0]).digest(), a.digest() == b.digest()
             (True, False)
         """
-        h = hashlib.sha256()
+        h = hashlib.sha256(repr(self.mask.shape).encode())
         for arr in (self.loss, self.metric, self.lr, self.mask):
             h.update(np.ascontiguousarray(arr).tobytes())
         h.update("\x00".join(self.run_ids).encode())
