@@ -130,6 +130,12 @@ def ablation_entry(
     return entry
 
 
+def reference_row(entries: dict[str, dict]) -> dict | None:
+    """An ablation's reference row (Tables 3, 4, the fit budget): the one
+    compared with no other (``p_value`` None); None if it has none."""
+    return next((e for e in entries.values() if e.get("p_value", 0) is None), None)
+
+
 def reference_model_digest(name: str, entry: dict[str, Any]) -> str | None:
     """The content digest (:func:`optax_lode.model.model_digest`) of the demo's
     model as a task's entry of result ``name`` records it: the model of Table
@@ -140,14 +146,11 @@ def reference_model_digest(name: str, entry: dict[str, Any]) -> str | None:
         lode = entry.get("methods", {}).get("LODE", {})
         return lode.get("setting", {}).get("model_digest")
     if name == "table4_data_ablation":
-        rows = entry.get("variants", {}).values()
-        return next((r.get("model_digest") for r in rows if r["p_value"] is None), None)
+        return (reference_row(entry.get("variants", {})) or {}).get("model_digest")
     if name == "fit_budget":
-        for fits in entry.get("fits", {}).values():
-            if fits["p_value"] is None:
-                models = [m for m in fits["models"] if m["fit_seed"] == 0]
-                return models[0].get("model_digest") if models else None
-        return None
+        fits = reference_row(entry.get("fits", {})) or {"models": []}
+        demo = [m for m in fits["models"] if m["fit_seed"] == 0]
+        return demo[0].get("model_digest") if demo else None
     return entry.get("model_digest")
 
 
@@ -178,7 +181,7 @@ def versus_reference(
     from optax_lode.evaluation import summarize, welch_test
 
     scale = 100.0 if task != "nqm" else 1.0
-    ref = next(d for d in entries.values() if d["p_value"] is None)["test_metrics"]
+    ref = reference_row(entries)["test_metrics"]
     adjusted = holm_p_values(entries)
     out = []
     for label, d in entries.items():

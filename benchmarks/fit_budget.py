@@ -38,6 +38,7 @@ from benchmarks._common import (
     ablation_entry,
     per_task,
     read_result,
+    reference_row,
     render,
     significant,
     start_task,
@@ -110,7 +111,7 @@ def spread(entry: dict) -> tuple[float, float] | None:
     """The reference budget's spread in accuracy points: the std of its
     models' mean accuracies (between models) and the mean over its models of
     the std over evaluation seeds (within a model); None with one model."""
-    ref = next(d for d in entry["fits"].values() if d["p_value"] is None)
+    ref = reference_row(entry["fits"])
     if len(ref["models"]) < 2:
         return None
     within = float(np.mean([m["std"] for m in ref["models"]]))

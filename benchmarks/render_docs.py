@@ -32,6 +32,7 @@ from benchmarks._common import (
     holm_p_values,
     per_task,
     read_result,
+    reference_row,
     significant,
 )
 
@@ -250,7 +251,7 @@ def anchor_live_claim() -> str:
     for task, d in per_task(_result("table3_ablations")).items():
         settings = d.get("settings", {})
         live = settings.get(ANCHOR_LIVE)
-        default = next((e for e in settings.values() if e.get("p_value") is None), None)
+        default = reference_row(settings)
         if live is None or default is None or "p_value" not in live:
             continue
         adjusted = holm_p_values(settings)[ANCHOR_LIVE]
@@ -334,7 +335,7 @@ def variants_table() -> str:
             if task == "nqm" or any("p_value" not in e for e in entries.values()):
                 continue
             adjusted = holm_p_values(entries)
-            ref = next(e for e in entries.values() if e["p_value"] is None)
+            ref = reference_row(entries)
             for label, e in entries.items():
                 if e["p_value"] is None or not chosen(e):
                     continue
@@ -524,7 +525,7 @@ def fit_budget_claim() -> str:
             )
             + f", ρ = {mse_vs_accuracy(d):+.2f}"
         )
-        ref = next(e for e in fits.values() if e["p_value"] is None)
+        ref = reference_row(fits)
         t1 = _table1_tasks().get(task, {})
         lode = t1.get("methods", {}).get("LODE", {}).get("test_metrics")
 
