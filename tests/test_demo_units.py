@@ -278,6 +278,36 @@ def test_lode_runs_and_reconstruction_are_keyed_by_the_models_content(
         assert "model_digest" not in runs.setting  # a cache key, not a setting
         _, cached = reconstruction_stage(model, held, cfg, tmp_path)
         assert cached is not computed and bool(evaluated) is computed
+    # Held-out runs of a sweep made again are other runs: reconstructed anew.
+    evaluated.clear()
+    other = synthetic_sweep(ticks=ticks, seeds=(1,), peak_lrs=(1e-2,))
+    _, cached = reconstruction_stage(again, other, cfg, tmp_path)
+    assert not cached and evaluated
+
+
+def test_tuning_on_the_sweep_is_keyed_by_the_sweeps_content(tmp_path):
+    """A sweep made again under the same settings holds other runs; tuning
+    read from the cache would select a learning rate from runs now gone."""
+    from optax_lode.demo._pipeline import tune_stage
+
+    cfg = fast_config("mnist1d-mlp", seeds=2, baselines=("constant",))
+    task = optax_lode.tasks.get_task("mnist1d-mlp")
+    grid = dict(peak_lrs=cfg.lrs, seeds=tuple(range(cfg.sweep_seeds)))
+    sweep = synthetic_sweep(ticks=12, schedules=("constant",), **grid)
+    loss = sweep.loss.copy()
+    best = tune_from_sweep(sweep, "constant")["best_learning_rate"]
+    # The same runs but the best rate's final metrics made the worst.
+    metric = sweep.metric.copy()
+    metric[np.isclose(sweep.info["peak_lr"], best), -1] = -1.0
+    again = optax_lode.Trajectories.from_arrays(
+        loss, metric, sweep.lr, mask=sweep.mask, run_ids=sweep.run_ids, info=sweep.info
+    )
+    for traj, computed, lr in ((sweep, True, best), (sweep, False, best),
+                               (again, True, None)):  # fmt: skip
+        tuning, cached = tune_stage(task, traj, cfg, tmp_path, progress=False)
+        assert cached is not computed
+        chosen = tuning["constant"]["best_learning_rate"]
+        assert chosen == lr if lr is not None else chosen != best
 
 
 class _RunLike:

@@ -199,8 +199,10 @@ def reconstruction_stage(model: Any, held_out: Any, cfg: DemoConfig, cache: Path
     """Table A1 and trial selection on the held-out runs (``evaluate``), cached."""
     from optax_lode.model import evaluate, model_digest
 
-    # The model by its content too: one fitted again elsewhere is another model.
-    path = cache / f"reconstruction-{cfg.model_key()}-{model_digest(model)[:12]}.json"
+    # The model and the runs by their content too: one fitted again elsewhere
+    # is another model, and a sweep made again holds other runs.
+    digests = f"{model_digest(model)[:12]}-{held_out.digest()[:12]}"
+    path = cache / f"reconstruction-{cfg.model_key()}-{digests}.json"
     cached = load_json(path)
     if cached is not None:
         return {float(k): v for k, v in cached.items()}, True
@@ -287,8 +289,12 @@ def tune_stage(
     tuning: dict[str, dict[str, Any]] = {}
     all_cached = True
     names = list(cfg.baselines)
+    sweep_digest = traj.digest()[:12]
     for name in _bar(names, desc="tune baselines", progress=progress):
-        path = cache / f"tune-{name}-{cfg.tuning_key(name)}.json"
+        key = cfg.tuning_key(name)
+        # Tuned on the sweep: by the sweep's content too (a sweep made again).
+        key = f"{key}-{sweep_digest}" if name in cfg.shapes else key
+        path = cache / f"tune-{name}-{key}.json"
         record = load_json(path)
         if record is None:
             all_cached = False
