@@ -25,11 +25,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     Raises:
         FileNotFoundError: if ``path``'s directory does not exist (without this
             check the error would name the temporary file).
+        IsADirectoryError: if ``path`` is a directory (likewise).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot write {path!r}: no directory {directory!r}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"cannot write {path!r}: it is a directory; give a file's path."
+        )
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
         write(tmp)

@@ -57,6 +57,10 @@ def test_missing_directory_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no directory .*nope"):
         atomic_write_bytes(missing / "a.bin", b"x")
     assert not missing.exists()
+    # A directory as the target: named, not the hidden temporary.
+    with pytest.raises(IsADirectoryError, match=r"it is a directory"):
+        atomic_write_bytes(tmp_path, b"x")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_usable_directory(tmp_path):

@@ -232,6 +232,9 @@ def test_header_not_matching_arrays_refused(saved):
     _rewrite_header(saved, lambda h: h.update(lr_range=[1e-5, 1.0]))
     with pytest.raises(ValueError, match="lr_range"):
         load_model(saved)
+    _rewrite_header(saved, lambda h: h.update(lr_range=[-1e-4, 3e-2]))
+    with pytest.raises(ValueError, match="invalid header: lr_range must be finite"):
+        load_model(saved)
 
 
 @pytest.mark.parametrize(

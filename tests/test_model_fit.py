@@ -109,6 +109,13 @@ def test_fit_resumes_after_a_kill_and_is_deterministic(tmp_path, monkeypatch):
     assert not np.allclose(_leaves(other)[1], _leaves(reference)[1])
     with pytest.raises(ValueError, match="checkpoint"):
         fit(runs, checkpoint_dir=tmp_path / "b", **{**kwargs, "steps": 70})
+    with pytest.raises(ValueError, match="checkpoint"):
+        fit(runs, checkpoint_dir=tmp_path / "b", **kwargs, hidden_size=8)
+    # The same fit with its defaults written out (as the CLI writes them).
+    spelled = fit(
+        runs, checkpoint_dir=tmp_path / "b", **kwargs, latent_size=20, solver="euler"
+    )
+    _assert_same_weights(spelled, reference)
 
 
 def test_fit_and_evaluate_errors(fitted):
@@ -127,6 +134,7 @@ def test_fit_and_evaluate_errors(fitted):
     ("kwargs", "match"),
     [
         (dict(eval_every=0), "eval_every must be >= 1"),
+        (dict(patience=0), "patience must be a positive number .* or None"),
         (dict(seed=-1), r"seed must be a whole number in \[0, 2\*\*32\); got -1"),
         (dict(seed=2**32, held_out=0.0), r"seed must be .* got 4294967296"),
         (dict(seed=1.5), r"seed must be a whole number .* got 1\.5"),
@@ -349,3 +357,12 @@ def test_batches_are_uniform_with_replacement_and_fixed_by_key_and_step():
     # 6 degrees of freedom: P(chi2 > 22.5) = 0.001 under uniform draws; the
     # draws are fixed by the key, so this cannot flake.
     assert chi2 < 22.5, counts
+
+
+def test_held_out_with_a_single_run_is_said_not_silently_dropped():
+    runs = synthetic_sweep(
+        ticks=12, seeds=(0,), peak_lrs=(1e-2,), schedules=("constant",)
+    )
+    with pytest.warns(UserWarning, match="needs at least 2 runs"):
+        model = fit(runs, steps=2, held_out=0.1, progress=False)
+    assert model.training_summary["held_out_runs"] == []

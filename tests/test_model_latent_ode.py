@@ -162,6 +162,19 @@ def test_constructor_errors_are_clear():
         with pytest.raises(ValueError, match="must be a whole number"):
             LatentODE(key=jax.random.key(0), **kwargs)
     assert LatentODE(T=np.int64(10), mu=3.0, key=jax.random.key(0)).mu == 3
+    # Rates the decision clips to and holds: a NaN (the path of a run that
+    # ended early) used to save fine and then make the file unloadable.
+    ended = np.r_[np.full(9, 1e-2), np.nan]
+    for kwargs, match in (
+        (dict(best_lr_path=ended), r"best_lr_path .*\[nan\].*forward-fill"),
+        (dict(lr_range=[-1.0, 0.1]), "lr_range must be finite and positive"),
+        (dict(lr_range=[1e-50, 0.1]), "underflows to 0"),
+        (dict(lr_range=[0.1, 1e-3]), r"lr_range must be \(min, max\)"),
+        (dict(latent_scale=np.full(20, np.inf)), "latent_scale"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            LatentODE(T=10, key=jax.random.key(0), **kwargs)
+    assert LatentODE(T=10, key=jax.random.key(0), lr_range=[1e-2, 1e-2]).T == 10
 
 
 def test_normalisation_round_trip():

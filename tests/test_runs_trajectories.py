@@ -153,6 +153,12 @@ def test_bad_arrays_raise_clear_errors():
     nan_run[0] = np.nan
     with pytest.raises(ValueError, match=r"run '0'.*'loss'.*all NaN"):
         Trajectories.from_arrays(nan_run, metric, lr)
+    unseen = np.ones(loss.shape, bool)
+    unseen[1] = False
+    with pytest.raises(ValueError, match=r"run '1' has no valid tick"):
+        Trajectories.from_arrays(loss, metric, lr, mask=unseen)
+    with pytest.raises(ValueError, match=r"picks run '1' more than once"):
+        Trajectories.from_arrays(loss, metric, lr).select([1, 0, 1])
     with pytest.raises(ValueError, match="info column 'seed' has 2 values"):
         Trajectories.from_arrays(loss, metric, lr, info={"seed": [1, 2]})
 
@@ -418,3 +424,39 @@ def test_small_edge_cases_get_their_own_messages():
     for bad in (-1, 0):  # -1 made the loss rise; 0 fell back to the default
         with pytest.raises(ValueError, match="ticks_per_unit must be >= 1"):
             simulate_curve(np.full(5, 0.01), ticks_per_unit=bad)
+
+
+def test_info_whose_index_names_only_some_of_the_run_ids_is_refused():
+    """Paired by position, the row labelled 'b' would describe run 'a'."""
+    one = np.ones((2, 3))
+    info = pd.DataFrame({"schedule": ["for-b", "for-c"]}, index=["b", "c"])
+    with pytest.raises(ValueError, match="names some of the run ids"):
+        Trajectories.from_arrays(one, one, one, run_ids=["a", "b"], info=info)
+    filtered = pd.DataFrame({"seed": [7, 3]}, index=[7, 3])  # rows left by a filter
+    with pytest.raises(ValueError, match="reset_index"):
+        Trajectories.from_arrays(one, one, one, run_ids=["3", "5"], info=filtered)
+    runs = Trajectories.from_arrays(
+        one, one, one, run_ids=["3", "5"], info=filtered.reset_index(drop=True)
+    )
+    assert runs.info["seed"].tolist() == [7, 3]
+    # No label a run id (a frame from elsewhere): its rows are in run order.
+    other = pd.DataFrame({"seed": [1, 2]}, index=["x", "y"])
+    runs = Trajectories.from_arrays(one, one, one, run_ids=["a", "b"], info=other)
+    assert runs.info["seed"].tolist() == [1, 2]
+
+
+def test_parquet_keeps_a_grid_whose_last_ticks_no_run_reached(tmp_path):
+    """Runs stopped early: a model of T ticks must still read them back."""
+    sweep = synthetic_sweep(ticks=20, seeds=(0,))
+    mask = sweep.mask.copy()
+    mask[:, 15:] = False
+    early = Trajectories.from_arrays(
+        sweep.loss, sweep.metric, sweep.lr, mask=mask, run_ids=sweep.run_ids
+    )
+    early.to_parquet(tmp_path / "runs.parquet")
+    back = Trajectories.from_parquet(tmp_path / "runs.parquet")
+    assert back.num_ticks == 20 and back.digest() == early.digest()
+    early.to_csv(tmp_path / "runs.csv")  # CSV keeps no attrs: pass num_ticks
+    assert Trajectories.from_csv(tmp_path / "runs.csv").num_ticks == 15
+    back = Trajectories.from_csv(tmp_path / "runs.csv", num_ticks=20)
+    assert back.digest() == early.digest()

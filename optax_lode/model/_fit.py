@@ -180,6 +180,10 @@ def _held_error(params, model, data: _Data, horizon):
     return _batch_loss(m, data.x, data.m, data.pairs, horizon, 0.0)[1]
 
 
+#: The model's graph-shaping settings, resolved by its constructor.
+_HYPERPARAMETERS = ("latent_size", "hidden_size", "depth", "solver", "ticks_per_step")
+
+
 def _fingerprint(traj: Trajectories, config: dict[str, Any]) -> str:
     h = hashlib.sha256(traj.digest().encode())
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
@@ -245,8 +249,8 @@ def fit(
         checkpoint_dir: directory for a resumable checkpoint.
         eval_every: steps between held-out evaluations; default ``steps // 50``
             clipped to [10, 200].
-        patience: evaluations without improvement before stopping; ``None``
-            never stops early.
+        patience: evaluations without improvement before stopping (at least
+            1); ``None`` never stops early.
         callback: called after every evaluation as ``callback(step, model,
             {"loss": ..., "held_out": ..., "seconds": ...})`` with the current
             (not the best) model, e.g. to log or to measure time-to-quality.
@@ -296,7 +300,21 @@ def fit(
     eval_every = int(eval_every)
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1 (steps); got {eval_every}.")
+    if patience is not None and (isinstance(patience, bool) or int(patience) < 1):
+        # 0 would stop at the first evaluation that does not improve.
+        raise ValueError(
+            f"patience must be a positive number of evaluations, or None to never "
+            f"stop early; got {patience!r}."
+        )
     seed = check_seed(seed)
+    if held_out > 0 and trajectories.num_runs < 2:
+        warnings.warn(
+            f"held_out={held_out} needs at least 2 runs (one to fit, one to hold "
+            "out); with 1, fitting on it and early stopping on the training loss "
+            "(as with held_out=0).",
+            UserWarning,
+            stacklevel=2,
+        )
 
     if held_out > 0 and trajectories.num_runs >= 2:
         train, held = trajectories.split(held_out=held_out, seed=seed)
@@ -357,7 +375,11 @@ def fit(
         "seed": int(seed),
         "eval_every": eval_every,
         "patience": patience,
-        "model_kwargs": model_kwargs,
+        # As resolved, so latent_size=20 written out is the default left out.
+        "model": {
+            **model_kwargs,
+            **{k: getattr(model, k) for k in _HYPERPARAMETERS},
+        },
     }
     fingerprint = _fingerprint(trajectories, config)
     state = {

@@ -326,6 +326,19 @@ def _networks(model: LatentODE) -> tuple:
     )
 
 
+def _check_positive(name: str, value: Array, hint: str) -> None:
+    """Finite and positive in float32, as the artifact stores it (a NaN would
+    also make the saved header non-standard JSON, and the file unloadable)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    a = np.asarray(value)
+    ok = np.isfinite(a) & (a > 0)
+    if not ok.all():
+        raise ValueError(
+            f"{name} must be finite and positive; got {a[~ok][:3].tolist()} ({hint})."
+        )
+
+
 class LatentODE(eqx.Module):
     """Latent ODE of ``(loss, metric, lr)`` training curves (Sampson & Melchior 2025).
 
@@ -488,6 +501,17 @@ class LatentODE(eqx.Module):
             raise ValueError(
                 f"latent_scale must have shape ({latent_size},); "
                 f"got {latent_scale.shape}."
+            )
+        rates = "a learning rate below ~1e-38 underflows to 0 in float32"
+        _check_positive("lr_range", lr_range, rates)
+        _check_positive(
+            "best_lr_path", best_lr_path, rates + "; fill the ticks after a run "
+            "ended (forward-fill) before passing its path"
+        )  # fmt: skip
+        _check_positive("latent_scale", latent_scale, "a per-dimension std")
+        if not isinstance(lr_range, jax.core.Tracer) and lr_range[0] > lr_range[1]:
+            raise ValueError(
+                f"lr_range must be (min, max); got {np.asarray(lr_range).tolist()}."
             )
         k = jax.random.split(key, 5)
         # float32 whatever the user's jax_enable_x64: the artifact, the encoder's

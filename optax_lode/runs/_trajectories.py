@@ -252,7 +252,9 @@ class Trajectories:
             loss: name of the training loss column.
             metric: name of the validation metric column.
             lr: name of the learning rate column.
-            num_ticks: length of the tick grid; default one past the largest tick.
+            num_ticks: length of the tick grid; default one past the largest tick
+                (or ``df.attrs["num_ticks"]`` when larger, as
+                :meth:`to_dataframe` and Parquet files it wrote record).
 
         Returns:
             The runs, in order of first appearance.
@@ -306,6 +308,9 @@ class Trajectories:
         row_of = {r: i for i, r in enumerate(run_ids)}
         rows = np.array([row_of[r] for r in run_keys])
         grid = int(ticks.max()) + 1
+        # Written by to_dataframe: the grid may end in ticks no run reached.
+        if num_ticks is None and "num_ticks" in df.attrs:
+            grid = max(grid, int(df.attrs["num_ticks"]))
         if num_ticks is not None:
             if int(num_ticks) < grid:
                 raise ValueError(
@@ -458,7 +463,10 @@ class Trajectories:
         """Long format: one row per valid (run, tick), plus the ``info`` columns.
 
         ``Trajectories.from_dataframe(traj.to_dataframe())`` gives back the same
-        runs (padding is simply absent).
+        runs (padding is simply absent). The grid's length is kept in the frame's
+        ``attrs["num_ticks"]``, which Parquet keeps too, so ticks masked in every
+        run (runs stopped early) are not lost; CSV drops it: pass ``num_ticks``
+        to :meth:`from_csv`.
         """
         r, t = np.nonzero(self.mask)
         out = pd.DataFrame(
@@ -472,6 +480,7 @@ class Trajectories:
         )
         for c in self.info.columns:
             out[c] = self.info[c].to_numpy()[r]
+        out.attrs["num_ticks"] = self.num_ticks
         return out
 
     def to_parquet(self, path: str | os.PathLike) -> None:
@@ -516,6 +525,13 @@ class Trajectories:
             )
         if idx.size == 0:
             raise ValueError("the selection is empty; select at least one run.")
+        if np.unique(idx).size != idx.size:
+            twice = self.run_ids[int(next(i for i in idx if (idx == i).sum() > 1))]
+            raise ValueError(
+                f"the selection picks run {twice!r} more than once; run ids are "
+                "unique (to resample runs, e.g. a bootstrap, use the arrays: "
+                "Trajectories.from_arrays with new run ids)."
+            )
         return Trajectories(
             loss=self.loss[idx].copy(),
             metric=self.metric[idx].copy(),
@@ -609,6 +625,16 @@ def _make_info(info, run_ids: tuple[str, ...]) -> pd.DataFrame:
         if len(df) != n:
             raise ValueError(f"info has {len(df)} rows for {n} runs; one row per run.")
         labels = [str(i) for i in df.index]
+        named = set(labels) & set(run_ids)
+        if named and named != set(labels) and not isinstance(df.index, pd.RangeIndex):
+            # Some labels are run ids, some not: by position, a row could land
+            # on another run than the one it names.
+            stray = sorted(set(labels) - set(run_ids))[:5]
+            raise ValueError(
+                f"info's index names some of the run ids but not others ({stray} "
+                "are not run ids): index it by exactly the run ids, or pass "
+                "info.reset_index(drop=True) to pair its rows with the runs in order."
+            )
         if (
             set(labels) == set(run_ids)
             and labels != list(run_ids)
@@ -658,6 +684,12 @@ def _carry_forward(arr: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _check_all_nan(arrays, mask, run_ids, names=None):
+    empty = ~mask.any(axis=1)
+    if empty.any():
+        raise ValueError(
+            f"run {run_ids[int(np.argmax(empty))]!r} has no valid tick (its mask "
+            "is False everywhere); drop the run."
+        )
     for role in _SERIES:
         arr = arrays[role]
         present = np.where(mask, arr, np.nan)
