@@ -4,7 +4,8 @@ The same seed must mean the same run whether it goes to ``train_run``,
 ``train_runs`` or ``run_sweep``; and a seed that ``fit`` or
 ``Trajectories.split`` would truncate (``1.5``) or that JAX would wrap
 (``-1`` as ``2**32 - 1``) is refused with one message, not an error from
-inside NumPy. (``lode_schedule``'s seed is a PRNG key's, any 64-bit int.)
+inside NumPy. ``lode_schedule``'s seed too: past 32 bits ``jax.random.key``
+keeps the low 32 bits without x64 and all 64 with it.
 """
 
 from __future__ import annotations

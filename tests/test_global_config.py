@@ -25,6 +25,8 @@ import optax_lode
 
 TESTS = Path(__file__).resolve().parent
 T, K = 24, 3
+# The seed domain's top: past 32 bits a key would depend on jax_enable_x64.
+SEED = 2**32 - 1
 
 # Run under the configuration the parent sets in the environment.
 _PROBE = """
@@ -49,7 +51,7 @@ out["fit_dtypes"] = sorted({{str(x.dtype) for x in jax.tree.leaves(fitted)
                             if hasattr(x, "dtype")
                             and jnp.issubdtype(x.dtype, jnp.inexact)}})
 tx = optax.chain(optax.sgd(1.0), optax_lode.lode_schedule(
-    model, total_steps={T} * {K}, steps_per_tick={K}, seed=3))
+    model, total_steps={T} * {K}, steps_per_tick={K}, seed={SEED}))
 params = {{"w": jnp.ones((2,))}}
 state = tx.init(params)
 before = jax.tree.map(lambda x: (x.shape, str(x.dtype)), state)
@@ -77,7 +79,7 @@ def _reference_lrs(path: Path) -> tuple[list[float], int]:
     model = optax_lode.load_model(path)
     tx = optax.chain(
         optax.sgd(1.0),
-        optax_lode.lode_schedule(model, total_steps=T * K, steps_per_tick=K, seed=3),
+        optax_lode.lode_schedule(model, total_steps=T * K, steps_per_tick=K, seed=SEED),
     )
     params = {"w": jnp.ones((2,))}
     state = tx.init(params)
@@ -108,6 +110,7 @@ def _start_probe(env_changes: dict, saved: Path, other: Path) -> subprocess.Pope
         tests=str(TESTS),
         T=T,
         K=K,
+        SEED=SEED,
         saved=str(saved),
         other=str(other),
     )
@@ -155,3 +158,37 @@ def test_x64_and_rbg_keys_change_nothing(tmp_path):
 
     assert rbg["state_same"] and rbg["decisions"] == ref_decisions
     assert rbg["lrs"] == ref_lrs  # the state's key is threefry's: bit for bit
+
+
+def test_rank_promotion_raise_changes_nothing():
+    """Codebases that set ``jax_numpy_rank_promotion="raise"`` (optax runs
+    under it): the model's bias and normalisation broadcasts are explicit, and
+    explicit as jnp's implicit promotion is, so the numbers are the same."""
+    from optax_lode.runs import synthetic_sweep
+
+    runs = synthetic_sweep(ticks=T, seeds=(0,))
+
+    def everything():
+        model = optax_lode.fit(runs, steps=3, held_out=0.0, progress=False)
+        folded = optax_lode.fit(
+            runs, steps=3, held_out=0.0, progress=False, ticks_per_step=4, depth=3
+        )
+        report = optax_lode.evaluate(model, runs, observe=0.25)
+        lrs = []
+        for m in (model, folded):
+            tx = optax.chain(
+                optax.sgd(1.0), optax_lode.lode_schedule(m, total_steps=T, mu=4)
+            )
+            params = {"w": jnp.ones((2,))}
+            state = tx.init(params)
+            step = jax.jit(
+                lambda p, s, v, tx=tx: tx.update(p, s, p, value=v, val_metric=0.5)
+            )
+            for i in range(T):
+                _, state = step(params, state, 1.0 / (1.0 + i))
+                lrs.append(float(optax.tree.get(state, "learning_rate")))
+        return optax_lode.model.model_digest(folded), report["loss"], lrs
+
+    with jax.numpy_rank_promotion("raise"):
+        strict = everything()
+    assert strict == everything()

@@ -262,6 +262,10 @@ def test_missing_extra_arg_is_a_type_error_naming_it(missing):
     # None (an optional metric not filled in) is named too, not jnp's message.
     with pytest.raises(TypeError, match=f"got {missing}=None"):
         tx.update({"w": jnp.ones(())}, state, **kwargs, **{missing: None})
+    # jnp.asarray would read these as 1.0: an argument mixed up, said so.
+    for odd in ("1.0", True, jnp.bool_(True)):
+        with pytest.raises(TypeError, match=f"got {missing}=.*real number"):
+            tx.update({"w": jnp.ones(())}, state, **kwargs, **{missing: odd})
 
 
 def test_non_scalar_value_is_rejected():
@@ -284,7 +288,9 @@ def test_non_scalar_value_is_rejected():
         (dict(total_steps=T, steps_per_tick=2), "rescale=True"),
         (dict(lr_bounds=(1e39, 1e40)), "float32"),
         (dict(lr_bounds=(1e-50, 1e-45)), "float32"),
-        (dict(seed=2**64), "64 bits"),
+        # Past 32 bits a key depends on jax_enable_x64 (2**32 is 0 without it).
+        (dict(seed=2**32), r"seed must be a whole number in \[0, 2\*\*32\)"),
+        (dict(seed=-1), r"seed must be a whole number in \[0, 2\*\*32\)"),
     ],
 )
 def test_invalid_configuration_is_a_value_error_at_construction(kwargs, match):
@@ -296,6 +302,25 @@ def test_rescale_accepts_a_different_run_length():
     tx = _tx(total_steps=2 * T, rescale=True, mu=2 * MU)
     state = tx.init({"w": jnp.ones(())})
     assert state.segment.shape == (2 * MU,)
+
+
+def test_numpy_ints_and_odd_bounds_are_read_as_python_values():
+    """np.int8(mu) used to overflow in the static arithmetic; a dict's keys and
+    a string's characters were read as lr_bounds."""
+    tx = _tx(mu=np.int8(MU), n=np.uint8(4), horizon=np.int16(3))
+    state = tx.init({"w": jnp.ones(())})
+    for _ in range(MU + 1):  # one step per tick: the first decision at tick MU
+        _, state = jax.jit(tx.update)(
+            {"w": jnp.ones(())}, state, value=1.0, val_metric=0.5
+        )
+    assert int(state.decisions) == 1
+    config = DecisionConfig.from_model(small_model(3), mu=np.int8(MU), n=np.uint8(4))
+    assert type(config.mu) is int and type(config.n) is int
+    for bad in ({1e-3: 0, 1e-1: 0}, "ab"):
+        with pytest.raises(ValueError, match="lr_bounds must be a pair"):
+            _tx(lr_bounds=bad)
+    with pytest.raises(ValueError, match="lr_range_factor"):
+        _tx(lr_bounds=(1e-3, 1e-1), lr_range_factor=0.5)
 
 
 def test_a_non_model_is_a_type_error():

@@ -84,6 +84,33 @@ def test_one_compile_for_three_decision_periods_and_a_stable_state(setup):
     assert int(opt_state[1].decisions) >= 3
 
 
+def test_an_eager_update_compiles_only_at_its_first_call():
+    """Called without jit (as the docstring's example does), the cond's branches
+    must be the same functions every call: new lambdas compiled anew each time
+    (~3 s a step)."""
+    tx = lode_schedule(small_model(2), total_steps=TOTAL_STEPS, steps_per_tick=K, mu=MU)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == _COMPILE_EVENT:
+            compiles.append(kwargs.get("fun_name"))
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        per_call = []
+        for i in range(2 * MU * K + 1):  # through two decisions
+            before = len(compiles)
+            _, state = tx.update(params, state, value=1.0 / (i + 1), val_metric=0.5)
+            jax.block_until_ready(state)
+            per_call.append(len(compiles) - before)
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+    assert per_call[0] > 0 and sum(per_call[1:]) == 0, per_call
+    assert int(state.decisions) == 2
+
+
 def test_no_callbacks_and_no_host_transfers(setup):
     params, tx, train_step, (x, y) = setup
     opt_state = tx.init(params)

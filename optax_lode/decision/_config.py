@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,10 @@ class DecisionConfig:
         for name in ("model_ticks", "run_ticks", "mu", "n", "top"):
             if not _is_int(getattr(self, name)):
                 raise TypeError(f"{name} must be an int, got {getattr(self, name)!r}")
+            # A numpy int8 would overflow in the static arithmetic (mu * ...).
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if _is_int(self.horizon):
+            object.__setattr__(self, "horizon", int(self.horizon))
         for name in ("sigma", "tol", "std_floor", "lr_min", "lr_max"):
             if not _is_real(getattr(self, name)):
                 raise TypeError(
@@ -333,11 +338,11 @@ class DecisionConfig:
             # The model's training window, in live ticks when rescaling.
             model_mu = getattr(model, "mu", None) or 0.05 * model_ticks
             mu = max(2, round(model_mu * run_ticks / model_ticks))
+        if not (_is_real(lr_range_factor) and lr_range_factor >= 1.0):
+            raise ValueError(
+                f"lr_range_factor must be a number >= 1, got {lr_range_factor!r}"
+            )
         if lr_bounds is None:
-            if not (_is_real(lr_range_factor) and lr_range_factor >= 1.0):
-                raise ValueError(
-                    f"lr_range_factor must be a number >= 1, got {lr_range_factor!r}"
-                )
             lo, hi = (float(x) for x in np.asarray(model.lr_range).reshape(-1)[:2])
             if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
                 raise ValueError(
@@ -349,6 +354,8 @@ class DecisionConfig:
                 lr_max = lr_min * (1 + 1e-6)
         else:
             try:
+                if isinstance(lr_bounds, (str, bytes, Mapping)):
+                    raise TypeError  # a dict's keys, a string's characters
                 lr_min, lr_max = (float(x) for x in lr_bounds)
             except (TypeError, ValueError):
                 raise ValueError(

@@ -128,8 +128,16 @@ class TanhMLP(eqx.Module):
                 # product spreads a NaN to every output of its row. Fused
                 # with the tanh, unlike a separate mask over the rows.
                 h = h * ((x - x) + 1.0)
-            x = h @ layer.weight.T + layer.bias
+            x = _affine(h, layer.weight.T, layer.bias)
         return x
+
+
+def _affine(x: Array, w: Array, b: Array) -> Array:
+    """``x @ w + b`` under a user's ``jax_numpy_rank_promotion="raise"`` too:
+    the bias lifted to ``y``'s rank as jnp's implicit promotion lifts it, so
+    the program (and a fit's gradients) stay the same bit for bit."""
+    y = x @ w
+    return y + jax.lax.broadcast_to_rank(b, y.ndim)
 
 
 def _fixed_step(solver: str, f: Callable, dt: float) -> Callable:
@@ -183,7 +191,13 @@ def _fixed_path(
     def step(z, _):
         z_next = advance(z)
         # Row 0 is z itself, so a step that overflows cannot poison it.
-        return z_next, jnp.concatenate([z[None], z + frac * (z_next - z)])
+        head = z[None]
+        # z + frac * (z_next - z), lifted to frac's rank as jnp's implicit
+        # promotion does and in its order (z's cotangents sum in trace order),
+        # so fits stay the same bit for bit and rank_promotion="raise" holds.
+        lerp = frac * jax.lax.broadcast_to_rank(z_next - z, frac.ndim)
+        lerp = jax.lax.broadcast_to_rank(z, frac.ndim) + lerp
+        return z_next, jnp.concatenate([head, lerp])
 
     steps = -(-num_ticks // s)
     _, zs = jax.lax.scan(step, z0, None, length=steps, unroll=unroll)
@@ -244,16 +258,16 @@ def _euler_paths_folded(
     blocks = -(-num_ticks // (unroll * s))
 
     def block(z, _):
-        parts = [z, z @ w1 + b1]
+        parts = [z, _affine(z, w1, b1)]
         if readout is not None:
-            parts.append(z @ wr + br)
+            parts.append(_affine(z, wr, br))
         carry = jnp.concatenate(parts, axis=1)
         ys, dys = [], []
         for _ in range(unroll):
             h = jnp.tanh(carry[:, latent : latent + hidden])
             for layer in middle:
-                h = jnp.tanh(h @ layer.weight.T + layer.bias)
-            d = h @ step_w + step_b  # one tick's worth of the step
+                h = jnp.tanh(_affine(h, layer.weight.T, layer.bias))
+            d = _affine(h, step_w, step_b)  # one tick's worth of the step
             ys.append(carry[:, out])
             dys.append(d[:, out])
             carry = carry + s * d
@@ -271,7 +285,9 @@ def _euler_paths_folded(
         # so a step that overflows cannot poison it (0 * inf).
         j = jnp.arange(1, s, dtype=ys.dtype)[:, None, None]
         y, dy = ys[:, :, None], dys[:, :, None]
-        ys = jnp.concatenate([y, y + j * dy], axis=2)
+        ys = jnp.concatenate(
+            [y, y + jax.lax.broadcast_to_rank(j, dy.ndim) * dy], axis=2
+        )
     rows = ys.reshape(blocks * unroll * s, *ys.shape[-2:])[:num_ticks]
     return (rows, z_end) if with_end else rows
 

@@ -104,11 +104,20 @@ class Normalisation(eqx.Module):
         feats = jnp.stack(
             [jnp.log(raw[..., 0]), raw[..., 1], jnp.log(raw[..., 2])], axis=-1
         )
-        return (feats - self.mean) / self.std
+        # Lifted to feats' rank as jnp's implicit promotion would (the same
+        # program), so a user's jax_numpy_rank_promotion="raise" holds.
+        mean, std = (_to_rank(v, feats.ndim) for v in (self.mean, self.std))
+        return (feats - mean) / std
 
     def inverse(self, normalised: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
         """Normalised features -> raw ``(loss, metric, lr)``."""
-        feats = jnp.asarray(normalised) * self.std + self.mean
+        feats = jnp.asarray(normalised)
+        mean, std = (_to_rank(v, feats.ndim) for v in (self.mean, self.std))
+        feats = feats * std + mean
         return jnp.stack(
             [jnp.exp(feats[..., 0]), feats[..., 1], jnp.exp(feats[..., 2])], axis=-1
         )
+
+
+def _to_rank(v: Array, ndim: int) -> Array:
+    return jax.lax.broadcast_to_rank(jnp.asarray(v), ndim)

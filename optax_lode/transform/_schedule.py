@@ -23,6 +23,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, UInt32
 from optax._src import numerics
 
+from optax_lode._seeds import check_seed
 from optax_lode.decision import (
     LR_RANGE_FACTOR,
     STD_FLOOR,
@@ -340,7 +341,8 @@ def lode_schedule(
             (normalised log) losses.
         lr_bounds: ``(lr_min, lr_max)`` every emitted rate is clipped to;
             default the model's ``lr_range`` widened by ``lr_range_factor``.
-        seed: seed of the ensemble noise (split at every decision).
+        seed: seed of the ensemble noise (split at every decision), in
+            ``[0, 2**32)`` like every seed of the library.
         lr_range_factor: widening of ``model.lr_range`` (default 2: rates in
             ``[min / 2, 2 max]``).
         std_floor: floor on the window-loss std of the acceptance test.
@@ -396,12 +398,11 @@ def lode_schedule(
         raise ValueError(f"steps_per_tick must be an int >= 1, got {steps_per_tick!r}")
     if not _is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    try:
-        key0 = np.asarray(jax.random.key_data(jax.random.key(seed, impl=_PRNG)))
-    except OverflowError:
-        raise ValueError(
-            f"seed must fit in 64 bits (-2**63 <= seed < 2**64), got {seed}"
-        ) from None
+    # The library's one seed domain: past 32 bits (or below 0) jax.random.key
+    # keeps the low 32 bits without x64 and all 64 with it, so a seed would
+    # collide with another, or name another run under the other setting.
+    seed = check_seed(seed)
+    key0 = np.asarray(jax.random.key_data(jax.random.key(seed, impl=_PRNG)))
     run_ticks = total_steps // steps_per_tick
     if run_ticks < 3:
         raise ValueError(
@@ -547,6 +548,15 @@ def lode_schedule(
         )
         return new_state
 
+    # Built once: cond caches its traced branches by the functions' identity,
+    # and lambdas made in every update_fn made an eager update (no jit) trace
+    # and compile anew at every call (~3 s a step).
+    def _advance_deciding(args):
+        return _advance(*args, with_decision=True)
+
+    def _advance_holding(args):
+        return _advance(*args, with_decision=False)
+
     def update_fn(
         updates: optax.Updates,
         state: LodeState,
@@ -574,6 +584,11 @@ def lode_schedule(
                     f"lode_schedule's update got {name}=None; pass a number "
                     "(val_metric=float('nan') when there is no new metric: the "
                     "last one is held)"
+                )
+            # jnp.asarray reads "1.0" and True as 1.0: a mixed-up argument.
+            if isinstance(x, (str, bytes)) or jnp.result_type(x) == jnp.bool_:
+                raise TypeError(
+                    f"lode_schedule's update got {name}={x!r}; pass a real number"
                 )
         value = jnp.asarray(value, jnp.float32)
         val_metric = jnp.asarray(val_metric, jnp.float32)
@@ -606,10 +621,7 @@ def lode_schedule(
         tick = state.tick
         decide_now = _tick_start(state) & (tick % mu_ == 0) & (tick < run_ticks)
         new_state = jax.lax.cond(
-            decide_now,
-            lambda a: _advance(*a, with_decision=True),
-            lambda a: _advance(*a, with_decision=False),
-            (value, val_metric, state),
+            decide_now, _advance_deciding, _advance_holding, (value, val_metric, state)
         )
         # The rate is the cond's output, one materialised scalar: computed
         # after it from the segment, its ~40 scalar ops were fused into every
