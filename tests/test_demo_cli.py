@@ -72,8 +72,22 @@ def test_demo_config_validation():
     assert a.model_key() != fast_config(fit_steps=10).model_key()
 
 
-def test_demo_cli_rejects_unknown_task(tmp_path):
+def test_demo_cli_user_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatch):
+    """As sweep and fit: no traceback, the message on stderr, exit code 2."""
+    import optax_lode.demo as demo
     from optax_lode.cli import main
+    from optax_lode.tasks import DataNotPreparedError
 
-    with pytest.raises(SystemExit, match="unknown task 'nope'"):
-        main(["demo", "--fast", "--task", "nope", "--out", str(tmp_path)])
+    assert main(["demo", "--fast", "--task", "nope", "--out", str(tmp_path)]) == 2
+    assert "optax-lode demo: unknown task 'nope'" in capsys.readouterr().err
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["demo", "--fast", "--out", str(afile)]) == 2
+    assert f"cannot use --out {afile} as a directory" in capsys.readouterr().err
+
+    def unprepared(*args, **kwargs):
+        raise DataNotPreparedError("cannot read TFDS x: --task-arg data_dir=DIR")
+
+    monkeypatch.setattr(demo, "run_demo", unprepared)
+    assert main(["demo", "--fast", "--out", str(tmp_path / "d")]) == 2
+    assert "optax-lode demo: cannot read TFDS x" in capsys.readouterr().err

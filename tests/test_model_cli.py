@@ -83,7 +83,14 @@ def test_unwritable_out_and_bad_settings_exit_2_before_fitting(
     args = ["fit", str(runs_csv), "--out", str(tmp_path / "m.lode"), "--quiet"]
     assert main([*args, "--learning-rate", "nan"]) == 2
     assert "learning_rate must be finite" in capsys.readouterr().err
+    assert main([*args, "--patience", "-3"]) == 2  # acted as 1
+    assert "--patience must be >= 0 (0: off)" in capsys.readouterr().err
     assert not (tmp_path / "m.lode").exists()
+    # A file's column flags for a tracker were ignored without a word.
+    tracker = ["fit", "tensorboard://x", "--out", str(tmp_path / "m.lode")]
+    assert main([*tracker, "--run-column", "r", "--tick-column", "t"]) == 2
+    err = capsys.readouterr().err
+    assert "--run-column, --tick-column needs a file" in err
 
 
 def test_fit_help_is_literal_about_percentages(capsys):

@@ -62,9 +62,25 @@ def test_cli_sweep_writes_runs_that_train_run_reproduces(tmp_path, capsys):
     np.testing.assert_array_equal(again.loss, traj.loss)
 
 
-def test_cli_rejects_bad_output_suffix(tmp_path):
-    with pytest.raises(SystemExit, match=r"parquet or \.csv"):
-        main(["sweep", "--task", "digits-mlp", "--out", str(tmp_path / "x.json")])
+def test_cli_refuses_before_sweeping(tmp_path, capsys, monkeypatch):
+    """A bad suffix, MLflow options without --mlflow (they were ignored) and a
+    task whose data are not prepared: a message and exit code 2, no sweep."""
+    import optax_lode.tasks as tasks
+
+    base = ["sweep", "--task", "digits-mlp", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "x.json")]) == 2
+    assert r"--out must end in .parquet or .csv" in capsys.readouterr().err
+    for flags in (["--mlflow-experiment", "e"], ["--mlflow-existing", "error"]):
+        assert main([*base, "--out", str(tmp_path / "x.CSV"), *flags]) == 2
+        assert f"{flags[0]} needs --mlflow" in capsys.readouterr().err
+
+    def unprepared(name, **kwargs):
+        raise tasks.DataNotPreparedError("cannot read TFDS x/train: prepare it")
+
+    monkeypatch.setattr(tasks, "get_task", unprepared)
+    assert main([*base, "--out", str(tmp_path / "x.pq")]) == 2
+    assert "optax-lode sweep: cannot read TFDS x/train" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

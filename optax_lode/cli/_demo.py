@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,8 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def _fail(message: str) -> int:
+    # A user's error: said on stderr with exit code 2, as sweep and fit do.
+    print(f"optax-lode demo: {message}", file=sys.stderr)
+    return 2
+
+
 def _run(args: argparse.Namespace) -> int:
     from optax_lode.demo import default_config, fast_config, run_demo
+    from optax_lode.tasks import TASKS, DataNotPreparedError
 
     make = fast_config if args.fast else default_config
     changes = {}
@@ -60,20 +69,22 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = make(args.task, **changes)
     except ValueError as e:
-        raise SystemExit(f"optax-lode demo: {e}") from None
-    from optax_lode.tasks import TASKS
-
+        return _fail(str(e))
     if args.task not in TASKS:
-        raise SystemExit(
-            f"optax-lode demo: unknown task {args.task!r}; choose one of "
-            f"{sorted(TASKS)}"
-        )
+        return _fail(f"unknown task {args.task!r}; choose one of {sorted(TASKS)}")
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file of that name, or no permission
+        return _fail(f"cannot use --out {args.out} as a directory ({e.strerror or e})")
     t0 = time.perf_counter()
-    result = run_demo(
-        config,
-        args.out,
-        progress=not args.quiet,
-        compile_cache=not args.no_compile_cache,
-    )
+    try:
+        result = run_demo(
+            config,
+            args.out,
+            progress=not args.quiet,
+            compile_cache=not args.no_compile_cache,
+        )
+    except DataNotPreparedError as e:
+        return _fail(str(e))
     print(f"done in {time.perf_counter() - t0:.0f} s: {result.out_dir / 'report.md'}")
     return 0

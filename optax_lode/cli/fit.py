@@ -181,6 +181,7 @@ _FLAGS = (
 
 # Which sources a source-specific flag needs, as its error says them.
 _SOURCE_KINDS = {
+    "file": ("a file", "RUNS.csv or RUNS.parquet"),
     "tracker": ("a tracker", "mlflow://... or tensorboard://..."),
     "mlflow": ("an MLflow source", "mlflow://EXPERIMENT"),
     "tensorboard": ("a TensorBoard source", "tensorboard://LOGDIR"),
@@ -211,15 +212,26 @@ def run(args: argparse.Namespace) -> int:
         msg = f"optax-lode fit: cannot write --out {args.out}: {where}"
         print(msg, file=sys.stderr)
         return 2
+    if args.patience < 0:
+        msg = f"optax-lode fit: --patience must be >= 0 (0: off); got {args.patience}"
+        print(msg, file=sys.stderr)
+        return 2
     tracker = "://" in args.runs
     names = ("loss", "metric", "lr") if tracker else ("run", "tick", "loss")
     options = {c: getattr(args, f"{c}_column") for c in names}
     mlflow = args.runs.startswith("mlflow://")
     tensorboard = args.runs.startswith("tensorboard://")
-    allowed = {"tracker": tracker, "mlflow": mlflow, "tensorboard": tensorboard}
+    allowed = {
+        "file": not tracker,
+        "tracker": tracker,
+        "mlflow": mlflow,
+        "tensorboard": tensorboard,
+    }
     misplaced = [
         (flag, kind)
         for flag, value, kind in (
+            ("--run-column", args.run_column, "file"),
+            ("--tick-column", args.tick_column, "file"),
             ("--steps-per-tick", args.steps_per_tick, "tracker"),
             ("--first-step", args.first_step, "tracker"),
             ("--num-ticks", args.num_ticks, "tracker"),
@@ -232,8 +244,9 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and not allowed[kind]
     ]
     if misplaced:
-        what, form = _SOURCE_KINDS[misplaced[0][1]]
-        flags = ", ".join(flag for flag, _ in misplaced)
+        kind = misplaced[0][1]
+        what, form = _SOURCE_KINDS[kind]
+        flags = ", ".join(flag for flag, k in misplaced if k == kind)
         print(
             f"optax-lode fit: {flags} needs {what} ({form}), not {args.runs}",
             file=sys.stderr,

@@ -125,15 +125,35 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs the sweep and writes it; returns the exit code."""
     from optax_lode.sweep import run_sweep
-    from optax_lode.tasks import get_task, metric_name
+    from optax_lode.tasks import DataNotPreparedError, get_task, metric_name
 
     out: Path = args.out
-    if out.suffix not in (".parquet", ".csv"):
-        raise SystemExit(f"--out must end in .parquet or .csv, got {out}")
+    # As fit and load_runs read them.
+    parquet = out.suffix.lower() in (".parquet", ".pq")
+    if not parquet and out.suffix.lower() != ".csv":
+        msg = f"optax-lode sweep: --out must end in .parquet or .csv, got {out}"
+        print(msg, file=sys.stderr)
+        return 2
+    if args.mlflow is None:
+        unused = [
+            flag
+            for flag, value, default in (
+                ("--mlflow-experiment", args.mlflow_experiment, None),
+                ("--mlflow-existing", args.mlflow_existing, "warn"),
+            )
+            if value != default
+        ]
+        if unused:
+            msg = f"optax-lode sweep: {', '.join(unused)} needs --mlflow"
+            print(msg, file=sys.stderr)
+            return 2
     try:
         task = get_task(args.task, **dict(args.task_arg))
     except KeyError as err:  # an unknown task: the message lists the names
         print(f"optax-lode sweep: {err.args[0]}", file=sys.stderr)
+        return 2
+    except DataNotPreparedError as err:
+        print(f"optax-lode sweep: {err}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, ZeroDivisionError) as err:
         msg = f"optax-lode sweep: --task {args.task} --task-arg: {err}"
@@ -158,14 +178,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".parquet":
+        if parquet:
             traj.to_parquet(out)
         else:
             traj.to_csv(out)
     except OSError as err:  # the sweep itself is in its checkpoint directory
         print(
-            f"optax-lode sweep: cannot write {out} ({err.strerror}); the runs are "
-            f"kept in {checkpoint}: run again with a writable --out.",
+            f"optax-lode sweep: cannot write {out} ({err.strerror or err}); the "
+            f"runs are kept in {checkpoint}: run again with a writable --out.",
             file=sys.stderr,
         )
         return 2

@@ -6,7 +6,7 @@ inside the traced step), so the sweep engine can ``jit`` and ``vmap`` it over
 runs.
 """
 
-from optax_lode.tasks._protocol import Task, metric_name
+from optax_lode.tasks._protocol import DataNotPreparedError, Task, metric_name
 from optax_lode.tasks._registry import TASKS, get_task
 
-__all__ = ["TASKS", "Task", "get_task", "metric_name"]
+__all__ = ["TASKS", "DataNotPreparedError", "Task", "get_task", "metric_name"]

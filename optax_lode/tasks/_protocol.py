@@ -77,3 +77,12 @@ def metric_name(task: Task) -> str:
             f"identifier such as 'accuracy', got {name!r}"
         )
     return name
+
+
+class DataNotPreparedError(RuntimeError):
+    """A task's dataset is not on this machine in a form it can read.
+
+    Raised when the task is built (:func:`optax_lode.tasks.get_task`); the
+    message says how to prepare the data. The command line reports it without
+    a traceback.
+    """

@@ -19,6 +19,7 @@ from optax_lode.tasks._nnx_task import (
     epoch_batch_fn,
     fixed_split,
 )
+from optax_lode.tasks._protocol import DataNotPreparedError
 
 
 def tfds_arrays(
@@ -43,11 +44,12 @@ def tfds_arrays(
         # more than tfds) or prepared as TFRecord (tfds' default, which
         # data_source cannot read): not an ImportError, or get_task would
         # blame the extras.
-        raise RuntimeError(
+        raise DataNotPreparedError(
             f"cannot read TFDS {name}/{split} ({type(e).__name__}: {e}). "
             f"Prepare it once as ArrayRecord, `tfds build {name} "
             "--file_format=array_record` (needs TensorFlow), and pass its "
-            "data_dir="
+            "directory: get_task(..., data_dir=DIR), or on the command line "
+            "--task-arg data_dir=DIR"
         ) from e
     n = len(source)
     if n == 0:
