@@ -112,9 +112,18 @@ def test_write_is_atomic_no_temp_files_left(saved):
 
 @pytest.mark.parametrize("keep", [5, len(MAGIC) + 20, 200, -1])
 def test_truncated_file_refused(saved, keep):
+    """Cut anywhere, even inside the magic bytes, the file is called truncated."""
     data = saved.read_bytes()
     saved.write_bytes(data[: keep if keep > 0 else len(data) - 1])
-    with pytest.raises(ValueError, match=r"truncated|not an optax-lode"):
+    with pytest.raises(ValueError, match=r"is truncated"):
+        load_model(saved)
+
+
+def test_a_flipped_header_length_is_corrupt_not_truncated(saved):
+    data = bytearray(saved.read_bytes())
+    data[len(MAGIC) + 7] ^= 0x01  # the length field's high byte: 2**56 bytes
+    saved.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"is corrupt: the header should be"):
         load_model(saved)
 
 
@@ -145,6 +154,8 @@ def _rewrite_header(path, change):
 def test_wrong_version_refused(saved):
     _rewrite_header(saved, lambda h: h.update(format_version=3))
     with pytest.raises(ValueError, match=r"format version 3.*reads versions \[1, 2\]"):
+        load_model(saved)
+    with pytest.raises(ValueError, match=r"newer optax-lode: upgrade optax-lode"):
         load_model(saved)
 
 

@@ -111,6 +111,11 @@ def test_fit_resumes_after_a_kill_and_is_deterministic(tmp_path, monkeypatch):
         fit(runs, checkpoint_dir=tmp_path / "b", **{**kwargs, "steps": 70})
     with pytest.raises(ValueError, match="checkpoint"):
         fit(runs, checkpoint_dir=tmp_path / "b", **kwargs, hidden_size=8)
+    # A damaged checkpoint: said so, with what to do.
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / fit_module._CHECKPOINT).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"unreadable fit checkpoint.*delete it"):
+        fit(runs, checkpoint_dir=tmp_path / "c", **kwargs)
     # The same fit with its defaults written out (as the CLI writes them).
     spelled = fit(
         runs, checkpoint_dir=tmp_path / "b", **kwargs, latent_size=20, solver="euler"

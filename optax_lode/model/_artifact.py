@@ -56,13 +56,21 @@ def pack(header: dict[str, Any], payload: bytes) -> bytes:
     return MAGIC + struct.pack("<Q", len(text)) + digest + text + payload
 
 
+#: Far above any header save_model writes (a few tens of KB for T in the
+#: thousands): a length field beyond it was flipped, not cut short.
+_MAX_HEADER = 1 << 32
+
+
 def unpack(data: bytes, *, source: str = "file") -> tuple[dict[str, Any], bytes]:
     """Header and payload of container bytes, every integrity check applied.
 
     Raises:
         ValueError: saying what is wrong (foreign, truncated or corrupt file).
     """
-    if len(data) < len(MAGIC) or data[: len(MAGIC) - 1] != MAGIC[:-1]:
+    head = data[: len(MAGIC) - 1]
+    if len(data) < len(MAGIC) and head and MAGIC.startswith(head):
+        raise ValueError(f"{source} is truncated: it ends inside the magic bytes.")
+    if len(data) < len(MAGIC) or head != MAGIC[:-1]:
         raise ValueError(
             f"{source} is not an optax-lode file (bad magic bytes); expected a file "
             "written by optax_lode.save_model."
@@ -79,9 +87,10 @@ def unpack(data: bytes, *, source: str = "file") -> tuple[dict[str, Any], bytes]
     digest = data[len(MAGIC) + 8 : _PREAMBLE]
     text = data[_PREAMBLE : _PREAMBLE + n]
     if len(text) < n:
+        # A length past the file's own size is a corrupt field, not a cut file.
+        what = "truncated" if n < _MAX_HEADER else "corrupt"
         raise ValueError(
-            f"{source} is truncated: the header should be {n} bytes, "
-            f"{len(text)} are left."
+            f"{source} is {what}: the header should be {n} bytes, {len(text)} are left."
         )
     if hashlib.sha256(text).digest() != digest:
         raise ValueError(f"{source} is corrupt: the header checksum does not match.")
@@ -263,7 +272,10 @@ def _read(path):
     source = repr(os.fspath(path))
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            # The magic first: a wrong path to a large file is not read whole.
+            data = f.read(len(MAGIC))
+            if data == MAGIC:
+                data += f.read()
     except FileNotFoundError:
         raise FileNotFoundError(f"no model file at {source}.") from None
     except IsADirectoryError:
@@ -276,10 +288,15 @@ def _read(path):
         )
     version = header.get("format_version")
     if version not in _READABLE_VERSIONS:
+        newer = isinstance(version, int) and version > max(_READABLE_VERSIONS)
+        fix = (
+            "It was written by a newer optax-lode: upgrade optax-lode to read it."
+            if newer
+            else "Re-save it with a matching optax-lode version."
+        )
         raise ValueError(
             f"{source} has model format version {version!r}; this optax-lode "
-            f"({__version__}) reads versions {list(_READABLE_VERSIONS)}. Re-save it "
-            "with a matching optax-lode version."
+            f"({__version__}) reads versions {list(_READABLE_VERSIONS)}. {fix}"
         )
     if header.get("features") != list(FEATURES):
         raise ValueError(

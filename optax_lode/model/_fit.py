@@ -548,10 +548,14 @@ def _save_checkpoint(path, fingerprint, trees, state) -> None:
 
 
 def _load_checkpoint(path, fingerprint, like):
-    with open(path, "rb") as f:
-        header, payload = unpack(f.read(), source=repr(path))
+    fix = "delete it (the fit starts over) or use another checkpoint_dir"
+    try:
+        with open(path, "rb") as f:
+            header, payload = unpack(f.read(), source=repr(path))
+    except (ValueError, IsADirectoryError) as err:
+        raise ValueError(f"unreadable fit checkpoint: {err} ({fix})") from None
     if header.get("kind") != _CHECKPOINT_KIND:
-        raise ValueError(f"{path!r} is not a fit checkpoint.")
+        raise ValueError(f"{path!r} is not a fit checkpoint ({fix}).")
     if header.get("fingerprint") != fingerprint:
         raise ValueError(
             f"the checkpoint in {os.path.dirname(path)!r} belongs to a fit of other "
