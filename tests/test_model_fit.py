@@ -133,6 +133,8 @@ def test_fit_and_evaluate_errors(fitted):
         evaluate(model, synthetic_sweep(ticks=50, seeds=(0,)), observe=1.0)
     with pytest.raises(ValueError, match="window must be positive; got 0"):
         evaluate(model, synthetic_sweep(ticks=50, seeds=(0,)), window=0)
+    with pytest.raises(ValueError, match=r"window must be a whole number; got 1\.5"):
+        evaluate(model, synthetic_sweep(ticks=50, seeds=(0,)), window=1.5)
 
 
 @pytest.mark.parametrize(
@@ -140,6 +142,9 @@ def test_fit_and_evaluate_errors(fitted):
     [
         (dict(eval_every=0), "eval_every must be >= 1"),
         (dict(patience=0), "patience must be a positive number .* or None"),
+        # Counts are not truncated: 1.5 steps used to be 1.
+        (dict(steps=1.5), r"steps must be a whole number; got 1\.5"),
+        (dict(eval_every=2.5), r"eval_every must be a whole number; got 2\.5"),
         (dict(seed=-1), r"seed must be a whole number in \[0, 2\*\*32\); got -1"),
         (dict(seed=2**32, held_out=0.0), r"seed must be .* got 4294967296"),
         (dict(seed=1.5), r"seed must be a whole number .* got 1\.5"),
@@ -156,7 +161,7 @@ def test_fit_refuses_bad_arguments_before_training(tmp_path, kwargs, match):
         kwargs = dict(checkpoint_dir=tmp_path / "afile")
     runs = synthetic_sweep(ticks=10, seeds=(0,))
     with pytest.raises(ValueError, match=match):
-        fit(runs, steps=2, progress=False, **kwargs)
+        fit(runs, **{"steps": 2, "progress": False, **kwargs})
 
 
 def test_spearman_matches_definition():
@@ -370,4 +375,8 @@ def test_held_out_with_a_single_run_is_said_not_silently_dropped():
     )
     with pytest.warns(UserWarning, match="needs at least 2 runs"):
         model = fit(runs, steps=2, held_out=0.1, progress=False)
-    assert model.training_summary["held_out_runs"] == []
+    summary = model.training_summary
+    assert summary["held_out_runs"] == []
+    # Without held-out runs the model is the last step's, and says so.
+    assert summary["best_step"] == summary["steps"] == 2
+    assert "model" not in summary  # the header has the hyperparameters

@@ -460,3 +460,5 @@ def test_parquet_keeps_a_grid_whose_last_ticks_no_run_reached(tmp_path):
     assert Trajectories.from_csv(tmp_path / "runs.csv").num_ticks == 15
     back = Trajectories.from_csv(tmp_path / "runs.csv", num_ticks=20)
     assert back.digest() == early.digest()
+    with pytest.raises(ValueError, match=r"num_ticks must be a whole number"):
+        Trajectories.from_csv(tmp_path / "runs.csv", num_ticks=20.5)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optax_lode._whole import whole
 from optax_lode.model._latent_ode import LatentODE
 from optax_lode.model._normalisation import FEATURES
 from optax_lode.runs import Trajectories
@@ -108,7 +109,7 @@ def evaluate(
     if not 0.0 < float(observe) < 1.0:
         raise ValueError(f"observe must be a fraction in (0, 1); got {observe}.")
     k = min(max(1, round(float(observe) * T)), T - 1)
-    if window is not None and int(window) < 1:
+    if window is not None and whole("window", window) < 1:
         raise ValueError(f"window must be positive; got {window}.")
     w = min(model.mu if window is None else int(window), k)
 

@@ -20,6 +20,7 @@ import optax
 from optax_lode._files import atomic_write_bytes, usable_directory
 from optax_lode._seeds import check_seed
 from optax_lode._version import __version__
+from optax_lode._whole import whole
 from optax_lode.model._artifact import (
     deserialise_leaves,
     leaf_specs,
@@ -282,7 +283,7 @@ def fit(
     T = trajectories.num_ticks
     if T < 2:
         raise ValueError(f"runs need at least 2 ticks; got {T}.")
-    steps, batch_size = int(steps), int(batch_size)
+    steps, batch_size = whole("steps", steps), whole("batch_size", batch_size)
     if steps < 1 or batch_size < 1:
         raise ValueError(
             f"steps and batch_size must be positive; got {steps}, {batch_size}."
@@ -297,7 +298,7 @@ def fit(
         raise ValueError(f"learning_rate must be finite and > 0; got {learning_rate}.")
     if eval_every is None:
         eval_every = min(200, max(10, steps // 50))
-    eval_every = int(eval_every)
+    eval_every = whole("eval_every", eval_every)
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1 (steps); got {eval_every}.")
     if patience is not None and (isinstance(patience, bool) or int(patience) < 1):
@@ -472,11 +473,12 @@ def fit(
     model = _with_trained(model, eqx.combine(best_params, static))
     latent_scale = _latent_scale(model, data)
     summary = {
-        **{k: v for k, v in config.items() if k not in ("model_kwargs", "steps")},
+        **{k: v for k, v in config.items() if k not in ("model", "steps")},
         "library_version": __version__,
         "max_steps": steps,
         "steps": state["step"],
-        "best_step": state["best_step"],
+        # Without held-out runs the model returned is the last one.
+        "best_step": state["best_step"] if held is not None else state["step"],
         "stopped_early": state["stopped_early"],
         "held_out_mse": state["best_err"] if held is not None else None,
         # The content of every run given (trajectories.digest()), so the model

@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike
 
 from optax_lode._files import atomic_write
 from optax_lode._seeds import check_seed
+from optax_lode._whole import whole
 
 _SERIES = ("loss", "metric", "lr")
 # Ticks of one run at most: a larger tick is a step number, or a typo.
@@ -312,7 +313,7 @@ class Trajectories:
         if num_ticks is None and "num_ticks" in df.attrs:
             grid = max(grid, int(df.attrs["num_ticks"]))
         if num_ticks is not None:
-            if int(num_ticks) < grid:
+            if whole("num_ticks", num_ticks) < grid:
                 raise ValueError(
                     f"num_ticks={num_ticks} but the table has tick {grid - 1}; "
                     "num_ticks must exceed every tick."
