@@ -409,3 +409,105 @@ def test_a_loss_that_underflowed_to_zero_is_floored_as_the_sweep_engine_does():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to floor: no warning
         align_to_ticks(_records({"good": _run(8, metric_every=2)}), **KEYS)
+
+
+def test_a_decay_to_zero_at_the_end_of_every_run_keeps_the_grid():
+    """A warm-up cosine decay to 0 logged as is: the last ticks of every run
+    have lr 0, so no run has a row there. The grid stays the runs' length,
+    masked at the end (it shrank to 17 ticks, and lode_schedule refused a
+    model of T=17 for 20 steps)."""
+    from optax_lode.tracking._align import to_trajectories
+
+    runs = {}
+    for i in range(4):
+        run = _run(20, metric_every=5)
+        rate = 0.01 * (i + 1) * np.clip(1 - np.arange(20) / 17, 0, None)
+        run["lr"] = (list(range(20)), list(rate))  # 0 from step 17 on
+        runs[f"r{i}"] = run
+    with pytest.warns(UserWarning, match=r"at tick\(s\) \[17, 18, 19\]"):
+        out = align_to_ticks(_records(runs), **KEYS)
+    assert out["tick"].max() == 16
+    for traj in (
+        to_trajectories(out, pd.DataFrame(index=list(runs)), None),  # the importers
+        Trajectories.from_dataframe(out),
+    ):
+        assert traj.num_ticks == 20
+        assert traj.mask[:, :17].all() and not traj.mask[:, 17:].any()
+    assert out.attrs["num_ticks"] == 20
+
+
+def test_a_run_whose_rate_is_never_above_zero_is_named_not_dropped_silently():
+    zero = _run(10, metric_every=5)
+    zero["lr"] = ([0], [0.0])
+    recs = _records({"ok": _run(10, metric_every=5), "zero": zero})
+    with pytest.raises(RunAlignmentError, match=r"'zero': 'lr' never above 0"):
+        align_to_ticks(recs, **KEYS)
+
+
+def test_an_invalid_long_run_does_not_set_the_grid_or_exclude_complete_runs():
+    """The only long run is invalid (its metric comes after training ends):
+    the grid is the valid runs', so early_stopped='exclude' keeps them (they
+    were excluded as stopped before tick 19, then 'long' was skipped and
+    nothing was left)."""
+    long = _run(20, metric_every=100)
+    long["val_acc"] = ([25], [0.5])
+    recs = _records(
+        {"long": long, "a": _run(10, metric_every=5), "b": _run(10, metric_every=5)}
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = align_to_ticks(recs, **KEYS, early_stopped="exclude", on_invalid="skip")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "'long': no finite 'val_acc'" in messages[0]
+    assert out.groupby("run").size().to_dict() == {"a": 10, "b": 10}
+    assert out.attrs["num_ticks"] == 10
+
+
+def test_runs_logging_the_loss_at_different_spacings_are_warned_about():
+    """Each run votes with its own loss spacing: one run logging every step
+    no longer sets the tick for three logging every 10 (which were masked 9
+    ticks in 10, silently); the runs that differ are named."""
+    every = _run(40, metric_every=10)
+    tens = {}
+    for name in ("b", "c", "d"):
+        run = _run(40, metric_every=10)
+        steps, values = run["train_loss"]
+        run["train_loss"] = (steps[::10], values[::10])
+        tens[name] = run
+    with pytest.warns(UserWarning, match=r"10 step\(s\), the spacing of 3 of 4.*'a' "):
+        out = align_to_ticks(_records({"a": every, **tens}), **KEYS)
+    assert out.groupby("run").size().to_dict() == {"a": 4, "b": 4, "c": 4, "d": 4}
+    # One run each: a tie goes to the smaller spacing, as before, with a warning
+    # naming the other run and the tick that masks no run between records.
+    with pytest.warns(UserWarning, match=r"'b' \(every 10 steps\).*: 10, the largest"):
+        out = align_to_ticks(_records({"a": every, "b": tens["b"]}), **KEYS)
+    assert out.groupby("run").size().to_dict() == {"a": 40, "b": 4}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # uniform spacing: no warning
+        out = align_to_ticks(_records(tens), **KEYS)
+    assert out["tick"].max() == 3
+
+
+def test_too_few_points_advice_fits_the_case():
+    """Records that all share one step (MLflow's log_metric without step=) are
+    told to log a step, not to pass a smaller tick (already 1)."""
+    nostep = _run(20, metric_every=5)
+    nostep = {k: ([0] * len(s), v) for k, (s, v) in nostep.items()}
+    recs = _records({"nostep": nostep})
+    with pytest.raises(RunAlignmentError) as err:
+        align_to_ticks(recs, **KEYS)
+    assert "its 20 'train_loss' records all have step 0" in str(err.value)
+    assert "step=step" in str(err.value) and "smaller tick" not in str(err.value)
+    # A smaller tick would help: said so.
+    with pytest.raises(RunAlignmentError, match="pass a smaller tick/steps_per_tick"):
+        align_to_ticks(
+            _records({"a": _run(6, metric_every=2)}),
+            **KEYS,
+            min_ticks=3,
+            steps_per_tick=3,
+        )
+    # One record at tick 1 step: no tick helps.
+    with pytest.raises(RunAlignmentError) as err:
+        align_to_ticks(_records({"tiny": _run(1, metric_every=1)}), **KEYS)
+    assert "at 1 distinct step(s)" in str(err.value)
+    assert "smaller tick" not in str(err.value)

@@ -88,8 +88,8 @@ def register(subparsers) -> None:
         "--steps-per-tick",
         type=int,
         default=None,
-        help="tracker steps per tick (default: one tick per loss record); "
-        "trackers only",
+        help="tracker steps per tick (default: the loss-logging spacing most "
+        "runs share, one tick per loss record when all log alike); trackers only",
     )
     p.add_argument(
         "--first-step",

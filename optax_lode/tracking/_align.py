@@ -18,10 +18,11 @@ of docs/algorithm.md:
   it), so a rate logged only when it changes, or once an epoch, gives the rate
   the run actually had. A tick whose rate is not positive (a warm-up from 0) is
   masked, with a warning: the model works on ``log lr``;
-- a run ends at the tick of its last loss record. Shorter runs (early stopping,
-  crashes, ``FAILED`` runs) are **masked** after their end by default: they keep
-  their rows up to it and the grid is padded. ``early_stopped="exclude"`` drops
-  them instead, with a warning naming each.
+- a run ends at the tick of its last loss record; the grid ends with the
+  longest valid run's. Shorter runs (early stopping, crashes, ``FAILED`` runs)
+  are **masked** after their end by default: they keep their rows up to it and
+  the grid is padded. ``early_stopped="exclude"`` drops them instead, with a
+  warning naming each.
 """
 
 from __future__ import annotations
@@ -85,17 +86,25 @@ def _raise_or_skip(labelled: list[tuple[str, str]], on_invalid: str) -> None:
     )
 
 
-def _infer_steps_per_tick(loss_steps: pd.DataFrame) -> int:
-    """One tick per loss record: the most common spacing of consecutive loss steps."""
+def _infer_steps_per_tick(loss_steps: pd.DataFrame) -> tuple[int, pd.Series]:
+    """One tick per loss record: each run's spacing is the most common gap between
+    its consecutive loss steps; the tick is the spacing most runs share.
+
+    Returns the tick and each run's spacing (runs without two distinct loss steps
+    have none). Runs vote, not records: a run logging every step would otherwise
+    outvote many logging every 10 and leave them masked 9 ticks in 10.
+    """
     unique = loss_steps.drop_duplicates(["run", "step"]).sort_values(["run", "step"])
-    gaps = unique.groupby("run", sort=False)["step"].diff().dropna()
-    gaps = gaps[gaps > 0]
+    gaps = unique.assign(gap=unique.groupby("run", sort=False)["step"].diff())
+    gaps = gaps[gaps["gap"] > 0]
     if gaps.empty:
-        return 1
-    counts = gaps.astype(np.int64).value_counts()
+        return 1, pd.Series(dtype=np.int64)
+    counts = gaps.groupby(["run", "gap"]).size().rename("n").reset_index()
     # Ties go to the smaller spacing, so no tick ever holds two regular records.
-    best = counts[counts == counts.max()].index.min()
-    return int(best)
+    counts = counts.sort_values(["run", "n", "gap"], ascending=[True, False, True])
+    spacing = counts.drop_duplicates("run").set_index("run")["gap"].astype(np.int64)
+    votes = spacing.value_counts()
+    return int(votes[votes == votes.max()].index.min()), spacing
 
 
 def align_to_ticks(
@@ -122,20 +131,24 @@ def align_to_ticks(
         loss: the key of the training loss.
         metric: the key of the validation metric (higher is better).
         lr: the key of the learning rate.
-        steps_per_tick: tracker steps per tick. ``None`` infers it as the most
-            common spacing between consecutive loss records, i.e. one tick per
-            loss record.
+        steps_per_tick: tracker steps per tick. ``None`` infers it: each run's
+            spacing is the most common gap between its consecutive loss steps,
+            and the tick is the spacing most runs share (ties: the smaller), i.e.
+            one tick per loss record when all runs log alike. Runs whose spacing
+            differs are named in a warning.
         first_step: the step that opens tick 0; default the smallest loss step of
             all runs (all runs share one clock). Records before it count toward
             tick 0 for the metric and learning rate and are dropped for the loss.
         num_ticks: length of the grid; default one past the last tick of the
-            longest run. Records past the grid are dropped.
+            longest valid run. Records past the grid are dropped.
         min_ticks: a run needs at least this many ticks with a loss record.
         early_stopped: ``"mask"`` keeps runs that end before the grid does, masked
-            after their last tick; ``"exclude"`` drops them with a warning.
+            after their last tick; ``"exclude"`` drops them with a warning (the
+            invalid runs are dropped first: they never set the grid).
         on_invalid: ``"raise"`` a :class:`RunAlignmentError` listing every run
             that cannot be aligned (a missing key, too few points, steps that go
-            backwards); ``"skip"`` drops those runs with a warning instead.
+            backwards, no usable metric or rate); ``"skip"`` drops those runs
+            with a warning instead.
         names: optional ``run id -> display name`` used in messages.
 
     Returns:
@@ -144,6 +157,9 @@ def align_to_ticks(
         first appearance. A tick without a loss record has no row (it will be
         masked); a tick whose loss records are non-finite has a NaN loss (the run
         diverged there, and ``Trajectories`` masks it from that tick on).
+        ``attrs["num_ticks"]`` holds the grid length, which
+        ``Trajectories.from_dataframe`` reads: the last ticks may have no row in
+        any run (a rate decayed to 0 and logged as is).
 
     Raises:
         RunAlignmentError: naming each run that cannot be aligned, and why.
@@ -267,7 +283,28 @@ def align_to_ticks(
                 stacklevel=2,
             )
     if steps_per_tick is None:
-        steps_per_tick = _infer_steps_per_tick(loss_rows[["run", "step"]])
+        steps_per_tick, spacing = _infer_steps_per_tick(loss_rows[["run", "step"]])
+        odd = [r for r in runs if r in spacing.index and spacing[r] != steps_per_tick]
+        if odd:
+            shown = ", ".join(
+                f"{_label(r, names)} (every {int(spacing[r])} steps)"
+                for r in odd[:_MAX_LISTED]
+            )
+            more = (
+                f" and {len(odd) - _MAX_LISTED} more" if len(odd) > _MAX_LISTED else ""
+            )
+            same = int((spacing == steps_per_tick).sum())
+            warnings.warn(
+                f"the runs log {loss!r} at different spacings: the tick is inferred as "
+                f"{steps_per_tick} step(s), the spacing of {same} of {len(spacing)} "
+                f"runs, and these differ: {shown}{more}. A run logged less "
+                "often than once a tick is masked between its records; one logged "
+                "more often is averaged over each tick. Pass tick= (steps_per_tick=, "
+                f"--steps-per-tick) to choose: {int(spacing.max())}, the largest "
+                "spacing, leaves no run with empty ticks between its records.",
+                UserWarning,
+                stacklevel=2,
+            )
     steps_per_tick = int(steps_per_tick)
     df = df.assign(tick=(df["step"] - int(first_step)) // steps_per_tick)
 
@@ -300,56 +337,48 @@ def align_to_ticks(
                 f"{loss!r} below 0 at tick(s) {ticks[:5]}: a loss must be "
                 "> 0 (it is modelled by its log)"
             )
+    steps_in = lrows.groupby("run")["step"]
+    n_records, n_steps = steps_in.size(), steps_in.nunique()
     for run in runs:
-        if run not in problems and counts.get(run, 0) < min_ticks:
-            problems[run] = (
-                f"too few points: {counts.get(run, 0)} tick(s) with a {loss!r} record "
-                f"(need at least {min_ticks}) with {steps_per_tick} step(s) per tick "
-                f"from step {first_step}; pass a smaller tick/steps_per_tick, or "
-                "exclude the run"
+        if run in problems or counts.get(run, 0) >= min_ticks:
+            continue
+        n, distinct = int(n_records.get(run, 0)), int(n_steps.get(run, 0))
+        if n > 1 and distinct == 1:
+            # No tick will tell them apart (MLflow's log_metric without step=).
+            advice = (
+                f"its {n} {loss!r} records all have step "
+                f"{int(steps_in.min()[run])}: log each with its step (MLflow: "
+                "log_metric(key, value, step=step)), or exclude the run"
             )
+        elif steps_per_tick > 1 and distinct >= min_ticks:
+            advice = (
+                f"with {steps_per_tick} steps per tick from step {first_step}; pass "
+                "a smaller tick/steps_per_tick, or exclude the run"
+            )
+        else:
+            advice = (
+                f"it has {loss!r} records at {distinct} distinct step(s) from step "
+                f"{first_step}; exclude the run (or pass a smaller min_ticks)"
+            )
+        problems[run] = (
+            f"too few points: {counts.get(run, 0)} tick(s) with a {loss!r} record "
+            f"(need at least {min_ticks}); {advice}"
+        )
     ends = loss_tab.reset_index().groupby("run")["tick"].max()
-    if num_ticks is None:
-        valid_ends = ends[[r for r in ends.index if r not in problems]]
-        num_ticks = int(valid_ends.max()) + 1 if len(valid_ends) else 1
 
-    if problems:
-        ordered = [(r, problems[r]) for r in runs if r in problems]
-        labelled = [(_label(r, names), why) for r, why in ordered]
-        _raise_or_skip(labelled, on_invalid)
+    # Metric and lr on every tick 0..end of each run still valid, so values carry
+    # forward through ticks that have no loss row. A run left without either is
+    # invalid too, and every invalid run is known before the grid length and the
+    # early-stopped runs are decided: an invalid long run would otherwise set
+    # the grid and exclude every complete run as stopped early.
     keep = [r for r in runs if r not in problems]
-    if early_stopped == "exclude":
-        short = [r for r in keep if ends[r] < num_ticks - 1]
-        if short:
-            shown = ", ".join(
-                f"{_label(r, names)} (ends at tick {int(ends[r])})"
-                for r in short[:_MAX_LISTED]
-            )
-            more = (
-                f" and {len(short) - _MAX_LISTED} more"
-                if len(short) > _MAX_LISTED
-                else ""
-            )
-            warnings.warn(
-                f"excluding {len(short)} run(s) that stopped before tick "
-                f"{num_ticks - 1}: {shown}{more}. Pass early_stopped='mask' to keep "
-                "them, masked after their last tick.",
-                UserWarning,
-                stacklevel=2,
-            )
-            keep = [r for r in keep if r not in set(short)]
-    if not keep:
-        raise ValueError("no run is left to align (all were skipped or excluded).")
-
-    loss_tab = loss_tab.reset_index()
-    loss_tab = loss_tab[loss_tab["run"].isin(keep)]
-    # Metric and lr on every tick 0..end of each kept run, so values carry forward
-    # through ticks that have no loss row.
     ends = ends[keep]
     grid = pd.DataFrame(
         {
             "run": np.repeat(np.asarray(keep, dtype=object), ends.to_numpy() + 1),
-            "tick": np.concatenate([np.arange(e + 1) for e in ends.to_numpy()]),
+            "tick": np.concatenate(
+                [np.arange(e + 1) for e in ends.to_numpy()] or [np.zeros(0, int)]
+            ),
         }
     )
     grid_index = pd.MultiIndex.from_frame(grid)
@@ -363,7 +392,7 @@ def align_to_ticks(
         # A run's last tick may stop mid-tick: it spans the steps it made (up
         # to its last loss or rate record).
         last = df[df["key"].isin([loss, lr])].groupby("run")["step"].max()
-        values = []
+        values = [np.zeros(0)]
         for run, end in zip(keep, ends.to_numpy(), strict=True):
             starts = int(first_step) + steps_per_tick * np.arange(end + 1)
             g = by_run.get(run)
@@ -391,26 +420,55 @@ def align_to_ticks(
 
     grid["metric"] = _per_tick(metric, "last").to_numpy()
     grid["lr"] = _held_lr().to_numpy()
-    unusable = []
-    for key, col in ((metric, "metric"), (lr, "lr")):
-        empty = grid.groupby("run", sort=False)[col].apply(lambda s: s.isna().all())
-        for r in keep:
-            if empty[r] and r not in dict(unusable):
-                unusable.append(
-                    (
-                        r,
-                        f"no finite {key!r} record at or before its last tick "
-                        f"({int(ends[r])})",
-                    )
-                )
-    if unusable:
-        labelled = [(_label(r, names), why) for r, why in unusable]
+    by_run = grid.groupby("run", sort=False)
+    no_metric = by_run["metric"].apply(lambda v: v.isna().all())
+    no_lr = by_run["lr"].apply(lambda v: v.isna().all())
+    # Every tick would be masked: the run would vanish from the table unnamed.
+    no_positive_lr = by_run["lr"].apply(lambda v: not (v > 0).any())
+    for r in keep:
+        for bad, why in (
+            (no_metric, f"no finite {metric!r} record at or before its last tick"),
+            (no_lr, f"no finite {lr!r} record at or before its last tick"),
+            (no_positive_lr, f"{lr!r} never above 0 up to its last tick"),
+        ):
+            if bad[r]:
+                problems[r] = f"{why} ({int(ends[r])})"
+                break
+
+    if problems:
+        ordered = [(r, problems[r]) for r in runs if r in problems]
+        labelled = [(_label(r, names), why) for r, why in ordered]
         _raise_or_skip(labelled, on_invalid)
-        dropped = {r for r, _ in unusable}
-        keep = [r for r in keep if r not in dropped]
-        if not keep:
-            raise ValueError("no run is left to align (all were skipped or excluded).")
-        grid = grid[grid["run"].isin(keep)]
+    keep = [r for r in keep if r not in problems]
+    if not keep:
+        raise ValueError("no run is left to align (all were skipped or excluded).")
+    # The grid is the valid runs' (one past the longest's last tick); it is kept
+    # in the table's attrs, since masked ticks (lr <= 0) have no row.
+    if num_ticks is None:
+        num_ticks = int(ends[keep].max()) + 1
+    if early_stopped == "exclude":
+        short = [r for r in keep if ends[r] < num_ticks - 1]
+        if short:
+            shown = ", ".join(
+                f"{_label(r, names)} (ends at tick {int(ends[r])})"
+                for r in short[:_MAX_LISTED]
+            )
+            more = (
+                f" and {len(short) - _MAX_LISTED} more"
+                if len(short) > _MAX_LISTED
+                else ""
+            )
+            warnings.warn(
+                f"excluding {len(short)} run(s) that stopped before tick "
+                f"{num_ticks - 1}: {shown}{more}. Pass early_stopped='mask' to keep "
+                "them, masked after their last tick.",
+                UserWarning,
+                stacklevel=2,
+            )
+            keep = [r for r in keep if r not in set(short)]
+    grid = grid[grid["run"].isin(keep)]
+    loss_tab = loss_tab.reset_index()
+    loss_tab = loss_tab[loss_tab["run"].isin(keep)]
     nonpos = grid["lr"] <= 0
     if nonpos.any():
         which = grid.loc[nonpos, ["run", "tick"]]
@@ -431,7 +489,11 @@ def align_to_ticks(
         ["run", "tick"], key=lambda c: c.map(order) if c.name == "run" else c
     )
     out["loss"] = floor_zero_losses(out["loss"].to_numpy(), out["run"].to_numpy())
-    return out[list(_OUT)].reset_index(drop=True)
+    out = out[list(_OUT)].reset_index(drop=True)
+    # Read by Trajectories.from_dataframe: the last ticks may be masked in every
+    # run (a decay to 0 logged as is) and so have no row.
+    out.attrs["num_ticks"] = int(num_ticks)
+    return out
 
 
 def _held_means(
@@ -466,5 +528,6 @@ def to_trajectories(table: pd.DataFrame, info: pd.DataFrame, num_ticks: int | No
     info.index = info.index.astype(str)
     wide = table.join(info, on="run")
     if num_ticks is None:
-        num_ticks = int(table["tick"].max()) + 1
+        # The grid align_to_ticks computed: its last ticks may have no row.
+        num_ticks = int(table.attrs.get("num_ticks", table["tick"].max() + 1))
     return Trajectories.from_dataframe(wide, num_ticks=num_ticks)

@@ -335,10 +335,11 @@ def from_mlflow(
         loss: metric key of the training loss.
         metric: metric key of the validation metric (higher is better).
         lr: metric key of the learning rate.
-        tick: MLflow steps per tick; ``None`` means one tick per loss record (the
-            most common spacing of the loss steps).
+        tick: MLflow steps per tick; ``None`` means one tick per loss record
+            when every run logs alike (the loss spacing most runs share; runs
+            that differ are named in a warning: ``align_to_ticks``).
         first_step: the step that opens tick 0; default the first loss step.
-        num_ticks: length of the tick grid; default the longest run's.
+        num_ticks: length of the tick grid; default the longest valid run's.
         statuses: run statuses to read; add ``"FAILED"``/``"KILLED"`` to learn
             from crashed or stopped runs too (they are masked after their end).
         min_ticks: fewest ticks with a loss record a run may have.

@@ -279,9 +279,11 @@ def from_tensorboard(
         loss: scalar tag of the training loss.
         metric: scalar tag of the validation metric (higher is better).
         lr: scalar tag of the learning rate.
-        tick: steps per tick; ``None`` means one tick per loss record.
+        tick: steps per tick; ``None`` means one tick per loss record when
+            every run logs alike (the loss spacing most runs share; runs that
+            differ are named in a warning: ``align_to_ticks``).
         first_step: the step that opens tick 0; default the first loss step.
-        num_ticks: length of the tick grid; default the longest run's.
+        num_ticks: length of the tick grid; default the longest valid run's.
         min_ticks: fewest ticks with a loss record a run may have.
         early_stopped: ``"mask"`` (default) or ``"exclude"`` runs that end early.
         on_invalid: ``"raise"`` (default) or ``"skip"`` (with a warning) runs
