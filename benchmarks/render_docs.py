@@ -115,7 +115,7 @@ def _anchor(title: str, mkdocs: bool = False) -> str:
     """A heading's anchor: GitHub's (the README's links) or, with ``mkdocs``,
     Python-Markdown's toc slugify, which also collapses runs of hyphens."""
     slug = re.sub(r"[^\w\s-]", "", title.lower()).strip()
-    return re.sub(r"[-\s]+" if mkdocs else r"\s+", "-", slug)
+    return re.sub(r"[-\s]+" if mkdocs else r"\s", "-", slug)  # GitHub: each space
 
 
 DISCUSSION = """\

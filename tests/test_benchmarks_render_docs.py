@@ -205,6 +205,10 @@ def test_anchors_follow_github_in_the_readme_and_mkdocs_in_the_docs():
     assert render_docs._anchor("Overhead (XLA_FLAGS=--x)", mkdocs=True) == (
         "overhead-xla_flags-x"
     )
+    # GitHub turns each space into a hyphen, after dropping the '/' between two.
+    title = "Table 3 / Figure 6: LODE ablations"
+    assert render_docs._anchor(title) == "table-3--figure-6-lode-ablations"
+    assert render_docs._anchor(title, mkdocs=True) == "table-3-figure-6-lode-ablations"
 
 
 def _a1(path, errors, spearman):

@@ -38,13 +38,14 @@ __all__ = [
     "make_baseline",
 ]
 
-#: The paper's learning-rate grid (A.2, Fashion-MNIST and CIFAR-100).
 PAPER_LEARNING_RATES: tuple[float, ...] = PAPER_LRS
+"""The paper's learning-rate grid (A.2, Fashion-MNIST and CIFAR-100)."""
 
-#: Learning-rate-free methods estimate the step themselves; their
-#: ``learning_rate`` is a dimensionless multiplier (1.0 = the method's own
-#: estimate), so the absolute grid above would be meaningless for them.
 MULTIPLIER_LEARNING_RATES: tuple[float, ...] = (0.25, 0.5, 1.0)
+"""Learning-rate-free methods estimate the step themselves; their
+``learning_rate`` is a dimensionless multiplier (1.0 = the method's own
+estimate), so the absolute grid above would be meaningless for them.
+"""
 
 
 class BaselineState(NamedTuple):
@@ -420,8 +421,8 @@ _REGISTRY.update(
     }
 )
 
-#: Baseline name -> :class:`Baseline` (read-only view).
 BASELINES = MappingProxyType(_REGISTRY)
+"""Baseline name -> :class:`Baseline` (read-only view)."""
 
 
 def _lookup(name: str) -> Baseline:

@@ -14,64 +14,69 @@ from typing import Any
 
 import numpy as np
 
-#: Default multiplicative widening of the model's learning-rate range before
-#: clipping: rates in ``[lr_min / 2, lr_max * 2]`` are allowed. The LODE cannot
-#: be trusted far outside the rates it saw, but a factor of 2 lets it
-#: extrapolate a little (the authors' untrained model emitted 1.12: unclipped).
 LR_RANGE_FACTOR = 2.0
+"""Default multiplicative widening of the model's learning-rate range before
+clipping: rates in ``[lr_min / 2, lr_max * 2]`` are allowed. The LODE cannot
+be trusted far outside the rates it saw, but a factor of 2 lets it
+extrapolate a little (the authors' untrained model emitted 1.12: unclipped).
+"""
 
-#: Revision of the decision's semantics: bumped whenever the same model, window,
-#: tick and key give a different decision, so caches of LODE-scheduled runs
-#: (the demo's, the benchmarks') are not reused across it. 2: the segment starts
-#: one tick after the matching tick. 3: ``lode_schedule`` decides on the first
-#: step of tick ``t*``, with the metric measured after tick ``t* - 1``. 4: a tick
-#: record's rate is the tick's rate (not a float mean of its equal rates) and the
-#: Euler ensemble rollout folds the first layer; equal up to rounding, but
-#: rounding can flip a decision (the demo's LODE - best baseline differed by ~1
-#: point across the change), so runs made before are not reused. 5: the Euler
-#: ensemble rollout also carries the decoder's first pre-activation, and
-#: ``lode_schedule`` computes the weights' products at run time instead of
-#: constant-folding them (both equal up to rounding, as for 4). Not bumped for
-#: a window without one complete record, which now falls back: ``train_run``
-#: (every cached run) measures the metric every tick, so its windows at tick
-#: ``mu`` and later are complete and its decisions did not change.
 DECISION_REVISION = 5
+"""Revision of the decision's semantics: bumped whenever the same model, window,
+tick and key give a different decision, so caches of LODE-scheduled runs
+(the demo's, the benchmarks') are not reused across it. 2: the segment starts
+one tick after the matching tick. 3: ``lode_schedule`` decides on the first
+step of tick ``t*``, with the metric measured after tick ``t* - 1``. 4: a tick
+record's rate is the tick's rate (not a float mean of its equal rates) and the
+Euler ensemble rollout folds the first layer; equal up to rounding, but
+rounding can flip a decision (the demo's LODE - best baseline differed by ~1
+point across the change), so runs made before are not reused. 5: the Euler
+ensemble rollout also carries the decoder's first pre-activation, and
+``lode_schedule`` computes the weights' products at run time instead of
+constant-folding them (both equal up to rounding, as for 4). Not bumped for
+a window without one complete record, which now falls back: ``train_run``
+(every cached run) measures the metric every tick, so its windows at tick
+``mu`` and later are complete and its decisions did not change.
+"""
 
-#: Default floor on the std of the window's (normalised, log) losses used by
-#: the acceptance test. In normalised units 1.0 is the spread of log-losses
-#: over all training runs; 0.05 keeps a perfectly flat window (std 0) from
-#: rejecting every sample because of the model's own reconstruction error.
 STD_FLOOR = 0.05
+"""Default floor on the std of the window's (normalised, log) losses used by
+the acceptance test. In normalised units 1.0 is the spread of log-losses
+over all training runs; 0.05 keeps a perfectly flat window (std 0) from
+rejecting every sample because of the model's own reconstruction error.
+"""
 
 #: How many of the best accepted samples are averaged (the paper: three).
 TOP = 3
 
-#: How a member's matching tick ``k_i`` is chosen among its ticks whose
-#: predicted loss passes the acceptance test:
-#:
-#: - ``"highest_lr"`` (default, the paper): the one with the highest predicted
-#:   learning rate. On a decaying predicted path that is the earliest matching
-#:   tick, however far its predicted loss is from the live loss within the
-#:   acceptance band.
-#: - ``"closest_loss"`` (opt-in, not in the paper): the one whose predicted
-#:   loss is closest to the live loss, i.e. where the member's trajectory
-#:   actually is now; ties go to the earliest. It does not inherit a bias of
-#:   the model's reconstruction of the current rate the way the earliest tick
-#:   does (see ``benchmarks/nqm_optimality_gap.py``).
 MATCH_RULES: tuple[str, ...] = ("highest_lr", "closest_loss")
+"""How a member's matching tick ``k_i`` is chosen among its ticks whose
+predicted loss passes the acceptance test:
 
-#: What the chosen members' rate paths are anchored to:
-#:
-#: - ``"model"`` (default, the paper): the members' own predicted rates,
-#:   ``eta_i(k_i + 1 + j)``. Each decision restarts from the model's
-#:   reconstruction of the current rate, so a reconstruction bias (a fitted
-#:   LODE regresses the rate toward its sweep's typical rates) is re-applied
-#:   at every decision.
-#: - ``"live"`` (opt-in, not in the paper): the members' predicted *relative*
-#:   change applied to the live run's current rate,
-#:   ``eta_live * eta_i(k_i + 1 + j) / eta_i(k_i)``: the model decides the
-#:   shape of the next segment, the run keeps its own level.
+- ``"highest_lr"`` (default, the paper): the one with the highest predicted
+  learning rate. On a decaying predicted path that is the earliest matching
+  tick, however far its predicted loss is from the live loss within the
+  acceptance band.
+- ``"closest_loss"`` (opt-in, not in the paper): the one whose predicted
+  loss is closest to the live loss, i.e. where the member's trajectory
+  actually is now; ties go to the earliest. It does not inherit a bias of
+  the model's reconstruction of the current rate the way the earliest tick
+  does (see ``benchmarks/nqm_optimality_gap.py``).
+"""
+
 ANCHORS: tuple[str, ...] = ("model", "live")
+"""What the chosen members' rate paths are anchored to:
+
+- ``"model"`` (default, the paper): the members' own predicted rates,
+  ``eta_i(k_i + 1 + j)``. Each decision restarts from the model's
+  reconstruction of the current rate, so a reconstruction bias (a fitted
+  LODE regresses the rate toward its sweep's typical rates) is re-applied
+  at every decision.
+- ``"live"`` (opt-in, not in the paper): the members' predicted *relative*
+  change applied to the live run's current rate,
+  ``eta_live * eta_i(k_i + 1 + j) / eta_i(k_i)``: the model decides the
+  shape of the next segment, the run keeps its own level.
+"""
 
 
 def _is_int(x: Any) -> bool:

@@ -20,12 +20,13 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from optax_lode.model._normalisation import FEATURES, Normalisation
 
-#: Solvers ``LatentODE`` accepts. The fixed-step ones take one step per
-#: ``ticks_per_step`` ticks in a ``lax.scan`` (their step count is bounded by
-#: construction; see :func:`default_ticks_per_step`); ``tsit5``
-#: is diffrax's adaptive Tsit5 with a PID controller and bounded ``max_steps``.
-#: ``benchmarks/solver_choice.py`` measures them; ``euler`` is the default.
 SOLVERS: tuple[str, ...] = ("euler", "heun", "rk4", "tsit5")
+"""Solvers ``LatentODE`` accepts. The fixed-step ones take one step per
+``ticks_per_step`` ticks in a ``lax.scan`` (their step count is bounded by
+construction; see :func:`default_ticks_per_step`); ``tsit5``
+is diffrax's adaptive Tsit5 with a PID controller and bounded ``max_steps``.
+``benchmarks/solver_choice.py`` measures them; ``euler`` is the default.
+"""
 Solver = Literal["euler", "heun", "rk4", "tsit5"]
 
 # Adaptive solves may take at most this many steps per tick before giving up.

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-#: The model's three features, in column order.
 FEATURES: tuple[str, str, str] = ("loss", "metric", "lr")
+"""The model's three features, in column order."""
 
 
 class Normalisation(eqx.Module):

@@ -23,7 +23,6 @@ import numpy as np
 
 from optax_lode.runs._trajectories import Trajectories
 
-#: Schedule shapes :func:`synthetic_sweep` knows, as functions of progress in [0, 1].
 SCHEDULES = {
     "constant": lambda p: np.ones_like(p),
     "cosine": lambda p: 0.5 * (1.0 + np.cos(np.pi * p)) * 0.99 + 0.01,
@@ -40,6 +39,7 @@ SCHEDULES = {
     # tests whether a model's time resolution can follow a discontinuity.
     "step": lambda p: np.where(p < 0.5, 1.0, np.where(p < 0.75, 0.1, 0.01)),
 }
+"""Schedule shapes :func:`synthetic_sweep` knows, as functions of progress in [0, 1]."""
 
 
 def schedule_path(schedule: str, peak_lr: float, ticks: int) -> np.ndarray:

@@ -14,9 +14,10 @@ import warnings
 
 import numpy as np
 
-#: The training loss recorded for a tick whose mean loss was exactly 0; its
-#: true loss is below this value.
 ZERO_LOSS_FLOOR = 2.0**-24
+"""The training loss recorded for a tick whose mean loss was exactly 0; its
+true loss is below this value.
+"""
 
 
 class ZeroLossWarning(UserWarning):

@@ -16,12 +16,12 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-#: Shapes of the paper's sweep (A.2), in its order.
 PAPER_SHAPES: tuple[str, ...] = ("constant", "cosine", "onecycle", "exponential")
-#: Every shape ``run_sweep`` knows.
+"""Shapes of the paper's sweep (A.2), in its order."""
 SCHEDULE_SHAPES: tuple[str, ...] = (*PAPER_SHAPES, "step")
-#: The paper's learning-rate grid (A.2).
+"""Every shape ``run_sweep`` knows."""
 PAPER_LRS: tuple[float, ...] = (1e-3, 5e-3, 1e-2, 5e-2, 1e-1)
+"""The paper's learning-rate grid (A.2)."""
 
 
 def _unit(shape: str, total_steps: int) -> optax.Schedule:

@@ -24,8 +24,8 @@ _FACTORIES: dict[str, str] = {
     "cifar100-resnet18": "optax_lode.tasks._tfds:cifar100_resnet18",
 }
 
-#: Registered task names -> ``"module:factory"`` (read-only view).
 TASKS = MappingProxyType(_FACTORIES)
+"""Registered task names -> ``"module:factory"`` (read-only view)."""
 
 
 def get_task(name: str, **kwargs: Any) -> Task:
