@@ -107,6 +107,18 @@ def test_tune_rejects_bad_input():
         tune(train_run, task, "cosine", learning_rates=[0.1, -1.0])
     with pytest.raises(TypeError, match="metric"):
         tune(lambda *a, **k: object(), task, "cosine", learning_rates=[0.1])
+    # Seeds are checked before the grid trains (a bad first_seed used to fail
+    # only when the final runs started), and 0.7 is not truncated to 0.
+    for kwargs in (
+        dict(first_seed=-5),
+        dict(first_seed=2**32 - 2, num_seeds=5),
+        dict(tuning_seeds=(0.7,)),
+    ):
+        with pytest.raises(ValueError, match=r"seed must be a whole number"):
+            tune(train_run, task, "cosine", **kwargs)
+    with pytest.raises(ValueError, match=r"a sequence of seeds, got 3 .*\(3,\)"):
+        tune(train_run, task, "cosine", tuning_seeds=3)
+    assert train_run.calls == []
 
 
 def _nqm_train_run(task, tx, *, seed, epochs, ticks_per_epoch, eval_fn):
@@ -220,3 +232,17 @@ def test_tuned_schedules_span_the_steps_the_run_makes(monkeypatch):
         learning_rates=(1e-2,),
     )
     assert seen and set(seen) == {2 * 3 * (50 // 3)}
+
+
+def test_a_seed_run_amortises_every_timing_over_its_batch():
+    from types import SimpleNamespace
+
+    from optax_lode.baselines import SeedRun
+
+    batch = SimpleNamespace(run_seconds=4.0, compile_seconds=2.0, seconds_per_step=0.02)
+    one = SeedRun(batch, index=1, count=2)
+    assert (one.run_seconds, one.compile_seconds, one.seconds_per_step) == (
+        2.0,
+        1.0,
+        0.01,
+    )

@@ -73,3 +73,13 @@ def test_decision_fan_from_explain(tmp_path):
     assert _is_png(path)
     with pytest.raises(ValueError, match=r"optax_lode\.explain"):
         plot_decision_fan(tmp_path / "bad.png", ex._replace(trajectories=jnp.ones(3)))
+
+
+def test_a_tick_where_every_seed_diverged_is_a_gap_without_warnings(tmp_path):
+    import warnings
+
+    y = np.array([[1.0, 2.0, np.nan], [1.0, 2.5, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nanmean's "Mean of empty slice" was one
+        plot_metric_curves(tmp_path / "m.png", {"LODE": (np.arange(3), y)})
+    assert (tmp_path / "m.png").stat().st_size > 0

@@ -65,6 +65,11 @@ def test_degenerate_zero_variance():
     assert welch_test([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
     r = welch_test([2.0, 2.0], [1.0, 1.0])
     assert r.p_value == 0.0 and r.ci_low == r.ci_high == 1.0
+    # Equal constants that float64 means round apart (ten 0.91s vs six): the
+    # rounding noise over its own spread gave t = -3.0, p = 0.015.
+    r = welch_test([0.91] * 10, [0.91] * 6)
+    assert (r.diff, r.p_value) == (0.0, 1.0)
+    assert compare_methods({"LODE": [0.91] * 10, "cos": [0.91] * 6}).verdict == "ties"
 
 
 def test_welch_bad_input():

@@ -171,6 +171,11 @@ def test_spearman_matches_definition():
     a, b = np.array([1.0, 2.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0, 4.0])
     ra, rb = np.array([1, 2.5, 2.5, 4]), np.array([1, 3, 2, 4.0])
     assert spearman(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
+    # A NaN has no rank (it used to be ranked last: 0.5 here); too few pairs.
+    assert np.isnan(spearman([1, np.nan, 3], [1, 2, 3]))
+    assert np.isnan(spearman([], []))
+    with pytest.raises(ValueError, match="1-D arrays of one length"):
+        spearman([1, 2, 3], [1, 2])
 
 
 def test_fit_and_evaluate_handle_ragged_and_diverged_runs():

@@ -202,13 +202,27 @@ def test_resume_refuses_another_sweeps_checkpoint(tmp_path):
     )
     config = json.loads((tmp_path / "manifest.json").read_text())["config"]
     assert config["task"] == "toy" and config["lrs"] == [0.1]
-    with pytest.raises(ValueError, match="different sweep"):
+    with pytest.raises(ValueError, match=r"different sweep \(lrs: \[0.1\] then"):
         run_sweep(
             task,
             shapes=["constant"],
             lrs=[0.2],
             seeds=1,
             epochs=1,
+            checkpoint_dir=tmp_path,
+        )
+    # Only the chunking differs (another device count rounds chunk_size up to
+    # another multiple): said, with how to resume.
+    with pytest.raises(
+        ValueError, match=r"this sweep of 1 runs each; now 3.*chunk_size=1"
+    ):
+        run_sweep(
+            task,
+            shapes=["constant"],
+            lrs=[0.1],
+            seeds=1,
+            epochs=1,
+            chunk_size=3,
             checkpoint_dir=tmp_path,
         )
     # The same name and settings, but a task built with other arguments (here
@@ -278,6 +292,8 @@ def test_a_loss_that_underflowed_to_zero_is_floored_and_the_run_kept():
         (dict(lrs=[1e-2, 1.0000001e-2]), r"same run ids \['constant-lr0.01-s0'\]"),
         (dict(epochs=1.5), "epochs=1.5 must be a whole number"),
         (dict(ticks_per_epoch=1.5), "ticks_per_epoch=1.5 must be a whole number"),
+        (dict(chunk_size=1.7), r"chunk_size must be a whole number; got 1\.7"),
+        (dict(devices=[]), "devices is empty"),
     ],
 )
 def test_sweep_rejects_bad_arguments(kwargs, match):
@@ -366,6 +382,8 @@ def test_train_runs_vmaps_seeds_like_train_run():
         np.testing.assert_allclose(many.lr[i], one.lr, rtol=1e-6)
     with pytest.raises(ValueError, match="seeds is empty"):
         train_runs(task, tx, seeds=[])
+    with pytest.raises(ValueError, match=r"pass range\(2\) for seeds 0..1"):
+        train_runs(task, tx, seeds=2)
 
 
 def test_eval_fn_chooses_the_evaluated_parameters():
@@ -407,6 +425,27 @@ def test_train_run_refuses_a_lode_schedule_on_another_clock(lode_steps_per_tick)
     state = optax.tree.get(run.opt_state, "LodeState")
     assert int(state.tick) == 12 and int(state.decisions) == 5
     assert int(state.run_ticks) == 12
+
+
+def test_train_run_takes_multisteps_with_its_extra_args():
+    """optax.MultiSteps (no GradientTransformation) and its
+    gradient_transformation() (a plain one, whose update forwards extra args):
+    a lode_schedule inside still gets value= and val_metric=. With every_k=1
+    the run is the unwrapped one's."""
+    from optax_lode import LatentODE, lode_schedule
+    from optax_lode.tasks import get_task
+
+    task = get_task("nqm", dim=4, steps_per_epoch=4, default_epochs=6)
+    model = LatentODE(T=12, mu=2, key=jax.random.key(0))
+    inner = optax.chain(
+        optax.adamw(1.0), lode_schedule(model, total_steps=24, steps_per_tick=2, n=4)
+    )
+    plain = train_run(task, inner, seed=0, ticks_per_epoch=2)
+    multi = optax.MultiSteps(inner, every_k_schedule=1)
+    for tx in (multi, multi.gradient_transformation()):
+        run = train_run(task, tx, seed=0, ticks_per_epoch=2)
+        np.testing.assert_array_equal(run.lr, plain.lr)
+        assert int(optax.tree.get(run.opt_state, "LodeState").decisions) == 5
 
 
 def test_train_run_refuses_a_lode_schedule_built_for_another_run_length():

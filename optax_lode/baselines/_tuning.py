@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
+from optax_lode._seeds import check_seed, check_seeds
 from optax_lode.baselines._registry import BASELINES, eval_params, make_baseline
 from optax_lode.sweep._loop import check_clock
 
@@ -53,8 +54,9 @@ class SeedRun:
     """Run ``index`` of a result batched over ``count`` seeds.
 
     Reads any attribute of the batched result (``optax_lode.sweep.train_runs``
-    gives every array a leading seeds axis) at ``index``; ``run_seconds`` and
-    ``compile_seconds`` are the batch's, amortised over its runs.
+    gives every array a leading seeds axis) at ``index``; ``run_seconds``,
+    ``compile_seconds`` and ``seconds_per_step`` are the batch's, amortised
+    over its runs.
     """
 
     result: Any
@@ -65,7 +67,7 @@ class SeedRun:
         if name.startswith("__") or name in ("result", "index", "count"):
             raise AttributeError(name)
         value = getattr(self.result, name)
-        if name in ("run_seconds", "compile_seconds"):
+        if name in ("run_seconds", "compile_seconds", "seconds_per_step"):
             return value / self.count
         if isinstance(value, int | float | str | bool) or value is None:
             return value
@@ -213,12 +215,19 @@ def tune(
         raise ValueError(
             f"learning_rates must be a non-empty list of positive numbers, got {grid}."
         )
-    tuning_seeds = tuple(int(s) for s in tuning_seeds)
+    if isinstance(tuning_seeds, int | np.integer):
+        raise ValueError(
+            f"tuning_seeds must be a sequence of seeds, got {tuning_seeds!r} "
+            f"(for one seed: ({tuning_seeds},))."
+        )
+    tuning_seeds = check_seeds(tuning_seeds)
     if not tuning_seeds:
         raise ValueError("tuning_seeds is empty: give at least one seed.")
     if not (isinstance(num_seeds, int) and num_seeds >= 1):
         raise ValueError(f"num_seeds must be an int >= 1, got {num_seeds!r}.")
-    final_seeds = tuple(range(first_seed, first_seed + num_seeds))
+    # Checked before the grid trains, not when the final runs start.
+    first_seed = check_seed(first_seed)
+    final_seeds = check_seeds(range(first_seed, first_seed + num_seeds))
     if set(final_seeds) & set(tuning_seeds):
         raise ValueError(
             f"the final seeds {final_seeds} overlap the tuning seeds {tuning_seeds}: "

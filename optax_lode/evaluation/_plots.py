@@ -8,6 +8,7 @@ is an optional dependency (the ``bench`` extra); it is imported on first use.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,10 @@ def plot_metric_curves(
             raise ValueError(
                 f"curves[{name!r}]: x has shape {x.shape}, y has {y.shape[1]} ticks."
             )
-        with np.errstate(all="ignore"):
+        # A tick where every seed diverged is NaN: a gap in the curve, said by
+        # nanmean as a RuntimeWarning (not an errstate), which is no news here.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(y, axis=0)
             std = np.nanstd(y, axis=0)
         hi = name == highlight

@@ -38,8 +38,22 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (Pearson correlation of average ranks)."""
-    ra, rb = _ranks(np.asarray(a, float)), _ranks(np.asarray(b, float))
+    """Spearman rank correlation (Pearson correlation of average ranks).
+
+    NaN when a value is not finite (a NaN has no rank: it was ranked last),
+    when there are fewer than two pairs, or when either side is constant.
+
+    Raises:
+        ValueError: if ``a`` and ``b`` are not 1-D of one length.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(
+            f"spearman needs two 1-D arrays of one length; got {a.shape}, {b.shape}"
+        )
+    if a.size < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    ra, rb = _ranks(a), _ranks(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = np.sqrt((ra**2).sum() * (rb**2).sum())
     return float((ra * rb).sum() / denom) if denom > 0 else float("nan")

@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from optax_lode._files import atomic_write, atomic_write_bytes, usable_directory
 from optax_lode._seeds import check_seeds
 from optax_lode._version import __version__
+from optax_lode._whole import whole
 from optax_lode.runs._zero_loss import floor_zero_losses
 from optax_lode.sweep._loop import check_clock, finish_records, init_carry, tick
 from optax_lode.sweep._schedules import (
@@ -148,11 +149,29 @@ def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
             raise ValueError(
                 f"{manifest} is corrupt ({e}); delete {directory} to start over"
             ) from None
-        if old.get("config") != config:
+        before = old.get("config")
+        if before != config:
+            before = before if isinstance(before, dict) else {}
+            diff = sorted(
+                k for k in {*before, *config} if before.get(k) != config.get(k)
+            )
+            if diff == ["chunk_size"]:
+                # The same runs, cut otherwise: another device count rounds
+                # chunk_size up to another multiple of the devices.
+                raise ValueError(
+                    f"{directory} holds chunks of this sweep of "
+                    f"{before['chunk_size']} runs each; now {config['chunk_size']} "
+                    "(chunk_size is rounded up to a multiple of the devices). To "
+                    f"resume, pass chunk_size={before['chunk_size']} and devices= "
+                    "a number of devices that divides it; or use another "
+                    "checkpoint directory"
+                )
+            changes = "; ".join(
+                f"{k}: {before.get(k)!r} then, {config.get(k)!r} now" for k in diff
+            )
             raise ValueError(
-                f"{directory} holds chunks of a different sweep (config "
-                f"{old.get('config')}, now {config}); use another checkpoint "
-                "directory or delete this one"
+                f"{directory} holds chunks of a different sweep ({changes}); use "
+                "another checkpoint directory or delete this one"
             )
     else:
         atomic_write_bytes(
@@ -276,8 +295,14 @@ def run_sweep(
     _check_number("weight_decay", wd, positive=False)
     runs = sweep_grid(shapes, lrs, seeds)
     devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices is empty: pass None for every device")
     ndev = len(devices)
-    chunk = min(len(runs), 25 * ndev) if chunk_size is None else int(chunk_size)
+    chunk = (
+        min(len(runs), 25 * ndev)
+        if chunk_size is None
+        else whole("chunk_size", chunk_size)
+    )
     if chunk < 1:
         raise ValueError(f"chunk_size={chunk_size} must be >= 1")
     chunk = -(-chunk // ndev) * ndev  # whole runs per device

@@ -68,6 +68,14 @@ class RunResult:
 
 
 def _as_extra_args(tx) -> optax.GradientTransformationExtraArgs:
+    # MultiSteps is no GradientTransformation, and its gradient_transformation()
+    # is a plain one whose update forwards extra args: with_extra_args_support
+    # would drop the value= and val_metric= that a lode_schedule inside needs.
+    update = getattr(tx, "update", None)
+    if isinstance(tx, optax.MultiSteps) or isinstance(
+        getattr(update, "__self__", None), optax.MultiSteps
+    ):
+        return optax.GradientTransformationExtraArgs(tx.init, update)
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(
             f"tx must be an optax.GradientTransformation, got {type(tx).__name__}"
@@ -368,6 +376,11 @@ def train_runs(
     (docs/schedule.md, "Keeping it cheap").
     Time it, or train such runs one by one with :func:`train_run`.
     """
+    if isinstance(seeds, int | np.integer):  # run_sweep's seeds=5 means 5 seeds
+        raise ValueError(
+            f"train_runs takes the seeds themselves, got seeds={seeds!r}: pass "
+            f"range({seeds}) for seeds 0..{seeds - 1}, or ({seeds},) for that seed"
+        )
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds is empty")
