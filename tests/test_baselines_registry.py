@@ -262,6 +262,9 @@ def test_bad_arguments_are_rejected():
         ("reduce-on-plateau", "accumulation_size", 0),
         ("schedule-free", "warmup_fraction", 1.5),
         ("dog", "eps", -1e-6),
+        ("reduce-on-plateau", "patience", 2.5),  # a count: acted as 3
+        ("reduce-on-plateau", "accumulation_size", 2.5),
+        ("schedule-free", "weight_lr_power", -1.0),
     ],
 )
 def test_options_out_of_range_are_named(name, option, value):

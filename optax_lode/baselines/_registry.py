@@ -314,7 +314,10 @@ _OPTION_RANGES = {
     "accumulation_size": (1.0, math.inf, False, True),
     "min_scale": (0.0, 1.0, False, False),
     "warmup_fraction": (0.0, 1.0, False, False),
+    "weight_lr_power": _NON_NEGATIVE,
 }
+# Counts: optax compares them with counters, so 2.5 would act as 3, silently.
+_WHOLE_OPTIONS = frozenset({"patience", "cooldown", "accumulation_size"})
 
 
 def _check_option(name: str, value: Any) -> None:
@@ -327,11 +330,13 @@ def _check_option(name: str, value: Any) -> None:
         ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
         ok = ok and math.isfinite(v) and (v > low if low_open else v >= low)
         ok = ok and (v < high if high_open else v <= high)
+        ok = ok and (name not in _WHOLE_OPTIONS or int(v) == v)
         if not ok:
             left = "(" if low_open else "["
             right = ")" if high_open else "]"
             interval = f"{left}{low:g}, {high:g}{right}"
-            raise ValueError(f"option {name}={value!r} must be in {interval}.")
+            whole = " and a whole number" if name in _WHOLE_OPTIONS else ""
+            raise ValueError(f"option {name}={value!r} must be in {interval}{whole}.")
 
 
 _SHAPE_SUMMARY = {
