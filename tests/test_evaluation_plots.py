@@ -45,6 +45,10 @@ def test_plots_write_pngs(tmp_path):
 def test_plots_reject_mismatched_shapes(tmp_path):
     with pytest.raises(ValueError, match="same tick grid"):
         plot_lr_schedules(tmp_path / "a.png", np.ones((2, 10)), np.ones(9))
+    with pytest.raises(ValueError, match=r"x has shape \(5,\); the rates have 10"):
+        plot_lr_schedules(
+            tmp_path / "a.png", np.ones((2, 10)), np.ones(10), x=np.arange(5)
+        )
     with pytest.raises(ValueError, match=r"\(ticks, 3\)"):
         plot_reconstruction(
             tmp_path / "b.png", np.ones((10, 2)), {0.5: np.ones((10, 2))}

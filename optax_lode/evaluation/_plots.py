@@ -89,6 +89,10 @@ def plot_lr_schedules(
             "both must be on the same tick grid."
         )
     xs = np.arange(lode.shape[1]) if x is None else np.asarray(x)
+    if xs.shape != (lode.shape[1],):
+        raise ValueError(
+            f"x has shape {xs.shape}; the rates have {lode.shape[1]} ticks."
+        )
     fig, ax = _figure(size=(6.4, 3.6))
     ax = ax[0, 0]
     for i, row in enumerate(lode):
