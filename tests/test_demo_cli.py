@@ -50,6 +50,26 @@ def test_demo_config_validation():
         fast_config(seeds=1)
     with pytest.raises(ValueError, match="fresh seeds"):
         DemoConfig(first_seed=2)
+    # Names a late stage would trip on are refused up front (a typo failed with
+    # a bare KeyError after the sweep, the fit and the LODE runs).
+    with pytest.raises(ValueError, match=r"got unknown \['cosin'\]"):
+        DemoConfig(baselines=("constant", "cosin"))
+    with pytest.raises(ValueError, match="baselines must name at least one"):
+        DemoConfig(baselines=())
+    with pytest.raises(ValueError, match=r"lode_kwargs \['nn'\] are not"):
+        DemoConfig(lode_kwargs=(("nn", 5),))
+    with pytest.raises(ValueError, match=r"lode_kwargs \['seed'\]"):
+        DemoConfig(lode_kwargs={"seed": 3})  # the pipeline sets it per run
+    # A mapping is read as its pairs: keyed by values too, not by keys alone.
+    small, big = (
+        DemoConfig(task_kwargs={"hidden": (8,)}),
+        DemoConfig(task_kwargs={"hidden": (256, 256)}),
+    )
+    assert small.task_kwargs == (("hidden", (8,)),)
+    assert small.sweep_key() != big.sweep_key()
+    assert small == DemoConfig(task_kwargs=(("hidden", (8,)),))
+    with pytest.raises(ValueError, match="fit_kwargs must be"):
+        DemoConfig(fit_kwargs=("path_penalty",))
     # Cache keys: the model depends on the sweep; runs do not depend on seeds count.
     a, b = fast_config(), fast_config(seeds=5)
     assert a.model_key() == b.model_key()

@@ -206,6 +206,8 @@ def test_gradient_is_curvature_times_theta_plus_noise():
         ({"noise": "pink"}, "noise"),
         ({"report": "mean"}, "report"),
         ({"init_scale": -1.0}, "init_scale"),
+        ({"batch_size": True}, "batch_size"),  # was a batch of 1, silently
+        ({"steps_per_epoch": True}, "steps_per_epoch"),
     ],
 )
 def test_bad_configuration_is_rejected(kwargs, match):

@@ -227,6 +227,15 @@ def test_patch_conv_equals_lax_conv(spatial, kernel, strides):
         ("mnist1d-mlp", {"weight_decay": float("nan")}, "weight_decay"),
         ("text-transformer", {"dropout": 1.5}, "dropout"),
         ("text-transformer", {"heads": 0}, "heads"),
+        # Shapes and types said up front, not failing deep inside the build.
+        ("digits-mlp", {"hidden": 128}, r"hidden=128 must be a tuple of ints"),
+        ("mnist1d-cnn", {"channels": (25,)}, r"channels=\(25,\) must be one int"),
+        (
+            "digits-mlp",
+            {"weight_decay": "1e-3"},
+            "weight_decay='1e-3' must be a number",
+        ),
+        ("text-transformer", {"batch_size": 10**5}, "shorter than one batch"),
     ],
 )
 def test_bad_task_arguments_are_clear_errors_before_building(name, kwargs, match):

@@ -99,3 +99,21 @@ def test_data_prepared_as_tfrecord_gets_a_clear_error(tmp_path):
         (d / f"fashion_mnist-{s}.tfrecord-00000-of-00001").write_bytes(b"")
     with pytest.raises(RuntimeError, match="--file_format=array_record"):
         get_task("fashion_mnist-cnn", data_dir=str(tmp_path))
+
+
+def test_missing_data_is_never_downloaded(tmp_path, monkeypatch):
+    """tfds.data_source downloads by default (offline, it retried for minutes
+    and raised a ConnectionError): the task asks it not to, and says how to
+    prepare the data."""
+    from optax_lode.tasks import DataNotPreparedError
+
+    real, seen = tfds.data_source, {}
+
+    def data_source(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tfds, "data_source", data_source)
+    with pytest.raises(DataNotPreparedError, match="tfds build fashion_mnist"):
+        get_task("fashion_mnist-cnn", data_dir=str(tmp_path))
+    assert seen["download"] is False

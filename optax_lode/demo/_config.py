@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 #: Cache format version: bump it when a stage's output changes meaning.
@@ -74,6 +75,20 @@ class DemoConfig:
     tag: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("task_kwargs", "fit_kwargs", "lode_kwargs"):
+            # A dict is natural to pass, but the cache keys list the pairs: as
+            # a dict they listed its keys only, and other values hit old keys.
+            value = getattr(self, name)
+            pairs = tuple(value.items() if isinstance(value, Mapping) else value)
+            if not all(
+                isinstance(p, tuple | list) and len(p) == 2 and isinstance(p[0], str)
+                for p in pairs
+            ):
+                raise ValueError(
+                    f"{name} must be (name, value) pairs or a mapping; got {value!r}."
+                )
+            object.__setattr__(self, name, tuple(tuple(p) for p in pairs))
+        self._check_names()
         if self.seeds < 2:
             raise ValueError(
                 f"seeds={self.seeds}: at least 2 evaluation seeds are needed for a "
@@ -94,6 +109,30 @@ class DemoConfig:
             )
         if not self.shapes or not self.lrs:
             raise ValueError("the sweep needs at least one shape and one lr.")
+
+    def _check_names(self) -> None:
+        """Names a later stage would trip on, after the sweep and the fit."""
+        import inspect
+
+        from optax_lode.baselines import BASELINES
+        from optax_lode.transform import lode_schedule
+
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown or not self.baselines:
+            what = f"unknown {unknown}" if unknown else "none"
+            raise ValueError(
+                f"baselines must name at least one of {sorted(BASELINES)}; "
+                f"got {what}."
+            )
+        # The pipeline sets the model, the run's length and clock, and the seed.
+        taken = {"model", "total_steps", "steps_per_tick", "seed"}
+        allowed = set(inspect.signature(lode_schedule).parameters) - taken
+        bad = [k for k, _ in self.lode_kwargs if k not in allowed]
+        if bad:
+            raise ValueError(
+                f"lode_kwargs {bad} are not lode_schedule options the demo can "
+                f"set; choose among {sorted(allowed)}."
+            )
 
     @property
     def eval_seeds(self) -> tuple[int, ...]:

@@ -87,6 +87,10 @@ def epoch_batch_fn(
     return batch
 
 
+#: Task arguments that are sequences of sizes (an MLP's hidden widths).
+_SEQUENCES = frozenset({"hidden"})
+
+
 def check_task_args(
     name: str,
     *,
@@ -99,13 +103,22 @@ def check_task_args(
     inside or train on float step counts), weight decay finite and >= 0,
     dropout in [0, 1)."""
     for arg, value in (ints or {}).items():
-        values = value if isinstance(value, tuple | list) else (value,)
+        # Layer widths are a sequence (one per layer); every other size one int.
+        many = arg in _SEQUENCES
+        if isinstance(value, tuple | list) != many:
+            form = "a tuple of ints >= 1, one per layer" if many else "one int >= 1"
+            raise ValueError(f"task {name!r}: {arg}={value!r} must be {form}")
+        values = value if many else (value,)
         ok = all(
             isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1
             for v in values
         )
         if not ok or not values:
             raise ValueError(f"task {name!r}: {arg}={value!r} must be int(s) >= 1")
+    if isinstance(weight_decay, str | bytes | bool):  # np.isfinite's TypeError
+        raise ValueError(
+            f"task {name!r}: weight_decay={weight_decay!r} must be a number"
+        )
     if not (np.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(
             f"task {name!r}: weight_decay={weight_decay!r} must be finite and >= 0"

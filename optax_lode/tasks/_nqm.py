@@ -107,11 +107,11 @@ class NoisyQuadratic:
     metric_name: ClassVar[str] = "neg_log_loss"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.dim, int) and self.dim >= 1):
+        if not (_count(self.dim) and self.dim >= 1):
             raise ValueError(
                 f"NoisyQuadratic: dim must be an int >= 1, got {self.dim!r}."
             )
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+        if not (_count(self.batch_size) and self.batch_size >= 1):
             raise ValueError(
                 "NoisyQuadratic: batch_size must be an int >= 1, got "
                 f"{self.batch_size!r}."
@@ -141,7 +141,7 @@ class NoisyQuadratic:
             )
         for field in ("steps_per_epoch", "default_epochs"):
             value = getattr(self, field)
-            if not (isinstance(value, int) and value >= 1):
+            if not (_count(value) and value >= 1):
                 raise ValueError(
                     f"NoisyQuadratic: {field} must be an int >= 1, got {value!r}."
                 )
@@ -630,3 +630,8 @@ def optimal_schedule(
     steps = np.repeat(ticks, steps_per_tick)
     final = float(expected_loss(steps, task=task, momentum=momentum))
     return NQMSchedule(ticks, steps, final, np.exp(np.asarray(history)))
+
+
+def _count(value: object) -> bool:
+    """An int, not a bool (True would be a batch of 1, silently)."""
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -138,7 +138,13 @@ def text_transformer(
         raise ValueError(
             f"corpus_bytes={corpus_bytes} is too small for context={context}"
         )
-    steps = max(1, a // (batch_size * context))
+    if batch_size * context > a:
+        raise ValueError(
+            f"batch_size={batch_size} windows of context={context} bytes exceed the "
+            f"{a} training bytes: an epoch would be shorter than one batch; "
+            "lower batch_size or raise corpus_bytes"
+        )
+    steps = a // (batch_size * context)
 
     def batch(key: PRNGKeyArray, step: Int[Array, ""]) -> tuple[Array, Array]:
         starts = jax.random.randint(

@@ -38,7 +38,9 @@ def tfds_arrays(
             "pip install 'optax-lode[datasets]'"
         ) from e
     try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir)
+        # Never a download at run time: missing data is the user's to prepare
+        # (tfds would otherwise fetch it, or retry for minutes offline).
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except (ImportError, NotImplementedError) as e:
         # Not prepared (tfds then tries to download and build it, which needs
         # more than tfds) or prepared as TFRecord (tfds' default, which
