@@ -456,6 +456,13 @@ def test_parquet_keeps_a_grid_whose_last_ticks_no_run_reached(tmp_path):
     early.to_parquet(tmp_path / "runs.parquet")
     back = Trajectories.from_parquet(tmp_path / "runs.parquet")
     assert back.num_ticks == 20 and back.digest() == early.digest()
+    # In memory the length is explicit: a table cut to its first ticks (pandas
+    # keeps attrs through the filter) makes the shorter grid it asks for.
+    table = early.to_dataframe()
+    assert table.attrs["num_ticks"] == 20
+    assert Trajectories.from_dataframe(table[table["tick"] < 10]).num_ticks == 10
+    back = Trajectories.from_dataframe(table, num_ticks=table.attrs["num_ticks"])
+    assert back.digest() == early.digest()
     early.to_csv(tmp_path / "runs.csv")  # CSV keeps no attrs: pass num_ticks
     assert Trajectories.from_csv(tmp_path / "runs.csv").num_ticks == 15
     back = Trajectories.from_csv(tmp_path / "runs.csv", num_ticks=20)

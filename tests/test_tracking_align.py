@@ -429,7 +429,7 @@ def test_a_decay_to_zero_at_the_end_of_every_run_keeps_the_grid():
     assert out["tick"].max() == 16
     for traj in (
         to_trajectories(out, pd.DataFrame(index=list(runs)), None),  # the importers
-        Trajectories.from_dataframe(out),
+        Trajectories.from_dataframe(out, num_ticks=out.attrs["num_ticks"]),
     ):
         assert traj.num_ticks == 20
         assert traj.mask[:, :17].all() and not traj.mask[:, 17:].any()

@@ -121,8 +121,7 @@ class DemoConfig:
         if unknown or not self.baselines:
             what = f"unknown {unknown}" if unknown else "none"
             raise ValueError(
-                f"baselines must name at least one of {sorted(BASELINES)}; "
-                f"got {what}."
+                f"baselines must name at least one of {sorted(BASELINES)}; got {what}."
             )
         # The pipeline sets the model, the run's length and clock, and the seed.
         taken = {"model", "total_steps", "steps_per_tick", "seed"}

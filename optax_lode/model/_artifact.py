@@ -87,7 +87,7 @@ def unpack(data: bytes, *, source: str = "file") -> tuple[dict[str, Any], bytes]
     digest = data[len(MAGIC) + 8 : _PREAMBLE]
     text = data[_PREAMBLE : _PREAMBLE + n]
     if len(text) < n:
-        # A length past the file's own size is a corrupt field, not a cut file.
+        # A length no header could have is a flipped field, not a cut file.
         what = "truncated" if n < _MAX_HEADER else "corrupt"
         raise ValueError(
             f"{source} is {what}: the header should be {n} bytes, {len(text)} are left."

@@ -254,8 +254,8 @@ class Trajectories:
             metric: name of the validation metric column.
             lr: name of the learning rate column.
             num_ticks: length of the tick grid; default one past the largest tick
-                (or ``df.attrs["num_ticks"]`` when larger, as
-                :meth:`to_dataframe` and Parquet files it wrote record).
+                (a grid whose last ticks no run reached needs it: pass
+                ``df.attrs["num_ticks"]`` of a :meth:`to_dataframe` table).
 
         Returns:
             The runs, in order of first appearance.
@@ -309,9 +309,6 @@ class Trajectories:
         row_of = {r: i for i, r in enumerate(run_ids)}
         rows = np.array([row_of[r] for r in run_keys])
         grid = int(ticks.max()) + 1
-        # Written by to_dataframe: the grid may end in ticks no run reached.
-        if num_ticks is None and "num_ticks" in df.attrs:
-            grid = max(grid, int(df.attrs["num_ticks"]))
         if num_ticks is not None:
             if whole("num_ticks", num_ticks) < grid:
                 raise ValueError(
@@ -412,9 +409,21 @@ class Trajectories:
         return cls.from_dataframe(frame, **columns)
 
     @classmethod
-    def from_parquet(cls, path: str | os.PathLike, **columns: str) -> Trajectories:
-        """:meth:`from_dataframe` of a Parquet file (``columns`` name its columns)."""
-        return cls.from_dataframe(pd.read_parquet(path), **columns)
+    def from_parquet(cls, path: str | os.PathLike, **columns: Any) -> Trajectories:
+        """:meth:`from_dataframe` of a Parquet file (``columns`` name its columns).
+
+        A file written by :meth:`to_parquet` records its grid's length, which is
+        used unless ``num_ticks`` is given: ticks that no run reached (runs
+        stopped early) stay on the grid.
+        """
+        df = pd.read_parquet(path)
+        recorded = df.attrs.get("num_ticks")
+        tick = columns.get("tick", "tick")
+        if "num_ticks" not in columns and recorded is not None and tick in df:
+            # Only a length the file's ticks fit in (a filtered copy keeps attrs).
+            if len(df) == 0 or int(recorded) > int(df[tick].max()):
+                columns = {**columns, "num_ticks": int(recorded)}
+        return cls.from_dataframe(df, **columns)
 
     @classmethod
     def from_file(
@@ -464,10 +473,11 @@ class Trajectories:
         """Long format: one row per valid (run, tick), plus the ``info`` columns.
 
         ``Trajectories.from_dataframe(traj.to_dataframe())`` gives back the same
-        runs (padding is simply absent). The grid's length is kept in the frame's
-        ``attrs["num_ticks"]``, which Parquet keeps too, so ticks masked in every
-        run (runs stopped early) are not lost; CSV drops it: pass ``num_ticks``
-        to :meth:`from_csv`.
+        runs (padding is simply absent) when its grid ends with a tick some run
+        reached; otherwise pass ``num_ticks=table.attrs["num_ticks"]``, the
+        grid's length, which :meth:`to_parquet` files keep and
+        :meth:`from_parquet` reads. CSV drops it: pass ``num_ticks`` to
+        :meth:`from_csv`.
         """
         r, t = np.nonzero(self.mask)
         out = pd.DataFrame(

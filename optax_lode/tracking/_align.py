@@ -157,9 +157,9 @@ def align_to_ticks(
         first appearance. A tick without a loss record has no row (it will be
         masked); a tick whose loss records are non-finite has a NaN loss (the run
         diverged there, and ``Trajectories`` masks it from that tick on).
-        ``attrs["num_ticks"]`` holds the grid length, which
-        ``Trajectories.from_dataframe`` reads: the last ticks may have no row in
-        any run (a rate decayed to 0 and logged as is).
+        ``attrs["num_ticks"]`` holds the grid length: the last ticks may have no
+        row in any run (a rate decayed to 0 and logged as is), so pass it to
+        ``Trajectories.from_dataframe(table, num_ticks=...)`` (the importers do).
 
     Raises:
         RunAlignmentError: naming each run that cannot be aligned, and why.
