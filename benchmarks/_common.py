@@ -190,8 +190,8 @@ def versus_reference(
             w = welch_test(d["test_metrics"], ref)
             cell = (
                 f"{w.diff * scale:+.2f} [{w.ci_low * scale:+.2f}, "
-                f"{w.ci_high * scale:+.2f}], p = {w.p_value:.2g} "
-                f"(Holm {adjusted[label]:.2g})"
+                f"{w.ci_high * scale:+.2f}], p = {format_p(w.p_value)} "
+                f"(Holm {format_p(adjusted[label])})"
             )
         stats = summarize(d["test_metrics"]).format(2, scale)
         out.append((label, d, stats, cell, adjusted.get(label)))
@@ -412,6 +412,14 @@ ALPHA = 0.05
 def significant(p_value: float | None) -> bool:
     """Whether a Welch p-value is below :data:`ALPHA` (``None``: no test)."""
     return p_value is not None and p_value < ALPHA
+
+
+def format_p(p: float) -> str:
+    """A p-value to two significant digits, or three where two would print
+    :data:`ALPHA` itself (0.0498 and 0.0501 both read "0.05" beside
+    alpha = 0.05: which side of it they fall on is the point)."""
+    text = f"{p:.2g}"
+    return f"{p:.3g}" if float(text) == ALPHA and p != ALPHA else text
 
 
 def training_seconds(records: Sequence[dict[str, Any]]) -> float:

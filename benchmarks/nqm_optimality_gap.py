@@ -39,7 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import ALPHA, markdown_table, significant, write_result
+from benchmarks._common import (
+    ALPHA,
+    format_p,
+    markdown_table,
+    significant,
+    write_result,
+)
 from optax_lode.decision import DECISION_REVISION
 
 NAME = "nqm_optimality_gap"
@@ -273,16 +279,21 @@ def main(argv: list[str] | None = None) -> int:
             vs = "-"
             if t:
                 vs = (
-                    f"{t.prob_greater:.0%}, p = {adjusted[label]:.2g} "
-                    f"({t.p_value:.2g})"
+                    f"{t.prob_greater:.0%}, p = {format_p(adjusted[label])} "
+                    f"({format_p(t.p_value)})"
                     + (": different" if significant(adjusted[label]) else "")
                 )
             over = f"{finite} seeds" + (
                 f"; {lost} of {alt.size} diverged, left out" if lost else ""
             )
+            # The median keeps the diverged runs, as the worst (as the rank
+            # test counts them); said so, since the mean leaves them out.
+            median = f"median {np.median(alt):.5g}" + (
+                f" of all {alt.size}, diverged as worst" if lost else ""
+            )
             rows.append(
                 [f"LODE, {what}{label} ({note}mean ± std over {over})",
-                 f"{alt_mean:.5g} ± {alt_std:.2g} (median {np.median(alt):.5g})",
+                 f"{alt_mean:.5g} ± {alt_std:.2g} ({median})",
                  (f"{alt_closed:+.3g}x the gap; {alt_mean / l_param:.3g}x"
                   if abs(alt_closed) >= 100  # a schedule far outside the sweep's
                   else f"{alt_closed:+.0%}; {alt_mean / l_param:.1f}x")

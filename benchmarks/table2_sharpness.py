@@ -27,6 +27,7 @@ import numpy as np
 from benchmarks._common import (
     ALPHA,
     environment,
+    format_p,
     read_result,
     render,
     rows_measured,
@@ -179,11 +180,11 @@ def task_table(task: str, results: dict) -> tuple[str, str]:
         if ref is not None and name != "LODE" and len(ref) > 1 and s.n > 1:
             w = welch_test(ref, r["eigenvalues"])
             ci = f"[{w.ci_low:+.3g}, {w.ci_high:+.3g}]"
-            welch = f"{w.diff:+.3g} {ci}, p = {w.p_value:.2g}"
+            welch = f"{w.diff:+.3g} {ci}, p = {format_p(w.p_value)}"
         if vs is not None and name in vs.ranks:
             flatter = 1.0 - vs.ranks[name].prob_greater
             p, raw = vs.adjusted[name], vs.ranks[name].p_value
-            rank = f"{flatter:.0%}, p = {p:.2g} ({raw:.2g})"
+            rank = f"{flatter:.0%}, p = {format_p(p)} ({format_p(raw)})"
         conv = r.get("converged")
         conv = f"{sum(conv)}/{len(conv)}" if conv is not None else "?"
         rows.append(

@@ -255,3 +255,15 @@ def test_model_digest_mismatches_names_each_result_made_with_another_model():
         f"table3_ablations t: model {other[:12]}, Table 1's {same[:12]}",
         f"fit_budget t: model {other[:12]}, Table 1's {same[:12]}",
     ]
+
+
+def test_p_values_next_to_alpha_show_which_side_they_fall_on():
+    from benchmarks._common import format_p
+
+    assert [format_p(p) for p in (0.0498, 0.05009, 0.05, 0.0056, 0.36)] == [
+        "0.0498",
+        "0.0501",
+        "0.05",
+        "0.0056",
+        "0.36",
+    ]
