@@ -559,7 +559,7 @@ def fit_budget_claim() -> str:
             models = task_models(d)
             reach = sum(m["mean"] >= bar for m in models)
             draw += (
-                f", and {reach} of its {len(models)} models of every budget "
+                f", and {reach} of its {len(models)} distinct models of every budget "
                 f"{'has' if reach == 1 else 'have'} a mean at or above Table "
                 "1's best tuned baseline there "
                 f"({best}, {100 * bar:.2f})"

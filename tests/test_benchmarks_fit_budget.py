@@ -95,3 +95,18 @@ def test_mse_vs_accuracy_ranks_every_model_of_the_task():
     assert mse_vs_accuracy({"fits": {"a": ref, "b": other}}) == pytest.approx(-1.0)
     worse = budget_entry(300, [fit(0.2, 0.95), fit(0.05, 0.5)], ref["test_metrics"])
     assert mse_vs_accuracy({"fits": {"a": ref, "b": worse}}) > -1.0
+
+
+def test_a_model_two_budgets_made_counts_once():
+    """30,000 steps with early stopping that never stopped is the run without:
+    the same model (one digest) is one point of the rank correlation."""
+    from benchmarks.fit_budget import task_models
+
+    def fit(digest):
+        return model_entry(0, _summary(300, 200, 0.1, False), [0.9, 0.8], digest)
+
+    ref = budget_entry(3000, [fit("a"), fit("b")], None)
+    es = budget_entry(30000, [fit("c"), fit("d")], ref["test_metrics"])
+    no_es = budget_entry(30000, [fit("c"), fit("e")], ref["test_metrics"])
+    models = task_models({"fits": {"ref": ref, "es": es, "no": no_es}})
+    assert [m["model_digest"] for m in models] == ["a", "b", "c", "d", "e"]
