@@ -197,45 +197,22 @@ def test_resume_skips_finished_chunks(tmp_path):
 
 def test_resume_refuses_another_sweeps_checkpoint(tmp_path):
     task = ToyTask()
-    run_sweep(
-        task, shapes=["constant"], lrs=[0.1], seeds=1, epochs=1, checkpoint_dir=tmp_path
-    )
+    base = dict(shapes=["constant"], lrs=[0.1], seeds=1, epochs=1)
+    run_sweep(task, **base, checkpoint_dir=tmp_path)
     config = json.loads((tmp_path / "manifest.json").read_text())["config"]
     assert config["task"] == "toy" and config["lrs"] == [0.1]
     with pytest.raises(ValueError, match=r"different sweep \(lrs: \[0.1\] then"):
-        run_sweep(
-            task,
-            shapes=["constant"],
-            lrs=[0.2],
-            seeds=1,
-            epochs=1,
-            checkpoint_dir=tmp_path,
-        )
+        run_sweep(task, **{**base, "lrs": [0.2]}, checkpoint_dir=tmp_path)
     # Only the chunking differs (another device count rounds chunk_size up to
     # another multiple): said, with how to resume.
     with pytest.raises(
         ValueError, match=r"this sweep of 1 runs each; now 3.*chunk_size=1"
     ):
-        run_sweep(
-            task,
-            shapes=["constant"],
-            lrs=[0.1],
-            seeds=1,
-            epochs=1,
-            chunk_size=3,
-            checkpoint_dir=tmp_path,
-        )
+        run_sweep(task, **base, chunk_size=3, checkpoint_dir=tmp_path)
     # The same name and settings, but a task built with other arguments (here
     # one whose loss differs): its chunks are not another task's results.
     with pytest.raises(ValueError, match="different sweep"):
-        run_sweep(
-            ToyTask(nan_after=0),
-            shapes=["constant"],
-            lrs=[0.1],
-            seeds=1,
-            epochs=1,
-            checkpoint_dir=tmp_path,
-        )
+        run_sweep(ToyTask(nan_after=0), **base, checkpoint_dir=tmp_path)
 
 
 def test_diverged_runs_are_masked_or_left_out():

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
+from optax_lode._whole import whole
 from optax_lode.model._normalisation import FEATURES, Normalisation
 
 SOLVERS: tuple[str, ...] = ("euler", "heun", "rk4", "tsit5")
@@ -461,16 +462,16 @@ class LatentODE(eqx.Module):
             training_summary: JSON-serialisable facts about the fit (``fit`` sets
                 it; ``save_model`` stores it in the header).
         """
-        for name, v in (
-            ("T", T),
-            ("mu", mu),
-            ("latent_size", latent_size),
-            ("hidden_size", hidden_size),
-            ("depth", depth),
-        ):
-            if v is not None and (isinstance(v, bool) or int(v) != v):
-                raise ValueError(f"{name} must be a whole number; got {v!r}.")
-        T = int(T)
+        T, latent_size, hidden_size, depth = (
+            whole(name, v)
+            for name, v in (
+                ("T", T),
+                ("latent_size", latent_size),
+                ("hidden_size", hidden_size),
+                ("depth", depth),
+            )
+        )
+        mu = None if mu is None else whole("mu", mu)
         if T < 2:
             raise ValueError(f"T (ticks in a run) must be at least 2; got {T}.")
         if solver not in SOLVERS:
@@ -488,13 +489,12 @@ class LatentODE(eqx.Module):
             )
         if mu is None:
             mu = max(2, round(0.05 * T))
-        mu = int(mu)
         if not 1 <= mu <= T:
             raise ValueError(f"mu must be in [1, T={T}]; got {mu}.")
         for name, v in (("latent_size", latent_size), ("hidden_size", hidden_size)):
-            if int(v) < 1:
+            if v < 1:
                 raise ValueError(f"{name} must be positive; got {v}.")
-        if int(depth) < 0:
+        if depth < 0:
             raise ValueError(f"depth must be non-negative; got {depth}.")
         if normalisation is None:
             normalisation = Normalisation.identity()
@@ -549,9 +549,9 @@ class LatentODE(eqx.Module):
         self.latent_scale = latent_scale
         self.T = T
         self.mu = mu
-        self.latent_size = int(latent_size)
-        self.hidden_size = int(hidden_size)
-        self.depth = int(depth)
+        self.latent_size = latent_size
+        self.hidden_size = hidden_size
+        self.depth = depth
         self.solver = solver
         self.ticks_per_step = int(ticks_per_step)
         self._training = json.dumps(dict(training_summary or {}), sort_keys=True)

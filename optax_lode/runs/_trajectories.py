@@ -536,8 +536,9 @@ class Trajectories:
             )
         if idx.size == 0:
             raise ValueError("the selection is empty; select at least one run.")
-        if np.unique(idx).size != idx.size:
-            twice = self.run_ids[int(next(i for i in idx if (idx == i).sum() > 1))]
+        picked, times = np.unique(idx, return_counts=True)
+        if picked.size != idx.size:
+            twice = self.run_ids[int(picked[times > 1][0])]
             raise ValueError(
                 f"the selection picks run {twice!r} more than once; run ids are "
                 "unique (to resample runs, e.g. a bootstrap, use the arrays: "
