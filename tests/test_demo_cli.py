@@ -111,3 +111,33 @@ def test_demo_cli_user_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(demo, "run_demo", unprepared)
     assert main(["demo", "--fast", "--out", str(tmp_path / "d")]) == 2
     assert "optax-lode demo: cannot read TFDS x" in capsys.readouterr().err
+
+
+def test_demo_cli_passes_task_args_and_refuses_bad_ones(tmp_path, capsys, monkeypatch):
+    import optax_lode.demo as demo
+    from optax_lode.cli import main
+
+    seen = {}
+
+    def record(config, out, **kwargs):
+        seen["config"] = config
+        raise SystemExit(0)  # stop before the sweep
+
+    monkeypatch.setattr(demo, "run_demo", record)
+    args = ["demo", "--fast", "--task", "nqm", "--out", str(tmp_path / "d")]
+    with pytest.raises(SystemExit):
+        main([*args, "--task-arg", "dim=20", "--task-arg", "batch_size=8"])
+    assert seen["config"].task_kwargs == (("dim", 20), ("batch_size", 8))
+    seen.clear()
+    assert main([*args, "--task-arg", "dim=-3"]) == 2  # checked before the demo
+    err = capsys.readouterr().err
+    assert err.startswith("optax-lode demo: --task nqm --task-arg: ") and not seen
+    assert main([*args, "--task-arg", "no_such=1"]) == 2
+    assert "no_such" in capsys.readouterr().err and not seen
+
+
+def test_a_sweep_of_one_run_is_refused_before_it_runs():
+    # It failed after the sweep, when the fit's runs were split from the held-out.
+    with pytest.raises(ValueError, match="the sweep has 1 run"):
+        fast_config(shapes=("cosine",), lrs=(1e-2,), sweep_seeds=1)
+    assert fast_config(shapes=("cosine",), lrs=(1e-2,)).sweep_seeds == 2

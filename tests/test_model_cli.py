@@ -18,7 +18,7 @@ def runs_csv(tmp_path_factory):
 
 
 def test_fit_then_inspect(runs_csv, tmp_path, capsys):
-    out = tmp_path / "model.lode"
+    out = tmp_path / "models" / "model.lode"  # a missing directory is made
     code = main(
         [
             "fit",
@@ -73,10 +73,12 @@ def test_unwritable_out_and_bad_settings_exit_2_before_fitting(
     def no_fit(*args, **kwargs):  # the checks must come first
         raise AssertionError("fit ran")
 
-    for out in (tmp_path / "missing" / "m.lode", tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, why in ((afile / "m.lode", f"cannot make {afile}"), (tmp_path, "")):
         monkeypatch.setattr(model_module, "fit", no_fit)
         assert main(["fit", str(runs_csv), "--out", str(out), "--quiet"]) == 2
-        assert "cannot write --out" in capsys.readouterr().err
+        assert f"cannot write --out {out}: {why}" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["inspect", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from optax_lode.cli.sweep import task_arg
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -23,6 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--task", default="mnist1d-mlp", help="task name (default: mnist1d-mlp)"
+    )
+    p.add_argument(
+        "--task-arg",
+        type=task_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument of the task factory, e.g. data_dir=/data/tfds "
+        "(repeatable; values parsed as Python literals; as for optax-lode sweep)",
     )
     p.add_argument(
         "--seeds",
@@ -66,12 +77,25 @@ def _run(args: argparse.Namespace) -> int:
         changes["seeds"] = args.seeds
     if args.fit_steps is not None:
         changes["fit_steps"] = args.fit_steps
+    if args.task_arg:
+        changes["task_kwargs"] = tuple(args.task_arg)
     try:
         config = make(args.task, **changes)
     except ValueError as e:
         return _fail(str(e))
     if args.task not in TASKS:
         return _fail(f"unknown task {args.task!r}; choose one of {sorted(TASKS)}")
+    if args.task_arg:
+        # Checked here, where a bad argument is the user's error: inside the
+        # demo it would be a traceback. Costs one more build of the task.
+        from optax_lode.tasks import get_task
+
+        try:
+            get_task(args.task, **dict(args.task_arg))
+        except DataNotPreparedError as e:
+            return _fail(str(e))
+        except (ValueError, TypeError, ZeroDivisionError) as e:
+            return _fail(f"--task {args.task} --task-arg: {e}")
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file of that name, or no permission

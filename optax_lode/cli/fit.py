@@ -38,7 +38,12 @@ def register(subparsers) -> None:
         help="the runs: a .csv/.parquet file, mlflow://EXPERIMENT (with "
         "--tracking-uri or MLFLOW_TRACKING_URI) or tensorboard://LOGDIR",
     )
-    p.add_argument("--out", required=True, type=Path, help="model file to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="model file to write (a missing directory is made)",
+    )
     p.add_argument("--mu", type=int, default=None, help="window in ticks (5%% of T)")
     p.add_argument("--steps", type=int, default=5000, help="max gradient steps")
     p.add_argument("--batch-size", type=int, default=20)
@@ -206,10 +211,8 @@ def run(args: argparse.Namespace) -> int:
     from optax_lode.model import fit, model_digest, save_model
     from optax_lode.tracking import load_runs
 
-    out_dir = args.out.parent
-    if args.out.is_dir() or not out_dir.is_dir():
-        where = "is a directory" if args.out.is_dir() else f"{out_dir} does not exist"
-        msg = f"optax-lode fit: cannot write --out {args.out}: {where}"
+    if args.out.is_dir():  # checked first: the fit can take minutes
+        msg = f"optax-lode fit: cannot write --out {args.out}: is a directory"
         print(msg, file=sys.stderr)
         return 2
     if args.patience < 0:
@@ -280,6 +283,15 @@ def run(args: argparse.Namespace) -> int:
         f"{runs.num_runs} runs x {runs.num_ticks} ticks from {args.runs}",
         file=sys.stderr,
     )
+    try:  # a missing directory is made, as `sweep` and `demo` make theirs
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file on the path, or no permission
+        msg = (
+            f"optax-lode fit: cannot write --out {args.out}: cannot make "
+            f"{args.out.parent} ({e.strerror or e})"
+        )
+        print(msg, file=sys.stderr)
+        return 2
     try:
         model = fit(
             runs,

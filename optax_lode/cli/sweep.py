@@ -21,7 +21,8 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def _task_arg(text: str) -> tuple[str, object]:
+def task_arg(text: str) -> tuple[str, object]:
+    """Parses a ``--task-arg KEY=VALUE`` (shared with ``optax-lode demo``)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -87,7 +88,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--task-arg",
-        type=_task_arg,
+        type=task_arg,
         action="append",
         default=[],
         metavar="KEY=VALUE",

@@ -109,6 +109,13 @@ class DemoConfig:
             )
         if not self.shapes or not self.lrs:
             raise ValueError("the sweep needs at least one shape and one lr.")
+        runs = len(self.shapes) * len(self.lrs) * self.sweep_seeds
+        if runs < 2:  # else "cannot split" after the sweep has run
+            raise ValueError(
+                f"the sweep has {runs} run (shapes x lrs x sweep_seeds); the demo "
+                "fits the LODE to some runs and holds out others, so it needs at "
+                "least 2: add a learning rate, a shape or a sweep seed."
+            )
 
     def _check_names(self) -> None:
         """Names a later stage would trip on, after the sweep and the fit."""

@@ -50,8 +50,8 @@ def tfds_arrays(
             f"cannot read TFDS {name}/{split} ({type(e).__name__}: {e}). "
             f"Prepare it once as ArrayRecord, `tfds build {name} "
             "--file_format=array_record` (needs TensorFlow), and pass its "
-            "directory: get_task(..., data_dir=DIR), optax-lode sweep --task-arg "
-            "data_dir=DIR, or TFDS_DATA_DIR=DIR for optax-lode demo"
+            "directory: get_task(..., data_dir=DIR), or --task-arg data_dir=DIR "
+            "for optax-lode sweep and optax-lode demo"
         ) from e
     n = len(source)
     if n == 0:
