@@ -15,8 +15,9 @@ Measured in one process, as ratios and medians:
    through ``eqx.filter_jit`` (adds Python's per-call flattening of the module).
 3. **Compile time** added to the training step.
 4. **vmap caveat.** Under ``jax.vmap`` over runs the decision's ``lax.cond``
-   becomes a ``select`` that pays a decision on every step; measured on a few
-   steps of 4 vmapped runs.
+   becomes a ``select`` that pays a decision on every step (unless the
+   schedule has an ``axis_name``: ``benchmarks/vmapped_runs.py``); measured on
+   a few steps of 4 vmapped runs without it.
 
 Run: ``python -m benchmarks.overhead`` (``--quick`` for a smoke run).
 """

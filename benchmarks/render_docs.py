@@ -66,9 +66,12 @@ ORDER = (
     "overhead_real_use_sequential_scheduler",
     "overhead_real_use_mnist1d_cnn",
     "decision_overlap",
+    "vmapped_runs",
 )
 #: Results summarised at the top of the schedule page's "Cost" section.
-COST_RESULTS = tuple(n for n in ORDER if n.startswith(("overhead", "decision_")))
+COST_RESULTS = tuple(
+    n for n in ORDER if n.startswith(("overhead", "decision_", "vmapped_"))
+)
 
 INTRO = """\
 # Benchmarks

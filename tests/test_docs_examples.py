@@ -269,6 +269,15 @@ def _check_diagnostics(ns, out):
     assert list(Path("logs/lode-run").glob("events.out.tfevents.*"))
 
 
+def _check_vmapped_runs(ns, out):
+    state = optax.tree.get(ns["opt_state"], "LodeState")
+    # Every run decided at ticks mu, 2 mu, ... (mu = 2: 11 of them in T = 24),
+    # each its own way.
+    assert np.all(np.asarray(state.decisions) == 11)
+    lr = np.asarray(state.learning_rate)
+    assert lr.shape == (3,) and np.all(lr > 0) and len(set(lr.tolist())) == 3
+
+
 BLOCKS: dict[tuple[str, str], Run | NotRun] = {
     ("README.md", 'load_model("sweep.lode")'): Run("step_names", _check_step),
     ("docs/index.md", 'load_model("sweep.lode")'): Run("step_names", _check_step),
@@ -319,6 +328,9 @@ BLOCKS: dict[tuple[str, str], Run | NotRun] = {
     ),
     ("docs/schedule.md", "import jax, matplotlib.pyplot as plt"): Run(
         "explain_names", _check_explain
+    ),
+    ("docs/schedule.md", "import jax, optax, optax_lode"): Run(
+        "vmap_names", _check_vmapped_runs
     ),
     ("docs/sweep.md", "from optax_lode.sweep import run_sweep"): Run(
         "task_extras",
@@ -598,6 +610,25 @@ def schedule_loop_names():
         loss_fn=lambda p, b: loss_fn(p, *b),
         batches=itertools.repeat(batch),
         evaluate=evaluate,
+    )
+
+
+@pytest.fixture
+def vmap_names(tiny_model):
+    """A model of T = 24 ticks, and 3 runs' parameters of a regression MLP."""
+    params, loss_fn, batch = mlp_problem()
+    keys = jax.random.split(jax.random.key(5), 3)
+    stacked = jax.vmap(
+        lambda k: jax.tree.map(
+            lambda p: p + 0.3 * jax.random.normal(k, p.shape), params
+        )
+    )(keys)
+    return dict(
+        model=tiny_model,
+        params=stacked,
+        loss_fn=lambda p, b: loss_fn(p, *b),
+        batch=batch,
+        evaluate=lambda p: 1.0 / (1.0 + loss_fn(p, *batch)),
     )
 
 

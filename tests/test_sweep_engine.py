@@ -363,6 +363,33 @@ def test_train_runs_vmaps_seeds_like_train_run():
         train_runs(task, tx, seeds=2)
 
 
+def test_train_runs_of_a_lode_schedule_on_its_axis_match_train_run():
+    """With axis_name=RUNS_AXIS the runs decide together behind one cond; each
+    run's rates are those train_run gives it alone."""
+    from optax_lode import LatentODE, lode_schedule
+    from optax_lode.sweep import RUNS_AXIS
+    from optax_lode.tasks import get_task
+
+    task = get_task("nqm", dim=4, steps_per_epoch=4, default_epochs=6)
+    model = LatentODE(T=12, mu=2, key=jax.random.key(0))
+
+    def tx(axis_name=None):
+        lode = lode_schedule(
+            model, total_steps=24, steps_per_tick=2, n=4, axis_name=axis_name
+        )
+        return optax.chain(optax.adamw(1.0), lode)
+
+    many = train_runs(task, tx(RUNS_AXIS), seeds=[0, 3], ticks_per_epoch=2)
+    assert np.all(
+        np.asarray(optax.tree.get(many.opt_state, "LodeState").decisions) == 5
+    )
+    assert not np.allclose(many.lr[0], many.lr[1])
+    for i, seed in enumerate([0, 3]):
+        one = train_run(task, tx(), seed=seed, ticks_per_epoch=2)
+        np.testing.assert_allclose(many.lr[i], one.lr, rtol=1e-5)
+        np.testing.assert_allclose(many.loss[i], one.loss, rtol=1e-5)
+
+
 def test_eval_fn_chooses_the_evaluated_parameters():
     task = ToyTask()
     tx = sweep_optimizer(make_schedule("constant", 0.1, 6), weight_decay=0.0)

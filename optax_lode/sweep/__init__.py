@@ -23,11 +23,12 @@ from optax_lode.sweep._sweep import (
     run_sweep,
     sweep_grid,
 )
-from optax_lode.sweep._train import RunResult, train_run, train_runs
+from optax_lode.sweep._train import RUNS_AXIS, RunResult, train_run, train_runs
 
 __all__ = [
     "PAPER_LRS",
     "PAPER_SHAPES",
+    "RUNS_AXIS",
     "SCHEDULE_SHAPES",
     "ZERO_LOSS_FLOOR",
     "DivergedSweepRunWarning",

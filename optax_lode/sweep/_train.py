@@ -24,6 +24,11 @@ from optax_lode.sweep._loop import (
 )
 from optax_lode.tasks import Task
 
+RUNS_AXIS = "runs"
+"""The name of :func:`train_runs`' vmap axis over seeds: build a
+``lode_schedule(..., axis_name=RUNS_AXIS)`` for it, so its decisions stay
+behind one ``lax.cond`` instead of running at every step."""
+
 PyTree = Any
 
 
@@ -210,7 +215,7 @@ def _compile(
 
     if batched:
         start, one_tick_eval, test_of = (
-            jax.vmap(f) for f in (start, one_tick_eval, test_of)
+            jax.vmap(f, axis_name=RUNS_AXIS) for f in (start, one_tick_eval, test_of)
         )
     start_j = jax.jit(start)
     # Shapes only: the run itself initialises (Program.run).
@@ -369,12 +374,12 @@ def train_runs(
     """:func:`train_run` for several seeds of the same optimizer, vmapped.
 
     Every field of the result gains a leading ``seeds`` axis (``loss`` is
-    ``(seeds, ticks)``, ``test_metric`` an array, params batched). Mind that
-    under ``vmap`` a ``lax.cond`` whose predicate differs across runs
-    executes both branches: the batched state makes ``lode_schedule``'s
-    decision predicate batched, so it pays a rollout at every step
-    (docs/schedule.md, "Keeping it cheap").
-    Time it, or train such runs one by one with :func:`train_run`.
+    ``(seeds, ticks)``, ``test_metric`` an array, params batched). The vmap
+    axis is named :data:`RUNS_AXIS` (``"runs"``). Build a ``lode_schedule``
+    for it with ``axis_name=RUNS_AXIS``: under ``vmap`` a ``lax.cond`` whose
+    predicate differs across runs executes both branches, so without it the
+    schedule pays a decision at every step (docs/schedule.md, "Under
+    jax.vmap").
     """
     if isinstance(seeds, int | np.integer):  # run_sweep's seeds=5 means 5 seeds
         raise ValueError(

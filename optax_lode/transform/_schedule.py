@@ -12,6 +12,7 @@ round trip and no recompilation from one step to the next.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -289,6 +290,7 @@ def lode_schedule(
     rescale: bool = False,
     match_rule: str = "highest_lr",
     anchor: str = "model",
+    axis_name: Hashable | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Scales updates by a learning rate chosen by a latent ODE of training.
 
@@ -358,6 +360,16 @@ def lode_schedule(
             (the paper, default: the chosen members' own predicted rates) or
             ``"live"`` (opt-in: their predicted relative change applied to
             the run's current rate), see :data:`optax_lode.decision.ANCHORS`.
+        axis_name: the name of a ``jax.vmap`` axis over independent runs
+            (``jax.vmap(train_step, axis_name="runs")``), for training several
+            LODE-scheduled runs as one vmapped program. Without it the
+            decision's ``lax.cond`` has a per-run predicate there, which JAX
+            turns into a ``select`` that runs the decision at *every* step;
+            with it the runs' predicates are combined (``lax.pmax`` over the
+            axis) into one, the ``cond`` stays a ``cond``, and the runs decide
+            together at their decision ticks (a run not at one keeps its own
+            state). Each run's rates are those it gets alone. Default
+            ``None``: no vmap over runs (or the slow ``select``).
 
     Returns:
         An :class:`optax.GradientTransformationExtraArgs` with state
@@ -386,6 +398,12 @@ def lode_schedule(
         Sampson & Melchior, "Dynamics of Learning: Generative Schedules from
         Latent ODEs", 2025 (arXiv:2509.23052), Section 3.2 and Algorithm 1.
     """
+    try:
+        hash(axis_name)
+    except TypeError:
+        raise TypeError(
+            f"axis_name must be a vmap axis name (a string), got {axis_name!r}"
+        ) from None
     missing = [f for f in _MODEL_FIELDS if not hasattr(model, f)]
     if missing:
         raise TypeError(
@@ -557,6 +575,28 @@ def lode_schedule(
     def _advance_holding(args):
         return _advance(*args, with_decision=False)
 
+    # With axis_name, every run takes the deciding branch when any run
+    # decides; one that does not (runs out of step) keeps its holding advance.
+    def _advance_deciding_mine(args):
+        *args, mine = args
+        decided = _advance(*args, with_decision=True)
+        held = _advance(*args, with_decision=False)
+        return jax.tree.map(lambda a, b: jnp.where(mine, a, b), decided, held)
+
+    def _advance_holding_mine(args):
+        return _advance(*args[:-1], with_decision=False)
+
+    def _any_run(decide_now: Array) -> Array:
+        try:
+            return jax.lax.pmax(decide_now.astype(jnp.int32), axis_name) > 0
+        except NameError as e:  # JAX's message speaks of psum and shard_map
+            raise ValueError(
+                f"lode_schedule(axis_name={axis_name!r}) runs only inside "
+                f"jax.vmap(..., axis_name={axis_name!r}) (or a shard_map over "
+                "that axis); without a vmap over runs, build it with "
+                "axis_name=None"
+            ) from e
+
     def update_fn(
         updates: optax.Updates,
         state: LodeState,
@@ -620,9 +660,20 @@ def lode_schedule(
         # knows nothing after T, and the rate holds the last segment's end.
         tick = state.tick
         decide_now = _tick_start(state) & (tick % mu_ == 0) & (tick < run_ticks)
-        new_state = jax.lax.cond(
-            decide_now, _advance_deciding, _advance_holding, (value, val_metric, state)
-        )
+        if axis_name is None:
+            new_state = jax.lax.cond(
+                decide_now,
+                _advance_deciding,
+                _advance_holding,
+                (value, val_metric, state),
+            )
+        else:
+            new_state = jax.lax.cond(
+                _any_run(decide_now),
+                _advance_deciding_mine,
+                _advance_holding_mine,
+                (value, val_metric, state, decide_now),
+            )
         # The rate is the cond's output, one materialised scalar: computed
         # after it from the segment, its ~40 scalar ops were fused into every
         # parameter leaf's update (~0.35% of a small MLP's scanned step).

@@ -1,0 +1,142 @@
+"""Several LODE-scheduled runs as one vmapped program (``axis_name``)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from _lode_helpers import MU, TOTAL_STEPS, K, fake_metric, mlp_problem, small_model
+from test_transform_compile import _primitives
+
+from optax_lode.transform import lode_schedule
+
+RUNS = 3
+
+
+def _tx(axis_name=None):
+    lode = lode_schedule(
+        small_model(2),
+        total_steps=TOTAL_STEPS,
+        steps_per_tick=K,
+        mu=MU,
+        axis_name=axis_name,
+    )
+    return optax.chain(optax.adamw(1.0, weight_decay=1e-3), lode)
+
+
+def _step_fn(tx, loss_fn, x, y):
+    def step(params, opt_state):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        updates, opt_state = tx.update(
+            grads, opt_state, params, value=loss, val_metric=fake_metric(loss)
+        )
+        return optax.apply_updates(params, updates), opt_state
+
+    return step
+
+
+def _steps(step, num):
+    """``num`` steps as one scan, returning the rate of each step."""
+
+    def run(params, opt_state):
+        def body(carry, _):
+            carry = step(*carry)
+            return carry, carry[1][1].learning_rate
+
+        (params, opt_state), lrs = jax.lax.scan(
+            body, (params, opt_state), None, length=num
+        )
+        return params, opt_state, lrs
+
+    return run
+
+
+def _problem():
+    params, loss_fn, (x, y) = mlp_problem(1)
+    # Runs differ by their initial parameters (so by their losses and rates).
+    keys = jax.random.split(jax.random.key(7), RUNS)
+    stacked = jax.vmap(
+        lambda k: jax.tree.map(
+            lambda p: p + 0.3 * jax.random.normal(k, p.shape), params
+        )
+    )(keys)
+    return stacked, loss_fn, x, y
+
+
+def _alone(stacked, loss_fn, x, y, steps, start_steps=None):
+    """Each run trained alone (no vmap, no axis_name): its rates per step."""
+    tx = _tx()
+    step = _step_fn(tx, loss_fn, x, y)
+    out = []
+    for r in range(RUNS):
+        params = jax.tree.map(lambda p, r=r: p[r], stacked)
+        opt_state = tx.init(params)
+        skip = 0 if start_steps is None else start_steps[r]
+        if skip:
+            params, opt_state, _ = jax.jit(_steps(step, skip))(params, opt_state)
+        out.append(np.asarray(jax.jit(_steps(step, steps))(params, opt_state)[2]))
+    return np.stack(out)
+
+
+def test_vmapped_runs_get_the_rates_each_gets_alone_and_keep_the_cond():
+    stacked, loss_fn, x, y = _problem()
+    tx = _tx("runs")
+    step = _step_fn(tx, loss_fn, x, y)
+    run = jax.vmap(_steps(step, TOTAL_STEPS), axis_name="runs")
+    opt_state = jax.vmap(tx.init)(stacked)
+    _, final, lrs = jax.jit(run)(stacked, opt_state)
+    lode_state = final[1]
+    assert np.all(np.asarray(lode_state.decisions) == (TOTAL_STEPS // K - 1) // MU)
+    # Decisions were made (the rates left the warm start) and differ by run.
+    lrs = np.asarray(lrs)
+    assert not np.allclose(lrs[0], lrs[1])
+    np.testing.assert_allclose(
+        lrs, _alone(stacked, loss_fn, x, y, TOTAL_STEPS), rtol=2e-5
+    )
+
+    # The point of axis_name: the decision stays behind a cond. Without it the
+    # vmapped predicate turns the cond into a select (a decision every step).
+    def vmapped_jaxpr(tx):
+        s = jax.vmap(_step_fn(tx, loss_fn, x, y), axis_name="runs")
+        return jax.make_jaxpr(s)(stacked, jax.vmap(tx.init)(stacked)).jaxpr
+
+    assert "cond" in _primitives(vmapped_jaxpr(tx))
+    assert "cond" not in _primitives(vmapped_jaxpr(_tx()))
+
+
+def test_runs_out_of_step_decide_at_their_own_ticks():
+    # Run r starts 3 r ticks late: the runs' decision ticks never coincide, so
+    # every decision is taken by one run while the others hold.
+    stacked, loss_fn, x, y = _problem()
+    start = [3 * K * r for r in range(RUNS)]
+    steps = TOTAL_STEPS - max(start)
+    tx = _tx("runs")
+    step = _step_fn(tx, loss_fn, x, y)
+    params, states = [], []
+    for r in range(RUNS):
+        p = jax.tree.map(lambda a, r=r: a[r], stacked)
+        s = tx.init(p)
+        if start[r]:
+            p, s, _ = jax.jit(_steps(_step_fn(_tx(), loss_fn, x, y), start[r]))(p, s)
+        params.append(p)
+        states.append(s)
+    params, states = (
+        jax.tree.map(lambda *a: jnp.stack(a), *t) for t in (params, states)
+    )
+    run = jax.vmap(_steps(step, steps), axis_name="runs")
+    lrs = np.asarray(jax.jit(run)(params, states)[2])
+    np.testing.assert_allclose(
+        lrs, _alone(stacked, loss_fn, x, y, steps, start_steps=start), rtol=2e-5
+    )
+
+
+def test_axis_name_outside_its_vmap_says_what_to_do():
+    params, loss_fn, (x, y) = mlp_problem(1)
+    tx = _tx("runs")
+    step = jax.jit(_step_fn(tx, loss_fn, x, y))
+    with pytest.raises(ValueError, match=r"only inside jax.vmap\(\.\.\., axis_name="):
+        step(params, tx.init(params))
+    with pytest.raises(TypeError, match="axis_name must be a vmap axis name"):
+        lode_schedule(small_model(2), total_steps=TOTAL_STEPS, axis_name=["runs"])
