@@ -192,3 +192,44 @@ def test_rank_promotion_raise_changes_nothing():
     with jax.numpy_rank_promotion("raise"):
         strict = everything()
     assert strict == everything()
+
+
+def test_strict_dtype_promotion_changes_nothing():
+    """``jax_numpy_dtype_promotion="strict"`` (no implicit int/float mixing):
+    optax's sgd runs under it, and so must the schedule, the decision, the fit
+    and the evaluation; each traces under standard promotion, so the numbers
+    are those of the default setting, bit for bit."""
+    from optax_lode.decision import DecisionConfig, explain
+    from optax_lode.runs import synthetic_sweep
+
+    runs = synthetic_sweep(ticks=T, seeds=(0, 1))
+
+    def everything():
+        model = optax_lode.fit(runs, steps=3, held_out=0.5, progress=False)
+        report = optax_lode.evaluate(model, runs, observe=0.25)
+        tx = optax.chain(
+            optax.sgd(1.0, momentum=0.9),
+            optax_lode.lode_schedule(model, total_steps=T * 2, steps_per_tick=2, mu=4),
+        )
+        params = {"w": jnp.ones((2,))}
+        state = tx.init(params)
+        step = jax.jit(lambda p, s, v: tx.update(p, s, p, value=v, val_metric=0.5))
+        lrs = []
+        for i in range(T * 2):
+            _, state = step(params, state, 1.0 / (1.0 + i))
+            lrs.append(float(optax.tree.get(state, "learning_rate")))
+        config = DecisionConfig.from_model(model, run_ticks=T, mu=4)
+        window = runs.features()[0, 4:8]
+        e = explain(model, window, 8, jax.random.key(0), config)
+        return (
+            optax_lode.model.model_digest(model),
+            report["loss"],
+            lrs,
+            int(optax.tree.get(state, "LodeState").decisions),
+            np.asarray(e.scores).tobytes(),
+        )
+
+    with jax.numpy_dtype_promotion("strict"):
+        strict = everything()
+    assert strict[3] > 0
+    assert strict == everything()

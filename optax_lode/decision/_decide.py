@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from optax_lode._promotion import standard_promotion
 from optax_lode.decision._config import DecisionConfig
 from optax_lode.model._latent_ode import rows_finite
 
@@ -173,6 +174,7 @@ def ensemble_noise(
     return eps.at[0].set(0.0)
 
 
+@standard_promotion
 def _run(
     model: Any,
     window: Float[Array, "mu 3"],

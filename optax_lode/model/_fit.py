@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from optax_lode._files import atomic_write_bytes, usable_directory
+from optax_lode._promotion import standard_promotion
 from optax_lode._seeds import check_seed
 from optax_lode._version import __version__
 from optax_lode._whole import whole
@@ -191,6 +192,7 @@ def _fingerprint(traj: Trajectories, config: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+@standard_promotion
 def fit(
     trajectories: Trajectories,
     *,
