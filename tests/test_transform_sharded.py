@@ -92,3 +92,86 @@ def test_sharded_training_keeps_shardings_and_the_schedule():
     assert res["state_shardings"] == ["True"], "the schedule state is replicated"
     np.testing.assert_allclose(res["lrs_sharded"], res["lrs_single"], rtol=1e-5)
     assert res["param_diff"] < 1e-4
+
+
+_SHARD_MAP_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from jax.sharding import Mesh, PartitionSpec as P
+    from _lode_helpers import MU, K, TOTAL_STEPS, fake_metric, mlp_problem, small_model
+    from optax_lode.transform import lode_schedule
+
+    assert len(jax.devices()) == 2, jax.devices()
+    params, loss_fn, (x, y) = mlp_problem(7, width=16)
+
+    def make(axis_name=None):
+        lode = lode_schedule(small_model(5), total_steps=TOTAL_STEPS,
+                             steps_per_tick=K, mu=MU, axis_name=axis_name)
+        return optax.chain(optax.adamw(1.0, weight_decay=1e-3), lode)
+
+    def rates(tx, p, s, x, y, mean_over=None):
+        def body(c, _):
+            p, s = c
+            loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+            if mean_over:  # data parallel: the global mean loss and gradient
+                loss, g = jax.lax.pmean((loss, g), mean_over)
+            u, s = tx.update(g, s, p, value=loss, val_metric=fake_metric(loss))
+            return (optax.apply_updates(p, u), s), s[1].learning_rate
+        (_, s), lrs = jax.lax.scan(body, (p, s), length=TOTAL_STEPS)
+        return lrs, s[1].decisions
+
+    alone = make()
+    out = {}
+    # Data parallel: one run, its batch split over the devices.
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    dp = jax.jit(jax.shard_map(
+        lambda p, s, x, y: rates(alone, p, s, x, y, mean_over="data"),
+        mesh=mesh, in_specs=(P(), P(), P("data"), P("data")), out_specs=P()))
+    out["dp"], _ = dp(params, alone.init(params), x, y)
+    out["single"], _ = jax.jit(lambda p, s: rates(alone, p, s, x, y))(
+        params, alone.init(params))
+    # One run per device, deciding on the named axis.
+    runs = jax.tree.map(lambda a: jnp.stack([a, 1.3 * a]), params)
+    tx = make("runs")
+    mesh = Mesh(np.array(jax.devices()), ("runs",))
+    def one(p, s):  # this device's run (a block of one)
+        lrs, d = rates(tx, *jax.tree.map(lambda a: a[0], (p, s)), x, y)
+        return lrs[None], d[None]
+    per_device = jax.jit(jax.shard_map(
+        one, mesh=mesh, in_specs=(P("runs"), P("runs")), out_specs=P("runs")))
+    out["runs"], decisions = per_device(runs, jax.vmap(tx.init)(runs))
+    out["decisions"] = decisions
+    out["runs_alone"] = [
+        jax.jit(lambda p, s: rates(alone, p, s, x, y)[0])(
+            p, alone.init(p))
+        for p in (jax.tree.map(lambda a, i=i: a[i], runs) for i in range(2))
+    ]
+    print(json.dumps(jax.tree.map(lambda a: np.asarray(a).tolist(), out)))
+    """
+)
+
+
+def test_shard_map_data_parallel_and_one_run_per_device():
+    """Under shard_map: a data-parallel run (the mean loss and gradient over the
+    devices) gets the single-device rates; runs one per device, with
+    axis_name, decide together and each gets the rates it gets alone."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["JAX_PLATFORMS"] = "cpu"
+    here = Path(__file__).resolve().parent
+    env["PYTHONPATH"] = os.pathsep.join([str(here), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", _SHARD_MAP_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(res["dp"], res["single"], rtol=1e-5)
+    assert res["decisions"] == [5, 5]
+    np.testing.assert_allclose(res["runs"], res["runs_alone"], rtol=1e-5)
+    assert not np.allclose(res["runs"][0], res["runs"][1])

@@ -314,7 +314,8 @@ def _run_blocks(
         blocks,
     )
     y_shape = jax.eval_shape(lambda z: block(z, None)[1], z0s)
-    empty = [jnp.zeros((blocks, *a.shape), a.dtype) for a in y_shape]
+    # zeros_like: the buffers vary over a shard_map's axes as the latents do.
+    empty = [jnp.zeros_like(z0s, a.dtype, (blocks, *a.shape)) for a in y_shape]
     if not with_slopes:
         empty = empty[:1]
 
@@ -623,7 +624,8 @@ class LatentODE(eqx.Module):
             h = h - dt * self.encoder_field(h)
             return h, None
 
-        h0 = jnp.zeros((self.hidden_size,), jnp.float32)
+        # zeros_like: h0 varies over a shard_map's axes as the window does.
+        h0 = jnp.zeros_like(x, shape=(self.hidden_size,))
         # Read from the latest tick backwards; the last step's ODE move (past the
         # first row) is undone by not applying it: handle the first row separately.
         h, _ = jax.lax.scan(step, h0, (x[:0:-1], valid[:0:-1]))

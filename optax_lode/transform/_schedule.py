@@ -369,8 +369,9 @@ def lode_schedule(
             with it the runs' predicates are combined (``lax.pmax`` over the
             axis) into one, the ``cond`` stays a ``cond``, and the runs decide
             together at their decision ticks (a run not at one keeps its own
-            state). Each run's rates are those it gets alone. Default
-            ``None``: no vmap over runs (or the slow ``select``).
+            state). Each run's rates are those it gets alone. The same for
+            runs one per device under a ``jax.shard_map`` over that axis.
+            Default ``None``: no vmap over runs (or the slow ``select``).
 
     Returns:
         An :class:`optax.GradientTransformationExtraArgs` with state
