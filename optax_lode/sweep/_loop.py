@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from optax_lode._whole import whole
 from optax_lode.tasks import Task
 
 PyTree = Any
@@ -69,10 +70,8 @@ def default_lr_fn(opt_state: PyTree) -> Float[Array, ""]:
 
 def check_clock(task: Task, epochs: int, ticks_per_epoch: int) -> tuple[int, int]:
     """``(num_ticks, steps_per_tick)`` of a run, with clear errors."""
-    for name, value in (("epochs", epochs), ("ticks_per_epoch", ticks_per_epoch)):
-        if isinstance(value, bool) or int(value) != value:
-            raise ValueError(f"{name}={value!r} must be a whole number")
-    epochs, ticks_per_epoch = int(epochs), int(ticks_per_epoch)
+    epochs = whole("epochs", epochs)
+    ticks_per_epoch = whole("ticks_per_epoch", ticks_per_epoch)
     if epochs < 1:
         raise ValueError(f"epochs={epochs} must be >= 1")
     if ticks_per_epoch < 1:
