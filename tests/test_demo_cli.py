@@ -60,6 +60,15 @@ def test_demo_config_validation():
         DemoConfig(lode_kwargs=(("nn", 5),))
     with pytest.raises(ValueError, match=r"lode_kwargs \['seed'\]"):
         DemoConfig(lode_kwargs={"seed": 3})  # the pipeline sets it per run
+    with pytest.raises(ValueError, match=r"lode_kwargs \['axis_name'\]"):
+        DemoConfig(lode_kwargs={"axis_name": "runs"})  # runs are trained alone
+    # Lists (a --task-arg hidden=[64]) are kept as tuples: the config hashes,
+    # and its keys are those of the tuple.
+    listed = DemoConfig(task_kwargs={"hidden": [64, [1]]})
+    assert listed.task_kwargs == (("hidden", (64, (1,))),) and hash(listed)
+    assert (
+        listed.sweep_key() == DemoConfig(task_kwargs={"hidden": (64, (1,))}).sweep_key()
+    )
     # A mapping is read as its pairs: keyed by values too, not by keys alone.
     small, big = (
         DemoConfig(task_kwargs={"hidden": (8,)}),

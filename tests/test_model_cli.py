@@ -75,7 +75,7 @@ def test_unwritable_out_and_bad_settings_exit_2_before_fitting(
 
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for out, why in ((afile / "m.lode", f"cannot make {afile}"), (tmp_path, "")):
+    for out, why in ((afile / "m.lode", f"{afile} is not a directory"), (tmp_path, "")):
         monkeypatch.setattr(model_module, "fit", no_fit)
         assert main(["fit", str(runs_csv), "--out", str(out), "--quiet"]) == 2
         assert f"cannot write --out {out}: {why}" in capsys.readouterr().err
@@ -100,3 +100,31 @@ def test_fit_help_is_literal_about_percentages(capsys):
         main(["fit", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "5% / 50%" in text and "%%" not in text
+
+
+def test_fit_out_is_checked_writable_and_a_made_directory_not_left(
+    runs_csv, tmp_path, capsys, monkeypatch
+):
+    import optax_lode.cli.fit as fit_cli
+    import optax_lode.model as model_module
+
+    # Settings the fit refuses: the directory made for --out is removed again.
+    out = tmp_path / "new" / "deeper" / "m.lode"
+    assert main(["fit", str(runs_csv), "--out", str(out), "--mu", "500"]) == 2
+    assert "mu" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+    # A directory that cannot be written (root ignores modes: simulated) is
+    # said before the fit, not after it as a traceback.
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fit ran")
+
+    monkeypatch.setattr(fit_cli.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(model_module, "fit", no_fit)
+    assert main(["fit", str(runs_csv), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write --out {out}: cannot write in {out.parent}" in err
+    assert "Permission denied" in err and not (tmp_path / "new").exists()

@@ -131,17 +131,18 @@ _SHARD_MAP_SCRIPT = textwrap.dedent(
     out["dp"], _ = dp(params, alone.init(params), x, y)
     out["single"], _ = jax.jit(lambda p, s: rates(alone, p, s, x, y))(
         params, alone.init(params))
-    # One run per device, deciding on the named axis.
+    # One run per device: each device its own cond (no axis_name needed; with
+    # one, the devices decide together).
     runs = jax.tree.map(lambda a: jnp.stack([a, 1.3 * a]), params)
-    tx = make("runs")
     mesh = Mesh(np.array(jax.devices()), ("runs",))
-    def one(p, s):  # this device's run (a block of one)
-        lrs, d = rates(tx, *jax.tree.map(lambda a: a[0], (p, s)), x, y)
-        return lrs[None], d[None]
-    per_device = jax.jit(jax.shard_map(
-        one, mesh=mesh, in_specs=(P("runs"), P("runs")), out_specs=P("runs")))
-    out["runs"], decisions = per_device(runs, jax.vmap(tx.init)(runs))
-    out["decisions"] = decisions
+    for name, tx in (("runs", alone), ("runs_named", make("runs"))):
+        def one(p, s, tx=tx):  # this device's run (a block of one)
+            lrs, d = rates(tx, *jax.tree.map(lambda a: a[0], (p, s)), x, y)
+            return lrs[None], d[None]
+        per_device = jax.jit(jax.shard_map(
+            one, mesh=mesh, in_specs=(P("runs"), P("runs")), out_specs=P("runs")))
+        out[name], out[name + "_decisions"] = per_device(
+            runs, jax.vmap(tx.init)(runs))
     out["runs_alone"] = [
         jax.jit(lambda p, s: rates(alone, p, s, x, y)[0])(
             p, alone.init(p))
@@ -154,8 +155,9 @@ _SHARD_MAP_SCRIPT = textwrap.dedent(
 
 def test_shard_map_data_parallel_and_one_run_per_device():
     """Under shard_map: a data-parallel run (the mean loss and gradient over the
-    devices) gets the single-device rates; runs one per device, with
-    axis_name, decide together and each gets the rates it gets alone."""
+    devices) gets the single-device rates; runs one per device each get the
+    rates they get alone, without axis_name (each device its own cond) and
+    with it (the devices decide together)."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     env["JAX_PLATFORMS"] = "cpu"
@@ -172,6 +174,7 @@ def test_shard_map_data_parallel_and_one_run_per_device():
     assert out.returncode == 0, out.stderr[-4000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(res["dp"], res["single"], rtol=1e-5)
-    assert res["decisions"] == [5, 5]
-    np.testing.assert_allclose(res["runs"], res["runs_alone"], rtol=1e-5)
+    for name in ("runs", "runs_named"):
+        assert res[name + "_decisions"] == [5, 5]
+        np.testing.assert_allclose(res[name], res["runs_alone"], rtol=1e-5)
     assert not np.allclose(res["runs"][0], res["runs"][1])

@@ -140,3 +140,26 @@ def test_axis_name_outside_its_vmap_says_what_to_do():
         step(params, tx.init(params))
     with pytest.raises(TypeError, match="axis_name must be a vmap axis name"):
         lode_schedule(small_model(2), total_steps=TOTAL_STEPS, axis_name=["runs"])
+
+
+def test_nested_vmaps_keep_the_cond_when_every_axis_is_named():
+    """Groups of runs (vmap inside vmap): naming only the inner axis leaves the
+    predicate batched over the outer one (a select again, still correct);
+    naming both keeps the cond."""
+    stacked, loss_fn, x, y = _problem()
+    groups = jax.tree.map(lambda a: jnp.stack([a, a * 1.1]), stacked)
+
+    def jaxpr_and_rates(axis_name):
+        tx = _tx(axis_name)
+        run = _steps(_step_fn(tx, loss_fn, x, y), TOTAL_STEPS)
+        nested = jax.vmap(jax.vmap(run, axis_name="runs"), axis_name="groups")
+        state = jax.vmap(jax.vmap(tx.init))(groups)
+        jaxpr = jax.make_jaxpr(nested)(groups, state).jaxpr
+        return _primitives(jaxpr), np.asarray(jax.jit(nested)(groups, state)[2])
+
+    both, lrs = jaxpr_and_rates(("groups", "runs"))
+    inner, lrs_inner = jaxpr_and_rates("runs")
+    assert "cond" in both and "cond" not in inner
+    np.testing.assert_allclose(lrs, lrs_inner, rtol=2e-5)
+    alone = _alone(stacked, loss_fn, x, y, TOTAL_STEPS)
+    np.testing.assert_allclose(lrs[0], alone, rtol=2e-5)

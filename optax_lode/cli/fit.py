@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -206,6 +207,44 @@ def _as_flags(message: str) -> str:
     return message
 
 
+def _writable_parent(out: Path) -> tuple[Path | None, str | None]:
+    """Makes ``out``'s missing directories (as `sweep` and `demo` make theirs)
+    and checks that a file can be written there, before a fit of minutes.
+
+    Returns the topmost directory it made (or None) and what is wrong (or
+    None).
+    """
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        return None, f"{parent} is not a directory"
+    missing = [d for d in (parent, *parent.parents) if not d.exists()]
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file on the path, or no permission
+        return None, f"cannot make {parent} ({e.strerror or e})"
+    made = missing[-1] if missing else None
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:  # read-only, no permission, no space
+        _remove_empty(made, parent)
+        return None, f"cannot write in {parent} ({e.strerror or e})"
+    return made, None
+
+
+def _remove_empty(made: Path | None, parent: Path) -> None:
+    """Removes the directories ``_writable_parent`` made, if still empty."""
+    if made is None:
+        return
+    for d in (parent, *parent.parents):
+        try:
+            d.rmdir()
+        except OSError:  # not empty (a checkpoint, say), or gone
+            return
+        if d == made:
+            return
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs ``optax-lode fit``."""
     from optax_lode.model import fit, model_digest, save_model
@@ -283,14 +322,9 @@ def run(args: argparse.Namespace) -> int:
         f"{runs.num_runs} runs x {runs.num_ticks} ticks from {args.runs}",
         file=sys.stderr,
     )
-    try:  # a missing directory is made, as `sweep` and `demo` make theirs
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file on the path, or no permission
-        msg = (
-            f"optax-lode fit: cannot write --out {args.out}: cannot make "
-            f"{args.out.parent} ({e.strerror or e})"
-        )
-        print(msg, file=sys.stderr)
+    made, why = _writable_parent(args.out)
+    if why:
+        print(f"optax-lode fit: cannot write --out {args.out}: {why}", file=sys.stderr)
         return 2
     try:
         model = fit(
@@ -312,9 +346,14 @@ def run(args: argparse.Namespace) -> int:
             ticks_per_step=args.ticks_per_step,
         )
     except (ValueError, FloatingPointError) as err:
+        _remove_empty(made, args.out.parent)
         print(f"optax-lode fit: {err}", file=sys.stderr)
         return 2
-    save_model(args.out, model)
+    try:
+        save_model(args.out, model)
+    except OSError as err:  # the directory changed during the fit
+        print(f"optax-lode fit: cannot write --out {args.out}: {err}", file=sys.stderr)
+        return 2
     summary = model.training_summary
     print(
         f"saved {args.out} (T={model.T}, mu={model.mu}, {summary['steps']} steps, "

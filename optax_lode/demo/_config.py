@@ -27,6 +27,13 @@ ALL_BASELINES = (
 )
 
 
+def _frozen(value: Any) -> Any:
+    """``value`` with its lists (at any depth) as tuples."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     """The whole demo pipeline's settings: sweep, fit, evaluation runs.
@@ -87,7 +94,9 @@ class DemoConfig:
                 raise ValueError(
                     f"{name} must be (name, value) pairs or a mapping; got {value!r}."
                 )
-            object.__setattr__(self, name, tuple(tuple(p) for p in pairs))
+            # Lists (from --task-arg hidden=[64], say) as tuples: hashable.
+            pairs = tuple((k, _frozen(v)) for k, v in pairs)
+            object.__setattr__(self, name, pairs)
         self._check_names()
         if self.seeds < 2:
             raise ValueError(
@@ -130,8 +139,9 @@ class DemoConfig:
             raise ValueError(
                 f"baselines must name at least one of {sorted(BASELINES)}; got {what}."
             )
-        # The pipeline sets the model, the run's length and clock, and the seed.
-        taken = {"model", "total_steps", "steps_per_tick", "seed"}
+        # The pipeline sets the model, the run's length and clock, and the
+        # seed; it trains runs one by one (no vmap axis to name).
+        taken = {"model", "total_steps", "steps_per_tick", "seed", "axis_name"}
         allowed = set(inspect.signature(lode_schedule).parameters) - taken
         bad = [k for k, _ in self.lode_kwargs if k not in allowed]
         if bad:

@@ -463,8 +463,11 @@ def lode_stage(
 ) -> tuple[MethodRuns, bool]:
     """LODE-scheduled training on every evaluation seed, one run at a time.
 
-    Runs are not vmapped: under ``vmap`` the decision's ``lax.cond`` would
-    become a ``select`` and pay a rollout at every step (docs/schedule.md).
+    Runs are not vmapped (``lode_schedule(axis_name=...)`` would keep its
+    ``cond``): each run has its own ``lode_schedule`` seed, so its own
+    transformation; a convnet vmapped over runs is a slow grouped convolution
+    on CPU; and a run's rounding would depend on the batch it trained in,
+    which the cache keys of a run alone do not name.
     """
     from optax_lode.model import model_digest
     from optax_lode.sweep import train_run

@@ -369,9 +369,13 @@ def lode_schedule(
             with it the runs' predicates are combined (``lax.pmax`` over the
             axis) into one, the ``cond`` stays a ``cond``, and the runs decide
             together at their decision ticks (a run not at one keeps its own
-            state). Each run's rates are those it gets alone. The same for
-            runs one per device under a ``jax.shard_map`` over that axis.
-            Default ``None``: no vmap over runs (or the slow ``select``).
+            state). Each run's rates are those it gets alone. Under nested
+            vmaps over runs, name them all (a tuple, outer first): a vmap left
+            out batches the predicate again. Runs one per device under
+            ``jax.shard_map`` or ``jax.pmap`` need no ``axis_name`` (each
+            device runs its own ``cond``); naming a device axis would add a
+            cross-device reduction to every step. Default ``None``: no vmap
+            over runs (or the slow ``select``).
 
     Returns:
         An :class:`optax.GradientTransformationExtraArgs` with state
@@ -404,7 +408,8 @@ def lode_schedule(
         hash(axis_name)
     except TypeError:
         raise TypeError(
-            f"axis_name must be a vmap axis name (a string), got {axis_name!r}"
+            "axis_name must be a vmap axis name (a string) or a tuple of "
+            f"names, got {axis_name!r}"
         ) from None
     missing = [f for f in _MODEL_FIELDS if not hasattr(model, f)]
     if missing:
@@ -595,9 +600,8 @@ def lode_schedule(
         except NameError as e:  # JAX's message speaks of psum and shard_map
             raise ValueError(
                 f"lode_schedule(axis_name={axis_name!r}) runs only inside "
-                f"jax.vmap(..., axis_name={axis_name!r}) (or a shard_map over "
-                "that axis); without a vmap over runs, build it with "
-                "axis_name=None"
+                f"jax.vmap(..., axis_name={axis_name!r}); without a vmap over "
+                "runs, build it with axis_name=None"
             ) from e
 
     @standard_promotion
