@@ -369,14 +369,14 @@ def lode_schedule(
             with it the runs' predicates are combined (``lax.pmax`` over the
             axis) into one, the ``cond`` stays a ``cond``, and the runs decide
             together at their decision ticks (a run not at one keeps its own
-            state). Each run's rates are those it gets alone (to the vmapped
-            training's float rounding). Under nested
-            vmaps over runs, name them all (a tuple, outer first): a vmap left
-            out batches the predicate again. Runs one per device under
-            ``jax.shard_map`` or ``jax.pmap`` need no ``axis_name`` (each
-            device runs its own ``cond``); naming a device axis would add a
-            cross-device reduction to every step. Default ``None``: no vmap
-            over runs (or the slow ``select``).
+            state). Each run's rates are those it gets alone, to the vmapped
+            training's float rounding. Under nested vmaps over runs, name
+            them all (a tuple, outer first): a vmap left out batches the
+            predicate again. Runs one per device under ``jax.shard_map`` or
+            ``jax.pmap`` need no ``axis_name`` (each device runs its own
+            ``cond``); naming a device axis would add a cross-device
+            reduction to every step. Default ``None``: no vmap over runs (or
+            the slow ``select``).
 
     Returns:
         An :class:`optax.GradientTransformationExtraArgs` with state
