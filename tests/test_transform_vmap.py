@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from _lode_helpers import MU, TOTAL_STEPS, K, fake_metric, mlp_problem, small_model
+from hypothesis import given, settings
 from test_transform_compile import _primitives
 
 from optax_lode.transform import lode_schedule
@@ -163,3 +167,69 @@ def test_nested_vmaps_keep_the_cond_when_every_axis_is_named():
     np.testing.assert_allclose(lrs, lrs_inner, rtol=2e-5)
     alone = _alone(stacked, loss_fn, x, y, TOTAL_STEPS)
     np.testing.assert_allclose(lrs[0], alone, rtol=2e-5)
+
+
+_SCRIPTED_STEPS = TOTAL_STEPS
+
+
+@functools.cache
+def _scripted():
+    """The schedule alone fed scripted losses: one jitted step, and one jitted
+    run of ``_SCRIPTED_STEPS`` steps alone and vmapped (axis_name)."""
+    alone, named = (
+        lode_schedule(
+            small_model(2),
+            total_steps=TOTAL_STEPS,
+            steps_per_tick=K,
+            mu=MU,
+            axis_name=a,
+        )
+        for a in (None, "runs")
+    )
+    u = {"w": jnp.ones(2)}
+
+    def run(tx):
+        def f(state, values, metrics):
+            def body(s, vm):
+                _, s = tx.update(u, s, value=vm[0], val_metric=vm[1])
+                return s, s.learning_rate
+
+            return jax.lax.scan(body, state, (values, metrics))
+
+        return f
+
+    step = jax.jit(lambda s, v, m: alone.update(u, s, value=v, val_metric=m)[1])
+    return (
+        alone.init(u),
+        step,
+        jax.jit(run(alone)),
+        jax.jit(jax.vmap(run(named), axis_name="runs")),
+    )
+
+
+@settings(max_examples=8, deadline=None)
+@given(data=st.data())
+def test_vmapped_runs_equal_each_run_alone_for_any_losses_and_starts(data):
+    """Property: whatever each run's losses (NaN, inf, <= 0 included), metrics
+    and start (runs out of step), a vmapped run with axis_name gets the rates
+    it gets alone."""
+    init, step, alone, vmapped = _scripted()
+    finite = st.floats(0.125, 8.0, width=32)
+    bad = st.sampled_from([np.nan, np.inf, -1.0, 0.0])
+    draw = lambda s, n: np.array(  # noqa: E731
+        data.draw(st.lists(s, min_size=n, max_size=n)), np.float32
+    )
+    states, lrs_alone = [], []
+    values = draw(st.one_of(finite, finite, finite, bad), RUNS * _SCRIPTED_STEPS)
+    values = values.reshape(RUNS, _SCRIPTED_STEPS)
+    metrics = draw(st.one_of(st.floats(0, 1, width=32), st.just(np.nan)), RUNS)
+    metrics = np.repeat(metrics[:, None], _SCRIPTED_STEPS, axis=1)
+    for r in range(RUNS):
+        s = init
+        for i in range(data.draw(st.sampled_from([0, 1, K, 3 * K, MU * K - 1]))):
+            s = step(s, np.float32(1.0 + i), np.float32(0.5))
+        states.append(s)
+        lrs_alone.append(np.asarray(alone(s, values[r], metrics[r])[1]))
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+    _, lrs = vmapped(stacked, values, metrics)
+    np.testing.assert_allclose(np.asarray(lrs), np.stack(lrs_alone), rtol=1e-5)
