@@ -70,15 +70,16 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow  # a fresh JAX process with 8 devices and two compiles
-def test_sharded_training_keeps_shardings_and_the_schedule():
+def _run_on_devices(script: str, devices: int) -> dict:
+    """Runs ``script`` in a fresh JAX process with ``devices`` virtual CPU
+    devices (an XLA flag read at start-up); returns its last line's JSON."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
     here = Path(__file__).resolve().parent
     env["PYTHONPATH"] = os.pathsep.join([str(here), env.get("PYTHONPATH", "")])
     out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
+        [sys.executable, "-c", script],
         env=env,
         capture_output=True,
         text=True,
@@ -86,7 +87,12 @@ def test_sharded_training_keeps_shardings_and_the_schedule():
         check=False,
     )
     assert out.returncode == 0, out.stderr[-4000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow  # a fresh JAX process with 8 devices and two compiles
+def test_sharded_training_keeps_shardings_and_the_schedule():
+    res = _run_on_devices(_SCRIPT, 8)
     assert res["kept"], "parameters lost their NamedSharding"
     assert res["decisions"] >= 2
     assert res["state_shardings"] == ["True"], "the schedule state is replicated"
@@ -158,21 +164,7 @@ def test_shard_map_data_parallel_and_one_run_per_device():
     devices) gets the single-device rates; runs one per device each get the
     rates they get alone, without axis_name (each device its own cond) and
     with it (the devices decide together)."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-    env["JAX_PLATFORMS"] = "cpu"
-    here = Path(__file__).resolve().parent
-    env["PYTHONPATH"] = os.pathsep.join([str(here), env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", _SHARD_MAP_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-4000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = _run_on_devices(_SHARD_MAP_SCRIPT, 2)
     np.testing.assert_allclose(res["dp"], res["single"], rtol=1e-5)
     for name in ("runs", "runs_named"):
         assert res[name + "_decisions"] == [5, 5]

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from optax_lode.cli.sweep import task_arg
+from optax_lode.cli.sweep import add_task_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,15 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--task", default="mnist1d-mlp", help="task name (default: mnist1d-mlp)"
     )
-    p.add_argument(
-        "--task-arg",
-        type=task_arg,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="keyword argument of the task factory, e.g. data_dir=/data/tfds "
-        "(repeatable; values parsed as Python literals; as for optax-lode sweep)",
-    )
+    add_task_arg(p, "data_dir=/data/tfds")
     p.add_argument(
         "--seeds",
         type=int,

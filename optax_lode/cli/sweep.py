@@ -33,6 +33,19 @@ def task_arg(text: str) -> tuple[str, object]:
     return key.strip(), parsed
 
 
+def add_task_arg(p: argparse.ArgumentParser, example: str) -> None:
+    """Adds the repeatable ``--task-arg KEY=VALUE`` option (sweep and demo)."""
+    p.add_argument(
+        "--task-arg",
+        type=task_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"keyword argument of the task factory, e.g. {example} "
+        "(repeatable; values parsed as Python literals)",
+    )
+
+
 def register(subparsers) -> None:
     """Adds the ``sweep`` subcommand."""
     from optax_lode.sweep._schedules import PAPER_LRS, PAPER_SHAPES, SCHEDULE_SHAPES
@@ -86,15 +99,7 @@ def register(subparsers) -> None:
         default=None,
         help="where finished chunks go (default: OUT with suffix .chunks)",
     )
-    p.add_argument(
-        "--task-arg",
-        type=task_arg,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="keyword argument of the task factory, e.g. batch_size=64 "
-        "(repeatable; values parsed as Python literals)",
-    )
+    add_task_arg(p, "batch_size=64")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--mlflow",
