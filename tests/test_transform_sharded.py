@@ -104,8 +104,9 @@ _SHARD_MAP_SCRIPT = textwrap.dedent(
     """
     import json
     import jax, jax.numpy as jnp, numpy as np, optax
-    from jax.sharding import Mesh, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     from _lode_helpers import MU, K, TOTAL_STEPS, fake_metric, mlp_problem, small_model
+    from optax_lode import LatentODE
     from optax_lode.transform import lode_schedule
 
     assert len(jax.devices()) == 2, jax.devices()
@@ -135,6 +136,21 @@ _SHARD_MAP_SCRIPT = textwrap.dedent(
         lambda p, s, x, y: rates(alone, p, s, x, y, mean_over="data"),
         mesh=mesh, in_specs=(P(), P(), P("data"), P("data")), out_specs=P()))
     out["dp"], _ = dp(params, alone.init(params), x, y)
+    # jax.make_mesh's Explicit axes (sharding in types): the decision's
+    # buffers and loop carries must live on the mesh of what fills them.
+    explicit = jax.make_mesh(
+        (2,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    put = lambda a, spec: jax.device_put(a, NamedSharding(explicit, spec))
+    # A model of the paper's sizes: its rollout runs in blocks (_run_blocks).
+    paper = optax.chain(optax.adamw(1.0, weight_decay=1e-3), lode_schedule(
+        LatentODE(T=TOTAL_STEPS // K, key=jax.random.key(0)),
+        total_steps=TOTAL_STEPS, steps_per_tick=K, mu=MU))
+    out["explicit"], _ = jax.jit(
+        lambda p, s, x, y: rates(paper, p, s, x, y))(
+        put(params, P()), paper.init(params), put(x, P("data")),
+        put(y, P("data")))
+    out["explicit_single"], _ = jax.jit(lambda p, s: rates(paper, p, s, x, y))(
+        params, paper.init(params))
     out["single"], _ = jax.jit(lambda p, s: rates(alone, p, s, x, y))(
         params, alone.init(params))
     # One run per device: each device its own cond (no axis_name needed; with
@@ -159,13 +175,15 @@ _SHARD_MAP_SCRIPT = textwrap.dedent(
 )
 
 
-def test_shard_map_data_parallel_and_one_run_per_device():
+def test_shard_map_explicit_mesh_and_one_run_per_device():
     """Under shard_map: a data-parallel run (the mean loss and gradient over the
-    devices) gets the single-device rates; runs one per device each get the
+    devices) gets the single-device rates, and so does a jitted run on a
+    jax.make_mesh mesh of Explicit axes; runs one per device each get the
     rates they get alone, without axis_name (each device its own cond) and
     with it (the devices decide together)."""
     res = _run_on_devices(_SHARD_MAP_SCRIPT, 2)
     np.testing.assert_allclose(res["dp"], res["single"], rtol=1e-5)
+    np.testing.assert_allclose(res["explicit"], res["explicit_single"], rtol=1e-5)
     for name in ("runs", "runs_named"):
         assert res[name + "_decisions"] == [5, 5]
         np.testing.assert_allclose(res[name], res["runs_alone"], rtol=1e-5)

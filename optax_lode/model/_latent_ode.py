@@ -294,6 +294,16 @@ def _euler_paths_folded(
     return (rows, z_end) if with_end else rows
 
 
+def _zeros_as(ref: Array, shape: tuple[int, ...], dtype: Any) -> Array:
+    """Zeros of ``shape`` typed like ``ref`` but for its shape: on its mesh
+    (``jax.make_mesh``'s Explicit axes: a loop's carry or an updated buffer
+    must match what it is updated with) and varying over the ``shard_map``
+    axes it varies over. ``jnp.zeros`` would have no mesh, and
+    ``zeros_like(ref, shape=...)`` drops it."""
+    zero = jnp.zeros_like(ref, dtype).reshape(-1)[0]
+    return jnp.broadcast_to(zero, shape)
+
+
 def _run_blocks(
     block: Callable,
     z0s: Array,
@@ -314,8 +324,7 @@ def _run_blocks(
         blocks,
     )
     y_shape = jax.eval_shape(lambda z: block(z, None)[1], z0s)
-    # zeros_like: the buffers vary over a shard_map's axes as the latents do.
-    empty = [jnp.zeros_like(z0s, a.dtype, (blocks, *a.shape)) for a in y_shape]
+    empty = [_zeros_as(z0s, (blocks, *a.shape), a.dtype) for a in y_shape]
     if not with_slopes:
         empty = empty[:1]
 
@@ -624,8 +633,7 @@ class LatentODE(eqx.Module):
             h = h - dt * self.encoder_field(h)
             return h, None
 
-        # zeros_like: h0 varies over a shard_map's axes as the window does.
-        h0 = jnp.zeros_like(x, shape=(self.hidden_size,))
+        h0 = _zeros_as(x, (self.hidden_size,), jnp.float32)
         # Read from the latest tick backwards; the last step's ODE move (past the
         # first row) is undone by not applying it: handle the first row separately.
         h, _ = jax.lax.scan(step, h0, (x[:0:-1], valid[:0:-1]))
