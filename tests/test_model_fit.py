@@ -378,10 +378,22 @@ def test_held_out_with_a_single_run_is_said_not_silently_dropped():
     runs = synthetic_sweep(
         ticks=12, seeds=(0,), peak_lrs=(1e-2,), schedules=("constant",)
     )
-    with pytest.warns(UserWarning, match="needs at least 2 runs"):
+    with pytest.warns(UserWarning, match="needs at least 2 runs") as caught:
         model = fit(runs, steps=2, held_out=0.1, progress=False)
+    assert caught[0].filename == __file__  # the caller's line, not a wrapper's
     summary = model.training_summary
     assert summary["held_out_runs"] == []
     # Without held-out runs the model is the last step's, and says so.
     assert summary["best_step"] == summary["steps"] == 2
     assert "model" not in summary  # the header has the hyperparameters
+
+
+def test_runs_too_short_to_schedule_are_refused():
+    """A model of T = 2 ticks fitted fine and lode_schedule then refused it
+    (mu >= T), advising a steps_per_tick that could not match the model."""
+    short = synthetic_sweep(ticks=2, seeds=(0, 1))
+    with pytest.raises(ValueError, match=r"T=2 ticks .* log more ticks per run"):
+        fit(short, steps=2, progress=False)
+    runs = synthetic_sweep(ticks=12, seeds=(0, 1))
+    with pytest.raises(ValueError, match=r"pass mu in \[2, 11\]"):
+        fit(runs, steps=2, mu=12, progress=False)

@@ -34,7 +34,10 @@ def test_cli_sweep_writes_runs_that_train_run_reproduces(tmp_path, capsys):
         "--no-progress",
     ]
     assert main(argv) == 0
-    assert "wrote 4 runs x 6 ticks of digits-mlp" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote 4 runs x 6 ticks of digits-mlp" in printed
+    # digits-mlp: 18 steps per epoch in 3 ticks: ticks of 6 steps.
+    assert "steps_per_tick=6)" in printed and ".chunks (delete it" in printed
     traj = Trajectories.from_parquet(out)
     assert traj.run_ids == (
         "cosine-lr0.01-s0",

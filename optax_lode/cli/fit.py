@@ -159,8 +159,11 @@ def report_table(model, held_out, observes) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     out = [
-        f"Relative MSE on {held_out.num_runs} held-out runs "
-        "(sum of squared errors / sum of squared values, raw units):",
+        f"Relative MSE on {held_out.num_runs} held-out "
+        f"{'run' if held_out.num_runs == 1 else 'runs'} (sum of squared errors / "
+        "sum of squared values, raw units; the runs that chose the fit's best "
+        "step, so slightly optimistic: evaluate() on runs kept out of the fit "
+        "altogether for an unbiased figure):",
         *lines,
         "",
         "Trial selection (final metric predicted from the observed part):",
@@ -319,7 +322,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"optax-lode fit: {args.runs}: {err}", file=sys.stderr)
         return 2
     print(
-        f"{runs.num_runs} runs x {runs.num_ticks} ticks from {args.runs}",
+        f"{runs.num_runs} {'run' if runs.num_runs == 1 else 'runs'} x "
+        f"{runs.num_ticks} ticks from {args.runs}",
         file=sys.stderr,
     )
     made, why = _writable_parent(args.out)

@@ -200,6 +200,13 @@ def run(args: argparse.Namespace) -> int:
     if len(tests):
         msg += f"; best test metric {tests.max():.4f} ({tests.idxmax()})"
     print(msg)
+    spt = task.steps_per_epoch // args.ticks_per_epoch
+    print(
+        f"{spt} steps per tick: schedule a run like these with "
+        f"lode_schedule(model, total_steps=..., steps_per_tick={spt}); the "
+        f"finished chunks stay in {checkpoint} (delete it to sweep to {out.name} "
+        "again with other settings)"
+    )
     if args.mlflow is not None:
         import inspect
         from urllib.parse import quote

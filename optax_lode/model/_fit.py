@@ -316,7 +316,7 @@ def fit(
             "out); with 1, fitting on it and early stopping on the training loss "
             "(as with held_out=0).",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller's line (2: standard_promotion's wrapper)
         )
 
     if held_out > 0 and trajectories.num_runs >= 2:
@@ -327,7 +327,7 @@ def fit(
                 "tick 0, so nothing to evaluate: fitting on every run, early "
                 "stopping on the training loss (as with held_out=0).",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller's line
             )
             train, held = trajectories, None
     else:
@@ -347,6 +347,17 @@ def fit(
         **model_kwargs,
     )
     mu = model.mu
+    if not 2 <= mu < T:  # the model would fit, and lode_schedule refuse it
+        raise ValueError(
+            f"runs of T={T} ticks with a window of mu={mu}: a schedule needs "
+            "2 <= mu < T (a window of at least 2 ticks and a decision before "
+            "the run ends); "
+            + (
+                "log more ticks per run (ticks_per_epoch of the sweep)."
+                if T < 3
+                else f"pass mu in [2, {T - 1}]."
+            )
+        )
     horizon = mu - 1 + T
 
     windows = _windows(train)
