@@ -359,10 +359,12 @@ def test_write_report_and_figures_from_results(tmp_path):
         reconstruction=recon,
         tuning=tuning,
         methods=methods,
-        timings={"sweep": 1.0, "total": 2.0},
+        timings={"sweep": 1.0, "total": 2.0, "report": 0.5},
         cached={"sweep": True},
     )
     report = write_report(result).read_text()
+    run_rows = report.split("## Run")[1].split("\n\n")[1].splitlines()[2:]
+    assert [r.split(" | ")[0] for r in run_rows] == ["| sweep", "| report", "| total"]
     for png in PNGS:
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG", png
     assert "| LODE | **" in report and "LODE − " in report

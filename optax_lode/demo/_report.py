@@ -393,7 +393,8 @@ def write_report(result: Any, *, figures: bool = True) -> Path:
         "| stage | seconds | from cache |",
         "|---|---|---|",
     ]
-    for stage, secs in result.timings.items():
+    # The total last: it includes the report, timed after it was first set.
+    for stage, secs in sorted(result.timings.items(), key=lambda t: t[0] == "total"):
         c = result.cached.get(stage)
         flag = "" if c is None else ("yes" if c else "no")
         lines.append(f"| {stage} | {secs:.1f} | {flag} |")
