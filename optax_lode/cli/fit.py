@@ -46,9 +46,15 @@ def register(subparsers) -> None:
         help="model file to write (a missing directory is made)",
     )
     p.add_argument("--mu", type=int, default=None, help="window in ticks (5%% of T)")
-    p.add_argument("--steps", type=int, default=5000, help="max gradient steps")
-    p.add_argument("--batch-size", type=int, default=20)
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="peak lr")
+    p.add_argument(
+        "--steps", type=int, default=5000, help="max gradient steps (default 5000)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=20, help="windows per step (default 20)"
+    )
+    p.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="peak lr (default 1e-3)"
+    )
     p.add_argument("--path-penalty", type=float, default=1e-3)
     p.add_argument(
         "--held-out", type=float, default=0.1, help="fraction of runs held out"

@@ -86,12 +86,20 @@ def register(subparsers) -> None:
     p.add_argument(
         "--epochs", type=int, default=None, help="default: the task's default_epochs"
     )
-    p.add_argument("--ticks-per-epoch", type=int, default=1)
+    p.add_argument(
+        "--ticks-per-epoch",
+        type=int,
+        default=1,
+        help="ticks (records) per epoch, the LODE's clock (default 1)",
+    )
     p.add_argument(
         "--weight-decay", type=float, default=None, help="default: the task's"
     )
     p.add_argument(
-        "--chunk-size", type=int, default=None, help="runs per compiled program"
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="runs per compiled program (default 25 per device)",
     )
     p.add_argument(
         "--checkpoint-dir",
