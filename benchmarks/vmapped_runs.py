@@ -40,10 +40,14 @@ AXIS = "runs"
 TOL = 1e3  # every member accepted: see main()
 
 
-def _rows(p, s, runs):
-    """The runs of stacked parameters and states, one by one."""
-    for r in range(runs):
-        yield jax.tree.map(lambda a, r=r: a[r], (p, s))
+def _row(tree, r: int):
+    """Run ``r`` of a tree stacked over runs."""
+    return jax.tree.map(lambda a: a[r], tree)
+
+
+def _stack(trees):
+    """Trees of single runs stacked over runs (axis 0)."""
+    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
 def _scan(step, steps):
@@ -105,23 +109,22 @@ def main(argv=None) -> None:
     # Runs out of step: run r starts r * mu / runs ticks into its run, so no
     # two runs decide at the same step.
     stagger = [r * (mu * k // runs) for r in range(runs)]
-    tx_axis = txs["lode, axis_name"][0]
-    one_step = jax.jit(_train_step(txs["lode, no axis_name"][0], True))
+    # A run alone: the schedule without axis_name (its state is the same).
+    tx_alone = txs["lode, no axis_name"][0]
+    one_step = jax.jit(_train_step(tx_alone, True))
     late_p, late_s = [], []
     for r, skip in enumerate(stagger):
-        p_r = jax.tree.map(lambda a, r=r: a[r], params)
-        s_r = tx_axis.init(p_r)
+        p_r = _row(params, r)
+        s_r = tx_alone.init(p_r)
         for _ in range(skip):
             p_r, s_r, _ = one_step(p_r, s_r, x, y)
         late_p.append(p_r)
         late_s.append(s_r)
-    late_p, late_s = (
-        jax.tree.map(lambda *a: jnp.stack(a), *t) for t in (late_p, late_s)
-    )
+    late_p, late_s = _stack(late_p), _stack(late_s)
 
-    # label -> (compiled program, (params, state) per call, batched)
+    # label -> (compiled program, () -> (params, state) of a call); the
+    # "one by one" programs take one run, the others all.
     programs, compile_s = {}, {}
-    first = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
     for name, (tx, extra) in txs.items():
         run = _scan(_train_step(tx, extra), steps)
         vrun = jax.jit(jax.vmap(run, in_axes=(0, 0, None, None), axis_name=AXIS))
@@ -139,7 +142,8 @@ def main(argv=None) -> None:
         alone = jax.jit(_scan(_train_step(tx, extra), steps))
         label = f"{name.split(',')[0]}, {runs} runs one by one"
         t0 = time.perf_counter()
-        compiled = alone.lower(first(params), tx.init(first(params)), x, y).compile()
+        p0 = _row(params, 0)
+        compiled = alone.lower(p0, tx.init(p0), x, y).compile()
         compile_s[label] = time.perf_counter() - t0
         programs[label] = (compiled, lambda tx=tx: (params, stacked_init(tx, params)))
 
@@ -148,8 +152,8 @@ def main(argv=None) -> None:
         p, s = inputs()
         if "one by one" not in label:
             return jax.block_until_ready(fn(p, s, x, y))
-        outs = [fn(first_r, s_r, x, y) for first_r, s_r in _rows(p, s, runs)]
-        return jax.block_until_ready(jax.tree.map(lambda *a: jnp.stack(a), *outs))
+        outs = [fn(_row(p, r), _row(s, r), x, y) for r in range(runs)]
+        return jax.block_until_ready(_stack(outs))
 
     outputs = {label: call(label) for label in programs}
     lr_vmapped = np.asarray(outputs[f"lode, axis_name, {runs} runs vmapped"][3])
