@@ -258,6 +258,7 @@ def _check_tracker_import(ns, out):
 def _check_keras_import(ns, out):
     runs = ns["runs"]
     assert runs.run_ids == ("run-a", "run-b") and runs.num_ticks == 5
+    assert runs.steps_per_tick == 390
     np.testing.assert_allclose(runs.metric[1], 0.5 + 0.1 * np.arange(5), rtol=1e-6)
 
 

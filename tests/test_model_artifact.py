@@ -198,6 +198,33 @@ def test_non_integer_sizes_in_header_refused(saved, field, bad):
         load_model(saved)
 
 
+def test_the_runs_clock_round_trips_and_a_bad_one_is_refused(tmp_path, model, capsys):
+    """The fitted runs' steps_per_tick (training summary) survives the file,
+    inspect shows it, and a hand-edited one is refused by name."""
+    from optax_lode.cli import main
+
+    path = tmp_path / "clock.lode"
+    timed = LatentODE(
+        T=30, key=jax.random.key(7), mu=3, training_summary={"steps_per_tick": 31}
+    )
+    save_model(path, timed)
+    assert load_model(path).steps_per_tick == 31
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "steps per tick" in out and "lode_schedule(..., steps_per_tick=31)" in out
+    assert "training.steps_per_tick" not in out  # shown once, by name
+    save_model(path, model)  # a model without one (files before it, or arrays)
+    assert load_model(path).steps_per_tick is None
+    assert main(["inspect", str(path)]) == 0
+    assert "(not recorded: lode_schedule cannot check the clock)" in (
+        capsys.readouterr().out
+    )
+    for bad in (0, "31", 2.5):
+        _rewrite_header(path, lambda h, b=bad: h["training"].update(steps_per_tick=b))
+        with pytest.raises(ValueError, match=r"clock.lode.*invalid header.*steps_per"):
+            load_model(path)
+
+
 def test_inspect_shows_a_header_without_library_version(saved, capsys):
     from optax_lode.cli import main
 

@@ -43,6 +43,8 @@ def test_fit_then_inspect(runs_csv, tmp_path, capsys):
     model = load_model(out)
     assert model.T == 20 and model.training_summary["steps"] == 30
     assert f"model digest {model_digest(model)}" in printed
+    # A CSV does not say how many optimizer steps a tick is.
+    assert "steps_per_tick=None" in printed and model.steps_per_tick is None
 
     assert main(["inspect", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -52,6 +54,35 @@ def test_fit_then_inspect(runs_csv, tmp_path, capsys):
     assert line.split()[-1] == model_digest(model)
     assert main(["inspect", "--json", str(out)]) == 0
     assert f'"format_version": {FORMAT_VERSION}' in capsys.readouterr().out
+
+
+def test_fit_records_the_runs_clock_declared_or_from_the_file(tmp_path, capsys):
+    """A sweep's Parquet file says its steps per tick and the model records
+    it; --optimizer-steps-per-tick declares, corrects (with a note) or
+    forgets (0) it; a negative one is refused before fitting."""
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    parquet, csv = tmp_path / "runs.parquet", tmp_path / "runs.csv"
+    runs.with_steps_per_tick(31).to_parquet(parquet)
+    runs.to_csv(csv)
+    base = ["--steps", "2", "--held-out", "0.25", "--quiet"]
+    cases = (
+        (parquet, [], 31, "(31 steps per tick)"),
+        (csv, ["--optimizer-steps-per-tick", "8"], 8, "(8 steps per tick)"),
+        (parquet, ["--optimizer-steps-per-tick", "8"], 8, "the runs say 31"),
+        (parquet, ["--optimizer-steps-per-tick", "0"], None, "recording unknown"),
+    )
+    for source, flags, recorded, said in cases:
+        out = tmp_path / "m.lode"
+        assert main(["fit", str(source), "--out", str(out), *base, *flags]) == 0
+        printed = capsys.readouterr()
+        assert said in printed.err
+        assert f"steps_per_tick={recorded}" in printed.out
+        assert load_model(out).steps_per_tick == recorded
+    out = tmp_path / "refused.lode"
+    flags = ["--optimizer-steps-per-tick", "-1"]
+    assert main(["fit", str(csv), "--out", str(out), *base, *flags]) == 2
+    assert "must be >= 1, or 0 for unknown" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_bad_inputs_exit_2_with_message(runs_csv, tmp_path, capsys):
@@ -128,3 +159,23 @@ def test_fit_out_is_checked_writable_and_a_made_directory_not_left(
     err = capsys.readouterr().err
     assert f"cannot write --out {out}: cannot write in {out.parent}" in err
     assert "Permission denied" in err and not (tmp_path / "new").exists()
+
+
+def test_a_reader_that_stops_early_is_not_a_traceback(tmp_path):
+    """``optax-lode inspect m.lode | head -1``: the closed pipe ends the
+    command quietly (exit 1), as for any Unix filter."""
+    import subprocess
+    import sys
+
+    import jax
+
+    from optax_lode.model import LatentODE, save_model
+
+    path = tmp_path / "m.lode"
+    save_model(path, LatentODE(T=20, key=jax.random.key(0)))
+    cmd = [sys.executable, "-m", "optax_lode", "inspect", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command writes a line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -469,3 +469,46 @@ def test_parquet_keeps_a_grid_whose_last_ticks_no_run_reached(tmp_path):
     assert back.digest() == early.digest()
     with pytest.raises(ValueError, match=r"num_ticks must be a whole number"):
         Trajectories.from_csv(tmp_path / "runs.csv", num_ticks=20.5)
+
+
+def test_the_runs_clock_travels_with_them_and_is_checked(tmp_path):
+    """steps_per_tick: kept by selection, Parquet and the long table; CSV and
+    arrays need it declared; a bad one is refused; it is not content."""
+    loss, metric, lr = _curves()
+    plain = Trajectories.from_arrays(loss, metric, lr)
+    assert plain.steps_per_tick is None and "steps_per_tick" not in repr(plain)
+    runs = Trajectories.from_arrays(loss, metric, lr, steps_per_tick=np.int64(31))
+    assert runs.steps_per_tick == 31 and type(runs.steps_per_tick) is int
+    assert "steps_per_tick=31" in repr(runs)
+    # The same series on another clock are the same content.
+    assert runs.digest() == plain.digest()
+    assert runs.select([2, 0]).steps_per_tick == 31
+    assert all(part.steps_per_tick == 31 for part in runs.split(0.4))
+    assert runs.best_run().steps_per_tick == 31
+    assert runs[1:].steps_per_tick == 31
+    # Declared, corrected or forgotten, on a copy: the original keeps its own.
+    other = runs.with_steps_per_tick(10)
+    assert (other.steps_per_tick, runs.steps_per_tick) == (10, 31)
+    other.info.loc["0", "seed"] = 99
+    assert pd.isna(runs.info.loc["0", "seed"])
+    assert runs.with_steps_per_tick(None).steps_per_tick is None
+    runs.to_parquet(tmp_path / "runs.parquet")
+    assert Trajectories.from_parquet(tmp_path / "runs.parquet").steps_per_tick == 31
+    assert Trajectories.from_file(tmp_path / "runs.parquet").steps_per_tick == 31
+    given_k = Trajectories.from_parquet(tmp_path / "runs.parquet", steps_per_tick=4)
+    assert given_k.steps_per_tick == 4  # an explicit one wins over the file's
+    plain.to_parquet(tmp_path / "plain.parquet")
+    assert Trajectories.from_parquet(tmp_path / "plain.parquet").steps_per_tick is None
+    table = runs.to_dataframe()
+    assert table.attrs["steps_per_tick"] == 31
+    assert "steps_per_tick" not in plain.to_dataframe().attrs
+    runs.to_csv(tmp_path / "runs.csv")  # CSV keeps no attrs: declare it
+    assert Trajectories.from_csv(tmp_path / "runs.csv").steps_per_tick is None
+    back = Trajectories.from_csv(tmp_path / "runs.csv", steps_per_tick=31)
+    assert back.steps_per_tick == 31 and back.digest() == runs.digest()
+    for bad in (0, -3, 2.5, True, "10", float("nan")):
+        with pytest.raises(ValueError, match=r"steps_per_tick must be a whole"):
+            Trajectories.from_arrays(loss, metric, lr, steps_per_tick=bad)
+        with pytest.raises(ValueError, match=r"steps_per_tick must be a whole"):
+            runs.with_steps_per_tick(bad)
+    assert runs.with_steps_per_tick(10.0).steps_per_tick == 10

@@ -114,6 +114,8 @@ def test_sweep_grid_shapes_labels_seeds_and_lrs():
     )
     n = len(shapes) * len(lrs) * len(seeds)
     assert traj.loss.shape == traj.metric.shape == traj.lr.shape == (n, 6)
+    # The clock the runs were made on travels with them (to the model).
+    assert traj.steps_per_tick == 2 == task.steps_per_epoch // 3
     assert traj.mask.all()
     assert traj.run_ids[0] == "constant-lr0.05-s4"
     assert traj.run_ids[-1] == "step-lr0.2-s9"

@@ -91,6 +91,7 @@ def test_inferred_tick_is_the_loss_spacing_and_first_step_the_first_loss():
     out = align_to_ticks(recs, **KEYS)
     # Loss at steps 1, 4, 7, ...: one tick per loss record, tick 0 opens at step 1.
     assert len(out) == 10
+    assert out.attrs["steps_per_tick"] == 3  # the tick the importers record
     np.testing.assert_allclose(out["loss"], 1.0 + 1.0 / (2.0 + 3 * np.arange(10)))
 
 

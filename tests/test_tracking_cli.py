@@ -97,6 +97,8 @@ def test_sweep_to_mlflow_then_fit_from_it(tmp_path, capsys):
         "nqm sweep", tracking_uri=uri, tick=1, metric="val_neg_log_loss"
     )
     assert logged.info["run_name"].tolist() == list(written.run_ids)
+    # A step per tick, tagged with the sweep's steps per tick: the same clock.
+    assert logged.steps_per_tick == written.steps_per_tick is not None
     np.testing.assert_array_equal(logged.loss, written.loss)
     np.testing.assert_allclose(logged.metric, written.metric, rtol=1e-6)
     np.testing.assert_array_equal(logged.info["peak_lr"], written.info["peak_lr"])

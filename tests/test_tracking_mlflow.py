@@ -314,6 +314,8 @@ def test_export_round_trip(store):
     assert len(ids) == runs
     back = from_mlflow("exported ✓", tracking_uri=store["uri"], tick=1)
     assert list(back.run_ids) == ids  # the export's run order is kept
+    # Not 1: an exported step is a tick, of a clock src did not know.
+    assert back.steps_per_tick is None
     order = [back.run_ids.index(i) for i in ids]
     np.testing.assert_array_equal(back.mask[order], src.mask)
     for name in ("loss", "metric", "lr"):
@@ -346,6 +348,30 @@ def test_export_round_trip(store):
     assert from_mlflow(tick=1, **exp).num_runs == runs + 3
     with pytest.raises(ValueError, match="existing must be"):
         log_trajectories_to_mlflow(src, existing="replace", **exp)
+
+
+def test_export_keeps_the_runs_clock(store):
+    """An export logs a step per tick and tags the runs' steps per tick, so
+    reading back gives the same clock, or a multiple of it for coarser
+    ticks; runs exported on different clocks leave it unknown."""
+    t = np.arange(8)
+    src = Trajectories.from_arrays(
+        [np.exp(-t / 4) + 0.1] * 2, [t / 8] * 2, [np.full(8, 1e-2)] * 2,
+        run_ids=["a", "b"], steps_per_tick=7,
+    )  # fmt: skip
+    exp = dict(experiment="clock", tracking_uri=store["uri"])
+    log_trajectories_to_mlflow(src, **exp)
+    back = from_mlflow(**exp)  # the tick inferred: one record per step
+    assert back.steps_per_tick == 7 and back.num_ticks == 8
+    assert from_mlflow(tick=2, **exp).steps_per_tick == 14
+    other = Trajectories.from_arrays(
+        src.loss[:1], src.metric[:1], src.lr[:1], run_ids=["c"], steps_per_tick=3
+    )
+    log_trajectories_to_mlflow(other, **exp)
+    with pytest.warns(
+        UserWarning, match=r"steps_per_tick tags differ \(\['3', '7'\]\)"
+    ):
+        assert from_mlflow(**exp).steps_per_tick is None
 
 
 def _many_runs(uri, experiment, runs, ticks):

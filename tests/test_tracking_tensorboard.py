@@ -131,6 +131,7 @@ def test_both_scalar_encodings_read_and_aligned(logdir):
     traj = from_tensorboard(root, **KEYS, tick=4)
     assert set(traj.run_ids) == set(runs)
     assert traj.num_ticks == 10
+    assert traj.steps_per_tick == 4  # TensorBoard steps taken as optimizer steps
     for name in ("native/rün-α", "legacy/学习率", "irregular"):
         i = traj.run_ids.index(name)
         loss, metric, lr = _expected(runs[name], 4, 10)

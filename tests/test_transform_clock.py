@@ -304,6 +304,67 @@ def test_rescale_accepts_a_different_run_length():
     assert state.segment.shape == (2 * MU,)
 
 
+def test_a_model_that_knows_its_runs_clock_refuses_another():
+    """A model fitted to runs of k steps per tick (its training summary):
+    the same T on another tick, or another T on the same tick, is refused
+    unless rescaled; the right clock is built; a model without one is not
+    checked (the T check alone)."""
+    model = small_model(3, training_summary={"steps_per_tick": 5})
+    assert model.steps_per_tick == 5 and small_model(3).steps_per_tick is None
+
+    def build(total_steps, steps_per_tick, **kw):
+        return lode_schedule(
+            model, total_steps=total_steps, steps_per_tick=steps_per_tick, mu=MU, **kw
+        )
+
+    for ok in (5 * T, 5 * T + 4):  # a partial last tick is no tick
+        assert build(ok, 5).init({"w": jnp.ones(())}).run_ticks == T
+    for total, k in ((2 * T, 2), (5 * 2 * T, 5), (T, 1)):
+        with pytest.raises(ValueError) as err:
+            build(total, k)
+        message = str(err.value)
+        assert f"T={T} ticks of 5 optimizer step(s)" in message
+        assert f"steps_per_tick=5, total_steps of {5 * T} to {5 * T + 4}" in message
+        assert "rescale=True" in message and "with_steps_per_tick" in message
+    # Rescaling is the explicit way onto another clock.
+    assert build(2 * T, 2, rescale=True).init({"w": jnp.ones(())}).run_ticks == T
+    assert build(T, 1, rescale=True).init({"w": jnp.ones(())}).run_ticks == T
+    unknown = small_model(3)
+    tx = lode_schedule(unknown, total_steps=2 * T, steps_per_tick=2, mu=MU)
+    assert tx.init({"w": jnp.ones(())}).run_ticks == T
+    for bad in (0, 2.0, "5", True):
+        with pytest.raises(ValueError, match=r"steps_per_tick'\] must be an int"):
+            small_model(3, training_summary={"steps_per_tick": bad})
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    fitted=st.integers(1, 6),
+    k=st.integers(1, 6),
+    total=st.integers(3, 6 * T + 12),
+    rescale=st.booleans(),
+)
+def test_the_clock_check_accepts_exactly_the_fitted_clock(fitted, k, total, rescale):
+    """Built iff the run is on the fitted runs' clock (same tick, same T), or
+    rescaling is asked for and the run has enough ticks for a window."""
+    model = _clocked_model(fitted)
+    same = k == fitted and total // k == T
+    try:
+        tx = lode_schedule(
+            model, total_steps=total, steps_per_tick=k, mu=MU, rescale=rescale
+        )
+    except ValueError:
+        assert not same
+        return
+    assert same or rescale
+    assert tx.init({"w": jnp.ones(())}).run_ticks == total // k
+
+
+@functools.cache
+def _clocked_model(steps_per_tick: int):
+    return small_model(3, training_summary={"steps_per_tick": steps_per_tick})
+
+
 def test_numpy_ints_and_odd_bounds_are_read_as_python_values():
     """np.int8(mu) used to overflow in the static arithmetic; a dict's keys and
     a string's characters were read as lr_bounds."""

@@ -81,6 +81,16 @@ def register(subparsers) -> None:
         default=[0.05, 0.5],
         help="comma-separated observed fractions for the report (default 0.05,0.5)",
     )
+    p.add_argument(
+        "--optimizer-steps-per-tick",
+        type=int,
+        default=None,
+        metavar="K",
+        help="optimizer steps per tick of the runs, recorded in the model so "
+        "that lode_schedule refuses a run on another clock (default: what the "
+        "runs say: a sweep's .parquet file records it, a tracker's tick is "
+        "taken in optimizer steps; 0: unknown)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     for col in ("run", "tick"):
         p.add_argument(
@@ -327,9 +337,31 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f"optax-lode fit: {args.runs}: {err}", file=sys.stderr)
         return 2
+    declared = args.optimizer_steps_per_tick
+    if declared is not None:
+        if declared < 0:
+            print(
+                "optax-lode fit: --optimizer-steps-per-tick must be >= 1, or 0 "
+                f"for unknown; got {declared}",
+                file=sys.stderr,
+            )
+            return 2
+        if runs.steps_per_tick not in (None, declared or None):
+            print(
+                f"optax-lode fit: the runs say {runs.steps_per_tick} optimizer "
+                f"steps per tick; recording {declared or 'unknown'} "
+                "(--optimizer-steps-per-tick)",
+                file=sys.stderr,
+            )
+        runs = runs.with_steps_per_tick(declared or None)
+    clock = (
+        "steps per tick unknown"
+        if runs.steps_per_tick is None
+        else f"{runs.steps_per_tick} steps per tick"
+    )
     print(
         f"{runs.num_runs} {'run' if runs.num_runs == 1 else 'runs'} x "
-        f"{runs.num_ticks} ticks from {args.runs}",
+        f"{runs.num_ticks} ticks ({clock}) from {args.runs}",
         file=sys.stderr,
     )
     made, why = _writable_parent(args.out)
@@ -366,7 +398,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     summary = model.training_summary
     print(
-        f"saved {args.out} (T={model.T}, mu={model.mu}, {summary['steps']} steps, "
+        f"saved {args.out} (T={model.T}, mu={model.mu}, "
+        f"steps_per_tick={model.steps_per_tick}, {summary['steps']} steps, "
         f"best held-out MSE {summary['held_out_mse']} at step {summary['best_step']}, "
         f"{summary['seconds']:.1f} s)\nmodel digest {model_digest(model)}"
     )

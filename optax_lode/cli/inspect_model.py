@@ -36,12 +36,19 @@ def format_header(header: dict, digest: str | None = None) -> str:
     path = header["best_lr_path"]
     training = dict(header.get("training") or {})
     history = training.pop("history", [])
+    clock = training.pop("steps_per_tick", None)
     lines = [
         ("format", f"{header['kind']} v{header['format_version']}"),
         # Not needed to load the model, so a (hand-made) header may lack it.
         ("written by", f"optax-lode {header.get('library_version', '(not recorded)')}"),
         ("features", ", ".join(header["features"])),
         ("T (ticks per run)", header["T"]),
+        (
+            "steps per tick",
+            "(not recorded: lode_schedule cannot check the clock)"
+            if clock is None
+            else f"{clock} (lode_schedule(..., steps_per_tick={clock}))",
+        ),
         ("mu (window, ticks)", header["mu"]),
         (
             "model",

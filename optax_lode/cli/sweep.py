@@ -139,7 +139,6 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs the sweep and writes it; returns the exit code."""
     from optax_lode.sweep import run_sweep
-    from optax_lode.sweep._loop import check_clock
     from optax_lode.tasks import DataNotPreparedError, get_task, metric_name
 
     out: Path = args.out
@@ -209,10 +208,10 @@ def run(args: argparse.Namespace) -> int:
     if len(tests):
         msg += f"; best test metric {tests.max():.4f} ({tests.idxmax()})"
     print(msg)
-    epochs = task.default_epochs if args.epochs is None else args.epochs
-    _, spt = check_clock(task, epochs, args.ticks_per_epoch)  # the run's clock
+    spt = traj.steps_per_tick  # the runs' clock, recorded in the file
     print(
-        f"{spt} steps per tick: schedule a run like these with "
+        f"{spt} steps per tick (recorded in {out.name} and the model fitted to "
+        "it): schedule a run like these with "
         f"lode_schedule(model, total_steps=..., steps_per_tick={spt}); the "
         f"finished chunks stay in {checkpoint} (delete it to sweep to {out.name} "
         "again with other settings)"

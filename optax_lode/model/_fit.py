@@ -264,7 +264,8 @@ def fit(
         The trained model, carrying its normalisation, ``T``, ``mu``, the runs'
         learning-rate range, the best run's learning-rate path, ``latent_scale``
         (the per-dimension std of encoded training windows) and a training
-        summary.
+        summary, which records the runs' ``steps_per_tick`` (when they know
+        it) for :func:`~optax_lode.lode_schedule` to check.
 
     Example:
         >>> from optax_lode.runs import synthetic_sweep
@@ -497,6 +498,8 @@ def fit(
         # The content of every run given (trajectories.digest()), so the model
         # can be checked against the runs it is said to be fitted to.
         "runs_digest": trajectories.digest(),
+        # The runs' clock, checked by lode_schedule (None: they did not say).
+        "steps_per_tick": trajectories.steps_per_tick,
         "train_runs": list(train.run_ids),
         "held_out_runs": list(held.run_ids) if held is not None else [],
         "best_run": best.run_ids[0],

@@ -470,7 +470,8 @@ class LatentODE(eqx.Module):
                 runs under 300 ticks, else at least 150 steps per run. ``tsit5``
                 chooses its own steps and takes only 1.
             training_summary: JSON-serialisable facts about the fit (``fit`` sets
-                it; ``save_model`` stores it in the header).
+                it; ``save_model`` stores it in the header). Its
+                ``steps_per_tick``, if any, must be an int >= 1 or None.
         """
         T, latent_size, hidden_size, depth = (
             whole(name, v)
@@ -564,7 +565,16 @@ class LatentODE(eqx.Module):
         self.depth = depth
         self.solver = solver
         self.ticks_per_step = int(ticks_per_step)
-        self._training = json.dumps(dict(training_summary or {}), sort_keys=True)
+        summary = dict(training_summary or {})
+        clock = summary.get("steps_per_tick")
+        if clock is not None and not (
+            isinstance(clock, int) and not isinstance(clock, bool) and clock >= 1
+        ):
+            raise ValueError(
+                "training_summary['steps_per_tick'] must be an int >= 1 or None "
+                f"(unknown), got {clock!r}"
+            )
+        self._training = json.dumps(summary, sort_keys=True)
 
     def with_solver(
         self, solver: Solver, *, ticks_per_step: int | None = None
@@ -596,6 +606,13 @@ class LatentODE(eqx.Module):
     def training_summary(self) -> dict[str, Any]:
         """Facts about the fit that produced this model (empty if untrained)."""
         return json.loads(self._training)
+
+    @property
+    def steps_per_tick(self) -> int | None:
+        """Optimizer steps per tick of the runs the model was fitted to
+        (``Trajectories.steps_per_tick``), or ``None`` when they did not say.
+        :func:`~optax_lode.lode_schedule` refuses a run on another clock."""
+        return json.loads(self._training).get("steps_per_tick")
 
     # -- encoder -----------------------------------------------------------------
 

@@ -59,6 +59,12 @@ class Trajectories:
         run_ids: one string id per run.
         info: per-run table indexed by run id, with at least the columns
             ``schedule`` and ``seed`` (None/NaN when unknown).
+        steps_per_tick: optimizer steps per tick of the runs, or ``None`` when
+            unknown. :func:`~optax_lode.sweep.run_sweep` and the tracker
+            imports set it, Parquet files keep it, :func:`~optax_lode.fit`
+            records it in the model, and
+            :func:`~optax_lode.lode_schedule` then refuses a run on another
+            clock. :meth:`with_steps_per_tick` declares or corrects it.
 
     Example:
         >>> import numpy as np
@@ -76,8 +82,13 @@ class Trajectories:
     mask: np.ndarray
     run_ids: tuple[str, ...]
     info: pd.DataFrame
+    steps_per_tick: int | None = None
 
     def __post_init__(self):
+        if self.steps_per_tick is not None:
+            object.__setattr__(
+                self, "steps_per_tick", _check_steps_per_tick(self.steps_per_tick)
+            )
         shape = self.mask.shape
         if self.mask.ndim != 2 or self.mask.dtype != bool:
             raise ValueError(f"mask must be a 2-D bool array; got {self.mask.dtype}.")
@@ -132,9 +143,14 @@ class Trajectories:
         return self.num_runs
 
     def __repr__(self) -> str:
+        clock = (
+            ""
+            if self.steps_per_tick is None
+            else f", steps_per_tick={self.steps_per_tick}"
+        )
         return (
-            f"Trajectories(num_runs={self.num_runs}, num_ticks={self.num_ticks}, "
-            f"valid={int(self.mask.sum())}/{self.mask.size})"
+            f"Trajectories(num_runs={self.num_runs}, num_ticks={self.num_ticks}"
+            f"{clock}, valid={int(self.mask.sum())}/{self.mask.size})"
         )
 
     # -- constructors -----------------------------------------------------------
@@ -149,6 +165,7 @@ class Trajectories:
         mask: ArrayLike | None = None,
         run_ids: Sequence[Any] | None = None,
         info: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
+        steps_per_tick: int | None = None,
     ) -> Trajectories:
         """Runs from ``(runs, ticks)`` arrays.
 
@@ -164,6 +181,8 @@ class Trajectories:
                 column named ``run``, ``tick``, ``loss``, ``metric`` or ``lr``
                 becomes ``info_<name>``, as in the tracker imports (the long
                 format has columns of those names).
+            steps_per_tick: optimizer steps per tick of the runs; default
+                ``None``, unknown.
 
         Returns:
             The runs. Entries that are masked are set to NaN. A run with a
@@ -223,6 +242,7 @@ class Trajectories:
             mask=mask,
             run_ids=run_ids,
             info=_make_info(info, run_ids),
+            steps_per_tick=steps_per_tick,
         )
 
     @classmethod
@@ -236,6 +256,7 @@ class Trajectories:
         metric: str = "metric",
         lr: str = "lr",
         num_ticks: int | None = None,
+        steps_per_tick: int | None = None,
     ) -> Trajectories:
         """Runs from a long-format table, one row per (run, tick).
 
@@ -256,6 +277,9 @@ class Trajectories:
             num_ticks: length of the tick grid; default one past the largest tick
                 (a grid whose last ticks no run reached needs it: pass
                 ``df.attrs["num_ticks"]`` of a :meth:`to_dataframe` table).
+            steps_per_tick: optimizer steps per tick of the runs; default
+                ``None``, unknown (``df.attrs["steps_per_tick"]`` of a
+                :meth:`to_dataframe` table holds a known one).
 
         Returns:
             The runs, in order of first appearance.
@@ -369,6 +393,7 @@ class Trajectories:
             mask=mask,
             run_ids=run_ids,
             info=_make_info(info_cols, run_ids),
+            steps_per_tick=steps_per_tick,
         )
 
     @classmethod
@@ -414,7 +439,8 @@ class Trajectories:
 
         A file written by :meth:`to_parquet` records its grid's length, which is
         used unless ``num_ticks`` is given: ticks that no run reached (runs
-        stopped early) stay on the grid.
+        stopped early) stay on the grid. It also records the runs'
+        ``steps_per_tick`` when known, used unless ``steps_per_tick`` is given.
         """
         df = pd.read_parquet(path)
         recorded = df.attrs.get("num_ticks")
@@ -423,6 +449,9 @@ class Trajectories:
             # Only a length the file's ticks fit in (a filtered copy keeps attrs).
             if len(df) == 0 or int(recorded) > int(df[tick].max()):
                 columns = {**columns, "num_ticks": int(recorded)}
+        clock = df.attrs.get("steps_per_tick")
+        if "steps_per_tick" not in columns and clock is not None:
+            columns = {**columns, "steps_per_tick": clock}
         return cls.from_dataframe(df, **columns)
 
     @classmethod
@@ -477,7 +506,9 @@ class Trajectories:
         reached; otherwise pass ``num_ticks=table.attrs["num_ticks"]``, the
         grid's length, which :meth:`to_parquet` files keep and
         :meth:`from_parquet` reads. CSV drops it: pass ``num_ticks`` to
-        :meth:`from_csv`.
+        :meth:`from_csv`. A known :attr:`steps_per_tick` is kept the same way
+        (``attrs["steps_per_tick"]``; CSV drops it too: pass
+        ``steps_per_tick`` to :meth:`from_csv`).
         """
         r, t = np.nonzero(self.mask)
         out = pd.DataFrame(
@@ -492,6 +523,8 @@ class Trajectories:
         for c in self.info.columns:
             out[c] = self.info[c].to_numpy()[r]
         out.attrs["num_ticks"] = self.num_ticks
+        if self.steps_per_tick is not None:
+            out.attrs["steps_per_tick"] = self.steps_per_tick
         return out
 
     def to_parquet(self, path: str | os.PathLike) -> None:
@@ -551,6 +584,27 @@ class Trajectories:
             mask=self.mask[idx].copy(),
             run_ids=tuple(self.run_ids[i] for i in idx),
             info=self.info.iloc[idx].copy(),
+            steps_per_tick=self.steps_per_tick,
+        )
+
+    def with_steps_per_tick(self, steps_per_tick: int | None) -> Trajectories:
+        """The same runs with their clock declared (or forgotten, with ``None``).
+
+        For runs whose source does not say how many optimizer steps a tick
+        is (arrays, CSV), or says it in other units (a tracker whose step
+        counts epochs or samples): a model fitted to them records it, and
+        :func:`~optax_lode.lode_schedule` checks a live run against it.
+
+        Example:
+            >>> import numpy as np
+            >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]],
+            ...                                 [[1e-2, 1e-2]])
+            >>> runs.with_steps_per_tick(31).steps_per_tick
+            31
+        """
+        # info is the one mutable part: a copy, as select gives.
+        return dataclasses.replace(
+            self, info=self.info.copy(), steps_per_tick=steps_per_tick
         )
 
     def __getitem__(self, runs) -> Trajectories:
@@ -626,6 +680,19 @@ class Trajectories:
 
 
 # -- helpers --------------------------------------------------------------------
+
+
+def _check_steps_per_tick(value: Any) -> int:
+    try:
+        k = whole("steps_per_tick", value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise ValueError(
+            f"steps_per_tick must be a whole number >= 1, or None when unknown; "
+            f"got {value!r}."
+        )
+    return k
 
 
 def _make_info(info, run_ids: tuple[str, ...]) -> pd.DataFrame:

@@ -401,4 +401,5 @@ def run_sweep(
             "seed": [seed for _, _, seed in kept],
             "test_metric": list(test[keep]),
         },
+        steps_per_tick=steps_per_tick,
     )

@@ -160,6 +160,8 @@ def align_to_ticks(
         ``attrs["num_ticks"]`` holds the grid length: the last ticks may have no
         row in any run (a rate decayed to 0 and logged as is), so pass it to
         ``Trajectories.from_dataframe(table, num_ticks=...)`` (the importers do).
+        ``attrs["steps_per_tick"]`` holds the tick in tracker steps, which the
+        importers record as the runs' ``steps_per_tick``.
 
     Raises:
         RunAlignmentError: naming each run that cannot be aligned, and why.
@@ -493,6 +495,7 @@ def align_to_ticks(
     # Read by Trajectories.from_dataframe: the last ticks may be masked in every
     # run (a decay to 0 logged as is) and so have no row.
     out.attrs["num_ticks"] = int(num_ticks)
+    out.attrs["steps_per_tick"] = steps_per_tick
     return out
 
 
@@ -530,4 +533,6 @@ def to_trajectories(table: pd.DataFrame, info: pd.DataFrame, num_ticks: int | No
     if num_ticks is None:
         # The grid align_to_ticks computed: its last ticks may have no row.
         num_ticks = int(table.attrs.get("num_ticks", table["tick"].max() + 1))
-    return Trajectories.from_dataframe(wide, num_ticks=num_ticks)
+    return Trajectories.from_dataframe(
+        wide, num_ticks=num_ticks, steps_per_tick=table.attrs.get("steps_per_tick")
+    )

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 __all__ = ["from_mlflow", "log_trajectories_to_mlflow", "read_mlflow_records"]
 
+# The tag an export puts on each run: optimizer steps per (exported) tick.
+_CLOCK_TAG = "optax_lode.steps_per_tick"
+_UNKNOWN = "unknown"
+
 
 def _check_sqlite_exists(tracking_uri: str | None) -> None:
     """Refuses to read a SQLite store that does not exist.
@@ -348,7 +352,14 @@ def from_mlflow(
             that cannot be aligned.
 
     Returns:
-        The runs, ``run_ids`` being MLflow run ids. ``info`` holds ``run_name``,
+        The runs, ``run_ids`` being MLflow run ids. Their ``steps_per_tick``
+        is the tick in MLflow steps, taken as optimizer steps (MLflow's step
+        is usually the optimizer step; where it counts epochs or samples,
+        correct it with ``traj.with_steps_per_tick(k)``), times the tag
+        ``optax_lode.steps_per_tick`` of runs that
+        :func:`log_trajectories_to_mlflow` exported (one step per tick;
+        unknown if their tag says so or the tags differ).
+        ``info`` holds ``run_name``,
         ``status``, the params (numbers where they parse; ``schedule`` and
         ``seed`` if logged), the latest value of every other metric, e.g.
         ``test_metric``, and the tags other than MLflow's own as strings, in
@@ -387,7 +398,29 @@ def from_mlflow(
         on_invalid=on_invalid,
         names=names,
     )
-    return to_trajectories(table, info, num_ticks)
+    return _exported_clock(to_trajectories(table, info, num_ticks))
+
+
+def _exported_clock(traj: Trajectories) -> Trajectories:
+    """Runs exported by :func:`log_trajectories_to_mlflow` log one step per
+    tick and carry their ``steps_per_tick`` as a tag: one tracker step there
+    is that many optimizer steps. Runs that disagree leave the clock unknown."""
+    column = f"tags.{_CLOCK_TAG}"
+    if traj.steps_per_tick is None or column not in traj.info:
+        return traj
+    values = set(traj.info[column])
+    if values == {_UNKNOWN}:
+        return traj.with_steps_per_tick(None)
+    if len(values) != 1 or not str(next(iter(values))).isdigit():
+        warnings.warn(
+            f"the runs' {_CLOCK_TAG} tags differ ({sorted(map(str, values))}): "
+            "their steps_per_tick is left unknown; declare it with "
+            "traj.with_steps_per_tick(k).",
+            UserWarning,
+            stacklevel=3,
+        )
+        return traj.with_steps_per_tick(None)
+    return traj.with_steps_per_tick(traj.steps_per_tick * int(values.pop()))
 
 
 def _logged_before(client, exp_id: str, run_ids) -> dict[str, str]:
@@ -419,8 +452,10 @@ def log_trajectories_to_mlflow(
     ``seed``, ``task``, ...; missing values are skipped), the columns named in
     ``summary_metrics`` as single metrics, and ``loss``/``metric``/``lr`` at
     step = tick for every valid tick (masked ticks are not logged, so a run
-    that stopped early ends early in MLflow too). The runs can be browsed in the
-    MLflow UI and read back with :func:`from_mlflow` (with the same key names).
+    that stopped early ends early in MLflow too). ``traj.steps_per_tick``
+    becomes the tag ``optax_lode.steps_per_tick`` of every run (``unknown``
+    for ``None``). The runs can be browsed in the MLflow UI and read back with
+    :func:`from_mlflow` (with the same key names), which reads the tag.
 
     Args:
         traj: the runs.
@@ -487,6 +522,7 @@ def log_trajectories_to_mlflow(
         before = {}
     run_ids = []
     now = int(time.time() * 1000)
+    clock = [RunTag(_CLOCK_TAG, str(traj.steps_per_tick or _UNKNOWN))]
     series = ((loss, traj.loss), (metric, traj.metric), (lr, traj.lr))
     for i, rid in enumerate(traj.run_ids):
         if str(rid) in before:
@@ -520,7 +556,7 @@ def log_trajectories_to_mlflow(
                 run_id,
                 metrics=metrics + summaries,
                 params=params,
-                tags=[RunTag("optax_lode.run_id", str(rid))],
+                tags=[RunTag("optax_lode.run_id", str(rid)), *clock],
             )
         except BaseException:
             # Not a RUNNING run forever (read back only with statuses=RUNNING).

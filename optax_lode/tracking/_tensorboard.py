@@ -299,7 +299,10 @@ def from_tensorboard(
             its hyperparameters.
 
     Returns:
-        The runs, ``run_ids`` being the run directories relative to ``logdir``;
+        The runs, ``run_ids`` being the run directories relative to ``logdir``.
+        Their ``steps_per_tick`` is the tick in TensorBoard steps, taken as
+        optimizer steps (the usual ``global_step``; where the step counts
+        epochs or samples, correct it with ``traj.with_steps_per_tick(k)``).
         ``info`` has a ``logdir`` column with each run's absolute directory and
         the hyperparameters logged with TensorBoard's hparams plugin (e.g.
         ``schedule``, ``seed``), if any.

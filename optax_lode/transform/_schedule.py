@@ -274,6 +274,27 @@ def _warm_start(model: Any, config: DecisionConfig) -> np.ndarray:
     return np.clip(rates, config.lr_min, config.lr_max).astype(np.float32)
 
 
+def _check_model_clock(model, total_steps: int, steps_per_tick: int) -> None:
+    """Refuses a run whose tick is not the fitted runs' (when the model knows
+    theirs): the same T on another tick is another time axis."""
+    fitted = getattr(model, "steps_per_tick", None)
+    if fitted is None:
+        return
+    ticks = int(model.T)
+    if steps_per_tick == fitted and total_steps // steps_per_tick == ticks:
+        return
+    raise ValueError(
+        f"the model was fitted to runs of T={ticks} ticks of {fitted} optimizer "
+        f"step(s) each ({ticks * fitted} steps), but this run has "
+        f"total_steps={total_steps}, steps_per_tick={steps_per_tick}. Build the "
+        f"schedule on the same clock (steps_per_tick={fitted}, total_steps of "
+        f"{ticks * fitted} to {ticks * fitted + fitted - 1}), or pass rescale=True "
+        "to map both runs onto the fraction of training done. If the runs' "
+        "recorded clock was wrong (a tracker whose step is not the optimizer "
+        "step), refit on runs.with_steps_per_tick(k)."
+    )
+
+
 def lode_schedule(
     model: Any,
     *,
@@ -331,7 +352,7 @@ def lode_schedule(
             schedule's constants).
         total_steps: optimizer steps in the whole run.
         steps_per_tick: optimizer steps per tick, as in the sweep the model
-            was fitted to.
+            was fitted to (checked when the model records it).
         mu: window and decision period in ticks; default the model's training
             window ``model.mu``.
         n: ensemble size.
@@ -351,7 +372,9 @@ def lode_schedule(
         std_floor: floor on the window-loss std of the acceptance test.
         rescale: allow a run whose ``T = total_steps // steps_per_tick``
             differs from the model's by mapping both onto the fraction of
-            training done. Without it a mismatch raises ``ValueError``.
+            training done. Without it a mismatch raises ``ValueError``, and so
+            does a ``steps_per_tick`` other than the fitted runs' when the
+            model records theirs (``model.steps_per_tick``).
         match_rule: how a member's matching tick is chosen among the ticks
             whose predicted loss passes the acceptance test: ``"highest_lr"``
             (the paper, default) or ``"closest_loss"`` (opt-in: the tick whose
@@ -384,8 +407,9 @@ def lode_schedule(
 
     Raises:
         ValueError: on invalid configuration (``mu < 2``, ``mu >= T``,
-            ``n < 1``, ``sigma < 0``, ``steps_per_tick < 1``, a ``T``
-            mismatch without ``rescale``, ...), at construction.
+            ``n < 1``, ``sigma < 0``, ``steps_per_tick < 1``, a ``T`` or
+            ``steps_per_tick`` mismatch without ``rescale``, ...), at
+            construction.
 
     Example:
         >>> import jax, jax.numpy as jnp, optax, optax_lode
@@ -435,6 +459,8 @@ def lode_schedule(
             f"total_steps // steps_per_tick = {run_ticks} ticks; the run needs "
             "at least 3 (lower steps_per_tick)"
         )
+    if not rescale:
+        _check_model_clock(model, total_steps, steps_per_tick)
     config = DecisionConfig.from_model(
         model,
         run_ticks=run_ticks,
