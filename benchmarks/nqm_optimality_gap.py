@@ -132,7 +132,10 @@ def sweep(task, *, epochs, tpe, seeds, cache: Path):
         "test_metric": np.concatenate([np.asarray(r.test_metric) for *_, r in parts]),
     }
     ids = [f"{s}-lr{v:g}-s{i}" for s, v, _ in parts for i in range(seeds)]
-    traj = Trajectories.from_arrays(loss, metric, lr, mask=mask, run_ids=ids, info=info)
+    traj = Trajectories.from_arrays(
+        loss, metric, lr, mask=mask, run_ids=ids, info=info,
+        steps_per_tick=parts[0][2].steps_per_tick,
+    )  # fmt: skip
     cache.mkdir(parents=True, exist_ok=True)
     traj.to_parquet(path)
     return traj

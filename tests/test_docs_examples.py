@@ -148,6 +148,7 @@ class NotRun:
 
 
 def _check_step(ns, out):
+    assert ns["k"] == 50  # the clock the model's runs recorded
     lr = optax.tree.get(ns["opt_state"], "learning_rate")
     assert np.isfinite(lr) and lr > 0
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(ns["updates"]))
@@ -483,9 +484,11 @@ def task_extras():
 
 
 @pytest.fixture
-def step_names(tiny_model):
-    """``sweep.lode`` and one step's ``params``, ``grads``, ``loss``, ``acc``."""
-    optax_lode.save_model("sweep.lode", tiny_model)
+def step_names():
+    """``sweep.lode`` (fitted to runs of 50 steps per tick) and one step's
+    ``params``, ``grads``, ``loss``, ``acc``."""
+    clocked = small_model(T=24, training_summary={"steps_per_tick": 50})
+    optax_lode.save_model("sweep.lode", clocked)
     params, loss_fn, (x, y) = mlp_problem()
     loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
     return dict(params=params, grads=grads, loss=loss, acc=jnp.float32(0.5))

@@ -80,7 +80,9 @@ def test_fit_records_the_runs_clock_declared_or_from_the_file(tmp_path, capsys):
         assert load_model(out).steps_per_tick == recorded
     out = tmp_path / "refused.lode"
     flags = ["--optimizer-steps-per-tick", "-1"]
-    assert main(["fit", str(csv), "--out", str(out), *base, *flags]) == 2
+    # Refused before the runs are read (a tracker's can take minutes).
+    missing = str(tmp_path / "missing.csv")
+    assert main(["fit", missing, "--out", str(out), *base, *flags]) == 2
     assert "must be >= 1, or 0 for unknown" in capsys.readouterr().err
     assert not out.exists()
 
@@ -179,3 +181,16 @@ def test_a_reader_that_stops_early_is_not_a_traceback(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys):
+    """Only a closed stdout ends the command quietly; a broken connection
+    elsewhere (a tracking server, say) stays an error."""
+    import optax_lode.cli.inspect_model as inspect_model
+
+    def broken(args):
+        raise BrokenPipeError("the tracking server went away")
+
+    monkeypatch.setattr(inspect_model, "run", broken)
+    with pytest.raises(BrokenPipeError, match="tracking server"):
+        main(["inspect", "m.lode"])

@@ -74,6 +74,7 @@ def test_fit_carries_its_metadata(fitted, sweep):
     assert summary["held_out_mse"] == min(h["held_out"] for h in summary["history"])
     assert set(summary["held_out_runs"]).isdisjoint(summary["train_runs"])
     assert summary["runs_digest"] == train.digest() != sweep.digest()
+    assert summary["steps_per_tick"] is None is model.steps_per_tick  # not said
     inner = train.select(summary["train_runs"])  # fit's own split of its input
     x = model.normalisation.forward(inner.features()[inner.mask])
     np.testing.assert_allclose(np.mean(x, 0), 0.0, atol=1e-4)

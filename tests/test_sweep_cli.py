@@ -38,7 +38,9 @@ def test_cli_sweep_writes_runs_that_train_run_reproduces(tmp_path, capsys):
     assert "wrote 4 runs x 6 ticks of digits-mlp" in printed
     # digits-mlp: 18 steps per epoch in 3 ticks: ticks of 6 steps.
     assert "steps_per_tick=6)" in printed and ".chunks (delete it" in printed
+    assert "6 steps per tick (recorded in runs.parquet" in printed
     traj = Trajectories.from_parquet(out)
+    assert traj.steps_per_tick == 6  # the clock travels to the model
     assert traj.run_ids == (
         "cosine-lr0.01-s0",
         "cosine-lr0.01-s1",
@@ -63,6 +65,14 @@ def test_cli_sweep_writes_runs_that_train_run_reproduces(tmp_path, capsys):
     assert main(argv) == 0
     again = Trajectories.from_parquet(out)
     np.testing.assert_array_equal(again.loss, traj.loss)
+    # A CSV keeps no clock: the message says how to give it to fit.
+    chunks = ["--checkpoint-dir", str(tmp_path / "runs.parquet.chunks")]
+    as_csv = [str(tmp_path / "runs.csv") if a == str(out) else a for a in argv]
+    assert main([*as_csv, *chunks]) == 0
+    printed = capsys.readouterr().out
+    assert "6 steps per tick (a CSV file drops it: fit with " in printed
+    assert "--optimizer-steps-per-tick 6)" in printed
+    assert Trajectories.from_csv(tmp_path / "runs.csv").steps_per_tick is None
 
 
 def test_cli_refuses_before_sweeping(tmp_path, capsys, monkeypatch):

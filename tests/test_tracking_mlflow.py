@@ -368,10 +368,51 @@ def test_export_keeps_the_runs_clock(store):
         src.loss[:1], src.metric[:1], src.lr[:1], run_ids=["c"], steps_per_tick=3
     )
     log_trajectories_to_mlflow(other, **exp)
-    with pytest.warns(
-        UserWarning, match=r"steps_per_tick tags differ \(\['3', '7'\]\)"
-    ):
+    with pytest.warns(UserWarning, match=r"steps_per_tick: \['3', '7'\];"):
         assert from_mlflow(**exp).steps_per_tick is None
+
+
+def test_imported_clock_of_native_old_and_odd_runs(store):
+    """A run not exported by optax-lode counts optimizer steps; an export
+    from before the clock tag is of an unknown clock; a tag that is not a
+    count, or runs on different clocks, leave it unknown with a warning."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store["uri"])
+    t = np.arange(6)
+    src = Trajectories.from_arrays(
+        [np.exp(-t / 4) + 0.1] * 2, [t / 6] * 2, [np.full(6, 1e-2)] * 2,
+        run_ids=["a", "b"], steps_per_tick=5,
+    )  # fmt: skip
+
+    def export(name, change=None):
+        exp = dict(experiment=name, tracking_uri=store["uri"])
+        ids = log_trajectories_to_mlflow(src, **exp)
+        for run_id in ids:
+            if change is not None:
+                change(run_id)
+        return exp
+
+    def untag(*keys):
+        return lambda run_id: [client.delete_tag(run_id, k) for k in keys]
+
+    native = export("native", untag("optax_lode.steps_per_tick", "optax_lode.run_id"))
+    assert from_mlflow(**native).steps_per_tick == 1  # a step per tick, as logged
+    old = export("old export", untag("optax_lode.steps_per_tick"))
+    assert from_mlflow(**old).steps_per_tick is None
+    for bad in ("0", "auto"):
+        odd = export(
+            f"tag {bad}",
+            lambda run_id, b=bad: client.set_tag(
+                run_id, "optax_lode.steps_per_tick", b
+            ),
+        )
+        with pytest.warns(UserWarning, match=f"steps_per_tick: \\['{bad}'\\]"):
+            assert from_mlflow(**odd).steps_per_tick is None
+    # Native runs and exported ones in one experiment: different clocks.
+    log_trajectories_to_mlflow(src, **native)
+    with pytest.warns(UserWarning, match=r"\['1', '5'\]; '1' for runs not exported"):
+        assert from_mlflow(**native).steps_per_tick is None
 
 
 def _many_runs(uri, experiment, runs, ticks):

@@ -326,6 +326,7 @@ def test_a_model_that_knows_its_runs_clock_refuses_another():
         assert f"T={T} ticks of 5 optimizer step(s)" in message
         assert f"steps_per_tick=5, total_steps of {5 * T} to {5 * T + 4}" in message
         assert "rescale=True" in message and "with_steps_per_tick" in message
+        assert "--optimizer-steps-per-tick K" in message
     # Rescaling is the explicit way onto another clock.
     assert build(2 * T, 2, rescale=True).init({"w": jnp.ones(())}).run_ticks == T
     assert build(T, 1, rescale=True).init({"w": jnp.ones(())}).run_ticks == T
@@ -335,6 +336,9 @@ def test_a_model_that_knows_its_runs_clock_refuses_another():
     for bad in (0, 2.0, "5", True):
         with pytest.raises(ValueError, match=r"steps_per_tick'\] must be an int"):
             small_model(3, training_summary={"steps_per_tick": bad})
+    # k = unknown.steps_per_tick, None: the message says why and what to pass.
+    with pytest.raises(ValueError, match=r"got None \(model.steps_per_tick is"):
+        lode_schedule(unknown, total_steps=T, steps_per_tick=unknown.steps_per_tick)
 
 
 @settings(max_examples=40, deadline=None)

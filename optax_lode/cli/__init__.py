@@ -51,11 +51,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe or socket: a real failure
         # The reader stopped early (``| head``): not a failure to report with
         # a traceback. Python's recipe: stdout to devnull, so that its flush
         # at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (POSIX poll)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll, no file descriptor
+        return False
+    return any(mask & select.POLLERR for _, mask in events)
 
 
 if __name__ == "__main__":

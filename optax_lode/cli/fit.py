@@ -277,6 +277,14 @@ def run(args: argparse.Namespace) -> int:
         msg = f"optax-lode fit: --patience must be >= 0 (0: off); got {args.patience}"
         print(msg, file=sys.stderr)
         return 2
+    declared = args.optimizer_steps_per_tick
+    if declared is not None and declared < 0:
+        print(
+            "optax-lode fit: --optimizer-steps-per-tick must be >= 1, or 0 for "
+            f"unknown; got {declared}",
+            file=sys.stderr,
+        )
+        return 2
     tracker = "://" in args.runs
     names = ("loss", "metric", "lr") if tracker else ("run", "tick", "loss")
     options = {c: getattr(args, f"{c}_column") for c in names}
@@ -337,15 +345,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f"optax-lode fit: {args.runs}: {err}", file=sys.stderr)
         return 2
-    declared = args.optimizer_steps_per_tick
     if declared is not None:
-        if declared < 0:
-            print(
-                "optax-lode fit: --optimizer-steps-per-tick must be >= 1, or 0 "
-                f"for unknown; got {declared}",
-                file=sys.stderr,
-            )
-            return 2
         if runs.steps_per_tick not in (None, declared or None):
             print(
                 f"optax-lode fit: the runs say {runs.steps_per_tick} optimizer "

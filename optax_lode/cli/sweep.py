@@ -208,10 +208,14 @@ def run(args: argparse.Namespace) -> int:
     if len(tests):
         msg += f"; best test metric {tests.max():.4f} ({tests.idxmax()})"
     print(msg)
-    spt = traj.steps_per_tick  # the runs' clock, recorded in the file
+    spt = traj.steps_per_tick  # the runs' clock
+    kept = (
+        f"recorded in {out.name} and the model fitted to it"
+        if parquet
+        else f"a CSV file drops it: fit with --optimizer-steps-per-tick {spt}"
+    )
     print(
-        f"{spt} steps per tick (recorded in {out.name} and the model fitted to "
-        "it): schedule a run like these with "
+        f"{spt} steps per tick ({kept}): schedule a run like these with "
         f"lode_schedule(model, total_steps=..., steps_per_tick={spt}); the "
         f"finished chunks stay in {checkpoint} (delete it to sweep to {out.name} "
         "again with other settings)"
@@ -231,10 +235,8 @@ def run(args: argparse.Namespace) -> int:
                 experiment=experiment,
                 tracking_uri=args.mlflow or None,
                 metric=metric_key,
-                tags={
-                    "optax_lode.ticks_per_epoch": str(ticks),
-                    "optax_lode.steps_per_tick": str(task.steps_per_epoch // ticks),
-                },
+                # The export tags the runs' steps per tick itself.
+                tags={"optax_lode.ticks_per_epoch": str(ticks)},
                 existing=args.mlflow_existing,
             )
         except ValueError as err:  # --mlflow-existing error; the runs are written

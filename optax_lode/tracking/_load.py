@@ -32,9 +32,11 @@ def load_runs(source: str | os.PathLike, **options: Any) -> Trajectories:
         **options: passed to the reader; options that are ``None`` are dropped,
             so a command line can forward its unset flags. For the trackers they
             are ``tracking_uri`` (MLflow), ``loss``, ``metric``, ``lr`` (key
-            names), ``tick`` (steps per tick) and the alignment options; for files
-            they name the columns (``run``, ``tick``, ``loss``, ``metric``,
-            ``lr``).
+            names), ``tick`` (tracker steps per tick) and the alignment options;
+            for files they name the columns (``run``, ``tick``, ``loss``,
+            ``metric``, ``lr``) and may give ``num_ticks`` and
+            ``steps_per_tick`` (optimizer steps per tick, which a CSV file
+            does not keep).
 
     Returns:
         The runs on one tick grid.

@@ -29,6 +29,8 @@ __all__ = ["from_mlflow", "log_trajectories_to_mlflow", "read_mlflow_records"]
 # The tag an export puts on each run: optimizer steps per (exported) tick.
 _CLOCK_TAG = "optax_lode.steps_per_tick"
 _UNKNOWN = "unknown"
+# The tag of every exported run: its original run id.
+_EXPORT_TAG = "optax_lode.run_id"
 
 
 def _check_sqlite_exists(tracking_uri: str | None) -> None:
@@ -402,25 +404,36 @@ def from_mlflow(
 
 
 def _exported_clock(traj: Trajectories) -> Trajectories:
-    """Runs exported by :func:`log_trajectories_to_mlflow` log one step per
-    tick and carry their ``steps_per_tick`` as a tag: one tracker step there
-    is that many optimizer steps. Runs that disagree leave the clock unknown."""
-    column = f"tags.{_CLOCK_TAG}"
-    if traj.steps_per_tick is None or column not in traj.info:
+    """The runs' clock in optimizer steps. A run that
+    :func:`log_trajectories_to_mlflow` exported logs one step per tick and
+    carries its ``steps_per_tick`` as a tag (an export without it, from before
+    the tag, is of an unknown clock); in any other run a step is taken to be
+    an optimizer step. Runs on different clocks leave it unknown."""
+    if traj.steps_per_tick is None:
         return traj
-    values = set(traj.info[column])
-    if values == {_UNKNOWN}:
+    info = traj.info
+    exported = info.get(f"tags.{_EXPORT_TAG}", pd.Series(np.nan, info.index))
+    tagged = info.get(f"tags.{_CLOCK_TAG}", pd.Series(np.nan, info.index))
+    steps = {
+        str(tag) if pd.notna(tag) else (_UNKNOWN if pd.notna(run) else "1")
+        for run, tag in zip(exported, tagged, strict=True)
+    }
+    if steps == {_UNKNOWN}:
         return traj.with_steps_per_tick(None)
-    if len(values) != 1 or not str(next(iter(values))).isdigit():
+    step = next(iter(steps)) if len(steps) == 1 else None
+    if step is None or not step.isdigit() or int(step) < 1:
         warnings.warn(
-            f"the runs' {_CLOCK_TAG} tags differ ({sorted(map(str, values))}): "
-            "their steps_per_tick is left unknown; declare it with "
-            "traj.with_steps_per_tick(k).",
+            f"the runs' MLflow steps are not all the same number of optimizer "
+            f"steps (tags {_CLOCK_TAG}: {sorted(steps)}; '1' for runs not "
+            "exported by optax-lode): their steps_per_tick is left unknown. "
+            "Runs on different clocks do not belong on one tick grid: read "
+            "them separately (filter by their tags), or declare the clock of "
+            "runs that share one with traj.with_steps_per_tick(k).",
             UserWarning,
             stacklevel=3,
         )
         return traj.with_steps_per_tick(None)
-    return traj.with_steps_per_tick(traj.steps_per_tick * int(values.pop()))
+    return traj.with_steps_per_tick(traj.steps_per_tick * int(step))
 
 
 def _logged_before(client, exp_id: str, run_ids) -> dict[str, str]:
@@ -428,7 +441,7 @@ def _logged_before(client, exp_id: str, run_ids) -> dict[str, str]:
     (tag ``optax_lode.run_id``; the earliest where logged more than once)."""
     wanted, found = set(map(str, run_ids)), {}
     for r in _experiment_runs(client, exp_id):
-        rid = r.data.tags.get("optax_lode.run_id")
+        rid = r.data.tags.get(_EXPORT_TAG)
         if rid in wanted:
             found.setdefault(rid, r.info.run_id)
     return found
@@ -556,7 +569,7 @@ def log_trajectories_to_mlflow(
                 run_id,
                 metrics=metrics + summaries,
                 params=params,
-                tags=[RunTag("optax_lode.run_id", str(rid)), *clock],
+                tags=[RunTag(_EXPORT_TAG, str(rid)), *clock],
             )
         except BaseException:
             # Not a RUNNING run forever (read back only with statuses=RUNNING).

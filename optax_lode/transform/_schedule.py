@@ -291,7 +291,8 @@ def _check_model_clock(model, total_steps: int, steps_per_tick: int) -> None:
         f"{ticks * fitted} to {ticks * fitted + fitted - 1}), or pass rescale=True "
         "to map both runs onto the fraction of training done. If the runs' "
         "recorded clock was wrong (a tracker whose step is not the optimizer "
-        "step), refit on runs.with_steps_per_tick(k)."
+        "step), refit on runs.with_steps_per_tick(k) (optax-lode fit "
+        "--optimizer-steps-per-tick K)."
     )
 
 
@@ -445,7 +446,15 @@ def lode_schedule(
     if not _is_int(total_steps) or total_steps < 1:
         raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
     if not _is_int(steps_per_tick) or steps_per_tick < 1:
-        raise ValueError(f"steps_per_tick must be an int >= 1, got {steps_per_tick!r}")
+        unknown = (
+            " (model.steps_per_tick is None when the runs it was fitted to did "
+            "not record their clock: pass the sweep's steps per tick)"
+            if steps_per_tick is None
+            else ""
+        )
+        raise ValueError(
+            f"steps_per_tick must be an int >= 1, got {steps_per_tick!r}{unknown}"
+        )
     if not _is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
     # The library's one seed domain: past 32 bits (or below 0) jax.random.key
