@@ -512,3 +512,11 @@ def test_the_runs_clock_travels_with_them_and_is_checked(tmp_path):
         with pytest.raises(ValueError, match=r"steps_per_tick must be a whole"):
             runs.with_steps_per_tick(bad)
     assert runs.with_steps_per_tick(10.0).steps_per_tick == 10
+    # A file whose recorded clock was edited into nonsense names itself.
+    table = runs.to_dataframe()
+    table.attrs["steps_per_tick"] = "ten"
+    table.to_parquet(tmp_path / "odd.parquet", index=False)
+    with pytest.raises(ValueError, match=r"odd.parquet' records an invalid clock"):
+        Trajectories.from_parquet(tmp_path / "odd.parquet")
+    odd = Trajectories.from_parquet(tmp_path / "odd.parquet", steps_per_tick=None)
+    assert odd.steps_per_tick is None

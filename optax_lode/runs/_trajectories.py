@@ -451,6 +451,13 @@ class Trajectories:
                 columns = {**columns, "num_ticks": int(recorded)}
         clock = df.attrs.get("steps_per_tick")
         if "steps_per_tick" not in columns and clock is not None:
+            try:
+                clock = _check_steps_per_tick(clock)
+            except ValueError as err:
+                raise ValueError(
+                    f"{os.fspath(path)!r} records an invalid clock: {err} Pass "
+                    "steps_per_tick=k (or None) to read it anyway."
+                ) from None
             columns = {**columns, "steps_per_tick": clock}
         return cls.from_dataframe(df, **columns)
 

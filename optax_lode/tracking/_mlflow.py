@@ -360,7 +360,8 @@ def from_mlflow(
         correct it with ``traj.with_steps_per_tick(k)``), times the tag
         ``optax_lode.steps_per_tick`` of runs that
         :func:`log_trajectories_to_mlflow` exported (one step per tick;
-        unknown if their tag says so or the tags differ).
+        unknown if their tag says so, for an export without the tag, and for
+        runs on different clocks, with a warning).
         ``info`` holds ``run_name``,
         ``status``, the params (numbers where they parse; ``schedule`` and
         ``seed`` if logged), the latest value of every other metric, e.g.
@@ -426,9 +427,10 @@ def _exported_clock(traj: Trajectories) -> Trajectories:
             f"the runs' MLflow steps are not all the same number of optimizer "
             f"steps (tags {_CLOCK_TAG}: {sorted(steps)}; '1' for runs not "
             "exported by optax-lode): their steps_per_tick is left unknown. "
-            "Runs on different clocks do not belong on one tick grid: read "
-            "them separately (filter by their tags), or declare the clock of "
-            "runs that share one with traj.with_steps_per_tick(k).",
+            "Runs on different clocks do not belong on one tick grid: keep "
+            "them in separate experiments, or select the runs of one clock "
+            f"(by traj.info['tags.{_CLOCK_TAG}']) and declare it: "
+            "traj.select(ids).with_steps_per_tick(k).",
             UserWarning,
             stacklevel=3,
         )
