@@ -216,9 +216,19 @@ def test_the_runs_clock_round_trips_and_a_bad_one_is_refused(tmp_path, model, ca
     save_model(path, model)  # a model without one (files before it, or arrays)
     assert load_model(path).steps_per_tick is None
     assert main(["inspect", str(path)]) == 0
-    assert "(not recorded: lode_schedule cannot check the clock)" in (
-        capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "(not recorded: lode_schedule cannot check the clock; record it" in out
+    # Recorded afterwards, without a refit: the same weights, the new clock.
+    clocked = load_model(path).with_steps_per_tick(np.int64(12))
+    assert clocked.steps_per_tick == 12 and type(clocked.steps_per_tick) is int
+    assert model_digest(clocked) == model_digest(model)
+    assert clocked.training_summary["steps"] == model.training_summary["steps"]
+    assert clocked.with_steps_per_tick(None).steps_per_tick is None
+    save_model(path, clocked)
+    assert load_model(path).steps_per_tick == 12
+    for bad in (0, 2.5, "12"):
+        with pytest.raises(ValueError, match="steps_per_tick"):
+            model.with_steps_per_tick(bad)
     for bad in (0, "31", 2.5):
         _rewrite_header(path, lambda h, b=bad: h["training"].update(steps_per_tick=b))
         with pytest.raises(ValueError, match=r"clock.lode.*invalid header.*steps_per"):

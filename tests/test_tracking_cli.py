@@ -199,6 +199,12 @@ def test_fit_refuses_tracker_flags_for_a_file(tmp_path, capsys):
     out = ["--out", str(tmp_path / "m")]
     assert main(["fit", "runs.csv", *out, "--num-ticks", "10"]) == 2
     assert "--num-ticks needs a tracker" in capsys.readouterr().err
+    # A file's clock has its own flag, which the refusal names.
+    assert main(["fit", "runs.csv", *out, "--steps-per-tick", "18"]) == 2
+    err = capsys.readouterr().err
+    assert "--steps-per-tick needs a tracker" in err
+    assert "(a file's clock, optimizer steps per tick: " in err
+    assert "--optimizer-steps-per-tick 18)" in err
     assert main(["fit", "tensorboard://x", *out, "--statuses", "FAILED"]) == 2
     assert "--statuses needs an MLflow source" in capsys.readouterr().err
     assert main(["fit", "mlflow://x", *out, "--run-depth", "1"]) == 2

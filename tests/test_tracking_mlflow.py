@@ -368,8 +368,16 @@ def test_export_keeps_the_runs_clock(store):
         src.loss[:1], src.metric[:1], src.lr[:1], run_ids=["c"], steps_per_tick=3
     )
     log_trajectories_to_mlflow(other, **exp)
-    with pytest.warns(UserWarning, match=r"steps_per_tick: \['3', '7'\];"):
-        assert from_mlflow(**exp).steps_per_tick is None
+    with pytest.warns(UserWarning, match=r"steps_per_tick: \['3', '7'\];") as seen:
+        mixed = from_mlflow(**exp)
+    assert mixed.steps_per_tick is None
+    assert seen[0].filename == __file__  # the caller's line, not the library's
+    # The warning's advice: the runs of one clock, on their own grid.
+    ids = mixed.info.index[mixed.info["tags.optax_lode.steps_per_tick"] == "3"]
+    one = Trajectories.from_dataframe(
+        mixed.select(list(ids)).to_dataframe(), steps_per_tick=3
+    )
+    assert (one.num_runs, one.num_ticks, one.steps_per_tick) == (1, 8, 3)
 
 
 def test_imported_clock_of_native_old_and_odd_runs(store):

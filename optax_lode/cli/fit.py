@@ -81,16 +81,6 @@ def register(subparsers) -> None:
         default=[0.05, 0.5],
         help="comma-separated observed fractions for the report (default 0.05,0.5)",
     )
-    p.add_argument(
-        "--optimizer-steps-per-tick",
-        type=int,
-        default=None,
-        metavar="K",
-        help="optimizer steps per tick of the runs, recorded in the model so "
-        "that lode_schedule refuses a run on another clock (default: what the "
-        "runs say: a sweep's .parquet file records it, a tracker's tick is "
-        "taken in optimizer steps; 0: unknown)",
-    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     for col in ("run", "tick"):
         p.add_argument(
@@ -110,8 +100,22 @@ def register(subparsers) -> None:
         "--steps-per-tick",
         type=int,
         default=None,
-        help="tracker steps per tick (default: the loss-logging spacing most "
-        "runs share, one tick per loss record when all log alike); trackers only",
+        help="tracker steps per tick, for the tick grid (default: the "
+        "loss-logging spacing most runs share, one tick per loss record when "
+        "all log alike); trackers only. The optimizer steps per tick recorded "
+        "in the model: --optimizer-steps-per-tick",
+    )
+    p.add_argument(
+        "--optimizer-steps-per-tick",
+        type=int,
+        default=None,
+        metavar="K",
+        help="optimizer steps per tick of the runs, recorded in the model so "
+        "that lode_schedule refuses a run on another clock (default: what the "
+        "runs say: a sweep's .parquet file records it, a CSV file does not, a "
+        "tracker's tick is taken in optimizer steps, times the "
+        "optax_lode.steps_per_tick tag of runs an optax-lode export logged; "
+        "0: unknown)",
     )
     p.add_argument(
         "--first-step",
@@ -316,8 +320,14 @@ def run(args: argparse.Namespace) -> int:
         kind = misplaced[0][1]
         what, form = _SOURCE_KINDS[kind]
         flags = ", ".join(flag for flag, k in misplaced if k == kind)
+        hint = (
+            f" (a file's clock, optimizer steps per tick: "
+            f"--optimizer-steps-per-tick {args.steps_per_tick})"
+            if "--steps-per-tick" in flags
+            else ""
+        )
         print(
-            f"optax-lode fit: {flags} needs {what} ({form}), not {args.runs}",
+            f"optax-lode fit: {flags} needs {what} ({form}), not {args.runs}{hint}",
             file=sys.stderr,
         )
         return 2
@@ -355,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
             )
         runs = runs.with_steps_per_tick(declared or None)
     clock = (
-        "steps per tick unknown"
+        "steps per tick unknown: --optimizer-steps-per-tick K records it"
         if runs.steps_per_tick is None
         else f"{runs.steps_per_tick} steps per tick"
     )

@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         help="print a model file's header",
         description=(
             "Validate a model file (format version, checksums, array shapes) and "
-            "print its header: T, mu, features, normalisation, learning-rate range, "
+            "print its header: T, the runs' steps per tick, mu, features, "
+            "normalisation, learning-rate range, "
             "hyperparameters and training summary, and the model's content digest."
         ),
     )
@@ -45,7 +46,9 @@ def format_header(header: dict, digest: str | None = None) -> str:
         ("T (ticks per run)", header["T"]),
         (
             "steps per tick",
-            "(not recorded: lode_schedule cannot check the clock)"
+            "(not recorded: lode_schedule cannot check the clock; record it "
+            "with model.with_steps_per_tick(k), or fit with "
+            "--optimizer-steps-per-tick K)"
             if clock is None
             else f"{clock} (lode_schedule(..., steps_per_tick={clock}))",
         ),

@@ -64,7 +64,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("--task", required=True, help="task name (see optax_lode.tasks)")
     p.add_argument(
-        "--out", required=True, type=Path, help="output file, .parquet or .csv"
+        "--out",
+        required=True,
+        type=Path,
+        help="output file, .parquet (keeps the runs' clock) or .csv",
     )
     p.add_argument(
         "--shapes",
@@ -216,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"{spt} steps per tick ({kept}): schedule a run like these with "
-        f"lode_schedule(model, total_steps=..., steps_per_tick={spt}); the "
+        f"lode_schedule(model, total_steps={traj.num_ticks * spt}, "
+        f"steps_per_tick={spt}); the "
         f"finished chunks stay in {checkpoint} (delete it to sweep to {out.name} "
         "again with other settings)"
     )

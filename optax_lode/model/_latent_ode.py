@@ -585,6 +585,30 @@ class LatentODE(eqx.Module):
         """
         if ticks_per_step is None:
             ticks_per_step = 1 if solver == "tsit5" else self.ticks_per_step
+        return self._rebuilt(solver, ticks_per_step, self.training_summary)
+
+    def with_steps_per_tick(self, steps_per_tick: int | None) -> LatentODE:
+        """The same model (weights, everything else) recording another clock
+        for its runs, or none (``None``).
+
+        For a model whose runs' clock was not recorded (runs from a CSV file
+        or arrays) or was recorded wrongly (a tracker whose step is not the
+        optimizer step): :func:`~optax_lode.lode_schedule` checks a live run
+        against it. Nothing is refitted; ``model_digest`` is unchanged.
+
+        Example:
+            >>> import jax
+            >>> model = LatentODE(T=50, key=jax.random.key(0))
+            >>> model.steps_per_tick, model.with_steps_per_tick(31).steps_per_tick
+            (None, 31)
+        """
+        if steps_per_tick is not None:
+            steps_per_tick = whole("steps_per_tick", steps_per_tick)
+        summary = {**self.training_summary, "steps_per_tick": steps_per_tick}
+        return self._rebuilt(self.solver, self.ticks_per_step, summary)
+
+    def _rebuilt(self, solver, ticks_per_step, training_summary) -> LatentODE:
+        """This model's weights and data with other settings."""
         other = LatentODE(
             T=self.T,
             key=jax.random.key(0),
@@ -598,7 +622,7 @@ class LatentODE(eqx.Module):
             latent_scale=self.latent_scale,
             solver=solver,
             ticks_per_step=ticks_per_step,
-            training_summary=self.training_summary,
+            training_summary=training_summary,
         )
         return eqx.tree_at(_networks, other, _networks(self))
 

@@ -402,7 +402,7 @@ class Trajectories:
         path: str | os.PathLike,
         *,
         text: Sequence[str] = (),
-        **columns: str,
+        **columns: Any,
     ) -> Trajectories:
         """:meth:`from_dataframe` of a CSV file (``columns`` name its columns).
 
@@ -413,7 +413,8 @@ class Trajectories:
         empty cell is missing there. Other columns are typed by pandas and read
         its usual missing-value strings (``NA``, ``nan``, empty, ...) as
         missing: an info column of codes like ``007`` needs ``text=["code"]``
-        (Parquet keeps every type)."""
+        (Parquet keeps every type). A CSV file does not keep the runs'
+        clock: give it as ``steps_per_tick=k``."""
         run = columns.get("run", "run")
         header = pd.read_csv(path, nrows=0).columns
         unknown = sorted(set(text) - set(header))
@@ -539,7 +540,8 @@ class Trajectories:
         atomic_write(path, lambda p: self.to_dataframe().to_parquet(p, index=False))
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Writes :meth:`to_dataframe` as CSV (atomically)."""
+        """Writes :meth:`to_dataframe` as CSV (atomically). CSV keeps neither
+        the grid's length nor :attr:`steps_per_tick` (Parquet keeps both)."""
         atomic_write(path, lambda p: self.to_dataframe().to_csv(p, index=False))
 
     # -- selection ---------------------------------------------------------------

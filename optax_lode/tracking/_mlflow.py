@@ -10,6 +10,7 @@ any tracking URI MLflow understands: the embedded SQLite store
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -428,14 +429,27 @@ def _exported_clock(traj: Trajectories) -> Trajectories:
             f"steps (tags {_CLOCK_TAG}: {sorted(steps)}; '1' for runs not "
             "exported by optax-lode): their steps_per_tick is left unknown. "
             "Runs on different clocks do not belong on one tick grid: keep "
-            "them in separate experiments, or select the runs of one clock "
-            f"(by traj.info['tags.{_CLOCK_TAG}']) and declare it: "
-            "traj.select(ids).with_steps_per_tick(k).",
+            "them in separate experiments, or rebuild the runs of one clock "
+            f"(by traj.info['tags.{_CLOCK_TAG}']) on their own grid: "
+            "Trajectories.from_dataframe(traj.select(ids).to_dataframe(), "
+            "steps_per_tick=k), k being their tag times the tick read with.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=_caller_stacklevel(),
         )
         return traj.with_steps_per_tick(None)
     return traj.with_steps_per_tick(traj.steps_per_tick * int(step))
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` (for the function calling this one) of the first
+    frame outside optax_lode, so a warning points at the user's line however
+    the reader was reached (``from_mlflow``, ``Trajectories.from_mlflow``,
+    ``load_runs``)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _logged_before(client, exp_id: str, run_ids) -> dict[str, str]:

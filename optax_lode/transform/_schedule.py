@@ -291,7 +291,8 @@ def _check_model_clock(model, total_steps: int, steps_per_tick: int) -> None:
         f"{ticks * fitted} to {ticks * fitted + fitted - 1}), or pass rescale=True "
         "to map both runs onto the fraction of training done. If the runs' "
         "recorded clock was wrong (a tracker whose step is not the optimizer "
-        "step), refit on runs.with_steps_per_tick(k) (optax-lode fit "
+        "step), correct the model with model.with_steps_per_tick(k) (no refit), "
+        "or refit on runs.with_steps_per_tick(k) (optax-lode fit "
         "--optimizer-steps-per-tick K)."
     )
 
