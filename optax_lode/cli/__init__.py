@@ -49,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # output still buffered meets a closed reader here
+        return code
     except BrokenPipeError:
         if not _stdout_reader_gone():
             raise  # another pipe or socket: a real failure
