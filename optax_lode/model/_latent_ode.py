@@ -636,7 +636,7 @@ class LatentODE(eqx.Module):
         """Optimizer steps per tick of the runs the model was fitted to
         (``Trajectories.steps_per_tick``), or ``None`` when they did not say.
         :func:`~optax_lode.lode_schedule` refuses a run on another clock."""
-        return json.loads(self._training).get("steps_per_tick")
+        return self.training_summary.get("steps_per_tick")
 
     # -- encoder -----------------------------------------------------------------
 
