@@ -150,8 +150,8 @@ that is the result. What the figures and diagnostics show:
   live window's validation metric lagged the sweep's by one tick.
 {reconstruction}
 {sharpness}
-- **Budget.** The LODEs here are fitted for at most 3000 steps on a 2-core CPU
-  (the paper: up to 50,000 steps on an A100) to sweeps of short runs
+- **Budget.** {fit_steps} on a 2-core CPU (the paper: up to 50,000 steps on an
+  A100), to sweeps of short runs
   ({ticks}), and the tasks are far smaller than the paper's ResNets and
   transformer. {fit_budget}
 {ablations}
@@ -505,6 +505,23 @@ def sharpness_claim() -> str:
     )
 
 
+def fit_steps() -> str:
+    """How long the LODEs of the results are fitted: the demo's steps (the
+    models of Tables 1-4) and the fit-budget table's largest budget."""
+    from optax_lode.demo import DemoConfig
+
+    demo = DemoConfig().fit_steps
+    text = f"The LODEs of the demo and of Tables 1-4 are fitted for {demo:,} steps"
+    budgets = [
+        e["fit_budget"]
+        for d in per_task(_result("fit_budget")).values()
+        for e in d["fits"].values()
+    ]
+    if budgets and max(budgets) > demo:
+        text += f", those of the fit-budget table for at most {max(budgets):,}"
+    return text
+
+
 def fit_budget_claim() -> str:
     """The Budget bullet's sentences from the fit-budget result: whether any
     budget differs from the demo's 3000 steps (models as the unit), each
@@ -518,6 +535,7 @@ def fit_budget_claim() -> str:
         task_models,
     )
     from benchmarks.table2_sharpness import same_runs
+    from optax_lode.demo import DemoConfig
 
     tasks = per_task(_result("fit_budget"))
     if not tasks:
@@ -568,11 +586,11 @@ def fit_budget_claim() -> str:
                 f"({best}, {100 * bar:.2f})"
             )
         draws.append(draw)
+    demo = f"the demo's {DemoConfig().fit_steps:,} steps"
     verdict = (
-        "no other budget differs significantly from the demo's 3000 steps"
+        f"no other budget differs significantly from {demo}"
         if not differ
-        else "these budgets differ significantly from the demo's 3000 steps: "
-        + "; ".join(differ)
+        else f"these budgets differ significantly from {demo}: " + "; ".join(differ)
     )
     return (
         f"The fit budget, measured on {_task_list(list(tasks))} (fit-budget "
@@ -669,6 +687,7 @@ def render_page(names: list[str]) -> str:
         text = text.replace("{reconstruction}", reconstruction_claims())
         text = text.replace("{sharpness}", sharpness_claim())
         text = text.replace("{ticks}", ticks_range())
+        text = text.replace("{fit_steps}", fit_steps())
         text = text.replace("{fit_budget}", fit_budget_claim())
         parts.append("\n" + _reflow(text.replace("{ablations}", ablations())))
         table = variants_table()

@@ -326,7 +326,11 @@ class DecisionConfig:
             The configuration.
 
         Raises:
-            ValueError: on any invalid parameter, with what to change.
+            ValueError: on any invalid value, with what to change.
+            TypeError: on a parameter of the wrong type (a float ``mu``,
+                ``n``, ``top`` or ``run_ticks``, a non-real ``sigma``,
+                ``tol``, ``std_floor`` or bound, a ``horizon`` that is neither
+                an int nor a float).
         """
         model_ticks = int(model.T)
         run_ticks = model_ticks if run_ticks is None else run_ticks

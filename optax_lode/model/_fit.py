@@ -267,6 +267,16 @@ def fit(
         summary, which records the runs' ``steps_per_tick`` (when they know
         it) for :func:`~optax_lode.lode_schedule` to check.
 
+    Raises:
+        TypeError: ``trajectories`` is not a :class:`Trajectories`.
+        ValueError: an argument out of range (``steps``, ``batch_size``,
+            ``mu``, ``held_out``, ``learning_rate``, ``path_penalty``,
+            ``eval_every``, ``patience``, ``seed``), runs too short for a
+            window, a checkpoint of another fit in ``checkpoint_dir``, or a
+            held-out error never finite.
+        FloatingPointError: the fit diverged (a non-finite training loss);
+            lower ``learning_rate`` or ``path_penalty``.
+
     Example:
         >>> from optax_lode.runs import synthetic_sweep
         >>> model = fit(synthetic_sweep(ticks=40, seeds=(0,)), steps=20,

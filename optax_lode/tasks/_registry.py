@@ -41,6 +41,11 @@ def get_task(name: str, **kwargs: Any) -> Task:
 
     Raises:
         KeyError: ``name`` is not registered; the message lists the names.
+        TypeError: a keyword argument the task's factory does not take.
+        ImportError: the task needs an optional dependency that is not
+            installed; the message names the extra to install.
+        DataNotPreparedError: a TFDS task whose data is not in ``data_dir``
+            (see the task's factory).
 
     Example:
         >>> from optax_lode.tasks import get_task

@@ -412,6 +412,10 @@ def lode_schedule(
             ``n < 1``, ``sigma < 0``, ``steps_per_tick < 1``, a ``T`` or
             ``steps_per_tick`` mismatch without ``rescale``, ...), at
             construction.
+        TypeError: on an argument of the wrong type (a float ``n`` or
+            ``seed``, a ``horizon`` that is neither an int nor a float, an
+            unhashable ``axis_name``, a ``model`` that is not a
+            :class:`~optax_lode.LatentODE`), at construction.
 
     Example:
         >>> import jax, jax.numpy as jnp, optax, optax_lode
