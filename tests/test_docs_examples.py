@@ -280,6 +280,36 @@ def _check_vmapped_runs(ns, out):
     assert lr.shape == (3,) and np.all(lr > 0) and len(set(lr.tolist())) == 3
 
 
+def _check_train_state(ns, out):
+    """The block's TrainState runs the jitted steps of the functional loop."""
+    import chex
+
+    params, loss_fn, (x, y) = mlp_problem()
+    tx = optax.chain(
+        optax.adamw(1.0),
+        optax_lode.lode_schedule(small_model(T=24), total_steps=24, mu=3),
+    )
+    state = ns["LodeTrainState"].create(apply_fn=None, params=params, tx=tx)
+
+    @jax.jit
+    def step(state):
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, x, y)
+        return state.apply_gradients(grads=grads, value=loss, val_metric=1.0 - loss)
+
+    @jax.jit
+    def reference(p, s):
+        loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
+        u, s = tx.update(grads, s, p, value=loss, val_metric=1.0 - loss)
+        return optax.apply_updates(p, u), s
+
+    p, s = params, tx.init(params)
+    for _ in range(8):
+        state = step(state)
+        p, s = reference(p, s)
+    assert int(state.step) == 8 and int(state.opt_state[1].decisions) == 2
+    chex.assert_trees_all_equal(state.params, p)
+
+
 BLOCKS: dict[tuple[str, str], Run | NotRun] = {
     ("README.md", 'load_model("sweep.lode")'): Run("step_names", _check_step),
     ("docs/index.md", 'load_model("sweep.lode")'): Run("step_names", _check_step),
@@ -333,6 +363,9 @@ BLOCKS: dict[tuple[str, str], Run | NotRun] = {
     ),
     ("docs/schedule.md", "import jax, optax, optax_lode"): Run(
         "vmap_names", _check_vmapped_runs
+    ),
+    ("docs/schedule.md", "from flax.training import train_state"): Run(
+        "no_names", _check_train_state
     ),
     ("docs/sweep.md", "from optax_lode.sweep import run_sweep"): Run(
         "task_extras",

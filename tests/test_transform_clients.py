@@ -172,3 +172,48 @@ def test_orbax_checkpoint_restore_continues_bit_identically(tmp_path):
     chex.assert_trees_all_equal(s_end, s_full)
     chex.assert_trees_all_equal(p_end, p_full)
     assert int(s_end[1].decisions) >= 2
+
+
+def test_inject_hyperparams_rebuilding_the_chain_under_jit_runs_the_same_run():
+    """optax.inject_hyperparams builds its chain inside every (traced) update:
+    the schedule's constants are computed there on the host, and the run is
+    the one of the chain built once."""
+    params, loss_fn, (x, y) = mlp_problem(7)
+    model = small_model(4)
+
+    def chain(weight_decay):
+        return optax.chain(
+            optax.adamw(1.0, weight_decay=weight_decay),
+            lode_schedule(model, total_steps=T, mu=MU),
+        )
+
+    def run(tx):
+        @jax.jit
+        def step(p, s):
+            loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+            u, s = tx.update(g, s, p, value=loss, val_metric=fake_metric(loss))
+            return optax.apply_updates(p, u), s
+
+        p, s = params, jax.jit(tx.init)(params)
+        for _ in range(2 * MU + 2):
+            p, s = step(p, s)
+        return p, s
+
+    p_ref, s_ref = run(chain(1e-4))
+    p_inj, s_inj = run(optax.inject_hyperparams(chain)(weight_decay=1e-4))
+    chex.assert_trees_all_close(p_inj, p_ref, rtol=1e-6, atol=1e-7)
+    (lode_ref,) = [x for x in s_ref if isinstance(x, LodeState)]
+    lode_inj = s_inj.inner_state[1]
+    assert int(lode_inj.decisions) == int(lode_ref.decisions) >= 2
+    chex.assert_trees_all_close(lode_inj.segment, lode_ref.segment)
+
+
+def test_a_traced_model_is_a_type_error_that_says_to_close_over_it():
+    model = small_model(4)
+
+    @jax.jit
+    def build(m):
+        lode_schedule(m, total_steps=T, mu=MU)
+
+    with pytest.raises(TypeError, match="concrete model"):
+        build(model)

@@ -263,7 +263,8 @@ def test_missing_extra_arg_is_a_type_error_naming_it(missing):
     with pytest.raises(TypeError, match=f"got {missing}=None"):
         tx.update({"w": jnp.ones(())}, state, **kwargs, **{missing: None})
     # jnp.asarray would read these as 1.0: an argument mixed up, said so.
-    for odd in ("1.0", True, jnp.bool_(True)):
+    # (and under jit keep only a complex number's real part.)
+    for odd in ("1.0", True, jnp.bool_(True), 1 + 2j, jnp.complex64(1.0)):
         with pytest.raises(TypeError, match=f"got {missing}=.*real number"):
             tx.update({"w": jnp.ones(())}, state, **kwargs, **{missing: odd})
 
@@ -404,3 +405,35 @@ def test_diagnostics_are_read_from_the_state_not_by_tree_get():
     assert int(lode.decisions) == 0 and float(
         optax.tree.get(state, "learning_rate")
     ) == float(lode.learning_rate)
+
+
+def test_a_state_of_another_mu_is_refused_and_run_ticks_follows_the_schedule():
+    """A state continued by a schedule of another configuration: another mu is
+    refused with what to do (decide's shape error said nothing of states);
+    another total_steps (rescaled) takes over run_ticks at the first update."""
+    w = {"w": jnp.ones(())}
+    old = _tx(mu=MU)
+    state = old.init(w)
+    with pytest.raises(ValueError, match="made by another lode_schedule"):
+        jax.jit(_tx(mu=MU + 2).update)(w, state, value=1.0, val_metric=0.5)
+    longer = _tx(total_steps=2 * T, rescale=True)
+    assert int(state.run_ticks) == T
+    _, state = jax.jit(longer.update)(w, state, value=1.0, val_metric=0.5)
+    assert int(state.run_ticks) == 2 * T
+
+
+def test_pack_names_unknown_and_missing_fields():
+    import chex
+
+    from optax_lode.transform import LodeState
+    from optax_lode.transform._schedule import _COUNTERS, _SCALARS
+
+    state = _tx().init({"w": jnp.ones(())})
+    parts = {
+        n: getattr(state, n) for n in ("window", "segment", "learning_rate", "key")
+    }
+    named = {n: getattr(state, n) for n in _COUNTERS + _SCALARS}
+    chex.assert_trees_all_equal(LodeState.pack(**parts, **named), state)
+    named["metrc"] = named.pop("metric")
+    with pytest.raises(TypeError, match=r"missing \['metric'\], unknown \['metrc'\]"):
+        LodeState.pack(**parts, **named)

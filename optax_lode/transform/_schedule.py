@@ -226,8 +226,13 @@ class LodeState(NamedTuple):
     ) -> LodeState:
         """Builds a state from every named quantity (see the properties)."""
         missing = set(_COUNTERS + _SCALARS) - set(named)
-        if missing or len(named) != len(_COUNTERS) + len(_SCALARS):
-            raise TypeError(f"LodeState.pack: missing or unknown {sorted(missing)}")
+        unknown = set(named) - set(_COUNTERS + _SCALARS)
+        if missing or unknown:
+            raise TypeError(
+                f"LodeState.pack: missing {sorted(missing)}, unknown "
+                f"{sorted(unknown)}; it takes exactly {list(_COUNTERS + _SCALARS)} "
+                "besides window, segment, learning_rate and key"
+            )
         return cls.from_parts(
             counters=jnp.stack([jnp.asarray(named[k], jnp.int32) for k in _COUNTERS]),
             scalars=jnp.stack([jnp.asarray(named[k], jnp.float32) for k in _SCALARS]),
@@ -462,47 +467,59 @@ def lode_schedule(
         )
     if not _is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    # The library's one seed domain: past 32 bits (or below 0) jax.random.key
-    # keeps the low 32 bits without x64 and all 64 with it, so a seed would
-    # collide with another, or name another run under the other setting.
-    seed = check_seed(seed)
-    key0 = np.asarray(jax.random.key_data(jax.random.key(seed, impl=_PRNG)))
-    run_ticks = total_steps // steps_per_tick
-    if run_ticks < 3:
-        raise ValueError(
-            f"total_steps // steps_per_tick = {run_ticks} ticks; the run needs "
-            "at least 3 (lower steps_per_tick)"
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(model)):
+        raise TypeError(
+            "lode_schedule closes over the model's weights as constants, but "
+            "this model's arrays are traced (an argument of the jitted or "
+            "vmapped function?): build the schedule from a concrete model, e.g. "
+            "one closed over or loaded outside the traced function"
         )
-    if not rescale:
-        _check_model_clock(model, total_steps, steps_per_tick)
-    config = DecisionConfig.from_model(
-        model,
-        run_ticks=run_ticks,
-        mu=mu,
-        n=n,
-        sigma=sigma,
-        tol=tol,
-        horizon=horizon,
-        lr_bounds=lr_bounds,
-        lr_range_factor=lr_range_factor,
-        std_floor=std_floor,
-        rescale=rescale,
-        match_rule=match_rule,
-        anchor=anchor,
-    )
-    warm = _warm_start(model, config)
-    # The decision closes over the model as ONE flat constant, rebuilt inside
-    # its branch. Closed over leaf by leaf, every weight becomes an operand of
-    # the step's conditional, and that alone slowed every step of a small
-    # model by ~10% on 2 CPU cores, decisions or not (benchmarks/overhead.py).
-    # Inside the branch an optimization_barrier keeps it one constant: XLA
-    # would otherwise fold the unravelled weights (and products of them) into
-    # ~30 separate constants, each a buffer the CPU runtime sets up on every
-    # call of the step (a Python loop calling it: ~3 points of its +20%
-    # between decisions, small MLP, measured ad hoc).
-    model_arrays, model_static = eqx.partition(model, eqx.is_array)
-    flat_model, unravel_model = ravel_pytree(model_arrays)
-    flat_model = np.asarray(flat_model)
+    # Everything below is a constant of the step, computed on the host now,
+    # even when built inside a trace (optax.inject_hyperparams rebuilds its
+    # chain in every update): under jit, jnp on the model would give tracers.
+    with jax.ensure_compile_time_eval():
+        # The library's one seed domain: past 32 bits (or below 0)
+        # jax.random.key keeps the low 32 bits without x64 and all 64 with it,
+        # so a seed would collide with another, or name another run under the
+        # other setting.
+        seed = check_seed(seed)
+        key0 = np.asarray(jax.random.key_data(jax.random.key(seed, impl=_PRNG)))
+        run_ticks = total_steps // steps_per_tick
+        if run_ticks < 3:
+            raise ValueError(
+                f"total_steps // steps_per_tick = {run_ticks} ticks; the run needs "
+                "at least 3 (lower steps_per_tick)"
+            )
+        if not rescale:
+            _check_model_clock(model, total_steps, steps_per_tick)
+        config = DecisionConfig.from_model(
+            model,
+            run_ticks=run_ticks,
+            mu=mu,
+            n=n,
+            sigma=sigma,
+            tol=tol,
+            horizon=horizon,
+            lr_bounds=lr_bounds,
+            lr_range_factor=lr_range_factor,
+            std_floor=std_floor,
+            rescale=rescale,
+            match_rule=match_rule,
+            anchor=anchor,
+        )
+        warm = _warm_start(model, config)
+        # The decision closes over the model as ONE flat constant, rebuilt inside
+        # its branch. Closed over leaf by leaf, every weight becomes an operand of
+        # the step's conditional, and that alone slowed every step of a small
+        # model by ~10% on 2 CPU cores, decisions or not (benchmarks/overhead.py).
+        # Inside the branch an optimization_barrier keeps it one constant: XLA
+        # would otherwise fold the unravelled weights (and products of them) into
+        # ~30 separate constants, each a buffer the CPU runtime sets up on every
+        # call of the step (a Python loop calling it: ~3 points of its +20%
+        # between decisions, small MLP, measured ad hoc).
+        model_arrays, model_static = eqx.partition(model, eqx.is_array)
+        flat_model, unravel_model = ravel_pytree(model_arrays)
+        flat_model = np.asarray(flat_model)
     mu_ = config.mu
     k = steps_per_tick
 
@@ -553,6 +570,9 @@ def lode_schedule(
         )
         # count saturates like optax's counters instead of wrapping around.
         counters = counters.at[_C["count"]].set(numerics.safe_increment(state.count))
+        # A state restored into a schedule of another total_steps reports the
+        # run this schedule decides for, not the one that made it.
+        counters = counters.at[_C["run_ticks"]].set(run_ticks)
         scalars = jnp.stack(
             [
                 state.loss_sum + jnp.where(ok, value, 0.0),
@@ -674,11 +694,21 @@ def lode_schedule(
                     "(val_metric=float('nan') when there is no new metric: the "
                     "last one is held)"
                 )
-            # jnp.asarray reads "1.0" and True as 1.0: a mixed-up argument.
-            if isinstance(x, (str, bytes)) or jnp.result_type(x) == jnp.bool_:
+            # jnp.asarray reads "1.0" and True as 1.0 (and a complex number's
+            # real part, under jit): a mixed-up argument.
+            dtype = None if isinstance(x, (str, bytes)) else jnp.result_type(x)
+            if dtype is None or dtype == jnp.bool_ or jnp.iscomplexobj(x):
                 raise TypeError(
                     f"lode_schedule's update got {name}={x!r}; pass a real number"
                 )
+        if state.window.shape != (mu_, 3) or state.segment.shape != (mu_,):
+            raise ValueError(
+                f"this LodeState holds a window of {state.window.shape[0]} ticks "
+                f"but the schedule decides every mu={mu_}: it was made by another "
+                "lode_schedule (a checkpoint of another configuration?). "
+                "Continue a state with the schedule that made it, or start from "
+                "tx.init(params)."
+            )
         value = jnp.asarray(value, jnp.float32)
         val_metric = jnp.asarray(val_metric, jnp.float32)
         if value.shape != () or val_metric.shape != ():
