@@ -8,6 +8,7 @@ no temporary behind.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise IsADirectoryError(
             f"cannot write {path!r}: it is a directory; give a file's path."
         )
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    name = os.path.basename(path)
+    if len(os.fsencode(name)) > 200:  # the temporary's name must fit in 255 bytes
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
     try:
         write(tmp)
         fd = os.open(tmp, os.O_RDWR)  # O_RDWR: Windows refuses fsync on read-only

@@ -52,6 +52,14 @@ def test_writer_gets_a_hidden_temporary_beside_the_target(tmp_path):
         np.testing.assert_array_equal(z["x"], np.arange(3))
 
 
+def test_a_name_near_the_255_byte_limit_is_written(tmp_path):
+    # ".<name>.tmp-<pid>" would pass the limit: its temporary gets a short name.
+    path = tmp_path / ("m" * 250 + ".lode")
+    atomic_write_bytes(path, b"x")
+    assert path.read_bytes() == b"x"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 def test_missing_directory_is_named(tmp_path):
     missing = tmp_path / "nope"
     with pytest.raises(FileNotFoundError, match=r"no directory .*nope"):

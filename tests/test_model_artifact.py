@@ -159,6 +159,13 @@ def test_wrong_version_refused(saved):
         load_model(saved)
 
 
+def test_a_boolean_version_is_refused(saved):
+    # True == 1 would have read it as version 1 ("vTrue" in inspect).
+    _rewrite_header(saved, lambda h: h.update(format_version=True))
+    with pytest.raises(ValueError, match=r"format version True"):
+        load_model(saved)
+
+
 def test_version_1_file_loads_with_one_step_per_tick(tmp_path):
     # Version 1 had no ticks_per_step: its models stepped once per tick, even
     # for long runs where today's default is coarser.
@@ -302,6 +309,15 @@ def test_other_kind_of_container_refused(tmp_path):
     path.write_bytes(pack({"kind": "optax-lode.fit-checkpoint"}, b""))
     with pytest.raises(ValueError, match="not a model"):
         load_model(path)
+
+
+def test_unreadable_paths_are_value_errors(saved, tmp_path):
+    # A path through a file and a name past the file system's limit: the
+    # documented ValueError (the CLI's one-line message), not a raw OSError.
+    with pytest.raises(ValueError, match=r"cannot read a model file.*Not a directory"):
+        load_model(saved / "inner.lode")
+    with pytest.raises(ValueError, match=r"cannot read a model file.*too long"):
+        load_model(tmp_path / ("m" * 300 + ".lode"))
 
 
 def test_missing_file_and_wrong_object():

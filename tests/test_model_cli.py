@@ -108,13 +108,22 @@ def test_unwritable_out_and_bad_settings_exit_2_before_fitting(
 
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for out, why in ((afile / "m.lode", f"{afile} is not a directory"), (tmp_path, "")):
+    cases = (
+        (afile / "m.lode", f"{afile} is not a directory"),
+        (tmp_path, ""),
+        # Past the file system's 255 bytes: said before the fit, not after.
+        (tmp_path / ("m" * 300 + ".lode"), ""),
+    )
+    for out, why in cases:
         monkeypatch.setattr(model_module, "fit", no_fit)
         assert main(["fit", str(runs_csv), "--out", str(out), "--quiet"]) == 2
         assert f"cannot write --out {out}: {why}" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["inspect", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+    for unreadable in (afile / "m.lode", tmp_path / ("m" * 300 + ".lode")):
+        assert main(["inspect", str(unreadable)]) == 2  # was a traceback
+        assert "cannot read a model file" in capsys.readouterr().err
     args = ["fit", str(runs_csv), "--out", str(tmp_path / "m.lode"), "--quiet"]
     assert main([*args, "--learning-rate", "nan"]) == 2
     assert "learning_rate must be finite" in capsys.readouterr().err
@@ -126,6 +135,15 @@ def test_unwritable_out_and_bad_settings_exit_2_before_fitting(
     assert main([*tracker, "--run-column", "r", "--tick-column", "t"]) == 2
     err = capsys.readouterr().err
     assert "--run-column, --tick-column needs a file" in err
+
+
+def test_writable_parent_measures_the_name_itself(tmp_path):
+    from optax_lode.cli.fit import _writable_parent
+
+    # Its probe file has a short name: the target's own is checked too.
+    assert _writable_parent(tmp_path / ("m" * 250 + ".lode")) == (None, None)
+    made, why = _writable_parent(tmp_path / ("m" * 251 + ".lode"))
+    assert made is None and why == "its name is longer than 255 bytes"
 
 
 def test_fit_help_is_literal_about_percentages(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -240,6 +241,9 @@ def _writable_parent(out: Path) -> tuple[Path | None, str | None]:
     parent = out.parent
     if parent.exists() and not parent.is_dir():
         return None, f"{parent} is not a directory"
+    limit = _name_max(parent)
+    if limit is not None and len(os.fsencode(out.name)) > limit:
+        return None, f"its name is longer than {limit} bytes"
     missing = [d for d in (parent, *parent.parents) if not d.exists()]
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +257,18 @@ def _writable_parent(out: Path) -> tuple[Path | None, str | None]:
         _remove_empty(made, parent)
         return None, f"cannot write in {parent} ({e.strerror or e})"
     return made, None
+
+
+def _name_max(directory: Path) -> int | None:
+    """The longest file name (bytes) that ``directory``'s file system takes,
+    or None where that is unknown (Windows, a directory not made yet)."""
+    for d in (directory, *directory.parents):
+        if d.exists():
+            try:
+                return os.pathconf(d, "PC_NAME_MAX")
+            except (AttributeError, OSError, ValueError):
+                return None
+    return None
 
 
 def _remove_empty(made: Path | None, parent: Path) -> None:
@@ -273,7 +289,13 @@ def run(args: argparse.Namespace) -> int:
     from optax_lode.model import fit, model_digest, save_model
     from optax_lode.tracking import load_runs
 
-    if args.out.is_dir():  # checked first: the fit can take minutes
+    try:  # checked first: the fit can take minutes
+        out_is_dir = args.out.is_dir()
+    except OSError as e:  # a name too long for the file system, say
+        msg = f"optax-lode fit: cannot write --out {args.out}: {e.strerror or e}"
+        print(msg, file=sys.stderr)
+        return 2
+    if out_is_dir:
         msg = f"optax-lode fit: cannot write --out {args.out}: is a directory"
         print(msg, file=sys.stderr)
         return 2

@@ -280,6 +280,10 @@ def _read(path):
         raise FileNotFoundError(f"no model file at {source}.") from None
     except IsADirectoryError:
         raise ValueError(f"{source} is a directory, not a model file.") from None
+    except OSError as err:  # a path through a file, too long, no permission
+        raise ValueError(
+            f"cannot read a model file at {source}: {err.strerror or err}."
+        ) from None
     header, payload = unpack(data, source=source)
     if header.get("kind") != _KIND_MODEL:
         raise ValueError(
@@ -287,7 +291,8 @@ def _read(path):
             f"{header.get('kind')!r})."
         )
     version = header.get("format_version")
-    if version not in _READABLE_VERSIONS:
+    # (True == 1: a bool is not a version.)
+    if isinstance(version, bool) or version not in _READABLE_VERSIONS:
         newer = isinstance(version, int) and version > max(_READABLE_VERSIONS)
         fix = (
             "It was written by a newer optax-lode: upgrade optax-lode to read it."
