@@ -87,6 +87,37 @@ def test_fit_records_the_runs_clock_declared_or_from_the_file(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_csv_grid_and_a_bad_recorded_clock_are_set_by_flags(tmp_path, capsys):
+    """A CSV drops its grid (runs that all stopped early read shorter):
+    --num-ticks restores it; a Parquet file recording a nonsense clock is read
+    with --optimizer-steps-per-tick, as its error says."""
+    runs = synthetic_sweep(ticks=12, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    early = runs.to_dataframe().query("tick < 9")
+    csv = tmp_path / "early.csv"
+    early.to_csv(csv, index=False)
+    base = ["--steps", "2", "--held-out", "0.25", "--quiet"]
+    out = tmp_path / "m.lode"
+    assert main(["fit", str(csv), "--out", str(out), *base]) == 0
+    assert load_model(out).T == 9
+    assert main(["fit", str(csv), "--out", str(out), *base, "--num-ticks", "12"]) == 0
+    assert load_model(out).T == 12
+    capsys.readouterr()
+
+    df = runs.to_dataframe()
+    df.attrs["steps_per_tick"] = "often"
+    parquet = tmp_path / "bad-clock.parquet"
+    df.to_parquet(parquet)
+    assert main(["fit", str(parquet), "--out", str(out), *base]) == 2
+    err = capsys.readouterr().err
+    assert "records an invalid clock" in err
+    assert "Pass --optimizer-steps-per-tick K (or 0)" in err
+    for flag, recorded in (("7", 7), ("0", None)):
+        cmd = ["fit", str(parquet), "--out", str(out), *base]
+        assert main([*cmd, "--optimizer-steps-per-tick", flag]) == 0
+        assert "the runs say often optimizer steps" in capsys.readouterr().err
+        assert load_model(out).steps_per_tick == recorded
+
+
 def test_bad_inputs_exit_2_with_message(runs_csv, tmp_path, capsys):
     bad = tmp_path / "bad.lode"
     bad.write_bytes(b"definitely not a model")

@@ -149,6 +149,8 @@ def test_fit_and_evaluate_errors(fitted):
         (dict(seed=-1), r"seed must be a whole number in \[0, 2\*\*32\); got -1"),
         (dict(seed=2**32, held_out=0.0), r"seed must be .* got 4294967296"),
         (dict(seed=1.5), r"seed must be a whole number .* got 1\.5"),
+        (dict(patience=1.5), r"patience must be a whole number; got 1\.5"),
+        (dict(patience="x"), r"patience must be a whole number; got 'x'"),
         (dict(checkpoint_dir="AFILE"), "is not a usable directory"),
     ],
 )
@@ -284,6 +286,17 @@ def test_a_value_that_overflows_float32_names_its_run():
     )
     with pytest.raises(ValueError, match=f"run '{runs.run_ids[3]}', tick 7"):
         fit(bad, steps=10, held_out=0.0, progress=False)
+
+
+def test_values_outside_float32_are_named_as_such():
+    # Every run alike: "far outside the other runs' range" would be wrong.
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    for loss, lr, name in ((1e-50, 1.0, "loss"), (1.0, 1e-40, "learning rate")):
+        tiny = type(runs).from_arrays(
+            runs.loss * loss, runs.metric, runs.lr * lr, run_ids=runs.run_ids
+        )
+        with pytest.raises(ValueError, match=f"its {name} .* outside float32's range"):
+            fit(tiny, steps=10, held_out=0.0, progress=False)
 
 
 def test_path_penalty_is_T_times_the_squared_latent_increments():

@@ -69,6 +69,9 @@ def test_console_script_version_and_help():
     assert out.stdout.strip() == f"optax-lode {optax_lode.__version__}"
     out = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
     assert "usage: optax-lode" in out.stdout
+    # No command is a usage error (exit 2, help on stderr), not a success.
+    out = subprocess.run([script], capture_output=True, text=True)
+    assert out.returncode == 2 and "usage: optax-lode" in out.stderr
 
 
 def test_python_dash_m_entry_point():

@@ -161,6 +161,34 @@ def test_bad_arrays_raise_clear_errors():
         Trajectories.from_arrays(loss, metric, lr).select([1, 0, 1])
     with pytest.raises(ValueError, match="info column 'seed' has 2 values"):
         Trajectories.from_arrays(loss, metric, lr, info={"seed": [1, 2]})
+    # float64 would keep only the real part; a CSV reads an empty id as missing.
+    with pytest.raises(ValueError, match="loss must be real"):
+        Trajectories.from_arrays(loss + 1j, metric, lr)
+    with pytest.raises(ValueError, match="run 1 has an empty run id"):
+        Trajectories.from_arrays(loss, metric, lr, run_ids=["a", "", "b"])
+
+
+def test_ids_alike_as_text_and_a_bad_tick_are_named():
+    df = _long(2, 5)
+    df["run"] = df["run"].map({"r0": 1, "r1": "1"})  # were merged into one run
+    with pytest.raises(ValueError, match=r"ids \[1, '1'\] that read as the same run"):
+        Trajectories.from_dataframe(df)
+    df = _long(2, 5).reset_index(drop=True)
+    df["tick"] = df["tick"].astype(object)
+    df.loc[3, "tick"] = "x"  # was reported as nan
+    with pytest.raises(ValueError, match="non-integer value 'x'"):
+        Trajectories.from_dataframe(df)
+
+
+def test_to_parquet_names_an_info_column_of_mixed_types(tmp_path):
+    loss, metric, lr = _curves()
+    runs = Trajectories.from_arrays(loss, metric, lr, info={"batch": [64, "auto", 32]})
+    runs.to_csv(tmp_path / "ok.csv")
+    with pytest.raises(ValueError, match=r"info column\(s\) \['batch'\] mix types"):
+        runs.to_parquet(tmp_path / "r.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.csv"]
+    runs.info["batch"] = runs.info["batch"].astype(str)  # as the message says
+    runs.to_parquet(tmp_path / "r.parquet")
 
 
 def test_varying_extra_column_dropped_with_warning():

@@ -197,8 +197,8 @@ def test_fit_passes_the_grid_flags_to_the_tracker(tmp_path, monkeypatch, capsys)
 
 def test_fit_refuses_tracker_flags_for_a_file(tmp_path, capsys):
     out = ["--out", str(tmp_path / "m")]
-    assert main(["fit", "runs.csv", *out, "--num-ticks", "10"]) == 2
-    assert "--num-ticks needs a tracker" in capsys.readouterr().err
+    assert main(["fit", "runs.csv", *out, "--first-step", "10"]) == 2
+    assert "--first-step needs a tracker" in capsys.readouterr().err
     # A file's clock has its own flag, which the refusal names.
     assert main(["fit", "runs.csv", *out, "--steps-per-tick", "18"]) == 2
     err = capsys.readouterr().err

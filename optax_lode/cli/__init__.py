@@ -45,9 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 0
+    if func is None:  # no command: a usage error, as argparse's own
+        parser.print_help(sys.stderr)
+        return 2
     try:
         code = int(func(args) or 0)
         sys.stdout.flush()  # output still buffered meets a closed reader here

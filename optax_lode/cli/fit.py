@@ -129,7 +129,9 @@ def register(subparsers) -> None:
         "--num-ticks",
         type=int,
         default=None,
-        help="ticks of the grid (default: the longest run's); trackers only",
+        help="ticks of the grid (default: the longest run's, or the grid a "
+        "Parquet file records); a CSV file drops its grid, so a sweep whose runs "
+        "all stopped early needs it",
     )
     p.add_argument(
         "--exclude-early-stopped",
@@ -206,6 +208,7 @@ _FLAGS = (
     ("on_invalid='skip'", "--skip-invalid-runs"),
     ("pass loss=/metric=/lr=", "pass --loss-column/--metric-column/--lr-column"),
     ("Pass statuses=(...)", "Pass --statuses FINISHED,FAILED,..."),
+    ("Pass steps_per_tick=k (or None)", "Pass --optimizer-steps-per-tick K (or 0)"),
 )
 
 
@@ -216,6 +219,20 @@ _SOURCE_KINDS = {
     "mlflow": ("an MLflow source", "mlflow://EXPERIMENT"),
     "tensorboard": ("a TensorBoard source", "tensorboard://LOGDIR"),
 }
+
+
+def _recorded_clock(path: str) -> object:
+    """The clock a Parquet file records, as written (None: none, or not
+    Parquet); only its schema is read. The load that follows reports a file
+    that cannot be read."""
+    if not path.lower().endswith((".parquet", ".pq")):
+        return None
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path, columns=[]).attrs.get("steps_per_tick")
+    except (OSError, ValueError, TypeError):  # pyarrow's errors derive from them
+        return None
 
 
 def _statuses(text: str) -> tuple[str, ...]:
@@ -329,7 +346,6 @@ def run(args: argparse.Namespace) -> int:
             ("--tick-column", args.tick_column, "file"),
             ("--steps-per-tick", args.steps_per_tick, "tracker"),
             ("--first-step", args.first_step, "tracker"),
-            ("--num-ticks", args.num_ticks, "tracker"),
             ("--exclude-early-stopped", args.exclude_early_stopped or None, "tracker"),
             ("--skip-invalid-runs", args.skip_invalid_runs or None, "tracker"),
             ("--statuses", args.statuses, "mlflow"),
@@ -357,7 +373,6 @@ def run(args: argparse.Namespace) -> int:
         options.update(
             tick=args.steps_per_tick,
             first_step=args.first_step,
-            num_ticks=args.num_ticks,
             early_stopped="exclude" if args.exclude_early_stopped else None,
             on_invalid="skip" if args.skip_invalid_runs else None,
         )
@@ -367,6 +382,13 @@ def run(args: argparse.Namespace) -> int:
             options.update(run_depth=args.run_depth)
     else:
         options.update(metric=args.metric_column, lr=args.lr_column)
+    options.update(num_ticks=args.num_ticks)
+    file_clock = None
+    if declared is not None and not tracker:
+        # Read with the declared clock, so a file that records a bad one is
+        # still read; what it recorded is read apart, for the note below.
+        file_clock = _recorded_clock(args.runs)
+        options.update(steps_per_tick=declared or None)
     try:
         runs = load_runs(args.runs, **options)
     except (ValueError, OSError, ImportError) as err:
@@ -378,9 +400,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"optax-lode fit: {args.runs}: {err}", file=sys.stderr)
         return 2
     if declared is not None:
-        if runs.steps_per_tick not in (None, declared or None):
+        said = runs.steps_per_tick if tracker else file_clock
+        if said not in (None, declared or None):
             print(
-                f"optax-lode fit: the runs say {runs.steps_per_tick} optimizer "
+                f"optax-lode fit: the runs say {said} optimizer "
                 f"steps per tick; recording {declared or 'unknown'} "
                 "(--optimizer-steps-per-tick)",
                 file=sys.stderr,

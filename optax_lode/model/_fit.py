@@ -50,8 +50,30 @@ class _Data(NamedTuple):
     pairs: jax.Array  # (windows, 2) int32: (run, end tick)
 
 
+def _check_float32(traj: Trajectories) -> None:
+    """Refuses a valid value that float32, the model's dtype, cannot hold (a
+    loss or rate that would round to 0 or inf, a metric to inf)."""
+    f32 = np.finfo(np.float32)
+    raw = traj.features()
+    positive = (raw < f32.tiny) | (raw > f32.max)  # loss and rate: logs taken
+    out = np.stack(
+        [positive[..., 0], np.abs(raw[..., 1]) > f32.max, positive[..., 2]], -1
+    )
+    out &= traj.mask[..., None] & np.isfinite(raw)
+    if out.any():
+        r, t, f = (int(i[0]) for i in np.nonzero(out))
+        name = ("loss", "metric", "learning rate")[f]
+        raise ValueError(
+            f"run {traj.run_ids[r]!r}, tick {t}: its {name} {raw[r, t, f]:.3g} is "
+            f"outside float32's range ({f32.tiny:.2g} .. {f32.max:.2g}), in which "
+            f"the model computes: rescale that series in every run (e.g. "
+            "multiply the losses by a constant) or fix the run."
+        )
+
+
 def _prepare(traj: Trajectories, norm: Normalisation, mu: int) -> tuple:
     T = traj.num_ticks
+    _check_float32(traj)
     x = np.asarray(norm.forward(np.nan_to_num(traj.features(), nan=1.0)))
     x = np.where(traj.mask[..., None], x, 0.0).astype(np.float32)
     bad = ~np.isfinite(x)
@@ -314,12 +336,15 @@ def fit(
     eval_every = whole("eval_every", eval_every)
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1 (steps); got {eval_every}.")
-    if patience is not None and (isinstance(patience, bool) or int(patience) < 1):
+    if patience is not None and (
+        isinstance(patience, bool) or whole("patience", patience) < 1
+    ):
         # 0 would stop at the first evaluation that does not improve.
         raise ValueError(
             f"patience must be a positive number of evaluations, or None to never "
             f"stop early; got {patience!r}."
         )
+    patience = None if patience is None else int(patience)
     seed = check_seed(seed)
     if held_out > 0 and trajectories.num_runs < 2:
         warnings.warn(

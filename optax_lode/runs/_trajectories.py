@@ -197,6 +197,8 @@ class Trajectories:
         """
         arrays = {}
         for name, value in (("loss", loss), ("metric", metric), ("lr", lr)):
+            if np.iscomplexobj(value):  # float64 would drop the imaginary part
+                raise ValueError(f"{name} must be real; got complex values.")
             try:
                 arr = np.array(value, dtype=np.float64)
             except (TypeError, ValueError) as err:
@@ -234,6 +236,10 @@ class Trajectories:
         if len(set(run_ids)) != len(run_ids):
             dup = sorted({r for r in run_ids if run_ids.count(r) > 1})
             raise ValueError(f"duplicate run ids {dup}; run ids must be unique.")
+        if "" in run_ids:  # a CSV reads it back as a missing id
+            raise ValueError(
+                f"run {run_ids.index('')} has an empty run id; name every run."
+            )
         mask = _clean(arrays, mask, run_ids)
         return cls(
             loss=arrays["loss"],
@@ -302,12 +308,22 @@ class Trajectories:
         if df[run].isna().any():
             raise ValueError(f"column {run!r} (run) has missing run ids.")
         run_keys = df[run].astype(str)
+        # Ids that differ only as text (1 and "1") would become one run.
+        as_text = pd.DataFrame({"id": df[run].to_numpy(), "key": run_keys.to_numpy()})
+        clash = as_text.drop_duplicates("id").duplicated("key")
+        if clash.any():
+            key = as_text.drop_duplicates("id")["key"][clash].iloc[0]
+            same = [v for v in pd.unique(df[run]) if str(v) == key]
+            raise ValueError(
+                f"column {run!r} (run) has ids {same} that read as the same run "
+                f"{key!r}; make the run ids distinct as text."
+            )
         ticks_raw = pd.to_numeric(df[tick], errors="coerce").to_numpy(np.float64)
-        for rid, t_val in zip(run_keys, ticks_raw, strict=True):
+        for rid, t_val, t_orig in zip(run_keys, ticks_raw, df[tick], strict=True):
             if not np.isfinite(t_val) or t_val != np.round(t_val):
                 raise ValueError(
                     f"run {rid!r}: column {tick!r} (tick) has a non-integer value "
-                    f"{t_val!r}; ticks must be integers 0, 1, 2, ..."
+                    f"{t_orig!r}; ticks must be integers 0, 1, 2, ..."
                 )
             if t_val < 0:
                 raise ValueError(
@@ -536,8 +552,29 @@ class Trajectories:
         return out
 
     def to_parquet(self, path: str | os.PathLike) -> None:
-        """Writes :meth:`to_dataframe` as Parquet (atomically)."""
-        atomic_write(path, lambda p: self.to_dataframe().to_parquet(p, index=False))
+        """Writes :meth:`to_dataframe` as Parquet (atomically).
+
+        Raises:
+            ValueError: an :attr:`info` column of mixed types (Parquet types
+                each column), naming it.
+        """
+        import pyarrow as pa
+
+        df = self.to_dataframe()
+        try:
+            atomic_write(path, lambda p: df.to_parquet(p, index=False))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            mixed = [
+                c
+                for c in self.info.columns
+                if self.info[c].dropna().map(type).nunique() > 1
+            ]
+            raise ValueError(
+                f"cannot write {os.fspath(path)!r} as Parquet ({err}): Parquet "
+                f"gives each column one type, and info column(s) {mixed} mix "
+                "types across runs; convert them, e.g. traj.info[col] = "
+                "traj.info[col].astype(str), or write CSV."
+            ) from None
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """Writes :meth:`to_dataframe` as CSV (atomically). CSV keeps neither

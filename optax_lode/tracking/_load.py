@@ -30,13 +30,14 @@ def load_runs(source: str | os.PathLike, **options: Any) -> Trajectories:
     Args:
         source: where the runs are.
         **options: passed to the reader; options that are ``None`` are dropped,
-            so a command line can forward its unset flags. For the trackers they
-            are ``tracking_uri`` (MLflow), ``loss``, ``metric``, ``lr`` (key
-            names), ``tick`` (tracker steps per tick) and the alignment options;
-            for files they name the columns (``run``, ``tick``, ``loss``,
-            ``metric``, ``lr``) and may give ``num_ticks`` and
+            so a command line can forward its unset flags. For the trackers
+            they are ``tracking_uri`` (MLflow), ``loss``, ``metric``, ``lr``
+            (key names), ``tick`` (tracker steps per tick) and the alignment
+            options; for files they name the columns (``run``, ``tick``,
+            ``loss``, ``metric``, ``lr``) and may give ``num_ticks`` and
             ``steps_per_tick`` (optimizer steps per tick, which a CSV file
-            does not keep).
+            does not keep; ``None`` is kept here: it declares the clock
+            unknown, even where a Parquet file records one).
 
     Returns:
         The runs on one tick grid.
@@ -50,7 +51,9 @@ def load_runs(source: str | os.PathLike, **options: Any) -> Trajectories:
         ...                  tracking_uri="sqlite:///mlflow.db", tick=10)
     """
     text = os.fspath(source)
-    options = {k: v for k, v in options.items() if v is not None}
+    options = {
+        k: v for k, v in options.items() if v is not None or k == "steps_per_tick"
+    }
     scheme, sep, rest = text.partition("://")
     if sep:
         if scheme == "mlflow":
