@@ -194,6 +194,11 @@ def tune(
     Returns:
         A :class:`TuneResult`.
 
+    Raises:
+        ValueError: an unknown baseline, an empty or non-positive learning-rate
+            grid, tuning seeds given as a count or empty, a bad ``num_seeds``,
+            or final seeds that overlap the tuning seeds.
+
     Example:
         >>> from optax_lode.baselines import tune
         >>> from optax_lode.sweep import train_run

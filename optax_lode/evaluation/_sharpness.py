@@ -104,6 +104,10 @@ def hessian_max_eigenvalue(
     Returns:
         A :class:`SharpnessResult`.
 
+    Raises:
+        ValueError: ``num_iters < 1``, ``rtol <= 0``, or ``params`` without
+            leaves or with a non-floating leaf.
+
     Example:
         >>> import jax, jax.numpy as jnp
         >>> a = jnp.diag(jnp.array([3.0, 1.0, 0.5]))

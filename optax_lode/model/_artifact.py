@@ -234,6 +234,11 @@ def save_model(path: str | os.PathLike, model: LatentODE) -> None:
         path: where to write (conventionally ``*.lode``).
         model: the model.
 
+    Raises:
+        TypeError: ``model`` is not a :class:`LatentODE`.
+        FileNotFoundError: ``path``'s directory does not exist.
+        IsADirectoryError: ``path`` is a directory.
+
     Example:
         >>> import jax, tempfile, os
         >>> model = LatentODE(T=20, key=jax.random.key(0))

@@ -113,6 +113,11 @@ def evaluate(
         ``"selected_regret"``, ``"spearman"``,
         ``"num_runs"``, ``"failed_runs"``, ``"skipped_runs"``, ``"observe"``,
         ``"observed_ticks"`` and ``"window"``.
+
+    Raises:
+        TypeError: ``trajectories`` is not a :class:`Trajectories`.
+        ValueError: runs on another tick grid than the model's ``T``, or an
+            ``observe`` or ``window`` out of range.
     """
     if not isinstance(trajectories, Trajectories):
         raise TypeError("evaluate expects an optax_lode.Trajectories.")

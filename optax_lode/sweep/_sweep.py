@@ -274,6 +274,13 @@ def run_sweep(
         :data:`ZERO_LOSS_FLOOR`, with a :class:`ZeroLossWarning`: the loss is
         modelled by its log. A negative loss is an error of the task.
 
+    Raises:
+        ValueError: an unknown shape, an empty or repeating grid, a bad
+            learning rate, seed, ``epochs``, ``ticks_per_epoch``,
+            ``chunk_size`` or ``devices``, a
+            ``checkpoint_dir`` of another sweep or not a directory, or a sweep
+            whose every run diverged in its first tick.
+
     Example:
         >>> from optax_lode.sweep import run_sweep
         >>> from optax_lode.tasks import get_task

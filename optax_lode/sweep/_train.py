@@ -322,6 +322,13 @@ def train_run(
     Returns:
         A :class:`RunResult`.
 
+    Raises:
+        TypeError: ``tx`` is not an optax transformation.
+        ValueError: a bad ``seed``, ``epochs`` or ``ticks_per_epoch`` (an epoch
+            shorter than its ticks), a ``lode_schedule`` in ``tx`` built for
+            a run of another length or clock, or a state without one
+            array-valued ``learning_rate`` (pass ``learning_rate_fn``).
+
     Example:
         >>> import optax
         >>> from optax_lode.sweep import make_schedule, sweep_optimizer, train_run
@@ -380,6 +387,10 @@ def train_runs(
     predicate differs across runs executes both branches, so without it the
     schedule pays a decision at every step (docs/schedule.md, "Under
     jax.vmap").
+
+    Raises:
+        ValueError: as :func:`train_run`, and for ``seeds`` given as a count
+            or empty.
     """
     if isinstance(seeds, int | np.integer):  # run_sweep's seeds=5 means 5 seeds
         raise ValueError(
