@@ -145,6 +145,8 @@ def test_state_is_stable_under_jit_and_lr_readable():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="hyper_lr"):
         hd_sgd(0.1, hyper_lr=-1.0)
+    with pytest.raises(ValueError, match="nesterov=True needs momentum"):
+        hd_sgd(0.1, nesterov=True)  # was plain SGD
     with pytest.raises(ValueError, match="learning_rate"):
         hd_adam(float("nan"))
     tx = hd_sgd(0.1, weight_decay=0.1)

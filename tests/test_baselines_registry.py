@@ -263,6 +263,9 @@ def test_bad_arguments_are_rejected():
         ("schedule-free", "warmup_fraction", 1.5),
         ("dog", "eps", -1e-6),
         ("reduce-on-plateau", "patience", 2.5),  # a count: acted as 3
+        # optax cuts at plateau count == patience: 0 cut on every improvement.
+        ("reduce-on-plateau", "patience", 0),
+        ("schedule-free", "warmup_fraction", 1.0),  # the builder's [0, 1)
         ("reduce-on-plateau", "accumulation_size", 2.5),
         ("schedule-free", "weight_lr_power", -1.0),
     ],
@@ -277,7 +280,7 @@ def test_options_out_of_range_are_named(name, option, value):
 def test_options_at_the_edges_of_their_ranges_build():
     for name, options in [
         ("hd-adam", dict(b1=0.0, min_learning_rate=None, hyper_lr=0.0)),
-        ("reduce-on-plateau", dict(patience=0, accumulation_size=1, min_scale=1.0)),
+        ("reduce-on-plateau", dict(patience=1, accumulation_size=1, min_scale=1.0)),
         ("schedule-free", dict(warmup_fraction=0.0)),
     ]:
         make_baseline(name, learning_rate=0.1, total_steps=10, **options)

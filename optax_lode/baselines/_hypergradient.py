@@ -185,6 +185,8 @@ def hd_sgd(
         Baydin et al., `Online Learning Rate Adaptation with Hypergradient
         Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018, Algorithm 1.
     """
+    if nesterov and not momentum:  # plain SGD, silently
+        raise ValueError("nesterov=True needs momentum > 0 (its momentum term).")
     base = (
         optax.trace(decay=momentum, nesterov=nesterov) if momentum else optax.identity()
     )

@@ -309,11 +309,13 @@ _OPTION_RANGES = {
     "hyper_lr": _NON_NEGATIVE,
     "min_learning_rate": _NON_NEGATIVE,
     "rtol": _NON_NEGATIVE,
-    "patience": _NON_NEGATIVE,
+    # optax cuts when its plateau count equals patience: 0 would cut on every
+    # improvement and never on a plateau.
+    "patience": (1.0, math.inf, False, True),
     "cooldown": _NON_NEGATIVE,
     "accumulation_size": (1.0, math.inf, False, True),
     "min_scale": (0.0, 1.0, False, False),
-    "warmup_fraction": (0.0, 1.0, False, False),
+    "warmup_fraction": _UNIT,
     "weight_lr_power": _NON_NEGATIVE,
 }
 # Counts: optax compares them with counters, so 2.5 would act as 3, silently.

@@ -35,7 +35,8 @@ def _unit(shape: str, total_steps: int) -> optax.Schedule:
             transition_steps=total_steps, peak_value=1.0
         )
     if shape == "exponential":
-        # Continuous decay to 1% of the initial rate at the last step.
+        # Continuous decay towards 1% of the initial rate, reached at step
+        # total_steps (the last step taken, total_steps - 1, is a little above).
         return optax.exponential_decay(
             1.0, transition_steps=total_steps, decay_rate=0.01
         )
@@ -75,7 +76,8 @@ def make_schedule(shape: str, peak_lr: float, total_steps: int) -> optax.Schedul
             (``optax.cosine_decay_schedule`` to 0); ``onecycle``
             (``optax.cosine_onecycle_schedule`` with optax's defaults);
             ``exponential`` (``optax.exponential_decay`` to 1% at the end);
-            ``step`` (divided by 10 at 50% and 75% of the run).
+            ``step`` (divided by 10 from step ``total_steps // 2`` and again
+            from ``(3 * total_steps) // 4``).
         peak_lr: the peak (``onecycle``) or initial (other shapes) rate.
         total_steps: the run's length in optimizer steps.
 
