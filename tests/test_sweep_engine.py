@@ -503,3 +503,70 @@ def test_lode_clock_check_judges_only_what_it_can():
         with pytest.raises(ValueError, match=r"a run of 12 ticks .* this run has 13"):
             _check_lode_length([good], 13)
     assert isinstance(state(4, 1, 0), LodeState)
+
+
+def _nan_update_at(step: int) -> optax.GradientTransformation:
+    """An update that turns NaN at optimizer step ``step`` (the loss of that
+    step, measured before it, is still finite)."""
+
+    def init_fn(params):
+        return optax.ScaleByScheduleState(count=jax.numpy.zeros((), jax.numpy.int32))
+
+    def update_fn(updates, state, params=None):
+        bad = jax.numpy.where(state.count == step, jax.numpy.nan, 0.0)
+        return jax.tree.map(lambda u: u + bad, updates), state._replace(
+            count=state.count + 1
+        )
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@pytest.mark.parametrize(
+    ("nan_step", "mask"), [(5, [True, False]), (2, [False, False])]
+)
+def test_parameters_made_nan_by_a_ticks_last_update_mask_that_tick(nan_step, mask):
+    """An accuracy of NaN logits is finite, and a tick's losses come before its
+    updates: a run whose last update made its parameters NaN was recorded as
+    valid, with a garbage metric and test metric."""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True, eq=False)
+    class FiniteMetricToy(ToyTask):
+        def metric(self, params, state, split):
+            return jax.numpy.float32(0.5) + 0.0 * jax.numpy.nan_to_num(params["w"])
+
+    tx = optax.chain(
+        sweep_optimizer(make_schedule("constant", 0.1, 6), weight_decay=0.0),
+        _nan_update_at(nan_step),
+    )
+    run = train_run(FiniteMetricToy(), tx, seed=0, epochs=1, ticks_per_epoch=2)
+    np.testing.assert_array_equal(run.mask, mask)
+    assert np.isnan(run.test_metric)
+
+
+def test_seeds_past_2_to_the_31_train_as_in_train_runs():
+    # A Python int past 2**31 overflowed jit's int32 argument in train_run.
+    tx = sweep_optimizer(make_schedule("constant", 0.1, 6), weight_decay=0.0)
+    one = train_run(ToyTask(), tx, seed=2**31 + 5, epochs=1)
+    many = train_runs(ToyTask(), tx, seeds=[2**31 + 5], epochs=1)
+    np.testing.assert_array_equal(one.loss, many.loss[0])
+
+
+def test_eval_fn_gives_the_first_val_metric_too():
+    task = ToyTask()
+    seen = []
+
+    def update_fn(updates, state, params=None, *, value, val_metric, **extra):
+        jax.debug.callback(lambda m: seen.append(float(m)), val_metric)
+        return jax.tree.map(lambda g: -0.1 * g, updates), state
+
+    tx = optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), update_fn)
+    train_run(
+        task,
+        tx,
+        seed=0,
+        epochs=1,
+        learning_rate_fn=lambda s: 0.1,
+        eval_fn=lambda params, opt_state: {"w": params["w"] * 0 + 2.0},
+    )
+    np.testing.assert_allclose(seen, 0.0, atol=1e-7)  # -(2 - 2)^2 from the start

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from optax_lode._whole import whole
 from optax_lode.tasks import Task
@@ -137,9 +137,24 @@ def tick(
         ), (loss, lr)
 
     carry, (losses, lrs) = jax.lax.scan(step, carry, None, length=steps_per_tick)
-    val = jnp.asarray(task.metric(carry.params, carry.model_state, "val"), jnp.float32)
+    val = task.metric(carry.params, carry.model_state, "val")
+    val = finite_or_nan(val, carry.params)
     carry = carry._replace(val_metric=val)
     return carry, TickRecord(jnp.mean(losses), val, jnp.mean(lrs))
+
+
+def finite_or_nan(metric: ArrayLike, params: PyTree) -> Float[Array, ""]:
+    """``metric`` as float32, or NaN if ``params`` hold a non-finite value.
+
+    A tick's loss is measured before each step's update, so parameters that
+    a tick's last update made NaN show in no loss of that tick, and an
+    accuracy of NaN logits is a finite number: without this, such a tick (the
+    run's last, say) was recorded as valid, with a garbage metric.
+    """
+    finite = jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
+    )
+    return jnp.where(finite, jnp.asarray(metric, jnp.float32), jnp.nan)
 
 
 def finish_records(

@@ -19,6 +19,7 @@ from optax_lode.sweep._loop import (
     check_clock,
     default_lr_fn,
     finish_records,
+    finite_or_nan,
     init_carry,
     tick,
 )
@@ -189,7 +190,11 @@ def _compile(
         return eval_fn(carry.params, carry.opt_state)
 
     def start(seed):
-        return init_carry(task, tx, jax.random.key(seed))
+        carry, data_key = init_carry(task, tx, jax.random.key(seed))
+        if eval_fn is not None:  # the first val_metric too is the evaluated one
+            val = jnp.asarray(val_metric_of(carry), jnp.float32)
+            carry = carry._replace(val_metric=val)
+        return carry, data_key
 
     def one_tick(carry, data_key):
         carry, rec = tick(
@@ -205,7 +210,7 @@ def _compile(
         if eval_fn is not None:
             # The metric of the parameters one evaluates (e.g. schedule-free
             # averages); the optimizer still sees it as its val_metric.
-            val = jnp.asarray(val_metric_of(carry), jnp.float32)
+            val = finite_or_nan(val_metric_of(carry), carry.params)
             carry = carry._replace(val_metric=val)
             rec = rec._replace(metric=val)
         return carry, rec
@@ -245,7 +250,8 @@ def _train(
     batched: bool,
 ):
     seeds = list(check_seeds(seeds))
-    seed_arg = jnp.asarray(seeds, jnp.uint32) if batched else seeds[0]
+    # uint32 either way: a Python int past 2**31 overflows jit's int32 parsing.
+    seed_arg = jnp.asarray(seeds if batched else seeds[0], jnp.uint32)
     program = _compile(
         task,
         tx,

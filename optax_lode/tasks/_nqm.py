@@ -57,7 +57,7 @@ class NoisyQuadratic:
     ``L(theta)`` of the current iterate (noise enters the gradient only, as in
     Zhang et al.); with ``report="minibatch"`` it is the loss of a minibatch of a
     linear-regression-like problem, ``1/2 sum_i h_i (theta_i - xi_i)^2`` with
-    random targets ``xi = eps / h``: same gradient, same dynamics, but its value
+    random targets ``xi = -eps / h``: same gradient, same dynamics, but its value
     carries the irreducible noise floor ``sum_i c_i / (2 B h_i)``. Both are
     positive, so ``log`` of the loss is defined. The metric (``split="val"`` and
     ``"test"`` alike: the NQM has no data split; the population is known) is
@@ -200,8 +200,8 @@ class NoisyQuadratic:
             jax.random.fold_in(key, step), (self.dim,), params.dtype
         )
         if self.report == "minibatch":
-            xi = eps / h  # targets whose residual gradient is h * xi = eps
-            value = 0.5 * jnp.sum(h * (params + xi) ** 2)
+            xi = -eps / h  # targets whose residual gradient is -h * xi = eps
+            value = 0.5 * jnp.sum(h * (params - xi) ** 2)
         else:
             # The stop_gradient term is zero in value and adds exactly eps to the
             # gradient, so the value stays the iterate's true loss.
