@@ -193,7 +193,10 @@ def versus_reference(
                 f"{w.ci_high * scale:+.2f}], p = {format_p(w.p_value)} "
                 f"(Holm {format_p(adjusted[label])})"
             )
-        stats = summarize(d["test_metrics"]).format(2, scale)
+        summary = summarize(d["test_metrics"])
+        stats = summary.format(2, scale)
+        if summary.dropped:  # Welch's test above drops them: say how many
+            stats += f" (+{summary.dropped} diverged)"
         out.append((label, d, stats, cell, adjusted.get(label)))
     return out
 
@@ -419,7 +422,11 @@ def format_p(p: float) -> str:
     :data:`ALPHA` itself (0.0498 and 0.0501 both read "0.05" beside
     alpha = 0.05: which side of it they fall on is the point)."""
     text = f"{p:.2g}"
-    return f"{p:.3g}" if float(text) == ALPHA and p != ALPHA else text
+    for digits in range(3, 10):  # "0.05" at .3g too for 0.04996
+        if float(text) != ALPHA or p == ALPHA:
+            break
+        text = f"{p:.{digits}g}"
+    return text
 
 
 def training_seconds(records: Sequence[dict[str, Any]]) -> float:

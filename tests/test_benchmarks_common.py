@@ -191,6 +191,11 @@ def test_an_ablations_rows_are_one_family_of_tests_against_its_reference():
     assert table["ref"] == (None, None)
     assert table["a"][0].endswith(f"p = {pa:.2g} (Holm {2 * pa:.2g})")
     assert table["a"][1] == adjusted["a"]
+    # Welch's test drops diverged seeds: the row says how many.
+    nan = float("nan")
+    entries["b"]["test_metrics"] = [0.60, 0.62, nan, nan]
+    stats = {label: s for label, _, s, _, _ in versus_reference("t", entries)}
+    assert stats["b"].endswith("(+2 diverged)") and "diverged" not in stats["a"]
 
 
 def test_render_rewrites_a_result_from_its_json_keeping_its_environment(
@@ -260,6 +265,8 @@ def test_model_digest_mismatches_names_each_result_made_with_another_model():
 def test_p_values_next_to_alpha_show_which_side_they_fall_on():
     from benchmarks._common import format_p
 
+    # .3g alone read 0.04996 and 0.05004 as "0.05".
+    assert [format_p(p) for p in (0.04996, 0.05004)] == ["0.04996", "0.05004"]
     assert [format_p(p) for p in (0.0498, 0.05009, 0.05, 0.0056, 0.36)] == [
         "0.0498",
         "0.0501",

@@ -394,3 +394,19 @@ def test_default_config_gives_every_offline_task_decisions_to_make(name):
     assert T >= 20
     # An explicit setting still wins over the task's default.
     assert default_config(name, ticks_per_epoch=2).ticks_per_epoch == 2
+
+
+def test_the_best_parametric_schedule_is_never_one_without_a_finite_run():
+    """Fig. 4's rival: a schedule whose every run diverged had a NaN mean,
+    which max() kept when it came first."""
+    from types import SimpleNamespace
+
+    from optax_lode.demo._report import _best_parametric
+
+    nan = float("nan")
+    methods = {
+        "LODE": SimpleNamespace(test_metrics=[0.9, 0.91]),
+        "constant": SimpleNamespace(test_metrics=[nan, nan]),
+        "cosine": SimpleNamespace(test_metrics=[0.8, 0.85]),
+    }
+    assert _best_parametric(SimpleNamespace(methods=methods)) == "cosine"

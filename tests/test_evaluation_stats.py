@@ -88,6 +88,7 @@ def test_summarize_drops_diverged_runs():
     assert s.format(1, scale=100) == "200.0 ± 100.0"
     one = summarize([0.5])
     assert one.n == 1 and math.isnan(one.std)
+    assert one.format(2) == "0.50 (one run)"  # was "0.50 ± nan"
     assert summarize([]).format() == "n/a"
 
 
@@ -154,6 +155,16 @@ def test_divergence_decides_the_verdict_and_lucky_survivors_are_not_rivals():
         {"LODE": [0.80, 0.81, 0.80], "hd": [0.99, nan, nan], "cos": [0.9, 0.91, 0.9]}
     )
     assert c.best_baseline == "cos" and c.verdict == "loses"
+    # A rival that diverged far more often does not hide a steadier one that
+    # beats LODE (LODE "won" against the diverging one).
+    c = compare_methods(
+        {
+            "LODE": [0.80, 0.81] * 5,
+            "lucky": [0.95, 0.96] * 2 + [nan] * 6,
+            "steady": [0.90, 0.91] * 5,
+        }
+    )
+    assert c.best_baseline == "steady" and c.verdict == "loses"
     # One diverged run of ten is not significant: the finite values decide.
     c = compare_methods({"LODE": [0.9, 0.91] * 4 + [0.9, nan], "cos": [0.8, 0.81] * 5})
     assert c.divergence_p > 0.05 and c.verdict == "wins"

@@ -19,6 +19,7 @@ from optax_lode.evaluation import (
     plot_metric_curves,
     plot_reconstruction,
     plot_reconstruction_errors,
+    summarize,
 )
 
 PARAMETRIC = ("constant", "cosine", "onecycle", "exponential", "step")
@@ -98,7 +99,12 @@ def _best_parametric(result: Any) -> str | None:
     cands = [n for n in result.methods if n in PARAMETRIC]
     if not cands:
         return None
-    return max(cands, key=lambda n: np.nanmean(result.methods[n].test_metrics))
+
+    def mean(n: str) -> float:  # a schedule with no finite run is no candidate
+        s = summarize(result.methods[n].test_metrics)
+        return s.mean if s.n else -np.inf
+
+    return max(cands, key=mean)
 
 
 def _figures(result: Any) -> dict[str, str]:

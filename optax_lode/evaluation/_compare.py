@@ -19,7 +19,8 @@ class Comparison:
         summaries: mean ± std per method, in the order given.
         reference: the method under test (``"LODE"``).
         best_baseline: the other method with the best mean over at least two
-            finite values (None if there is none).
+            finite values, preferring those that did not diverge significantly
+            more often than the reference (None if there is none).
         test: Welch test of ``reference - best_baseline`` (None if impossible).
         alpha: significance level used for :attr:`verdict`.
         higher_is_better: direction of the metric.
@@ -112,8 +113,10 @@ def compare_methods(
     """Summarises every method and tests ``reference`` against the best other one.
 
     The best baseline is the non-reference method with the best mean of its
-    finite values, among those with at least two: the strongest rival, chosen
-    after the fact. That makes ``"wins"`` conservative but not ``"loses"``: with
+    finite values, among those with at least two and that did not diverge on
+    significantly more seeds than the reference (those lose to it anyway;
+    when every rival did, among all): the strongest rival, chosen after the
+    fact. That makes ``"wins"`` conservative but not ``"loses"``: with
     ``k`` baselines as good as the reference, ``"loses"`` comes out more often
     than ``alpha / 2`` (no correction for the number of baselines; simulated at
     5 seeds, about 6% with 4 baselines and 11% with 10). Diverged runs (NaN)
@@ -149,7 +152,16 @@ def compare_methods(
     summaries = {name: summarize(v) for name, v in results.items()}
     sign = 1.0 if higher_is_better else -1.0
     rivals = [n for n, s in summaries.items() if n != reference and s.n >= 2]
-    best = max(rivals, key=lambda n: sign * summaries[n].mean) if rivals else None
+    # A rival that diverged significantly more often than the reference loses
+    # to it whatever its surviving runs reached: the strongest rival is among
+    # the others (if any), or a "wins" could hide one that beats the reference.
+    steady = [
+        n
+        for n in rivals
+        if not _diverged_more(summaries[n], summaries[reference], alpha)
+    ]
+    pool = steady or rivals
+    best = max(pool, key=lambda n: sign * summaries[n].mean) if pool else None
     test = divergence_p = None
     if best is not None and summaries[reference].n >= 2:
         test = welch_test(results[reference], results[best], confidence=confidence)
@@ -162,6 +174,14 @@ def compare_methods(
     return Comparison(
         summaries, reference, best, test, alpha, higher_is_better, divergence_p
     )
+
+
+def _diverged_more(a: Summary, b: Summary, alpha: float) -> bool:
+    """Whether ``a`` diverged on significantly more seeds than ``b``."""
+    if not a.dropped:
+        return False
+    p = fisher_exact(a.dropped, a.n + a.dropped, b.dropped, b.n + b.dropped)
+    return p < alpha and a.dropped / (a.n + a.dropped) > b.dropped / (b.n + b.dropped)
 
 
 def fisher_exact(a: int, n_a: int, b: int, n_b: int) -> float:

@@ -260,7 +260,7 @@ def plot_metric_curves(
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(y, axis=0)
-            std = np.nanstd(y, axis=0)
+            std = np.nanstd(y, axis=0, ddof=1)  # as the tables' std
         hi = name == highlight
         kw = (
             {"color": _LODE, "lw": 2.2, "zorder": 5}

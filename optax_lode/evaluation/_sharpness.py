@@ -30,10 +30,14 @@ class SharpnessResult(NamedTuple):
         residual: ``||H v - eigenvalue * v||``, how far ``v`` is from being an
             eigenvector (0 when exactly converged).
         iterations: power iterations performed (both passes, if shifted).
-        converged: whether ``residual <= sqrt(rtol) * |eigenvalue|``, i.e. ``v``
-            is close enough to an eigenvector for the Rayleigh quotient to be
-            accurate to about ``rtol``. False when the iterations ran out
-            without it: the eigenvalue is not to be trusted.
+        converged: whether the estimate stopped moving (by ``rtol``) with
+            ``residual <= sqrt(rtol) * |eigenvalue|``: then some eigenvalue
+            lies within ``residual`` of the estimate, but power iteration
+            cannot tell it is the largest. With top eigenvalues close together
+            (relative to the gap that the iterations must resolve) it can
+            settle near a lower one for many iterations and say converged; the
+            estimate is still a lower bound of the largest. False when the
+            iterations ran out: the eigenvalue is not to be trusted.
     """
 
     eigenvalue: Float[Array, ""]
@@ -73,9 +77,10 @@ def hessian_max_eigenvalue(
     by forward-over-reverse differentiation, in one jitted ``lax.while_loop``. It
     stops when the Rayleigh quotient changes by less than ``rtol`` (relative)
     between iterations *and* ``v`` is nearly an eigenvector (residual at most
-    ``sqrt(rtol)`` times the eigenvalue: the quotient's error is about the
-    residual squared), or after ``num_iters`` iterations; ``converged`` says
-    which.
+    ``sqrt(rtol)`` times the eigenvalue), or after ``num_iters`` iterations;
+    ``converged`` says which. A converged estimate is within ``residual`` of
+    *an* eigenvalue: with clustered top eigenvalues, possibly not the largest
+    (:class:`SharpnessResult`).
 
     Power iteration converges to the eigenvalue of largest *magnitude*. Near a
     minimum the Hessian is close to positive semi-definite and that is the

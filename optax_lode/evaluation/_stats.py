@@ -32,9 +32,9 @@ class Summary(NamedTuple):
         """``"mean ± std"`` with ``digits`` decimals after multiplying by ``scale``."""
         if self.n == 0:
             return "n/a"
-        std = self.std * scale if self.n > 1 else float("nan")
-        text = f"{self.mean * scale:.{digits}f} ± {std:.{digits}f}"
-        return text
+        if self.n == 1:  # no spread to show
+            return f"{self.mean * scale:.{digits}f} (one run)"
+        return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
 
 
 class WelchResult(NamedTuple):
