@@ -57,8 +57,10 @@ def settings(mu: int) -> list[tuple[str, str, dict]]:
     ]
     horizon = [
         ("horizon", f"horizon = mu = {mu} ticks (greedy)", {"horizon": mu}),
-        ("horizon", "horizon = 25% of T (best metric at 25%)", {"horizon": 0.25}),
-        ("horizon", "horizon = 50% of T (best metric at 50%)", {"horizon": 0.5}),
+        # A distance ahead of every decision (the paper's Delta t), not the
+        # point of the run where the metric should be best.
+        ("horizon", "horizon = 25% of T ahead", {"horizon": 0.25}),
+        ("horizon", "horizon = 50% of T ahead", {"horizon": 0.5}),
     ]
     # Which matching tick a sample continues from (DecisionConfig.match_rule):
     # the paper's highest predicted lr (default) or the closest predicted loss.

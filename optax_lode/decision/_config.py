@@ -104,8 +104,12 @@ class DecisionConfig:
         n: ensemble size (member 0 is the direct latent).
         sigma: ensemble noise, in units of the model's ``latent_scale``.
         tol: acceptance tolerance, in window-loss standard deviations.
-        horizon: ``None`` (score at the end of the run, ``T - t*``), an int
-            number of live ticks, or a float fraction of ``run_ticks``.
+        horizon: how far ahead of each decision's matched tick the metric is
+            scored (the paper's Delta t): ``None`` to the end of the run
+            (``T - t*``), an int number of live ticks, or a float ``f``:
+            ``round(f * run_ticks)`` ticks. A distance, the same at every
+            decision, not a point of the run: with ``f = 0.5`` the decisions
+            after mid-run score past its end, where the model extrapolates.
         std_floor: floor on the window-loss std (normalised log-loss units).
         lr_min: smallest learning rate ever emitted.
         lr_max: largest learning rate ever emitted.

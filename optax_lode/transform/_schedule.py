@@ -365,9 +365,11 @@ def lode_schedule(
         n: ensemble size.
         sigma: ensemble noise in units of the model's per-dimension latent
             scale.
-        horizon: where the metric is scored: ``None`` the end of the run
-            (``T - t*``, the paper's best setting), an int number of ticks
-            (at most ``T``), or a float fraction of ``T`` in ``(0, 1]``.
+        horizon: how far ahead the metric is scored (the paper's Delta t):
+            ``None`` to the end of the run (``T - t*``, the paper's best
+            setting), an int number of ticks (at most ``T``), or a float
+            ``f`` in ``(0, 1]``: ``round(f * T)`` ticks ahead of every decision
+            (a distance, not the point ``f`` of the run).
         tol: acceptance tolerance in standard deviations of the window's
             (normalised log) losses.
         lr_bounds: ``(lr_min, lr_max)`` every emitted rate is clipped to;
