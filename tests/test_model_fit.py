@@ -124,6 +124,31 @@ def test_fit_resumes_after_a_kill_and_is_deterministic(tmp_path, monkeypatch):
     _assert_same_weights(spelled, reference)
 
 
+def test_persistence_is_averaged_over_the_models_runs(fitted, monkeypatch):
+    """A run whose prediction fails is left out of the model's averages; the
+    naive forecast beside it was averaged over every run."""
+    import optax_lode.model._evaluate as ev
+
+    model, _, test = fitted
+    whole = evaluate(model, test)
+    predict = ev._predict_all
+
+    def one_fails(*args):
+        return predict(*args).at[0].set(jnp.nan)
+
+    monkeypatch.setattr(ev, "_predict_all", one_fails)
+    report = evaluate(model, test)
+    assert report["failed_runs"] == 1
+    monkeypatch.undo()
+    keep = evaluate(model, test.select(np.arange(1, test.num_runs)))
+    for name in ("loss", "metric", "lr"):
+        assert report[name] == pytest.approx(keep[name], rel=1e-5)
+        assert report["persistence"][name] == pytest.approx(
+            keep["persistence"][name], rel=1e-5
+        )
+        assert report["persistence"][name] != whole["persistence"][name]
+
+
 def test_fit_and_evaluate_errors(fitted):
     model, _, _ = fitted
     with pytest.raises(TypeError, match="Trajectories"):

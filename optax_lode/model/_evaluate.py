@@ -163,7 +163,8 @@ def evaluate(
         rel = _relative_mse(pred[..., j], true[..., j], valid)[ok]
         out[name] = float(rel.mean()) if rel.size else float("nan")
         out[f"{name}_std"] = float(rel.std()) if rel.size else float("nan")
-        base = _relative_mse(last[:, None, j], true[..., j], valid)[usable]
+        # Over the same runs as the model's: a failed run is left out of both.
+        base = _relative_mse(last[:, None, j], true[..., j], valid)[ok]
         persistence[name] = float(base.mean()) if base.size else float("nan")
     out["persistence"] = persistence
 

@@ -266,8 +266,9 @@ def fit(
         batch_size: windows per step (paper: 20).
         learning_rate: peak learning rate of the one-cycle schedule (paper: 1e-3).
         path_penalty: weight of the latent path-length penalty.
-        held_out: fraction of runs held out for early stopping; 0 disables it
-            (the last model is returned).
+        held_out: fraction of runs held out for early stopping. 0 holds none
+            out: ``patience`` then watches the training loss, and the last
+            model is returned (the summary's ``best_step`` is its step).
         seed: seed of the initialisation, the split and the batches, in
             ``[0, 2**32)``.
         progress: show a progress bar (tqdm) with the loss and held-out error.
