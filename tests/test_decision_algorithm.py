@@ -228,7 +228,19 @@ def test_rescaled_config_resamples_onto_the_model_grid():
     common = dict(run_ticks=2 * T, mu=8, rescale=True)
     cfg = DecisionConfig.from_model(model, **common)
     assert cfg.tick_scale == 0.5
-    assert cfg.window_points == 5  # 8 live ticks span 3.5 model ticks -> 5 rows
+    # 8 live ticks span 3.5 model ticks: rows 0, 1, 2, 3 model ticks back. (5
+    # rows reached 4 model ticks back, before the window: read clamped.)
+    assert cfg.window_points == 4
+    for run_ticks in range(T // 3, 3 * T):
+        for mu in (2, 3, 5, 8):
+            if mu >= run_ticks:
+                continue
+            c = DecisionConfig.from_model(
+                model, run_ticks=run_ticks, mu=mu, rescale=True
+            )
+            if (mu - 1) * c.tick_scale < 1:
+                continue  # the encoder's two-row minimum reaches one model tick
+            assert (c.window_points - 1) / c.tick_scale <= mu - 1 + 1e-9
     cfg = _config(horizon=10, **common)
     ex = explain(model, _window().repeat(2, 0), 16, None, cfg, eps=_eps())
     # m1's metric rises 0.01 per model tick; a 10-live-tick horizon is 5 model

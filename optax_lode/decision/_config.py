@@ -244,8 +244,13 @@ class DecisionConfig:
 
     @property
     def window_points(self) -> int:
-        """Rows of the window the encoder sees, on the model's tick grid."""
-        return max(2, round((self.mu - 1) * self.tick_scale) + 1)
+        """Rows of the window the encoder sees, on the model's tick grid.
+
+        Rounded down: rounded to nearest, the oldest row could fall before the
+        window's first live tick (read clamped, half a tick off). The 1e-9
+        keeps a product like 3 * (2/3) * 1.5 from flooring below 3.
+        """
+        return max(2, math.floor((self.mu - 1) * self.tick_scale + 1e-9) + 1)
 
     @property
     def horizon_max_model(self) -> float:
