@@ -207,7 +207,8 @@ def write(
         "baseline at the learning rate selected on the validation metric (paper "
         "A.2; the sweep's shapes are tuned on the sweep itself, the others with "
         "`optax_lode.baselines.tune` over the same grid). 'best baseline' is the "
-        "baseline with the best mean test accuracy, chosen after the fact; "
+        "baseline with the best mean test accuracy (leaving out any that "
+        "diverged on significantly more seeds than LODE), chosen after the fact; "
         "'LODE − best' and its 95% CI are in accuracy points; a Welch p >= 0.05 "
         "is reported as a tie."
     )

@@ -37,7 +37,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
             f"cannot write {path!r}: it is a directory; give a file's path."
         )
     name = os.path.basename(path)
-    if len(os.fsencode(name)) > 200:  # the temporary's name must fit in 255 bytes
+    # The temporary's name must fit the file system's limit (255 bytes, 143 on
+    # eCryptfs) with its ".tmp-<pid>" suffix.
+    if len(os.fsencode(name)) > 100:
         name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
     tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
     try:

@@ -169,7 +169,7 @@ def test_decide_equals_explain_and_is_jittable_with_a_real_model():
         (dict(n=0), "n must be >= 1"),
         (dict(sigma=-0.1), "sigma"),
         (dict(tol=0.0), "tol"),
-        (dict(horizon=1.5), "fraction"),
+        (dict(horizon=1.5), r"float horizon f .* in \(0, 1\]"),
         (dict(horizon=-1), "horizon"),
         (dict(horizon=T + 1), r"must be in \[0, T=20\]"),  # its grid grows with it
         (dict(lr_bounds=(0.1, 0.01)), "lr_min < lr_max"),

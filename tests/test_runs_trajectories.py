@@ -178,13 +178,17 @@ def test_ids_alike_as_text_and_a_bad_tick_are_named():
     df.loc[3, "tick"] = "x"  # was reported as nan
     with pytest.raises(ValueError, match="non-integer value 'x'"):
         Trajectories.from_dataframe(df)
+    df = _long(2, 5)
+    df["loss"] = df["loss"] + 1j
+    with pytest.raises(ValueError, match=r"column 'loss' \(loss\) must be real"):
+        Trajectories.from_dataframe(df)
 
 
 def test_to_parquet_names_an_info_column_of_mixed_types(tmp_path):
     loss, metric, lr = _curves()
     runs = Trajectories.from_arrays(loss, metric, lr, info={"batch": [64, "auto", 32]})
     runs.to_csv(tmp_path / "ok.csv")
-    with pytest.raises(ValueError, match=r"info column\(s\) \['batch'\] mix types"):
+    with pytest.raises(ValueError, match=r"info column\(s\) \['batch'\] have none"):
         runs.to_parquet(tmp_path / "r.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.csv"]
     runs.info["batch"] = runs.info["batch"].astype(str)  # as the message says

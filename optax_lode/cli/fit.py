@@ -388,7 +388,8 @@ def run(args: argparse.Namespace) -> int:
         # Read with the declared clock, so a file that records a bad one is
         # still read; what it recorded is read apart, for the note below.
         file_clock = _recorded_clock(args.runs)
-        options.update(steps_per_tick=declared or None)
+        # (0, unknown, is declared below: None here would be dropped.)
+        options.update(steps_per_tick=declared or 1)
     try:
         runs = load_runs(args.runs, **options)
     except (ValueError, OSError, ImportError) as err:

@@ -107,8 +107,8 @@ class DecisionConfig:
         horizon: how far ahead of each decision's matched tick the metric is
             scored (the paper's Delta t): ``None`` to the end of the run
             (``T - t*``), an int number of live ticks, or a float ``f``:
-            ``round(f * run_ticks)`` ticks. A distance, the same at every
-            decision, not a point of the run: with ``f = 0.5`` the decisions
+            ``max(1, round(f * run_ticks))`` ticks. A distance, the same at
+            every decision, not a point of the run: with ``f = 0.5`` the decisions
             after mid-run score past its end, where the model extrapolates.
         std_floor: floor on the window-loss std (normalised log-loss units).
         lr_min: smallest learning rate ever emitted.
@@ -217,13 +217,13 @@ class DecisionConfig:
         elif _is_real(h):
             if not (0.0 < float(h) <= 1.0):
                 raise ValueError(
-                    "a float horizon is a fraction of T and must be in (0, 1], "
-                    f"got {h}; pass an int for a number of ticks"
+                    "a float horizon f scores round(f * T) ticks ahead and must be "
+                    f"in (0, 1], got {h}; pass an int for a number of ticks"
                 )
         else:
             raise TypeError(
                 "horizon must be None (the remaining run), an int number of "
-                f"ticks or a float fraction of T, got {h!r}"
+                f"ticks or a float f (round(f * T) ticks), got {h!r}"
             )
 
     # -- derived, static quantities --------------------------------------------
@@ -317,7 +317,8 @@ class DecisionConfig:
             n: ensemble size.
             sigma: latent noise in units of ``model.latent_scale``.
             tol: acceptance tolerance in window-loss standard deviations.
-            horizon: ``None``, int ticks, or float fraction of ``T``.
+            horizon: ``None``, int ticks, or a float ``f``: ``max(1, round(f
+                * T))`` ticks ahead of each matched tick (a distance).
             lr_bounds: ``(lr_min, lr_max)`` to clip to; default the model's
                 ``lr_range`` widened by ``lr_range_factor`` on both sides.
             lr_range_factor: the widening factor (>= 1).

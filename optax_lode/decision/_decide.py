@@ -499,9 +499,8 @@ def explain(
     Meant for notebooks: call it eagerly with numpy inputs; it is jitted
     internally (the model as an argument, ``config`` static) so repeated calls
     compile once. Given the same key it returns exactly the decision of a
-    jitted ``decide`` (as ``lode_schedule`` runs it); an eager, unjitted
-    ``decide`` can differ in the last bits (XLA rounds compiled and op-by-op
-    code differently).
+    jitted ``decide``; an eager, unjitted ``decide`` can differ in the last
+    bits (XLA rounds compiled and op-by-op code differently).
 
     Args:
         model: the latent ODE.

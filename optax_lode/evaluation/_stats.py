@@ -29,7 +29,8 @@ class Summary(NamedTuple):
     dropped: int
 
     def format(self, digits: int = 2, scale: float = 1.0) -> str:
-        """``"mean ± std"`` with ``digits`` decimals after multiplying by ``scale``."""
+        """``"mean ± std"`` with ``digits`` decimals after multiplying by
+        ``scale``; ``"mean (one run)"`` for one value, ``"n/a"`` for none."""
         if self.n == 0:
             return "n/a"
         if self.n == 1:  # no spread to show

@@ -337,8 +337,10 @@ def load_model(path: str | os.PathLike) -> LatentODE:
     Raises:
         FileNotFoundError: no such file.
         ValueError: the file is foreign, truncated or corrupt, or its header does
-            not match its arrays; the message says which. A model is never
-            returned with substitute (random) weights.
+            not match its arrays, or the path cannot be read (a directory, a
+            path through a file, a name too long, no permission, an I/O
+            error); the message says which. A model is never returned with
+            substitute (random) weights.
     """
     source = repr(os.fspath(path))
     header, payload = _read(path)

@@ -361,6 +361,8 @@ class Trajectories:
         for role in _SERIES:
             col = names[role]
             values = pd.to_numeric(df[col], errors="coerce")
+            if np.iscomplexobj(values.to_numpy()):  # float64 keeps the real part
+                raise ValueError(f"column {col!r} ({role}) must be real; got complex.")
             bad = values.isna() & df[col].notna()
             if bad.any():
                 i = int(np.argmax(bad.to_numpy()))
@@ -555,8 +557,8 @@ class Trajectories:
         """Writes :meth:`to_dataframe` as Parquet (atomically).
 
         Raises:
-            ValueError: an :attr:`info` column of mixed types (Parquet types
-                each column), naming it.
+            ValueError: an :attr:`info` column Parquet cannot hold (of mixed
+                types, say), naming it.
         """
         import pyarrow as pa
 
@@ -564,16 +566,12 @@ class Trajectories:
         try:
             atomic_write(path, lambda p: df.to_parquet(p, index=False))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-            mixed = [
-                c
-                for c in self.info.columns
-                if self.info[c].dropna().map(type).nunique() > 1
-            ]
+            bad = [c for c in self.info.columns if not _arrow_can_hold(self.info[c])]
             raise ValueError(
                 f"cannot write {os.fspath(path)!r} as Parquet ({err}): Parquet "
-                f"gives each column one type, and info column(s) {mixed} mix "
-                "types across runs; convert them, e.g. traj.info[col] = "
-                "traj.info[col].astype(str), or write CSV."
+                f"gives each column one type, and info column(s) {bad} have "
+                "none (mixed types, or objects); convert them, e.g. "
+                "traj.info[col] = traj.info[col].astype(str), or write CSV."
             ) from None
 
     def to_csv(self, path: str | os.PathLike) -> None:
@@ -726,6 +724,18 @@ class Trajectories:
 
 
 # -- helpers --------------------------------------------------------------------
+
+
+def _arrow_can_hold(column: pd.Series) -> bool:
+    """Whether pyarrow can type ``column`` (for :meth:`Trajectories.to_parquet`'s
+    error: which info columns it cannot)."""
+    import pyarrow as pa
+
+    try:
+        pa.array(column.tolist(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    return True
 
 
 def _check_steps_per_tick(value: Any) -> int:

@@ -151,8 +151,8 @@ def finite_or_nan(metric: ArrayLike, params: PyTree) -> Float[Array, ""]:
     accuracy of NaN logits is a finite number: without this, such a tick (the
     run's last, say) was recorded as valid, with a garbage metric.
     """
-    finite = jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
+    finite = jax.tree.reduce(
+        lambda ok, p: ok & jnp.all(jnp.isfinite(p)), params, jnp.array(True)
     )
     return jnp.where(finite, jnp.asarray(metric, jnp.float32), jnp.nan)
 

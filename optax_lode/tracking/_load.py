@@ -36,8 +36,7 @@ def load_runs(source: str | os.PathLike, **options: Any) -> Trajectories:
             options; for files they name the columns (``run``, ``tick``,
             ``loss``, ``metric``, ``lr``) and may give ``num_ticks`` and
             ``steps_per_tick`` (optimizer steps per tick, which a CSV file
-            does not keep; ``None`` is kept here: it declares the clock
-            unknown, even where a Parquet file records one).
+            does not keep).
 
     Returns:
         The runs on one tick grid.
@@ -51,9 +50,7 @@ def load_runs(source: str | os.PathLike, **options: Any) -> Trajectories:
         ...                  tracking_uri="sqlite:///mlflow.db", tick=10)
     """
     text = os.fspath(source)
-    options = {
-        k: v for k, v in options.items() if v is not None or k == "steps_per_tick"
-    }
+    options = {k: v for k, v in options.items() if v is not None}
     scheme, sep, rest = text.partition("://")
     if sep:
         if scheme == "mlflow":

@@ -177,8 +177,9 @@ class LodeState(NamedTuple):
         "counters",
         _COUNTERS,
         "run_ticks",
-        "Ticks of the run it was built for (``total_steps // steps_per_tick``; "
-        "constant): no decision from then on.",
+        "Ticks of the run its schedule decides for (``total_steps // "
+        "steps_per_tick``; set by every update, so a state continued by "
+        "another schedule reports that one's): no decision from then on.",
     )
     loss_sum = _field("scalars", _SCALARS, "loss_sum", "Sum of this tick's losses.")
     metric = _field(
@@ -368,8 +369,9 @@ def lode_schedule(
         horizon: how far ahead the metric is scored (the paper's Delta t):
             ``None`` to the end of the run (``T - t*``, the paper's best
             setting), an int number of ticks (at most ``T``), or a float
-            ``f`` in ``(0, 1]``: ``round(f * T)`` ticks ahead of every decision
-            (a distance, not the point ``f`` of the run).
+            ``f`` in ``(0, 1]``: ``max(1, round(f * T))`` ticks ahead of each
+            decision's matched tick (a distance, not the point ``f`` of the
+            run).
         tol: acceptance tolerance in standard deviations of the window's
             (normalised log) losses.
         lr_bounds: ``(lr_min, lr_max)`` every emitted rate is clipped to;
