@@ -263,7 +263,8 @@ def write_report(result: Any, *, figures: bool = True) -> Path:
         "",
         "Final test metric per method, mean ± std over seeds; bold: LODE and the "
         "best baseline. The test is Welch's t-test of LODE minus the best baseline "
-        "(chosen after the fact by its mean, the strongest rival).",
+        "(chosen after the fact by its mean, leaving out any that diverged on "
+        "significantly more seeds than LODE: the strongest rival).",
         "",
         comp.to_markdown(metric=unit, scale=scale, digits=2),
     ]
