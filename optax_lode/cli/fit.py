@@ -282,9 +282,10 @@ def _name_max(directory: Path) -> int | None:
     for d in (directory, *directory.parents):
         if d.exists():
             try:
-                return os.pathconf(d, "PC_NAME_MAX")
+                limit = os.pathconf(d, "PC_NAME_MAX")
             except (AttributeError, OSError, ValueError):
                 return None
+            return limit if limit > 0 else None  # -1: no limit
     return None
 
 
