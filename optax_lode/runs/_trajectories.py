@@ -567,6 +567,10 @@ class Trajectories:
             atomic_write(path, lambda p: df.to_parquet(p, index=False))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
             bad = [c for c in self.info.columns if not _arrow_can_hold(self.info[c])]
+            if not bad:  # not an info column's type: pyarrow's own words
+                raise ValueError(
+                    f"cannot write {os.fspath(path)!r} as Parquet: {err}"
+                ) from err
             raise ValueError(
                 f"cannot write {os.fspath(path)!r} as Parquet ({err}): Parquet "
                 f"gives each column one type, and info column(s) {bad} have "
