@@ -50,10 +50,7 @@ class Comparison:
         if self.divergence_p is not None and self.divergence_p < self.alpha:
             ref = self.summaries[self.reference]
             best = self.summaries[self.best_baseline]
-            ref_rate = ref.dropped / (ref.n + ref.dropped)
-            return (
-                "loses" if ref_rate > best.dropped / (best.n + best.dropped) else "wins"
-            )
+            return "loses" if _divergence_rate(ref) > _divergence_rate(best) else "wins"
         if self.test is None or not np.isfinite(self.test.p_value):
             return "untested"
         if self.test.p_value >= self.alpha:
@@ -181,7 +178,12 @@ def _diverged_more(a: Summary, b: Summary, alpha: float) -> bool:
     if not a.dropped:
         return False
     p = fisher_exact(a.dropped, a.n + a.dropped, b.dropped, b.n + b.dropped)
-    return p < alpha and a.dropped / (a.n + a.dropped) > b.dropped / (b.n + b.dropped)
+    return p < alpha and _divergence_rate(a) > _divergence_rate(b)
+
+
+def _divergence_rate(s: Summary) -> float:
+    """The share of a method's seeds that diverged."""
+    return s.dropped / (s.n + s.dropped)
 
 
 def fisher_exact(a: int, n_a: int, b: int, n_b: int) -> float:
