@@ -505,10 +505,9 @@ def sharpness_claim() -> str:
     )
 
 
-def fit_steps() -> str:
-    """How long the LODEs of the results are fitted: the steps Table 1's
-    results record (the demo's models, those of Tables 1-4) and the
-    fit-budget table's largest budget."""
+def _demo_fit_steps() -> int:
+    """The demo's fit steps (its models are those of Tables 1-4): as Table 1's
+    results record them, else the demo's default."""
     from optax_lode.demo import DemoConfig
 
     recorded = {
@@ -516,7 +515,13 @@ def fit_steps() -> str:
         for d in _table1_tasks().values()
         if "fit_steps" in d.get("config", {})
     }
-    demo = recorded.pop() if len(recorded) == 1 else DemoConfig().fit_steps
+    return recorded.pop() if len(recorded) == 1 else DemoConfig().fit_steps
+
+
+def fit_steps() -> str:
+    """How long the LODEs of the results are fitted: the demo's steps and the
+    fit-budget table's largest budget."""
+    demo = _demo_fit_steps()
     text = f"The LODEs of the demo and of Tables 1-4 are fitted for {demo:,} steps"
     budgets = [
         e["fit_budget"]
@@ -541,7 +546,6 @@ def fit_budget_claim() -> str:
         task_models,
     )
     from benchmarks.table2_sharpness import same_runs
-    from optax_lode.demo import DemoConfig
 
     tasks = per_task(_result("fit_budget"))
     if not tasks:
@@ -592,7 +596,7 @@ def fit_budget_claim() -> str:
                 f"({best}, {100 * bar:.2f})"
             )
         draws.append(draw)
-    demo = f"the demo's {DemoConfig().fit_steps:,} steps"
+    demo = f"the demo's {_demo_fit_steps():,} steps"
     verdict = (
         f"no other budget differs significantly from {demo}"
         if not differ
