@@ -309,10 +309,11 @@ class Trajectories:
             raise ValueError(f"column {run!r} (run) has missing run ids.")
         run_keys = df[run].astype(str)
         # Ids that differ only as text (1 and "1") would become one run.
-        as_text = pd.DataFrame({"id": df[run].to_numpy(), "key": run_keys.to_numpy()})
-        clash = as_text.drop_duplicates("id").duplicated("key")
+        ids = pd.DataFrame({"id": df[run].to_numpy(), "key": run_keys.to_numpy()})
+        ids = ids.drop_duplicates("id")
+        clash = ids.duplicated("key")
         if clash.any():
-            key = as_text.drop_duplicates("id")["key"][clash].iloc[0]
+            key = ids["key"][clash].iloc[0]
             same = [v for v in pd.unique(df[run]) if str(v) == key]
             raise ValueError(
                 f"column {run!r} (run) has ids {same} that read as the same run "
