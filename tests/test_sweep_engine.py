@@ -215,6 +215,13 @@ def test_resume_refuses_another_sweeps_checkpoint(tmp_path):
     # one whose loss differs): its chunks are not another task's results.
     with pytest.raises(ValueError, match="different sweep"):
         run_sweep(ToyTask(nan_after=0), **base, checkpoint_dir=tmp_path)
+    # Chunks of an older format (before non-finite parameters were masked)
+    # are not mixed with new ones, even when nothing else differs.
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["config"]["format"] = 2
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"format 2, now 3\).*delete it"):
+        run_sweep(task, **base, checkpoint_dir=tmp_path)
 
 
 def test_diverged_runs_are_masked_or_left_out():

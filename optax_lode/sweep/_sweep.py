@@ -123,9 +123,14 @@ def _task_fingerprint(task: Task) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# What a chunk holds. 2: the manifest fingerprints the task; 3: a tick whose
+# last update made the parameters non-finite is masked (it was kept).
+_FORMAT = 3
+
+
 def _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk_size, wd):
     return {
-        "format": 2,
+        "format": _FORMAT,
         "task": task.name,
         "task_fingerprint": _task_fingerprint(task),
         "steps_per_epoch": int(task.steps_per_epoch),
@@ -155,6 +160,13 @@ def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
             diff = sorted(
                 k for k in {*before, *config} if before.get(k) != config.get(k)
             )
+            if "format" in diff:
+                raise ValueError(
+                    f"{directory} holds chunks written by another version of "
+                    f"optax-lode (checkpoint format {before.get('format')!r}, "
+                    f"now {_FORMAT}), whose records may differ; delete it or "
+                    "use another checkpoint directory"
+                )
             if diff == ["chunk_size"]:
                 # The same runs, cut otherwise: another device count rounds
                 # chunk_size up to another multiple of the devices.
