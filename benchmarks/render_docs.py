@@ -735,6 +735,60 @@ def render_summary(names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def cost_arithmetic() -> str | None:
+    """The amortised overhead's arithmetic, from ``overhead``'s latest run.
+
+    The schedule page's prose explains the cost by these numbers; generated
+    so that a re-run on another machine cannot leave them stale there.
+    """
+    data = _result("overhead")
+    if not data or not data.get("amortised"):
+        return None
+    rows = {(r["mode"], r["width"], r["steps_per_tick"]): r for r in data["amortised"]}
+    width = min(w for _, w, _ in rows)
+    scan = rows.get(("scan", width, 10))
+    latency = [
+        d for d in data.get("decision_latency", []) if (d["n"], d["T"]) == (30, 600)
+    ]
+    fitted = data.get("fitted_decisions") or {}
+    between = [b for b in data.get("breakdown", []) if b["width"] == width]
+    if scan is None or not latency or not between:
+        return None
+    run_ms = scan["steps"] * scan["step_us_cosine"] / 1000
+    worst = latency[0]["decision_ms"]
+    share = scan["decisions"] * worst / run_ms * 100
+    text = (
+        f"- Its arithmetic (MLP width {width}, scanned, 10 steps "
+        f"per tick): {scan['steps']} steps of {scan['step_us_cosine']:.0f} us "
+        f"with cosine ({run_ms / 1000:.2f} s) against {scan['decisions']} "
+        f"decisions of {worst:.1f} ms (an untrained model's, the worst case), "
+        f"{share:.1f}% of the run"
+    )
+    if fitted.get("decision_ms_mean"):
+        ms = fitted["decision_ms_mean"]
+        text += (
+            f", or {scan['decisions'] * ms / run_ms * 100:.1f}% at a fitted "
+            f"model's mean of {ms:.1f} ms"
+        )
+    text += (
+        f"; between decisions a step costs "
+        f"{between[0]['overhead_per_step_pct_paired']:+.1f}% (paired)."
+    )
+    loop = rows.get(("loop", width, 10))
+    donated = rows.get(("loop, donated", width, 10))
+    if loop and donated:
+
+        def faster(key: str) -> str:
+            return f"{(1 - donated[key] / loop[key]) * 100:.0f}%"
+
+        text += (
+            " Donating the parameters and optimizer state made its looped step "
+            f"{faster('step_us_cosine')} faster with cosine and "
+            f"{faster('step_us_lode')} with LODE."
+        )
+    return text
+
+
 def render_cost(names: list[str]) -> str:
     """The schedule page's summary of the cost results, latest run each."""
     found = [n for n in COST_RESULTS if n in names]
@@ -745,9 +799,11 @@ def render_cost(names: list[str]) -> str:
         "[Benchmarks](benchmarks.md)):",
         "",
     ]
-    lines += _lines(found, "benchmarks.md", mkdocs=True) or [
-        "- No cost benchmark has run yet."
-    ]
+    bullets = _lines(found, "benchmarks.md", mkdocs=True)
+    arithmetic = cost_arithmetic() if "overhead" in found else None
+    if arithmetic:  # right below the overhead result it explains
+        bullets.insert(found.index("overhead") + 1, arithmetic)
+    lines += bullets or ["- No cost benchmark has run yet."]
     lines.append(COST_END)
     return "\n".join(lines)
 

@@ -374,3 +374,56 @@ def test_budget_bullet_follows_the_fit_budget_result(tmp_path, monkeypatch):
     (tmp_path / "table1_schedule_quality.json").write_text(json.dumps(t1))
     text = " ".join(render_docs.fit_budget_claim().split())
     assert "Table 1's)" not in text and "on `t` 90.00, 95.00, 97.00 (std" in text
+
+
+def test_cost_arithmetic_is_computed_from_the_overhead_result(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+
+    def row(mode, cos, lode):
+        return {
+            "mode": mode,
+            "width": 100,
+            "steps_per_tick": 10,
+            "steps": 6000,
+            "decisions": 19,
+            "step_us_cosine": cos,
+            "step_us_lode": lode,
+        }
+
+    data = {
+        "headline": "h",
+        "amortised": [
+            row("scan", 100.0, 106.0),
+            row("loop", 200.0, 250.0),
+            row("loop, donated", 150.0, 200.0),
+            {**row("scan", 900.0, 905.0), "width": 370},
+        ],
+        "decision_latency": [
+            {"n": 10, "T": 600, "decision_ms": 9.0},
+            {"n": 30, "T": 600, "decision_ms": 2.0},
+        ],
+        "fitted_decisions": {"decision_ms_mean": 1.5},
+        "breakdown": [
+            {"width": 370, "overhead_per_step_pct_paired": 9.0},
+            {"width": 100, "overhead_per_step_pct_paired": 0.8},
+        ],
+    }
+    (tmp_path / "overhead.json").write_text(json.dumps(data))
+    (tmp_path / "overhead.md").write_text("## lode_schedule overhead\n")
+    (tmp_path / "overhead_options.md").write_text("## Options\n")
+    (tmp_path / "overhead_options.json").write_text(json.dumps({"headline": "o"}))
+    text = render_docs.cost_arithmetic()
+    # 19 x 2 ms of 6000 x 100 us = 6.3%; 19 x 1.5 ms = 4.8%; donation: 25%, 20%.
+    assert "6000 steps of 100 us with cosine (0.60 s)" in text
+    assert "19 decisions of 2.0 ms" in text and "6.3% of the run" in text
+    assert "4.8% at a fitted model's mean of 1.5 ms" in text
+    assert "a step costs +0.8% (paired)" in text
+    assert "25% faster with cosine and 20% with LODE" in text
+    lines = render_docs.render_cost(["overhead", "overhead_options"]).splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("- Its arithmetic")]
+    assert at and lines[at[0] - 1].startswith("- [lode_schedule overhead]")
+    assert lines[at[0] + 1].startswith("- [Options]")
+    # Without the rows it reads, no sentence (not a wrong one).
+    data["breakdown"] = []
+    (tmp_path / "overhead.json").write_text(json.dumps(data))
+    assert render_docs.cost_arithmetic() is None
