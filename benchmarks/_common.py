@@ -368,6 +368,74 @@ def read_result(name: str, *, results_dir: Path | None = None) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _busy_cpu_seconds(stat: str | None = None) -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (Linux), or None.
+
+    From the first line of ``/proc/stat``: user, nice, system, irq, softirq
+    and steal (time the hypervisor gave another guest: a noisy neighbour
+    slows a benchmark as another process does), not idle or iowait.
+    """
+    try:
+        if stat is None:
+            with open("/proc/stat") as f:
+                stat = f.readline()
+        fields = stat.split()
+        if fields[0] != "cpu":
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """The CPU other processes took while this one was timed, in cores.
+
+    A load average says little about a timed interval (it is a minute's
+    exponential average, and counts this process); this compares the
+    machine's busy CPU time over the interval with this process's own (all
+    its threads). ``/proc/stat`` counts in clock ticks (10 ms), so read
+    values below about ``0.02 / seconds`` cores as zero. Off Linux every
+    reading is None.
+
+    Example:
+        >>> meter = OtherLoad()
+        >>> meter.start()
+        >>> cores = meter.stop()  # None off Linux
+    """
+
+    def __init__(self) -> None:
+        self._t = self._busy = self._own = None
+
+    def start(self) -> None:
+        self._t, self._own = time.perf_counter(), time.process_time()
+        self._busy = _busy_cpu_seconds()
+
+    def stop(self) -> float | None:
+        """Other processes' mean number of busy cores since :meth:`start`."""
+        busy = _busy_cpu_seconds()
+        wall = time.perf_counter() - self._t
+        own = time.process_time() - self._own
+        if busy is None or self._busy is None or wall <= 0:
+            return None
+        return max(0.0, (busy - self._busy - own) / wall)
+
+
+def other_load_note(cores: Sequence[float | None]) -> str:
+    """A sentence on what other processes took during the timed repetitions."""
+    seen = [c for c in cores if c is not None]
+    if not seen:
+        return "Other processes' CPU was not measured (no /proc/stat). "
+    busy = sum(c > 0.1 for c in seen)
+    return (
+        f"Other processes (and the hypervisor's steal) took a median of "
+        f"{statistics.median(seen):.2f} and at most {max(seen):.2f} of the "
+        f"{os.cpu_count()} cores during the {len(seen)} timed repetitions "
+        f"(/proc/stat against this process's CPU time); {busy} of them above "
+        "0.1 core, whose times may be inflated. "
+    )
+
+
 def median_time(fn: Callable[[], Any], *, repeats: int = 20) -> float:
     """Median wall time of ``fn()`` in seconds; ``fn`` must block on its result."""
     times = []

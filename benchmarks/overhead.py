@@ -35,9 +35,11 @@ import numpy as np
 import optax
 
 from benchmarks._common import (
+    OtherLoad,
     markdown_table,
     median_interval,
     median_time,
+    other_load_note,
     verdict,
     write_result,
 )
@@ -178,6 +180,8 @@ def amortised(model, *, ticks, steps_per_tick, width, repeats, mode, batch=128):
     run("cosine", s_c)
     times = {"lode": [], "cosine": []}
     cpu = {"lode": [], "cosine": []}
+    others = {"lode": [], "cosine": []}
+    meter = OtherLoad()
     decisions = None
     order = (("cosine", tx_cos), ("lode", tx_lode))
     for i in range(repeats):
@@ -185,10 +189,12 @@ def amortised(model, *, ticks, steps_per_tick, width, repeats, mode, batch=128):
         # then favours neither.
         for name, tx in order if i % 2 == 0 else order[::-1]:
             s0 = tx.init(params)
+            meter.start()
             t0, c0 = time.perf_counter(), time.process_time()
             _, s_end = run(name, s0)
             cpu[name].append(time.process_time() - c0)
             times[name].append(time.perf_counter() - t0)
+            others[name].append(meter.stop())
             if name == "lode":
                 decisions = int(s_end[1].decisions)
     med = {k: float(np.median(v)) for k, v in times.items()}
@@ -222,6 +228,7 @@ def amortised(model, *, ticks, steps_per_tick, width, repeats, mode, batch=128):
         "compile_s_lode": compile_lode,
         "compile_s_added": compile_lode - compile_cos,
         "times": times,
+        "other_load_cores": others,
     }
 
 
@@ -272,11 +279,18 @@ def breakdown(model, *, width, steps=1000, repeats=75, batch=128):
         raise RuntimeError("the run without decisions made decisions")
     runners = {name: run for name, (run, _) in runners.items()}
     walls = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
+    others = []
+    meter = OtherLoad()
+    names = list(runners)
+    for i in range(repeats):
+        # Rotate the order: a run that always went first (or after a given
+        # one) would carry any position effect into the paired differences.
+        meter.start()
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             t0 = time.perf_counter()
-            run()
+            runners[name]()
             walls[name].append(time.perf_counter() - t0)
+        others.append(meter.stop())
     w = {name: np.array(v) for name, v in walls.items()}
     cos = float(np.median(w["cos"]))
     step_us = 1e6 * cos / steps
@@ -303,6 +317,8 @@ def breakdown(model, *, width, steps=1000, repeats=75, batch=128):
         "decision_in_step_ms_iqr": [
             float(q) for q in np.percentile(per_decision_ms, [25, 75])
         ],
+        "walls": {name: v.tolist() for name, v in w.items()},
+        "other_load_cores": others,
     }
 
 
@@ -769,10 +785,13 @@ def main(argv=None):
             f"{d30['decision_ms_min']:.1f} ms min, {d30['decision_cpu_ms']:.1f} "
             f"ms CPU at n=30, T=600 ({d30['decision_ms_filter_jit']:.1f} ms "
             "median called through eqx.filter_jit). "
-            f"Load average {load[0]:.1f} before and "
-            f"{os.getloadavg()[0]:.1f} after (2 cores): below 2 the machine was "
-            "otherwise idle and wall time is the measure (CPU time also counts "
-            "XLA's second thread); above it, wall times are inflated. "
+            + other_load_note(
+                [c for a in amort for v in a["other_load_cores"].values() for c in v]
+                + [c for b in bds for c in b["other_load_cores"]]
+            )
+            + f"Load average {load[0]:.1f} before and "
+            f"{os.getloadavg()[0]:.1f} after. Wall time is the measure (CPU "
+            "time also counts XLA's second thread). "
             "The third table splits the cost (wall time, in-graph, paired by "
             f"repetition, {bds[0]['repeats']} repetitions): the step's overhead "
             f"between decisions ({bds[0]['steps']} steps of ticks that never end) "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -274,3 +275,34 @@ def test_p_values_next_to_alpha_show_which_side_they_fall_on():
         "0.0056",
         "0.36",
     ]
+
+
+def test_busy_cpu_seconds_counts_busy_and_stolen_ticks_not_idle(monkeypatch):
+    monkeypatch.setattr(common.os, "sysconf", lambda name: 100)
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    line = "cpu  100 20 50 9000 300 5 5 20 0 0"
+    assert common._busy_cpu_seconds(line) == pytest.approx(2.0)
+    assert common._busy_cpu_seconds("intr 1 2 3") is None
+    assert common._busy_cpu_seconds("cpu 1 2") is None  # truncated
+
+
+def test_other_load_is_the_machines_busy_time_beyond_this_process(monkeypatch):
+    busy = iter([10.0, 13.0])
+    clock = iter([0.0, 2.0, 3.0, 4.0])
+    own = iter([1.0, 2.0, 2.0, 2.0])
+    monkeypatch.setattr(common, "_busy_cpu_seconds", lambda: next(busy))
+    fake_time = types.SimpleNamespace(
+        perf_counter=lambda: next(clock), process_time=lambda: next(own)
+    )
+    monkeypatch.setattr(common, "time", fake_time)  # not pytest's own clock
+    meter = common.OtherLoad()
+    meter.start()
+    # 3 busy CPU seconds in 2 s, 1 of them this process's: 1 core's worth.
+    assert meter.stop() == pytest.approx(1.0)
+    monkeypatch.setattr(common, "_busy_cpu_seconds", lambda: None)
+    meter.start()
+    assert meter.stop() is None
+    note = common.other_load_note([0.0, 0.05, 0.6, None])
+    assert "median of 0.05 and at most 0.60" in note
+    assert "3 timed repetitions" in note and "1 of them above 0.1 core" in note
+    assert "not measured" in common.other_load_note([None])
