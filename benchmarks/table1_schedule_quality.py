@@ -105,9 +105,14 @@ def merge_timings(new: dict, old: dict | None) -> tuple[dict, dict]:
     return times, cached
 
 
-def _summaries() -> dict[str, dict]:
+def _summaries(ran: dict[str, dict]) -> dict[str, dict]:
+    """The committed tasks, with those of ``ran`` (this invocation's: task ->
+    the environment it ran in) read anew from the demo's summaries. Only
+    those: another task's summary in the cache says nothing of when or where
+    it was made (it records no environment), and re-reading it stamped it
+    with this invocation's."""
     out = _committed()
-    for task in TASKS:
+    for task, env in ran.items():
         path = CACHE / task / "summary.json"
         if path.exists():
             new = json.loads(path.read_text())
@@ -116,6 +121,8 @@ def _summaries() -> dict[str, dict]:
             if old is not None and all(new.get("cached", {}).values()):
                 # Nothing was computed: the numbers are the old machine's.
                 new["environment"] = old.get("environment")
+            else:
+                new["environment"] = env
             out[task] = new
     return {t: out[t] for t in TASKS if t in out}
 
@@ -268,12 +275,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return render(NAME, rewrite)
     tasks = args.task or list(TASKS)
+    ran: dict[str, dict] = {}
     for task in tasks:
         t0 = time.perf_counter()
         cfg = default_config(task, seeds=args.seeds, fit_steps=args.fit_steps)
         run_demo(cfg, CACHE / task, compile_cache=True, cache_dir=SHARED_CACHE)
         print(f"{task}: {time.perf_counter() - t0:.0f} s")
-        done = _summaries()
+        ran[task] = environment()
+        done = _summaries(ran)
         write(done, pending=[t for t in TASKS if t not in done])
     return 0
 

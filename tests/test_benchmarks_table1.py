@@ -57,3 +57,37 @@ def test_the_notes_give_each_tasks_clock():
     note = _clock_note(data)
     # nqm: 3 epochs x 2 ticks of 25 steps; text: 3 epochs x 29 ticks of 3 steps.
     assert "nqm 6 x 25, text-transformer 87 x 3." in note
+
+
+def test_only_the_tasks_run_now_are_read_anew_and_stamped(tmp_path, monkeypatch):
+    import json
+
+    import benchmarks.table1_schedule_quality as t1
+
+    then = {"date": "2026-01-01", "cpu_model": "old cpu"}
+    committed = {
+        task: {
+            "methods": {"LODE": {"test_metrics": [0.5]}},
+            "timings": {},
+            "timings_cached": {},
+            "environment": then,
+        }
+        for task in ("digits-mlp", "mnist1d-mlp")
+    }
+    monkeypatch.setattr(t1, "_committed", lambda: json.loads(json.dumps(committed)))
+    monkeypatch.setattr(t1, "CACHE", tmp_path)
+    for task in ("digits-mlp", "mnist1d-mlp"):
+        # Both tasks' demo summaries are in the cache, with computed stages.
+        (tmp_path / task).mkdir()
+        summary = _summary(10.0, False) | {"methods": {"LODE": {"test_metrics": [1]}}}
+        (tmp_path / task / "summary.json").write_text(json.dumps(summary))
+    now = {"date": "2026-12-06", "cpu_model": "new cpu"}
+    out = t1._summaries({"mnist1d-mlp": now})
+    # The task not run now keeps its record, date and machine.
+    assert out["digits-mlp"] == committed["digits-mlp"]
+    assert out["mnist1d-mlp"]["environment"] == now
+    assert out["mnist1d-mlp"]["methods"]["LODE"]["test_metrics"] == [1]
+    # A task run now whose every stage was a cache read keeps its old stamp.
+    cached = _summary(0.01, True) | {"methods": {"LODE": {"test_metrics": [1]}}}
+    (tmp_path / "mnist1d-mlp" / "summary.json").write_text(json.dumps(cached))
+    assert t1._summaries({"mnist1d-mlp": now})["mnist1d-mlp"]["environment"] == then
