@@ -668,12 +668,13 @@ def _nqm_rows(rows: dict | None, table: str, what: str, reference: str) -> str:
     if not rows or not all("p_holm" in e for e in rows.values()):
         return ""
     differ = [k for k, e in rows.items() if significant(e["p_holm"])]
+    how = "(seed by seed, Wilcoxon's signed-rank test, Holm-adjusted)"
     found = (
         f"{len(differ)} of {table} {len(rows)} {what} differ significantly from "
-        f"the {reference} (Holm-adjusted): " + ", ".join(f"`{d}`" for d in differ)
+        f"the {reference} {how}: " + ", ".join(f"`{d}`" for d in differ)
         if differ
         else f"none of {table} {len(rows)} {what} differs significantly from the "
-        f"{reference} (Holm-adjusted)"
+        f"{reference} {how}"
     )
     return (
         " On the NQM, whose expected final loss is exact "

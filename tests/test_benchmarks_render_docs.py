@@ -58,7 +58,8 @@ def test_ablation_bullet_is_generated_from_the_p_values(tmp_path, monkeypatch):
     path.write_text(json.dumps({"ablations": nqm}))
     text = " ".join(render_docs.ablations().split())
     assert "1 of Table 3's 2 ensemble and horizon settings differ" in text
-    assert "from the default (Holm-adjusted): `n=60`." in text
+    assert "from the default (seed by seed, Wilcoxon's signed-rank test, " in text
+    assert "Holm-adjusted): `n=60`." in text
     nqm["n=60"]["p_holm"] = 0.06
     data = {"no one-cycle": {"p_holm": 0.001}}
     path.write_text(json.dumps({"ablations": nqm, "data_variants": data}))
@@ -66,7 +67,8 @@ def test_ablation_bullet_is_generated_from_the_p_values(tmp_path, monkeypatch):
     assert "none of Table 3's 2 ensemble and horizon settings differs" in text
     assert (
         "1 of Table 4's 1 subsets of the sweep differ significantly from the "
-        "whole sweep (Holm-adjusted): `no one-cycle`." in text
+        "whole sweep (seed by seed, Wilcoxon's signed-rank test, Holm-adjusted): "
+        "`no one-cycle`." in text
     )
     # A result written before p-values were recorded claims nothing.
     (tmp_path / "table3_ablations.json").write_text(

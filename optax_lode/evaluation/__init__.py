@@ -8,6 +8,8 @@ What the paper measures (Section 5, Appendix A.3), as library functions:
   seeds and Welch's t-test of LODE against the best baseline (Table 1);
 - :func:`rank_test`: the Mann-Whitney U test, for values skewed over seeds
   (Table 2's sharpness);
+- :func:`signed_rank_test`: Wilcoxon's signed-rank test, for rows measured on
+  the same seeds (the NQM benchmark's settings against its default);
 - :func:`holm`: Holm's adjustment of a family of p-values (an ablation's rows
   against its reference, Tables 3 and 4);
 - ``plot_*``: the paper's figures as PNG files (Figures 2, 4 and the decision
@@ -31,10 +33,12 @@ from optax_lode.evaluation._sharpness import (
 )
 from optax_lode.evaluation._stats import (
     RankResult,
+    SignedRankResult,
     Summary,
     WelchResult,
     holm,
     rank_test,
+    signed_rank_test,
     summarize,
     welch_test,
 )
@@ -43,6 +47,7 @@ __all__ = [
     "Comparison",
     "RankResult",
     "SharpnessResult",
+    "SignedRankResult",
     "Summary",
     "WelchResult",
     "compare_methods",
@@ -55,6 +60,7 @@ __all__ = [
     "plot_reconstruction",
     "plot_reconstruction_errors",
     "rank_test",
+    "signed_rank_test",
     "summarize",
     "welch_test",
 ]
