@@ -36,6 +36,7 @@ import numpy as np
 
 from benchmarks._common import (
     ablation_entry,
+    format_p,
     per_task,
     read_result,
     reference_row,
@@ -118,6 +119,28 @@ def spread(entry: dict) -> tuple[float, float] | None:
     return 100.0 * ref["std"], 100.0 * within
 
 
+def models_differ_p(entry: dict) -> float | None:
+    """Whether the reference budget's models differ by more than their runs'
+    noise explains: the p-value of a one-way ANOVA of the models' test
+    metrics over the evaluation seeds (None with one model).
+
+    The between-models std of :func:`spread` is to be read against the
+    spread of a model's *mean* over its runs (std / sqrt(runs)), not against
+    one run's; the ANOVA makes that comparison a test."""
+    from scipy import stats
+
+    ref = reference_row(entry["fits"])
+    groups = [np.asarray(m["test_metrics"], float) for m in ref["models"]]
+    groups = [g[np.isfinite(g)] for g in groups]
+    if len(groups) < 2 or min(g.size for g in groups) < 2:
+        return None
+    return float(stats.f_oneway(*groups).pvalue)
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else format_p(p)
+
+
 def task_models(entry: dict) -> list[dict]:
     """Every distinct model of a task's entry, all budgets: one model counts
     once where two budgets made it (30,000 steps with early stopping that
@@ -180,10 +203,13 @@ def task_table(task: str, entry: dict) -> str:
     )
     sp = spread(entry)
     if sp is not None:
+        runs = len(reference_row(entry["fits"])["models"][0]["test_metrics"])
         out += (
             f"\nAt the reference budget, models of different fit seeds differ "
             f"by {sp[0]:.2f} points (std of their mean accuracies); a model's "
-            f"runs over the evaluation seeds by {sp[1]:.2f} (mean std).\n"
+            f"runs over the evaluation seeds by {sp[1]:.2f} (mean std), so its "
+            f"{runs}-run mean by about {sp[1] / np.sqrt(runs):.2f}; one-way "
+            f"ANOVA of the models' runs: p = {_p(models_differ_p(entry))}.\n"
         )
     n = len(task_models(entry))
     out += (

@@ -540,6 +540,7 @@ def fit_budget_claim() -> str:
     error) make better schedules, and how far models of the demo's settings
     and other fit seeds lie apart, Table 1's model (fit seed 0) among them."""
     from benchmarks.fit_budget import (
+        models_differ_p,
         models_per_budget,
         mse_vs_accuracy,
         spread,
@@ -550,7 +551,7 @@ def fit_budget_claim() -> str:
     tasks = per_task(_result("fit_budget"))
     if not tasks:
         return "The fit budget has not been measured yet (`fit_budget`)."
-    differ, budgets, draws = [], [], []
+    differ, budgets, draws, apart, alike = [], [], [], [], []
     for task, d in tasks.items():
         fits = d["fits"]
         differ += [
@@ -580,10 +581,17 @@ def fit_budget_claim() -> str:
         draw = f"on `{task}` {means}"
         sp = spread(d)
         if sp is not None:
+            runs = len(ref["models"][0]["test_metrics"])
+            p = models_differ_p(d)
             draw += (
-                f" (std {sp[0]:.2f} points, against {sp[1]:.2f} for one "
-                "model's runs over the evaluation seeds)"
+                f" (std {sp[0]:.2f} points between models; one model's runs "
+                f"{sp[1]:.2f}, so its {runs}-run mean about "
+                f"{sp[1] / runs**0.5:.2f}; ANOVA p = "
+                + ("n/a" if p is None else format_p(p))
+                + ")"
             )
+            if p is not None:
+                (apart if significant(p) else alike).append(f"`{task}`")
         best = t1.get("best_baseline")
         if best is not None:
             bar = t1["methods"][best]["mean"]
@@ -602,6 +610,22 @@ def fit_budget_claim() -> str:
         if not differ
         else f"these budgets differ significantly from {demo}: " + "; ".join(differ)
     )
+    if apart:
+        draws_intro = (
+            ". One fitted model is one draw: with the demo's settings, models of "
+            "other fit seeds differ by more than their runs' noise explains "
+            f"(one-way ANOVA over the evaluation seeds, p < {ALPHA:g}) on "
+            + ", ".join(apart)
+            + (f" (not on {', '.join(alike)})" if alike else "")
+            + ". The models of each fit seed score (mean test accuracy, %) "
+        )
+    else:
+        draws_intro = (
+            ". With the demo's settings, models of other fit seeds differ by no "
+            "more than their runs' noise explains (one-way ANOVA over the "
+            f"evaluation seeds, p >= {ALPHA:g}) on any task; they score (mean "
+            "test accuracy, %) "
+        )
     return (
         f"The fit budget, measured on {_task_list(list(tasks))} (fit-budget "
         f"table: {models_per_budget(tasks)} models per budget, each of "
@@ -611,8 +635,7 @@ def fit_budget_claim() -> str:
         "a model's held-out MSE and its mean accuracy over all of a task's "
         "models (negative: better fits, better schedules): "
         + "; ".join(budgets)
-        + ". One fitted model is one draw: with the demo's settings, the "
-        "models of each fit seed score (mean test accuracy, %) "
+        + draws_intro
         + "; ".join(draws)
         + "."
     )

@@ -110,3 +110,23 @@ def test_a_model_two_budgets_made_counts_once():
     no_es = budget_entry(30000, [fit("c"), fit("e")], ref["test_metrics"])
     models = task_models({"fits": {"ref": ref, "es": es, "no": no_es}})
     assert [m["model_digest"] for m in models] == ["a", "b", "c", "d", "e"]
+
+
+def test_models_differ_p_tests_the_models_means_against_their_runs_noise():
+    from scipy import stats
+
+    from benchmarks.fit_budget import models_differ_p
+
+    def entry(groups):
+        models = [{"test_metrics": g} for g in groups]
+        return {"fits": {"ref": {"models": models, "p_value": None}}}
+
+    # Means 0.01 apart with runs 0.001 apart: far beyond the runs' noise.
+    apart = [[0.90, 0.901, 0.899], [0.91, 0.911, 0.909], [0.92, 0.921, 0.919]]
+    assert models_differ_p(entry(apart)) < 1e-4
+    # Means 0.001 apart with runs 0.05 apart: within it.
+    alike = [[0.85, 0.90, 0.95], [0.851, 0.901, 0.951], [0.852, 0.902, 0.952]]
+    assert models_differ_p(entry(alike)) > 0.9
+    assert models_differ_p(entry(alike)) == stats.f_oneway(*alike).pvalue
+    assert models_differ_p(entry(apart[:1])) is None  # one model
+    assert models_differ_p(entry([[0.9], [0.8]])) is None  # one run each

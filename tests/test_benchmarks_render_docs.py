@@ -364,6 +364,10 @@ def test_budget_bullet_follows_the_fit_budget_result(tmp_path, monkeypatch):
     assert "no other budget differs significantly" in text
     assert "on `t` `3000 steps` 94.00, `300 steps` 94.33, ρ = " in text
     assert "on `t` 90.00 (Table 1's), 95.00, 97.00 (std 3.61 points" in text
+    # Runs 0.02 apart, means 0.05 apart: the models differ beyond the runs'
+    # noise (one-way ANOVA), so one model is one draw.
+    assert "One fitted model is one draw" in text and "on `t`. The models" in text
+    assert "its 2-run mean about 1.00; ANOVA p = " in text
     # 0.97 of the reference and 0.96 of the other budget reach 0.955.
     assert "2 of its 6 distinct models of every budget" in text
     assert "(cosine, 95.50)" in text
@@ -376,6 +380,13 @@ def test_budget_bullet_follows_the_fit_budget_result(tmp_path, monkeypatch):
     (tmp_path / "table1_schedule_quality.json").write_text(json.dumps(t1))
     text = " ".join(render_docs.fit_budget_claim().split())
     assert "Table 1's)" not in text and "on `t` 90.00, 95.00, 97.00 (std" in text
+    # Models within their runs' noise: no "one draw".
+    ref = budget_entry(3000, models([0.90, 0.9001, 0.9002]), None)
+    data = {"tasks": {"t": {"seeds": [1, 2], "fits": {"ref": ref}}}}
+    (tmp_path / "fit_budget.json").write_text(json.dumps(data))
+    text = " ".join(render_docs.fit_budget_claim().split())
+    assert "one draw" not in text
+    assert "differ by no more than their runs' noise explains" in text
 
 
 def test_cost_arithmetic_is_computed_from_the_overhead_result(tmp_path, monkeypatch):
