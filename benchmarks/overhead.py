@@ -483,9 +483,19 @@ def _projection(b: dict, decision: str) -> dict:
 
 
 def _coverage(results, stem="overhead_pct"):
-    """The coverage of the rows' paired intervals, as a header says it."""
-    covs = {r[f"{stem}_paired_interval_coverage"] for r in results}
-    return "/".join(f"{c:.0%}" for c in sorted(covs))
+    """The coverage of the rows' paired intervals, as a header says it: one
+    figure, or each with the repetition counts it belongs to (the coverage
+    of an order-statistic interval depends on the sample size)."""
+    by = {}
+    for r in results:
+        cov = f"{r[f'{stem}_paired_interval_coverage']:.0%}"
+        by.setdefault(cov, set()).add(r["repeats"])
+    if len(by) == 1:
+        return next(iter(by))
+    return "; ".join(
+        f"{cov} at {'/'.join(map(str, sorted(reps)))} reps"
+        for cov, reps in sorted(by.items())
+    )
 
 
 def headline(amort: list[dict], bds: list[dict], d30: dict | None) -> str:

@@ -53,3 +53,16 @@ def test_options_headline_gives_each_option_its_verdict():
     assert line.startswith("whole runs vs cosine: ")
     assert "defaults +7.5% (missed); n=1 +1.6% (met)" in line
     assert options_headline([]) == ""
+
+
+def test_interval_coverage_is_said_per_repetition_count():
+    from benchmarks.overhead import _coverage
+
+    def row(cov, repeats):
+        return {"overhead_pct_paired_interval_coverage": cov, "repeats": repeats}
+
+    assert _coverage([row(0.9567, 25), row(0.9567, 25)]) == "96%"
+    # 25 repetitions give 95.7%, 5 and 15 give 93.8% and 96.5%: "96%" twice
+    # would not say which row has 94%.
+    rows = [row(0.9567, 25), row(0.9375, 5), row(0.9648, 15)]
+    assert _coverage(rows) == "94% at 5 reps; 96% at 15/25 reps"
