@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from optax_lode._files import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -434,6 +436,33 @@ def other_load_note(cores: Sequence[float | None]) -> str:
         f"(/proc/stat against this process's CPU time); {busy} of them above "
         "0.1 core, whose times may be inflated. "
     )
+
+
+def paired_overhead(
+    num: Sequence[float], den: Sequence[float], target: float | None = None
+) -> dict[str, Any]:
+    """The overhead of ``num`` over ``den`` in percent, paired by repetition.
+
+    ``num[i]`` and ``den[i]`` are the times of repetition ``i`` (adjacent in
+    time, so a drift in machine load hits both): the result is the median of
+    the per-repetition ratios, its distribution-free CI
+    (:func:`median_interval`) and, against an upper-bound ``target`` (in
+    percent), the :func:`verdict` of that CI.
+    """
+    a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired times need equal lengths, got {a.shape}, {b.shape}")
+    pct = 100.0 * (a / b - 1.0)
+    lo, hi, coverage = median_interval(pct)
+    out = {
+        "pct": float(np.median(pct)),
+        "interval": [lo, hi],
+        "coverage": coverage,
+        "per_repetition": pct.tolist(),
+    }
+    if target is not None:
+        out["verdict"] = verdict(lo, hi, target)
+    return out
 
 
 def median_time(fn: Callable[[], Any], *, repeats: int = 20) -> float:

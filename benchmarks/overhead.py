@@ -37,9 +37,9 @@ import optax
 from benchmarks._common import (
     OtherLoad,
     markdown_table,
-    median_interval,
     median_time,
     other_load_note,
+    paired_overhead,
     verdict,
     write_result,
 )
@@ -200,9 +200,7 @@ def amortised(model, *, ticks, steps_per_tick, width, repeats, mode, batch=128):
     med = {k: float(np.median(v)) for k, v in times.items()}
     med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
     # Ratio of medians, and the median of the per-repeat ratios (paired).
-    ratios = np.array(times["lode"]) / np.array(times["cosine"])
-    paired = np.median(ratios)
-    lo, hi, coverage = median_interval(100.0 * (ratios - 1.0))
+    paired = paired_overhead(times["lode"], times["cosine"])
     return {
         "mode": mode,
         "width": width,
@@ -217,9 +215,9 @@ def amortised(model, *, ticks, steps_per_tick, width, repeats, mode, batch=128):
         "step_us_cosine": 1e6 * med["cosine"] / total,
         "step_us_lode": 1e6 * med["lode"] / total,
         "overhead_pct": 100.0 * (med["lode"] / med["cosine"] - 1.0),
-        "overhead_pct_paired": 100.0 * (paired - 1.0),
-        "overhead_pct_paired_interval": [lo, hi],
-        "overhead_pct_paired_interval_coverage": coverage,
+        "overhead_pct_paired": paired["pct"],
+        "overhead_pct_paired_interval": paired["interval"],
+        "overhead_pct_paired_interval_coverage": paired["coverage"],
         "cpu_s_cosine": med_cpu["cosine"],
         "cpu_s_lode": med_cpu["lode"],
         "overhead_pct_cpu": 100.0 * (med_cpu["lode"] / med_cpu["cosine"] - 1.0),
@@ -297,8 +295,7 @@ def breakdown(model, *, width, steps=1000, repeats=75, batch=128):
     per_step_us = 1e6 * float(np.median(w["quiet"] - w["cos"])) / steps
     per_decision_ms = 1e3 * (w["busy_T"] - w["quiet_T"]) / n_dec
     decision_ms = float(np.median(per_decision_ms))
-    paired = np.median(w["quiet"] / w["cos"])
-    lo, hi, coverage = median_interval(100.0 * (w["quiet"] / w["cos"] - 1.0))
+    quiet = paired_overhead(w["quiet"], w["cos"])
     paired_const = np.median(w["quiet"] / w["const"])
     const_vs_cos = np.median(w["const"] / w["cos"])
     return {
@@ -306,9 +303,9 @@ def breakdown(model, *, width, steps=1000, repeats=75, batch=128):
         "steps": steps,
         "repeats": repeats,
         "cosine_step_us": step_us,
-        "overhead_per_step_pct_paired": 100.0 * (paired - 1.0),
-        "overhead_per_step_pct_paired_interval": [lo, hi],
-        "overhead_per_step_pct_paired_interval_coverage": coverage,
+        "overhead_per_step_pct_paired": quiet["pct"],
+        "overhead_per_step_pct_paired_interval": quiet["interval"],
+        "overhead_per_step_pct_paired_interval_coverage": quiet["coverage"],
         "overhead_per_step_pct_vs_const_chain": 100.0 * (paired_const - 1.0),
         "const_chain_vs_cosine_pct": 100.0 * (const_vs_cos - 1.0),
         "overhead_per_step_us": per_step_us,

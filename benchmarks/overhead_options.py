@@ -39,7 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks._common import markdown_table, median_interval, verdict, write_result
+from benchmarks._common import (
+    markdown_table,
+    median_interval,
+    paired_overhead,
+    verdict,
+    write_result,
+)
 from benchmarks.overhead import (
     SEED,
     TARGET_PCT,
@@ -114,11 +120,10 @@ def whole_runs(model, *, n, mu, ticks, steps_per_tick, width, repeats, batch=128
     out = {"steps": total, "repeats": repeats, "decisions": decisions["lode"]}
     out["step_us_cosine"] = 1e6 * float(np.median(w["cosine"])) / total
     for k in ("lode", "quiet"):
-        pct = 100.0 * (w[k] / w["cosine"] - 1.0)
-        lo, hi, cov = median_interval(pct)
-        out[f"{k}_pct"] = float(np.median(pct))
-        out[f"{k}_pct_interval"] = [lo, hi]
-    out["interval_coverage"] = cov  # the same for both: same repetitions
+        paired = paired_overhead(w[k], w["cosine"])
+        out[f"{k}_pct"] = paired["pct"]
+        out[f"{k}_pct_interval"] = paired["interval"]
+    out["interval_coverage"] = paired["coverage"]  # both: same repetitions
     per = 1e3 * (w["lode"] - w["quiet"]) / max(decisions["lode"], 1)
     out["decision_in_run_ms"] = float(np.median(per))
     out["decision_in_run_ms_interval"] = list(median_interval(per)[:2])

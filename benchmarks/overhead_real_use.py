@@ -44,7 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import markdown_table, median_interval, verdict, write_result
+from benchmarks._common import (
+    markdown_table,
+    median_interval,
+    paired_overhead,
+    write_result,
+)
 from benchmarks.overhead import TARGET_PCT
 
 NAME = "overhead_real_use"
@@ -53,15 +58,7 @@ CACHE = Path("results/demo/cache")
 
 def _paired(num: list[float], den: list[float]) -> dict:
     """Median per-repetition overhead of ``num`` over ``den``, with its CI."""
-    pct = 100.0 * (np.asarray(num) / np.asarray(den) - 1.0)
-    lo, hi, coverage = median_interval(pct)
-    return {
-        "pct": float(np.median(pct)),
-        "interval": [lo, hi],
-        "coverage": coverage,
-        "verdict": verdict(lo, hi, TARGET_PCT),
-        "per_repetition": pct.tolist(),
-    }
+    return paired_overhead(num, den, TARGET_PCT)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -306,3 +306,25 @@ def test_other_load_is_the_machines_busy_time_beyond_this_process(monkeypatch):
     assert "median of 0.05 and at most 0.60" in note
     assert "3 timed repetitions" in note and "1 of them above 0.1 core" in note
     assert "not measured" in common.other_load_note([None])
+
+
+def test_paired_overhead_is_the_median_of_per_repetition_ratios():
+    # Repetition 3 ran on a busy machine: both of its times are slow. Paired,
+    # it is one ratio among others; unpaired, its slow cosine time would be
+    # set against fast LODE times.
+    lode = [1.10, 1.10, 3.30, 1.10, 1.10]
+    cosine = [1.00, 1.00, 3.00, 1.00, 1.00]
+    out = common.paired_overhead(lode, cosine, target=2.0)
+    assert out["pct"] == pytest.approx(10.0)
+    assert out["per_repetition"] == pytest.approx([10.0] * 5)
+    assert out["interval"] == pytest.approx([10.0, 10.0])
+    assert out["verdict"] == "missed"
+    # The direction: num over den.
+    assert common.paired_overhead(cosine, lode)["pct"] == pytest.approx(-100 / 11)
+    # The verdict reads the CI, not the point estimate: a median below the
+    # target with a CI reaching past it is unresolved.
+    out = common.paired_overhead([1.0, 1.01, 1.015, 1.02, 1.05], [1.0] * 5, 2.0)
+    assert out["pct"] == pytest.approx(1.5) and out["verdict"] == "unresolved"
+    assert "verdict" not in common.paired_overhead(lode, cosine)
+    with pytest.raises(ValueError, match="equal lengths"):
+        common.paired_overhead([1.0, 2.0], [1.0])
