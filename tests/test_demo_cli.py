@@ -30,11 +30,21 @@ def test_fast_demo_on_nqm_and_rerun_adds_only_the_new_seed(tmp_path):
     out, _ = _demo(tmp_path, "--task", "nqm")
     summary = check_outputs(out, seeds=2)
     assert not any(summary["cached"].values())
-    # The re-run reads everything from the cache and only adds the third seed.
+    cache = out / "cache"
+    before = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.*")}
+    # The re-run reads everything from the cache and only adds the third seed
+    # (and retrains each baseline's batch, which the seeds are part of).
     out, _ = _demo(tmp_path, "--task", "nqm", "--seeds", "3")
     summary = check_outputs(out, seeds=3)
-    assert summary["cached"]["sweep"] and summary["cached"]["fit"]
-    assert not summary["cached"]["lode"] and not summary["cached"]["baselines"]
+    cached = summary["cached"]
+    assert cached["sweep"] and cached["fit"] and cached["tuning"]
+    assert cached["reconstruction"]
+    assert not cached["lode"] and not cached["baselines"]
+    after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.*")}
+    lode = sorted(n for n in after if n.startswith("run-LODE-"))
+    assert [n.split("-")[2] for n in lode] == ["s1000", "s1001", "s1002"]
+    # Every file of the first run was read, not written again.
+    assert {n: after[n] for n in before} == before
     assert summary["timings"]["sweep"] < 30.0 and summary["timings"]["fit"] < 30.0
 
 
@@ -136,7 +146,11 @@ def test_demo_cli_passes_task_args_and_refuses_bad_ones(tmp_path, capsys, monkey
     args = ["demo", "--fast", "--task", "nqm", "--out", str(tmp_path / "d")]
     with pytest.raises(SystemExit):
         main([*args, "--task-arg", "dim=20", "--task-arg", "batch_size=8"])
-    assert seen["config"].task_kwargs == (("dim", 20), ("batch_size", 8))
+    assert seen["config"].task_kwargs == (("batch_size", 8), ("dim", 20))
+    # A name given twice: the last value, as the task is built with (dict()).
+    with pytest.raises(SystemExit):
+        main([*args, "--task-arg", "dim=30", "--task-arg", "dim=20"])
+    assert seen["config"].task_kwargs == (("dim", 20),)
     seen.clear()
     assert main([*args, "--task-arg", "dim=-3"]) == 2  # checked before the demo
     err = capsys.readouterr().err

@@ -3,6 +3,8 @@ sweep, the batched final runs, and the report with its figures."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -13,6 +15,60 @@ from optax_lode.demo import DemoResult, MethodRuns, fast_config, write_report
 from optax_lode.demo._cache import load_run, save_run
 from optax_lode.demo._pipeline import _BatchedFinals, baseline_stage, tune_from_sweep
 from optax_lode.runs import synthetic_sweep
+
+
+def test_cache_keys_name_the_settings_not_how_they_were_written():
+    """The same stage's settings written another way (pairs in another order,
+    a name given twice, the task's default epochs by number, where the data
+    lives) hit the same cache entries; inputs a stage does not use are not
+    keyed."""
+    from optax_lode.demo import DemoConfig
+
+    nqm = DemoConfig(task="nqm", task_kwargs=(("dim", 20), ("batch_size", 8)))
+    same = nqm.replace(task_kwargs=(("batch_size", 8), ("dim", 30), ("dim", 20)))
+    assert same.task_kwargs == nqm.task_kwargs == (("batch_size", 8), ("dim", 20))
+    assert same.sweep_key() == nqm.sweep_key() and same == nqm
+    assert nqm.replace(task_kwargs=(("dim", 30),)).sweep_key() != nqm.sweep_key()
+    fit = DemoConfig(fit_kwargs=(("patience", 5), ("batch_size", 10)))
+    assert fit.model_key() == fit.replace(fit_kwargs=fit.fit_kwargs[::-1]).model_key()
+    lode = fast_config(lode_kwargs=(("n", 10), ("sigma", 0.2)))
+    flipped = lode.replace(lode_kwargs=lode.lode_kwargs[::-1])
+    assert lode.run_key("LODE", 1000, lode.lode_setting("d")) == flipped.run_key(
+        "LODE", 1000, flipped.lode_setting("d")
+    )
+    # Keyed by the run's length, however it was given.
+    default = DemoConfig(task="nqm")
+    assert default.run_epochs() == 20
+    by_number = default.replace(epochs=20)
+    by_task_arg = default.replace(task_kwargs={"default_epochs": 20})
+    for same in (by_number, by_task_arg):
+        assert same.sweep_key() == default.sweep_key()
+        assert same.tuning_key("step") == default.tuning_key("step")
+    assert default.replace(epochs=21).sweep_key() != default.sweep_key()
+    assert DemoConfig().run_epochs() == 60  # mnist1d-mlp
+    # Where the data lives is not what it is.
+    tfds = DemoConfig(task="fashion_mnist-cnn")
+    moved = tfds.replace(task_kwargs={"data_dir": "/data/tfds"})
+    assert moved.sweep_key() == tfds.sweep_key()
+    # Prodigy and DoG tune their own multipliers, not the sweep's rates.
+    other_lrs = DemoConfig(lrs=(1e-3, 1e-2))
+    for name, same in (("prodigy", True), ("dog", True), ("step", False)):
+        assert (DemoConfig().tuning_key(name) == other_lrs.tuning_key(name)) is same
+
+
+def test_cache_keys_change_with_the_sweeps_record_format(monkeypatch):
+    """The sweep's chunk format changes when runs' records change meaning
+    (format 3 masked a tick that made the parameters non-finite): every
+    demo cache entry then goes stale with it."""
+    import optax_lode.sweep._sweep as sweep_module
+
+    cfg = fast_config("nqm")
+    keys = (cfg.sweep_key(), cfg.model_key(), cfg.tuning_key("step"),
+            cfg.run_key("constant", 1000, {"learning_rate": 0.1}))  # fmt: skip
+    monkeypatch.setattr(sweep_module, "_FORMAT", sweep_module._FORMAT + 1)
+    again = (cfg.sweep_key(), cfg.model_key(), cfg.tuning_key("step"),
+             cfg.run_key("constant", 1000, {"learning_rate": 0.1}))  # fmt: skip
+    assert all(a != b for a, b in zip(keys, again, strict=True))
 
 
 def test_tune_from_sweep_selects_best_mean_final_val_and_disqualifies_divergence():
@@ -200,21 +256,13 @@ def test_a_damaged_cached_sweep_or_model_is_recomputed(tmp_path, monkeypatch):
 def test_a_cached_model_fitted_to_other_runs_is_fitted_again(tmp_path, monkeypatch):
     """The model's key names the sweep by its settings: a sweep made again
     elsewhere is other runs, and the model the cache holds was not fitted to
-    them (its training summary's runs digest says so)."""
+    them (its training summary's runs digest says so). A real (2-step) fit:
+    its checkpoint of the first runs made the re-fit, and every later re-run,
+    fail ("belongs to a fit of other data")."""
     import optax_lode.model as model_module
     from optax_lode.demo._pipeline import fit_stage
 
-    cfg = fast_config("mnist1d-mlp")
-    fitted = []
-
-    def fit(runs, **kwargs):
-        fitted.append(runs.digest())
-        summary = {"runs_digest": runs.digest()}
-        return optax_lode.LatentODE(
-            T=20, key=jax.random.key(0), training_summary=summary
-        )
-
-    monkeypatch.setattr(model_module, "fit", fit)
+    cfg = fast_config("mnist1d-mlp", fit_steps=2)
     runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2,))
     # The same runs, made again where they round differently.
     again = optax_lode.Trajectories.from_arrays(
@@ -227,7 +275,10 @@ def test_a_cached_model_fitted_to_other_runs_is_fitted_again(tmp_path, monkeypat
     with pytest.warns(UserWarning, match="fitted to other runs"):
         model, cached = fit_stage(again, cfg, tmp_path, progress=False)
     assert not cached and model.training_summary["runs_digest"] == again.digest()
-    assert fitted == [runs.digest(), again.digest()]
+    assert fit_stage(again, cfg, tmp_path, progress=False)[1] is True
+    # The stale checkpoint went with the stale model.
+    checkpoints = [p.name for p in tmp_path.glob("fit-*")]
+    assert checkpoints == [f"fit-{cfg.model_key()}-{again.digest()[:12]}"]
     # A model saved before fits recorded the digest cannot be checked: kept.
     monkeypatch.setattr(
         model_module,
@@ -375,6 +426,12 @@ def test_write_report_and_figures_from_results(tmp_path):
         and "| sweep | 1.0 | yes |" in report
         and f"content digest `{optax_lode.model.model_digest(model)}`" in report
     )
+    assert f"Model: `cache/model-{cfg.model_key()}.lode`" in report
+    assert "held-out run (one epoch)" in report  # 10 epochs: 10% observed
+    # A run of one epoch: trial selection observes half of it, and says so.
+    one = dataclasses.replace(result, config=result.config.replace(ticks_per_epoch=20))
+    report = write_report(one, figures=False).read_text()
+    assert "the first 50% of each held-out run (half of its single epoch)" in report
 
 
 @pytest.mark.parametrize(
@@ -390,8 +447,11 @@ def test_default_config_gives_every_offline_task_decisions_to_make(name):
     from optax_lode.tasks import get_task
 
     cfg = default_config(name)
-    _, T, _ = _clock(get_task(name, **dict(cfg.task_kwargs)), cfg)
+    task = get_task(name, **dict(cfg.task_kwargs))
+    _, T, _ = _clock(task, cfg)
     assert T >= 20
+    # The cache keys' run length (read from the factory) is the task's.
+    assert cfg.run_epochs() == task.default_epochs
     # An explicit setting still wins over the task's default.
     assert default_config(name, ticks_per_epoch=2).ticks_per_epoch == 2
 
@@ -410,3 +470,89 @@ def test_the_best_parametric_schedule_is_never_one_without_a_finite_run():
         "cosine": SimpleNamespace(test_metrics=[0.8, 0.85]),
     }
     assert _best_parametric(SimpleNamespace(methods=methods)) == "cosine"
+
+
+@pytest.fixture(scope="module")
+def lode_result(tmp_path_factory):
+    """A :class:`DemoResult` whose LODE runs are real ``lode_schedule`` runs
+    (an untrained model on the NQM, every decision's options set) and whose
+    one baseline is not parametric (an hd-adam row reusing those runs)."""
+    from optax_lode.demo._pipeline import _clock, lode_stage
+
+    kw = {"n": 10, "tol": 50.0, "match_rule": "closest_loss", "anchor": "live",
+          "lr_bounds": (1e-3, 5e-2)}  # fmt: skip
+    cfg = fast_config("nqm", lode_kwargs=kw, baselines=("hd-adam",))
+    task = optax_lode.tasks.get_task("nqm")
+    _, ticks, _ = _clock(task, cfg)
+    model = optax_lode.LatentODE(T=ticks, key=jax.random.key(0), mu=2)
+    lode, _ = lode_stage(
+        task, model, cfg, tmp_path_factory.mktemp("cache"), progress=False
+    )
+    assert all(r["decisions"] > r["fallbacks"] for r in lode.runs)
+    traj = synthetic_sweep(ticks=ticks, schedules=("constant", "cosine"),
+                           peak_lrs=(1e-2, 3e-2), seeds=(0, 1))  # fmt: skip
+    _, held = traj.split(held_out=0.25, seed=0)
+    rec = {"loss": 0.1, "metric": 0.1, "lr": 0.1, "num_runs": held.num_runs}
+    base = MethodRuns("hd-adam", {}, lode.seeds, lode.runs)
+    tuning = {
+        "hd-adam": {
+            "name": "hd-adam",
+            "source": "tune",
+            "learning_rates": [1e-2],
+            "val_metrics": [[0.5]],
+            "best_learning_rate": 1e-2,
+        }
+    }
+    return DemoResult(
+        config=cfg, out_dir=None, sweep=traj, held_out=held, model=model,
+        reconstruction=dict.fromkeys((0.05, 0.5), rec), tuning=tuning,
+        methods={"LODE": lode, "hd-adam": base}, timings={}, cached={},
+    )  # fmt: skip
+
+
+def test_the_decision_fan_replays_a_decision_the_run_made(
+    lode_result, tmp_path, monkeypatch
+):
+    """decision_fan.png explains a decision of the run: with the run's key
+    (lode_schedule's seed, split at every decision) and every lode_kwargs
+    option, its segment is the rate the run then followed."""
+    import optax_lode.decision as decision
+    from optax_lode.demo._report import _figures
+
+    calls, explain = [], decision.explain
+
+    def spy(model, window, t, key, config, **kwargs):
+        calls.append((t, explain(model, window, t, key, config, **kwargs)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(decision, "explain", spy)
+    _figures(dataclasses.replace(lode_result, out_dir=tmp_path))
+    lode = lode_result.methods["LODE"]
+    lr = lode.runs[0]["lr"]
+    assert calls
+    for t, ex in calls:
+        assert int(np.asarray(ex.accepted).sum()) > 0  # the key matters
+        segment = np.asarray(ex.decision.segment)
+        np.testing.assert_allclose(segment, lr[t : t + len(segment)], rtol=1e-5)
+
+
+def test_the_report_links_only_its_figures_and_names_the_real_model_path(
+    lode_result, tmp_path
+):
+    """An output folder that holds an earlier run's Fig. 4 (this run has no
+    parametric baseline to draw it against); a cache elsewhere."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "lr_schedules.png").write_bytes(b"\x89PNG stale")
+    cache = tmp_path / "cache"
+    result = dataclasses.replace(lode_result, out_dir=out, cache_dir=cache)
+    for figures in (True, False):  # run_demo's two writes
+        report = write_report(result, figures=figures).read_text()
+        assert "lr_schedules.png" not in report
+        assert "](decision_fan.png)" in report
+    assert not (out / "lr_schedules.png").exists()
+    key = result.config.model_key()
+    assert f"Model: `{(cache / f'model-{key}.lode').resolve()}`" in report
+    inside = dataclasses.replace(result, cache_dir=out / "my-cache")
+    report = write_report(inside, figures=False).read_text()
+    assert f"Model: `my-cache/model-{key}.lode`" in report

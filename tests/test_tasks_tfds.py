@@ -117,3 +117,31 @@ def test_missing_data_is_never_downloaded(tmp_path, monkeypatch):
     with pytest.raises(DataNotPreparedError, match="tfds build fashion_mnist"):
         get_task("fashion_mnist-cnn", data_dir=str(tmp_path))
     assert seen["download"] is False
+
+
+def test_data_missing_from_the_default_data_dir_is_not_prepared(
+    tmp_path, monkeypatch, capsys
+):
+    """Without data_dir tfds looks in TFDS_DATA_DIR (default
+    ~/tensorflow_datasets); finding no dataset there it raised a KeyError
+    ("splits is empty"), a traceback from optax-lode demo. A dataset tfds does
+    not know (DatasetNotFoundError) is not prepared either."""
+    from optax_lode.cli import main
+    from optax_lode.tasks import DataNotPreparedError
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    with pytest.raises(DataNotPreparedError, match="tfds build cifar100"):
+        tfds_arrays("cifar100", "train")
+    out = tmp_path / "demo"
+    cmd = ["demo", "--fast", "--quiet", "--no-compile-cache", "--out", str(out)]
+    assert main([*cmd, "--task", "cifar100-resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optax-lode demo: cannot read TFDS cifar100/train")
+    assert "--task-arg data_dir=DIR" in err
+
+    def unknown(name, **kwargs):
+        raise tfds.core.DatasetNotFoundError(name)
+
+    monkeypatch.setattr(tfds, "data_source", unknown)
+    with pytest.raises(DataNotPreparedError, match="--task-arg data_dir=DIR"):
+        tfds_arrays("fashion_mnist", "train", str(tmp_path))

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
+import inspect
 import json
 from collections.abc import Mapping
 from typing import Any
 
-#: Cache format version: bump it when a stage's output changes meaning.
-CACHE_VERSION = 1
+#: Cache format version: bump it when a stage's output changes meaning. 2: a
+#: tick whose last update made the parameters non-finite is masked (the sweep's
+#: chunk format 3), and the keys are normalised (sorted pairs, resolved epochs,
+#: no ``data_dir``). The sweep's chunk format is keyed too (:meth:`_digest`).
+CACHE_VERSION = 2
+
+#: Task arguments that say where the data is, not what it is: not keyed.
+_UNKEYED_TASK_ARGS = frozenset({"data_dir"})
 
 #: Baselines the default demo tunes and runs: all of ``optax_lode.baselines``.
 ALL_BASELINES = (
@@ -41,14 +49,16 @@ class DemoConfig:
     Attributes:
         task: registered task name (``optax_lode.tasks.TASKS``).
         task_kwargs: keyword arguments of the task factory, as ``(name, value)``
-            pairs (hashable).
+            pairs (hashable); kept sorted by name, a repeated name's last
+            value winning (as ``dict`` and ``--task-arg`` read them).
         epochs: run length in epochs; ``None`` = the task's default.
         ticks_per_epoch: ticks per epoch (the LODE's clock).
         shapes: schedule shapes of the sweep the LODE is fitted to.
         lrs: peak/initial learning rates of the sweep.
         sweep_seeds: seeds per sweep configuration (``range(sweep_seeds)``).
         fit_steps: gradient steps of :func:`optax_lode.fit`.
-        fit_kwargs: further ``fit`` keyword arguments, as pairs.
+        fit_kwargs: further ``fit`` keyword arguments, as pairs (sorted, as
+            ``task_kwargs``).
         held_out: fraction of sweep runs kept out of the fit, for Table A1.
         seeds: evaluation seeds per method (``first_seed, first_seed + 1, ...``;
             fresh, disjoint from the sweep and tuning seeds).
@@ -57,7 +67,7 @@ class DemoConfig:
         tuning_seeds: seeds of the baselines' tuning runs (those not in the
             sweep); the sweep's shapes are tuned on the sweep itself.
         lode_kwargs: ``lode_schedule`` keyword arguments (``n``, ``sigma``,
-            ``horizon``, ``mu``, ...), as pairs.
+            ``horizon``, ``mu``, ...), as pairs (sorted, as ``task_kwargs``).
         seed: seed of the held-out split and of ``fit``.
         tag: a label that distinguishes models fitted to a subset of the sweep
             (data ablations); part of the model's cache key.
@@ -95,7 +105,9 @@ class DemoConfig:
                     f"{name} must be (name, value) pairs or a mapping; got {value!r}."
                 )
             # Lists (from --task-arg hidden=[64], say) as tuples: hashable.
-            pairs = tuple((k, _frozen(v)) for k, v in pairs)
+            # One order and one value per name (the last, as the factory gets
+            # them through dict()): the same settings give the same cache keys.
+            pairs = tuple(sorted((k, _frozen(v)) for k, v in dict(pairs).items()))
             object.__setattr__(self, name, pairs)
         self._check_names()
         if self.seeds < 2:
@@ -166,16 +178,56 @@ class DemoConfig:
     # -- cache keys: a stage's key covers exactly what its output depends on --
 
     def _digest(self, **fields: Any) -> str:
+        # The sweep's chunk format changes when the runs' records change
+        # meaning (format 3 masked a tick that made the parameters non-finite),
+        # which the demo's sweeps, tunings and runs all share.
+        from optax_lode.sweep._sweep import _FORMAT
+
         blob = json.dumps(
-            {"v": CACHE_VERSION, **fields}, sort_keys=True, default=repr
+            {"v": CACHE_VERSION, "sweep_format": _FORMAT, **fields},
+            sort_keys=True,
+            default=repr,
         ).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
+    def run_epochs(self) -> int | None:
+        """The run length in epochs: ``epochs``, or else the task's default.
+
+        Read from the task factory's ``default_epochs`` argument (as given in
+        ``task_kwargs``, or its default), without building the task (a TFDS
+        task would read its data). ``None`` when that cannot be known: an
+        unregistered task, or a factory that does not import.
+        """
+        if self.epochs is not None:
+            return self.epochs
+        kwargs = dict(self.task_kwargs)
+        if "default_epochs" in kwargs:
+            return kwargs["default_epochs"]
+        from optax_lode.tasks import TASKS
+
+        if self.task not in TASKS:
+            return None
+        module, _, attr = TASKS[self.task].partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+            param = inspect.signature(factory).parameters.get("default_epochs")
+        except (ImportError, AttributeError, TypeError, ValueError):
+            return None
+        if param is None or param.default is inspect.Parameter.empty:
+            return None
+        return param.default
+
     def _task_fields(self) -> dict[str, Any]:
+        epochs = self.run_epochs()
+        # Keyed by the run's length, however it was given (epochs=None or the
+        # task's default number; default_epochs only sets that length).
+        unkeyed = _UNKEYED_TASK_ARGS | (
+            {"default_epochs"} if epochs is not None else set()
+        )
         return {
             "task": self.task,
-            "task_kwargs": list(self.task_kwargs),
-            "epochs": self.epochs,
+            "task_kwargs": [list(p) for p in self.task_kwargs if p[0] not in unkeyed],
+            "epochs": epochs if epochs is not None else self.epochs,
             "ticks_per_epoch": self.ticks_per_epoch,
         }
 
@@ -200,6 +252,16 @@ class DemoConfig:
             **({"tag": self.tag} if self.tag else {}),
         )
 
+    def tuning_grid(self, baseline: str) -> tuple[float, ...]:
+        """The learning rates ``baseline`` is tuned over: the sweep's, or a
+        learning-rate-free method's own multipliers."""
+        from optax_lode.baselines import BASELINES
+
+        spec = BASELINES[baseline]
+        if spec.learning_rate_role == "multiplier":
+            return tuple(spec.default_learning_rates)
+        return tuple(self.lrs)
+
     def tuning_key(self, baseline: str) -> str:
         if baseline in self.shapes:
             return self._digest(
@@ -209,7 +271,7 @@ class DemoConfig:
             stage="tune",
             **self._task_fields(),
             name=baseline,
-            lrs=list(self.lrs),
+            lrs=list(self.tuning_grid(baseline)),
             tuning_seeds=list(self.tuning_seeds),
         )
 

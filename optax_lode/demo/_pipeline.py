@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -68,8 +69,10 @@ class DemoResult:
         tuning: per baseline, the tuning record (grid, validation metrics,
             selected learning rate, source).
         methods: ``"LODE"`` and every baseline -> :class:`MethodRuns`.
-        timings: seconds per stage (0 for a cached stage) and in total.
+        timings: seconds per stage and in total; a stage read from the cache
+            takes the time of reading (and checking) it, not nothing.
         cached: which stages were read from the cache.
+        cache_dir: where the stages' cache is (``None``: ``out_dir/cache``).
     """
 
     config: DemoConfig
@@ -82,6 +85,7 @@ class DemoResult:
     methods: dict[str, MethodRuns]
     timings: dict[str, float]
     cached: dict[str, bool]
+    cache_dir: Path | None = None
 
 
 def _bar(iterable, *, desc: str, total: int | None = None, progress: bool):
@@ -153,6 +157,12 @@ def fit_stage(train: Any, cfg: DemoConfig, cache: Path, *, progress: bool):
 
     key = cfg.model_key()
     path = cache / f"model-{key}.lode"
+
+    def checkpoint_dir(runs_digest: str) -> Path:
+        # By the runs' content too: fit refuses a checkpoint of other runs,
+        # and a sweep made again (another CPU) is other runs under one key.
+        return cache / f"fit-{key}-{runs_digest[:12]}"
+
     if path.exists():
         try:
             model = load_model(path)
@@ -171,12 +181,13 @@ def fit_stage(train: Any, cfg: DemoConfig, cache: Path, *, progress: bool):
                 stacklevel=2,
             )
             path.unlink()
+            shutil.rmtree(checkpoint_dir(fitted_to), ignore_errors=True)
     model = fit(
         train,
         steps=cfg.fit_steps,
         seed=cfg.seed,
         progress=progress,
-        checkpoint_dir=cache / f"fit-{key}",
+        checkpoint_dir=checkpoint_dir(train.digest()),
         **dict(cfg.fit_kwargs),
     )
     save_model(path, model)
@@ -283,7 +294,7 @@ def tune_stage(
     rates (a learning-rate-free method over its default multipliers), whose
     final runs on the evaluation seeds are cached as that baseline's runs.
     """
-    from optax_lode.baselines import BASELINES, tune
+    from optax_lode.baselines import tune
 
     epochs, _, _ = _clock(task, cfg)
     tuning: dict[str, dict[str, Any]] = {}
@@ -301,13 +312,12 @@ def tune_stage(
             if name in cfg.shapes:
                 record = tune_from_sweep(traj, name, cfg.lrs, cfg.sweep_seeds)
             else:
-                spec = BASELINES[name]
-                grid = None if spec.learning_rate_role == "multiplier" else cfg.lrs
                 res = tune(
                     _BatchedFinals(cfg.eval_seeds),
                     task,
                     name,
-                    learning_rates=grid,
+                    # What the key names: the sweep's rates, or the multipliers.
+                    learning_rates=cfg.tuning_grid(name),
                     tuning_seeds=cfg.tuning_seeds,
                     num_seeds=cfg.seeds,
                     first_seed=cfg.first_seed,
@@ -613,6 +623,7 @@ def run_demo(
         methods={"LODE": lode, **baselines},
         timings=watch.timings,
         cached=cached,
+        cache_dir=cache,
     )
     if report:
         from optax_lode.demo._report import write_report

@@ -3,6 +3,7 @@ tuning and timings) and the figures, from a :class:`DemoResult`."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -107,9 +108,40 @@ def _best_parametric(result: Any) -> str | None:
     return max(cands, key=mean)
 
 
+def _decision_config(model: Any, cfg: Any, ticks: int) -> Any:
+    """The :class:`~optax_lode.decision.DecisionConfig` of the demo's LODE runs.
+
+    Built as ``lode_schedule`` builds it: from the model, the run's ``ticks``
+    and every option of ``cfg.lode_kwargs`` (``match_rule``, ``anchor``,
+    ``lr_bounds``, ...), so a decision replayed with it is the run's.
+    """
+    from optax_lode.decision import DecisionConfig
+
+    accepted = inspect.signature(DecisionConfig.from_model).parameters
+    options = {k: v for k, v in cfg.lode_kwargs if k in accepted}
+    return DecisionConfig.from_model(model, run_ticks=ticks, **options)
+
+
+def _decision_keys(seed: int, ticks: int, mu: int) -> dict[int, Any]:
+    """Decision tick -> the PRNG key a LODE run of ``seed`` decided with there.
+
+    ``lode_schedule``'s chain: its seed's threefry key, split at every
+    decision (ticks ``mu, 2 mu, ...`` before ``ticks``), the subkey used.
+    """
+    import jax
+
+    from optax_lode.transform._schedule import _PRNG
+
+    key = jax.random.key(seed, impl=_PRNG)
+    keys = {}
+    for t in range(mu, ticks, mu):
+        key, keys[t] = jax.random.split(key)
+    return keys
+
+
 def _figures(result: Any) -> dict[str, str]:
     """Draws every figure; returns name -> file name of those drawn."""
-    from optax_lode.decision import DecisionConfig, explain
+    from optax_lode.decision import explain
 
     out = result.out_dir
     cfg = result.config
@@ -157,31 +189,19 @@ def _figures(result: Any) -> dict[str, str]:
     )
     drawn["reconstruction_errors"] = FIGURES["reconstruction_errors"]
 
-    # One decision of the first LODE run, recomputed from its records at the
-    # decision tick closest to the middle of the run.
-    lode_kwargs = dict(cfg.lode_kwargs)
-    dcfg = DecisionConfig.from_model(
-        result.model,
-        run_ticks=ticks,
-        **{
-            k: lode_kwargs[k]
-            for k in ("mu", "n", "sigma", "tol", "horizon")
-            if k in lode_kwargs
-        },
-    )
+    # One decision of the first LODE run, replayed from its records.
+    dcfg = _decision_config(result.model, cfg, ticks)
     mu = dcfg.mu
     rec = lode.runs[0]
     records = np.stack([rec["loss"], rec["metric"], rec["lr"]], axis=1)
+    keys = _decision_keys(lode.seeds[0], ticks, mu)
     # The decision nearest the middle of the run that accepted something (the
     # most telling picture); the middle one if every decision fell back.
     middle = max(mu, (ticks // 2) // mu * mu)
-    candidates = sorted(range(mu, ticks, mu), key=lambda t: abs(t - middle))
-    import jax
-
-    key = jax.random.key(lode.seeds[0])
+    candidates = sorted(keys, key=lambda t: abs(t - middle))
     ex, t_star = None, middle
     for t in candidates[:6]:
-        e = explain(result.model, records[t - mu : t], t, key, dcfg)
+        e = explain(result.model, records[t - mu : t], t, keys[t], dcfg)
         if ex is None or int(np.asarray(e.accepted).sum()) > 0:
             ex, t_star = e, t
         if int(np.asarray(e.accepted).sum()) > 0:
@@ -205,6 +225,11 @@ def _figures(result: Any) -> dict[str, str]:
     fig_path = out / FIGURES["metric_vs_time"]
     _metric_time_figure(fig_path, curves_epoch, curves_time, result)
     drawn["metric_vs_time"] = FIGURES["metric_vs_time"]
+    # A figure an earlier run drew here that this one did not (Fig. 4 needs a
+    # parametric baseline) would be read as this run's: removed.
+    for name, file in FIGURES.items():
+        if name not in drawn:
+            (out / file).unlink(missing_ok=True)
     return drawn
 
 
@@ -228,7 +253,20 @@ def _metric_time_figure(path: Path, by_epoch, by_time, result) -> None:
 
 
 def write_report(result: Any, *, figures: bool = True) -> Path:
-    """Writes ``report.md`` (and the figures) into ``result.out_dir``."""
+    """Writes ``report.md`` and ``summary.json`` (and the figures) into
+    ``result.out_dir``.
+
+    Drawing the figures also removes those of an earlier run in that folder
+    that this result does not draw, so the report links this run's only.
+
+    Args:
+        result: a :class:`DemoResult`.
+        figures: draw the figures; ``False`` links those already in
+            ``result.out_dir`` (drawn by an earlier call for this result).
+
+    Returns:
+        The path of ``report.md``.
+    """
     from optax_lode.model import model_digest
 
     cfg = result.config
@@ -330,15 +368,17 @@ def write_report(result: Any, *, figures: bool = True) -> Path:
             for obs in (0.05, 0.5)
         )
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {naive} |")
-    # The trial-selection entry observes one epoch (see reconstruction_stage).
+    # The trial-selection entry observes one epoch, at most half the run (see
+    # reconstruction_stage): a run of one epoch is observed for half of it.
     epoch_frac = min(1.0 / max(epochs, 1), 0.5)
     first = min(rec, key=lambda o: abs(o - epoch_frac)) if rec else None
     sel = rec.get(first, {}) if first is not None else {}
+    what = "one epoch" if epochs >= 2 else "half of its single epoch"
     lines += [
         "",
         "± is the standard deviation over runs. Trial selection (paper A.3) from "
         f"the first {_fmt(100 * first if first else float('nan'), 2)}% of each "
-        "held-out run (one epoch): the run predicted best has true rank "
+        f"held-out run ({what}): the run predicted best has true rank "
         f"**{_fmt(sel.get('selected_rank'))}** of {_fmt(sel.get('num_runs'))}; the "
         "Spearman correlation of predicted and true final metrics is "
         f"**{_fmt(sel.get('spearman'))}**.",
@@ -354,9 +394,10 @@ def write_report(result: Any, *, figures: bool = True) -> Path:
         lines += [
             "## One decision (Algorithm 1, `optax_lode.explain`)",
             "",
-            "The ensemble of predicted futures at one decision of a LODE run: "
+            "The ensemble of predicted futures at one decision the first LODE "
+            "run made (replayed from its records with its key and options): "
             "grey rejected, blue accepted, red the three averaged into the next "
-            "segment (black).",
+            "segment (black), the rates the run then followed.",
             "",
             f"![one decision's ensemble]({drawn['decision_fan']})",
             "",
@@ -409,7 +450,7 @@ def write_report(result: Any, *, figures: bool = True) -> Path:
         "",
         "Configuration: `" + json.dumps(_config_dict(cfg)) + "`",
         "",
-        f"Model: `cache/model-{cfg.model_key()}.lode`, content digest "
+        f"Model: `{_model_path(result)}`, content digest "
         f"`{model_digest(result.model)}` (`optax_lode.model.model_digest`).",
         "",
     ]
@@ -417,6 +458,18 @@ def write_report(result: Any, *, figures: bool = True) -> Path:
     atomic_write_text(path, "\n".join(lines))
     save_summary(result, comp)
     return path
+
+
+def _model_path(result: Any) -> str:
+    """The cached model's path: relative to the report's folder if inside it."""
+    out = Path(result.out_dir)
+    cache = getattr(result, "cache_dir", None)  # a result pickled before it
+    cache = out / "cache" if cache is None else Path(cache)
+    path = (cache / f"model-{result.config.model_key()}.lode").resolve()
+    try:
+        return path.relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _config_dict(cfg: Any) -> dict[str, Any]:

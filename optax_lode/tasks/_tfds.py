@@ -41,11 +41,18 @@ def tfds_arrays(
         # Never a download at run time: missing data is the user's to prepare
         # (tfds would otherwise fetch it, or retry for minutes offline).
         source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except (ImportError, NotImplementedError) as e:
-        # Not prepared (tfds then tries to download and build it, which needs
-        # more than tfds) or prepared as TFRecord (tfds' default, which
-        # data_source cannot read): not an ImportError, or get_task would
-        # blame the extras.
+    except (
+        ImportError,
+        NotImplementedError,
+        KeyError,
+        FileNotFoundError,
+        tfds.core.DatasetNotFoundError,
+    ) as e:
+        # Not prepared: tfds tries to download and build it (which needs more
+        # than tfds: an ImportError, which get_task would blame on the
+        # extras), finds no split in the default data_dir (a KeyError,
+        # "splits is empty"), no files or no dataset; or prepared as TFRecord
+        # (tfds' default, which data_source cannot read).
         raise DataNotPreparedError(
             f"cannot read TFDS {name}/{split} ({type(e).__name__}: {e}). "
             f"Prepare it once as ArrayRecord, `tfds build {name} "
