@@ -381,7 +381,7 @@ def test_runs_trajectories_would_refuse_are_skippable():
     with pytest.raises(RunAlignmentError) as err:
         align_to_ticks(recs, **KEYS, steps_per_tick=2)
     assert "'nan0': diverged at its first tick" in str(err.value)
-    assert "'neg': 'train_loss' below 0 at tick(s) [2]" in str(err.value)
+    assert "'neg': 'train_loss' below 0 at step(s) [5] (tick(s) [2])" in str(err.value)
     assert "'late'" not in str(err.value)
     with pytest.warns(UserWarning, match="These runs are skipped"):
         out = align_to_ticks(recs, **KEYS, steps_per_tick=2, on_invalid="skip")
@@ -512,3 +512,78 @@ def test_too_few_points_advice_fits_the_case():
         align_to_ticks(_records({"tiny": _run(1, metric_every=1)}), **KEYS)
     assert "at 1 distinct step(s)" in str(err.value)
     assert "smaller tick" not in str(err.value)
+
+
+def test_invalid_runs_do_not_set_the_tick_or_the_first_step():
+    """Runs dropped as invalid (here: evaluated only after training) used to
+    vote on the tick and set tick 0's step: three of them logging every step
+    made the tick 1 for the two valid runs logging every 10 (masked 9 ticks in
+    10, a wrong steps_per_tick recorded); one counting from 0 shifted the
+    grid of valid runs counting from 1, masking their tick 0."""
+
+    def every_10(run):
+        steps, values = run["train_loss"]
+        return {**run, "train_loss": (steps[::10], values[::10])}
+
+    late = {}
+    for name in ("x", "y", "z"):
+        late[name] = _run(40, metric_every=100)
+        late[name]["val_acc"] = ([500], [0.9])
+    valid = {"a": every_10(_run(40, metric_every=10))}
+    valid["b"] = every_10(_run(40, metric_every=10))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = align_to_ticks(_records({**late, **valid}), **KEYS, on_invalid="skip")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "These runs are skipped" in messages[0]
+    assert out.groupby("run").size().to_dict() == {"a": 4, "b": 4}
+    assert out.attrs == {"num_ticks": 4, "steps_per_tick": 10}
+
+    early = _run(20, metric_every=100)
+    early["val_acc"] = ([500], [0.9])
+    recs = _records({"a": _run(20, metric_every=5, offset=1), "early": early})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = align_to_ticks(recs, **KEYS, on_invalid="skip")
+    assert not any("different steps" in str(w.message) for w in caught)
+    assert list(out["tick"]) == list(range(20))  # tick 0 opens at step 1
+
+
+def test_a_rate_logged_after_the_run_ended_is_no_rate():
+    """The rate, like the metric, counts only up to the run's last tick: a
+    rate logged once after training was spread back over the whole run."""
+    late = _run(20, metric_every=5)
+    late["lr"] = ([50], [0.1])
+    recs = _records({"late": late, "ok": _run(20, metric_every=5)})
+    with pytest.raises(RunAlignmentError, match=r"'late': no finite 'lr' record at"):
+        align_to_ticks(recs, **KEYS, steps_per_tick=5)
+    # A rate logged after the end does not change the rate the run had.
+    after = _run(20, metric_every=5)
+    after["lr"] = ([0, 50], [0.1, 0.5])
+    out = align_to_ticks(_records({"a": after}), **KEYS, steps_per_tick=5)
+    np.testing.assert_allclose(out["lr"], [0.1] * 4)
+
+
+def test_a_negative_loss_record_is_refused_even_when_its_tick_mean_is_not():
+    run = _run(8, metric_every=2)
+    run["train_loss"][1][1] = -0.5  # tick 0 (steps 0, 1): mean above 0
+    recs = _records({"neg": run, "ok": _run(8, metric_every=2)})
+    with pytest.raises(RunAlignmentError, match=r"'neg': 'train_loss' below 0 at step"):
+        align_to_ticks(recs, **KEYS, steps_per_tick=2)
+    with pytest.warns(UserWarning, match="skipped"):
+        out = align_to_ticks(recs, **KEYS, steps_per_tick=2, on_invalid="skip")
+    assert set(out["run"]) == {"ok"}
+
+
+def test_excluding_every_run_as_stopped_early_is_an_error_naming_the_grid():
+    """A num_ticks past every run's end with early_stopped='exclude' left an
+    empty table after a warning (the fit then said 'the table has no rows')."""
+    recs = _records({"a": _run(10, metric_every=5), "b": _run(8, metric_every=5)})
+    with pytest.raises(ValueError) as err:
+        align_to_ticks(
+            recs, **KEYS, steps_per_tick=1, num_ticks=20, early_stopped="exclude"
+        )
+    message = str(err.value)
+    assert "leaves no run" in message and "the last of num_ticks=20" in message
+    assert "'a' (ends at tick 9), 'b' (ends at tick 7)" in message
+    assert "Pass num_ticks=10 or fewer" in message

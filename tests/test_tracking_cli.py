@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import numpy as np
 import pytest
 
@@ -17,7 +20,9 @@ def test_fit_reports_a_missing_mlflow_store(tmp_path, capsys):
         ["fit", "mlflow://sweep", "--tracking-uri", uri, "--out", str(tmp_path / "m")]
     )
     assert code == 2
-    assert "no MLflow store" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no MLflow store" in err
+    assert "Pass --tracking-uri (or set" in err and "tracking_uri" not in err
     assert not (tmp_path / "m").exists()
 
 
@@ -229,3 +234,148 @@ def test_fit_reads_the_statuses_asked_for(tmp_path, capsys):
     assert main([*base, "--statuses", "finished,failed"]) == 2
     # Now read: the run logged nothing, which is the error.
     assert "statuses present" not in capsys.readouterr().err
+
+
+def _fake_sweep(monkeypatch):
+    """Replaces the sweep by one that returns a run at once; returns its calls."""
+    import optax_lode.sweep as sweep_pkg
+    from optax_lode.runs import Trajectories
+
+    calls = []
+
+    def fake(task, **kwargs):
+        calls.append(task)
+        return Trajectories.from_arrays(
+            np.ones((1, 4)),
+            np.full((1, 4), 0.5),
+            np.full((1, 4), 0.1),
+            run_ids=["r0"],
+            info={"test_metric": [0.5]},
+            steps_per_tick=3,
+        )
+
+    monkeypatch.setattr(sweep_pkg, "run_sweep", fake)
+    return calls
+
+
+def test_sweep_mlflow_is_checked_before_sweeping(tmp_path, monkeypatch, capsys):
+    """Without MLflow, or with a store it refuses, --mlflow failed only after
+    the sweep (hours), with a traceback."""
+    import sys
+
+    calls = _fake_sweep(monkeypatch)
+    base = ["sweep", "--task", "nqm", "--out", str(tmp_path / "s.parquet")]
+    base += ["--no-progress", "--mlflow"]
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "mlflow", None)  # not installed
+        assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "--mlflow needs the optional package 'mlflow-skinny'" in err
+    assert "optax-lode[tracking]" in err
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    assert main([*base, f"file://{tmp_path / 'mlruns'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optax-lode sweep: --mlflow (file://") and "swept" in err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert calls == [] and not (tmp_path / "s.parquet").exists()
+
+
+def test_sweep_mlflow_error_after_the_sweep_is_a_message(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow")
+    from mlflow.exceptions import MlflowException
+
+    import optax_lode.tracking as tracking
+
+    _fake_sweep(monkeypatch)
+
+    def refused(traj, **kwargs):
+        raise MlflowException("the server said no\n  (details on a second line)")
+
+    monkeypatch.setattr(tracking, "log_trajectories_to_mlflow", refused)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "s.parquet"
+    argv = ["sweep", "--task", "nqm", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--mlflow", uri]) == 2
+    # One line (MLflow's own INFO log lines aside).
+    (err,) = [
+        line
+        for line in capsys.readouterr().err.splitlines()
+        if line.startswith("optax-lode sweep:")
+    ]
+    assert "the server said no (details on a second line)" in err
+    assert "--mlflow-existing skip" in err and out.exists()
+
+
+def _python_arguments(text: str) -> list[str]:
+    """The Python keyword arguments (``name=``) a CLI message still names."""
+    return re.findall(r"\b[a-z_]+=", text)
+
+
+def test_fit_advice_names_flags_not_python_arguments(tmp_path, monkeypatch, capsys):
+    """Errors and warnings told CLI users to pass num_ticks=, first_step=,
+    early_stopped='mask' or a smaller min_ticks (which has no flag)."""
+    import optax_lode.model as model_pkg
+    from optax_lode.cli.fit import _as_flags
+    from optax_lode.runs import Trajectories
+    from optax_lode.tracking._mlflow import _exported_clock
+
+    def fake_fit(runs, **kwargs):
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(model_pkg, "fit", fake_fit)
+    out = ["--out", str(tmp_path / "m")]
+    _tb_runs(tmp_path / "ten", {"a": range(10), "b": range(10)})
+    args = ["fit", f"tensorboard://{tmp_path / 'ten'}", *out, "--steps-per-tick", "1"]
+    assert main([*args, "--num-ticks", "40", "--exclude-early-stopped"]) == 2
+    err = capsys.readouterr().err
+    assert "--exclude-early-stopped leaves no run" in err
+    assert "Pass --num-ticks 10 or fewer, or leave out --exclude-early-stopped" in err
+    errors = [err]
+    _tb_runs(tmp_path / "tiny", {"a": range(10), "t": [0]})
+    assert main(["fit", f"tensorboard://{tmp_path / 'tiny'}", *out]) == 2
+    errors.append(capsys.readouterr().err)
+    assert "too few points" in errors[-1]
+    # Warnings too: runs counting from 0 and from 1, at different spacings.
+    _tb_runs(tmp_path / "mixed", {"a": range(40), "b": range(1, 41)})
+    _tb_runs(tmp_path / "mixed", {"c": range(1, 41, 10)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", f"tensorboard://{tmp_path / 'mixed'}", *out]) == 2
+    warned = [str(w.message) for w in caught]
+    assert any("align them first (or pass --first-step)" in m for m in warned)
+    assert any("Pass --steps-per-tick to choose" in m for m in warned)
+    # An MLflow experiment holding runs on different clocks.
+    mixed_clocks = Trajectories.from_arrays(
+        np.ones((2, 4)),
+        np.full((2, 4), 0.5),
+        np.full((2, 4), 0.1),
+        run_ids=["a", "b"],
+        info={
+            "tags.optax_lode.run_id": ["a", "b"],
+            "tags.optax_lode.steps_per_tick": ["1", "2"],
+        },
+        steps_per_tick=1,
+    )
+    with pytest.warns(UserWarning, match="different clocks") as clock:
+        _exported_clock(mixed_clocks)
+    warned.append(_as_flags(str(clock[0].message)))
+    assert "--optimizer-steps-per-tick K" in warned[-1]
+    for message in errors + warned:
+        assert not _python_arguments(message), message
+
+
+def test_sweep_mlflow_existing_advice_names_the_flag(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow")
+    _fake_sweep(monkeypatch)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["sweep", "--task", "nqm", "--out", str(tmp_path / "s.parquet")]
+    argv += ["--no-progress", "--mlflow", uri]
+    assert main(argv) == 0
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="Pass --mlflow-existing skip to keep"):
+        assert main(argv) == 0
+    assert main([*argv, "--mlflow-existing", "error"]) == 2
+    err = capsys.readouterr().err
+    assert "Pass --mlflow-existing skip to log only the others" in err
+    assert "existing=" not in err

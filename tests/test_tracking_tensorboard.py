@@ -192,9 +192,39 @@ def test_truncated_event_file_warns(tmp_path):
     size = os.path.getsize(path)
     with open(path, "r+b") as f:
         f.truncate(size - 7)
-    with pytest.warns(UserWarning, match="truncated or corrupt"):
+    with pytest.warns(UserWarning, match="ends in a partial record"):
         traj = from_tensorboard(tmp_path, **KEYS)
     assert traj.lengths.tolist() == [19]
+
+
+def _record_offsets(path):
+    """Where each TFRecord of an event file starts."""
+    data, offsets, at = open(path, "rb").read(), [], 0
+    while at < len(data):
+        offsets.append(at)
+        at += 16 + int.from_bytes(data[at : at + 8], "little")
+    return offsets
+
+
+@pytest.mark.parametrize("where", ["data", "length"])
+def test_a_corrupt_event_file_makes_its_run_invalid(tmp_path, where):
+    """A bad byte mid-file stops TensorBoard's loader there: the run was read
+    up to it and imported as stopped early, with only a warning. A flipped
+    length that points past the end is corrupt too (its CRC fails), not a
+    partial last record."""
+    for name in ("a", "b"):
+        _write_legacy(tmp_path / name, _series(20, metric_steps={9, 19}))
+    (path,) = find_tensorboard_runs(tmp_path)["b"]
+    at = _record_offsets(path)[len(_record_offsets(path)) // 2]
+    at += 20 if where == "data" else 7  # a data byte, or the length's top byte
+    data = bytearray(open(path, "rb").read())
+    data[at] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(RunAlignmentError, match=r"run 'b': its event file .* corrupt"):
+        from_tensorboard(tmp_path, **KEYS)
+    with pytest.warns(UserWarning, match="These runs are skipped"):
+        traj = from_tensorboard(tmp_path, **KEYS, on_invalid="skip")
+    assert traj.run_ids == ("a",) and traj.lengths.tolist() == [20]
 
 
 def test_missing_directory_and_empty_directory(tmp_path):
@@ -268,3 +298,19 @@ def test_run_depth_reads_keras_and_pytorch_layouts(tmp_path):
         assert from_tensorboard(logs, run_depth=1, **keras).num_runs == 2
     with pytest.raises(ValueError, match="run_depth must be"):
         find_tensorboard_runs(logs, run_depth=0)
+
+
+def test_symlinked_run_directories_are_followed_once(tmp_path):
+    """TensorBoard follows links to run directories (a sweep gathered from
+    several places); os.walk does not by default, so they were left out."""
+    logs = tmp_path / "logs"
+    _write_native(logs / "a", _series(10, metric_steps={9}))
+    _write_native(tmp_path / "elsewhere" / "b", _series(10, metric_steps={9}))
+    try:
+        (logs / "b").symlink_to(tmp_path / "elsewhere" / "b", target_is_directory=True)
+        (logs / "a" / "up").symlink_to(logs, target_is_directory=True)  # a cycle
+    except OSError:
+        pytest.skip("symbolic links are not available")
+    runs = find_tensorboard_runs(logs)
+    assert sorted(runs) == ["a", "b"] and all(len(f) == 1 for f in runs.values())
+    assert from_tensorboard(logs, **KEYS).run_ids == ("a", "b")

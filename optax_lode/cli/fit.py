@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 
@@ -203,12 +205,43 @@ def report_table(model, held_out, observes) -> str:
     return "\n".join(out)
 
 
-# The tracker importers' advice names their Python arguments; here, the flags.
+# The readers' errors and warnings name their Python arguments; here, the
+# flags (or what to do without one: min_ticks has none). In order: the more
+# specific first.
 _FLAGS = (
     ("on_invalid='skip'", "--skip-invalid-runs"),
     ("pass loss=/metric=/lr=", "pass --loss-column/--metric-column/--lr-column"),
     ("Pass statuses=(...)", "Pass --statuses FINISHED,FAILED,..."),
     ("Pass steps_per_tick=k (or None)", "Pass --optimizer-steps-per-tick K (or 0)"),
+    ("Pass tick= (steps_per_tick=, --steps-per-tick)", "Pass --steps-per-tick"),
+    ("a smaller tick/steps_per_tick", "a smaller --steps-per-tick"),
+    ("steps_per_tick must be a positive", "--steps-per-tick must be a positive"),
+    (" (or pass a smaller min_ticks)", ""),
+    ("(or pass first_step=)", "(or pass --first-step)"),
+    ("tracking_uri=", "--tracking-uri"),
+    ("early_stopped='exclude'", "--exclude-early-stopped"),
+    ("Pass early_stopped='mask'", "Leave out --exclude-early-stopped"),
+    ("or early_stopped='mask'", "or leave out --exclude-early-stopped"),
+    ("num_ticks must", "--num-ticks must"),
+    ("num_ticks=", "--num-ticks "),
+    ("run_depth must be an int >= 1 or None", "--run-depth must be an int >= 1"),
+    ("run_depth=", "--run-depth "),
+    ("from_mlflow needs", "mlflow://EXPERIMENT needs"),
+    ("from_tensorboard needs", "tensorboard://LOGDIR needs"),
+    (
+        "Name the columns with from_dataframe(df, run=..., tick=..., loss=..., "
+        "metric=..., lr=...)",
+        "Name the columns with --run-column, --tick-column, --loss-column, "
+        "--metric-column and --lr-column",
+    ),
+    (
+        "or rebuild the runs of one clock (by "
+        "traj.info['tags.optax_lode.steps_per_tick']) on their own grid: "
+        "Trajectories.from_dataframe(traj.select(ids).to_dataframe(), "
+        "steps_per_tick=k), k being their tag times the tick read with.",
+        "or, if the runs you fit do share one, give it with "
+        "--optimizer-steps-per-tick K.",
+    ),
 )
 
 
@@ -246,6 +279,20 @@ def _as_flags(message: str) -> str:
     for python, flag in _FLAGS:
         message = message.replace(python, flag)
     return message
+
+
+@contextlib.contextmanager
+def _warnings_as_flags(translate=_as_flags):
+    """Issues the warnings raised inside again, their advice in flags."""
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:  # also when it raises: the warnings come before the error
+        for w in caught:
+            warnings.warn_explicit(
+                translate(str(w.message)), w.category, w.filename, w.lineno
+            )
 
 
 def _writable_parent(out: Path) -> tuple[Path | None, str | None]:
@@ -392,7 +439,8 @@ def run(args: argparse.Namespace) -> int:
         # (0, unknown, is declared below: None here would be dropped.)
         options.update(steps_per_tick=declared or 1)
     try:
-        runs = load_runs(args.runs, **options)
+        with _warnings_as_flags():
+            runs = load_runs(args.runs, **options)
     except (ValueError, OSError, ImportError) as err:
         print(f"optax-lode fit: {_as_flags(str(err))}", file=sys.stderr)
         return 2

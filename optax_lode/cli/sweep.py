@@ -46,6 +46,28 @@ def add_task_arg(p: argparse.ArgumentParser, example: str) -> None:
     )
 
 
+def _tracker_error(err: BaseException) -> bool:
+    """An error of MLflow or of the store or server under it, not a bug here."""
+    package = type(err).__module__.split(".")[0]
+    return isinstance(err, OSError) or package in (
+        "mlflow",
+        "sqlalchemy",
+        "alembic",
+        "requests",
+        "urllib3",
+    )
+
+
+def _existing_as_flag(message: str) -> str:
+    # The export's advice names its Python argument.
+    return message.replace("existing='skip'", "--mlflow-existing skip")
+
+
+def _one_line(err: BaseException) -> str:
+    # MLflow's messages may span lines (a server's response, say).
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def register(subparsers) -> None:
     """Adds the ``sweep`` subcommand."""
     from optax_lode.sweep._schedules import PAPER_LRS, PAPER_SHAPES, SCHEDULE_SHAPES
@@ -176,6 +198,28 @@ def run(args: argparse.Namespace) -> int:
         msg = f"optax-lode sweep: --task {args.task} --task-arg: {err}"
         print(msg, file=sys.stderr)
         return 2
+    experiment = args.mlflow_experiment or f"optax-lode-sweep-{task.name}"
+    where = args.mlflow or "the default tracking URI"
+    if args.mlflow is not None:
+        # Checked before a sweep of hours: MLflow is installed and its store
+        # answers (a sqlite:/// file is made here, as the export would).
+        from optax_lode.tracking._deps import mlflow_client
+
+        try:
+            client = mlflow_client(args.mlflow or None, what="--mlflow")
+            client.get_experiment_by_name(experiment)
+        except ImportError as err:
+            print(f"optax-lode sweep: {err}", file=sys.stderr)
+            return 2
+        except Exception as err:
+            if not _tracker_error(err):
+                raise
+            print(
+                f"optax-lode sweep: --mlflow ({where}): {_one_line(err)} (nothing "
+                "was swept)",
+                file=sys.stderr,
+            )
+            return 2
     checkpoint = args.checkpoint_dir or out.with_name(out.name + ".chunks")
     try:
         traj = run_sweep(
@@ -228,25 +272,37 @@ def run(args: argparse.Namespace) -> int:
         import inspect
         from urllib.parse import quote
 
+        from optax_lode.cli.fit import _warnings_as_flags
         from optax_lode.tracking import from_mlflow, log_trajectories_to_mlflow
 
-        experiment = args.mlflow_experiment or f"optax-lode-sweep-{task.name}"
         ticks = args.ticks_per_epoch
         metric_key = f"val_{metric_name(task)}"
         try:
-            log_trajectories_to_mlflow(
-                traj,
-                experiment=experiment,
-                tracking_uri=args.mlflow or None,
-                metric=metric_key,
-                # The export tags the runs' steps per tick itself.
-                tags={"optax_lode.ticks_per_epoch": str(ticks)},
-                existing=args.mlflow_existing,
-            )
+            with _warnings_as_flags(_existing_as_flag):
+                log_trajectories_to_mlflow(
+                    traj,
+                    experiment=experiment,
+                    tracking_uri=args.mlflow or None,
+                    metric=metric_key,
+                    # The export tags the runs' steps per tick itself.
+                    tags={"optax_lode.ticks_per_epoch": str(ticks)},
+                    existing=args.mlflow_existing,
+                )
         except ValueError as err:  # --mlflow-existing error; the runs are written
-            print(f"optax-lode sweep: {err}", file=sys.stderr)
+            print(f"optax-lode sweep: {_existing_as_flag(str(err))}", file=sys.stderr)
             return 2
-        where = args.mlflow or "the default tracking URI"
+        except Exception as err:
+            if not _tracker_error(err):
+                raise
+            # The runs are written; the chunks kept make a rerun only export.
+            print(
+                f"optax-lode sweep: --mlflow ({where}): {_one_line(err)}. The runs "
+                f"are in {out}; run the same command again with --mlflow-existing "
+                "skip to log those not logged yet (the finished chunks are not "
+                "trained again)",
+                file=sys.stderr,
+            )
+            return 2
         logged = (
             f"logged {traj.num_runs} runs"
             if args.mlflow_existing != "skip"

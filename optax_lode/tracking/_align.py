@@ -107,6 +107,178 @@ def _infer_steps_per_tick(loss_steps: pd.DataFrame) -> tuple[int, pd.Series]:
     return int(votes[votes == votes.max()].index.min()), spacing
 
 
+def _grid_of(
+    loss_rows: pd.DataFrame, first_step: int | None, steps_per_tick: int | None
+) -> tuple[int, int, pd.Series]:
+    """The grid's first step and tick, as given or inferred from ``loss_rows``,
+    and each run's loss spacing (empty when the tick is given)."""
+    if first_step is None:
+        first_step = int(loss_rows["step"].min()) if len(loss_rows) else 0
+    spacing = pd.Series(dtype=np.int64)
+    if steps_per_tick is None:
+        steps_per_tick, spacing = _infer_steps_per_tick(loss_rows[["run", "step"]])
+    return int(first_step), int(steps_per_tick), spacing
+
+
+def _check_on_grid(
+    df: pd.DataFrame,
+    runs: list[str],
+    *,
+    loss: str,
+    metric: str,
+    lr: str,
+    first_step: int,
+    steps_per_tick: int,
+    num_ticks: int | None,
+    min_ticks: int,
+) -> tuple[dict[str, str], tuple[pd.DataFrame, pd.Series, pd.DataFrame]]:
+    """Puts ``runs`` on one grid and finds those that cannot be put on it.
+
+    Returns ``(problems, (loss_tab, ends, grid))``: why each failing run
+    fails; the loss of every (run, tick) with a loss record; each run's last
+    tick; and, for the runs that did not fail, every tick 0..end with its
+    metric and learning rate.
+    """
+    df = df[df["run"].isin(runs)]
+    df = df.assign(tick=(df["step"] - first_step) // steps_per_tick)
+    problems: dict[str, str] = {}
+
+    # Loss: mean over the tick's records; a non-finite record marks divergence.
+    lrows = df[(df["key"] == loss) & (df["tick"] >= 0)]
+    if num_ticks is not None:
+        lrows = lrows[lrows["tick"] < num_ticks]
+    lgrp = lrows.assign(bad=~np.isfinite(lrows["value"])).groupby(
+        ["run", "tick"], sort=False
+    )
+    loss_tab = lgrp.agg(loss=("value", "mean"), bad=("bad", "any"))
+    loss_tab.loc[loss_tab["bad"], "loss"] = np.nan
+    loss_tab = loss_tab.drop(columns="bad")
+    counts = loss_tab.groupby(level="run").size()
+    # What Trajectories refuses, found here so that on_invalid="skip" drops it:
+    # a negative loss record has no log (a tick's mean can hide it; a loss of
+    # exactly 0 is underflow: floored at the end), and a run whose first tick
+    # already diverged has no valid tick.
+    negative = lrows[np.isfinite(lrows["value"]) & (lrows["value"] < 0)]
+    for run, rows in negative.groupby("run", sort=False):
+        steps = sorted(set(rows["step"].tolist()))
+        ticks = sorted(set(rows["tick"].tolist()))
+        problems[run] = (
+            f"{loss!r} below 0 at step(s) {steps[:5]} (tick(s) {ticks[:5]}): a "
+            "loss must be > 0 (it is modelled by its log)"
+        )
+    for run, per_tick in loss_tab["loss"].groupby(level="run", sort=False):
+        if run in problems:
+            continue
+        per_tick = per_tick.droplevel("run").sort_index()
+        if not np.isfinite(per_tick.iloc[0]):
+            problems[run] = (
+                f"diverged at its first tick: a non-finite {loss!r} record at "
+                f"tick {int(per_tick.index[0])}, so no tick is valid"
+            )
+    steps_in = lrows.groupby("run")["step"]
+    n_records, n_steps = steps_in.size(), steps_in.nunique()
+    for run in runs:
+        if run in problems or counts.get(run, 0) >= min_ticks:
+            continue
+        n, distinct = int(n_records.get(run, 0)), int(n_steps.get(run, 0))
+        if n > 1 and distinct == 1:
+            # No tick will tell them apart (MLflow's log_metric without step=).
+            advice = (
+                f"its {n} {loss!r} records all have step "
+                f"{int(steps_in.min()[run])}: log each with its step (MLflow: "
+                "log_metric(key, value, step=step)), or exclude the run"
+            )
+        elif steps_per_tick > 1 and distinct >= min_ticks:
+            advice = (
+                f"with {steps_per_tick} steps per tick from step {first_step}; pass "
+                "a smaller tick/steps_per_tick, or exclude the run"
+            )
+        else:
+            advice = (
+                f"it has {loss!r} records at {distinct} distinct step(s) from step "
+                f"{first_step}; exclude the run (or pass a smaller min_ticks)"
+            )
+        problems[run] = (
+            f"too few points: {counts.get(run, 0)} tick(s) with a {loss!r} record "
+            f"(need at least {min_ticks}); {advice}"
+        )
+    ends = loss_tab.reset_index().groupby("run")["tick"].max()
+
+    # Metric and lr on every tick 0..end of each run still valid, so values carry
+    # forward through ticks that have no loss row. A run left without either is
+    # invalid too, and every invalid run is known before the grid length and the
+    # early-stopped runs are decided: an invalid long run would otherwise set
+    # the grid and exclude every complete run as stopped early.
+    keep = [r for r in runs if r not in problems]
+    kept_ends = ends[keep]
+    grid = pd.DataFrame(
+        {
+            "run": np.repeat(np.asarray(keep, dtype=object), kept_ends.to_numpy() + 1),
+            "tick": np.concatenate(
+                [np.arange(e + 1) for e in kept_ends.to_numpy()] or [np.zeros(0, int)]
+            ),
+        }
+    )
+    grid_index = pd.MultiIndex.from_frame(grid)
+    # Only records up to a run's last tick count: a rate or metric logged
+    # after the run ended (an evaluation after training) is none it ran with.
+    ran = df[df["run"].isin(keep)]
+    ran = ran[ran["tick"].to_numpy() <= kept_ends.reindex(ran["run"]).to_numpy()]
+
+    def _held_lr() -> pd.Series:
+        rows = ran[ran["key"] == lr]
+        rows = rows[np.isfinite(rows["value"])]
+        # The last record at a step wins (logging order), as for the metric.
+        rows = rows.drop_duplicates(["run", "step"], keep="last")
+        by_run = {r: g for r, g in rows.groupby("run", sort=False)}
+        # A run's last tick may stop mid-tick: it spans the steps it made (up
+        # to its last loss or rate record).
+        last = ran[ran["key"].isin([loss, lr])].groupby("run")["step"].max()
+        values = [np.zeros(0)]
+        for run, end in zip(keep, kept_ends.to_numpy(), strict=True):
+            starts = first_step + steps_per_tick * np.arange(end + 1)
+            g = by_run.get(run)
+            if g is None:
+                values.append(np.full(end + 1, np.nan))
+                continue
+            g = g.sort_values("step")
+            stops = np.minimum(starts + steps_per_tick, int(last[run]) + 1)
+            stops = np.maximum(stops, starts + 1)
+            values.append(
+                _held_means(g["step"].to_numpy(), g["value"].to_numpy(), starts, stops)
+            )
+        return pd.Series(np.concatenate(values), index=grid_index)
+
+    def _per_tick(key: str, how: str) -> pd.Series:
+        rows = ran[ran["key"] == key]
+        rows = rows[np.isfinite(rows["value"])]
+        # Records logged before tick 0 are what is known at tick 0.
+        rows = rows.assign(tick=rows["tick"].clip(lower=0))
+        per = rows.groupby(["run", "tick"], sort=False)["value"].agg(how)
+        per = per.reindex(grid_index)
+        # Carry forward, then back-fill the ticks before the first record.
+        per = per.groupby(level="run", sort=False).ffill()
+        return per.groupby(level="run", sort=False).bfill()
+
+    grid["metric"] = _per_tick(metric, "last").to_numpy()
+    grid["lr"] = _held_lr().to_numpy()
+    by_run = grid.groupby("run", sort=False)
+    no_metric = by_run["metric"].apply(lambda v: v.isna().all())
+    no_lr = by_run["lr"].apply(lambda v: v.isna().all())
+    # Every tick would be masked: the run would vanish from the table unnamed.
+    no_positive_lr = by_run["lr"].apply(lambda v: not (v > 0).any())
+    for r in keep:
+        for bad, why in (
+            (no_metric, f"no finite {metric!r} record at or before its last tick"),
+            (no_lr, f"no finite {lr!r} record at or before its last tick"),
+            (no_positive_lr, f"{lr!r} never above 0 up to its last tick"),
+        ):
+            if bad[r]:
+                problems[r] = f"{why} ({int(ends[r])})"
+                break
+    return problems, (loss_tab, ends, grid)
+
+
 def align_to_ticks(
     records: pd.DataFrame,
     *,
@@ -120,6 +292,7 @@ def align_to_ticks(
     early_stopped: Literal["mask", "exclude"] = "mask",
     on_invalid: Literal["raise", "skip"] = "raise",
     names: Mapping[str, str] | None = None,
+    invalid: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Aligns per-key step series of many runs onto one tick grid.
 
@@ -131,25 +304,30 @@ def align_to_ticks(
         loss: the key of the training loss.
         metric: the key of the validation metric (higher is better).
         lr: the key of the learning rate.
-        steps_per_tick: tracker steps per tick. ``None`` infers it: each run's
-            spacing is the most common gap between its consecutive loss steps,
-            and the tick is the spacing most runs share (ties: the smaller), i.e.
-            one tick per loss record when all runs log alike. Runs whose spacing
-            differs are named in a warning.
+        steps_per_tick: tracker steps per tick. ``None`` infers it: each valid
+            run's spacing is the most common gap between its consecutive loss
+            steps, and the tick is the spacing most runs share (ties: the
+            smaller), i.e. one tick per loss record when all runs log alike.
+            Runs whose spacing differs are named in a warning.
         first_step: the step that opens tick 0; default the smallest loss step of
-            all runs (all runs share one clock). Records before it count toward
-            tick 0 for the metric and learning rate and are dropped for the loss.
+            the valid runs (all runs share one clock). Records before it count
+            toward tick 0 for the metric and learning rate and are dropped for
+            the loss.
         num_ticks: length of the grid; default one past the last tick of the
             longest valid run. Records past the grid are dropped.
         min_ticks: a run needs at least this many ticks with a loss record.
         early_stopped: ``"mask"`` keeps runs that end before the grid does, masked
             after their last tick; ``"exclude"`` drops them with a warning (the
-            invalid runs are dropped first: they never set the grid).
+            invalid runs are dropped first: they never set the grid, its
+            length, tick or first step), or raises if it would drop every run.
         on_invalid: ``"raise"`` a :class:`RunAlignmentError` listing every run
             that cannot be aligned (a missing key, too few points, steps that go
-            backwards, no usable metric or rate); ``"skip"`` drops those runs
-            with a warning instead.
+            backwards, a negative loss record, no usable metric or rate up to
+            its last tick); ``"skip"`` drops those runs with a warning instead.
         names: optional ``run id -> display name`` used in messages.
+        invalid: optional ``run id -> reason`` for runs already known to be
+            unusable (a reader's finding, e.g. a corrupt event file): they are
+            handled with the others (``on_invalid``) and never set the grid.
 
     Returns:
         A long table with columns ``run, tick, loss, metric, lr``: one row per tick
@@ -165,7 +343,9 @@ def align_to_ticks(
 
     Raises:
         RunAlignmentError: naming each run that cannot be aligned, and why.
-        ValueError: on malformed arguments or a table without the needed columns.
+        ValueError: on malformed arguments, a table without the needed columns,
+            or no run left (all invalid and skipped, or all excluded as stopped
+            early).
 
     Example:
         >>> import pandas as pd
@@ -241,11 +421,15 @@ def align_to_ticks(
     # Logging order within each (run, key); a stable sort keeps ties in row order.
     df = df.sort_values(["run", "key", "order"], kind="stable")
 
-    problems: dict[str, str] = {}
+    # What the reader found first: it explains any other problem of the run.
+    problems = {str(r): why for r, why in (invalid or {}).items()}
+    runs += [r for r in problems if r not in set(runs)]
     # Missing keys, named with what the run did log so the user can fix the name.
     all_keys = records.groupby(records["run"].astype(str))["key"].unique()
     present = df.groupby("run")["key"].unique()
     for run in runs:
+        if run in problems:
+            continue
         have = set(present.get(run, ()))
         lacking = [k for k in (loss, metric, lr) if k not in have]
         if lacking:
@@ -266,27 +450,52 @@ def align_to_ticks(
         problems[run] = (
             f"non-monotone steps: key {key!r} goes back from step {prev} to step "
             f"{df['step'].iloc[i]} (was it resumed from a checkpoint or logged by "
-            "two processes?); log each run once with increasing steps, or exclude it"
+            "two processes? In MLflow, the order is the records' timestamps: did "
+            "the machine's clock step back?); log each run once with increasing "
+            "steps, or exclude it"
         )
 
-    loss_rows = df[(df["key"] == loss) & ~df["run"].isin(list(problems))]
+    # The rest depends on the grid (tick 0's step and the tick size), which
+    # only valid runs may set: it is inferred from the runs not yet found
+    # invalid, they are checked on it, and again without those that failed,
+    # until no run fails on the grid the others infer (each round drops a run).
+    checked = None
+    while True:
+        valid = [r for r in runs if r not in problems]
+        loss_rows = df[(df["key"] == loss) & df["run"].isin(valid)]
+        first, tick, spacing = _grid_of(loss_rows, first_step, steps_per_tick)
+        if (first, tick) == checked:
+            break
+        failed, (loss_tab, ends, grid) = _check_on_grid(
+            df,
+            valid,
+            loss=loss,
+            metric=metric,
+            lr=lr,
+            first_step=first,
+            steps_per_tick=tick,
+            num_ticks=num_ticks,
+            min_ticks=min_ticks,
+        )
+        problems.update(failed)
+        checked = (first, tick)
+        if not failed:
+            break
     if first_step is None:
-        first_step = int(loss_rows["step"].min()) if len(loss_rows) else 0
         starts = loss_rows.groupby("run", sort=False)["step"].min()
         if starts.nunique() > 1:
             counts = starts.value_counts().sort_index()
             shown = ", ".join(f"{c} run(s) at step {s}" for s, c in counts.items())
             warnings.warn(
                 f"the runs' first {loss!r} records are at different steps ({shown}); "
-                f"all share tick 0 from step {first_step}. If some loggers count "
+                f"all share tick 0 from step {first}. If some loggers count "
                 "from 0 and others from 1, align them first (or pass first_step=): "
                 "a run one step late gets an extra, one-step last tick.",
                 UserWarning,
                 stacklevel=2,
             )
     if steps_per_tick is None:
-        steps_per_tick, spacing = _infer_steps_per_tick(loss_rows[["run", "step"]])
-        odd = [r for r in runs if r in spacing.index and spacing[r] != steps_per_tick]
+        odd = [r for r in valid if r in spacing.index and spacing[r] != tick]
         if odd:
             shown = ", ".join(
                 f"{_label(r, names)} (every {int(spacing[r])} steps)"
@@ -295,10 +504,10 @@ def align_to_ticks(
             more = (
                 f" and {len(odd) - _MAX_LISTED} more" if len(odd) > _MAX_LISTED else ""
             )
-            same = int((spacing == steps_per_tick).sum())
+            same = int((spacing == tick).sum())
             warnings.warn(
                 f"the runs log {loss!r} at different spacings: the tick is inferred as "
-                f"{steps_per_tick} step(s), the spacing of {same} of {len(spacing)} "
+                f"{tick} step(s), the spacing of {same} of {len(spacing)} "
                 f"runs, and these differ: {shown}{more}. A run logged less "
                 "often than once a tick is masked between its records; one logged "
                 "more often is averaged over each tick. Pass tick= (steps_per_tick=, "
@@ -307,141 +516,13 @@ def align_to_ticks(
                 UserWarning,
                 stacklevel=2,
             )
-    steps_per_tick = int(steps_per_tick)
-    df = df.assign(tick=(df["step"] - int(first_step)) // steps_per_tick)
-
-    # Loss: mean over the tick's records; a non-finite record marks divergence.
-    lrows = df[(df["key"] == loss) & (df["tick"] >= 0)]
-    if num_ticks is not None:
-        lrows = lrows[lrows["tick"] < num_ticks]
-    lgrp = lrows.assign(bad=~np.isfinite(lrows["value"])).groupby(
-        ["run", "tick"], sort=False
-    )
-    loss_tab = lgrp.agg(loss=("value", "mean"), bad=("bad", "any"))
-    loss_tab.loc[loss_tab["bad"], "loss"] = np.nan
-    loss_tab = loss_tab.drop(columns="bad")
-    counts = loss_tab.groupby(level="run").size()
-    # What Trajectories refuses, found here so that on_invalid="skip" drops it:
-    # a run whose first tick already diverged has no valid tick, and a negative
-    # loss has no log (a loss of exactly 0 is underflow: floored at the end).
-    for run, per_tick in loss_tab["loss"].groupby(level="run", sort=False):
-        if run in problems:
-            continue
-        per_tick = per_tick.droplevel("run").sort_index()
-        if not np.isfinite(per_tick.iloc[0]):
-            problems[run] = (
-                f"diverged at its first tick: a non-finite {loss!r} record at "
-                f"tick {int(per_tick.index[0])}, so no tick is valid"
-            )
-        elif (per_tick < 0).any():
-            ticks = per_tick.index[(per_tick < 0).to_numpy()].tolist()
-            problems[run] = (
-                f"{loss!r} below 0 at tick(s) {ticks[:5]}: a loss must be "
-                "> 0 (it is modelled by its log)"
-            )
-    steps_in = lrows.groupby("run")["step"]
-    n_records, n_steps = steps_in.size(), steps_in.nunique()
-    for run in runs:
-        if run in problems or counts.get(run, 0) >= min_ticks:
-            continue
-        n, distinct = int(n_records.get(run, 0)), int(n_steps.get(run, 0))
-        if n > 1 and distinct == 1:
-            # No tick will tell them apart (MLflow's log_metric without step=).
-            advice = (
-                f"its {n} {loss!r} records all have step "
-                f"{int(steps_in.min()[run])}: log each with its step (MLflow: "
-                "log_metric(key, value, step=step)), or exclude the run"
-            )
-        elif steps_per_tick > 1 and distinct >= min_ticks:
-            advice = (
-                f"with {steps_per_tick} steps per tick from step {first_step}; pass "
-                "a smaller tick/steps_per_tick, or exclude the run"
-            )
-        else:
-            advice = (
-                f"it has {loss!r} records at {distinct} distinct step(s) from step "
-                f"{first_step}; exclude the run (or pass a smaller min_ticks)"
-            )
-        problems[run] = (
-            f"too few points: {counts.get(run, 0)} tick(s) with a {loss!r} record "
-            f"(need at least {min_ticks}); {advice}"
-        )
-    ends = loss_tab.reset_index().groupby("run")["tick"].max()
-
-    # Metric and lr on every tick 0..end of each run still valid, so values carry
-    # forward through ticks that have no loss row. A run left without either is
-    # invalid too, and every invalid run is known before the grid length and the
-    # early-stopped runs are decided: an invalid long run would otherwise set
-    # the grid and exclude every complete run as stopped early.
-    keep = [r for r in runs if r not in problems]
-    ends = ends[keep]
-    grid = pd.DataFrame(
-        {
-            "run": np.repeat(np.asarray(keep, dtype=object), ends.to_numpy() + 1),
-            "tick": np.concatenate(
-                [np.arange(e + 1) for e in ends.to_numpy()] or [np.zeros(0, int)]
-            ),
-        }
-    )
-    grid_index = pd.MultiIndex.from_frame(grid)
-
-    def _held_lr() -> pd.Series:
-        rows = df[(df["key"] == lr) & df["run"].isin(keep)]
-        rows = rows[np.isfinite(rows["value"])]
-        # The last record at a step wins (logging order), as for the metric.
-        rows = rows.drop_duplicates(["run", "step"], keep="last")
-        by_run = {r: g for r, g in rows.groupby("run", sort=False)}
-        # A run's last tick may stop mid-tick: it spans the steps it made (up
-        # to its last loss or rate record).
-        last = df[df["key"].isin([loss, lr])].groupby("run")["step"].max()
-        values = [np.zeros(0)]
-        for run, end in zip(keep, ends.to_numpy(), strict=True):
-            starts = int(first_step) + steps_per_tick * np.arange(end + 1)
-            g = by_run.get(run)
-            if g is None:
-                values.append(np.full(end + 1, np.nan))
-                continue
-            g = g.sort_values("step")
-            stops = np.minimum(starts + steps_per_tick, int(last[run]) + 1)
-            stops = np.maximum(stops, starts + 1)
-            values.append(
-                _held_means(g["step"].to_numpy(), g["value"].to_numpy(), starts, stops)
-            )
-        return pd.Series(np.concatenate(values), index=grid_index)
-
-    def _per_tick(key: str, how: str) -> pd.Series:
-        rows = df[(df["key"] == key) & df["run"].isin(keep)]
-        rows = rows[np.isfinite(rows["value"])]
-        # Records logged before tick 0 are what is known at tick 0.
-        rows = rows.assign(tick=rows["tick"].clip(lower=0))
-        per = rows.groupby(["run", "tick"], sort=False)["value"].agg(how)
-        per = per.reindex(grid_index)
-        # Carry forward, then back-fill the ticks before the first record.
-        per = per.groupby(level="run", sort=False).ffill()
-        return per.groupby(level="run", sort=False).bfill()
-
-    grid["metric"] = _per_tick(metric, "last").to_numpy()
-    grid["lr"] = _held_lr().to_numpy()
-    by_run = grid.groupby("run", sort=False)
-    no_metric = by_run["metric"].apply(lambda v: v.isna().all())
-    no_lr = by_run["lr"].apply(lambda v: v.isna().all())
-    # Every tick would be masked: the run would vanish from the table unnamed.
-    no_positive_lr = by_run["lr"].apply(lambda v: not (v > 0).any())
-    for r in keep:
-        for bad, why in (
-            (no_metric, f"no finite {metric!r} record at or before its last tick"),
-            (no_lr, f"no finite {lr!r} record at or before its last tick"),
-            (no_positive_lr, f"{lr!r} never above 0 up to its last tick"),
-        ):
-            if bad[r]:
-                problems[r] = f"{why} ({int(ends[r])})"
-                break
+    first_step, steps_per_tick = first, tick
 
     if problems:
         ordered = [(r, problems[r]) for r in runs if r in problems]
         labelled = [(_label(r, names), why) for r, why in ordered]
         _raise_or_skip(labelled, on_invalid)
-    keep = [r for r in keep if r not in problems]
+    keep = [r for r in runs if r not in problems]
     if not keep:
         raise ValueError("no run is left to align (all were skipped or excluded).")
     # The grid is the valid runs' (one past the longest's last tick); it is kept
@@ -460,6 +541,17 @@ def align_to_ticks(
                 if len(short) > _MAX_LISTED
                 else ""
             )
+            if len(short) == len(keep):
+                # Only a num_ticks past every run's end gets here: an empty
+                # table would fail later with no word of why.
+                longest = int(ends[keep].max())
+                raise ValueError(
+                    f"early_stopped='exclude' leaves no run, since none reaches "
+                    f"tick {num_ticks - 1}, the last of num_ticks={num_ticks}: "
+                    f"{shown}{more}. Pass num_ticks={longest + 1} or fewer, or "
+                    "early_stopped='mask' to keep the runs, masked after their "
+                    "last tick."
+                )
             warnings.warn(
                 f"excluding {len(short)} run(s) that stopped before tick "
                 f"{num_ticks - 1}: {shown}{more}. Pass early_stopped='mask' to keep "

@@ -194,7 +194,7 @@ def read_mlflow_records(
     *,
     keys: Sequence[str],
     tracking_uri: str | None = None,
-    statuses: Sequence[str] = ("FINISHED",),
+    statuses: str | Sequence[str] = ("FINISHED",),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reads the metric histories of an experiment's runs.
 
@@ -204,7 +204,7 @@ def read_mlflow_records(
         tracking_uri: MLflow tracking URI; ``None`` uses MLflow's own resolution
             (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``).
         statuses: run statuses to read (``FINISHED``, ``FAILED``, ``KILLED``,
-            ``RUNNING``, ``SCHEDULED``).
+            ``RUNNING``, ``SCHEDULED``): one, or a sequence of them.
 
     Returns:
         ``(records, info)``: the records (columns ``run, key, step, value,
@@ -220,7 +220,9 @@ def read_mlflow_records(
             runs of the requested statuses.
     """
     valid = {"FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"}
-    statuses = tuple(s.upper() for s in statuses)
+    if isinstance(statuses, str):  # one status, not its letters
+        statuses = (statuses,)
+    statuses = tuple(str(s).upper() for s in statuses)
     unknown = [s for s in statuses if s not in valid]
     if unknown:
         raise ValueError(
@@ -320,7 +322,7 @@ def from_mlflow(
     tick: int | None = None,
     first_step: int | None = None,
     num_ticks: int | None = None,
-    statuses: Sequence[str] = ("FINISHED",),
+    statuses: str | Sequence[str] = ("FINISHED",),
     min_ticks: int = 2,
     early_stopped: Literal["mask", "exclude"] = "mask",
     on_invalid: Literal["raise", "skip"] = "raise",
@@ -347,8 +349,9 @@ def from_mlflow(
             that differ are named in a warning: ``align_to_ticks``).
         first_step: the step that opens tick 0; default the first loss step.
         num_ticks: length of the tick grid; default the longest valid run's.
-        statuses: run statuses to read; add ``"FAILED"``/``"KILLED"`` to learn
-            from crashed or stopped runs too (they are masked after their end).
+        statuses: run status(es) to read; add ``"FAILED"``/``"KILLED"`` to
+            learn from crashed or stopped runs too (they are masked after their
+            end).
         min_ticks: fewest ticks with a loss record a run may have.
         early_stopped: ``"mask"`` (default) or ``"exclude"`` runs that end early.
         on_invalid: ``"raise"`` (default) or ``"skip"`` (with a warning) runs
@@ -454,11 +457,17 @@ def _caller_stacklevel() -> int:
 
 def _logged_before(client, exp_id: str, run_ids) -> dict[str, str]:
     """The MLflow run id of each of ``run_ids`` the experiment already holds
-    (tag ``optax_lode.run_id``; the earliest where logged more than once)."""
+    (tag ``optax_lode.run_id``; the earliest where logged more than once).
+
+    Only a ``FINISHED`` run is logged: MLflow may send a large run's tags in
+    the first of several requests, so an export interrupted after it (a
+    ``FAILED`` run, or ``RUNNING`` if the process was killed) is tagged but
+    holds only part of the run.
+    """
     wanted, found = set(map(str, run_ids)), {}
     for r in _experiment_runs(client, exp_id):
         rid = r.data.tags.get(_EXPORT_TAG)
-        if rid in wanted:
+        if rid in wanted and r.info.status == "FINISHED":
             found.setdefault(rid, r.info.run_id)
     return found
 
@@ -501,7 +510,8 @@ def log_trajectories_to_mlflow(
             sweep): ``"warn"`` (default) logs them again with a warning
             (reading the experiment back then sees them twice), ``"skip"``
             keeps the logged ones and logs only the others, ``"error"``
-            raises before logging anything.
+            raises before logging anything. Only ``FINISHED`` runs count: an
+            interrupted export's partial run (``FAILED``) is logged again.
 
     Returns:
         The MLflow run ids, in the order of ``traj.run_ids`` (for a skipped
@@ -510,7 +520,8 @@ def log_trajectories_to_mlflow(
     Raises:
         ImportError: if MLflow is not installed.
         ValueError: with ``existing="error"``, if some runs were logged before;
-            on an unknown ``existing``.
+            on an unknown ``existing``; on a ``summary_metrics`` value that is
+            not a number (before any run is logged).
         mlflow.exceptions.MlflowException: if MLflow refuses a run's data (the
             run is then marked FAILED, and the runs before it stay logged).
 
@@ -549,21 +560,14 @@ def log_trajectories_to_mlflow(
             stacklevel=2,
         )
         before = {}
-    run_ids = []
     now = int(time.time() * 1000)
-    clock = [RunTag(_CLOCK_TAG, str(traj.steps_per_tick or _UNKNOWN))]
-    series = ((loss, traj.loss), (metric, traj.metric), (lr, traj.lr))
+    # Every run's params and summaries first: a value MLflow cannot take as a
+    # metric stops the export before any run is logged, not halfway.
+    todo = []
     for i, rid in enumerate(traj.run_ids):
         if str(rid) in before:
-            run_ids.append(before[str(rid)])
             continue
         row = traj.info.loc[rid] if rid in traj.info.index else pd.Series(dtype=object)
-        # Distinct start times keep traj's run order when read back (MLflow
-        # lists runs by start time).
-        run = client.create_run(
-            exp_id, start_time=now + i, run_name=str(rid), tags=dict(tags or {})
-        )
-        run_id = run.info.run_id
         params, summaries = [], []
         for col, value in row.items():
             if value is None or (np.ndim(value) == 0 and pd.isna(value)):
@@ -571,9 +575,29 @@ def log_trajectories_to_mlflow(
             if col in ("run_name", "status"):  # MLflow's own run attributes
                 continue
             if col in summary_metrics:
-                summaries.append(Metric(str(col), float(value), now, 0))
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"run {rid!r}: info column {col!r} is logged as a metric "
+                        f"(summary_metrics) but holds {value!r}, not a number; "
+                        "make it a number (or missing), or leave it out of "
+                        "summary_metrics to log it as a param. Nothing was logged."
+                    ) from None
+                summaries.append(Metric(str(col), number, now, 0))
             else:
                 params.append(Param(str(col), str(value)))
+        todo.append((i, rid, params, summaries))
+    logged = {}
+    clock = [RunTag(_CLOCK_TAG, str(traj.steps_per_tick or _UNKNOWN))]
+    series = ((loss, traj.loss), (metric, traj.metric), (lr, traj.lr))
+    for i, rid, params, summaries in todo:
+        # Distinct start times keep traj's run order when read back (MLflow
+        # lists runs by start time).
+        run = client.create_run(
+            exp_id, start_time=now + i, run_name=str(rid), tags=dict(tags or {})
+        )
+        run_id = run.info.run_id
         ticks = np.nonzero(traj.mask[i])[0]
         metrics = [
             Metric(key, float(arr[i, t]), now + int(t), int(t))
@@ -588,9 +612,14 @@ def log_trajectories_to_mlflow(
                 tags=[RunTag(_EXPORT_TAG, str(rid)), *clock],
             )
         except BaseException:
-            # Not a RUNNING run forever (read back only with statuses=RUNNING).
+            # Not a RUNNING run forever (read back only with statuses=RUNNING);
+            # a FAILED run is not "logged" for existing="skip".
             client.set_terminated(run_id, status="FAILED")
             raise
         client.set_terminated(run_id, status="FINISHED")
-        run_ids.append(run_id)
+        logged[i] = run_id
+    run_ids = [
+        logged[i] if i in logged else before[str(rid)]
+        for i, rid in enumerate(traj.run_ids)
+    ]
     return run_ids

@@ -4,13 +4,17 @@ Reads the event files that ``tensorboard.summary.Writer``, TF2's
 ``tf.summary.scalar``, ``tensorboardX``, ``torch.utils.tensorboard`` and flax's
 ``SummaryWriter`` write. Both encodings of a scalar are understood: the legacy
 ``simple_value`` (tensorboardX, PyTorch, TF1) and the scalar tensor (TF2, the
-native writer), read with TensorBoard's own record loader (which checks each
-record's CRC, so a corrupt file fails loudly).
+native writer), read with TensorBoard's own record loader, which checks each
+record's CRC and stops quietly at the first bad one. A file that ends in a
+partial record (still being written) is read up to it, with a warning; a
+corrupt record makes its run invalid (``on_invalid``): the records after it
+are lost, and the run would pass for one that stopped early.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
@@ -41,10 +45,12 @@ def find_tensorboard_runs(
 
     By default a run is a directory holding event files, named by its path
     relative to ``logdir`` (``"."`` becomes the directory's own name), as
-    TensorBoard does. With ``run_depth=k`` a run is a directory ``k`` levels
-    below ``logdir`` and holds every event file under it (Keras' ``train/``
-    and ``validation/``, PyTorch's ``add_hparams`` sub-directory); event files
-    above that depth belong to no run and are skipped with a warning.
+    TensorBoard does; symbolic links to directories are followed (a directory
+    reached twice counts once, at its first path in walk order). With
+    ``run_depth=k`` a run is a directory ``k`` levels below ``logdir`` and
+    holds every event file under it (Keras' ``train/`` and ``validation/``,
+    PyTorch's ``add_hparams`` sub-directory); event files above that depth
+    belong to no run and are skipped with a warning.
 
     Raises:
         FileNotFoundError: if ``logdir`` does not exist or holds no event file.
@@ -62,7 +68,15 @@ def find_tensorboard_runs(
         )
     runs: dict[str, list[str]] = {}
     above = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    # Symlinked run directories are followed, as TensorBoard does; a directory
+    # reached twice (a link back up, or two links to one run) is read once.
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames.sort()
         files = sorted(f for f in filenames if _is_event_file(f))
         if not files:
@@ -111,6 +125,29 @@ def _scalar(value, tensor_util) -> float | None:
     return float(array.reshape(()))
 
 
+def _cut_short(path: str, offset: int, size: int) -> bool:
+    """Whether the unread end of an event file, from ``offset``, is one
+    record cut short (a file still being written, a writer killed mid-record)
+    rather than a record that fails its checksum: corruption, after which
+    any number of records are lost."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        head = f.read(12)
+    if len(head) < 12:
+        return True
+    # TFRecord framing: length (8) + its CRC (4) + data + data CRC (4). A
+    # length whose CRC fails is corrupt, not cut short.
+    (length,) = struct.unpack("<Q", head[:8])
+    (crc,) = struct.unpack("<I", head[8:])
+    try:  # the CRC TensorBoard's own reader checks (not public API)
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import (
+            masked_crc32c,
+        )
+    except ImportError:  # then a length past the end is taken as cut short
+        return offset + 12 + length + 4 > size
+    return masked_crc32c(head[:8]) == crc and offset + 12 + length + 4 > size
+
+
 # Where TensorBoard's hparams plugin writes a trial's hyperparameters.
 _HPARAMS_TAG = "_hparams_/session_start_info"
 
@@ -150,7 +187,10 @@ def read_tensorboard_records(
         tag it logged, so the error can say what is there instead. ``info`` has
         one row per run, indexed by run name: ``logdir`` (the run's directory)
         and the hyperparameters it logged with TensorBoard's hparams plugin
-        (``hparams_pb`` / ``hp.hparams``), if any.
+        (``hparams_pb`` / ``hp.hparams``), if any. ``records.attrs["invalid"]``
+        maps each run with a corrupt event file to why (for ``align_to_ticks``'s
+        ``invalid``); a file that ends in a partial record is read up to it,
+        with a warning.
 
     Raises:
         ImportError: if tensorboard is not installed.
@@ -168,7 +208,7 @@ def read_tensorboard_records(
 
     wanted = set(keys)
     run_col, key_col, step_col, value_col, order_col = [], [], [], [], []
-    info_rows = {}
+    info_rows, invalid = {}, {}
     root = os.path.abspath(os.fspath(logdir))
     for run, files in find_tensorboard_runs(logdir, run_depth=run_depth).items():
         run_dir = (
@@ -208,15 +248,25 @@ def read_tensorboard_records(
                     order_col.append(position)
                     position += 1
             size = os.path.getsize(path)
-            if consumed < size:
-                # TensorBoard's loader stops quietly at a bad record (a file still
-                # being written); here that would pass for an early-stopped run.
+            # TensorBoard's loader stops quietly at a bad record; here that
+            # would pass for an early-stopped run.
+            if consumed < size and _cut_short(path, consumed, size):
+                # A partial last record (a file still being written): only it
+                # is lost.
                 warnings.warn(
-                    f"TensorBoard event file {path!r} of run {run!r} is truncated or "
-                    f"corrupt after byte {consumed} of {size}: the rest of the file "
-                    "is ignored.",
+                    f"TensorBoard event file {path!r} of run {run!r} ends in a "
+                    f"partial record after byte {consumed} of {size} (still being "
+                    "written, or its writer was killed): the run is read up to it.",
                     UserWarning,
                     stacklevel=2,
+                )
+            elif consumed < size:
+                invalid.setdefault(
+                    run,
+                    f"its event file {path!r} is corrupt after byte {consumed} of "
+                    f"{size} (a record fails its checksum), so the records after "
+                    "it are unread and the run would look stopped early there; "
+                    "repair or remove the file",
                 )
         if not wanted <= found:
             # A wanted tag is missing: one row per other tag, so the alignment's
@@ -249,6 +299,7 @@ def read_tensorboard_records(
             "order": np.asarray(order_col, np.int64),
         }
     )
+    records.attrs["invalid"] = invalid
     return records, info
 
 
@@ -311,9 +362,9 @@ def from_tensorboard(
         ImportError: if tensorboard is not installed (install
             optax-lode[tracking]).
         FileNotFoundError: if ``logdir`` holds no event file.
-        RunAlignmentError: naming every run with a missing tag, too few points or
+        RunAlignmentError: naming every run with a missing tag, too few points,
             non-monotone steps (e.g. a restarted writer that logged old steps
-            again).
+            again) or a corrupt event file.
 
     Example:
         >>> traj = Trajectories.from_tensorboard(  # doctest: +SKIP
@@ -334,5 +385,6 @@ def from_tensorboard(
         min_ticks=min_ticks,
         early_stopped=early_stopped,
         on_invalid=on_invalid,
+        invalid=records.attrs.get("invalid"),
     )
     return to_trajectories(table, info, num_ticks)
