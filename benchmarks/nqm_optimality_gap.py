@@ -254,10 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows[:-1]:
             row.append("-")
 
-        # Every row runs the default's seeds, and a seed's expected loss
-        # depends on the seed far more than on the row (up to ten times): so
-        # rows are compared seed by seed, by the ranks of the differences (a
-        # diverged run, inf, counting as the worst).
+        # Every row runs the default's seeds, and the expected loss varies
+        # several-fold from seed to seed: rows are compared seed by seed, by
+        # the ranks of the differences (a diverged run, inf, the worst).
         def paired(label):
             k = min(len(alt_expected[label]), exp.size)
             return signed_rank_test(alt_expected[label][:k], exp[:k], keep_inf=True)
@@ -403,10 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"scored at the run's end; `mu` = {model.mu} ticks), on the "
                 "same model and seeds; the rows 'fitted to' are LODEs fitted (as "
                 f"the default, {fit_steps} steps) to Table 4's subsets of the "
-                "sweep, with the default settings, on the same seeds. A seed's "
-                "expected loss depends on the seed far more than on the row "
-                "(one seed's can be ten times another's), so each extra row is "
-                "compared with the default seed by seed: the share of seeds on "
+                "sweep, with the default settings, on the same seeds. Within a "
+                "row the expected loss varies several-fold from seed to seed, "
+                "so each extra row is compared with the default seed by seed "
+                "(the pairs share the seed's data and noise): the share of seeds on "
                 "which the row's expected loss is the higher (ties count half), "
                 "and the p-value of Wilcoxon's signed-rank test of the per-seed "
                 "differences (exact), Holm-adjusted over its family (the "

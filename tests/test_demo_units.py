@@ -46,10 +46,10 @@ def test_cache_keys_name_the_settings_not_how_they_were_written():
         assert same.tuning_key("step") == default.tuning_key("step")
     assert default.replace(epochs=21).sweep_key() != default.sweep_key()
     assert DemoConfig().run_epochs() == 60  # mnist1d-mlp
-    # Where the data lives is not what it is.
+    # Another data_dir can hold other data (another version): keyed.
     tfds = DemoConfig(task="fashion_mnist-cnn")
     moved = tfds.replace(task_kwargs={"data_dir": "/data/tfds"})
-    assert moved.sweep_key() == tfds.sweep_key()
+    assert moved.sweep_key() != tfds.sweep_key()
     # Prodigy and DoG tune their own multipliers, not the sweep's rates.
     other_lrs = DemoConfig(lrs=(1e-3, 1e-2))
     for name, same in (("prodigy", True), ("dog", True), ("step", False)):

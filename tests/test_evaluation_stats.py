@@ -327,6 +327,12 @@ def test_signed_rank_test_matches_scipy_and_sees_what_pairing_sees():
     assert signed_rank_test(better, base).p_value == 2 / 2**8
     assert signed_rank_test(better, base).prob_greater == 0.0
     assert rank_test(better, base).p_value > 0.5
+    # Beyond SIGNED_EXACT_MAX differences: the normal approximation, scipy's.
+    a, b = rng.normal(size=800), rng.normal(size=800) + 0.05
+    r = signed_rank_test(a, b)
+    want = stats.wilcoxon(a, b, method="approx", correction=True).pvalue
+    assert not r.exact and math.isclose(r.p_value, want, rel_tol=1e-9)
+    assert signed_rank_test(a[:10], b[:10]).exact
 
 
 def test_signed_rank_test_diverged_runs_and_bad_input():
@@ -335,6 +341,10 @@ def test_signed_rank_test_diverged_runs_and_bad_input():
     r = signed_rank_test([inf, 2.0, 3.0, inf], [1.0, 1.0, 1.0, inf], keep_inf=True)
     assert r.n == 4 and r.prob_greater == 0.875 and r.w == 6.0
     assert r.p_value == 0.25  # 3 positive differences of 3: 2 / 2**3
+    # Beyond every finite difference, however large: -inf ranks as -1e300.
+    finite = signed_rank_test([-1e300, 1e17, 1, 2, 3], [0, 0, 2, 1, 4])
+    diverged = signed_rank_test([-inf, 1e17, 1, 2, 3], [0, 0, 2, 1, 4], keep_inf=True)
+    assert diverged == finite
     # Without keep_inf a pair with a non-finite value is dropped; NaN always.
     assert signed_rank_test([inf, 2.0, 3.0], [1.0, 1.0, 1.0]).n == 2
     assert signed_rank_test([nan, 2.0], [1.0, 1.0], keep_inf=True).n == 1

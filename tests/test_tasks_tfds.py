@@ -145,3 +145,12 @@ def test_data_missing_from_the_default_data_dir_is_not_prepared(
     monkeypatch.setattr(tfds, "data_source", unknown)
     with pytest.raises(DataNotPreparedError, match="--task-arg data_dir=DIR"):
         tfds_arrays("fashion_mnist", "train", str(tmp_path))
+
+    # Any other KeyError inside tfds is a bug to see, not data to prepare.
+    def buggy(name, **kwargs):
+        return {}["image"]
+
+    monkeypatch.setattr(tfds, "data_source", buggy)
+    with pytest.raises(KeyError, match="image") as err:
+        tfds_arrays("fashion_mnist", "train", str(tmp_path))
+    assert not isinstance(err.value, DataNotPreparedError)

@@ -549,6 +549,36 @@ def test_invalid_runs_do_not_set_the_tick_or_the_first_step():
     assert list(out["tick"]) == list(range(20))  # tick 0 opens at step 1
 
 
+def test_a_rate_logged_past_a_grid_that_cut_the_run_short_is_still_its_rate():
+    """num_ticks cuts the run, which went on: the rate it logged at step 5
+    (tick 2, past a 2-tick grid) is the one it ran with, back-filled as for a
+    run whose rate is first logged late (not "no rate")."""
+    rows = [("r", "loss", s, 1.0) for s in (3, 4, 5)]
+    rows += [("r", "acc", 3, 0.5), ("r", "lr", 5, 0.1)]
+    recs = pd.DataFrame(rows, columns=["run", "key", "step", "value"])
+    out = align_to_ticks(recs, loss="loss", metric="acc", lr="lr", num_ticks=2)
+    assert out["lr"].tolist() == [0.1, 0.1] and out["tick"].tolist() == [0, 1]
+
+
+def test_a_run_failing_on_a_grid_that_invalid_runs_set_is_checked_again():
+    """Two runs logging a negative loss every 10 steps (a log-loss: invalid on
+    any grid) no longer set a 10-step tick on which a valid run logging
+    every step had too few points and was dropped with them."""
+    rows = []
+    for r in ("n1", "n2"):
+        rows += [(r, "loss", s, -1.0) for s in range(0, 100, 10)]
+        rows += [(r, "acc", 0, 0.5), (r, "lr", 0, 0.1)]
+    rows += [("good", "loss", s, 1.0) for s in range(8)]
+    rows += [("good", "acc", 0, 0.5), ("good", "lr", 0, 0.1)]
+    recs = pd.DataFrame(rows, columns=["run", "key", "step", "value"])
+    keys = {"loss": "loss", "metric": "acc", "lr": "lr"}
+    with pytest.warns(UserWarning, match="'n1'.*below 0") as caught:
+        out = align_to_ticks(recs, **keys, on_invalid="skip")
+    assert not any("'good'" in str(w.message) for w in caught)
+    assert out.groupby("run").size().to_dict() == {"good": 8}
+    assert out.attrs["steps_per_tick"] == 1
+
+
 def test_a_rate_logged_after_the_run_ended_is_no_rate():
     """The rate, like the metric, counts only up to the run's last tick: a
     rate logged once after training was spread back over the whole run."""

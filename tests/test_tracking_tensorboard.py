@@ -227,6 +227,20 @@ def test_a_corrupt_event_file_makes_its_run_invalid(tmp_path, where):
     assert traj.run_ids == ("a",) and traj.lengths.tolist() == [20]
 
 
+def test_zero_padding_after_the_last_record_is_a_file_cut_short(tmp_path):
+    """A crash can leave zeros past the last write (the size set, the data
+    never written): every record was read, so it is the 'cut short' warning,
+    not a corrupt file."""
+    for name in ("a", "b"):
+        _write_legacy(tmp_path / name, _series(20, metric_steps={9, 19}))
+    (path,) = find_tensorboard_runs(tmp_path)["b"]
+    with open(path, "ab") as f:
+        f.write(bytes(4096))
+    with pytest.warns(UserWarning, match="cut short|truncated|partial"):
+        traj = from_tensorboard(tmp_path, **KEYS)
+    assert traj.run_ids == ("a", "b") and traj.lengths.tolist() == [20, 20]
+
+
 def test_missing_directory_and_empty_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         from_tensorboard(tmp_path / "nope", **KEYS)

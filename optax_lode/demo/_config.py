@@ -13,11 +13,9 @@ from typing import Any
 #: Cache format version: bump it when a stage's output changes meaning. 2: a
 #: tick whose last update made the parameters non-finite is masked (the sweep's
 #: chunk format 3), and the keys are normalised (sorted pairs, resolved epochs,
-#: no ``data_dir``). The sweep's chunk format is keyed too (:meth:`_digest`).
+#: ``data_dir`` still keyed). The sweep's chunk format is keyed too (:meth:`_digest`).
 CACHE_VERSION = 2
 
-#: Task arguments that say where the data is, not what it is: not keyed.
-_UNKEYED_TASK_ARGS = frozenset({"data_dir"})
 
 #: Baselines the default demo tunes and runs: all of ``optax_lode.baselines``.
 ALL_BASELINES = (
@@ -221,9 +219,9 @@ class DemoConfig:
         epochs = self.run_epochs()
         # Keyed by the run's length, however it was given (epochs=None or the
         # task's default number; default_epochs only sets that length).
-        unkeyed = _UNKEYED_TASK_ARGS | (
-            {"default_epochs"} if epochs is not None else set()
-        )
+        # data_dir stays keyed: another directory can hold other data (another
+        # version of the dataset), and the cached sweep would not know.
+        unkeyed = {"default_epochs"} if epochs is not None else set()
         return {
             "task": self.task,
             "task_kwargs": [list(p) for p in self.task_kwargs if p[0] not in unkeyed],

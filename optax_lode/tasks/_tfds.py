@@ -52,7 +52,10 @@ def tfds_arrays(
         # than tfds: an ImportError, which get_task would blame on the
         # extras), finds no split in the default data_dir (a KeyError,
         # "splits is empty"), no files or no dataset; or prepared as TFRecord
-        # (tfds' default, which data_source cannot read).
+        # (tfds' default, which data_source cannot read). Any other KeyError
+        # is a bug, not missing data: it is raised as it is.
+        if isinstance(e, KeyError) and "splits" not in str(e):
+            raise
         raise DataNotPreparedError(
             f"cannot read TFDS {name}/{split} ({type(e).__name__}: {e}). "
             f"Prepare it once as ArrayRecord, `tfds build {name} "

@@ -220,10 +220,15 @@ def _check_on_grid(
         }
     )
     grid_index = pd.MultiIndex.from_frame(grid)
-    # Only records up to a run's last tick count: a rate or metric logged
-    # after the run ended (an evaluation after training) is none it ran with.
+    # Only records up to a run's last loss record count: a rate or metric
+    # logged after the run ended (an evaluation after training) is none it ran
+    # with. Its end, not the grid's: a run that num_ticks cuts short went on,
+    # and a rate it logged just past the grid is the one it ran with.
     ran = df[df["run"].isin(keep)]
-    ran = ran[ran["tick"].to_numpy() <= kept_ends.reindex(ran["run"]).to_numpy()]
+    trained = df[(df["key"] == loss) & (df["tick"] >= 0)].groupby("run")["tick"].max()
+    ran_end = np.maximum(trained.reindex(keep).fillna(-1).to_numpy(), kept_ends)
+    ran_end = pd.Series(ran_end, index=keep)
+    ran = ran[ran["tick"].to_numpy() <= ran_end.reindex(ran["run"]).to_numpy()]
 
     def _held_lr() -> pd.Series:
         rows = ran[ran["key"] == lr]
@@ -456,19 +461,27 @@ def align_to_ticks(
         )
 
     # The rest depends on the grid (tick 0's step and the tick size), which
-    # only valid runs may set: it is inferred from the runs not yet found
-    # invalid, they are checked on it, and again without those that failed,
-    # until no run fails on the grid the others infer (each round drops a run).
-    checked = None
+    # only valid runs may set. Runs that cannot be valid on any grid (a
+    # negative or, first of all, non-finite loss record) do not vote; every
+    # candidate is checked on the grid the voters infer, and the grid is
+    # inferred again from the runs that passed, until they are the voters (a
+    # run failing on a grid that failing runs set is checked again on the next).
+    candidates = [r for r in runs if r not in problems]
+    lrec = df[(df["key"] == loss) & df["run"].isin(candidates)]
+    finite = lrec[np.isfinite(lrec["value"])]
+    suspect = set(finite.loc[finite["value"] < 0, "run"]) | (
+        set(lrec["run"]) - set(finite["run"])
+    )
+    first_rec = lrec.drop_duplicates("run")  # logging order: each run's first
+    suspect |= set(first_rec.loc[~np.isfinite(first_rec["value"]), "run"])
+    voters = [r for r in candidates if r not in suspect] or candidates
+    seen: set[tuple[int, int]] = set()
     while True:
-        valid = [r for r in runs if r not in problems]
-        loss_rows = df[(df["key"] == loss) & df["run"].isin(valid)]
+        loss_rows = lrec[lrec["run"].isin(voters)]
         first, tick, spacing = _grid_of(loss_rows, first_step, steps_per_tick)
-        if (first, tick) == checked:
-            break
         failed, (loss_tab, ends, grid) = _check_on_grid(
             df,
-            valid,
+            candidates,
             loss=loss,
             metric=metric,
             lr=lr,
@@ -477,10 +490,18 @@ def align_to_ticks(
             num_ticks=num_ticks,
             min_ticks=min_ticks,
         )
-        problems.update(failed)
-        checked = (first, tick)
-        if not failed:
+        seen.add((first, tick))
+        passing = [r for r in candidates if r not in failed]
+        if passing == voters or not passing:
             break
+        following = _grid_of(
+            lrec[lrec["run"].isin(passing)], first_step, steps_per_tick
+        )
+        if following[:2] in seen:  # the same grid again: nothing would change
+            break
+        voters = passing
+    problems.update(failed)
+    valid = passing
     if first_step is None:
         starts = loss_rows.groupby("run", sort=False)["step"].min()
         if starts.nunique() > 1:

@@ -133,6 +133,12 @@ def _cut_short(path: str, offset: int, size: int) -> bool:
     with open(path, "rb") as f:
         f.seek(offset)
         head = f.read(12)
+        if len(head) >= 12 and not head.strip(b"\0"):
+            # Zeros to the end: the padding a crash leaves after the last
+            # write (the file's size was set, its data never written).
+            rest = head + f.read()
+            if not rest.strip(b"\0"):
+                return True
     if len(head) < 12:
         return True
     # TFRecord framing: length (8) + its CRC (4) + data + data CRC (4). A
