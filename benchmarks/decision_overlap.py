@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks._common import markdown_table, write_result
+from benchmarks._common import OtherLoad, markdown_table, other_load_note, write_result
 from benchmarks.overhead import _loss, _mlp, _window
 from optax_lode import LatentODE
 from optax_lode.decision import DecisionConfig, decide
@@ -108,11 +108,18 @@ def measure(model, *, width, steps, repeats, batch=128):
     for run, c0 in runs.values():
         jax.block_until_ready(run(params, opt0, c0))  # compile
     walls = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, (run, c0) in runs.items():
+    names = list(runs)
+    others, meter = [], OtherLoad()
+    for i in range(repeats):
+        # Rotate the order: "step" always first would carry any position
+        # effect (a warm cache, a clock ramping up) into every difference.
+        meter.start()
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            run, c0 = runs[name]
             t0 = time.perf_counter()
             jax.block_until_ready(run(params, opt0, c0))
             walls[name].append(time.perf_counter() - t0)
+        others.append(meter.stop())
     us = {k: 1e6 * float(np.median(v)) / steps for k, v in walls.items()}
     step = np.array(walls["step"])
     rows = []
@@ -135,7 +142,13 @@ def measure(model, *, width, steps, repeats, batch=128):
                 "hidden_pct_per_repeat": hidden.tolist(),
             }
         )
-    return {"width": width, "steps": steps, "repeats": repeats, "rows": rows}
+    return {
+        "width": width,
+        "steps": steps,
+        "repeats": repeats,
+        "rows": rows,
+        "other_load_cores": others,
+    }
 
 
 def main(argv=None) -> None:
@@ -189,12 +202,13 @@ def main(argv=None) -> None:
         "sizes (T=600, n=30; a decision rolls out ticks 0 .. T + mu, farther "
         "only as far as its matching members' scores read). "
         "hidden = 1 - (step+work - step) / work, per repetition (a "
-        "repetition runs every variant once, one after the other, within a few "
-        "seconds), then the median: the "
+        "repetition runs every variant once, one after the other, in a "
+        "rotating order, within a few seconds), then the median: the "
         "share of the work's time that running it beside the step saved. Below "
         "0%: running it beside the step cost more than running it after. Above "
-        "100%: the step itself ran faster with the work beside it. Load average "
-        f"{load_before:.1f} before and {load_after:.1f} after "
+        "100%: the step itself ran faster with the work beside it. "
+        + other_load_note([c for r in results for c in r["other_load_cores"]])
+        + f"Load average {load_before:.1f} before and {load_after:.1f} after "
         f"({os.cpu_count()} cores). "
         + (
             ""
