@@ -438,6 +438,14 @@ def other_load_note(cores: Sequence[float | None]) -> str:
     )
 
 
+def rotated(items: Sequence[Any], i: int) -> list[Any]:
+    """``items`` started at position ``i`` (mod their number): repetition
+    ``i``'s order, so that no variant always runs first (or after a given
+    one) and carries a position effect into the paired differences."""
+    k = i % len(items)
+    return [*items[k:], *items[:k]]
+
+
 def paired_overhead(
     num: Sequence[float], den: Sequence[float], target: float | None = None
 ) -> dict[str, Any]:

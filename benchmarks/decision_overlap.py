@@ -33,7 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks._common import OtherLoad, markdown_table, other_load_note, write_result
+from benchmarks._common import (
+    OtherLoad,
+    markdown_table,
+    other_load_note,
+    rotated,
+    write_result,
+)
 from benchmarks.overhead import _loss, _mlp, _window
 from optax_lode import LatentODE
 from optax_lode.decision import DecisionConfig, decide
@@ -111,10 +117,8 @@ def measure(model, *, width, steps, repeats, batch=128):
     names = list(runs)
     others, meter = [], OtherLoad()
     for i in range(repeats):
-        # Rotate the order: "step" always first would carry any position
-        # effect (a warm cache, a clock ramping up) into every difference.
-        meter.start()
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        meter.start()  # the order rotates: "step" no longer always first
+        for name in rotated(names, i):
             run, c0 = runs[name]
             t0 = time.perf_counter()
             jax.block_until_ready(run(params, opt0, c0))

@@ -40,6 +40,7 @@ from benchmarks._common import (
     median_time,
     other_load_note,
     paired_overhead,
+    rotated,
     verdict,
     write_result,
 )
@@ -187,7 +188,7 @@ def amortised(model, *, ticks, steps_per_tick, width, repeats, mode, batch=128):
     for i in range(repeats):
         # Alternate which variant goes first: a drift within a repetition
         # then favours neither.
-        for name, tx in order if i % 2 == 0 else order[::-1]:
+        for name, tx in rotated(order, i):
             s0 = tx.init(params)
             meter.start()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -281,10 +282,8 @@ def breakdown(model, *, width, steps=1000, repeats=75, batch=128):
     meter = OtherLoad()
     names = list(runners)
     for i in range(repeats):
-        # Rotate the order: a run that always went first (or after a given
-        # one) would carry any position effect into the paired differences.
         meter.start()
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in rotated(names, i):
             t0 = time.perf_counter()
             runners[name]()
             walls[name].append(time.perf_counter() - t0)

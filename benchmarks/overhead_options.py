@@ -43,6 +43,7 @@ from benchmarks._common import (
     markdown_table,
     median_interval,
     paired_overhead,
+    rotated,
     verdict,
     write_result,
 )
@@ -112,7 +113,7 @@ def whole_runs(model, *, n, mu, ticks, steps_per_tick, width, repeats, batch=128
     names = list(runs)
     walls = {k: [] for k in names}
     for i in range(repeats):
-        for k in names[i % 3 :] + names[: i % 3]:
+        for k in rotated(names, i):
             t0 = time.perf_counter()
             jax.block_until_ready(runs[k]())
             walls[k].append(time.perf_counter() - t0)

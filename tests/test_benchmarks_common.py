@@ -328,3 +328,15 @@ def test_paired_overhead_is_the_median_of_per_repetition_ratios():
     assert "verdict" not in common.paired_overhead(lode, cosine)
     with pytest.raises(ValueError, match="equal lengths"):
         common.paired_overhead([1.0, 2.0], [1.0])
+
+
+def test_rotated_starts_each_repetition_at_the_next_variant():
+    names = ["a", "b", "c"]
+    assert [common.rotated(names, i) for i in range(4)] == [
+        ["a", "b", "c"],
+        ["b", "c", "a"],
+        ["c", "a", "b"],
+        ["a", "b", "c"],
+    ]
+    pair = (("cosine", 1), ("lode", 2))  # two variants: they alternate
+    assert common.rotated(pair, 1) == [("lode", 2), ("cosine", 1)]
