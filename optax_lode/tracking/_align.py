@@ -475,10 +475,11 @@ def align_to_ticks(
     first_rec = lrec.drop_duplicates("run")  # logging order: each run's first
     suspect |= set(first_rec.loc[~np.isfinite(first_rec["value"]), "run"])
     voters = [r for r in candidates if r not in suspect] or candidates
+    loss_rows = lrec[lrec["run"].isin(voters)]
+    inferred = _grid_of(loss_rows, first_step, steps_per_tick)
     seen: set[tuple[int, int]] = set()
     while True:
-        loss_rows = lrec[lrec["run"].isin(voters)]
-        first, tick, spacing = _grid_of(loss_rows, first_step, steps_per_tick)
+        first, tick, spacing = inferred
         failed, (loss_tab, ends, grid) = _check_on_grid(
             df,
             candidates,
@@ -494,12 +495,11 @@ def align_to_ticks(
         passing = [r for r in candidates if r not in failed]
         if passing == voters or not passing:
             break
-        following = _grid_of(
-            lrec[lrec["run"].isin(passing)], first_step, steps_per_tick
-        )
-        if following[:2] in seen:  # the same grid again: nothing would change
+        following = lrec[lrec["run"].isin(passing)]
+        inferred = _grid_of(following, first_step, steps_per_tick)
+        if inferred[:2] in seen:  # the same grid again: nothing would change
             break
-        voters = passing
+        voters, loss_rows = passing, following
     problems.update(failed)
     valid = passing
     if first_step is None:
