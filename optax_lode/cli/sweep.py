@@ -63,9 +63,13 @@ def _existing_as_flag(message: str) -> str:
     return message.replace("existing='skip'", "--mlflow-existing skip")
 
 
-def _one_line(err: BaseException) -> str:
+def _mlflow_failed(where: str, err: BaseException, then: str) -> int:
+    """Says in one line that MLflow at ``where`` failed, and ``then`` what
+    became of the sweep; the exit status."""
     # MLflow's messages may span lines (a server's response, say).
-    return " ".join(str(err).split()) or type(err).__name__
+    said = " ".join(str(err).split()) or type(err).__name__
+    print(f"optax-lode sweep: --mlflow ({where}): {said}{then}", file=sys.stderr)
+    return 2
 
 
 def register(subparsers) -> None:
@@ -214,12 +218,7 @@ def run(args: argparse.Namespace) -> int:
         except Exception as err:
             if not _tracker_error(err):
                 raise
-            print(
-                f"optax-lode sweep: --mlflow ({where}): {_one_line(err)} (nothing "
-                "was swept)",
-                file=sys.stderr,
-            )
-            return 2
+            return _mlflow_failed(where, err, " (nothing was swept)")
     checkpoint = args.checkpoint_dir or out.with_name(out.name + ".chunks")
     try:
         traj = run_sweep(
@@ -295,14 +294,13 @@ def run(args: argparse.Namespace) -> int:
             if not _tracker_error(err):
                 raise
             # The runs are written; the chunks kept make a rerun only export.
-            print(
-                f"optax-lode sweep: --mlflow ({where}): {_one_line(err)}. The runs "
-                f"are in {out}; run the same command again with --mlflow-existing "
-                "skip to log those not logged yet (the finished chunks are not "
-                "trained again)",
-                file=sys.stderr,
+            return _mlflow_failed(
+                where,
+                err,
+                f". The runs are in {out}; run the same command again with "
+                "--mlflow-existing skip to log those not logged yet (the finished "
+                "chunks are not trained again)",
             )
-            return 2
         logged = (
             f"logged {traj.num_runs} runs"
             if args.mlflow_existing != "skip"
