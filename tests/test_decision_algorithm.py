@@ -171,7 +171,9 @@ def test_decide_equals_explain_and_is_jittable_with_a_real_model():
         (dict(tol=0.0), "tol"),
         (dict(horizon=1.5), r"float horizon f .* in \(0, 1\]"),
         (dict(horizon=-1), "horizon"),
-        (dict(horizon=T + 1), r"must be in \[0, T=20\]"),  # its grid grows with it
+        (dict(horizon=T + 1), r"must be in \[1, T=20\]"),  # its grid grows with it
+        # Scored at the matched tick itself, no rate of the segment would count.
+        (dict(horizon=0), r"must be in \[1, T=20\]"),
         (dict(lr_bounds=(0.1, 0.01)), "lr_min < lr_max"),
         (dict(lr_bounds=(0.0, 0.01)), "lr_min < lr_max"),
         (dict(run_ticks=40), "rescale=True"),

@@ -106,7 +106,7 @@ class DecisionConfig:
         tol: acceptance tolerance, in window-loss standard deviations.
         horizon: how far ahead of each decision's matched tick the metric is
             scored (the paper's Delta t): ``None`` to the end of the run
-            (``T - t*``), an int number of live ticks, or a float ``f``:
+            (``T - t*``), an int number of live ticks in ``[1, T]``, or a float ``f``:
             ``max(1, round(f * run_ticks))`` ticks. A distance, the same at
             every decision, not a point of the run: with ``f = 0.5`` the decisions
             after mid-run score past its end, where the model extrapolates.
@@ -207,11 +207,13 @@ class DecisionConfig:
         if h is None:
             pass
         elif _is_int(h):
-            if not 0 <= h <= self.run_ticks:
-                # Longer would score past the end of the run, and the rollout
-                # grid (memory and time per decision) grows with it.
+            if not 1 <= h <= self.run_ticks:
+                # 0 would score each member at its matched tick, before any
+                # rate of the segment acts (a float horizon is >= 1 tick too).
+                # Longer than T would score past the end of the run, and the
+                # rollout grid (memory and time per decision) grows with it.
                 raise ValueError(
-                    f"an int horizon is in ticks and must be in [0, T={self.run_ticks}]"
+                    f"an int horizon is in ticks and must be in [1, T={self.run_ticks}]"
                     f" (the run's ticks), got {h}; None scores at the run's end"
                 )
         elif _is_real(h):
@@ -317,8 +319,9 @@ class DecisionConfig:
             n: ensemble size.
             sigma: latent noise in units of ``model.latent_scale``.
             tol: acceptance tolerance in window-loss standard deviations.
-            horizon: ``None``, int ticks, or a float ``f``: ``max(1, round(f
-                * T))`` ticks ahead of each matched tick (a distance).
+            horizon: ``None``, int ticks in ``[1, T]``, or a float ``f``:
+                ``max(1, round(f * T))`` ticks ahead of each matched tick (a
+                distance).
             lr_bounds: ``(lr_min, lr_max)`` to clip to; default the model's
                 ``lr_range`` widened by ``lr_range_factor`` on both sides.
             lr_range_factor: the widening factor (>= 1).

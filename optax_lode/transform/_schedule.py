@@ -368,7 +368,7 @@ def lode_schedule(
             scale.
         horizon: how far ahead the metric is scored (the paper's Delta t):
             ``None`` to the end of the run (``T - t*``, the paper's best
-            setting), an int number of ticks (at most ``T``), or a float
+            setting), an int number of ticks (1 to ``T``), or a float
             ``f`` in ``(0, 1]``: ``max(1, round(f * T))`` ticks ahead of each
             decision's matched tick (a distance, not the point ``f`` of the
             run).
