@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -108,15 +108,34 @@ def budget_entry(steps: int, models: list[dict], ref: list[float] | None) -> dic
     }
 
 
-def spread(entry: dict) -> tuple[float, float] | None:
+class Spread(NamedTuple):
+    """The reference budget's spread, in accuracy points."""
+
+    between: float  # std of the models' mean accuracies
+    within: float  # mean over the models of their runs' std
+    runs: int  # evaluation seeds per model
+    mean_within: float  # within / sqrt(runs): the spread of one model's mean
+    p: float | None  # :func:`models_differ_p`
+
+
+def spread(entry: dict) -> Spread | None:
     """The reference budget's spread in accuracy points: the std of its
-    models' mean accuracies (between models) and the mean over its models of
-    the std over evaluation seeds (within a model); None with one model."""
+    models' mean accuracies (between models), the mean over its models of the
+    std over evaluation seeds (within a model) and what that makes of a
+    model's mean over its runs, with the ANOVA p-value that compares the two;
+    None with one model."""
     ref = reference_row(entry["fits"])
     if len(ref["models"]) < 2:
         return None
-    within = float(np.mean([m["std"] for m in ref["models"]]))
-    return 100.0 * ref["std"], 100.0 * within
+    within = 100.0 * float(np.mean([m["std"] for m in ref["models"]]))
+    runs = len(ref["models"][0]["test_metrics"])
+    return Spread(
+        100.0 * ref["std"],
+        within,
+        runs,
+        within / np.sqrt(runs),
+        models_differ_p(entry),
+    )
 
 
 def models_differ_p(entry: dict) -> float | None:
@@ -203,13 +222,12 @@ def task_table(task: str, entry: dict) -> str:
     )
     sp = spread(entry)
     if sp is not None:
-        runs = len(reference_row(entry["fits"])["models"][0]["test_metrics"])
         out += (
             f"\nAt the reference budget, models of different fit seeds differ "
-            f"by {sp[0]:.2f} points (std of their mean accuracies); a model's "
-            f"runs over the evaluation seeds by {sp[1]:.2f} (mean std), so its "
-            f"{runs}-run mean by about {sp[1] / np.sqrt(runs):.2f}; one-way "
-            f"ANOVA of the models' runs: p = {_p(models_differ_p(entry))}.\n"
+            f"by {sp.between:.2f} points (std of their mean accuracies); a model's "
+            f"runs over the evaluation seeds by {sp.within:.2f} (mean std), so its "
+            f"{sp.runs}-run mean by about {sp.mean_within:.2f}; one-way "
+            f"ANOVA of the models' runs: p = {_p(sp.p)}.\n"
         )
     n = len(task_models(entry))
     out += (

@@ -540,7 +540,6 @@ def fit_budget_claim() -> str:
     error) make better schedules, and how far models of the demo's settings
     and other fit seeds lie apart, Table 1's model (fit seed 0) among them."""
     from benchmarks.fit_budget import (
-        models_differ_p,
         models_per_budget,
         mse_vs_accuracy,
         spread,
@@ -581,17 +580,15 @@ def fit_budget_claim() -> str:
         draw = f"on `{task}` {means}"
         sp = spread(d)
         if sp is not None:
-            runs = len(ref["models"][0]["test_metrics"])
-            p = models_differ_p(d)
             draw += (
-                f" (std {sp[0]:.2f} points between models; one model's runs "
-                f"{sp[1]:.2f}, so its {runs}-run mean about "
-                f"{sp[1] / runs**0.5:.2f}; ANOVA p = "
-                + ("n/a" if p is None else format_p(p))
+                f" (std {sp.between:.2f} points between models; one model's runs "
+                f"{sp.within:.2f}, so its {sp.runs}-run mean about "
+                f"{sp.mean_within:.2f}; ANOVA p = "
+                + ("n/a" if sp.p is None else format_p(sp.p))
                 + ")"
             )
-            if p is not None:
-                anova[task] = p
+            if sp.p is not None:
+                anova[task] = sp.p
         best = t1.get("best_baseline")
         if best is not None:
             bar = t1["methods"][best]["mean"]

@@ -10,6 +10,7 @@ from benchmarks.fit_budget import (
     budget_entry,
     fit_facts,
     model_entry,
+    models_differ_p,
     spread,
     task_table,
 )
@@ -61,9 +62,12 @@ def test_a_budget_is_compared_by_its_models_means():
 
 def test_spread_separates_models_from_evaluation_seeds():
     entry = {"fits": {"ref": budget_entry(3000, _models([0.90, 0.96]), None)}}
-    between, within = spread(entry)
-    assert between == pytest.approx(100 * np.std([0.90, 0.96], ddof=1))
-    assert within == pytest.approx(100 * np.std([0.89, 0.91], ddof=1))
+    sp = spread(entry)
+    assert sp.between == pytest.approx(100 * np.std([0.90, 0.96], ddof=1))
+    assert sp.within == pytest.approx(100 * np.std([0.89, 0.91], ddof=1))
+    assert sp.runs == 2
+    assert sp.mean_within == pytest.approx(sp.within / np.sqrt(2))
+    assert sp.p == models_differ_p(entry)
     one = {"fits": {"ref": budget_entry(3000, _models([0.9]), None)}}
     assert spread(one) is None
 
@@ -114,8 +118,6 @@ def test_a_model_two_budgets_made_counts_once():
 
 def test_models_differ_p_tests_the_models_means_against_their_runs_noise():
     from scipy import stats
-
-    from benchmarks.fit_budget import models_differ_p
 
     def entry(groups):
         models = [{"test_metrics": g} for g in groups]
