@@ -423,8 +423,11 @@ class OtherLoad:
         return max(0.0, (busy - self._busy - own) / wall)
 
 
-def other_load_note(cores: Sequence[float | None]) -> str:
-    """A sentence on what other processes took during the timed repetitions."""
+def other_load_note(
+    cores: Sequence[float | None], what: str = "timed repetitions"
+) -> str:
+    """A sentence on what other processes took during the timed repetitions
+    (``what``: what one reading covers, where it is not one repetition)."""
     seen = [c for c in cores if c is not None]
     if not seen:
         return "Other processes' CPU was not measured (no /proc/stat). "
@@ -432,7 +435,7 @@ def other_load_note(cores: Sequence[float | None]) -> str:
     return (
         f"Other processes (and the hypervisor's steal) took a median of "
         f"{statistics.median(seen):.2f} and at most {max(seen):.2f} of the "
-        f"{os.cpu_count()} cores during the {len(seen)} timed repetitions "
+        f"{os.cpu_count()} cores during the {len(seen)} {what} "
         f"(/proc/stat against this process's CPU time); {busy} of them above "
         "0.1 core, whose times may be inflated. "
     )
@@ -473,13 +476,27 @@ def paired_overhead(
     return out
 
 
-def median_time(fn: Callable[[], Any], *, repeats: int = 20) -> float:
-    """Median wall time of ``fn()`` in seconds; ``fn`` must block on its result."""
+def median_time(
+    fn: Callable[[], Any],
+    *,
+    repeats: int = 20,
+    others: list[float | None] | None = None,
+) -> float:
+    """Median wall time of ``fn()`` in seconds; ``fn`` must block on its result.
+
+    ``others``: if given, each call's :class:`OtherLoad` reading is appended
+    to it (for calls far longer than ``/proc/stat``'s 10 ms tick).
+    """
     times = []
+    meter = OtherLoad()
     for _ in range(repeats):
+        if others is not None:
+            meter.start()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        if others is not None:
+            others.append(meter.stop())
     return statistics.median(times)
 
 

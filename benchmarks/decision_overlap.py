@@ -75,6 +75,14 @@ def _works(model, cfg):
     }
 
 
+def hidden_pct(step, work, both) -> np.ndarray:
+    """Per repetition, the share (%) of the work's time that running it beside
+    the step saved: ``100 * (1 - (both - step) / work)``, from the times of
+    the step alone, the work alone and the two in one scan."""
+    step, work, both = (np.asarray(t, dtype=float) for t in (step, work, both))
+    return 100.0 * (1.0 - (both - step) / work)
+
+
 def measure(model, *, width, steps, repeats, batch=128):
     cfg = DecisionConfig.from_model(model, n=30)
     params = _mlp(width, jax.random.key(SEED))
@@ -132,7 +140,7 @@ def measure(model, *, width, steps, repeats, batch=128):
         both = np.array(walls[f"step + work: {name}"])
         # Paired by repetition (a repetition runs every variant once, close in
         # time), so a drift in machine load cancels out of each estimate.
-        hidden = 100.0 * (1.0 - (both - step) / alone)
+        hidden = hidden_pct(step, alone, both)
         q1, q3 = np.percentile(hidden, [25, 75])
         rows.append(
             {

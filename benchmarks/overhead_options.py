@@ -40,8 +40,10 @@ import numpy as np
 import optax
 
 from benchmarks._common import (
+    OtherLoad,
     markdown_table,
     median_interval,
+    other_load_note,
     paired_overhead,
     rotated,
     verdict,
@@ -112,11 +114,14 @@ def whole_runs(model, *, n, mu, ticks, steps_per_tick, width, repeats, batch=128
         raise RuntimeError("the run without decisions made decisions")
     names = list(runs)
     walls = {k: [] for k in names}
+    others, meter = [], OtherLoad()
     for i in range(repeats):
+        meter.start()
         for k in rotated(names, i):
             t0 = time.perf_counter()
             jax.block_until_ready(runs[k]())
             walls[k].append(time.perf_counter() - t0)
+        others.append(meter.stop())
     w = {k: np.asarray(v) for k, v in walls.items()}
     out = {"steps": total, "repeats": repeats, "decisions": decisions["lode"]}
     out["step_us_cosine"] = 1e6 * float(np.median(w["cosine"])) / total
@@ -129,6 +134,7 @@ def whole_runs(model, *, n, mu, ticks, steps_per_tick, width, repeats, batch=128
     out["decision_in_run_ms"] = float(np.median(per))
     out["decision_in_run_ms_interval"] = list(median_interval(per)[:2])
     out["times"] = walls
+    out["other_load_cores"] = others
     return out
 
 
@@ -248,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     cov = data[0]["interval_coverage"] if data else float("nan")
     step_us = data[0]["step_us_cosine"] if data else float("nan")
+    # The whole runs only: a standalone decision (~2 ms) is shorter than
+    # /proc/stat's 10 ms tick.
+    others = other_load_note([c for d in data for c in d["other_load_cores"]])
     notes = f"""
 Whole runs of T={ticks} ticks at {spt} steps per tick ({ticks * spt} steps) of
 the MLP 40-{width}-{width}-10 (batch 128), each run as one lax.scan:
@@ -265,9 +274,9 @@ case. Each row changes one default (the last, two); `n=1` keeps only the
 encoded latent (no ensemble: Algorithm 1's acceptance and top-three mean
 degenerate to one candidate), and 8 ticks per Euler step stands for a
 model fitted on a coarser grid (untrained here like the others; what the
-coarser grid does to reconstructions is not measured). Load average
-{load[0]:.1f} before and {os.getloadavg()[0]:.1f} after (2 cores). Took
-{time.perf_counter() - t_start:.0f} s.
+coarser grid does to reconstructions is not measured). {others}Load
+average {load[0]:.1f} before and {os.getloadavg()[0]:.1f} after
+({os.cpu_count()} cores). Took {time.perf_counter() - t_start:.0f} s.
 """
     write_result(
         args.name,

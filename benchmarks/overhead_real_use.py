@@ -45,9 +45,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import (
+    OtherLoad,
     markdown_table,
     median_interval,
+    other_load_note,
     paired_overhead,
+    rotated,
     write_result,
 )
 from benchmarks.overhead import TARGET_PCT
@@ -137,12 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     names = list(txs)
     run_s = {k: [] for k in names}
     seeds = []
+    others, meter = [], OtherLoad()
     for rep in range(args.repeats):
         seed = cfg.eval_seeds[rep % len(cfg.eval_seeds)]
         seeds.append(seed)
-        r = rep % len(names)
-        for name in names[r:] + names[:r]:
+        meter.start()
+        for name in rotated(names, rep):
             run_s[name].append(runs[name].run(seed, with_test=False)[-1])
+        others.append(meter.stop())
         print(
             f"repetition {rep + 1}/{args.repeats} (seed {seed}): "
             + ", ".join(f"{k} {run_s[k][-1]:.3f} s" for k in names),
@@ -234,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             if per_decision
             else ""
         )
+        + other_load_note(others)
         + f"Load average {load[0]:.1f} before and "
-        f"{load_after[0]:.1f} after (2 cores: below 2 the machine was "
-        "otherwise idle)."
+        f"{load_after[0]:.1f} after ({os.cpu_count()} cores)."
     )
     headline = (
         f"LODE vs cosine on the demo's {cfg.task} ({spt} steps/tick): "
@@ -266,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_extra_decision": per_decision,
             "run_seconds": run_s,
             "seeds": seeds,
+            "other_load_cores": others,
             "load_average": [load[0], load_after[0]],
             "xla_flags": xla_flags,
             "wall_seconds": time.perf_counter() - t_start,

@@ -42,7 +42,13 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks._common import markdown_table, median_time, write_result
+from benchmarks._common import (
+    OtherLoad,
+    markdown_table,
+    median_time,
+    other_load_note,
+    write_result,
+)
 
 NAME = "solver_choice"
 
@@ -113,13 +119,17 @@ def main(argv=None) -> None:
         diffrax.Euler(), on_grid("euler")
     )
     candidates["diffrax Heun (fixed)"] = diffrax_fixed(diffrax.Heun(), on_grid("euler"))
-    latency = {}
+    latency, others, meter = {}, [], OtherLoad()
     for name, fn in candidates.items():
         f = jax.jit(jax.vmap(fn))
         jax.block_until_ready(f(z))
+        # One reading per solver's series of calls: a call (milliseconds) is
+        # shorter than /proc/stat's 10 ms tick.
+        meter.start()
         latency[name] = 1e3 * median_time(
             lambda f=f: jax.block_until_ready(f(z)), repeats=args.repeats
         )
+        others.append(meter.stop())
 
     # -- stability and fidelity on the fitted model (its own T) -------------------
     def reference(model, z0, num):
@@ -197,6 +207,7 @@ def main(argv=None) -> None:
                 "repeats": args.repeats,
             },
             "latency_ms": latency,
+            "other_load_cores": others,
             "stability": stability,
             "pick": pick,
             "step_size": step_data,
@@ -237,7 +248,16 @@ def main(argv=None) -> None:
             "the continuous ODE, not an error on the data. Step size: widest "
             "step within 10% of one step per tick on loss and metric (50%): "
             f"**{step_data['widest_within_10pct']} ticks**; the default "
-            f"`ticks_per_step` for T = 600 is {step_data['default_at_600']}."
+            f"`ticks_per_step` for T = 600 is {step_data['default_at_600']}. "
+            "First table: "
+            + other_load_note(others, f"series of {args.repeats} timed calls")
+            + "Second table, fits: "
+            + other_load_note(step_data["other_load_cores"]["fits"], "timed fits")
+            + "Second table, rollouts: "
+            + other_load_note(
+                step_data["other_load_cores"]["rollouts"],
+                "timed repetitions (every step size's rollout, 5 calls each)",
+            )
         ),
     )
 
@@ -263,8 +283,10 @@ def _step_sizes(args, n: int, ticks: int):
     train, test = sweep.split(held_out=0.2, seed=0)
     keys = ("loss", "metric", "lr")
     per = {s: {"fit_s": [], "obs5": [], "obs50": [], "models": []} for s in sizes}
+    others, meter = {"fits": [], "rollouts": []}, OtherLoad()
     for seed in range(args.step_seeds):
         for s in sizes:  # interleaved: machine drift hits every size alike
+            meter.start()
             t0 = time.perf_counter()
             m = fit(
                 train,
@@ -275,6 +297,7 @@ def _step_sizes(args, n: int, ticks: int):
                 ticks_per_step=s,
             )
             per[s]["fit_s"].append(time.perf_counter() - t0)
+            others["fits"].append(meter.stop())
             per[s]["obs5"].append(evaluate(m, test, observe=0.05))
             per[s]["obs50"].append(evaluate(m, test, observe=0.5))
             per[s]["models"].append(m)
@@ -287,10 +310,12 @@ def _step_sizes(args, n: int, ticks: int):
         jax.block_until_ready(f(z))
     times = {s: [] for s in sizes}
     for _ in range(args.repeats):
+        meter.start()
         for s, f in rollouts.items():
             times[s].append(
                 median_time(lambda f=f: jax.block_until_ready(f(z)), repeats=5)
             )
+        others["rollouts"].append(meter.stop())
     data, rows = {"sizes": {}}, []
     for s in sizes:
         mean = {
@@ -328,6 +353,7 @@ def _step_sizes(args, n: int, ticks: int):
     ]
     data["widest_within_10pct"] = max(within)
     data["default_at_600"] = default_ticks_per_step(T)
+    data["other_load_cores"] = others
     data["config"] = {
         "T": T,
         "fit_steps": args.step_fit_steps,

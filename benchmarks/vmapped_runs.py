@@ -25,13 +25,20 @@ import argparse
 import os
 import statistics
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks._common import markdown_table, write_result
+from benchmarks._common import (
+    OtherLoad,
+    markdown_table,
+    other_load_note,
+    rotated,
+    write_result,
+)
 from benchmarks.overhead import _mlp, _train_step
 from optax_lode import LatentODE, lode_schedule
 
@@ -65,6 +72,28 @@ def _scan(step, steps):
         return p, s, loss, lr
 
     return run
+
+
+def ratios(med: dict[str, float], runs: int) -> dict[str, Any]:
+    """The ratios of median times the result reports: each program's against
+    the ``runs`` cosine runs vmapped (``vs_cosine``) and the LODE runs one by
+    one (``vs_one_by_one``), the table's columns; and the headline's, under
+    the result's keys."""
+    vmapped = f"{runs} runs vmapped"
+    base = med[f"cosine, {vmapped}"]
+    lode_alone = med[f"lode, {runs} runs one by one"]
+    axis = med[f"lode, axis_name, {vmapped}"]
+    return {
+        "vs_cosine": {label: t / base for label, t in med.items()},
+        "vs_one_by_one": {label: t / lode_alone for label, t in med.items()},
+        "ratio_axis_name_vs_cosine": axis / base,
+        "ratio_select_vs_cosine": med[f"lode, no axis_name, {vmapped}"] / base,
+        "ratio_out_of_step_vs_cosine": (
+            med[f"lode, axis_name, {vmapped}, out of step"] / base
+        ),
+        "ratio_vs_one_by_one": axis / lode_alone,
+        "cosine_ratio_vs_one_by_one": base / med[f"cosine, {runs} runs one by one"],
+    }
 
 
 def main(argv=None) -> None:
@@ -167,21 +196,23 @@ def main(argv=None) -> None:
 
     labels = list(programs)
     times = {label: [] for label in labels}
+    others, meter = [], OtherLoad()
     for rep in range(repeats):
-        for label in labels[rep % len(labels) :] + labels[: rep % len(labels)]:
+        meter.start()
+        for label in rotated(labels, rep):
             t0 = time.perf_counter()
             call(label)
             times[label].append(time.perf_counter() - t0)
+        others.append(meter.stop())
     med = {label: statistics.median(v) for label, v in times.items()}
-    base = med[f"cosine, {runs} runs vmapped"]
-    lode_alone = med[f"lode, {runs} runs one by one"]
+    ratio = ratios(med, runs)
     rows = [
         [
             label,
             med[label],
             1e3 * med[label] / steps,
-            med[label] / base,
-            med[label] / lode_alone,
+            ratio["vs_cosine"][label],
+            ratio["vs_one_by_one"][label],
         ]
         for label in labels
     ]
@@ -195,11 +226,11 @@ def main(argv=None) -> None:
         ],
         rows,
     )
-    ratio_axis = med[f"lode, axis_name, {runs} runs vmapped"] / base
-    ratio_select = med[f"lode, no axis_name, {runs} runs vmapped"] / base
-    ratio_late = med[f"lode, axis_name, {runs} runs vmapped, out of step"] / base
-    vs_alone = med[f"lode, axis_name, {runs} runs vmapped"] / lode_alone
-    cos_vs_alone = base / med[f"cosine, {runs} runs one by one"]
+    ratio_axis = ratio["ratio_axis_name_vs_cosine"]
+    ratio_select = ratio["ratio_select_vs_cosine"]
+    ratio_late = ratio["ratio_out_of_step_vs_cosine"]
+    vs_alone = ratio["ratio_vs_one_by_one"]
+    cos_vs_alone = ratio["cosine_ratio_vs_one_by_one"]
     headline = (
         f"{runs} LODE runs vmapped with axis_name: {ratio_axis:.2f}x the time of "
         f"{runs} vmapped cosine runs ({ratio_select:.1f}x without axis_name, "
@@ -233,7 +264,9 @@ def main(argv=None) -> None:
         "without, against the largest between two runs alone, "
         f"{between:.1e}. Compile seconds: "
         + ", ".join(f"{label} {sec:.1f}" for label, sec in compile_s.items())
-        + f". Load average {load[0]:.1f} before and {os.getloadavg()[0]:.1f} "
+        + ". "
+        + other_load_note(others)
+        + f"Load average {load[0]:.1f} before and {os.getloadavg()[0]:.1f} "
         f"after ({os.cpu_count()} cores)."
     )
     write_result(
@@ -253,6 +286,7 @@ def main(argv=None) -> None:
             "decisions_per_run": int(decisions.min()),
             "fallbacks_per_run": fallbacks.tolist(),
             "seconds": times,
+            "other_load_cores": others,
             "median_seconds": med,
             "ratio_axis_name_vs_cosine": ratio_axis,
             "ratio_select_vs_cosine": ratio_select,

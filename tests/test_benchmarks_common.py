@@ -306,6 +306,27 @@ def test_other_load_is_the_machines_busy_time_beyond_this_process(monkeypatch):
     assert "median of 0.05 and at most 0.60" in note
     assert "3 timed repetitions" in note and "1 of them above 0.1 core" in note
     assert "not measured" in common.other_load_note([None])
+    # What a reading covers, where it is not one repetition.
+    note = common.other_load_note([0.0, 0.3], "series of 50 timed calls")
+    assert "the 2 series of 50 timed calls (/proc/stat" in note
+
+
+def test_median_time_reads_other_load_per_call_only_when_asked(monkeypatch):
+    readings = iter([0.1, 0.2, 0.3])
+
+    class Meter:
+        def start(self):
+            pass
+
+        def stop(self):
+            return next(readings)
+
+    monkeypatch.setattr(common, "OtherLoad", Meter)
+    calls, others = [], []
+    common.median_time(lambda: calls.append(1), repeats=3, others=others)
+    assert len(calls) == 3 and others == [0.1, 0.2, 0.3]
+    # Without a list, no reading: the exhausted meter would raise.
+    common.median_time(lambda: None, repeats=2)
 
 
 def test_paired_overhead_is_the_median_of_per_repetition_ratios():

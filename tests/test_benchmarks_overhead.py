@@ -1,4 +1,7 @@
-"""The overhead benchmark's summary line, on made-up measurements."""
+"""The overhead benchmarks' summary lines and statistics, on made-up
+measurements."""
+
+import pytest
 
 from benchmarks.overhead import headline
 
@@ -66,3 +69,41 @@ def test_interval_coverage_is_said_per_repetition_count():
     # would not say which row has 94%.
     rows = [row(0.9567, 25), row(0.9375, 5), row(0.9648, 15)]
     assert _coverage(rows) == "94% at 5 reps; 96% at 15/25 reps"
+
+
+def test_hidden_is_the_share_of_the_works_time_saved_beside_the_step():
+    from benchmarks.decision_overlap import hidden_pct
+
+    # A step of 10 s and a work of 4 s, per repetition: the two together in
+    # 10 s hide all of the work, in 14 s none, in 12 s half; 15 s cost more
+    # than running them one after the other, 9 s ran the step faster.
+    hidden = hidden_pct([10.0] * 5, [4.0] * 5, [10.0, 14.0, 12.0, 15.0, 9.0])
+    assert hidden.tolist() == pytest.approx([100.0, 0.0, 50.0, -25.0, 125.0])
+    # Paired: each repetition's own times (a slow second repetition is 50%
+    # too, not read against the first's).
+    assert hidden_pct([10, 20], [4, 8], [12, 24]).tolist() == pytest.approx(
+        [50.0, 50.0]
+    )
+
+
+def test_vmapped_ratios_are_each_programs_median_over_its_reference():
+    from benchmarks.vmapped_runs import ratios
+
+    med = {
+        "cosine, 2 runs vmapped": 2.0,
+        "lode, axis_name, 2 runs vmapped": 3.0,
+        "lode, no axis_name, 2 runs vmapped": 10.0,
+        "lode, axis_name, 2 runs vmapped, out of step": 5.0,
+        "cosine, 2 runs one by one": 4.0,
+        "lode, 2 runs one by one": 12.0,
+    }
+    r = ratios(med, 2)
+    assert r["ratio_axis_name_vs_cosine"] == pytest.approx(1.5)
+    assert r["ratio_select_vs_cosine"] == pytest.approx(5.0)
+    assert r["ratio_out_of_step_vs_cosine"] == pytest.approx(2.5)
+    # The vmapped axis_name runs over the LODE runs one by one, and the
+    # vmapped cosine runs over the cosine runs one by one.
+    assert r["ratio_vs_one_by_one"] == pytest.approx(0.25)
+    assert r["cosine_ratio_vs_one_by_one"] == pytest.approx(0.5)
+    assert r["vs_cosine"] == pytest.approx({k: t / 2.0 for k, t in med.items()})
+    assert r["vs_one_by_one"] == pytest.approx({k: t / 12.0 for k, t in med.items()})
