@@ -396,15 +396,18 @@ class OtherLoad:
     A load average says little about a timed interval (it is a minute's
     exponential average, and counts this process); this compares the
     machine's busy CPU time over the interval with this process's own (all
-    its threads). ``/proc/stat`` counts in clock ticks (10 ms), so read
-    values below about ``0.02 / seconds`` cores as zero. Off Linux every
-    reading is None.
+    its threads). ``/proc/stat`` counts in clock ticks (10 ms) on each core,
+    so a reading is off by up to about ``0.02 / seconds`` cores: an interval
+    shorter than :attr:`MIN_SECONDS` (where that is 0.1 core) reads None, as
+    does every reading off Linux.
 
     Example:
         >>> meter = OtherLoad()
         >>> meter.start()
         >>> cores = meter.stop()  # None off Linux
     """
+
+    MIN_SECONDS = 0.2
 
     def __init__(self) -> None:
         self._t = self._busy = self._own = None
@@ -418,7 +421,7 @@ class OtherLoad:
         busy = _busy_cpu_seconds()
         wall = time.perf_counter() - self._t
         own = time.process_time() - self._own
-        if busy is None or self._busy is None or wall <= 0:
+        if busy is None or self._busy is None or wall < self.MIN_SECONDS:
             return None
         return max(0.0, (busy - self._busy - own) / wall)
 
@@ -429,15 +432,18 @@ def other_load_note(
     """A sentence on what other processes took during the timed repetitions
     (``what``: what one reading covers, where it is not one repetition)."""
     seen = [c for c in cores if c is not None]
+    short = f"under {OtherLoad.MIN_SECONDS:g} s, too short for its 10 ms ticks"
     if not seen:
-        return "Other processes' CPU was not measured (no /proc/stat). "
+        return f"Other processes' CPU was not measured (no /proc/stat, or {short}). "
     busy = sum(c > 0.1 for c in seen)
+    unmeasured = len(cores) - len(seen)
     return (
         f"Other processes (and the hypervisor's steal) took a median of "
         f"{statistics.median(seen):.2f} and at most {max(seen):.2f} of the "
         f"{os.cpu_count()} cores during the {len(seen)} {what} "
         f"(/proc/stat against this process's CPU time); {busy} of them above "
         "0.1 core, whose times may be inflated. "
+        + (f"{unmeasured} more were not measured ({short}). " if unmeasured else "")
     )
 
 

@@ -817,6 +817,29 @@ def cost_arithmetic() -> str | None:
     return text
 
 
+def options_decisions() -> str | None:
+    """What a decision costs inside a running loop against alone, from
+    ``overhead_options``' latest run: whether fewer members or rarer decisions
+    buy their standalone saving back depends on it (the schedule page)."""
+    data = _result("overhead_options")
+    rows = [
+        o
+        for o in (data or {}).get("options", [])
+        if o.get("decision_in_run_ms") and o.get("decision_ms")
+    ]
+    if not rows:
+        return None
+    ratio = [o["decision_in_run_ms"] / o["decision_ms"] for o in rows]
+    smallest = min(rows, key=lambda o: o["n"])
+    return (
+        f"- Its decisions: inside the running loop a decision cost "
+        f"{min(ratio):.1f}x to {max(ratio):.1f}x its standalone latency across "
+        f"the options (`{smallest['option']}`: "
+        f"{smallest['decision_in_run_ms']:.2f} ms in the run, "
+        f"{smallest['decision_ms']:.2f} ms alone)."
+    )
+
+
 def render_cost(names: list[str]) -> str:
     """The schedule page's summary of the cost results, latest run each."""
     found = [n for n in COST_RESULTS if n in names]
@@ -827,10 +850,13 @@ def render_cost(names: list[str]) -> str:
         "[Benchmarks](benchmarks.md)):",
         "",
     ]
-    bullets = _lines(found, "benchmarks.md", mkdocs=True)
-    arithmetic = cost_arithmetic() if "overhead" in found else None
-    if arithmetic:  # right below the overhead result it explains
-        bullets.insert(found.index("overhead") + 1, arithmetic)
+    # Each explanation right below the result it explains.
+    explain = {"overhead": cost_arithmetic, "overhead_options": options_decisions}
+    bullets = []
+    heads = _lines(found, "benchmarks.md", mkdocs=True)
+    for name, line in zip(found, heads, strict=True):
+        extra = explain[name]() if name in explain else None
+        bullets += [line] if extra is None else [line, extra]
     lines += bullets or ["- No cost benchmark has run yet."]
     lines.append(COST_END)
     return "\n".join(lines)

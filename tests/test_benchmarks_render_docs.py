@@ -425,6 +425,7 @@ def test_cost_arithmetic_is_computed_from_the_overhead_result(tmp_path, monkeypa
     (tmp_path / "overhead.md").write_text("## lode_schedule overhead\n")
     (tmp_path / "overhead_options.md").write_text("## Options\n")
     (tmp_path / "overhead_options.json").write_text(json.dumps({"headline": "o"}))
+    assert render_docs.options_decisions() is None  # no options measured
     text = render_docs.cost_arithmetic()
     # 19 x 2 ms of 6000 x 100 us = 6.3%; 19 x 1.5 ms = 4.8%; donation: 25%, 20%.
     assert "6000 steps of 100 us with cosine (0.60 s)" in text
@@ -440,3 +441,32 @@ def test_cost_arithmetic_is_computed_from_the_overhead_result(tmp_path, monkeypa
     data["breakdown"] = []
     (tmp_path / "overhead.json").write_text(json.dumps(data))
     assert render_docs.cost_arithmetic() is None
+
+
+def test_options_decisions_compares_in_run_and_standalone(tmp_path, monkeypatch):
+    monkeypatch.setattr(render_docs, "RESULTS", tmp_path)
+
+    def option(name, n, in_run, alone):
+        return {
+            "option": name,
+            "n": n,
+            "decision_in_run_ms": in_run,
+            "decision_ms": alone,
+        }
+
+    options = [
+        option("defaults", 30, 3.0, 2.0),
+        option("n=1", 1, 1.6, 0.4),
+        option("n=10", 10, 0.9, 1.0),
+    ]
+    (tmp_path / "overhead_options.json").write_text(json.dumps({"options": options}))
+    (tmp_path / "overhead_options.md").write_text("## Options\n")
+    text = render_docs.options_decisions()
+    # In-run over standalone: 1.5, 4.0, 0.9; the smallest n named.
+    assert "0.9x to 4.0x its standalone latency" in text
+    assert "(`n=1`: 1.60 ms in the run, 0.40 ms alone)" in text
+    (tmp_path / "overhead.md").write_text("## lode_schedule overhead\n")
+    (tmp_path / "overhead.json").write_text(json.dumps({"headline": "h"}))
+    lines = render_docs.render_cost(["overhead", "overhead_options"]).splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("- Its decisions")]
+    assert at and lines[at[0] - 1].startswith("- [Options]")
