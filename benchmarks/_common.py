@@ -432,7 +432,7 @@ def other_load_note(
     """A sentence on what other processes took during the timed repetitions
     (``what``: what one reading covers, where it is not one repetition)."""
     seen = [c for c in cores if c is not None]
-    short = f"under {OtherLoad.MIN_SECONDS:g} s, too short for its 10 ms ticks"
+    short = f"under {OtherLoad.MIN_SECONDS:g} s, too short for /proc/stat's 10 ms ticks"
     if not seen:
         return f"Other processes' CPU was not measured (no /proc/stat, or {short}). "
     busy = sum(c > 0.1 for c in seen)
