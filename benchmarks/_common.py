@@ -443,7 +443,12 @@ def other_load_note(
         f"{os.cpu_count()} cores during the {len(seen)} {what} "
         f"(/proc/stat against this process's CPU time); {busy} of them above "
         "0.1 core, whose times may be inflated. "
-        + (f"{unmeasured} more were not measured ({short}). " if unmeasured else "")
+        + (
+            f"{unmeasured} more {'was' if unmeasured == 1 else 'were'} not "
+            f"measured ({short}). "
+            if unmeasured
+            else ""
+        )
     )
 
 

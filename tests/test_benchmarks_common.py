@@ -305,7 +305,7 @@ def test_other_load_is_the_machines_busy_time_beyond_this_process(monkeypatch):
     note = common.other_load_note([0.0, 0.05, 0.6, None])
     assert "median of 0.05 and at most 0.60" in note
     assert "3 timed repetitions" in note and "1 of them above 0.1 core" in note
-    assert "1 more were not measured (under 0.2 s" in note
+    assert "1 more was not measured (under 0.2 s" in note
     assert "not measured" in common.other_load_note([None])
     # Too short for /proc/stat's 10 ms ticks (0.1 s: +-0.2 core): no reading.
     busy = iter([10.0, 10.2])
