@@ -256,7 +256,8 @@ def main(argv=None) -> None:
             + "Second table, rollouts: "
             + other_load_note(
                 step_data["other_load_cores"]["rollouts"],
-                "timed repetitions (every step size's rollout, 5 calls each)",
+                "stretch of all the timed rollouts (every step size's, 5 calls "
+                f"each, {args.repeats} times)",
             )
         ),
     )
@@ -309,13 +310,16 @@ def _step_sizes(args, n: int, ticks: int):
     for f in rollouts.values():
         jax.block_until_ready(f(z))
     times = {s: [] for s in sizes}
+    # One reading over all the repetitions, as in rollout_latency: one
+    # repetition (every size's rollout, 5 calls each) takes well under
+    # OtherLoad.MIN_SECONDS and would read nothing.
+    meter.start()
     for _ in range(args.repeats):
-        meter.start()
         for s, f in rollouts.items():
             times[s].append(
                 median_time(lambda f=f: jax.block_until_ready(f(z)), repeats=5)
             )
-        others["rollouts"].append(meter.stop())
+    others["rollouts"].append(meter.stop())
     data, rows = {"sizes": {}}, []
     for s in sizes:
         mean = {
