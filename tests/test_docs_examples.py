@@ -536,7 +536,12 @@ def baseline_names():
         return 1.0 / (1.0 + loss_fn(p, x, y))
 
     return dict(
-        T=100, params=params, grads=grads, loss=loss, acc=0.5, evaluate=evaluate
+        total_steps=100,
+        params=params,
+        grads=grads,
+        loss=loss,
+        acc=0.5,
+        evaluate=evaluate,
     )
 
 

@@ -271,7 +271,7 @@ def test_sweep_mlflow_is_checked_before_sweeping(tmp_path, monkeypatch, capsys):
         assert main(base) == 2
     err = capsys.readouterr().err
     assert "--mlflow needs the optional package 'mlflow-skinny'" in err
-    assert "optax-lode[tracking]" in err
+    assert "pip install -e '.[tracking]'" in err
     pytest.importorskip("mlflow")
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     assert main([*base, f"file://{tmp_path / 'mlruns'}"]) == 2

@@ -27,7 +27,7 @@ def test_core_never_imports_trackers_and_missing_extra_is_explained():
             try:
                 call()
             except ImportError as err:
-                assert "pip install 'optax-lode[tracking]'" in str(err), err
+                assert "pip install -e '.[tracking]'" in str(err), err
             else:
                 raise AssertionError("no ImportError")
         print("ok")

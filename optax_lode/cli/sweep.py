@@ -147,7 +147,7 @@ def register(subparsers) -> None:
         help="also log every run to MLflow (params and per-tick train_loss, "
         "val_<the task's metric name> (val_accuracy, or val_neg_log_loss on "
         "nqm), lr) at tracking URI (default: MLFLOW_TRACKING_URI, else "
-        "sqlite:///mlflow.db); needs optax-lode[tracking]",
+        "sqlite:///mlflow.db); needs the tracking extra",
     )
     p.add_argument(
         "--mlflow-experiment",

@@ -32,7 +32,8 @@ def _figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float]):
         from matplotlib.figure import Figure
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "plots need matplotlib: pip install 'optax-lode[bench]'."
+            "plots need matplotlib: install the bench extra (in a clone of "
+            "optax-lode: pip install -e '.[bench]')."
         ) from e
     fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)

@@ -170,7 +170,8 @@ def welch_test(
         from scipy import stats
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "welch_test needs scipy: pip install 'optax-lode[bench]'."
+            "welch_test needs scipy: install the bench extra (in a clone of "
+            "optax-lode: pip install -e '.[bench]')."
         ) from e
     na, nb = xa.size, xb.size
     (ma, va), (mb, vb) = _mean_var(xa), _mean_var(xb)
@@ -263,7 +264,8 @@ def rank_test(
         from scipy import stats
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "rank_test needs scipy: pip install 'optax-lode[bench]'."
+            "rank_test needs scipy: install the bench extra (in a clone of "
+            "optax-lode: pip install -e '.[bench]')."
         ) from e
     exact = max(xa.size, xb.size) <= EXACT_MAX and (
         np.unique(np.concatenate([xa, xb])).size == xa.size + xb.size

@@ -65,8 +65,9 @@ def get_task(name: str, **kwargs: Any) -> Task:
         task = getattr(importlib.import_module(module), attr)(**kwargs)
     except ImportError as e:
         raise ImportError(
-            f"task {name!r} needs {e.name!r}: pip install 'optax-lode[tasks]' "
-            "(and 'optax-lode[datasets]' for the tfds tasks)"
+            f"task {name!r} needs {e.name!r}: install the tasks extra (in a clone "
+            "of optax-lode: pip install -e '.[tasks]', and '.[tasks,datasets]' "
+            "for the tfds tasks)"
         ) from e
     if not isinstance(task, Task):
         raise TypeError(f"factory {target} returned {type(task).__name__}, not a Task")

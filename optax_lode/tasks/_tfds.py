@@ -35,7 +35,8 @@ def tfds_arrays(
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             f"task data {name!r} needs tensorflow-datasets: "
-            "pip install 'optax-lode[datasets]'"
+            "install the datasets extra (in a clone of optax-lode: "
+            "pip install -e '.[datasets]')"
         ) from e
     try:
         # Never a download at run time: missing data is the user's to prepare

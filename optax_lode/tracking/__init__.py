@@ -4,9 +4,9 @@ Import (MLflow, TensorBoard) aligns each run's logged series onto the tick grid
 with :func:`align_to_ticks`; export writes a sweep's runs to MLflow; the
 diagnostics logger records the scheduler's decisions from a training loop.
 
-MLflow and TensorBoard are optional (``pip install 'optax-lode[tracking]'``) and
-imported only inside the functions that use them: importing this package does
-not import either.
+MLflow and TensorBoard are optional (the ``tracking`` extra: ``pip install -e
+'.[tracking]'`` in a clone) and imported only inside the functions that use
+them: importing this package does not import either.
 """
 
 from optax_lode.tracking._align import RunAlignmentError, align_to_ticks

@@ -12,7 +12,8 @@ from types import ModuleType
 
 _HINT = (
     "{what} needs the optional package {package!r}, which is not installed. "
-    "Install the tracking extra: pip install 'optax-lode[tracking]'"
+    "Install the tracking extra (in a clone of optax-lode: "
+    "pip install -e '.[tracking]')"
 )
 
 

@@ -374,7 +374,7 @@ def from_mlflow(
         id of a run that :func:`log_trajectories_to_mlflow` exported).
 
     Raises:
-        ImportError: if MLflow is not installed (install optax-lode[tracking]).
+        ImportError: if MLflow is not installed (install the tracking extra).
         FileNotFoundError: if a ``sqlite:///`` store does not exist.
         ValueError: on an unknown experiment (listing those that exist).
         RunAlignmentError: naming every run with a missing key, too few points or

@@ -366,7 +366,7 @@ def from_tensorboard(
 
     Raises:
         ImportError: if tensorboard is not installed (install
-            optax-lode[tracking]).
+            the tracking extra).
         FileNotFoundError: if ``logdir`` holds no event file.
         RunAlignmentError: naming every run with a missing tag, too few points,
             non-monotone steps (e.g. a restarted writer that logged old steps

@@ -736,7 +736,7 @@ def lode_schedule(
         # graph (as until 2026-12-04), its dozen small fusions changed how
         # XLA's CPU runtime laid out and overlapped the backward pass, a
         # lottery: between decisions a 10x MLP's scanned step cost +0.5% to
-        # +12% over cosine depending on n and width (one process, paired);
+        # +13.6% over cosine depending on n and width (one process, paired);
         # inside the cond, 0-2.6% on the same grid (docs/schedule.md, "Cost").
         # Not past the run's T ticks (extra steps, or the partial tick left by
         # a total_steps that is not a multiple of steps_per_tick): the model
