@@ -223,6 +223,11 @@ def _check_explain(ns, out):
     ns["plt"].close("all")
 
 
+def _check_replay(ns, out):
+    assert int(ns["ex"].decision.accepted) > 0  # a decision, not the held rate
+    np.testing.assert_array_equal(ns["ex"].decision.segment, ns["after"].segment)
+
+
 def _check_sweep(ns, out):
     assert ns["traj"].num_runs == 100
 
@@ -360,6 +365,9 @@ BLOCKS: dict[tuple[str, str], Run | NotRun] = {
     ),
     ("docs/schedule.md", "import jax, matplotlib.pyplot as plt"): Run(
         "explain_names", _check_explain
+    ),
+    ("docs/schedule.md", "import jax, jax.numpy as jnp, optax_lode"): Run(
+        "replay_names", _check_replay
     ),
     ("docs/schedule.md", "import jax, optax, optax_lode"): Run(
         "vmap_names", _check_vmapped_runs
@@ -682,6 +690,32 @@ def explain_names(tiny_model):
     t_star = 8
     window = run.features()[0, t_star - tiny_model.mu : t_star]
     return dict(model=tiny_model, window=window, t_star=t_star)
+
+
+@pytest.fixture
+def replay_names(tiny_model):
+    """A jitted run's state before and after its second decision, the metric
+    that update got (new: it completes the last record, and a replay without
+    it differs), and the schedule's DecisionConfig."""
+    tol = 1e3  # an untrained model: accept every member, so the segment is drawn
+    tx = optax_lode.lode_schedule(
+        tiny_model, total_steps=2 * tiny_model.T, steps_per_tick=2, tol=tol
+    )
+    p = {"w": jnp.ones(3)}
+    step = jax.jit(lambda s, loss, acc: tx.update(p, s, p, value=loss, val_metric=acc))
+    s = tx.init(p)
+    for i in range(2 * tiny_model.T):
+        # measured on a tick's first step, "nothing new" (NaN) on its second
+        acc = jnp.float32(0.1 + i / 100) if i % 2 == 0 else jnp.float32(jnp.nan)
+        if int(s.decisions) >= 1 and int(s.tick) % tiny_model.mu == 0:
+            acc = jnp.float32(0.9)  # the next decision's update: a new metric
+        before = s
+        s = step(s, jnp.float32(1 / (i + 1)), acc)[1]
+        if int(s.decisions) == 2:
+            break
+    assert int(s.decisions) == 2 and acc == jnp.float32(0.9)
+    cfg = optax_lode.DecisionConfig.from_model(tiny_model, tol=tol)
+    return dict(model=tiny_model, before=before, after=s, acc=acc, cfg=cfg)
 
 
 @pytest.fixture
