@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Calls ``write(tmp)`` on a temporary path, then moves it onto ``path``.
+
+    An error while writing names ``path``, never the hidden temporary.
 
     Args:
         path: the file to (re)place. Its directory must exist.
@@ -24,17 +27,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
             it: give it an open file instead).
 
     Raises:
-        FileNotFoundError: if ``path``'s directory does not exist (without this
-            check the error would name the temporary file).
-        IsADirectoryError: if ``path`` is a directory (likewise).
+        FileNotFoundError: if ``path``'s directory does not exist.
+        IsADirectoryError: if ``path`` is a directory, or ends in a separator.
+        OSError: if the file cannot be written (``PermissionError`` for a
+            directory that is not writable), naming ``path``.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # a bytes path too: the temporary's name is text
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot write {path!r}: no directory {directory!r}")
     if os.path.isdir(path):
         raise IsADirectoryError(
             f"cannot write {path!r}: it is a directory; give a file's path."
+        )
+    if path.endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        # The rename would fail, naming the temporary.
+        raise IsADirectoryError(
+            f"cannot write {path!r}: a path ending in {path[-1]!r} names a "
+            "directory; give a file's path (without the trailing separator)."
         )
     name = os.path.basename(path)
     # The temporary's name must fit the file system's limit (255 bytes, 143 on
@@ -43,6 +53,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
     tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
     try:
+        # Made here first: some writers (pyarrow) do not say which file they
+        # could not open.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
         write(tmp)
         fd = os.open(tmp, os.O_RDWR)  # O_RDWR: Windows refuses fsync on read-only
         try:
@@ -50,6 +63,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp not in (err.filename, err.filename2):
+            raise
+        # The temporary's name would leave the user guessing which file failed;
+        # OSError(errno, ...) keeps the subclass (PermissionError, ...).
+        raise OSError(err.errno, err.strerror, path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -65,8 +84,59 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def writable_directory(path: str | os.PathLike) -> Path | None:
+    """Makes directory ``path`` (and its parents) if missing and checks that a
+    file can be created in it, by creating one: before work that writes there
+    later (a fit's checkpoint), whose error would otherwise come after it.
+
+    Args:
+        path: the directory.
+
+    Returns:
+        The topmost directory it made, for a caller to remove if its work
+        fails; None if ``path`` existed.
+
+    Raises:
+        ValueError: saying what is wrong, naming the directory: a file on the
+            path, no permission to make it or to write in it, a read-only
+            file system. A directory it made is removed again.
+    """
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is not a directory")
+        missing = [d for d in (path, *path.parents) if not d.exists()]
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file on the path, no permission, a name too long
+        raise ValueError(f"cannot make {path} ({err.strerror or err})") from None
+    made = missing[-1] if missing else None
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:  # read-only, no permission, no space
+        remove_empty(made, path)
+        raise ValueError(f"cannot write in {path} ({err.strerror or err})") from None
+    return made
+
+
+def remove_empty(made: Path | None, path: str | os.PathLike) -> None:
+    """Removes ``path`` and its parents up to ``made`` (what
+    :func:`writable_directory` made), as far as they are empty."""
+    if made is None:
+        return
+    path = Path(path)
+    for d in (path, *path.parents):
+        try:
+            d.rmdir()
+        except OSError:  # not empty (a checkpoint, say), or gone
+            return
+        if d == made:
+            return
+
+
 def usable_directory(path: str | os.PathLike, name: str) -> Path:
-    """Creates directory ``path`` if needed; a clear ``ValueError`` if it cannot be.
+    """Creates directory ``path`` if needed and checks that it can be written
+    (:func:`writable_directory`); a clear ``ValueError`` if not.
 
     Args:
         path: the directory.
@@ -76,10 +146,10 @@ def usable_directory(path: str | os.PathLike, name: str) -> Path:
         ``path`` as a :class:`~pathlib.Path`.
     """
     try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as err:  # a file, or a path through one
+        writable_directory(path)
+    except ValueError as err:
         raise ValueError(
-            f"{name} {os.fspath(path)!r} is not a usable directory "
-            f"({err.strerror}): pass a directory's path."
+            f"{name} {os.fspath(path)!r} is not a usable directory: {err}; pass "
+            "a directory you can write to."
         ) from None
     return Path(path)

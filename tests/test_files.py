@@ -1,8 +1,11 @@
 """The crash-safe writes every saver of the library goes through."""
 
+import errno
 import os
+import tempfile
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from optax_lode._files import (
@@ -10,7 +13,31 @@ from optax_lode._files import (
     atomic_write_bytes,
     atomic_write_text,
     usable_directory,
+    writable_directory,
 )
+
+
+def _refuse_files_in(monkeypatch, directory):
+    """Creating a file in ``directory`` fails as in a read-only directory
+    (simulated: root, as tests may run, ignores modes)."""
+    directory = os.path.abspath(directory)
+    real_open, real_temporary = os.open, tempfile.TemporaryFile
+
+    def refused(path):
+        return PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+
+    def no_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and os.path.dirname(os.path.abspath(path)) == directory:
+            raise refused(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def no_temporary(*args, dir=None, **kwargs):
+        if dir is not None and os.path.abspath(dir) == directory:
+            raise refused(dir)
+        return real_temporary(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_open)
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_temporary)
 
 
 def test_writes_and_leaves_no_temporary(tmp_path):
@@ -79,3 +106,81 @@ def test_usable_directory(tmp_path):
     for bad in (a_file, a_file / "sub"):
         with pytest.raises(ValueError, match=r"out_dir .* is not a usable directory"):
             usable_directory(bad, "out_dir")
+
+
+def test_writable_directory_makes_checks_and_removes_what_it_made(
+    tmp_path, monkeypatch
+):
+    assert writable_directory(tmp_path / "a" / "b") == tmp_path / "a"
+    assert (tmp_path / "a" / "b").is_dir()
+    assert writable_directory(tmp_path / "a" / "b") is None  # made already
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match=r"f is not a directory"):
+        writable_directory(a_file)
+    with pytest.raises(ValueError, match=r"cannot make .*f/sub \(Not a directory\)"):
+        writable_directory(a_file / "sub")
+    # A directory that cannot be written is said now, not at the first write
+    # (a fit's checkpoint, after minutes); what was made for it is removed.
+    _refuse_files_in(monkeypatch, tmp_path / "new" / "deep")
+    with pytest.raises(ValueError, match=r"cannot write in .*deep \(Permission denied"):
+        writable_directory(tmp_path / "new" / "deep")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "ro").mkdir()
+    _refuse_files_in(monkeypatch, tmp_path / "ro")
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint_dir '.*ro' is not a usable directory: cannot write in "
+        r".*ro \(Permission denied\); pass a directory you can write to",
+    ):
+        usable_directory(tmp_path / "ro", "checkpoint_dir")
+
+
+def test_a_failed_write_names_the_target_not_the_temporary(tmp_path, monkeypatch):
+    # A trailing separator: the rename failed, naming the temporary.
+    with pytest.raises(IsADirectoryError, match=r"m.lode/': a path ending in '/'"):
+        atomic_write_bytes(str(tmp_path / "m.lode") + "/", b"x")
+    # A name the file system refuses (real, also as root).
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(tmp_path / ("a" * 300), b"x")
+    assert info.value.errno == errno.ENAMETOOLONG
+    assert info.value.filename == str(tmp_path / ("a" * 300))
+    assert ".tmp-" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    # A directory that cannot be written, whatever the writer (pyarrow's
+    # error did not name any file).
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    _refuse_files_in(monkeypatch, ro)
+    frame = pd.DataFrame({"a": [1]})
+    for name, write in (
+        ("m.lode", lambda p: open(p, "wb").close()),
+        ("r.parquet", lambda p: frame.to_parquet(p)),
+    ):
+        with pytest.raises(PermissionError) as info:
+            atomic_write(ro / name, write)
+        assert info.value.filename == str(ro / name)
+        assert ".tmp-" not in str(info.value)
+    assert list(ro.iterdir()) == []
+
+
+def test_a_read_only_directory_for_real(tmp_path):
+    """The same, with the file modes a user meets (skipped where they do not
+    apply: root)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        try:
+            (ro / "probe").touch()
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("file modes do not apply to this user (root)")
+        with pytest.raises(ValueError, match=r"cannot write in .*ro \(Permission"):
+            writable_directory(ro)
+        with pytest.raises(PermissionError) as info:
+            atomic_write_bytes(ro / "m.lode", b"x")
+        assert info.value.filename == str(ro / "m.lode")
+    finally:
+        ro.chmod(0o755)

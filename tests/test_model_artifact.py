@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import struct
 
@@ -290,6 +291,49 @@ def test_header_not_matching_arrays_refused(saved):
     _rewrite_header(saved, lambda h: h.update(lr_range=[-1e-4, 3e-2]))
     with pytest.raises(ValueError, match="invalid header: lr_range must be finite"):
         load_model(saved)
+
+
+def _replace_first_record(path, record: bytes) -> None:
+    """Replaces the file's first array record, checksums recomputed (a file
+    another tool or version wrote, or a hand edit)."""
+    header, payload = unpack(path.read_bytes())
+    buf = io.BytesIO(payload)
+    np.load(buf)
+    header = {k: v for k, v in header.items() if not k.startswith("payload_")}
+    path.write_bytes(pack(header, record + payload[buf.tell() :]))
+
+
+def test_array_records_that_do_not_match_are_value_errors(saved, model, capsys):
+    """Equinox's TreePathError (a RuntimeError) escaped, the clear message
+    only in its chain; the documented error is a ValueError."""
+    from optax_lode.cli import main
+
+    first = np.asarray(jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))[0])
+    as_float64 = io.BytesIO()
+    np.save(as_float64, first.astype(np.float64))
+    pickled = io.BytesIO()  # an object record: pickle must never run
+    np.save(pickled, np.array([object()], dtype=object), allow_pickle=True)
+    for record, says in (
+        (as_float64, f"does not match its header: an array has shape {first.shape} "),
+        (pickled, "is corrupt: unreadable array (Object arrays cannot be loaded"),
+    ):
+        _replace_first_record(saved, record.getvalue())
+        with pytest.raises(ValueError) as info:
+            load_model(saved)
+        assert says in str(info.value)
+        assert main(["inspect", str(saved)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1  # one line, no traceback
+
+
+def test_with_steps_per_tick_names_its_argument(model):
+    for bad in (0, -3, 2.5, True, "4"):
+        with pytest.raises(
+            ValueError,
+            match=r"^steps_per_tick must be a whole number >= 1, or None when "
+            r"unknown; got ",
+        ):
+            model.with_steps_per_tick(bad)
 
 
 @pytest.mark.parametrize(

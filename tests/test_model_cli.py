@@ -187,7 +187,8 @@ def test_fit_help_is_literal_about_percentages(capsys):
 def test_fit_out_is_checked_writable_and_a_made_directory_not_left(
     runs_csv, tmp_path, capsys, monkeypatch
 ):
-    import optax_lode.cli.fit as fit_cli
+    import tempfile
+
     import optax_lode.model as model_module
 
     # Settings the fit refuses: the directory made for --out is removed again.
@@ -204,7 +205,7 @@ def test_fit_out_is_checked_writable_and_a_made_directory_not_left(
     def no_fit(*args, **kwargs):
         raise AssertionError("fit ran")
 
-    monkeypatch.setattr(fit_cli.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     monkeypatch.setattr(model_module, "fit", no_fit)
     assert main(["fit", str(runs_csv), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -243,3 +244,105 @@ def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys)
     monkeypatch.setattr(inspect_model, "run", broken)
     with pytest.raises(BrokenPipeError, match="tracking server"):
         main(["inspect", "m.lode"])
+
+
+def test_lower_is_better_fits_the_negated_metric(tmp_path, capsys, monkeypatch):
+    """A validation loss as the metric: best_run, the warm-start path and the
+    trial selection picked the worst run. --lower-is-better negates it, for
+    files and trackers alike (applied to what load_runs read)."""
+    import numpy as np
+
+    import optax_lode.model as model_module
+
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    table = runs.to_dataframe()
+    table["val_loss"] = 1.2 - table.pop("metric")
+    csv, parquet = tmp_path / "runs.csv", tmp_path / "runs.parquet"
+    table.to_csv(csv, index=False)
+    table.to_parquet(parquet)
+    lowest = runs.run_ids[int(np.argmax(runs.final_metric))]  # lowest val_loss
+    out = tmp_path / "m.lode"
+    args = ["fit", str(csv), "--out", str(out), "--metric-column", "val_loss"]
+    args += ["--steps", "10", "--held-out", "0.25", "--quiet"]
+    assert main([*args, "--lower-is-better"]) == 0
+    printed = capsys.readouterr()
+    assert "metric negated (--lower-is-better)" in printed.err
+    assert "Trial selection (final negated metric" in printed.out
+    model = load_model(out)
+    assert model.training_summary["best_run"] == lowest
+    best = runs.select([lowest]).lr[0]
+    np.testing.assert_allclose(np.asarray(model.best_lr_path), best, rtol=1e-6)
+
+    seen = []
+
+    def fake_fit(runs, **kwargs):
+        seen.append(runs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(model_module, "fit", fake_fit)
+    for source in (csv, parquet):
+        cmd = ["fit", str(source), "--out", str(out), "--metric-column", "val_loss"]
+        assert main(cmd) == 2
+        assert main([*cmd, "--lower-is-better"]) == 2
+        plain, negated = seen[-2:]
+        np.testing.assert_array_equal(negated.metric, -plain.metric)
+        assert negated.best_run().run_ids == (lowest,) != plain.best_run().run_ids
+
+
+def test_an_unusable_checkpoint_dir_is_said_before_fitting(
+    runs_csv, tmp_path, capsys, monkeypatch
+):
+    """A checkpoint directory that could not be written: the fit trained
+    until its first checkpoint, then a traceback naming a hidden file."""
+    import os
+    import tempfile
+
+    import optax_lode.model as model_module
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fit ran")
+
+    monkeypatch.setattr(model_module, "fit", no_fit)
+    out = tmp_path / "new" / "m.lode"
+    base = ["fit", str(runs_csv), "--out", str(out), "--quiet", "--checkpoint-dir"]
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main([*base, str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot use --checkpoint-dir {afile}: {afile} is not a directory" in err
+    assert not (tmp_path / "new").exists()  # made for --out, removed
+
+    real = tempfile.TemporaryFile
+    ckpt = tmp_path / "ro"
+
+    def read_only(*args, dir=None, **kwargs):  # root ignores modes: simulated
+        if dir is not None and os.fspath(dir) == os.fspath(ckpt):
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    assert main([*base, str(ckpt)]) == 2
+    err = capsys.readouterr().err.splitlines()  # what was read, then why not
+    assert err[1:] == [
+        f"optax-lode fit: cannot use --checkpoint-dir {ckpt}: cannot write in "
+        f"{ckpt} (Permission denied)"
+    ]
+    assert not ckpt.exists() and not (tmp_path / "new").exists()
+
+    # Made unwritable during the fit: a message, not a traceback.
+    def fit_fails(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "ck" / "x"))
+
+    monkeypatch.setattr(model_module, "fit", fit_fails)
+    assert main([*base, str(tmp_path / "ck")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and not (tmp_path / "ck").exists()
+    assert err[1].startswith("optax-lode fit: [Errno 13] Permission denied")
+
+
+def test_an_empty_runs_file_is_named(tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert main(["fit", str(empty), "--out", str(tmp_path / "m.lode")]) == 2
+    err = capsys.readouterr().err
+    assert f"optax-lode fit: '{empty}' is empty; expected a CSV file" in err

@@ -272,6 +272,80 @@ def test_held_out_runs_with_nothing_to_evaluate_fall_back_to_training_loss():
     assert len(summary["train_runs"]) == runs.num_runs
 
 
+def test_a_split_that_leaves_nothing_to_train_on_falls_back_likewise():
+    """Only the held-out runs have a tick after tick 0 (the others crashed):
+    this used to fail, depending on the seed, with 'no training window' and a
+    message blaming every training run."""
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    _, held = runs.split(held_out=0.25, seed=0)
+    mask = runs.mask.copy()
+    mask[~np.isin(runs.run_ids, held.run_ids), 1:] = False
+    cut = type(runs).from_arrays(
+        runs.loss, runs.metric, runs.lr, mask=mask, run_ids=runs.run_ids
+    )
+    with pytest.warns(
+        UserWarning,
+        match=r"the split held out every run with a valid tick after tick 0 "
+        r".*as with held_out=0; another seed may split better",
+    ):
+        model = fit(cut, steps=20, held_out=0.25, seed=0, progress=False)
+    summary = model.training_summary
+    assert summary["held_out_mse"] is None and summary["held_out_runs"] == []
+    assert summary["train_runs"] == list(runs.run_ids)
+
+
+def test_an_unwritable_checkpoint_dir_is_refused_before_training(tmp_path, monkeypatch):
+    """It trained until its first checkpoint, then died with a PermissionError
+    naming a hidden temporary file."""
+    import tempfile
+
+    def read_only(*args, **kwargs):  # root ignores modes: simulated
+        raise PermissionError(13, "Permission denied")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(fit_module, "_train_step", no_training)
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint_dir '.*ck' is not a usable directory: cannot write in "
+        r".*ck \(Permission denied\); pass a directory you can write to",
+    ):
+        fit(
+            synthetic_sweep(ticks=10, seeds=(0,)),
+            steps=2,
+            progress=False,
+            checkpoint_dir=tmp_path / "ck",
+        )
+    assert not (tmp_path / "ck").exists()  # made for the check, removed
+
+
+def test_evaluate_checks_the_runs_clock_and_says_how_to_fix_it(fitted):
+    """Runs of another steps_per_tick were scored silently (lode_schedule
+    refuses the same mismatch)."""
+    model, _, test = fitted
+    model = model.with_steps_per_tick(10)
+    with pytest.raises(
+        ValueError,
+        match=r"fitted to runs of 10 optimizer step\(s\) per tick, these runs "
+        r"have 50.*runs\.with_steps_per_tick\(10\).*model\.with_steps_per_tick"
+        r"\(50\)",
+    ):
+        evaluate(model, test.with_steps_per_tick(50))
+    # One side unknown (a CSV file, an older model): nothing to check.
+    assert evaluate(model, test)["num_runs"] == test.num_runs
+    assert evaluate(model.with_steps_per_tick(None), test.with_steps_per_tick(50))
+    assert evaluate(model, test.with_steps_per_tick(10))["num_runs"] == test.num_runs
+    # A shorter grid may have lost its last ticks (CSV): num_ticks restores it.
+    short = synthetic_sweep(ticks=30, seeds=(0,))
+    with pytest.raises(ValueError, match=r"T=50.*read them with num_ticks=50"):
+        evaluate(model, short)
+    with pytest.raises(ValueError, match=r"T=50 ticks, these have 60") as info:
+        evaluate(model, synthetic_sweep(ticks=60, seeds=(0,)))
+    assert "num_ticks" not in str(info.value)
+
+
 def test_summary_counts_the_steps_run_and_is_strict_json(tmp_path):
     import copy
     import json

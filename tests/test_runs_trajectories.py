@@ -552,3 +552,61 @@ def test_the_runs_clock_travels_with_them_and_is_checked(tmp_path):
         Trajectories.from_parquet(tmp_path / "odd.parquet")
     odd = Trajectories.from_parquet(tmp_path / "odd.parquet", steps_per_tick=None)
     assert odd.steps_per_tick is None
+
+
+def test_with_negated_metric_makes_a_lower_is_better_metric_rank_right():
+    """A validation loss read as the metric: negated, the best run is the one
+    with the lowest final value (without, the highest: the worst)."""
+    loss, metric, lr = _curves(runs=3, ticks=6)
+    val_loss = 1.5 - metric  # lower is better; run 2's falls fastest
+    mask = np.ones(loss.shape, bool)
+    mask[0, 4:] = False  # ragged: masked entries must stay NaN
+    runs = Trajectories.from_arrays(
+        loss, val_loss, lr, mask=mask, info={"seed": [0, 1, 2]}, steps_per_tick=7
+    )
+    # The wrong one: the highest final val_loss of the complete runs (run 0
+    # stopped early, so it ranks below them).
+    assert runs.best_run().run_ids == ("1",)
+    negated = runs.with_negated_metric()
+    assert negated.best_run().run_ids == ("2",)
+    np.testing.assert_array_equal(negated.metric[mask], -runs.metric[mask])
+    assert np.isnan(negated.metric[~mask]).all()
+    for name in ("loss", "lr", "mask"):
+        np.testing.assert_array_equal(getattr(negated, name), getattr(runs, name))
+    assert negated.run_ids == runs.run_ids and negated.steps_per_tick == 7
+    pd.testing.assert_frame_equal(negated.info, runs.info)
+    # A copy: the original keeps its metric and its info.
+    negated.info.loc["0", "seed"] = 99
+    assert runs.info.loc["0", "seed"] == 0
+    assert not negated.metric.flags.writeable
+    assert negated.with_negated_metric().digest() == runs.digest()
+
+
+def test_ragged_lists_and_a_dict_of_columns_get_the_librarys_advice():
+    # np.iscomplexobj converted the ragged lists first: numpy's own error.
+    with pytest.raises(
+        ValueError, match="ragged runs need padding with NaN and a mask"
+    ):
+        Trajectories.from_arrays(
+            [[1.0, 0.5, 0.3], [1.0, 0.5]],
+            [[0.1, 0.2, 0.3], [0.1, 0.2]],
+            [[1e-2] * 3, [1e-2] * 2],
+        )
+    columns = {"run": ["a", "a"], "tick": [0, 1], "loss": [1, 0.5]}
+    columns.update(metric=[0, 1], lr=[0.1, 0.1])
+    with pytest.raises(
+        TypeError, match=r"pandas DataFrame.*got a dict.*DataFrame\(d\)"
+    ):
+        Trajectories.from_dataframe(columns)
+    assert Trajectories.from_dataframe(pd.DataFrame(columns)).num_ticks == 2
+
+
+def test_an_empty_csv_file_is_named(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"empty.csv' is empty; expected a CSV"):
+        Trajectories.from_csv(empty)
+    header = tmp_path / "header.csv"
+    header.write_text("run,tick,loss,metric,lr\n")
+    with pytest.raises(ValueError, match=r"header.csv' has a header but no rows"):
+        Trajectories.from_file(header)

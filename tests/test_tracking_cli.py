@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import warnings
 
@@ -379,3 +380,50 @@ def test_sweep_mlflow_existing_advice_names_the_flag(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert "Pass --mlflow-existing skip to log only the others" in err
     assert "existing=" not in err
+
+
+def test_lower_is_better_negates_a_trackers_metric(tmp_path, monkeypatch, capsys):
+    """--lower-is-better applies to TensorBoard and MLflow runs as to files."""
+    import optax_lode.model as model_pkg
+
+    seen = []
+
+    def fake_fit(runs, **kwargs):
+        seen.append(runs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(model_pkg, "fit", fake_fit)
+    logs = tmp_path / "logs"
+    _tb_runs(logs, {"a": range(1, 12), "b": range(1, 12)})
+    sources = [["fit", f"tensorboard://{logs}", "--steps-per-tick", "1"]]
+    if importlib.util.find_spec("mlflow") is not None:
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        client = MlflowClient(uri)
+        exp = client.create_experiment("sweep")
+        for name, scale in (("a", 1.0), ("b", 2.0)):
+            run = client.create_run(exp, run_name=name)
+            client.log_batch(
+                run.info.run_id,
+                metrics=[
+                    Metric(key, value, 0, step)
+                    for step in range(1, 12)
+                    for key, value in (
+                        ("train_loss", scale / step),
+                        ("val_accuracy", 0.01 * step * scale),
+                        ("lr", 0.1),
+                    )
+                ],
+            )
+            client.set_terminated(run.info.run_id, status="FINISHED")
+        sources.append(["fit", "mlflow://sweep", "--tracking-uri", uri])
+    for source in sources:
+        cmd = [*source, "--out", str(tmp_path / "m"), "--quiet"]
+        assert main(cmd) == 2
+        assert main([*cmd, "--lower-is-better"]) == 2
+        plain, negated = seen[-2:]
+        np.testing.assert_array_equal(negated.metric, -plain.metric)
+        np.testing.assert_array_equal(negated.mask, plain.mask)
+        assert "metric negated (--lower-is-better)" in capsys.readouterr().err

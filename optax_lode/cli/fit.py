@@ -6,9 +6,10 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
+
+from optax_lode._files import remove_empty, writable_directory
 
 
 def _fractions(text: str) -> list[float]:
@@ -98,6 +99,14 @@ def register(subparsers) -> None:
             help=f"column holding {col} (default {col!r}); for a tracker, the "
             f"metric key or scalar tag (default {key})",
         )
+    p.add_argument(
+        "--lower-is-better",
+        action="store_true",
+        help="the metric is lower-is-better (a validation loss, an error rate): "
+        "fit to its negation, since the model ranks runs by a higher-is-better "
+        "metric (Trajectories.with_negated_metric); a live run then passes the "
+        "negated value as lode_schedule's val_metric",
+    )
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     p.add_argument(
         "--steps-per-tick",
@@ -165,8 +174,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def report_table(model, held_out, observes) -> str:
-    """A Table A1-style report of ``evaluate`` on ``held_out`` runs."""
+def report_table(model, held_out, observes, *, negated: bool = False) -> str:
+    """A Table A1-style report of ``evaluate`` on ``held_out`` runs (``negated``:
+    their metric is a lower-is-better one, negated)."""
     from optax_lode.model import evaluate
 
     reports = [evaluate(model, held_out, observe=o) for o in observes]
@@ -191,7 +201,9 @@ def report_table(model, held_out, observes) -> str:
         "altogether for an unbiased figure):",
         *lines,
         "",
-        "Trial selection (final metric predicted from the observed part):",
+        "Trial selection (final "
+        + ("negated metric" if negated else "metric")
+        + " predicted from the observed part):",
     ]
     for o, r in zip(observes, reports, strict=True):
         if r["selected_run"] is None:
@@ -302,25 +314,13 @@ def _writable_parent(out: Path) -> tuple[Path | None, str | None]:
     Returns the topmost directory it made (or None) and what is wrong (or
     None).
     """
-    parent = out.parent
-    if parent.exists() and not parent.is_dir():
-        return None, f"{parent} is not a directory"
-    limit = _name_max(parent)
+    limit = _name_max(out.parent)
     if limit is not None and len(os.fsencode(out.name)) > limit:
         return None, f"its name is longer than {limit} bytes"
-    missing = [d for d in (parent, *parent.parents) if not d.exists()]
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file on the path, or no permission
-        return None, f"cannot make {parent} ({e.strerror or e})"
-    made = missing[-1] if missing else None
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as e:  # read-only, no permission, no space
-        _remove_empty(made, parent)
-        return None, f"cannot write in {parent} ({e.strerror or e})"
-    return made, None
+        return writable_directory(out.parent), None
+    except ValueError as err:
+        return None, str(err)
 
 
 def _name_max(directory: Path) -> int | None:
@@ -334,19 +334,6 @@ def _name_max(directory: Path) -> int | None:
                 return None
             return limit if limit > 0 else None  # -1: no limit
     return None
-
-
-def _remove_empty(made: Path | None, parent: Path) -> None:
-    """Removes the directories ``_writable_parent`` made, if still empty."""
-    if made is None:
-        return
-    for d in (parent, *parent.parents):
-        try:
-            d.rmdir()
-        except OSError:  # not empty (a checkpoint, say), or gone
-            return
-        if d == made:
-            return
 
 
 def run(args: argparse.Namespace) -> int:
@@ -459,6 +446,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         runs = runs.with_steps_per_tick(declared or None)
+    if args.lower_is_better:
+        runs = runs.with_negated_metric()
     clock = (
         "steps per tick unknown: --optimizer-steps-per-tick K records it"
         if runs.steps_per_tick is None
@@ -466,13 +455,26 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"{runs.num_runs} {'run' if runs.num_runs == 1 else 'runs'} x "
-        f"{runs.num_ticks} ticks ({clock}) from {args.runs}",
+        f"{runs.num_ticks} ticks ({clock}) from {args.runs}"
+        + ("; metric negated (--lower-is-better)" if args.lower_is_better else ""),
         file=sys.stderr,
     )
     made, why = _writable_parent(args.out)
     if why:
         print(f"optax-lode fit: cannot write --out {args.out}: {why}", file=sys.stderr)
         return 2
+    made_checkpoint = None
+    if args.checkpoint_dir is not None:  # else said at the first checkpoint
+        try:
+            made_checkpoint = writable_directory(args.checkpoint_dir)
+        except ValueError as err:
+            remove_empty(made, args.out.parent)
+            print(
+                f"optax-lode fit: cannot use --checkpoint-dir {args.checkpoint_dir}: "
+                f"{err}",
+                file=sys.stderr,
+            )
+            return 2
     try:
         model = fit(
             runs,
@@ -492,8 +494,10 @@ def run(args: argparse.Namespace) -> int:
             solver=args.solver,
             ticks_per_step=args.ticks_per_step,
         )
-    except (ValueError, FloatingPointError) as err:
-        _remove_empty(made, args.out.parent)
+    except (ValueError, FloatingPointError, OSError) as err:
+        # OSError: a checkpoint that cannot be written (the directory changed).
+        remove_empty(made_checkpoint, args.checkpoint_dir)
+        remove_empty(made, args.out.parent)
         print(f"optax-lode fit: {err}", file=sys.stderr)
         return 2
     try:
@@ -510,5 +514,6 @@ def run(args: argparse.Namespace) -> int:
     )
     if summary["held_out_runs"]:
         print()
-        print(report_table(model, runs.select(summary["held_out_runs"]), args.observe))
+        held_out = runs.select(summary["held_out_runs"])
+        print(report_table(model, held_out, args.observe, negated=args.lower_is_better))
     return 0

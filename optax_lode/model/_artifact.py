@@ -130,8 +130,14 @@ def leaf_specs(tree) -> list[dict[str, Any]]:
 
 
 def deserialise_leaves(payload: bytes, like, *, source: str = "file"):
-    """Reads a payload into the skeleton ``like``, checking each leaf's shape/dtype."""
+    """Reads a payload into the skeleton ``like``, checking each leaf's shape/dtype.
+
+    Raises:
+        ValueError: an array record that cannot be read (an object record
+            included: pickle is never run) or does not match ``like``.
+    """
     expected = leaf_specs(like)
+    failures: list[str] = []
 
     def read(f, x):
         if not eqx.is_array(x):
@@ -139,18 +145,25 @@ def deserialise_leaves(payload: bytes, like, *, source: str = "file"):
         try:
             arr = np.load(f, allow_pickle=False)
         except ValueError as err:
-            raise ValueError(
-                f"{source} is corrupt: unreadable array ({err})."
-            ) from None
+            failures.append(f"{source} is corrupt: unreadable array ({err}).")
+            raise
         if arr.shape != x.shape or arr.dtype != x.dtype:
-            raise ValueError(
+            failures.append(
                 f"{source} does not match its header: an array has shape "
                 f"{arr.shape} {arr.dtype}, the model expects {x.shape} {x.dtype}."
             )
+            raise ValueError(failures[-1])
         return jax.numpy.asarray(arr)
 
     buf = io.BytesIO(payload)
-    tree = eqx.tree_deserialise_leaves(buf, like, filter_spec=read)
+    try:
+        tree = eqx.tree_deserialise_leaves(buf, like, filter_spec=read)
+    except Exception as err:  # equinox wraps any leaf's error in a RuntimeError
+        if not failures:  # not one of read's (a record cut short, say)
+            while err.__cause__ is not None:
+                err = err.__cause__
+            failures.append(f"{source} is corrupt: unreadable arrays ({err!r}).")
+        raise ValueError(failures[-1]) from None
     if buf.tell() != len(payload):
         raise ValueError(
             f"{source} does not match its header: {len(payload) - buf.tell()} "

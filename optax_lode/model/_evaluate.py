@@ -101,7 +101,8 @@ def evaluate(
     left out and counted in ``"skipped_runs"``.
 
     Args:
-        model: a fitted model; its ``T`` must equal ``trajectories.num_ticks``.
+        model: a fitted model; its ``T`` must equal ``trajectories.num_ticks``
+            and, when both know it, its ``steps_per_tick`` the runs'.
         trajectories: runs to evaluate (normally held-out ones).
         observe: fraction of each run the encoder may see, in (0, 1).
         window: encoder window in ticks (default ``model.mu``).
@@ -116,16 +117,37 @@ def evaluate(
 
     Raises:
         TypeError: ``trajectories`` is not a :class:`Trajectories`.
-        ValueError: runs on another tick grid than the model's ``T``, or an
-            ``observe`` or ``window`` out of range.
+        ValueError: runs on another tick grid than the model's ``T``, on
+            another clock than the model's (when both record their
+            ``steps_per_tick``), or an ``observe`` or ``window`` out of range.
     """
     if not isinstance(trajectories, Trajectories):
         raise TypeError("evaluate expects an optax_lode.Trajectories.")
     T = model.T
+    fitted, clock = model.steps_per_tick, trajectories.steps_per_tick
+    # First: on another clock, a grid of the same length is another time axis.
+    if None not in (fitted, clock) and fitted != clock:
+        raise ValueError(
+            f"the model was fitted to runs of {fitted} optimizer step(s) per "
+            f"tick, these runs have {clock}: evaluate runs on the model's clock. "
+            "If a recorded clock is wrong (a tracker whose step is not the "
+            "optimizer step), correct the runs with "
+            f"runs.with_steps_per_tick({fitted}) or the model with "
+            f"model.with_steps_per_tick({clock}) (no refit)."
+        )
     if trajectories.num_ticks != T:
+        # A shorter grid may only have lost its ticks no run reached (CSV).
+        hint = (
+            f" If their grid is {T} ticks and no run reached its end (a CSV "
+            f"file does not keep it), read them with num_ticks={T} "
+            "(Trajectories.from_csv / from_dataframe / load_runs)."
+            if trajectories.num_ticks < T
+            else ""
+        )
         raise ValueError(
             f"the model was fitted on runs of T={T} ticks, these have "
-            f"{trajectories.num_ticks}; evaluate runs on the model's tick grid."
+            f"{trajectories.num_ticks}; evaluate runs on the model's tick "
+            f"grid.{hint}"
         )
     if not 0.0 < float(observe) < 1.0:
         raise ValueError(f"observe must be a fraction in (0, 1); got {observe}.")

@@ -268,7 +268,9 @@ def fit(
         path_penalty: weight of the latent path-length penalty.
         held_out: fraction of runs held out for early stopping. 0 holds none
             out: ``patience`` then watches the training loss, and the last
-            model is returned (the summary's ``best_step`` is its step).
+            model is returned (the summary's ``best_step`` is its step). A
+            split that leaves either side without a valid tick after tick 0
+            falls back to that, with a warning.
         seed: seed of the initialisation, the split and the batches, in
             ``[0, 2**32)``.
         progress: show a progress bar (tqdm) with the loss and held-out error.
@@ -295,7 +297,8 @@ def fit(
         ValueError: an argument out of range (``steps``, ``batch_size``,
             ``mu``, ``held_out``, ``learning_rate``, ``path_penalty``,
             ``eval_every``, ``patience``, ``seed``), runs too short for a
-            window, a checkpoint of another fit in ``checkpoint_dir``, or a
+            window, a ``checkpoint_dir`` that cannot be made or written (said
+            before training) or holds a checkpoint of another fit, or a
             held-out error never finite.
         FloatingPointError: the fit diverged (a non-finite training loss);
             lower ``learning_rate`` or ``path_penalty``.
@@ -363,6 +366,16 @@ def fit(
                 f"the held-out runs {list(held.run_ids)} have no valid tick after "
                 "tick 0, so nothing to evaluate: fitting on every run, early "
                 "stopping on the training loss (as with held_out=0).",
+                UserWarning,
+                stacklevel=3,  # the caller's line
+            )
+            train, held = trajectories, None
+        elif len(_windows(train)) == 0:
+            warnings.warn(
+                "the split held out every run with a valid tick after tick 0 "
+                f"(held out: {list(held.run_ids)}), leaving nothing to train "
+                "on: fitting on every run, early stopping on the training loss "
+                "(as with held_out=0; another seed may split better).",
                 UserWarning,
                 stacklevel=3,  # the caller's line
             )

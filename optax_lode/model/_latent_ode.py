@@ -603,7 +603,16 @@ class LatentODE(eqx.Module):
             (None, 31)
         """
         if steps_per_tick is not None:
-            steps_per_tick = whole("steps_per_tick", steps_per_tick)
+            try:
+                k = whole("steps_per_tick", steps_per_tick)
+            except ValueError:
+                k = 0
+            if k < 1:  # as Trajectories.with_steps_per_tick says it
+                raise ValueError(
+                    "steps_per_tick must be a whole number >= 1, or None when "
+                    f"unknown; got {steps_per_tick!r}."
+                )
+            steps_per_tick = k
         summary = {**self.training_summary, "steps_per_tick": steps_per_tick}
         return self._rebuilt(self.solver, self.ticks_per_step, summary)
 

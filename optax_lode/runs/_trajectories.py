@@ -197,15 +197,18 @@ class Trajectories:
         """
         arrays = {}
         for name, value in (("loss", loss), ("metric", metric), ("lr", lr)):
-            if np.iscomplexobj(value):  # float64 would drop the imaginary part
-                raise ValueError(f"{name} must be real; got complex values.")
             try:
-                arr = np.array(value, dtype=np.float64)
+                # Checked first: float64 would drop the imaginary part. Inside
+                # the try: it converts a ragged list, which fails here.
+                is_complex = np.iscomplexobj(value)
+                arr = None if is_complex else np.array(value, dtype=np.float64)
             except (TypeError, ValueError) as err:
                 raise ValueError(
                     f"{name} must be a numeric (runs, ticks) array; ragged runs need "
                     f"padding with NaN and a mask ({err})."
                 ) from None
+            if is_complex:
+                raise ValueError(f"{name} must be real; got complex values.")
             if arr.ndim != 2:
                 raise ValueError(
                     f"{name} must be a 2-D (runs, ticks) array; got shape {arr.shape}."
@@ -291,10 +294,17 @@ class Trajectories:
             The runs, in order of first appearance.
 
         Raises:
+            TypeError: ``df`` is not a pandas DataFrame.
             ValueError: naming the run and column, on a missing column, a duplicate,
                 negative or non-integer tick, a non-positive loss or learning rate,
                 or a run whose values are all NaN.
         """
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(
+                "from_dataframe expects a pandas DataFrame (long format, one row "
+                f"per run and tick); got a {type(df).__name__}. Convert it first, "
+                "e.g. pandas.DataFrame(d) for a dict of columns."
+            )
         names = {"run": run, "tick": tick, "loss": loss, "metric": metric, "lr": lr}
         missing = [f"{c!r} ({role})" for role, c in names.items() if c not in df]
         if missing:
@@ -435,7 +445,14 @@ class Trajectories:
         (Parquet keeps every type). A CSV file does not keep the runs'
         clock: give it as ``steps_per_tick=k``."""
         run = columns.get("run", "run")
-        header = pd.read_csv(path, nrows=0).columns
+        try:
+            header = pd.read_csv(path, nrows=0).columns
+        except pd.errors.EmptyDataError:  # its message does not name the file
+            raise ValueError(
+                f"{os.fspath(path)!r} is empty; expected a CSV file with a header "
+                "row (columns run, tick, loss, metric, lr) and one row per run "
+                "and tick."
+            ) from None
         unknown = sorted(set(text) - set(header))
         if isinstance(text, str) or unknown:
             raise ValueError(
@@ -451,6 +468,11 @@ class Trajectories:
         )
         for c in text:
             frame[c] = frame[c].replace("", np.nan)
+        if len(frame) == 0:
+            raise ValueError(
+                f"{os.fspath(path)!r} has a header but no rows; expected one row "
+                "per run and tick."
+            )
         return cls.from_dataframe(frame, **columns)
 
     @classmethod
@@ -655,6 +677,29 @@ class Trajectories:
         return dataclasses.replace(
             self, info=self.info.copy(), steps_per_tick=steps_per_tick
         )
+
+    def with_negated_metric(self) -> Trajectories:
+        """The same runs with their metric negated, for a lower-is-better one.
+
+        The metric is higher-is-better everywhere: :meth:`best_run`, the
+        model's warm-start path (its best run's), :func:`~optax_lode.evaluate`'s
+        trial selection and the schedule's decisions. Runs whose ``metric`` is
+        a validation loss or an error rate need it negated, or the worst run
+        is taken for the best. Masked entries stay NaN; everything else is
+        unchanged (negating twice gives the runs back). A model fitted to the
+        result predicts the negated metric: a live run passes the negated
+        value too (``val_metric=-val_loss`` to :func:`~optax_lode.lode_schedule`'s
+        update), and runs given to :func:`~optax_lode.evaluate` are negated
+        likewise.
+
+        Example:
+            >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.9, 0.4]],
+            ...                                 [[1e-2, 1e-2]])
+            >>> runs.with_negated_metric().metric
+            array([[-0.9, -0.4]])
+        """
+        # info is the one mutable part: a copy, as select gives.
+        return dataclasses.replace(self, metric=-self.metric, info=self.info.copy())
 
     def __getitem__(self, runs) -> Trajectories:
         if isinstance(runs, slice):
