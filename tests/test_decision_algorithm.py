@@ -192,7 +192,7 @@ def test_a_decision_before_tick_mu_is_refused():
     cfg = DecisionConfig.from_model(model, n=4)
     window = jnp.tile(jnp.array([1.0, 0.5, 1e-2]), (cfg.mu, 1))
     key = jax.random.key(0)
-    for fn in (decide, explain):
+    for fn in (decide, explain, eqx.filter_jit(decide)):
         with pytest.raises(ValueError, match="before the first decision tick"):
             fn(model, window, cfg.mu - 1, key, cfg)
     # The first decision tick is fine (a Python int under filter_jit stays
@@ -200,6 +200,35 @@ def test_a_decision_before_tick_mu_is_refused():
     eqx.filter_jit(decide)(model, window, cfg.mu, key, cfg)
     # Traced, t_star is the caller's to check (lode_schedule's clock does).
     jax.jit(lambda t: decide(model, window, t, key, cfg).segment)(jnp.int32(1))
+
+
+def test_a_decision_at_or_past_the_runs_T_is_refused():
+    """From the run's T on the default horizon is 0 (explain scored there
+    silently) and the model knows nothing: a known t_star is refused, in live
+    ticks when rescaling; a traced one is the caller's, as before."""
+    model = small_model(0)
+    key = jax.random.key(0)
+    filtered = eqx.filter_jit(decide)
+    for run_ticks in (None, 2 * model.T):
+        cfg = DecisionConfig.from_model(
+            model, n=4, run_ticks=run_ticks, rescale=run_ticks is not None
+        )
+        window = jnp.tile(jnp.array([1.0, 0.5, 1e-2]), (cfg.mu, 1))
+        past = (cfg.run_ticks, cfg.run_ticks + 5, np.int32(cfg.run_ticks))
+        # filter_jit keeps a Python int static (checked), traces a numpy one.
+        for fn, ts in ((decide, past), (explain, past), (filtered, past[:2])):
+            for t in ts:
+                with pytest.raises(ValueError) as err:
+                    fn(model, window, t, key, cfg)
+                message = str(err.value)
+                assert f"t_star={int(t)} must be below the run's T={cfg.run_ticks}" in (
+                    message
+                )
+                assert "lode_schedule never decides there" in message
+        # The last tick before T is a decision tick: one tick of horizon.
+        last = explain(model, window, cfg.run_ticks - 1, key, cfg)
+        assert float(last.horizon) == cfg.tick_scale
+    jax.jit(lambda t: decide(model, window, t, key, cfg).segment)(jnp.int32(10**6))
 
 
 def test_a_config_or_eps_for_another_model_is_refused():

@@ -71,7 +71,7 @@ def windows(draw):
 common = dict(
     seed=st.integers(0, 3),
     window=windows(),
-    t_star=st.integers(MU, T),
+    t_star=st.integers(MU, T - 1),  # a decision tick: [mu, T)
     key=st.integers(0, 2**31 - 1),
 )
 

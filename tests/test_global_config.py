@@ -1,10 +1,11 @@
 """The user's global JAX configuration does not break the library.
 
-``jax_enable_x64`` (float64 by default) and ``jax_default_prng_impl="rbg"``
-(four-word keys, common on TPU) are set process-wide by the user, so each case
-runs in a subprocess: the model stays float32, a model file crosses between
-the two modes, and the schedule's state and learning rates are those of the
-default configuration, bit for bit.
+``jax_enable_x64`` (float64 by default), ``jax_default_prng_impl="rbg"``
+(four-word keys, common on TPU) and ``jax_threefry_partitionable=False`` (the
+pre-0.5 random bits) are set process-wide by the user, so each case runs in a
+subprocess: the model stays float32, a model file crosses between the two
+modes, and the schedule's state and learning rates are those of the default
+configuration, bit for bit.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import optax_lode
 from optax_lode.runs import synthetic_sweep
 
 out = {{}}
+out["partitionable"] = jax.config.jax_threefry_partitionable
 model = small_model(T={T})
 leaves = jax.tree.leaves(model)
 out["model_dtypes"] = sorted({{str(x.dtype) for x in leaves if hasattr(x, "dtype")
@@ -70,12 +72,14 @@ for i in range({T} * {K}):
 out["state_same"] = jax.tree.map(lambda x: (x.shape, str(x.dtype)), state) == before
 out["lrs"] = lrs
 out["decisions"] = int(optax.tree.get(state, "LodeState").decisions)
+out["data"] = np.asarray(optax.tree.get(state, "LodeState").data).tolist()
 print(json.dumps(out))
 """
 
 
-def _reference_lrs(path: Path) -> tuple[list[float], int]:
-    """The default configuration's rates (this process: x64 off, threefry)."""
+def _reference_lrs(path: Path) -> tuple[list[float], int, list[int]]:
+    """The default configuration's rates, decisions and final packed state
+    (this process: x64 off, threefry, partitionable)."""
     model = optax_lode.load_model(path)
     tx = optax.chain(
         optax.sgd(1.0),
@@ -100,7 +104,8 @@ def _reference_lrs(path: Path) -> tuple[list[float], int]:
     for i in range(T * K):
         params, state = step(params, state, i)
         lrs.append(float(optax.tree.get(state, "learning_rate")))
-    return lrs, int(optax.tree.get(state, "LodeState").decisions)
+    lode = optax.tree.get(state, "LodeState")
+    return lrs, int(lode.decisions), np.asarray(lode.data).tolist()
 
 
 def _start_probe(env_changes: dict, saved: Path, other: Path) -> subprocess.Popen:
@@ -129,7 +134,7 @@ def _result(probe: subprocess.Popen) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def test_x64_and_rbg_keys_change_nothing(tmp_path):
+def test_x64_rbg_keys_and_threefry_partitionable_change_nothing(tmp_path):
     # A model saved in this (default) process, loaded under x64, and back. The
     # probes run beside each other and this process's reference run.
     default_file = tmp_path / "default.lode"
@@ -139,10 +144,16 @@ def test_x64_and_rbg_keys_change_nothing(tmp_path):
     rbg_probe = _start_probe(
         {"JAX_DEFAULT_PRNG_IMPL": "rbg"}, tmp_path / "rbg.lode", default_file
     )
+    # The ensemble noise and the key's split at every decision would take the
+    # flag's other random bits (~10% other rates).
+    unpartitioned_probe = _start_probe(
+        {"JAX_THREEFRY_PARTITIONABLE": "0"}, tmp_path / "unpart.lode", default_file
+    )
     try:
-        ref_lrs, ref_decisions = _reference_lrs(default_file)
+        ref_lrs, ref_decisions, ref_data = _reference_lrs(default_file)
     finally:
         x64, rbg = _result(x64_probe), _result(rbg_probe)
+        unpartitioned = _result(unpartitioned_probe)
     assert ref_decisions >= 3
     assert x64["model_dtypes"] == ["float32"] and x64["fit_dtypes"] == ["float32"]
     assert x64["state_same"]
@@ -158,6 +169,38 @@ def test_x64_and_rbg_keys_change_nothing(tmp_path):
 
     assert rbg["state_same"] and rbg["decisions"] == ref_decisions
     assert rbg["lrs"] == ref_lrs  # the state's key is threefry's: bit for bit
+
+    assert unpartitioned["partitionable"] is False
+    assert unpartitioned["state_same"]
+    assert unpartitioned["decisions"] == ref_decisions
+    assert unpartitioned["lrs"] == ref_lrs
+    assert unpartitioned["data"] == ref_data  # the key's splits too
+
+
+def test_threefry_partitionable_off_changes_no_draw_even_under_jit():
+    """The flag as a context (a library may set it around its own code): the
+    ensemble noise, eager or traced, and the decision are the default's."""
+    from optax_lode.decision import DecisionConfig, ensemble_noise, explain
+
+    model = small_model(T=T)
+    config = DecisionConfig.from_model(model, mu=4, n=8)
+    window = np.tile(np.array([1.0, 0.5, 1e-2], np.float32), (4, 1))
+
+    def draws():
+        key = jax.random.key(3)
+        return (
+            np.asarray(ensemble_noise(key, 8, 6)),
+            np.asarray(jax.jit(ensemble_noise, static_argnums=(1, 2))(key, 8, 6)),
+            np.asarray(explain(model, window, 8, key, config).decision.segment),
+        )
+
+    plain = np.asarray(jax.random.normal(jax.random.key(3), (8, 6)))
+    with jax.threefry_partitionable(False):
+        # What the flag changes, without the library's own setting.
+        assert not np.array_equal(jax.random.normal(jax.random.key(3), (8, 6)), plain)
+        off = draws()
+    for a, b in zip(off, draws(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_rank_promotion_raise_changes_nothing():

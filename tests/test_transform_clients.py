@@ -208,6 +208,34 @@ def test_inject_hyperparams_rebuilding_the_chain_under_jit_runs_the_same_run():
     chex.assert_trees_all_close(lode_inj.segment, lode_ref.segment)
 
 
+def test_inject_hyperparams_on_the_schedule_itself_says_to_build_the_chain():
+    """inject_hyperparams(lode_schedule) passes every numeric argument (its
+    defaults too) as an array: "total_steps must be an int >= 1, got Array"
+    said nothing of why. The configuration is refused as such, with the
+    pattern that works (test above)."""
+    model = small_model(4)
+    params = {"w": jnp.ones(3)}
+    for static in ((), ("total_steps", "steps_per_tick", "n", "seed")):
+        tx = optax.inject_hyperparams(lode_schedule, static_args=static)(
+            model, total_steps=T, mu=MU
+        )
+        with pytest.raises(TypeError) as err:
+            tx.init(params)
+        message = str(err.value)
+        assert "not hyperparameters to inject" in message
+        assert "build the chain inside the function given to it" in message
+        assert ("total_steps" in message.split(" as jax arrays")[0]) == (not static)
+    # An array argument, concrete or traced, outside any wrapper too.
+    with pytest.raises(TypeError, match="tol as jax arrays: its arguments are conf"):
+        lode_schedule(model, total_steps=T, mu=MU, tol=jnp.float32(2.0))
+    with pytest.raises(TypeError, match="total_steps as jax arrays"):
+        jax.jit(lambda t: lode_schedule(model, total_steps=t, mu=MU))(T)
+    with pytest.raises(TypeError, match="lr_bounds as jax arrays"):
+        jax.jit(lambda b: lode_schedule(model, total_steps=T, lr_bounds=(b, 0.1)))(1e-3)
+    # Concrete bounds were and are read as numbers.
+    lode_schedule(model, total_steps=T, mu=MU, lr_bounds=(jnp.float32(1e-3), 0.1))
+
+
 def test_a_traced_model_is_a_type_error_that_says_to_close_over_it():
     model = small_model(4)
 

@@ -338,7 +338,7 @@ def test_a_model_that_knows_its_runs_clock_refuses_another():
         with pytest.raises(ValueError, match=r"steps_per_tick'\] must be an int"):
             small_model(3, training_summary={"steps_per_tick": bad})
     # k = unknown.steps_per_tick, None: the message says why and what to pass.
-    with pytest.raises(ValueError, match=r"got None \(model.steps_per_tick is"):
+    with pytest.raises(TypeError, match=r"got None \(model.steps_per_tick is"):
         lode_schedule(unknown, total_steps=T, steps_per_tick=unknown.steps_per_tick)
 
 
@@ -368,6 +368,88 @@ def test_the_clock_check_accepts_exactly_the_fitted_clock(fitted, k, total, resc
 @functools.cache
 def _clocked_model(steps_per_tick: int):
     return small_model(3, training_summary={"steps_per_tick": steps_per_tick})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(total_steps=float(T)),
+        dict(total_steps=np.float64(T)),
+        dict(total_steps=str(T)),
+        dict(total_steps=T, steps_per_tick=1.0),
+        dict(total_steps=T, steps_per_tick=None),
+        dict(total_steps=T, n=30.0),
+        dict(total_steps=T, seed=1.0),
+    ],
+)
+def test_an_argument_of_the_wrong_type_is_a_type_error(kwargs):
+    """As the docstring says, whichever argument it is (total_steps and
+    steps_per_tick raised ValueError); an int out of range stays a
+    ValueError (test_invalid_configuration_is_a_value_error_at_construction)."""
+    (name,) = [k for k in kwargs if k != "total_steps"] or ["total_steps"]
+    with pytest.raises(TypeError, match=f"{name} must be an int, got"):
+        lode_schedule(small_model(3), mu=MU, **kwargs)
+
+
+def test_a_model_of_fewer_than_3_ticks_is_too_short_to_schedule():
+    """LatentODE(T=2) is a model, but no window fits its runs (2 <= mu < T):
+    the message said "lower steps_per_tick", even at steps_per_tick=1, and a
+    longer run then failed the T check."""
+    model = small_model(3, T=2)
+    for kw in (
+        dict(total_steps=2),
+        dict(total_steps=3),
+        dict(total_steps=40, steps_per_tick=2, rescale=True),
+    ):
+        with pytest.raises(ValueError) as err:
+            lode_schedule(model, **kw)
+        message = str(err.value)
+        assert "model's runs are too short to schedule" in message
+        assert "T=2" in message and "T >= 3" in message
+        assert "steps_per_tick" not in message
+    # A run too short for a model that is not: lower steps_per_tick only if
+    # there is one to lower.
+    with pytest.raises(ValueError) as err:
+        lode_schedule(small_model(3), total_steps=2)
+    assert "(raise total_steps)" in str(err.value)
+    with pytest.raises(ValueError, match=r"raise total_steps or lower steps_per_tick"):
+        lode_schedule(small_model(3), total_steps=5, steps_per_tick=2)
+
+
+def test_finite_diagnostics_read_eagerly_under_debug_nans():
+    """Each named field bitcasts its own word only: reading a finite one
+    outside jit never trips jax_debug_nans on the NaN placeholders beside it
+    (the metric before a validation, last_score before a decision), on one
+    run's state or one stacked over runs; the values are the vectors'."""
+    from optax_lode.transform._schedule import _COUNTERS, _SCALARS
+
+    tx = _tx()
+    w = {"w": jnp.ones(())}
+    fresh = jax.jit(tx.init)(w)
+    _, stepped = jax.jit(tx.update)(w, fresh, value=1.0, val_metric=0.5)
+    stacked = jax.jit(jax.vmap(tx.init))({"w": jnp.ones(3)})
+    cases = [
+        (fresh, ["loss_sum"]),
+        (stepped, ["loss_sum", "metric"]),
+        (stacked, ["loss_sum"]),
+    ]
+    assert np.isnan(fresh.metric) and np.isnan(stepped.last_score)
+    for state, scalars in cases:
+        expected = {
+            f: np.asarray(state.counters)[..., i] for i, f in enumerate(_COUNTERS)
+        }
+        for f in scalars:
+            expected[f] = np.asarray(state.scalars)[..., _SCALARS.index(f)]
+        with jax.debug_nans(True):
+            got = {
+                f: np.asarray(getattr(state, f))
+                for f in [*expected, "segment", "key", "learning_rate"]
+            }
+        for f, want in expected.items():
+            np.testing.assert_array_equal(got[f], want, err_msg=f)
+            assert got[f].dtype == want.dtype, f
+    assert float(stepped.metric) == 0.5
+    assert stacked.tick.shape == stacked.metric.shape == (3,)
 
 
 def test_numpy_ints_and_odd_bounds_are_read_as_python_values():

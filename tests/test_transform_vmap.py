@@ -146,6 +146,31 @@ def test_axis_name_outside_its_vmap_says_what_to_do():
         lode_schedule(small_model(2), total_steps=TOTAL_STEPS, axis_name=["runs"])
 
 
+@pytest.mark.parametrize("runs", [RUNS, MU])
+def test_a_stacked_state_outside_its_vmap_says_so(runs):
+    """A state from jax.vmap(tx.init) passed to an update that is not vmapped:
+    its leading axis used to be read as a window of `runs` ticks ("another
+    lode_schedule", even when runs == mu)."""
+    params = jax.tree.map(lambda p: jnp.stack([p] * runs), mlp_problem(1)[0])
+    # The bare schedule: adamw's own stacked count would fail first.
+    tx = lode_schedule(small_model(2), total_steps=TOTAL_STEPS, steps_per_tick=K, mu=MU)
+    states = jax.vmap(tx.init)(params)
+
+    def update(grads, state, loss, metric):
+        return tx.update(grads, state, params, value=loss, val_metric=metric)
+
+    for fn in (update, jax.jit(update)):
+        with pytest.raises(ValueError) as err:
+            fn(params, states, 1.0, 0.5)
+        message = str(err.value)
+        assert f"leading axes ({runs},)" in message
+        assert "stacked over runs" in message and "same jax.vmap" in message
+        assert "another lode_schedule" not in message
+    # Under its vmap: fine.
+    losses, metrics = jnp.ones(runs), jnp.full(runs, 0.5)
+    jax.jit(jax.vmap(update))(params, states, losses, metrics)
+
+
 def test_nested_vmaps_keep_the_cond_when_every_axis_is_named():
     """Groups of runs (vmap inside vmap): naming only the inner axis leaves the
     predicate batched over the outer one (a select again, still correct);

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from optax_lode._promotion import standard_promotion
@@ -169,8 +170,15 @@ def _last_valid(
 def ensemble_noise(
     key: PRNGKeyArray, n: int, latent_size: int, dtype: Any = jnp.float32
 ) -> Float[Array, "n latent"]:
-    """Standard normal ensemble offsets with row 0 zero (the direct latent)."""
-    eps = jax.random.normal(key, (n, latent_size), dtype)
+    """Standard normal ensemble offsets with row 0 zero (the direct latent).
+
+    The same for a key whatever the user's ``jax_threefry_partitionable`` (a
+    global flag that changes threefry's random bits): a run's rates do not
+    depend on the process's JAX configuration.
+    """
+    # The flag is recorded in the traced equation, so this holds under jit too.
+    with jax.threefry_partitionable(True):
+        eps = jax.random.normal(key, (n, latent_size), dtype)
     return eps.at[0].set(0.0)
 
 
@@ -434,8 +442,9 @@ def decide(
             first; rows with a non-finite entry, or a loss or learning rate
             of 0 or below (they have no log), are masked.
         t_star: the current live tick (the window's last row is tick
-            ``t_star - 1``; the segment starts at ``t_star``), at least
-            ``config.mu`` (a ``ValueError`` when it is known to be less).
+            ``t_star - 1``; the segment starts at ``t_star``), in
+            ``[config.mu, config.run_ticks)`` (a ``ValueError`` when it is
+            known to be outside; a traced one is not checked).
         key: PRNG key for the ensemble noise (split it every decision).
         config: a :class:`DecisionConfig`.
 
@@ -445,7 +454,7 @@ def decide(
     Raises:
         ValueError: if ``window`` is not ``(config.mu, 3)``, ``config`` was
             built for a model of another ``T``, or a known ``t_star`` is below
-            ``config.mu``.
+            ``config.mu`` or at least ``config.run_ticks``.
 
     Example:
         >>> import equinox as eqx, jax, jax.numpy as jnp, optax_lode
@@ -468,20 +477,26 @@ def decide(
 
 
 def _check_t_star(t_star: Any, config: DecisionConfig) -> None:
-    """A known ``t_star`` below ``mu`` is refused: the rollout's grid is sized
-    for decisions from tick ``mu`` on (``lode_schedule`` makes no others), and
-    an earlier one's default horizon would read past it (clipped, silently)."""
-    try:
-        value = int(jnp.asarray(t_star))
-    except (
-        jax.errors.ConcretizationTypeError,
-        jax.errors.TracerIntegerConversionError,
-    ):
+    """A known ``t_star`` outside ``[mu, T)`` is refused: the rollout's grid is
+    sized for decisions from tick ``mu`` on, and an earlier one's default
+    horizon would read past it (clipped, silently); from ``T`` on the default
+    horizon is 0 (clamped, silently) and the model knows nothing there.
+    ``lode_schedule`` decides at no such tick."""
+    if isinstance(t_star, jax.core.Tracer):
         return  # traced: checked by whoever knows it (lode_schedule's clock)
+    # numpy, not jnp: inside a trace jnp.asarray of a Python int (static under
+    # eqx.filter_jit) is a tracer, and the check would be skipped.
+    value = int(np.asarray(t_star))
     if value < config.mu:
         raise ValueError(
             f"t_star={value} is before the first decision tick mu={config.mu}: "
             "a decision needs a full window of mu ticks before t_star."
+        )
+    if value >= config.run_ticks:
+        raise ValueError(
+            f"t_star={value} must be below the run's T={config.run_ticks} ticks "
+            "(config.run_ticks): the model knows nothing past T, and "
+            "lode_schedule never decides there."
         )
 
 
@@ -505,7 +520,7 @@ def explain(
     Args:
         model: the latent ODE.
         window: raw ``(loss, metric, lr)`` of the last ``mu`` ticks.
-        t_star: the current live tick, at least ``config.mu``.
+        t_star: the current live tick, in ``[config.mu, config.run_ticks)``.
         key: PRNG key for the ensemble noise (ignored if ``eps`` is given).
         config: a :class:`DecisionConfig`.
         eps: optional explicit ``(n, latent)`` standard-normal offsets (row 0

@@ -134,8 +134,9 @@ def _decision_keys(seed: int, ticks: int, mu: int) -> dict[int, Any]:
 
     key = jax.random.key(seed, impl=_PRNG)
     keys = {}
-    for t in range(mu, ticks, mu):
-        key, keys[t] = jax.random.split(key)
+    with jax.threefry_partitionable(True):  # as the schedule splits, flag or not
+        for t in range(mu, ticks, mu):
+            key, keys[t] = jax.random.split(key)
     return keys
 
 

@@ -102,9 +102,14 @@ def _part(name: str, doc: str) -> property:
     return property(get, doc=doc)
 
 
-def _field(vector: str, names: tuple[str, ...], name: str, doc: str) -> property:
-    i = names.index(name)
-    return property(lambda self: getattr(self, vector)[..., i], doc=doc)
+def _field(name: str, doc: str) -> property:
+    # One word sliced, then bitcast: bitcasting the whole scalars vector would
+    # trip jax_debug_nans on its NaN placeholders when reading a finite field.
+    if name in _C:
+        i, dtype = _C[name], jnp.int32
+    else:
+        i, dtype = len(_COUNTERS) + _S[name], jnp.float32
+    return property(lambda self: _bits(self.data[..., i], dtype), doc=doc)
 
 
 class LodeState(NamedTuple):
@@ -143,51 +148,33 @@ class LodeState(NamedTuple):
     )
     key = _part("key", "Raw ``uint32`` PRNG key data, split at every decision.")
 
-    count = _field("counters", _COUNTERS, "count", "Updates applied so far.")
-    tick = _field("counters", _COUNTERS, "tick", "Completed ticks.")
-    step_in_tick = _field(
-        "counters", _COUNTERS, "step_in_tick", "Steps accumulated in this tick."
-    )
-    loss_steps = _field(
-        "counters", _COUNTERS, "loss_steps", "Finite losses in this tick."
-    )
-    segment_pos = _field(
-        "counters", _COUNTERS, "segment_pos", "This tick's index into segment."
-    )
-    decisions = _field("counters", _COUNTERS, "decisions", "Decisions made.")
+    count = _field("count", "Updates applied so far.")
+    tick = _field("tick", "Completed ticks.")
+    step_in_tick = _field("step_in_tick", "Steps accumulated in this tick.")
+    loss_steps = _field("loss_steps", "Finite losses in this tick.")
+    segment_pos = _field("segment_pos", "This tick's index into segment.")
+    decisions = _field("decisions", "Decisions made.")
     fallbacks = _field(
-        "counters",
-        _COUNTERS,
         "fallbacks",
         "Decisions that held the last rate (nothing accepted or non-finite).",
     )
     last_accepted = _field(
-        "counters",
-        _COUNTERS,
         "last_accepted",
         "Accepted ensemble members of the last decision.",
     )
     nonfinite = _field(
-        "counters",
-        _COUNTERS,
         "nonfinite",
         "Steps whose value was non-finite or non-positive (not recorded).",
     )
     run_ticks = _field(
-        "counters",
-        _COUNTERS,
         "run_ticks",
         "Ticks of the run its schedule decides for (``total_steps // "
         "steps_per_tick``; set by every update, so a state continued by "
         "another schedule reports that one's): no decision from then on.",
     )
-    loss_sum = _field("scalars", _SCALARS, "loss_sum", "Sum of this tick's losses.")
-    metric = _field(
-        "scalars", _SCALARS, "metric", "Latest finite validation metric (held)."
-    )
+    loss_sum = _field("loss_sum", "Sum of this tick's losses.")
+    metric = _field("metric", "Latest finite validation metric (held).")
     last_score = _field(
-        "scalars",
-        _SCALARS,
         "last_score",
         "Predicted metric of the last decision (NaN before one, on fallback).",
     )
@@ -254,11 +241,23 @@ def lode_states(tree: Any) -> list[LodeState]:
     return [x for x in jax.tree.leaves(tree, is_leaf=is_state) if is_state(x)]
 
 
+def _get(state: LodeState, name: str) -> Array:
+    """A field as the step reads it: its whole vector bitcast, then indexed.
+
+    Not the property's word-by-word read (which keeps an eager read of a finite
+    field clear of ``jax_debug_nans``): the step's program stays the one the
+    cost benchmarks measured, and XLA lays out the step anew for any change
+    in its graph (docs/schedule.md, "Findings behind the design")."""
+    if name in _C:
+        return state.counters[..., _C[name]]
+    return state.scalars[..., _S[name]]
+
+
 def _tick_start(state: LodeState) -> Array:
     """Whether this step is a tick's first (after tick 0): the step that brings
     the metric measured after the last tick, and at ticks mu, 2 mu, ... the
     step that decides."""
-    return (state.step_in_tick == 0) & (state.tick > 0)
+    return (_get(state, "step_in_tick") == 0) & (_get(state, "tick") > 0)
 
 
 def _warm_start(model: Any, config: DecisionConfig) -> np.ndarray:
@@ -419,11 +418,13 @@ def lode_schedule(
     Raises:
         ValueError: on invalid configuration (``mu < 2``, ``mu >= T``,
             ``n < 1``, ``sigma < 0``, ``steps_per_tick < 1``, a ``T`` or
-            ``steps_per_tick`` mismatch without ``rescale``, ...), at
-            construction.
-        TypeError: on an argument of the wrong type (a float ``n`` or
-            ``seed``, a ``horizon`` that is neither an int nor a float, an
-            unhashable ``axis_name``, a ``model`` that is not a
+            ``steps_per_tick`` mismatch without ``rescale``, a model of
+            ``T < 3``, ...), at construction.
+        TypeError: on an argument of the wrong type (a float ``total_steps``,
+            ``steps_per_tick``, ``n`` or ``seed``, a ``horizon`` that is
+            neither an int nor a float, a jax array for any of them, as
+            ``optax.inject_hyperparams(lode_schedule)`` passes, an unhashable
+            ``axis_name``, a ``model`` that is not a
             :class:`~optax_lode.LatentODE`), at construction.
 
     Example:
@@ -457,18 +458,53 @@ def lode_schedule(
             f"model must be an optax_lode.LatentODE; {type(model).__name__} "
             f"lacks {', '.join(missing)}"
         )
-    if not _is_int(total_steps) or total_steps < 1:
+    # optax.inject_hyperparams(lode_schedule) makes every numeric argument,
+    # defaults included, an array (traced in update): say so, not "must be an
+    # int". No number here was ever accepted as a jax array; lr_bounds and
+    # rescale are read concrete, so only a traced one is refused.
+    numbers = dict(
+        total_steps=total_steps,
+        steps_per_tick=steps_per_tick,
+        mu=mu,
+        n=n,
+        sigma=sigma,
+        horizon=horizon,
+        tol=tol,
+        seed=seed,
+        lr_range_factor=lr_range_factor,
+        std_floor=std_floor,
+    )
+    arrays = [k for k, x in numbers.items() if isinstance(x, jax.Array)] + [
+        k
+        for k, x in dict(lr_bounds=lr_bounds, rescale=rescale).items()
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
+    ]
+    if arrays:
+        raise TypeError(
+            f"lode_schedule got {', '.join(arrays)} as jax arrays: its arguments "
+            "are configuration (Python numbers fixing shapes, the clock and "
+            "constants of the step), not hyperparameters to inject. With "
+            "optax.inject_hyperparams, build the chain inside the function "
+            "given to it, e.g. optax.inject_hyperparams(lambda wd: "
+            "optax.chain(optax.adamw(1.0, weight_decay=wd), "
+            "lode_schedule(model, total_steps=...)))(wd=1e-4)."
+        )
+    if not _is_int(total_steps):
+        raise TypeError(f"total_steps must be an int, got {total_steps!r}")
+    if total_steps < 1:
         raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
-    if not _is_int(steps_per_tick) or steps_per_tick < 1:
+    if not _is_int(steps_per_tick):
         unknown = (
             " (model.steps_per_tick is None when the runs it was fitted to did "
             "not record their clock: pass the sweep's steps per tick)"
             if steps_per_tick is None
             else ""
         )
-        raise ValueError(
-            f"steps_per_tick must be an int >= 1, got {steps_per_tick!r}{unknown}"
+        raise TypeError(
+            f"steps_per_tick must be an int, got {steps_per_tick!r}{unknown}"
         )
+    if steps_per_tick < 1:
+        raise ValueError(f"steps_per_tick must be an int >= 1, got {steps_per_tick!r}")
     if not _is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(model)):
@@ -488,11 +524,23 @@ def lode_schedule(
         # other setting.
         seed = check_seed(seed)
         key0 = np.asarray(jax.random.key_data(jax.random.key(seed, impl=_PRNG)))
+        # Rescaling cannot help a model of fewer ticks: the window must fit in
+        # its runs too (DecisionConfig's check, said here in the user's terms).
+        if int(model.T) < 3:
+            raise ValueError(
+                f"the model's runs are too short to schedule: it was fitted to "
+                f"runs of T={int(model.T)} ticks, and a decision needs a window "
+                "of mu ticks with 2 <= mu < T, so T >= 3. Fit the model to "
+                "runs of at least 3 ticks."
+            )
         run_ticks = total_steps // steps_per_tick
         if run_ticks < 3:
+            fix = "raise total_steps"
+            if steps_per_tick > 1:
+                fix += " or lower steps_per_tick"
             raise ValueError(
                 f"total_steps // steps_per_tick = {run_ticks} ticks; the run needs "
-                "at least 3 (lower steps_per_tick)"
+                f"at least 3 ({fix})"
             )
         if not rescale:
             _check_model_clock(model, total_steps, steps_per_tick)
@@ -557,9 +605,9 @@ def lode_schedule(
     ) -> LodeState:
         """One step of the clock and the tick records, with or without a decision."""
         ok = jnp.isfinite(value) & (value > 0)
-        metric = jnp.where(jnp.isfinite(val_metric), val_metric, state.metric)
+        metric = jnp.where(jnp.isfinite(val_metric), val_metric, _get(state, "metric"))
         first = _tick_start(state)
-        tick_end = state.step_in_tick + 1 >= k
+        tick_end = _get(state, "step_in_tick") + 1 >= k
 
         # Every step: one fused update of each bookkeeping vector. A
         # non-finite/non-positive loss has no log: it is skipped and counted.
@@ -573,15 +621,17 @@ def lode_schedule(
             [jnp.asarray(step_delta.get(n, 0), jnp.int32) for n in _COUNTERS]
         )
         # count saturates like optax's counters instead of wrapping around.
-        counters = counters.at[_C["count"]].set(numerics.safe_increment(state.count))
+        counters = counters.at[_C["count"]].set(
+            numerics.safe_increment(_get(state, "count"))
+        )
         # A state restored into a schedule of another total_steps reports the
         # run this schedule decides for, not the one that made it.
         counters = counters.at[_C["run_ticks"]].set(run_ticks)
         scalars = jnp.stack(
             [
-                state.loss_sum + jnp.where(ok, value, 0.0),
+                _get(state, "loss_sum") + jnp.where(ok, value, 0.0),
                 metric,
-                state.last_score,
+                _get(state, "last_score"),
             ]
         )
 
@@ -592,7 +642,11 @@ def lode_schedule(
         window = state.window
         window = window.at[-1, 1].set(jnp.where(first, metric, window[-1, 1]))
         if with_decision:
-            key, sub = jax.random.split(jax.random.wrap_key_data(state.key, impl=_PRNG))
+            # Split under the default jax_threefry_partitionable whatever the
+            # user set (it changes the split keys; seeding does not depend on it).
+            with jax.threefry_partitionable(True):
+                key = jax.random.wrap_key_data(state.key, impl=_PRNG)
+                key, sub = jax.random.split(key)
             key = jax.random.key_data(key)
             flat = jax.lax.optimization_barrier(jnp.asarray(flat_model))
             m = eqx.combine(unravel_model(flat), model_static)
@@ -705,6 +759,18 @@ def lode_schedule(
                 raise TypeError(
                     f"lode_schedule's update got {name}={x!r}; pass a real number"
                 )
+        lead = jnp.shape(state.data)[:-1] or jnp.shape(state.learning_rate)
+        if lead:
+            # Checked first: read as one run's, its leading axis would pass
+            # for a window of another mu.
+            raise ValueError(
+                f"this LodeState has leading axes {lead} that one run's state "
+                "has not: it is stacked over runs (jax.vmap(tx.init)?), and a "
+                "state stacked over runs needs its update under the same "
+                "jax.vmap, e.g. jax.vmap(lambda g, s, p, l, m: tx.update(g, s, "
+                "p, value=l, val_metric=m))(grads, state, params, losses, "
+                "metrics)."
+            )
         if state.window.shape != (mu_, 3) or state.segment.shape != (mu_,):
             raise ValueError(
                 f"this LodeState holds a window of {state.window.shape[0]} ticks "
@@ -741,7 +807,7 @@ def lode_schedule(
         # Not past the run's T ticks (extra steps, or the partial tick left by
         # a total_steps that is not a multiple of steps_per_tick): the model
         # knows nothing after T, and the rate holds the last segment's end.
-        tick = state.tick
+        tick = _get(state, "tick")
         decide_now = _tick_start(state) & (tick % mu_ == 0) & (tick < run_ticks)
         if axis_name is None:
             new_state = jax.lax.cond(
