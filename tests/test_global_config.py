@@ -4,8 +4,9 @@
 (four-word keys, common on TPU) and ``jax_threefry_partitionable=False`` (the
 pre-0.5 random bits) are set process-wide by the user, so each case runs in a
 subprocess: the model stays float32, a model file crosses between the two
-modes, and the schedule's state and learning rates are those of the default
-configuration, bit for bit.
+modes, the schedule's state and learning rates are those of the default
+configuration, bit for bit, and so are a fit's model (rbg, partitionable off)
+and a key's initial weights (partitionable off).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import optax
 from _lode_helpers import small_model
 
 import optax_lode
+from optax_lode.runs import synthetic_sweep
 
 TESTS = Path(__file__).resolve().parent
 T, K = 24, 3
@@ -41,6 +43,7 @@ from optax_lode.runs import synthetic_sweep
 out = {{}}
 out["partitionable"] = jax.config.jax_threefry_partitionable
 model = small_model(T={T})
+out["init_digest"] = optax_lode.model.model_digest(model)
 leaves = jax.tree.leaves(model)
 out["model_dtypes"] = sorted({{str(x.dtype) for x in leaves if hasattr(x, "dtype")
                               and jnp.issubdtype(x.dtype, jnp.inexact)}})
@@ -49,6 +52,7 @@ optax_lode.save_model({saved!r}, model)
 # x64 would differ): only the configuration differs.
 model = optax_lode.load_model({other!r})
 fitted = optax_lode.fit(synthetic_sweep(ticks=30, seeds=(0,)), steps=2, progress=False)
+out["fit_digest"] = optax_lode.model.model_digest(fitted)
 out["fit_dtypes"] = sorted({{str(x.dtype) for x in jax.tree.leaves(fitted)
                             if hasattr(x, "dtype")
                             and jnp.issubdtype(x.dtype, jnp.inexact)}})
@@ -151,6 +155,12 @@ def test_x64_rbg_keys_and_threefry_partitionable_change_nothing(tmp_path):
     )
     try:
         ref_lrs, ref_decisions, ref_data = _reference_lrs(default_file)
+        ref_init = optax_lode.model.model_digest(small_model(T=T))
+        ref_fit = optax_lode.model.model_digest(
+            optax_lode.fit(
+                synthetic_sweep(ticks=30, seeds=(0,)), steps=2, progress=False
+            )
+        )
     finally:
         x64, rbg = _result(x64_probe), _result(rbg_probe)
         unpartitioned = _result(unpartitioned_probe)
@@ -169,12 +179,18 @@ def test_x64_rbg_keys_and_threefry_partitionable_change_nothing(tmp_path):
 
     assert rbg["state_same"] and rbg["decisions"] == ref_decisions
     assert rbg["lrs"] == ref_lrs  # the state's key is threefry's: bit for bit
+    # fit seeds a threefry key itself (small_model's key is rbg's: other weights)
+    assert rbg["fit_digest"] == ref_fit
 
     assert unpartitioned["partitionable"] is False
     assert unpartitioned["state_same"]
     assert unpartitioned["decisions"] == ref_decisions
     assert unpartitioned["lrs"] == ref_lrs
     assert unpartitioned["data"] == ref_data  # the key's splits too
+    # The same key initialises the same weights, and a fit draws the same
+    # initialisation and batches.
+    assert unpartitioned["init_digest"] == ref_init
+    assert unpartitioned["fit_digest"] == ref_fit
 
 
 def test_threefry_partitionable_off_changes_no_draw_even_under_jit():

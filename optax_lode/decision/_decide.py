@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from optax_lode._promotion import standard_promotion
+from optax_lode._jax_defaults import jax_defaults
 from optax_lode.decision._config import DecisionConfig
 from optax_lode.model._latent_ode import rows_finite
 
@@ -182,7 +182,7 @@ def ensemble_noise(
     return eps.at[0].set(0.0)
 
 
-@standard_promotion
+@jax_defaults
 def _run(
     model: Any,
     window: Float[Array, "mu 3"],

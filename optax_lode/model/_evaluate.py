@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optax_lode._promotion import standard_promotion
+from optax_lode._jax_defaults import jax_defaults
 from optax_lode._whole import whole
 from optax_lode.model._latent_ode import LatentODE
 from optax_lode.model._normalisation import FEATURES
@@ -67,7 +67,7 @@ def _relative_mse(pred, true, valid) -> np.ndarray:
     return err / np.maximum(ref, np.finfo(np.float64).tiny)
 
 
-@standard_promotion
+@jax_defaults
 def evaluate(
     model: LatentODE,
     trajectories: Trajectories,

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from optax_lode._files import atomic_write_bytes, usable_directory
-from optax_lode._promotion import standard_promotion
+from optax_lode._jax_defaults import jax_defaults
 from optax_lode._seeds import check_seed
 from optax_lode._version import __version__
 from optax_lode._whole import whole
@@ -214,7 +214,7 @@ def _fingerprint(traj: Trajectories, config: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-@standard_promotion
+@jax_defaults
 def fit(
     trajectories: Trajectories,
     *,
@@ -356,7 +356,7 @@ def fit(
             "out); with 1, fitting on it and early stopping on the training loss "
             "(as with held_out=0).",
             UserWarning,
-            stacklevel=3,  # the caller's line (2: standard_promotion's wrapper)
+            stacklevel=3,  # the caller's line (2: jax_defaults's wrapper)
         )
 
     if held_out > 0 and trajectories.num_runs >= 2:
@@ -386,7 +386,10 @@ def fit(
     best = trajectories.best_run()
     best_lr = _ffill(best.lr[0])
     valid_lr = trajectories.lr[trajectories.mask]
-    key_init, key_batches = jax.random.split(jax.random.key(seed))
+    # threefry whatever the user's jax_default_prng_impl (rbg on TPU, say): the
+    # same seed and runs give the same model everywhere.
+    key = jax.random.key(seed, impl="threefry2x32")
+    key_init, key_batches = jax.random.split(key)
     model = LatentODE(
         T=T,
         key=key_init,

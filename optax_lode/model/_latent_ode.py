@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
+from optax_lode._jax_defaults import default_numerics
 from optax_lode._whole import whole
 from optax_lode.model._normalisation import FEATURES, Normalisation
 
@@ -541,19 +542,25 @@ class LatentODE(eqx.Module):
             raise ValueError(
                 f"lr_range must be (min, max); got {np.asarray(lr_range).tolist()}."
             )
-        k = jax.random.split(key, 5)
         # float32 whatever the user's jax_enable_x64: the artifact, the encoder's
-        # float32 carry and the training step all assume it.
+        # float32 carry and the training step all assume it. The same weights
+        # for a key whatever the user's jax_threefry_partitionable.
         f32 = jnp.float32
-        self.encoder_cell = eqx.nn.GRUCell(
-            len(FEATURES), hidden_size, key=k[0], dtype=f32
-        )
-        self.encoder_field = TanhMLP(hidden_size, hidden_size, hidden_size, 1, key=k[1])
-        self.encoder_out = eqx.nn.Linear(hidden_size, latent_size, key=k[2], dtype=f32)
-        self.vector_field = TanhMLP(
-            latent_size, latent_size, hidden_size, depth, key=k[3]
-        )
-        self.decoder = TanhMLP(latent_size, len(FEATURES), hidden_size, 1, key=k[4])
+        with default_numerics():
+            k = jax.random.split(key, 5)
+            self.encoder_cell = eqx.nn.GRUCell(
+                len(FEATURES), hidden_size, key=k[0], dtype=f32
+            )
+            self.encoder_field = TanhMLP(
+                hidden_size, hidden_size, hidden_size, 1, key=k[1]
+            )
+            self.encoder_out = eqx.nn.Linear(
+                hidden_size, latent_size, key=k[2], dtype=f32
+            )
+            self.vector_field = TanhMLP(
+                latent_size, latent_size, hidden_size, depth, key=k[3]
+            )
+            self.decoder = TanhMLP(latent_size, len(FEATURES), hidden_size, 1, key=k[4])
         self.normalisation = normalisation
         self.lr_range = lr_range
         self.best_lr_path = best_lr_path

@@ -24,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, UInt32
 from optax._src import numerics
 
-from optax_lode._promotion import standard_promotion
+from optax_lode._jax_defaults import jax_defaults
 from optax_lode._seeds import check_seed
 from optax_lode.decision import (
     LR_RANGE_FACTOR,
@@ -575,7 +575,7 @@ def lode_schedule(
     mu_ = config.mu
     k = steps_per_tick
 
-    @standard_promotion
+    @jax_defaults
     def init_fn(params: optax.Params) -> LodeState:
         del params
         i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
@@ -723,7 +723,7 @@ def lode_schedule(
                 "runs, build it with axis_name=None"
             ) from e
 
-    @standard_promotion
+    @jax_defaults
     def update_fn(
         updates: optax.Updates,
         state: LodeState,
