@@ -185,6 +185,27 @@ def test_normalisation_round_trip():
     np.testing.assert_allclose(norm.inverse(x), raw, rtol=1e-5)
 
 
+@pytest.mark.parametrize("units", [1e-3, 1e-7, 1e-12, 1e6])
+def test_the_metrics_units_do_not_change_its_normalisation(units):
+    """The same runs with the metric in other units normalise the same: an
+    absolute floor on its std (1e-6) read a spread of 3.6e-8 as constant."""
+    rng = np.random.default_rng(0)
+    raw = np.stack(
+        [
+            rng.uniform(0.1, 2.0, 50),
+            rng.uniform(0.0, 1.0, 50),
+            rng.uniform(1e-3, 1e-1, 50),
+        ],
+        -1,
+    )
+    other = raw * np.array([1.0, units, 1.0])
+    x, y = (Normalisation.from_data(r).forward(r) for r in (raw, other))
+    np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-5)
+    # A metric of 0 throughout stays finite (the floor is tiny, not 0).
+    zero = raw * np.array([1.0, 0.0, 1.0])
+    assert np.all(np.isfinite(Normalisation.from_data(zero).forward(zero)))
+
+
 @pytest.mark.parametrize(
     "std", [[0.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, np.nan], [1.0, np.inf, 1.0]]
 )

@@ -13,6 +13,9 @@ from jaxtyping import Array, Float
 FEATURES: tuple[str, str, str] = ("loss", "metric", "lr")
 """The model's three features, in column order."""
 
+# The smallest normal float32: a std floor the float32 model can still divide by.
+_TINY = float(np.finfo(np.float32).tiny)
+
 
 class Normalisation(eqx.Module):
     """Standardisation of ``(log loss, metric, log lr)``.
@@ -76,7 +79,10 @@ class Normalisation(eqx.Module):
             raw: raw tick records; loss and lr must be positive where valid.
             mask: boolean, ``raw.shape[:-1]``; ``None`` means every row is valid.
             min_std: floor on the standard deviations, so a constant feature (a
-                constant learning rate, say) does not divide by zero.
+                constant learning rate, say) does not divide by zero. The
+                metric's, in its own units, is ``min_std`` times its largest
+                magnitude: the same runs with the metric in other units
+                normalise the same (the loss and lr enter as logs, unitless).
 
         Returns:
             The normalisation whose ``forward`` standardises those rows.
@@ -96,7 +102,12 @@ class Normalisation(eqx.Module):
         if np.any(rows[:, 0] <= 0) or np.any(rows[:, 2] <= 0):
             raise ValueError("loss and lr must be positive (they are log-transformed).")
         feats = np.stack([np.log(rows[:, 0]), rows[:, 1], np.log(rows[:, 2])], -1)
-        return cls(mean=feats.mean(0), std=np.maximum(feats.std(0), min_std))
+        # An absolute floor would let the metric's units decide whether its
+        # spread is "constant" (a metric in units of 1e-7 would hit it). Tiny,
+        # not 0, for a metric that is 0 throughout.
+        metric_floor = max(min_std * np.abs(rows[:, 1]).max(), _TINY)
+        floor = np.array([min_std, metric_floor, min_std])
+        return cls(mean=feats.mean(0), std=np.maximum(feats.std(0), floor))
 
     def forward(self, raw: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
         """Raw ``(loss, metric, lr)`` -> normalised features."""
