@@ -474,6 +474,11 @@ def paired_overhead(
     a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired times need equal lengths, got {a.shape}, {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.all(b > 0)):
+        raise ValueError(
+            f"paired times must be finite, the reference's positive; got {a.tolist()} "
+            f"over {b.tolist()}"
+        )
     pct = 100.0 * (a / b - 1.0)
     lo, hi, coverage = median_interval(pct)
     out = {
@@ -555,7 +560,7 @@ def format_p(p: float) -> str:
     :data:`ALPHA` itself (0.0498 and 0.0501 both read "0.05" beside
     alpha = 0.05: which side of it they fall on is the point)."""
     text = f"{p:.2g}"
-    for digits in range(3, 10):  # "0.05" at .3g too for 0.04996
+    for digits in range(3, 18):  # "0.05" at .3g too for 0.04996; 17: every double
         if float(text) != ALPHA or p == ALPHA:
             break
         text = f"{p:.{digits}g}"
@@ -578,6 +583,8 @@ def verdict(lo: float, hi: float, target: float) -> str:
     ``"met"``: all of it at or below ``target``; ``"missed"``: all of it above;
     ``"unresolved"``: it contains ``target``.
     """
+    if any(np.isnan(x) for x in (lo, hi, target)):
+        raise ValueError(f"verdict needs numbers, got {lo} .. {hi} against {target}")
     if lo > hi:
         raise ValueError(f"verdict needs lo <= hi, got {lo} .. {hi}")
     if lo > target:

@@ -75,6 +75,10 @@ def test_verdict_against_an_upper_bound():
     assert verdict(2.0, 2.0, 2.0) == "met"
     with pytest.raises(ValueError, match="lo <= hi"):
         verdict(3.0, 1.0, 2.0)
+    # NaN compared False everywhere: "met" or "unresolved" for no interval.
+    for bad in ((float("nan"), 1.0, 2.0), (0.0, float("nan"), 2.0)):
+        with pytest.raises(ValueError, match="needs numbers"):
+            verdict(*bad)
 
 
 def test_cpu_info_reads_model_and_vector_extensions(tmp_path):
@@ -268,6 +272,7 @@ def test_p_values_next_to_alpha_show_which_side_they_fall_on():
 
     # .3g alone read 0.04996 and 0.05004 as "0.05".
     assert [format_p(p) for p in (0.04996, 0.05004)] == ["0.04996", "0.05004"]
+    assert float(format_p(0.049999999999)) < 0.05  # as many digits as it takes
     assert [format_p(p) for p in (0.0498, 0.05009, 0.05, 0.0056, 0.36)] == [
         "0.0498",
         "0.0501",
@@ -350,6 +355,10 @@ def test_paired_overhead_is_the_median_of_per_repetition_ratios():
     assert out["verdict"] == "missed"
     # The direction: num over den.
     assert common.paired_overhead(cosine, lode)["pct"] == pytest.approx(-100 / 11)
+    # A zero or non-finite time is said, not divided by.
+    for num, den in (([1.0, 1.0], [1.0, 0.0]), ([1.0, float("nan")], [1.0, 1.0])):
+        with pytest.raises(ValueError, match="must be finite"):
+            common.paired_overhead(num, den)
     # The verdict reads the CI, not the point estimate: a median below the
     # target with a CI reaching past it is unresolved.
     out = common.paired_overhead([1.0, 1.01, 1.015, 1.02, 1.05], [1.0] * 5, 2.0)

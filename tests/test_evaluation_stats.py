@@ -171,6 +171,31 @@ def test_divergence_decides_the_verdict_and_lucky_survivors_are_not_rivals():
     assert c.divergence_p > 0.05 and c.verdict == "wins"
 
 
+def test_adding_a_rival_cannot_turn_a_loss_by_divergence_into_a_win():
+    nan = float("nan")
+    lode = [0.9, 0.91, 0.92, 0.9] + [nan] * 6  # diverged on 6 of 10
+    steady = [0.8, 0.81] * 5  # none (Fisher p = 0.011 against LODE)
+    alone = compare_methods({"LODE": lode, "steady": steady})
+    assert alone.best_baseline == "steady" and alone.verdict == "loses"
+    # A rival with a better mean that diverged as often as LODE: LODE still
+    # loses to the steady one (it was the best baseline by mean, and "won").
+    shaky = [0.99, 0.98, 0.99, 0.98] + [nan] * 6
+    both = compare_methods({"LODE": lode, "steady": steady, "shaky": shaky})
+    assert both.best_baseline == "steady" and both.verdict == "loses"
+
+
+def test_a_rival_that_diverged_on_every_seed_loses_and_none_is_no_test():
+    nan = float("nan")
+    c = compare_methods({"LODE": [0.9, 0.91] * 5, "cos": [nan] * 10})
+    assert c.best_baseline == "cos" and c.test is None
+    assert c.divergence_p < 1e-4 and c.verdict == "wins"
+    assert "Fisher p" in c.to_markdown()
+    # No rival at all: nothing to compare, and the table says so.
+    c = compare_methods({"LODE": [0.9, 0.91]})
+    assert c.best_baseline is None and c.verdict == "untested"
+    assert "no baseline beside LODE" in c.to_markdown()
+
+
 def test_holm_matches_r():
     # R: p.adjust(c(0.01, 0.02, 0.03, 0.04, 0.05), "holm")
     np.testing.assert_allclose(
@@ -352,3 +377,18 @@ def test_signed_rank_test_diverged_runs_and_bad_input():
         signed_rank_test([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="no pair"):
         signed_rank_test([nan], [1.0])
+
+
+@pytest.mark.parametrize("units", [1e-170, 1e-30, 3.0, 1e160])
+def test_welch_test_is_the_same_in_any_units(units):
+    """The variances of values near 1e-170 underflowed to 0 (p = 0) and near
+    1e160 overflowed (p = NaN); the test is scale-free, and in ordinary units
+    it is what it was, bit for bit (the scaling is by a power of 2)."""
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([2.5, 3.5])
+    ref, r = welch_test(a, b), welch_test(a * units, b * units)
+    assert r.p_value == pytest.approx(ref.p_value, rel=1e-12)
+    assert r.t == pytest.approx(ref.t, rel=1e-12)
+    assert r.dof == pytest.approx(ref.dof, rel=1e-12)
+    assert r.diff == pytest.approx(ref.diff * units, rel=1e-12)
+    assert r.ci_low == pytest.approx(ref.ci_low * units, rel=1e-12)
+    assert welch_test(a * 4.0, b * 4.0).p_value == ref.p_value  # exactly

@@ -18,9 +18,11 @@ class Comparison:
     Attributes:
         summaries: mean ± std per method, in the order given.
         reference: the method under test (``"LODE"``).
-        best_baseline: the other method with the best mean over at least two
-            finite values, preferring those that did not diverge significantly
-            more often than the reference (None if there is none).
+        best_baseline: the strongest other method (None if there is none):
+            one that diverged on significantly fewer seeds than the reference,
+            if any; else the best mean over at least two finite values among
+            those that did not diverge significantly more often; else one of
+            those that did (see :func:`compare_methods`).
         test: Welch test of ``reference - best_baseline`` (None if impossible).
         alpha: significance level used for :attr:`verdict`.
         higher_is_better: direction of the metric.
@@ -93,6 +95,8 @@ class Comparison:
                 f"Welch p = {t.p_value:.3g} → **{self.reference} {self.verdict}** "
                 f"(α = {self.alpha}).\n"
             )
+        elif self.best_baseline is None:
+            text += f"\nNo significance test: no baseline beside {self.reference}.\n"
         else:
             text += f"\nNo significance test: {self.reference} or the best baseline "
             text += "has fewer than two finite values.\n"
@@ -109,14 +113,17 @@ def compare_methods(
 ) -> Comparison:
     """Summarises every method and tests ``reference`` against the best other one.
 
-    The best baseline is the non-reference method with the best mean of its
-    finite values, among those with at least two and that did not diverge on
-    significantly more seeds than the reference (those lose to it anyway;
-    when every rival did, among all): the strongest rival, chosen after the
-    fact. That makes ``"wins"`` conservative but not ``"loses"``: with
-    ``k`` baselines as good as the reference, ``"loses"`` comes out more often
-    than ``alpha / 2`` (no correction for the number of baselines; simulated at
-    5 seeds, about 6% with 4 baselines and 11% with 10). Diverged runs (NaN)
+    The best baseline is the strongest rival, chosen after the fact, by the
+    verdict's own order. First, a rival that diverged on significantly fewer
+    seeds than the reference beats it (the strongest such). Otherwise, the
+    best mean of the finite values among the rivals with at least two that
+    did not diverge on significantly more seeds (those lose to the
+    reference). Otherwise (every rival diverged significantly more often, or
+    has fewer than two finite values), one of those. That makes ``"wins"``
+    conservative but not ``"loses"``: with ``k`` baselines as good as the
+    reference, ``"loses"`` comes out more often than ``alpha / 2`` (no
+    correction for the number of baselines; simulated at 5 seeds, about 6%
+    with 4 baselines and 11% with 10). Diverged runs (NaN)
     are dropped from the means and counted; a method that diverged on
     significantly more seeds than the other (Fisher's exact test) loses.
 
@@ -148,22 +155,44 @@ def compare_methods(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}.")
     summaries = {name: summarize(v) for name, v in results.items()}
     sign = 1.0 if higher_is_better else -1.0
-    rivals = [n for n, s in summaries.items() if n != reference and s.n >= 2]
-    # A rival that diverged significantly more often than the reference loses
-    # to it whatever its surviving runs reached: the strongest rival is among
-    # the others (if any), or a "wins" could hide one that beats the reference.
-    steady = [
-        n
-        for n in rivals
-        if not _diverged_more(summaries[n], summaries[reference], alpha)
-    ]
-    pool = steady or rivals
-    best = max(pool, key=lambda n: sign * summaries[n].mean) if pool else None
+    ref = summaries[reference]
+    others = [n for n in summaries if n != reference]
+
+    def strongest(names: list[str]) -> str:
+        # The best mean over at least two finite values; failing that, over
+        # any; then the fewest diverged.
+        return max(
+            names,
+            key=lambda n: (
+                summaries[n].n >= 2,
+                summaries[n].n >= 1 and sign * summaries[n].mean,
+                -_divergence_rate(summaries[n]),
+            ),
+        )
+
+    # Divergence first, as the verdict reads it. A rival that diverged on
+    # significantly fewer seeds beats the reference whatever the others did
+    # (so adding a rival cannot turn a "loses" into a "wins").
+    beats = [n for n in others if _diverged_more(ref, summaries[n], alpha)]
+    # A rival that diverged on significantly more seeds loses to it: the
+    # strongest rival is among the others, tested on their finite values.
+    steady = [n for n in others if not _diverged_more(summaries[n], ref, alpha)]
+    if beats:
+        best = strongest(beats)
+    elif tested := [n for n in steady if summaries[n].n >= 2]:
+        best = max(tested, key=lambda n: sign * summaries[n].mean)
+    elif others:
+        # Each rival either diverged significantly more often (the reference
+        # wins) or has too few finite values to test.
+        lost = [n for n in others if n not in steady]
+        best = strongest(lost or steady)
+    else:
+        best = None
     test = divergence_p = None
-    if best is not None and summaries[reference].n >= 2:
+    if best is not None and ref.n >= 2 and summaries[best].n >= 2:
         test = welch_test(results[reference], results[best], confidence=confidence)
     if best is not None:
-        ref, rival = summaries[reference], summaries[best]
+        rival = summaries[best]
         if ref.dropped or rival.dropped:
             divergence_p = fisher_exact(
                 ref.dropped, ref.n + ref.dropped, rival.dropped, rival.n + rival.dropped

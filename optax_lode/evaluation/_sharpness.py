@@ -30,14 +30,16 @@ class SharpnessResult(NamedTuple):
         residual: ``||H v - eigenvalue * v||``, how far ``v`` is from being an
             eigenvector (0 when exactly converged).
         iterations: power iterations performed (both passes, if shifted).
-        converged: whether the estimate stopped moving (by ``rtol``) with
-            ``residual <= sqrt(rtol) * |eigenvalue|``: then some eigenvalue
-            lies within ``residual`` of the estimate, but power iteration
-            cannot tell it is the largest. With top eigenvalues close together
-            (relative to the gap that the iterations must resolve) it can
-            settle near a lower one for many iterations and say converged; the
-            estimate is still a lower bound of the largest. False when the
-            iterations ran out: the eigenvalue is not to be trusted.
+        converged: whether ``residual <= sqrt(rtol) * |eigenvalue|`` for the
+            final estimate (the iterations stop when that holds and the
+            estimate is steady to ``rtol``, or when they run out: a run out of
+            iterations with a small residual is converged too). Then some
+            eigenvalue lies within ``residual`` of the estimate, but power
+            iteration cannot tell it is the largest. With top eigenvalues
+            close together (relative to the gap that the iterations must
+            resolve) it can settle near a lower one for many iterations and
+            say converged; the estimate is still a lower bound of the largest.
+            False: the eigenvalue is not to be trusted.
     """
 
     eigenvalue: Float[Array, ""]

@@ -174,6 +174,12 @@ def welch_test(
             "optax-lode: pip install -e '.[bench]')."
         ) from e
     na, nb = xa.size, xb.size
+    # Scaled by a power of 2 near the largest magnitude (exact: the same bits
+    # in ordinary units), so variances of values near 1e-170 or 1e160 neither
+    # underflow to 0 (p = 0) nor overflow (p = NaN); undone on the difference.
+    top = max(float(np.max(np.abs(xa))), float(np.max(np.abs(xb))))
+    scale = math.ldexp(1.0, math.frexp(top)[1]) if top > 0 else 1.0
+    xa, xb = xa / scale, xb / scale
     (ma, va), (mb, vb) = _mean_var(xa), _mean_var(xb)
     va, vb = va / na, vb / nb
     diff = float(ma - mb)
@@ -181,9 +187,9 @@ def welch_test(
     if se2 == 0.0:
         p = 1.0 if diff == 0.0 else 0.0
         return WelchResult(
-            diff,
-            diff,
-            diff,
+            diff * scale,
+            diff * scale,
+            diff * scale,
             p,
             math.copysign(math.inf, diff) if diff else 0.0,
             float(na + nb - 2),
@@ -198,7 +204,13 @@ def welch_test(
     p = float(2.0 * stats.t.sf(abs(t), dof))
     half = float(stats.t.ppf(0.5 + confidence / 2.0, dof)) * se
     return WelchResult(
-        diff, diff - half, diff + half, p, float(t), float(dof), confidence
+        diff * scale,
+        (diff - half) * scale,
+        (diff + half) * scale,
+        p,
+        float(t),
+        float(dof),
+        confidence,
     )
 
 
@@ -288,7 +300,8 @@ class SignedRankResult(NamedTuple):
         w: the signed-rank statistic of ``a``: the sum of the ranks of
             ``|a - b|`` over the pairs with ``a > b`` (ties averaged; pairs
             with ``a == b`` are left out, Wilcoxon's convention).
-        n: the pairs compared (neither value NaN).
+        n: the pairs compared (neither value NaN, nor infinite unless
+            ``keep_inf``).
         exact: whether ``p_value`` is exact (at most
             ``SIGNED_EXACT_MAX`` pairs with a nonzero difference) or from the
             normal approximation.
