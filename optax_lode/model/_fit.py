@@ -361,21 +361,22 @@ def fit(
 
     if held_out > 0 and trajectories.num_runs >= 2:
         train, held = trajectories.split(held_out=held_out, seed=seed)
+        why, hint = None, ""
         if len(_eval_windows(held)) == 0:
-            warnings.warn(
+            why = (
                 f"the held-out runs {list(held.run_ids)} have no valid tick after "
-                "tick 0, so nothing to evaluate: fitting on every run, early "
-                "stopping on the training loss (as with held_out=0).",
-                UserWarning,
-                stacklevel=3,  # the caller's line
+                "tick 0, so nothing to evaluate"
             )
-            train, held = trajectories, None
         elif len(_windows(train)) == 0:
-            warnings.warn(
+            why = (
                 "the split held out every run with a valid tick after tick 0 "
-                f"(held out: {list(held.run_ids)}), leaving nothing to train "
-                "on: fitting on every run, early stopping on the training loss "
-                "(as with held_out=0; another seed may split better).",
+                f"(held out: {list(held.run_ids)}), leaving nothing to train on"
+            )
+            hint = "; another seed may split better"
+        if why is not None:
+            warnings.warn(
+                f"{why}: fitting on every run, early stopping on the training loss "
+                f"(as with held_out=0{hint}).",
                 UserWarning,
                 stacklevel=3,  # the caller's line
             )
