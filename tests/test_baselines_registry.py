@@ -277,6 +277,33 @@ def test_options_out_of_range_are_named(name, option, value):
         make_baseline(name, learning_rate=0.1, total_steps=10, **{option: value})
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # A string was converted ("0.1" trained) or failed unnamed ("must be
+        # real number, not NoneType").
+        (dict(learning_rate="0.1"), r"learning_rate must be a finite real number"),
+        (dict(learning_rate=True), r"learning_rate must be a finite real number"),
+        (dict(weight_decay=None), r"weight_decay must be a finite real .*None"),
+        (dict(weight_decay="0.1"), r"weight_decay must be a finite real .*'0.1'"),
+        (dict(weight_decay=float("nan")), r"weight_decay must be a finite real"),
+        # Any truthy value switched a boolean option on, "no" too.
+        (dict(nesterov="yes"), r"option nesterov must be True or False, got 'yes'"),
+        (dict(nesterov=1), r"option nesterov must be True or False, got 1"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_baseline("cosine", **{"learning_rate": 0.1, "total_steps": 10, **kwargs})
+
+
+def test_boolean_options_take_bools():
+    make_baseline("cosine", learning_rate=0.1, total_steps=10, nesterov=True)
+    make_baseline("prodigy", learning_rate=1.0, total_steps=10, safeguard_warmup=False)
+    with pytest.raises(ValueError, match="option safeguard_warmup must be True"):
+        make_baseline("prodigy", learning_rate=1.0, total_steps=10, safeguard_warmup=0)
+
+
 def test_options_at_the_edges_of_their_ranges_build():
     for name, options in [
         ("hd-adam", dict(b1=0.0, min_learning_rate=None, hyper_lr=0.0)),

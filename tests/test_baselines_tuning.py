@@ -67,6 +67,40 @@ def test_tune_selects_on_validation_and_reruns_fresh_seeds():
     assert all(c[2:] == (2, 4, {"extra": "passed"}) for c in train_run.calls)
 
 
+@pytest.mark.parametrize(
+    ("table", "best"),
+    [
+        # 1e-3 diverged on every seed, 1e-1 on one: every score used to be
+        # -inf and the smallest rate, the worse one, was kept.
+        ({1e-3: (np.nan, np.nan), 1e-1: (np.nan, 0.95)}, 1e-1),
+        # Fewer diverged seeds beat a better mean over the seeds left.
+        ({1e-3: (0.5, 0.6), 1e-2: (np.nan, 0.99)}, 1e-3),
+        # Equally many diverged: the better mean over the rest.
+        ({1e-3: (np.nan, 0.6), 1e-2: (0.7, np.nan)}, 1e-2),
+        ({1e-3: (0.5, 0.6), 1e-2: (0.7, 0.8)}, 1e-2),
+        # Every run of every rate diverged: the smallest rate.
+        ({1e-2: (np.nan, np.nan), 1e-3: (np.nan, np.inf)}, 1e-3),
+    ],
+)
+def test_tune_prefers_rates_with_fewer_diverged_seeds(table, best):
+    def train_run(task, tx, *, seed, epochs, ticks_per_epoch, eval_fn, **kw):
+        lr = float(optax.tree.get(tx.init(jnp.zeros(2)), "learning_rate"))
+        row = table[round(lr, 8)]
+        m = row[seed] if seed < len(row) else 0.9  # a final run
+        return FakeResult(np.array([0.0, m]), m)
+
+    result = tune(
+        train_run,
+        NoisyQuadratic(),
+        "constant",
+        learning_rates=list(table),
+        tuning_seeds=(0, 1),
+        num_seeds=1,
+        epochs=1,
+    )
+    assert result.best_learning_rate == pytest.approx(best)
+
+
 def test_tune_batched_over_seeds():
     calls = []
 

@@ -109,3 +109,31 @@ def test_cli_bad_arguments_exit_2_with_a_message(tmp_path, capsys, argv, message
     assert main(["sweep", *argv, *out]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_cli_checks_out_before_sweeping(tmp_path, capsys, monkeypatch):
+    """An --out that is a directory, or under a file, was found only after the
+    whole sweep trained; now it is said first, in one line, with exit 2."""
+    import optax_lode.sweep as sweep
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("the sweep trained before --out was checked")
+
+    monkeypatch.setattr(sweep, "run_sweep", no_sweep)
+    (tmp_path / "out.parquet").mkdir()
+    (tmp_path / "afile").write_text("x")
+    base = ["sweep", "--task", "digits-mlp", "--no-progress", "--out"]
+    for out, why in (
+        (tmp_path / "out.parquet", "is a directory"),
+        (tmp_path / "afile" / "o.parquet", "afile is not a directory"),
+    ):
+        assert main([*base, str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"optax-lode sweep: cannot write --out {out}: ")
+        assert why in err and err.count("\n") == 1
+    # A failing sweep leaves no directory made for its --out behind.
+    monkeypatch.undo()
+    out = tmp_path / "new" / "deeper" / "runs.csv"
+    assert main([*base, str(out), "--lrs", "1e39"]) == 2
+    assert "float32" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

@@ -220,8 +220,58 @@ def test_resume_refuses_another_sweeps_checkpoint(tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     manifest["config"]["format"] = 2
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match=r"format 2, now 3\).*delete it"):
+    with pytest.raises(ValueError, match=r"format 2, now 4\).*delete it"):
         run_sweep(task, **base, checkpoint_dir=tmp_path)
+    # Format 3's fingerprint could not tell NQMs of other batch sizes apart:
+    # its checkpoints are refused, saying why and what to do.
+    manifest["config"]["format"] = 3
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        ValueError, match=r"format 3, now 4\), whose .*task fingerprint.*delete it"
+    ):
+        run_sweep(task, **base, checkpoint_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "other", [dict(batch_size=1), dict(noise="isotropic"), dict(init_scale=2.0)]
+)
+def test_resume_sees_every_argument_of_the_nqm(tmp_path, other):
+    """The NQM reports its noise-free loss: a fingerprint of the loss alone
+    took an NQM of another batch size or noise for the same task, and a
+    resume returned the old sweep's losses."""
+    from optax_lode.tasks import get_task
+
+    base = dict(dim=4, steps_per_epoch=4)
+    kw = dict(shapes=["constant"], lrs=[0.05], seeds=2, epochs=2)
+    first = run_sweep(get_task("nqm", **base), checkpoint_dir=tmp_path, **kw)
+    # The same task and arguments still resume (and reuse the chunks).
+    again = run_sweep(get_task("nqm", **base), checkpoint_dir=tmp_path, **kw)
+    np.testing.assert_array_equal(again.loss, first.loss)
+    with pytest.raises(ValueError, match=r"different sweep.*task_fingerprint"):
+        run_sweep(get_task("nqm", **base, **other), checkpoint_dir=tmp_path, **kw)
+
+
+def test_a_checkpoint_without_chunks_is_taken_over(tmp_path):
+    """A sweep killed during its first chunk leaves only its manifest; a rerun
+    with a smaller chunk_size (the remedy for running out of memory) or
+    another grid starts afresh instead of being refused."""
+    task = ToyTask()
+    kw = dict(shapes=["constant"], seeds=[0, 1], epochs=1)
+    run_sweep(task, lrs=[0.1, 0.2], chunk_size=4, checkpoint_dir=tmp_path, **kw)
+    for chunk in tmp_path.glob("chunk-*.npz"):
+        chunk.unlink()
+    (tmp_path / ".chunk-00000.npz.tmp-123").write_bytes(b"killed mid-write")
+    resumed = run_sweep(
+        task, lrs=[0.1, 0.3], chunk_size=2, checkpoint_dir=tmp_path, **kw
+    )
+    fresh = run_sweep(task, lrs=[0.1, 0.3], chunk_size=2, **kw)
+    np.testing.assert_array_equal(resumed.loss, fresh.loss)
+    config = json.loads((tmp_path / "manifest.json").read_text())["config"]
+    assert config["chunk_size"] == 2 and config["lrs"] == [0.1, 0.3]
+    # With its chunks written, the directory is this sweep's: another is
+    # refused as before.
+    with pytest.raises(ValueError, match=r"this sweep of 2 runs each; now 4"):
+        run_sweep(task, lrs=[0.1, 0.3], chunk_size=4, checkpoint_dir=tmp_path, **kw)
 
 
 def test_diverged_runs_are_masked_or_left_out():
@@ -284,11 +334,32 @@ def test_a_loss_that_underflowed_to_zero_is_floored_and_the_run_kept():
         (dict(epochs=float("nan")), r"epochs must be a whole number; got nan"),
         (dict(chunk_size=1.7), r"chunk_size must be a whole number; got 1\.7"),
         (dict(devices=[]), "devices is empty"),
+        # The runs train in float32, where these are inf and 0.
+        (dict(lrs=[0.1, 1e39]), r"\[1e\+39\] are not finite and > 0 in float32"),
+        (dict(lrs=[1e-46]), r"\[1e-46\] are not finite and > 0 in float32"),
     ],
 )
 def test_sweep_rejects_bad_arguments(kwargs, match):
     base = dict(shapes=["constant"], lrs=[0.1], seeds=1, epochs=1)
     with pytest.raises(ValueError, match=match):
+        run_sweep(ToyTask(), **{**base, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # A lone string was iterated ("unknown schedule shapes ['c', 'o', ...]")
+        # and a lone number was not iterable.
+        (dict(shapes="constant"), r"shapes must be a list, e.g. shapes=\['cosine'\]"),
+        (dict(lrs=0.1), r"lrs must be a list, e.g. lrs=\[0.01\]; got 0.1"),
+        (dict(seeds=2.0), r"seeds must be a list.*\(or seeds=2\); got 2.0"),
+        (dict(lrs=["0.1"]), "lrs must hold real numbers; got '0.1'"),
+        (dict(lrs=[True]), "lrs must hold real numbers; got True"),
+    ],
+)
+def test_sweep_refuses_a_lone_value_for_a_list(kwargs, match):
+    base = dict(shapes=["constant"], lrs=[0.1], seeds=1, epochs=1)
+    with pytest.raises(TypeError, match=match):
         run_sweep(ToyTask(), **{**base, **kwargs})
 
 

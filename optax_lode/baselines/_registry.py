@@ -322,8 +322,33 @@ _OPTION_RANGES = {
 _WHOLE_OPTIONS = frozenset({"patience", "cooldown", "accumulation_size"})
 
 
+_BOOL_OPTIONS = frozenset({"nesterov", "safeguard_warmup"})
+
+
+def _real(name: str, value: Any) -> float:
+    """``value`` as a finite float, or a ``ValueError`` naming ``name``: a
+    string or a bool is refused, not converted (``"0.1"`` used to train)."""
+    if not isinstance(value, bool | str | bytes) and np.ndim(value) == 0:
+        try:  # a number or a concrete 0-d array (a traced one cannot set a schedule)
+            value = float(value)
+        except TypeError:
+            pass
+    if not (isinstance(value, float) and math.isfinite(value)):
+        raise ValueError(
+            f"{name} must be a finite real number (not a string or a bool), "
+            f"got {value!r}."
+        )
+    return value
+
+
 def _check_option(name: str, value: Any) -> None:
-    """A numeric option outside its range is a ``ValueError`` naming it."""
+    """A numeric option outside its range, or a boolean option that is no
+    bool, is a ``ValueError`` naming it."""
+    if name in _BOOL_OPTIONS:
+        # Any truthy value ("yes", and "no" too) used to switch it on.
+        if not isinstance(value, bool | np.bool_):
+            raise ValueError(f"option {name} must be True or False, got {value!r}.")
+        return
     if name not in _OPTION_RANGES or value is None:
         return
     low, high, low_open, high_open = _OPTION_RANGES[name]
@@ -472,7 +497,11 @@ def make_baseline(
         An :class:`optax.GradientTransformationExtraArgs`.
 
     Raises:
-        ValueError: unknown name or invalid numbers.
+        ValueError: unknown name; ``learning_rate`` or ``weight_decay`` not a
+            finite real number (a string or a bool is refused) or out of
+            range; ``total_steps`` not an int >= 1; a numeric option out of
+            its range, or a boolean option (``nesterov``,
+            ``safeguard_warmup``) that is not ``True`` or ``False``.
         TypeError: an option the baseline does not accept.
 
     Example:
@@ -493,20 +522,7 @@ def make_baseline(
             f"baseline {name!r} does not accept option(s) {unknown}; "
             f"its options are {list(spec.options)}."
         )
-    if (
-        not isinstance(learning_rate, bool | numbers.Real)
-        and np.ndim(learning_rate) == 0
-    ):
-        try:  # a concrete 0-d array (a traced one cannot set a schedule)
-            learning_rate = float(learning_rate)
-        except TypeError:
-            pass
-    if isinstance(learning_rate, bool) or not (
-        isinstance(learning_rate, numbers.Real) and math.isfinite(learning_rate)
-    ):
-        raise ValueError(
-            f"learning_rate must be a finite number, got {learning_rate!r}."
-        )
+    learning_rate = _real("learning_rate", learning_rate)
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}.")
     if isinstance(total_steps, bool) or not (
@@ -514,7 +530,8 @@ def make_baseline(
     ):
         raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}.")
     total_steps = int(total_steps)
-    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+    weight_decay = _real("weight_decay", weight_decay)
+    if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
     for option, value in options.items():
         _check_option(option, value)

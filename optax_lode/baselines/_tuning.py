@@ -139,6 +139,21 @@ def _test_metric(result: Any) -> float:
     return float(np.asarray(result.test_metric))
 
 
+def _select(grid: np.ndarray, val: np.ndarray) -> float:
+    """The rate of ``grid`` chosen by the validation metrics ``val[rate, seed]``:
+    fewest diverged seeds first, then the best mean over the seeds that did
+    not diverge; the smallest rate if every run diverged."""
+    finite = np.isfinite(val)
+    diverged = (~finite).sum(axis=1)
+    if diverged.min() == val.shape[1]:
+        return float(grid.min())
+    # Ranking diverged runs as worst alone let a rate that diverged on every
+    # seed win when every rate had one diverged run (all scores -inf).
+    kept = diverged == diverged.min()
+    mean = np.where(finite, val, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+    return float(grid[int(np.argmax(np.where(kept, mean, -np.inf)))])
+
+
 def tune(
     train_run: TrainRun,
     task: Any,
@@ -159,9 +174,11 @@ def tune(
 
     1. For every rate of the grid and every tuning seed, build the baseline
        (:func:`make_baseline`) and train one run with ``train_run``.
-    2. Select the rate with the best mean *final validation* metric. Diverged
-       runs (non-finite metric) count as worst; if every run diverged the
-       smallest rate is kept (and the final runs will show it).
+    2. Select a rate by the *final validation* metric: among the rates with
+       the fewest diverged tuning runs (non-finite metric), the one with the
+       best mean metric over its runs that did not diverge (the first in the
+       grid on a tie). If every run of every rate diverged, the smallest rate
+       is kept (and the final runs will show it).
     3. Re-run at that rate with ``num_seeds`` fresh seeds ``first_seed,
        first_seed + 1, ...`` (disjoint from the tuning seeds) and report their
        *test* metrics.
@@ -270,13 +287,7 @@ def tune(
     val = np.array(
         [[final_val_metric(r) for r in runs(lr, tuning_seeds)] for lr in grid]
     )
-    # A diverged tuning run disqualifies its rate.
-    score = np.where(np.isfinite(val), val, -np.inf).mean(axis=1)
-    best = (
-        float(grid[int(np.argmax(score))])
-        if np.any(np.isfinite(score))
-        else float(grid.min())
-    )
+    best = _select(grid, val)
     finals = tuple(runs(best, final_seeds))
     return TuneResult(
         name=name,

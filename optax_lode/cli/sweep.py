@@ -167,6 +167,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the sweep and writes it; returns the exit code."""
+    from optax_lode._files import remove_empty
+    from optax_lode.cli.fit import _writable_parent
     from optax_lode.sweep import run_sweep
     from optax_lode.tasks import DataNotPreparedError, get_task, metric_name
 
@@ -176,6 +178,18 @@ def run(args: argparse.Namespace) -> int:
     if not parquet and out.suffix.lower() != ".csv":
         msg = f"optax-lode sweep: --out must end in .parquet or .csv, got {out}"
         print(msg, file=sys.stderr)
+        return 2
+    try:  # checked first, as fit does: a sweep can take hours
+        out_is_dir = out.is_dir()
+    except OSError as err:  # a name too long for the file system, say
+        msg = f"optax-lode sweep: cannot write --out {out}: {err.strerror or err}"
+        print(msg, file=sys.stderr)
+        return 2
+    if out_is_dir:
+        print(
+            f"optax-lode sweep: cannot write --out {out}: is a directory",
+            file=sys.stderr,
+        )
         return 2
     if args.mlflow is None:
         unused = [
@@ -219,6 +233,11 @@ def run(args: argparse.Namespace) -> int:
             if not _tracker_error(err):
                 raise
             return _mlflow_failed(where, err, " (nothing was swept)")
+    # Made and checked before the sweep trains, not when it writes --out.
+    made, why = _writable_parent(out)
+    if why:
+        print(f"optax-lode sweep: cannot write --out {out}: {why}", file=sys.stderr)
+        return 2
     checkpoint = args.checkpoint_dir or out.with_name(out.name + ".chunks")
     try:
         traj = run_sweep(
@@ -234,10 +253,10 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except ValueError as err:
+        remove_empty(made, out.parent)
         print(f"optax-lode sweep: {err}", file=sys.stderr)
         return 2
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         if parquet:
             traj.to_parquet(out)
         else:

@@ -9,7 +9,7 @@ import json
 import os
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,10 +56,28 @@ def run_id(shape: str, lr: float, seed: int) -> str:
     return f"{shape}-lr{lr:g}-s{seed}"
 
 
+def _listed(name: str, xs: Any, example: str) -> tuple:
+    """``xs`` as a tuple; a lone string or number is refused, not iterated
+    (``"constant"`` would be the shapes ``c, o, n, ...``)."""
+    if isinstance(xs, str | bytes) or not isinstance(xs, Iterable):
+        raise TypeError(f"{name} must be a list, e.g. {name}={example}; got {xs!r}")
+    return tuple(xs)
+
+
+def _real(name: str, x: Any) -> float:
+    """``x`` as a float; a bool or a string is refused, not converted."""
+    try:
+        if isinstance(x, bool | str | bytes):
+            raise TypeError
+        return float(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must hold real numbers; got {x!r}") from None
+
+
 def _validate(shapes, lrs, seeds) -> tuple[tuple[str, ...], tuple, tuple]:
-    shapes = tuple(str(s) for s in shapes)
-    lrs = tuple(float(x) for x in lrs)
-    seeds = check_seeds(seeds)
+    shapes = tuple(str(s) for s in _listed("shapes", shapes, "['cosine']"))
+    lrs = tuple(_real("lrs", x) for x in _listed("lrs", lrs, "[0.01]"))
+    seeds = check_seeds(_listed("seeds", seeds, "[0, 1] (or seeds=2)"))
     if not shapes or not lrs or not seeds:
         raise ValueError("shapes, lrs and seeds must all be non-empty")
     bad = [s for s in shapes if s not in SCHEDULE_SHAPES]
@@ -69,6 +87,15 @@ def _validate(shapes, lrs, seeds) -> tuple[tuple[str, ...], tuple, tuple]:
         )
     if not all(np.isfinite(x) and x > 0 for x in lrs):
         raise ValueError(f"learning rates must be finite and > 0, got {lrs}")
+    # The runs train in float32: a rate past its range would train as inf or
+    # 0 and fail only after the sweep.
+    tiny, top = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    bad = [x for x in lrs if not tiny <= x <= top]
+    if bad:
+        raise ValueError(
+            f"learning rates {bad} are not finite and > 0 in float32, in which "
+            f"the sweep trains: use rates in [{tiny:.3g}, {top:.3g}]"
+        )
     for name, xs in (("shapes", shapes), ("lrs", lrs), ("seeds", seeds)):
         if len(set(xs)) != len(xs):
             raise ValueError(f"{name} has duplicates: {xs}")
@@ -106,26 +133,37 @@ def _run_program(task: Task, shapes, num_ticks, steps_per_tick, weight_decay):
 
 def _task_fingerprint(task: Task) -> str:
     """What a manifest knows of the task beyond its name, from the task itself:
-    its parameters' paths, shapes and dtypes, and its first minibatch loss and
-    validation metric at initialisation (5 significant digits, so float
-    rounding across machines rarely matters). A task built with other
-    arguments (model size, batch size, data) gives another fingerprint."""
+    its parameters' paths, shapes and dtypes, and at initialisation its first
+    minibatch loss, the norm of each parameter's gradient of that loss and its
+    validation metric (5 significant digits, so float rounding across
+    machines rarely matters). A task built with other arguments (model size,
+    batch size, data, gradient noise) gives another fingerprint: the gradient
+    sees what the loss's value may not (the NQM reports its noise-free loss,
+    whatever its batch size or noise)."""
 
     def probe(key):
         params, state = task.init(key)
-        loss, _ = task.train_loss(params, state, jnp.int32(0), key)
-        return params, loss, task.metric(params, state, "val")
 
-    params, loss, val = jax.jit(probe)(jax.random.key(0))
+        def loss_fn(p):
+            return task.train_loss(p, state, jnp.int32(0), key)
+
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        norms = [jnp.linalg.norm(g.ravel()) for g in jax.tree_util.tree_leaves(grads)]
+        return params, loss, norms, task.metric(params, state, "val")
+
+    params, loss, norms, val = jax.jit(probe)(jax.random.key(0))
     leaves = jax.tree_util.tree_leaves_with_path(params)
     shapes = [(jax.tree_util.keystr(k), x.shape, str(x.dtype)) for k, x in leaves]
-    text = repr((shapes, f"{float(loss):.5g}", f"{float(val):.5g}"))
+    numbers = [f"{float(x):.5g}" for x in (loss, *norms, val)]
+    text = repr((shapes, numbers))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # What a chunk holds. 2: the manifest fingerprints the task; 3: a tick whose
-# last update made the parameters non-finite is masked (it was kept).
-_FORMAT = 3
+# last update made the parameters non-finite is masked (it was kept); 4: the
+# fingerprint sees the task's gradient (3's could not tell NQMs of other batch
+# sizes or noise apart, so a format-3 checkpoint cannot be checked).
+_FORMAT = 4
 
 
 def _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk_size, wd):
@@ -154,8 +192,13 @@ def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
             raise ValueError(
                 f"{manifest} is corrupt ({e}); delete {directory} to start over"
             ) from None
-        before = old.get("config")
-        if before != config:
+        before = old.get("config") if isinstance(old, dict) else None
+        if before != config and isinstance(before, dict) and not _has_chunks(directory):
+            # Killed before its first chunk was written (out of memory, say):
+            # nothing to resume, so the directory starts this sweep, whatever
+            # its chunking or grid.
+            _write_manifest(manifest, config)
+        elif before != config:
             before = before if isinstance(before, dict) else {}
             diff = sorted(
                 k for k in {*before, *config} if before.get(k) != config.get(k)
@@ -164,8 +207,9 @@ def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
                 raise ValueError(
                     f"{directory} holds chunks written by another version of "
                     f"optax-lode (checkpoint format {before.get('format')!r}, "
-                    f"now {_FORMAT}), whose records may differ; delete it or "
-                    "use another checkpoint directory"
+                    f"now {_FORMAT}), whose records or task fingerprint this "
+                    "version cannot check; delete it or use another checkpoint "
+                    "directory"
                 )
             if diff == ["chunk_size"]:
                 # The same runs, cut otherwise: another device count rounds
@@ -186,12 +230,20 @@ def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
                 "another checkpoint directory or delete this one"
             )
     else:
-        atomic_write_bytes(
-            manifest,
-            json.dumps(
-                {"config": config, "optax_lode": __version__}, indent=2
-            ).encode(),
-        )
+        _write_manifest(manifest, config)
+
+
+def _write_manifest(manifest: Path, config: dict[str, Any]) -> None:
+    atomic_write_bytes(
+        manifest,
+        json.dumps({"config": config, "optax_lode": __version__}, indent=2).encode(),
+    )
+
+
+def _has_chunks(directory: Path) -> bool:
+    """Whether ``directory`` holds a chunk file (a hidden temporary of a
+    killed write is none)."""
+    return any(directory.glob("chunk-*.npz"))
 
 
 def _chunk_path(directory: Path, index: int) -> Path:
@@ -270,7 +322,9 @@ def run_sweep(
             chunk is the unit of resuming); default 25 per device (on a
             2-core CPU, 25-run chunks ran a 100-run sweep faster than one
             100-run program). Rounded up to a multiple of the device count.
-        checkpoint_dir: where finished chunks go, for resuming.
+        checkpoint_dir: where finished chunks go, for resuming. A directory
+            holding no chunk yet (a sweep killed during its first) is taken
+            over by this sweep, whatever its manifest says.
         devices: devices to shard over; default ``jax.devices()``.
         progress: show a progress bar (tqdm), one update per chunk.
 
@@ -287,8 +341,12 @@ def run_sweep(
         modelled by its log. A negative loss is an error of the task.
 
     Raises:
+        TypeError: ``shapes``, ``lrs`` or ``seeds`` given as a single string
+            or number instead of a list (``seeds`` may be a count, an int),
+            or a learning rate that is no real number (a bool, a string).
         ValueError: an unknown shape, an empty or repeating grid, a bad
-            learning rate, seed, ``epochs``, ``ticks_per_epoch``,
+            learning rate (not finite and > 0 in float32, in which the runs
+            train), seed, ``epochs``, ``ticks_per_epoch``,
             ``chunk_size`` or ``devices``, a
             ``checkpoint_dir`` of another sweep or not a directory, or a sweep
             whose every run diverged in its first tick.
