@@ -153,3 +153,34 @@ def usable_directory(path: str | os.PathLike, name: str) -> Path:
             "a directory you can write to."
         ) from None
     return Path(path)
+
+
+def writable_parent(out: str | os.PathLike) -> tuple[Path | None, str | None]:
+    """Makes ``out``'s missing directories and checks that a file of its name
+    can be written there, before work of minutes or hours (a fit, a sweep)
+    that writes it at the end.
+
+    Returns the topmost directory it made (or None) and what is wrong (or
+    None).
+    """
+    out = Path(out)
+    limit = name_max(out.parent)
+    if limit is not None and len(os.fsencode(out.name)) > limit:
+        return None, f"its name is longer than {limit} bytes"
+    try:
+        return writable_directory(out.parent), None
+    except ValueError as err:
+        return None, str(err)
+
+
+def name_max(directory: Path) -> int | None:
+    """The longest file name (bytes) that ``directory``'s file system takes,
+    or None where that is unknown (Windows, a directory not made yet)."""
+    for d in (directory, *directory.parents):
+        if d.exists():
+            try:
+                limit = os.pathconf(d, "PC_NAME_MAX")
+            except (AttributeError, OSError, ValueError):
+                return None
+            return limit if limit > 0 else None  # -1: no limit
+    return None

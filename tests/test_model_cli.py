@@ -169,11 +169,11 @@ def test_unwritable_out_and_bad_settings_exit_2_before_fitting(
 
 
 def test_writable_parent_measures_the_name_itself(tmp_path):
-    from optax_lode.cli.fit import _writable_parent
+    from optax_lode._files import writable_parent
 
     # Its probe file has a short name: the target's own is checked too.
-    assert _writable_parent(tmp_path / ("m" * 250 + ".lode")) == (None, None)
-    made, why = _writable_parent(tmp_path / ("m" * 251 + ".lode"))
+    assert writable_parent(tmp_path / ("m" * 250 + ".lode")) == (None, None)
+    made, why = writable_parent(tmp_path / ("m" * 251 + ".lode"))
     assert made is None and why == "its name is longer than 255 bytes"
 
 

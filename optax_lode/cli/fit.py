@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import warnings
 from pathlib import Path
 
-from optax_lode._files import remove_empty, writable_directory
+from optax_lode._files import remove_empty, writable_directory, writable_parent
 
 
 def _fractions(text: str) -> list[float]:
@@ -307,35 +306,6 @@ def _warnings_as_flags(translate=_as_flags):
             )
 
 
-def _writable_parent(out: Path) -> tuple[Path | None, str | None]:
-    """Makes ``out``'s missing directories (as `sweep` and `demo` make theirs)
-    and checks that a file can be written there, before a fit of minutes.
-
-    Returns the topmost directory it made (or None) and what is wrong (or
-    None).
-    """
-    limit = _name_max(out.parent)
-    if limit is not None and len(os.fsencode(out.name)) > limit:
-        return None, f"its name is longer than {limit} bytes"
-    try:
-        return writable_directory(out.parent), None
-    except ValueError as err:
-        return None, str(err)
-
-
-def _name_max(directory: Path) -> int | None:
-    """The longest file name (bytes) that ``directory``'s file system takes,
-    or None where that is unknown (Windows, a directory not made yet)."""
-    for d in (directory, *directory.parents):
-        if d.exists():
-            try:
-                limit = os.pathconf(d, "PC_NAME_MAX")
-            except (AttributeError, OSError, ValueError):
-                return None
-            return limit if limit > 0 else None  # -1: no limit
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
     """Runs ``optax-lode fit``."""
     from optax_lode.model import fit, model_digest, save_model
@@ -459,7 +429,7 @@ def run(args: argparse.Namespace) -> int:
         + ("; metric negated (--lower-is-better)" if args.lower_is_better else ""),
         file=sys.stderr,
     )
-    made, why = _writable_parent(args.out)
+    made, why = writable_parent(args.out)
     if why:
         print(f"optax-lode fit: cannot write --out {args.out}: {why}", file=sys.stderr)
         return 2

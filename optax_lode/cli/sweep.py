@@ -167,8 +167,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the sweep and writes it; returns the exit code."""
-    from optax_lode._files import remove_empty
-    from optax_lode.cli.fit import _writable_parent
+    from optax_lode._files import remove_empty, writable_parent
     from optax_lode.sweep import run_sweep
     from optax_lode.tasks import DataNotPreparedError, get_task, metric_name
 
@@ -234,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
                 raise
             return _mlflow_failed(where, err, " (nothing was swept)")
     # Made and checked before the sweep trains, not when it writes --out.
-    made, why = _writable_parent(out)
+    made, why = writable_parent(out)
     if why:
         print(f"optax-lode sweep: cannot write --out {out}: {why}", file=sys.stderr)
         return 2
