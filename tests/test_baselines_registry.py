@@ -304,6 +304,24 @@ def test_boolean_options_take_bools():
         make_baseline("prodigy", learning_rate=1.0, total_steps=10, safeguard_warmup=0)
 
 
+@pytest.mark.parametrize(
+    "name, option, value, match",
+    [
+        ("prodigy", "betas", (0.9, 0.99, 0.5), "betas must be a pair"),
+        ("prodigy", "betas", 0.9, "betas must be a pair"),
+        ("dog", "init_step", 1e-3, "init_step must be a pair"),
+        ("dog", "init_step", ("distances", 1e-3), "init_step must be a pair"),
+        ("dog", "init_step", ("heuristic", 0.0), "init_step must be a pair"),
+    ],
+)
+def test_paired_options_are_checked_when_built(name, option, value, match):
+    """They failed later with a bare unpacking error (or not at all)."""
+    with pytest.raises(ValueError, match=match):
+        make_baseline(name, learning_rate=1.0, total_steps=10, **{option: value})
+    good = {"betas": (0.9, 0.99), "init_step": ("heuristic", 1e-6)}[option]
+    make_baseline(name, learning_rate=1.0, total_steps=10, **{option: good})
+
+
 def test_options_at_the_edges_of_their_ranges_build():
     for name, options in [
         ("hd-adam", dict(b1=0.0, min_learning_rate=None, hyper_lr=0.0)),
@@ -343,3 +361,16 @@ def test_dog_records_the_rate_its_first_step_used(init_step):
     applied = float(-updates["w"][0] / grads["w"][0])
     lr = float(optax.tree.get(state, "learning_rate"))
     assert lr == pytest.approx(applied, rel=1e-6) and lr > 0
+
+
+def test_parametric_schedule_takes_numpy_integers():
+    """np.int64(100) (a step count read from an array) was refused as "not an
+    int >= 1, got 100"; bools and floats still are."""
+    from optax_lode.baselines import parametric_schedule
+
+    sched = parametric_schedule("cosine", 0.1, np.int64(100))
+    assert float(sched(0)) == pytest.approx(0.1)
+    assert float(sched(100)) == pytest.approx(0.0, abs=1e-9)
+    for bad in (True, 100.0):
+        with pytest.raises(ValueError, match="total_steps must be an int"):
+            parametric_schedule("cosine", 0.1, bad)

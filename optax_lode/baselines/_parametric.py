@@ -9,6 +9,7 @@ sweep engine's (:func:`optax_lode.sweep.make_schedule`), validated here.
 from __future__ import annotations
 
 import math
+import numbers
 
 import optax
 
@@ -57,7 +58,11 @@ def parametric_schedule(
         raise ValueError(
             f"learning_rate must be finite and > 0, got {learning_rate!r}."
         )
-    if not (isinstance(total_steps, int) and total_steps >= 1):
+    # numpy's integers too (np.int64(100) was refused as "not an int >= 1").
+    if isinstance(total_steps, numbers.Integral) and not isinstance(total_steps, bool):
+        total_steps = int(total_steps)
+    ok = isinstance(total_steps, int) and not isinstance(total_steps, bool)
+    if not (ok and total_steps >= 1):
         raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}.")
     # One definition of the shapes: the sweep's, so a baseline run and a sweep
     # run of the same shape and rate follow the same schedule.

@@ -349,6 +349,19 @@ def _check_option(name: str, value: Any) -> None:
         if not isinstance(value, bool | np.bool_):
             raise ValueError(f"option {name} must be True or False, got {value!r}.")
         return
+    if name == "init_step":  # DoG's (kind, value): a lone number failed to unpack
+        kinds = ("distance", "learning_rate", "heuristic")
+        ok = isinstance(value, tuple | list) and len(value) == 2
+        ok = ok and value[0] in kinds and isinstance(value[1], numbers.Real)
+        ok = ok and not isinstance(value[1], bool) and math.isfinite(value[1])
+        if not (ok and value[1] > 0):
+            raise ValueError(
+                f"option init_step must be a pair (kind, value > 0) with kind one "
+                f"of {kinds}, e.g. ('heuristic', 1e-6); got {value!r}."
+            )
+        return
+    if name == "betas" and not (isinstance(value, tuple | list) and len(value) == 2):
+        raise ValueError(f"option betas must be a pair (beta1, beta2), got {value!r}.")
     if name not in _OPTION_RANGES or value is None:
         return
     low, high, low_open, high_open = _OPTION_RANGES[name]
