@@ -278,8 +278,12 @@ def test_diverged_runs_are_masked_or_left_out():
     # Every run's loss turns NaN at step 8 (tick 1 of 6-step ticks); with lr
     # 1e30 the first tick already overflows.
     task = ToyTask(nan_after=8)
-    with pytest.warns(DivergedSweepRunWarning, match="constant-lr1e\\+30-s0"):
+    with pytest.warns(DivergedSweepRunWarning) as caught:
         traj = run_sweep(task, shapes=["constant"], lrs=[0.1, 1e30], seeds=1, epochs=4)
+    said = [str(w.message) for w in caught]
+    assert any("first tick" in m and "constant-lr1e+30-s0" in m for m in said)
+    # The run kept is said too: it diverged later, and is masked from then on.
+    assert any("after their first tick" in m and "constant-lr0.1-s0" in m for m in said)
     assert traj.run_ids == ("constant-lr0.1-s0",)
     np.testing.assert_array_equal(traj.mask[0], [True, False, False, False])
     assert np.isfinite(traj.loss[0, 0]) and np.isnan(traj.loss[0, 1:]).all()

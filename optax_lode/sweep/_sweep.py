@@ -41,7 +41,8 @@ _MANIFEST = "manifest.json"
 
 
 class DivergedSweepRunWarning(UserWarning):
-    """A sweep run diverged before its first tick record and was left out."""
+    """Sweep runs diverged: before their first tick record (left out), or
+    later (masked from their divergence on)."""
 
 
 def sweep_grid(
@@ -465,6 +466,15 @@ def run_sweep(
                 "learning rates"
             )
     kept = [r for r, k in zip(runs, keep, strict=True) if k]
+    # Kept but masked at the end: diverged later (every sweep run has T ticks).
+    late = [run_id(*r) for r, m in zip(runs, mask, strict=True) if m[0] and not m[-1]]
+    if late:
+        warnings.warn(
+            f"{len(late)} run(s) diverged after their first tick and are masked "
+            f"from their divergence on (test metric NaN): {late}",
+            DivergedSweepRunWarning,
+            stacklevel=2,
+        )
     return Trajectories.from_arrays(
         loss[keep],
         metric[keep],
