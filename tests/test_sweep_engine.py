@@ -220,14 +220,18 @@ def test_resume_refuses_another_sweeps_checkpoint(tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     manifest["config"]["format"] = 2
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match=r"format 2, now 4\).*delete it"):
+    with pytest.raises(ValueError, match=r"format 2 .*now format 3.*delete it"):
         run_sweep(task, **base, checkpoint_dir=tmp_path)
-    # Format 3's fingerprint could not tell NQMs of other batch sizes apart:
-    # its checkpoints are refused, saying why and what to do.
+    # The first fingerprint (unnamed in the manifest) could not tell NQMs of
+    # other batch sizes apart: its checkpoints are refused, saying why and
+    # what to do.
     manifest["config"]["format"] = 3
+    del manifest["config"]["fingerprint"]
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(
-        ValueError, match=r"format 3, now 4\), whose .*task fingerprint.*delete it"
+        ValueError,
+        match=r"format 3 with task fingerprint 1; now format 3 with fingerprint 2"
+        r"\), whose .*task fingerprint.*delete it",
     ):
         run_sweep(task, **base, checkpoint_dir=tmp_path)
 

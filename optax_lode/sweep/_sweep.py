@@ -161,15 +161,19 @@ def _task_fingerprint(task: Task) -> str:
 
 
 # What a chunk holds. 2: the manifest fingerprints the task; 3: a tick whose
-# last update made the parameters non-finite is masked (it was kept); 4: the
-# fingerprint sees the task's gradient (3's could not tell NQMs of other batch
-# sizes or noise apart, so a format-3 checkpoint cannot be checked).
-_FORMAT = 4
+# last update made the parameters non-finite is masked (it was kept). The demo
+# keys its caches by it: bump it only when the records change.
+_FORMAT = 3
+# How the manifest fingerprints the task. 2: it sees the task's gradient (1,
+# unnamed, could not tell NQMs of other batch sizes or noise apart, so its
+# checkpoints cannot be checked).
+_FINGERPRINT = 2
 
 
 def _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk_size, wd):
     return {
         "format": _FORMAT,
+        "fingerprint": _FINGERPRINT,
         "task": task.name,
         "task_fingerprint": _task_fingerprint(task),
         "steps_per_epoch": int(task.steps_per_epoch),
@@ -204,13 +208,14 @@ def _open_checkpoint(directory: Path, config: dict[str, Any]) -> None:
             diff = sorted(
                 k for k in {*before, *config} if before.get(k) != config.get(k)
             )
-            if "format" in diff:
+            if "format" in diff or "fingerprint" in diff:
                 raise ValueError(
                     f"{directory} holds chunks written by another version of "
-                    f"optax-lode (checkpoint format {before.get('format')!r}, "
-                    f"now {_FORMAT}), whose records or task fingerprint this "
-                    "version cannot check; delete it or use another checkpoint "
-                    "directory"
+                    f"optax-lode (checkpoint format {before.get('format')!r} "
+                    f"with task fingerprint {before.get('fingerprint', 1)!r}; "
+                    f"now format {_FORMAT} with fingerprint {_FINGERPRINT}), "
+                    "whose records or task fingerprint this version cannot "
+                    "check; delete it or use another checkpoint directory"
                 )
             if diff == ["chunk_size"]:
                 # The same runs, cut otherwise: another device count rounds
