@@ -155,6 +155,17 @@ def usable_directory(path: str | os.PathLike, name: str) -> Path:
     return Path(path)
 
 
+def file_path_problem(out: str | os.PathLike) -> str | None:
+    """Why ``out`` cannot name a file to write, as far as can be told without
+    making anything (a directory there, a name the file system refuses), or
+    None: checked before work of minutes or hours that writes it at the end.
+    """
+    try:
+        return "is a directory" if Path(out).is_dir() else None
+    except OSError as err:  # a name too long for the file system, say
+        return str(err.strerror or err)
+
+
 def writable_parent(out: str | os.PathLike) -> tuple[Path | None, str | None]:
     """Makes ``out``'s missing directories and checks that a file of its name
     can be written there, before work of minutes or hours (a fit, a sweep)

@@ -8,7 +8,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from optax_lode._files import remove_empty, writable_directory, writable_parent
+from optax_lode._files import (
+    file_path_problem,
+    remove_empty,
+    writable_directory,
+    writable_parent,
+)
 
 
 def _fractions(text: str) -> list[float]:
@@ -311,15 +316,9 @@ def run(args: argparse.Namespace) -> int:
     from optax_lode.model import fit, model_digest, save_model
     from optax_lode.tracking import load_runs
 
-    try:  # checked first: the fit can take minutes
-        out_is_dir = args.out.is_dir()
-    except OSError as e:  # a name too long for the file system, say
-        msg = f"optax-lode fit: cannot write --out {args.out}: {e.strerror or e}"
-        print(msg, file=sys.stderr)
-        return 2
-    if out_is_dir:
-        msg = f"optax-lode fit: cannot write --out {args.out}: is a directory"
-        print(msg, file=sys.stderr)
+    why = file_path_problem(args.out)  # checked first: the fit can take minutes
+    if why:
+        print(f"optax-lode fit: cannot write --out {args.out}: {why}", file=sys.stderr)
         return 2
     if args.patience < 0:
         msg = f"optax-lode fit: --patience must be >= 0 (0: off); got {args.patience}"

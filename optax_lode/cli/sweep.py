@@ -167,7 +167,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the sweep and writes it; returns the exit code."""
-    from optax_lode._files import remove_empty, writable_parent
+    from optax_lode._files import file_path_problem, remove_empty, writable_parent
     from optax_lode.sweep import run_sweep
     from optax_lode.tasks import DataNotPreparedError, get_task, metric_name
 
@@ -178,17 +178,9 @@ def run(args: argparse.Namespace) -> int:
         msg = f"optax-lode sweep: --out must end in .parquet or .csv, got {out}"
         print(msg, file=sys.stderr)
         return 2
-    try:  # checked first, as fit does: a sweep can take hours
-        out_is_dir = out.is_dir()
-    except OSError as err:  # a name too long for the file system, say
-        msg = f"optax-lode sweep: cannot write --out {out}: {err.strerror or err}"
-        print(msg, file=sys.stderr)
-        return 2
-    if out_is_dir:
-        print(
-            f"optax-lode sweep: cannot write --out {out}: is a directory",
-            file=sys.stderr,
-        )
+    why = file_path_problem(out)  # checked first, as fit does: a sweep takes hours
+    if why:
+        print(f"optax-lode sweep: cannot write --out {out}: {why}", file=sys.stderr)
         return 2
     if args.mlflow is None:
         unused = [

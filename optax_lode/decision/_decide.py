@@ -167,6 +167,7 @@ def _last_valid(
     return jnp.where(found, picked, jnp.nan), found
 
 
+@jax_defaults
 def ensemble_noise(
     key: PRNGKeyArray, n: int, latent_size: int, dtype: Any = jnp.float32
 ) -> Float[Array, "n latent"]:
@@ -177,8 +178,7 @@ def ensemble_noise(
     depend on the process's JAX configuration.
     """
     # The flag is recorded in the traced equation, so this holds under jit too.
-    with jax.threefry_partitionable(True):
-        eps = jax.random.normal(key, (n, latent_size), dtype)
+    eps = jax.random.normal(key, (n, latent_size), dtype)
     return eps.at[0].set(0.0)
 
 

@@ -130,11 +130,12 @@ def _decision_keys(seed: int, ticks: int, mu: int) -> dict[int, Any]:
     """
     import jax
 
+    from optax_lode._jax_defaults import default_numerics
     from optax_lode.transform._schedule import _PRNG
 
     key = jax.random.key(seed, impl=_PRNG)
     keys = {}
-    with jax.threefry_partitionable(True):  # as the schedule splits, flag or not
+    with default_numerics():  # as the schedule splits, whatever the user's flags
         for t in range(mu, ticks, mu):
             key, keys[t] = jax.random.split(key)
     return keys

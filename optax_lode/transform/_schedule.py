@@ -642,11 +642,10 @@ def lode_schedule(
         window = state.window
         window = window.at[-1, 1].set(jnp.where(first, metric, window[-1, 1]))
         if with_decision:
-            # Split under the default jax_threefry_partitionable whatever the
-            # user set (it changes the split keys; seeding does not depend on it).
-            with jax.threefry_partitionable(True):
-                key = jax.random.wrap_key_data(state.key, impl=_PRNG)
-                key, sub = jax.random.split(key)
+            # Traced inside update_fn's jax_defaults: split under the default
+            # jax_threefry_partitionable, whatever the user set.
+            key = jax.random.wrap_key_data(state.key, impl=_PRNG)
+            key, sub = jax.random.split(key)
             key = jax.random.key_data(key)
             flat = jax.lax.optimization_barrier(jnp.asarray(flat_model))
             m = eqx.combine(unravel_model(flat), model_static)
