@@ -268,8 +268,18 @@ def test_lower_is_better_fits_the_negated_metric(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr()
     assert "metric negated (--lower-is-better)" in printed.err
     assert "Trial selection (final negated metric" in printed.out
+    assert "val_metric=-<your metric>" in printed.out  # the reminder
     model = load_model(out)
     assert model.training_summary["best_run"] == lowest
+    # The model file records the negation, and inspect shows it.
+    assert model.metric_negated
+    assert main(["inspect", str(out)]) == 0
+    assert "negated before the fit" in capsys.readouterr().out
+    # Runs already negated (a Parquet file says so) are not negated again.
+    runs.with_negated_metric().to_parquet(tmp_path / "neg.parquet")
+    assert main(["fit", str(tmp_path / "neg.parquet"), "--out", str(out),
+                 "--lower-is-better"]) == 2  # fmt: skip
+    assert "already negated" in capsys.readouterr().err
     best = runs.select([lowest]).lr[0]
     np.testing.assert_allclose(np.asarray(model.best_lr_path), best, rtol=1e-6)
 

@@ -346,6 +346,31 @@ def test_evaluate_checks_the_runs_clock_and_says_how_to_fix_it(fitted):
     assert "num_ticks" not in str(info.value)
 
 
+def test_a_negated_metric_is_recorded_and_evaluate_warns_across_signs(fitted, tmp_path):
+    """A model fitted to a lower-is-better metric, negated, did not say so:
+    nothing reminded its user to negate the live metric or evaluated runs."""
+    import warnings
+
+    from optax_lode import load_model, save_model
+
+    model, train, test = fitted
+    assert not model.metric_negated
+    assert "metric_negated" not in model.training_summary  # others' unchanged
+    with pytest.warns(UserWarning, match="fitted to a metric as logged"):
+        evaluate(model, test.with_negated_metric())
+    negated = fit(train.with_negated_metric(), steps=2, held_out=0, progress=False)
+    assert negated.metric_negated
+    save_model(tmp_path / "neg.lode", negated)
+    assert load_model(tmp_path / "neg.lode").metric_negated
+    assert negated.with_steps_per_tick(3).metric_negated
+    with pytest.warns(UserWarning, match=r"negated \(lower-is-better\) metric"):
+        evaluate(negated, test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate(negated, test.with_negated_metric())
+        evaluate(model, test)
+
+
 def test_summary_counts_the_steps_run_and_is_strict_json(tmp_path):
     import copy
     import json

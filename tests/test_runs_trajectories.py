@@ -580,6 +580,41 @@ def test_with_negated_metric_makes_a_lower_is_better_metric_rank_right():
     assert runs.info.loc["0", "seed"] == 0
     assert not negated.metric.flags.writeable
     assert negated.with_negated_metric().digest() == runs.digest()
+    # The runs say they were negated, and negating back says they are not.
+    assert negated.metric_negated and not runs.metric_negated
+    assert not negated.with_negated_metric().metric_negated
+    assert "metric_negated=True" in repr(negated)
+    assert negated.select([2, 0]).metric_negated and negated[1:].metric_negated
+
+
+def test_the_negation_survives_parquet_and_can_be_declared_for_csv(tmp_path):
+    """A model fitted to runs read back from a file must still know their
+    metric was negated: Parquet keeps the flag, CSV takes it as an argument,
+    and a file's corrupt flag is refused."""
+    loss, metric, lr = _curves(runs=2, ticks=5)
+    runs = Trajectories.from_arrays(loss, metric, lr).with_negated_metric()
+    runs.to_parquet(tmp_path / "neg.parquet")
+    back = Trajectories.from_parquet(tmp_path / "neg.parquet")
+    assert back.metric_negated and back.digest() == runs.digest()
+    # Not negated: nothing recorded, nothing read.
+    runs.with_negated_metric().to_parquet(tmp_path / "plain.parquet")
+    assert not Trajectories.from_parquet(tmp_path / "plain.parquet").metric_negated
+    runs.to_csv(tmp_path / "neg.csv")
+    assert not Trajectories.from_csv(tmp_path / "neg.csv").metric_negated
+    assert Trajectories.from_csv(
+        tmp_path / "neg.csv", metric_negated=True
+    ).metric_negated
+    table = runs.to_dataframe()
+    table.attrs["metric_negated"] = "yes"
+    table.to_parquet(tmp_path / "odd.parquet", index=False)
+    with pytest.raises(
+        ValueError, match=r"odd\.parquet' records an invalid metric_neg"
+    ):
+        Trajectories.from_parquet(tmp_path / "odd.parquet")
+    odd = Trajectories.from_parquet(tmp_path / "odd.parquet", metric_negated=True)
+    assert odd.metric_negated
+    with pytest.raises(TypeError, match="metric_negated must be a bool"):
+        Trajectories.from_dataframe(runs.to_dataframe(), metric_negated="yes")
 
 
 def test_ragged_lists_and_a_dict_of_columns_get_the_librarys_advice():

@@ -416,6 +416,13 @@ def run(args: argparse.Namespace) -> int:
             )
         runs = runs.with_steps_per_tick(declared or None)
     if args.lower_is_better:
+        if runs.metric_negated:  # negating again would undo it
+            print(
+                f"optax-lode fit: {args.runs} records a metric already negated "
+                "(Trajectories.with_negated_metric); drop --lower-is-better",
+                file=sys.stderr,
+            )
+            return 2
         runs = runs.with_negated_metric()
     clock = (
         "steps per tick unknown: --optimizer-steps-per-tick K records it"
@@ -425,7 +432,13 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{runs.num_runs} {'run' if runs.num_runs == 1 else 'runs'} x "
         f"{runs.num_ticks} ticks ({clock}) from {args.runs}"
-        + ("; metric negated (--lower-is-better)" if args.lower_is_better else ""),
+        + (
+            "; metric negated (--lower-is-better)"
+            if args.lower_is_better
+            else "; metric negated (as the file records)"
+            if runs.metric_negated
+            else ""
+        ),
         file=sys.stderr,
     )
     made, why = writable_parent(args.out)
@@ -480,9 +493,15 @@ def run(args: argparse.Namespace) -> int:
         f"steps_per_tick={model.steps_per_tick}, {summary['steps']} steps, "
         f"best held-out MSE {summary['held_out_mse']} at step {summary['best_step']}, "
         f"{summary['seconds']:.1f} s)\nmodel digest {model_digest(model)}"
+        + (
+            "\nthe model predicts the negated metric: pass "
+            "lode_schedule's update val_metric=-<your metric>"
+            if model.metric_negated
+            else ""
+        )
     )
     if summary["held_out_runs"]:
         print()
         held_out = runs.select(summary["held_out_runs"])
-        print(report_table(model, held_out, args.observe, negated=args.lower_is_better))
+        print(report_table(model, held_out, args.observe, negated=runs.metric_negated))
     return 0

@@ -38,6 +38,7 @@ def format_header(header: dict, digest: str | None = None) -> str:
     training = dict(header.get("training") or {})
     history = training.pop("history", [])
     clock = training.pop("steps_per_tick", None)
+    negated = training.pop("metric_negated", False)
     lines = [
         ("format", f"{header['kind']} v{header['format_version']}"),
         # Not needed to load the model, so a (hand-made) header may lack it.
@@ -51,6 +52,13 @@ def format_header(header: dict, digest: str | None = None) -> str:
             "--optimizer-steps-per-tick K)"
             if clock is None
             else f"{clock} (lode_schedule(..., steps_per_tick={clock}))",
+        ),
+        (
+            "metric",
+            "negated before the fit (a lower-is-better metric): pass "
+            "lode_schedule's update val_metric=-<your metric>"
+            if negated
+            else "as given to fit (higher is better)",
         ),
         ("mu (window, ticks)", header["mu"]),
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import equinox as eqx
@@ -120,6 +121,12 @@ def evaluate(
         ValueError: runs on another tick grid than the model's ``T``, on
             another clock than the model's (when both record their
             ``steps_per_tick``), or an ``observe`` or ``window`` out of range.
+
+    Warns:
+        UserWarning: the runs' :attr:`~optax_lode.Trajectories.metric_negated`
+            is not the model's (one was negated by
+            :meth:`~optax_lode.Trajectories.with_negated_metric`, the other
+            not).
     """
     if not isinstance(trajectories, Trajectories):
         raise TypeError("evaluate expects an optax_lode.Trajectories.")
@@ -134,6 +141,27 @@ def evaluate(
             "optimizer step), correct the runs with "
             f"runs.with_steps_per_tick({fitted}) or the model with "
             f"model.with_steps_per_tick({clock}) (no refit)."
+        )
+    if trajectories.metric_negated != model.metric_negated:
+        # A warning, not an error: a metric negated by hand carries no flag.
+        if model.metric_negated:
+            said = (
+                "to a negated (lower-is-better) metric (model.metric_negated), "
+                "but these runs' metric is not negated. Negate them with "
+                "runs.with_negated_metric(), unless you negated it yourself"
+            )
+        else:
+            said = (
+                "to a metric as logged, but these runs' metric is negated "
+                "(runs.metric_negated). Evaluate them as logged "
+                "(runs.with_negated_metric() again), unless the model's runs "
+                "were negated by hand"
+            )
+        warnings.warn(
+            f"the model was fitted {said}: the best run and the metric's "
+            "errors mean nothing when the signs differ.",
+            UserWarning,
+            stacklevel=2,
         )
     if trajectories.num_ticks != T:
         # A shorter grid may only have lost its ticks no run reached (CSV).

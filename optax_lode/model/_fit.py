@@ -290,7 +290,8 @@ def fit(
         learning-rate range, the best run's learning-rate path, ``latent_scale``
         (the per-dimension std of encoded training windows) and a training
         summary, which records the runs' ``steps_per_tick`` (when they know
-        it) for :func:`~optax_lode.lode_schedule` to check.
+        it) for :func:`~optax_lode.lode_schedule` to check, and whether their
+        metric was negated (``model.metric_negated``).
 
     Raises:
         TypeError: ``trajectories`` is not a :class:`Trajectories`.
@@ -553,6 +554,8 @@ def fit(
         "runs_digest": trajectories.digest(),
         # The runs' clock, checked by lode_schedule (None: they did not say).
         "steps_per_tick": trajectories.steps_per_tick,
+        # Only when true, so that other models' summaries (and digests) stay.
+        **({"metric_negated": True} if trajectories.metric_negated else {}),
         "train_runs": list(train.run_ids),
         "held_out_runs": list(held.run_ids) if held is not None else [],
         "best_run": best.run_ids[0],

@@ -654,6 +654,15 @@ class LatentODE(eqx.Module):
         :func:`~optax_lode.lode_schedule` refuses a run on another clock."""
         return self.training_summary.get("steps_per_tick")
 
+    @property
+    def metric_negated(self) -> bool:
+        """Whether the runs' metric was a lower-is-better one negated before
+        the fit (``Trajectories.with_negated_metric``, ``optax-lode fit
+        --lower-is-better``): the model then predicts the negated metric, and a
+        live run passes ``val_metric=-val_loss`` to
+        :func:`~optax_lode.lode_schedule`'s update."""
+        return bool(self.training_summary.get("metric_negated", False))
+
     # -- encoder -----------------------------------------------------------------
 
     def encode_start(

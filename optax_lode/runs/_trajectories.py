@@ -65,6 +65,12 @@ class Trajectories:
             records it in the model, and
             :func:`~optax_lode.lode_schedule` then refuses a run on another
             clock. :meth:`with_steps_per_tick` declares or corrects it.
+        metric_negated: whether ``metric`` is a lower-is-better metric (a
+            validation loss, an error rate) negated by
+            :meth:`with_negated_metric`. Parquet files keep it, and
+            :func:`~optax_lode.fit` records it in the model
+            (``model.metric_negated``), so that whoever uses the model is
+            reminded to pass the negated value too.
 
     Example:
         >>> import numpy as np
@@ -83,8 +89,14 @@ class Trajectories:
     run_ids: tuple[str, ...]
     info: pd.DataFrame
     steps_per_tick: int | None = None
+    metric_negated: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.metric_negated, bool | np.bool_):
+            raise TypeError(
+                f"metric_negated must be a bool; got {self.metric_negated!r}."
+            )
+        object.__setattr__(self, "metric_negated", bool(self.metric_negated))
         if self.steps_per_tick is not None:
             object.__setattr__(
                 self, "steps_per_tick", _check_steps_per_tick(self.steps_per_tick)
@@ -148,9 +160,10 @@ class Trajectories:
             if self.steps_per_tick is None
             else f", steps_per_tick={self.steps_per_tick}"
         )
+        negated = ", metric_negated=True" if self.metric_negated else ""
         return (
             f"Trajectories(num_runs={self.num_runs}, num_ticks={self.num_ticks}"
-            f"{clock}, valid={int(self.mask.sum())}/{self.mask.size})"
+            f"{clock}{negated}, valid={int(self.mask.sum())}/{self.mask.size})"
         )
 
     # -- constructors -----------------------------------------------------------
@@ -266,6 +279,7 @@ class Trajectories:
         lr: str = "lr",
         num_ticks: int | None = None,
         steps_per_tick: int | None = None,
+        metric_negated: bool = False,
     ) -> Trajectories:
         """Runs from a long-format table, one row per (run, tick).
 
@@ -289,6 +303,10 @@ class Trajectories:
             steps_per_tick: optimizer steps per tick of the runs; default
                 ``None``, unknown (``df.attrs["steps_per_tick"]`` of a
                 :meth:`to_dataframe` table holds a known one).
+            metric_negated: whether the ``metric`` column is a lower-is-better
+                metric already negated (see :meth:`with_negated_metric`;
+                ``df.attrs["metric_negated"]`` of a :meth:`to_dataframe` table
+                says so). It does not negate anything.
 
         Returns:
             The runs, in order of first appearance.
@@ -423,6 +441,7 @@ class Trajectories:
             run_ids=run_ids,
             info=_make_info(info_cols, run_ids),
             steps_per_tick=steps_per_tick,
+            metric_negated=metric_negated,
         )
 
     @classmethod
@@ -482,7 +501,8 @@ class Trajectories:
         A file written by :meth:`to_parquet` records its grid's length, which is
         used unless ``num_ticks`` is given: ticks that no run reached (runs
         stopped early) stay on the grid. It also records the runs'
-        ``steps_per_tick`` when known, used unless ``steps_per_tick`` is given.
+        ``steps_per_tick`` when known, used unless ``steps_per_tick`` is given,
+        and whether its metric was negated (:meth:`with_negated_metric`).
         """
         df = pd.read_parquet(path)
         recorded = df.attrs.get("num_ticks")
@@ -501,6 +521,15 @@ class Trajectories:
                     "steps_per_tick=k (or None) to read it anyway."
                 ) from None
             columns = {**columns, "steps_per_tick": clock}
+        negated = df.attrs.get("metric_negated")
+        if "metric_negated" not in columns and negated is not None:
+            if not isinstance(negated, bool):
+                raise ValueError(
+                    f"{os.fspath(path)!r} records an invalid metric_negated "
+                    f"({negated!r}, not a bool). Pass metric_negated=True or "
+                    "False to read it anyway."
+                )
+            columns = {**columns, "metric_negated": negated}
         return cls.from_dataframe(df, **columns)
 
     @classmethod
@@ -557,7 +586,9 @@ class Trajectories:
         :meth:`from_parquet` reads. CSV drops it: pass ``num_ticks`` to
         :meth:`from_csv`. A known :attr:`steps_per_tick` is kept the same way
         (``attrs["steps_per_tick"]``; CSV drops it too: pass
-        ``steps_per_tick`` to :meth:`from_csv`).
+        ``steps_per_tick`` to :meth:`from_csv`), and so is
+        :attr:`metric_negated` (``attrs["metric_negated"]``, only when true;
+        :meth:`from_csv` takes ``metric_negated=True``).
         """
         r, t = np.nonzero(self.mask)
         out = pd.DataFrame(
@@ -574,6 +605,8 @@ class Trajectories:
         out.attrs["num_ticks"] = self.num_ticks
         if self.steps_per_tick is not None:
             out.attrs["steps_per_tick"] = self.steps_per_tick
+        if self.metric_negated:
+            out.attrs["metric_negated"] = True
         return out
 
     def to_parquet(self, path: str | os.PathLike) -> None:
@@ -603,7 +636,8 @@ class Trajectories:
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """Writes :meth:`to_dataframe` as CSV (atomically). CSV keeps neither
-        the grid's length nor :attr:`steps_per_tick` (Parquet keeps both)."""
+        the grid's length, nor :attr:`steps_per_tick`, nor
+        :attr:`metric_negated` (Parquet keeps them)."""
         atomic_write(path, lambda p: self.to_dataframe().to_csv(p, index=False))
 
     # -- selection ---------------------------------------------------------------
@@ -656,6 +690,7 @@ class Trajectories:
             run_ids=tuple(self.run_ids[i] for i in idx),
             info=self.info.iloc[idx].copy(),
             steps_per_tick=self.steps_per_tick,
+            metric_negated=self.metric_negated,
         )
 
     def with_steps_per_tick(self, steps_per_tick: int | None) -> Trajectories:
@@ -686,20 +721,28 @@ class Trajectories:
         trial selection and the schedule's decisions. Runs whose ``metric`` is
         a validation loss or an error rate need it negated, or the worst run
         is taken for the best. Masked entries stay NaN; everything else is
-        unchanged (negating twice gives the runs back). A model fitted to the
-        result predicts the negated metric: a live run passes the negated
-        value too (``val_metric=-val_loss`` to :func:`~optax_lode.lode_schedule`'s
+        unchanged (negating twice gives the runs back). The result says so
+        (:attr:`metric_negated`), and a model fitted to it records it
+        (``model.metric_negated``, shown by ``optax-lode inspect``): the model
+        predicts the negated metric, so a live run passes the negated value
+        too (``val_metric=-val_loss`` to :func:`~optax_lode.lode_schedule`'s
         update), and runs given to :func:`~optax_lode.evaluate` are negated
         likewise.
 
         Example:
             >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.9, 0.4]],
             ...                                 [[1e-2, 1e-2]])
-            >>> runs.with_negated_metric().metric
-            array([[-0.9, -0.4]])
+            >>> neg = runs.with_negated_metric()
+            >>> neg.metric, neg.metric_negated
+            (array([[-0.9, -0.4]]), True)
         """
         # info is the one mutable part: a copy, as select gives.
-        return dataclasses.replace(self, metric=-self.metric, info=self.info.copy())
+        return dataclasses.replace(
+            self,
+            metric=-self.metric,
+            info=self.info.copy(),
+            metric_negated=not self.metric_negated,
+        )
 
     def __getitem__(self, runs) -> Trajectories:
         if isinstance(runs, slice):

@@ -349,6 +349,8 @@ def lode_schedule(
       the other steps) and is counted in ``state.nonfinite``.
     - ``val_metric``: the latest validation metric, higher is better (pass the
       last known one, or NaN for "nothing new": the last finite one is held).
+      When ``model.metric_negated`` (fitted to a lower-is-better metric,
+      negated), pass the negated value, e.g. ``val_metric=-val_loss``.
       A tick's record takes the latest metric known at the first step of the
       next tick: measure validation after a tick's last step and pass it with
       the next step, as a training loop naturally does. The decision at tick
