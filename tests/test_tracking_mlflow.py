@@ -396,6 +396,31 @@ def test_export_keeps_the_runs_clock(store):
     assert (one.num_runs, one.num_ticks, one.steps_per_tick) == (1, 8, 3)
 
 
+def test_export_keeps_a_negated_metric_negated(store):
+    """Runs negated for a lower-is-better metric came back from MLflow as
+    not negated: a model fitted to them forgot it."""
+    t = np.arange(6)
+    src = Trajectories.from_arrays(
+        [np.exp(-t / 4) + 0.1] * 2, [1.5 - t / 8] * 2, [np.full(6, 1e-2)] * 2,
+        run_ids=["a", "b"], steps_per_tick=2,
+    ).with_negated_metric()  # fmt: skip
+    exp = dict(experiment="negated", tracking_uri=store["uri"])
+    log_trajectories_to_mlflow(src, **exp)
+    back = from_mlflow(**exp)
+    assert back.metric_negated
+    np.testing.assert_allclose(back.metric, src.metric, rtol=1e-6)
+    # Not negated: no tag, nothing read; mixed signs: said.
+    plain = Trajectories.from_arrays(
+        src.loss[:1], -src.metric[:1], src.lr[:1], run_ids=["c"], steps_per_tick=2
+    )
+    log_trajectories_to_mlflow(plain, experiment="plain", tracking_uri=store["uri"])
+    assert not from_mlflow(experiment="plain", tracking_uri=store["uri"]).metric_negated
+    log_trajectories_to_mlflow(plain, **exp)
+    with pytest.warns(UserWarning, match=r"2 of the 3 runs were exported with"):
+        mixed = from_mlflow(**exp)
+    assert not mixed.metric_negated
+
+
 def test_imported_clock_of_native_old_and_odd_runs(store):
     """A run not exported by optax-lode counts optimizer steps; an export
     from before the clock tag is of an unknown clock; a tag that is not a

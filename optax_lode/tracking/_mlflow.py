@@ -9,6 +9,7 @@ any tracking URI MLflow understands: the embedded SQLite store
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -32,6 +33,8 @@ _CLOCK_TAG = "optax_lode.steps_per_tick"
 _UNKNOWN = "unknown"
 # The tag of every exported run: its original run id.
 _EXPORT_TAG = "optax_lode.run_id"
+# The tag of an exported run whose metric was negated (Trajectories.metric_negated).
+_NEGATED_TAG = "optax_lode.metric_negated"
 
 
 def _check_sqlite_exists(tracking_uri: str | None) -> None:
@@ -405,7 +408,7 @@ def from_mlflow(
         on_invalid=on_invalid,
         names=names,
     )
-    return _exported_clock(to_trajectories(table, info, num_ticks))
+    return _exported_negation(_exported_clock(to_trajectories(table, info, num_ticks)))
 
 
 def _exported_clock(traj: Trajectories) -> Trajectories:
@@ -441,6 +444,29 @@ def _exported_clock(traj: Trajectories) -> Trajectories:
         )
         return traj.with_steps_per_tick(None)
     return traj.with_steps_per_tick(traj.steps_per_tick * int(step))
+
+
+def _exported_negation(traj: Trajectories) -> Trajectories:
+    """The runs, marked negated when every one is an export of negated runs
+    (tag ``optax_lode.metric_negated``). Some but not all: their metrics have
+    different signs, which no flag can mend (a warning says so)."""
+    tags = traj.info.get(f"tags.{_NEGATED_TAG}")
+    if tags is None:
+        return traj
+    negated = tags.astype(str).eq("true").to_numpy()
+    if negated.all():
+        return dataclasses.replace(traj, info=traj.info.copy(), metric_negated=True)
+    if negated.any():
+        warnings.warn(
+            f"{int(negated.sum())} of the {negated.size} runs were exported with "
+            f"their metric negated (tag {_NEGATED_TAG}), the others were not: "
+            "their metrics have opposite signs on one grid. Read them apart "
+            f"(by traj.info['tags.{_NEGATED_TAG}']) and negate one part "
+            "(traj.select(ids).with_negated_metric()).",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+    return traj
 
 
 def _caller_stacklevel() -> int:
@@ -492,8 +518,11 @@ def log_trajectories_to_mlflow(
     step = tick for every valid tick (masked ticks are not logged, so a run
     that stopped early ends early in MLflow too). ``traj.steps_per_tick``
     becomes the tag ``optax_lode.steps_per_tick`` of every run (``unknown``
-    for ``None``). The runs can be browsed in the MLflow UI and read back with
-    :func:`from_mlflow` (with the same key names), which reads the tag.
+    for ``None``), and runs whose metric was negated
+    (``traj.metric_negated``) get the tag ``optax_lode.metric_negated`` =
+    ``true`` (their negated metric is logged under ``metric``). The runs can be
+    browsed in the MLflow UI and read back with :func:`from_mlflow` (with the
+    same key names), which reads the tags.
 
     Args:
         traj: the runs.
@@ -589,7 +618,9 @@ def log_trajectories_to_mlflow(
                 params.append(Param(str(col), str(value)))
         todo.append((i, rid, params, summaries))
     logged = {}
-    clock = [RunTag(_CLOCK_TAG, str(traj.steps_per_tick or _UNKNOWN))]
+    run_tags = [RunTag(_CLOCK_TAG, str(traj.steps_per_tick or _UNKNOWN))]
+    if traj.metric_negated:
+        run_tags.append(RunTag(_NEGATED_TAG, "true"))
     series = ((loss, traj.loss), (metric, traj.metric), (lr, traj.lr))
     for i, rid, params, summaries in todo:
         # Distinct start times keep traj's run order when read back (MLflow
@@ -609,7 +640,7 @@ def log_trajectories_to_mlflow(
                 run_id,
                 metrics=metrics + summaries,
                 params=params,
-                tags=[RunTag(_EXPORT_TAG, str(rid)), *clock],
+                tags=[RunTag(_EXPORT_TAG, str(rid)), *run_tags],
             )
         except BaseException:
             # Not a RUNNING run forever (read back only with statuses=RUNNING);
