@@ -149,8 +149,12 @@ def test_repeated_calls_do_not_recompile(model):
 
 
 def test_constructor_errors_are_clear():
-    with pytest.raises(ValueError, match="T"):
-        LatentODE(T=1, key=jax.random.key(0))
+    # Runs too short to decide in (2 <= mu < T): lode_schedule refused the
+    # model only later.
+    for T in (1, 2):
+        with pytest.raises(ValueError, match=rf"at least 3; got {T}: .*Pass T >= 3"):
+            LatentODE(T=T, key=jax.random.key(0))
+    assert LatentODE(T=3, key=jax.random.key(0)).mu == 2
     with pytest.raises(ValueError, match="solver"):
         LatentODE(T=10, key=jax.random.key(0), solver="dopri9")
     with pytest.raises(ValueError, match="best_lr_path"):
@@ -290,7 +294,8 @@ def test_folded_readout_is_the_readout_of_the_folded_path(ticks_per_step):
 def test_default_ticks_per_step_keeps_150_steps_per_run():
     from optax_lode.model import default_ticks_per_step
 
-    for T, want in [(2, 1), (60, 1), (299, 1), (300, 2), (600, 4), (1000, 6)]:
+    assert default_ticks_per_step(2) == 1
+    for T, want in [(3, 1), (60, 1), (299, 1), (300, 2), (600, 4), (1000, 6)]:
         assert default_ticks_per_step(T) == want
         assert LatentODE(T=T, key=jax.random.key(0)).ticks_per_step == want
         assert T // want >= min(T, 150)

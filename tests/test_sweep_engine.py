@@ -321,6 +321,48 @@ def test_a_loss_that_underflowed_to_zero_is_floored_and_the_run_kept():
         run_sweep(ToyTask(flat_from=12, flat_value=-1.0), **kwargs)
 
 
+def test_a_negative_loss_is_refused_before_the_sweep_trains(tmp_path, monkeypatch):
+    """Trajectories refuses a negative loss (it models the log loss), so a
+    custom task's negative loss failed only after its whole sweep trained.
+    Negative from the start, it is refused before the sweep builds its
+    program or writes a checkpoint; turning negative in training, after the
+    first chunk, which is not saved."""
+    import optax_lode.sweep._sweep as engine
+
+    def never(*args, **kwargs):
+        raise AssertionError("the sweep built its program")
+
+    kwargs = dict(shapes=["constant"], lrs=[0.1], seeds=2, epochs=4)
+    negative = ToyTask(flat_from=0, flat_value=-1.0)
+    said = (
+        r"task 'toy' returned a training loss of -1 at initialisation \(key 0, "
+        r"step 0\).*must be positive.*add a constant"
+    )
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_run_program", never)
+        with pytest.raises(ValueError, match=said):
+            run_sweep(negative, **kwargs)
+        ckpt = tmp_path / "ckpt"
+        with pytest.raises(ValueError, match=said):
+            run_sweep(negative, checkpoint_dir=ckpt, **kwargs)
+        assert not ckpt.exists()
+
+    checked = []
+    real = engine._check_chunk_losses
+    monkeypatch.setattr(
+        engine, "_check_chunk_losses", lambda *a: checked.append(1) or real(*a)
+    )
+    with pytest.raises(ValueError, match=r"-1 at tick 2 of run 'constant-lr0.1-s0'"):
+        run_sweep(
+            ToyTask(flat_from=12, flat_value=-1.0),
+            chunk_size=1,
+            checkpoint_dir=ckpt,
+            **kwargs,
+        )
+    assert checked == [1]  # one chunk of the two trained
+    assert not list(ckpt.glob("chunk-*.npz"))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

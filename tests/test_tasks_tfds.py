@@ -97,8 +97,32 @@ def test_data_prepared_as_tfrecord_gets_a_clear_error(tmp_path):
     (d / "dataset_info.json").write_text(json.dumps(info))
     for s in ("train", "test"):
         (d / f"fashion_mnist-{s}.tfrecord-00000-of-00001").write_bytes(b"")
-    with pytest.raises(RuntimeError, match="--file_format=array_record"):
+    with pytest.raises(RuntimeError, match="--file_format=array_record") as err:
         get_task("fashion_mnist-cnn", data_dir=str(tmp_path))
+    assert f"{d} holds fashion_mnist as tfrecord files" in str(err.value)
+
+
+def test_missing_data_is_said_without_tfds_misleading_text(tmp_path):
+    """With no data under data_dir, tfds.data_source says the dataset is
+    "already prepared" there as TFRecord: that text was quoted beside ours.
+    The message names what is missing where and how to prepare it; tfds' own
+    error stays chained."""
+    from optax_lode.tasks import DataNotPreparedError
+
+    with pytest.raises(DataNotPreparedError) as err:
+        get_task("fashion_mnist-cnn", data_dir=str(tmp_path))
+    said = str(err.value)
+    assert said.startswith(
+        f"cannot read TFDS fashion_mnist/train: fashion_mnist is not prepared "
+        f"under data_dir {str(tmp_path)!r}. "
+    )
+    assert (
+        f"`tfds build fashion_mnist --data_dir={tmp_path} "
+        "--file_format=array_record`" in said
+    )
+    assert "already prepared" not in said and "TFRECORD" not in said
+    cause = err.value.__cause__
+    assert cause is not None and not isinstance(cause, DataNotPreparedError)
 
 
 def test_missing_data_is_never_downloaded(tmp_path, monkeypatch):

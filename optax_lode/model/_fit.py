@@ -321,8 +321,12 @@ def fit(
             "Trajectories.from_dataframe / from_csv / from_parquet / from_arrays."
         )
     T = trajectories.num_ticks
-    if T < 2:
-        raise ValueError(f"runs need at least 2 ticks; got {T}.")
+    if T < 3:  # before the model, which refuses them in its own terms
+        raise ValueError(
+            f"runs of T={T} ticks are too short to schedule: a decision needs "
+            "a window of mu ticks with 2 <= mu < T, so T >= 3; log more ticks "
+            "per run (ticks_per_epoch of the sweep)."
+        )
     steps, batch_size = whole("steps", steps), whole("batch_size", batch_size)
     if steps < 1 or batch_size < 1:
         raise ValueError(
@@ -406,12 +410,7 @@ def fit(
         raise ValueError(
             f"runs of T={T} ticks with a window of mu={mu}: a schedule needs "
             "2 <= mu < T (a window of at least 2 ticks and a decision before "
-            "the run ends); "
-            + (
-                "log more ticks per run (ticks_per_epoch of the sweep)."
-                if T < 3
-                else f"pass mu in [2, {T - 1}]."
-            )
+            f"the run ends); pass mu in [2, {T - 1}]."
         )
     horizon = mu - 1 + T
 

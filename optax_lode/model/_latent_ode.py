@@ -451,7 +451,8 @@ class LatentODE(eqx.Module):
         """Builds an untrained model (``fit`` returns a trained one).
 
         Args:
-            T: ticks in a whole run (at least 2).
+            T: ticks in a whole run (at least 3, the shortest run a schedule
+                can decide in).
             key: PRNG key for the weights.
             latent_size: latent dimension (paper: 20).
             hidden_size: hidden width (paper: 20).
@@ -484,8 +485,14 @@ class LatentODE(eqx.Module):
             )
         )
         mu = None if mu is None else whole("mu", mu)
-        if T < 2:
-            raise ValueError(f"T (ticks in a run) must be at least 2; got {T}.")
+        # A model exists to be scheduled: a decision needs a window of
+        # 2 <= mu < T ticks (lode_schedule refuses shorter runs), so T >= 3.
+        if T < 3:
+            raise ValueError(
+                f"T (ticks in a run) must be at least 3; got {T}: a schedule "
+                "decides from a window of mu ticks with 2 <= mu < T. Pass T >= 3 "
+                "(or fit runs logged with at least 3 ticks)."
+            )
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}; got {solver!r}.")
         if ticks_per_step is None:

@@ -132,7 +132,7 @@ def _run_program(task: Task, shapes, num_ticks, steps_per_tick, weight_decay):
     return jax.vmap(run_one)
 
 
-def _task_fingerprint(task: Task) -> str:
+def _task_fingerprint(task: Task) -> tuple[str, float]:
     """What a manifest knows of the task beyond its name, from the task itself:
     its parameters' paths, shapes and dtypes, and at initialisation its first
     minibatch loss, the norm of each parameter's gradient of that loss and its
@@ -140,7 +140,9 @@ def _task_fingerprint(task: Task) -> str:
     machines rarely matters). A task built with other arguments (model size,
     batch size, data, gradient noise) gives another fingerprint: the gradient
     sees what the loss's value may not (the NQM reports its noise-free loss,
-    whatever its batch size or noise)."""
+    whatever its batch size or noise).
+
+    Also returns that first loss, for :func:`_check_initial_loss`."""
 
     def probe(key):
         params, state = task.init(key)
@@ -157,7 +159,48 @@ def _task_fingerprint(task: Task) -> str:
     shapes = [(jax.tree_util.keystr(k), x.shape, str(x.dtype)) for k, x in leaves]
     numbers = [f"{float(x):.5g}" for x in (loss, *norms, val)]
     text = repr((shapes, numbers))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode()).hexdigest()[:16], float(loss)
+
+
+def _initial_loss(task: Task) -> float:
+    """The task's first minibatch loss at initialisation, as the fingerprint
+    measures it (key 0, step 0), without its gradient."""
+
+    def probe(key):
+        params, state = task.init(key)
+        return task.train_loss(params, state, jnp.int32(0), key)[0]
+
+    return float(jax.jit(probe)(jax.random.key(0)))
+
+
+def _negative_loss(task: Task, where: str, value: float) -> ValueError:
+    return ValueError(
+        f"task {task.name!r} returned a training loss of {value:.5g} {where}: a "
+        "non-positive value, which the sweep cannot record (runs are modelled "
+        "by their log loss), so the task's loss must be positive. Make its "
+        "train_loss return a positive loss (e.g. add a constant that bounds it "
+        "below) and sweep again."
+    )
+
+
+def _check_initial_loss(task: Task, loss: float) -> None:
+    """Refuses a task whose loss is negative from the start, before any run
+    trains (the records would be refused only after the whole sweep)."""
+    if loss < 0:  # NaN passes: a run that diverges at once is masked
+        raise _negative_loss(task, "at initialisation (key 0, step 0)", loss)
+
+
+def _check_chunk_losses(task: Task, runs, arrays: dict[str, np.ndarray]) -> None:
+    """Refuses a chunk with a negative loss in a tick the records would keep
+    (before divergence), before saving it and training the next chunk."""
+    *_, mask, _ = finish_records(
+        arrays["loss"], arrays["metric"], arrays["lr"], arrays["test"]
+    )
+    bad = np.argwhere(mask & (arrays["loss"] < 0))
+    if len(bad):
+        r, t = bad[0]
+        where = f"at tick {t} of run {run_id(*runs[r])!r}"
+        raise _negative_loss(task, where, float(arrays["loss"][r, t]))
 
 
 # What a chunk holds. 2: the manifest fingerprints the task; 3: a tick whose
@@ -170,12 +213,14 @@ _FORMAT = 3
 _FINGERPRINT = 2
 
 
-def _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk_size, wd):
+def _config(
+    task, fingerprint, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk_size, wd
+):
     return {
         "format": _FORMAT,
         "fingerprint": _FINGERPRINT,
         "task": task.name,
-        "task_fingerprint": _task_fingerprint(task),
+        "task_fingerprint": fingerprint,
         "steps_per_epoch": int(task.steps_per_epoch),
         "weight_decay": float(wd),
         "shapes": list(shapes),
@@ -344,7 +389,9 @@ def run_sweep(
         :class:`DivergedSweepRunWarning`. A tick whose mean training loss
         was exactly 0 (float32 underflow) is recorded as
         :data:`ZERO_LOSS_FLOOR`, with a :class:`ZeroLossWarning`: the loss is
-        modelled by its log. A negative loss is an error of the task.
+        modelled by its log. A negative loss is an error of the task,
+        raised before any run trains when the task's first loss is
+        negative, else after the chunk that recorded it.
 
     Raises:
         TypeError: ``shapes``, ``lrs`` or ``seeds`` given as a single string
@@ -354,8 +401,9 @@ def run_sweep(
             learning rate (not finite and > 0 in float32, in which the runs
             train), seed, ``epochs``, ``ticks_per_epoch``,
             ``chunk_size`` or ``devices``, a
-            ``checkpoint_dir`` of another sweep or not a directory, or a sweep
-            whose every run diverged in its first tick.
+            ``checkpoint_dir`` of another sweep or not a directory, a task
+            whose training loss is negative, or a sweep whose every run
+            diverged in its first tick.
 
     Example:
         >>> from optax_lode.sweep import run_sweep
@@ -391,13 +439,17 @@ def run_sweep(
     chunk = -(-chunk // ndev) * ndev  # whole runs per device
     num_chunks = -(-len(runs) // chunk)
 
+    # A negative loss is refused now, not after the sweep trained (from_arrays
+    # refuses it); a checkpointed sweep reads it off the fingerprint's probe.
     directory = None
     if checkpoint_dir is not None:
         directory = Path(checkpoint_dir)
-        _open_checkpoint(
-            directory,
-            _config(task, shapes, lrs, seeds, epochs, ticks_per_epoch, chunk, wd),
-        )
+        fingerprint, loss0 = _task_fingerprint(task)
+        _check_initial_loss(task, loss0)
+        grid = (shapes, lrs, seeds, epochs, ticks_per_epoch, chunk, wd)
+        _open_checkpoint(directory, _config(task, fingerprint, *grid))
+    else:
+        _check_initial_loss(task, _initial_loss(task))
 
     program = _run_program(task, shapes, num_ticks, steps_per_tick, wd)
     if ndev > 1:
@@ -440,6 +492,8 @@ def run_sweep(
                 k: np.asarray(v)[: len(part)]
                 for k, v in zip(("loss", "metric", "lr", "test"), out, strict=True)
             }
+            # A loss that turns negative in training: said after one chunk.
+            _check_chunk_losses(task, part, arrays)
             if directory is not None:
                 _save_chunk(_chunk_path(directory, c), arrays, digest)
         results.append(arrays)

@@ -58,6 +58,8 @@ class Task(Protocol):
         ``key`` is the run's data key: the minibatch (and dropout) of ``step``
         are derived from ``(key, step)`` inside the traced function, so a run
         is reproducible and vmappable. Differentiated w.r.t. ``params``.
+        Positive: runs are modelled by their log loss (a sweep refuses a
+        negative one; add a constant that bounds the loss below).
         """
         ...
 

@@ -9,6 +9,10 @@ access; batched reads are not supported by every data source, notably not by
 
 from __future__ import annotations
 
+import json
+import shlex
+from pathlib import Path
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -20,6 +24,53 @@ from optax_lode.tasks._nnx_task import (
     fixed_split,
 )
 from optax_lode.tasks._protocol import DataNotPreparedError
+
+# The formats tfds.data_source reads (random access); tfds build writes TFRecord.
+_READABLE = ("array_record", "parquet")
+
+
+def _not_prepared(tfds, name: str, split: str, data_dir: str | None, err) -> str:
+    """Why ``name/split`` cannot be read, judged from what is on disk (tfds
+    raises the same errors for data missing and data in the wrong format),
+    and how to prepare it."""
+    root = Path(tfds.core.constants.DATA_DIR if data_dir is None else data_dir)
+    where = f"data_dir {str(root)!r}" + (
+        " (tfds' default; TFDS_DATA_DIR sets it)" if data_dir is None else ""
+    )
+    build = (
+        "Prepare it once as ArrayRecord (downloads it; needs TensorFlow): "
+        f"`tfds build {name} --data_dir={shlex.quote(str(root))} "
+        "--file_format=array_record`, and pass that directory: "
+        "get_task(..., data_dir=DIR), or --task-arg data_dir=DIR for optax-lode "
+        "sweep and optax-lode demo"
+    )
+    formats = {}  # version directory -> the format it was prepared in
+    for info in sorted(root.glob(f"{name}/*/dataset_info.json")):
+        try:
+            # TFRecord, tfds' default, is left out of older headers.
+            fmt = json.loads(info.read_text()).get("fileFormat", "tfrecord")
+        except (OSError, ValueError):
+            fmt = None
+        formats[info.parent] = fmt
+    if not formats:
+        return (
+            f"cannot read TFDS {name}/{split}: {name} is not prepared under "
+            f"{where}. {build}"
+        )
+    unreadable = {d: f for d, f in formats.items() if f not in _READABLE}
+    if unreadable:
+        d, fmt = next(iter(unreadable.items()))
+        held = f"as {fmt} files" if fmt else "with an unreadable dataset_info.json"
+        return (
+            f"cannot read TFDS {name}/{split}: {d} holds {name} {held}, which "
+            "tfds.data_source (the reader the task uses) cannot read. "
+            f"{build} (delete {d} first, or use another data_dir)"
+        )
+    # Prepared in a readable format, yet unreadable: tfds' reason is the news.
+    return (
+        f"cannot read TFDS {name}/{split} from {where} "
+        f"({type(err).__name__}: {err}). {build}"
+    )
 
 
 def tfds_arrays(
@@ -57,13 +108,10 @@ def tfds_arrays(
         # is a bug, not missing data: it is raised as it is.
         if isinstance(e, KeyError) and "splits" not in str(e):
             raise
-        raise DataNotPreparedError(
-            f"cannot read TFDS {name}/{split} ({type(e).__name__}: {e}). "
-            f"Prepare it once as ArrayRecord, `tfds build {name} "
-            "--file_format=array_record` (needs TensorFlow), and pass its "
-            "directory: get_task(..., data_dir=DIR), or --task-arg data_dir=DIR "
-            "for optax-lode sweep and optax-lode demo"
-        ) from e
+        # tfds' own text misleads here (an empty data_dir is "already
+        # prepared ... in TFRecord"): the message is ours alone, tfds' error
+        # stays chained for debugging.
+        raise DataNotPreparedError(_not_prepared(tfds, name, split, data_dir, e)) from e
     n = len(source)
     if n == 0:
         raise ValueError(f"TFDS split {name}/{split} is empty")
