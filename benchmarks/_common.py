@@ -3,6 +3,13 @@
 Every benchmark writes ``benchmarks/results/<name>.json`` (the numbers plus the
 machine, library versions, seeds and wall time) and ``<name>.md`` (a short table
 generated from the same numbers). Nothing in ``results/`` is written by hand.
+
+A benchmark module defines ``markdown(payload) -> (title, table, notes)``, a
+function of its saved JSON alone, and writes with
+``write_result(name, data, render=markdown)``: the JSON records the renderer
+(``"renderer": "benchmarks.<module>:markdown"``) and the Markdown is rendered
+from the JSON as read back, so ``python -m benchmarks.render_docs --check``
+can render every result again and find a Markdown edited by hand.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +33,9 @@ import numpy as np
 from optax_lode._files import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+#: What a benchmark's ``markdown`` returns: ``(title, table, notes)``.
+Renderer = Callable[[dict[str, Any]], tuple[str, str, str]]
 
 _PACKAGES = ("optax-lode", "jax", "jaxlib", "optax", "equinox", "diffrax", "flax")
 
@@ -221,32 +232,46 @@ def write_ablation(
     *,
     headline: str,
     verdicts: tuple[str, str],
-    table: Callable[[str, dict], str],
-    title: str,
-    notes: str,
+    render: Renderer,
     env: dict[str, Any] | None = None,
 ) -> None:
-    """Writes an ablation result (Tables 3, 4) of every task in ``tasks``:
-    the headline gives each task's verdict (``verdicts``: some row differs
-    significantly from the reference, or none), the Markdown each task's
-    ``table(task, entry)``, the notes end with how significance is judged,
-    each task's seeds and :func:`rows_measured` (``env``: as for
-    :func:`write_result`)."""
+    """Writes an ablation result (Tables 3, 4, the fit budget) of every task
+    in ``tasks``: the headline gives each task's verdict (``verdicts``: some
+    row differs significantly from the reference, or none), the Markdown is
+    ``render`` of the saved JSON (see :func:`ablation_markdown`; ``env``: as
+    for :func:`write_result`)."""
     heads = [
         f"{t}: " + (verdicts[0] if any_significant(e[key]) else verdicts[1])
         for t, e in tasks.items()
     ]
-    seeds = "; ".join(f"{t} {e['seeds']}" for t, e in tasks.items())
     write_result(
         name,
         {"headline": f"{headline}; " + "; ".join(heads), "tasks": tasks},
-        "\n".join(table(t, e) for t, e in tasks.items()),
-        title=title,
-        notes=f"{notes} A row differs significantly when its Welch p-value, "
-        "Holm-adjusted over the task's rows (each task is one family of "
-        f"comparisons with its reference), is below {ALPHA:g}; the raw p-value "
-        f"is shown beside it. Seeds: {seeds}. " + rows_measured(tasks),
+        render=render,
         env=env,
+    )
+
+
+def ablation_markdown(
+    payload: dict[str, Any],
+    *,
+    table: Callable[[str, dict], str],
+    title: str,
+    notes: str,
+) -> tuple[str, str, str]:
+    """An ablation result's ``(title, table, notes)`` from its saved JSON:
+    each task's ``table(task, entry)``; the notes end with how significance
+    is judged, each task's seeds and :func:`rows_measured`."""
+    tasks = per_task(payload)
+    seeds = "; ".join(f"{t} {e['seeds']}" for t, e in tasks.items())
+    return (
+        title,
+        "\n".join(table(t, e) for t, e in tasks.items()),
+        f"{notes} A row differs significantly when its Welch p-value, "
+        "Holm-adjusted over the task's rows (each task is one family of "
+        "comparisons with its reference), is below "
+        f"{ALPHA:g}; the raw p-value is shown beside it. Seeds: {seeds}. "
+        + rows_measured(tasks),
     )
 
 
@@ -280,14 +305,21 @@ def start_task(args: argparse.Namespace, cache: Path) -> tuple[Any, Any, float]:
     return cfg, get_task(cfg.task), t_start
 
 
-def render(name: str, write: Callable[[dict[str, dict], dict | None], None]) -> int:
-    """Rewrites a per-task result from its saved JSON with ``write(tasks,
-    env)``, keeping the environment that measured it; 1 if there is none."""
-    data = read_result(name)
+def render(name: str, *, results_dir: Path | None = None) -> int:
+    """Rewrites ``<name>.md`` from its saved JSON by the renderer the JSON
+    names (a benchmark's ``--render``; ``python -m benchmarks.render_docs``
+    does the same for every result); 1 if there is no JSON, or it names no
+    renderer."""
+    out = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    data = read_result(name, results_dir=out)
     if data is None:
         print(f"no saved {name}.json to render: run the benchmark first")
         return 1
-    write(per_task(data), data.get("environment"))
+    md = render_markdown(data)
+    if md is None:
+        print(f"{name}.json names no renderer: run the benchmark again")
+        return 1
+    atomic_write_text(out / f"{name}.md", md)
     return 0
 
 
@@ -326,29 +358,33 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines) + "\n"
 
 
-def write_result(
-    name: str,
-    data: dict[str, Any],
-    table: str,
-    *,
-    title: str,
-    notes: str = "",
-    results_dir: Path | None = None,
-    env: dict[str, Any] | None = None,
-) -> Path:
-    """Writes ``<name>.json`` and ``<name>.md``; returns the JSON path.
+def renderer_name(render: Renderer) -> str:
+    """``"benchmarks.overhead:markdown"``: where :func:`load_renderer` finds
+    ``render`` again (a script run as ``python -m benchmarks.x`` is module
+    ``__main__``, so its importable name is read from its spec)."""
+    module = render.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        if spec is None:
+            raise ValueError(f"{render.__qualname__} of a script run by path")
+        module = spec.name
+    return f"{module}:{render.__qualname__}"
 
-    ``env`` is the environment recorded and named in the footer (default:
-    this process's :func:`environment`); a re-render of saved results passes
-    the one that measured them."""
-    out = Path(results_dir) if results_dir is not None else RESULTS_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    env = environment() if env is None else env
-    payload = {"name": name, "environment": env, **data}
-    json_path = out / f"{name}.json"
-    atomic_write_text(json_path, json.dumps(payload, indent=2, default=float) + "\n")
+
+def load_renderer(ref: str) -> Renderer:
+    """The function that :func:`renderer_name` named ``ref``."""
+    module, _, attr = ref.partition(":")
+    fn: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        fn = getattr(fn, part)
+    return fn
+
+
+def document(title: str, table: str, notes: str, env: dict[str, Any]) -> str:
+    """A result's Markdown: its title, table, the footer naming the machine
+    of ``env`` and its notes."""
     cpu = env["processor"]
-    if env["cpu_model"]:
+    if env.get("cpu_model"):
         cpu += f", {env['cpu_model']}, {_avx512(env)}"
     machine = (
         f"{env['cpu_count']} CPU cores ({cpu}), "
@@ -357,6 +393,47 @@ def write_result(
     md = f"## {title}\n\n{table}\n_Measured on {machine}._\n"
     if notes:
         md += f"\n{notes.strip()}\n"
+    return md
+
+
+def render_markdown(payload: dict[str, Any]) -> str | None:
+    """A saved result's Markdown, from its JSON ``payload`` alone by the
+    renderer it names (None if it names none: it cannot be checked)."""
+    ref = payload.get("renderer")
+    if ref is None:
+        return None
+    title, table, notes = load_renderer(ref)(payload)
+    return document(title, table, notes, payload["environment"])
+
+
+def write_result(
+    name: str,
+    data: dict[str, Any],
+    *,
+    render: Renderer,
+    results_dir: Path | None = None,
+    env: dict[str, Any] | None = None,
+) -> Path:
+    """Writes ``<name>.json`` and ``<name>.md``; returns the JSON path.
+
+    ``render`` is the benchmark's module-level ``markdown(payload) -> (title,
+    table, notes)``: the JSON records it as ``"renderer"``, and the Markdown
+    is ``render`` of the JSON as read back from the file, so it shows what
+    the JSON holds and nothing else, and ``python -m benchmarks.render_docs
+    --check`` can verify that it still does.
+
+    ``env`` is the environment recorded and named in the footer (default:
+    this process's :func:`environment`); a re-render of saved results passes
+    the one that measured them."""
+    out = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment() if env is None else env
+    payload = {"name": name, "renderer": renderer_name(render), "environment": env}
+    payload.update(data)
+    json_path = out / f"{name}.json"
+    # The JSON first: if rendering fails, the measurements are kept.
+    atomic_write_text(json_path, json.dumps(payload, indent=2, default=float) + "\n")
+    md = render_markdown(json.loads(json_path.read_text()))
     atomic_write_text(out / f"{name}.md", md)
     print(md)
     return json_path
@@ -427,10 +504,15 @@ class OtherLoad:
 
 
 def other_load_note(
-    cores: Sequence[float | None], what: str = "timed repetitions"
+    cores: Sequence[float | None],
+    what: str = "timed repetitions",
+    *,
+    cpus: int,
 ) -> str:
     """A sentence on what other processes took during the timed repetitions
-    (``what``: what one reading covers, where it is not one repetition)."""
+    (``what``: what one reading covers, where it is not one repetition) of
+    the machine's ``cpus`` cores (a renderer passes its saved environment's
+    ``cpu_count``, so the Markdown does not depend on where it is rendered)."""
     seen = [c for c in cores if c is not None]
     short = f"under {OtherLoad.MIN_SECONDS:g} s, too short for /proc/stat's 10 ms ticks"
     if not seen:
@@ -440,7 +522,7 @@ def other_load_note(
     return (
         f"Other processes (and the hypervisor's steal) took a median of "
         f"{statistics.median(seen):.2f} and at most {max(seen):.2f} of the "
-        f"{os.cpu_count()} cores during the {len(seen)} {what} "
+        f"{cpus} cores during the {len(seen)} {what} "
         f"(/proc/stat against this process's CPU time); {busy} of them above "
         "0.1 core, whose times may be inflated. "
         + (

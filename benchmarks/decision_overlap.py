@@ -175,6 +175,30 @@ def main(argv=None) -> None:
         measure(model, width=w, steps=steps, repeats=repeats) for w in (100, 370)
     ]
     load_after = os.getloadavg()[0]
+    small, large = ([row["hidden_pct"] for row in r["rows"]] for r in results)
+    headline = (
+        "Share of a decision's time hidden beside the training step (100%: "
+        f"free, 0%: run after it), small / 10x MLP: a whole decision "
+        f"{small[0]:.0f}% / {large[0]:.0f}%, a tenth of one "
+        f"{small[1]:.0f}% / {large[1]:.0f}%."
+    )
+    write_result(
+        NAME,
+        {
+            "quick": args.quick,
+            "headline": headline,
+            "results": results,
+            "load_average": [load_before, load_after],
+            "xla_flags": os.environ.get("XLA_FLAGS"),
+            "wall_time_s": time.perf_counter() - t_start,
+        },
+        render=markdown,
+    )
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON."""
+    results = payload["results"]
     table = markdown_table(
         [
             "train step",
@@ -201,15 +225,11 @@ def main(argv=None) -> None:
             for row in r["rows"]
         ],
     )
-    small, large = ([row["hidden_pct"] for row in r["rows"]] for r in results)
-    headline = (
-        "Share of a decision's time hidden beside the training step (100%: "
-        f"free, 0%: run after it), small / 10x MLP: a whole decision "
-        f"{small[0]:.0f}% / {large[0]:.0f}%, a tenth of one "
-        f"{small[1]:.0f}% / {large[1]:.0f}%."
-    )
+    load_before, load_after = payload["load_average"]
+    cpus, xla_flags = payload["environment"]["cpu_count"], payload.get("xla_flags")
     notes = (
-        f"{steps} steps per scan, {repeats} interleaved repetitions, batch 128 "
+        f"{results[0]['steps']} steps per scan, {results[0]['repeats']} "
+        "interleaved repetitions, batch 128 "
         "of MNIST-1D-shaped inputs; an untrained LatentODE of the paper's "
         "sizes (T=600, n=30; a decision rolls out ticks 0 .. T + mu, farther "
         "only as far as its matching members' scores read). "
@@ -219,28 +239,13 @@ def main(argv=None) -> None:
         "share of the work's time that running it beside the step saved. Below "
         "0%: running it beside the step cost more than running it after. Above "
         "100%: the step itself ran faster with the work beside it. "
-        + other_load_note([c for r in results for c in r["other_load_cores"]])
-        + f"Load average {load_before:.1f} before and {load_after:.1f} after "
-        f"({os.cpu_count()} cores). "
-        + (
-            ""
-            if os.environ.get("XLA_FLAGS") is None
-            else f"XLA_FLAGS={os.environ['XLA_FLAGS']}."
+        + other_load_note(
+            [c for r in results for c in r["other_load_cores"]], cpus=cpus
         )
+        + f"Load average {load_before:.1f} before and {load_after:.1f} after "
+        f"({cpus} cores). " + ("" if xla_flags is None else f"XLA_FLAGS={xla_flags}.")
     )
-    write_result(
-        NAME,
-        {
-            "quick": args.quick,
-            "headline": headline,
-            "results": results,
-            "load_average": [load_before, load_after],
-            "wall_time_s": time.perf_counter() - t_start,
-        },
-        table,
-        title="Decision beside the training step (pipelining feasibility)",
-        notes=notes,
-    )
+    return "Decision beside the training step (pipelining feasibility)", table, notes
 
 
 if __name__ == "__main__":

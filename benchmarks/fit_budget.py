@@ -36,6 +36,7 @@ import numpy as np
 
 from benchmarks._common import (
     ablation_entry,
+    ablation_markdown,
     format_p,
     per_task,
     read_result,
@@ -238,19 +239,10 @@ def task_table(task: str, entry: dict) -> str:
     return out
 
 
-def write(tasks: dict[str, dict], env: dict | None = None) -> None:
-    """Writes the result of every task in ``tasks``."""
-    write_ablation(
-        NAME,
-        tasks,
-        "fits",
-        headline="LODE fit budget (steps, early stopping; models as the unit)",
-        verdicts=(
-            "some budgets differ significantly from the reference",
-            "no budget differs significantly from the reference "
-            f"({models_per_budget(tasks)} models a budget: only large "
-            "differences could)",
-        ),
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON."""
+    return ablation_markdown(
+        payload,
         table=task_table,
         title="LODE fit budget: fit steps and early stopping",
         notes=(
@@ -267,6 +259,23 @@ def write(tasks: dict[str, dict], env: dict | None = None) -> None:
             "share its errors), so its p-value speaks for another fit, not "
             "only for other evaluation seeds. Differences in accuracy points."
         ),
+    )
+
+
+def write(tasks: dict[str, dict], env: dict | None = None) -> None:
+    """Writes the result of every task in ``tasks``."""
+    write_ablation(
+        NAME,
+        tasks,
+        "fits",
+        headline="LODE fit budget (steps, early stopping; models as the unit)",
+        verdicts=(
+            "some budgets differ significantly from the reference",
+            "no budget differs significantly from the reference "
+            f"({models_per_budget(tasks)} models a budget: only large "
+            "differences could)",
+        ),
+        render=markdown,
         env=env,
     )
 
@@ -285,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.render:
-        return render(NAME, write)
+        return render(NAME)
     if args.fit_seeds < 2:
         parser.error("--fit-seeds must be at least 2: budgets are compared by models")
     base, task, t_start = start_task(args, CACHE)

@@ -142,6 +142,154 @@ def sweep(task, *, epochs, tpe, seeds, cache: Path):
     return traj
 
 
+def _losses(values: list[float | None]) -> np.ndarray:
+    """Saved expected losses as numbers: a diverged run's (None) is inf."""
+    return np.asarray([np.inf if x is None else x for x in values], np.float64)
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON (means,
+    stds and medians from its saved expected losses)."""
+    from optax_lode.evaluation import summarize
+
+    c = payload["config"]
+    ticks = c["epochs"] * c["ticks_per_epoch"]
+    spt, fit_steps = c["steps_per_tick"], c["fit_steps"]
+    sweep_grid, fine_best = (
+        payload["best_parametric_sweep_grid"],
+        payload["best_parametric_fine_grid"],
+    )
+    l_param, l_opt = sweep_grid["expected_loss"], payload["optimal_expected_loss"]
+    exp = _losses(payload["lode_expected_loss"])
+    mean, std = summarize(exp)[:2]
+    closed = payload["gap_closed"]
+    rows = [
+        ["optimal schedule (exact, by gradient descent)", l_opt, "-"],
+        [f"best parametric, fine grid ({fine_best['shape']}, lr "
+         f"{fine_best['lr']:.3g})", fine_best["expected_loss"], "-"],
+        [f"best parametric, sweep grid ({sweep_grid['shape']}, lr "
+         f"{sweep_grid['lr']:g})", l_param, "-"],
+        [f"LODE (mean ± std over {exp.size} seeds)",
+         f"{mean:.5g} ± {std:.2g} (median {np.median(exp):.5g})",
+         f"{closed:+.0%} (fine grid: {payload['gap_closed_fine_grid']:+.0%}); "
+         f"{mean / l_param:.1f}x the best parametric loss"],
+    ]  # fmt: skip
+    rows[-1].append("(reference)")
+    for row in rows[:-1]:
+        row.append("-")
+    kinds = {"opt-in": "opt_in", "ablation": "ablations", "data": "data_variants"}
+    extra = {
+        (kind, label): v
+        for kind, key in kinds.items()
+        for label, v in payload[key].items()
+    }
+    for (kind, label), v in extra.items():
+        alt = _losses(v["expected_loss"])
+        _, alt_std, finite, _ = summarize(alt)
+        alt_mean, alt_closed = v["mean_expected_loss"], v["gap_closed"]
+        lost = alt.size - finite
+        what = {"opt-in": "opt-in ", "data": "fitted to "}.get(kind, "")
+        note = {
+            "opt-in": "not the paper's; ",
+            "data": f"{v.get('sweep_runs')} sweep runs; ",
+        }.get(kind, "")
+        vs = "-"
+        if "p_value" in v:
+            vs = (
+                f"{v['share_worse']:.0%}, p = {format_p(v['p_holm'])} "
+                f"({format_p(v['p_value'])})"
+                + (": different" if significant(v["p_holm"]) else "")
+            )
+        over = f"{finite} seeds" + (
+            f"; {lost} of {alt.size} diverged, left out" if lost else ""
+        )
+        # The median keeps the diverged runs, as the worst (as the rank
+        # test counts them); said so, since the mean leaves them out.
+        median = f"median {np.median(alt):.5g}" + (
+            f" of all {alt.size}, diverged as worst" if lost else ""
+        )
+        rows.append(
+            [f"LODE, {what}{label} ({note}mean ± std over {over})",
+             f"{alt_mean:.5g} ± {alt_std:.2g} ({median})",
+             (f"{alt_closed:+.3g}x the gap; {alt_mean / l_param:.3g}x"
+              if abs(alt_closed) >= 100  # a schedule far outside the sweep's
+              else f"{alt_closed:+.0%}; {alt_mean / l_param:.1f}x")
+             + " the best parametric loss", vs]
+        )  # fmt: skip
+    grid, fine = payload["grid_expected_loss"], payload["fine_grid"]
+    for shape in c["shapes"]:
+        best_lr = min(c["lrs"], key=lambda v, s=shape: grid[f"{s}@{v:g}"])
+        rows.append(
+            [f"{shape}, best sweep lr {best_lr:g} (fine: {fine[shape]['lr']:.3g})",
+             f"{grid[f'{shape}@{best_lr:g}']:.5g} "
+             f"(fine: {fine[shape]['expected_loss']:.5g})", "-", "-"]
+        )  # fmt: skip
+    table = markdown_table(
+        ["schedule", "expected final loss ↓", "gap closed by LODE",
+         "vs LODE default: higher loss on (share of seeds), "
+         "Wilcoxon signed-rank p: Holm (raw)"],
+        rows,
+    )  # fmt: skip
+    verdict = (
+        "LODE beats the best parametric schedule of the sweep"
+        if closed > 0
+        else "LODE does NOT beat the best parametric schedule of the sweep"
+    )
+    seeds, realised = payload["seeds"], payload["lode_realised_final_loss"]
+    tests = any("p_value" in v for v in extra.values())
+    notes = (
+        f"{verdict}. Expected final loss E[L(theta_T)] of SGD, exact (closed-form "
+        f"second-moment recurrence), on `NoisyQuadratic()` (dim 100, batch 16), "
+        f"{ticks * spt} steps = {ticks} ticks of {spt} steps. The LODE was fitted "
+        f"({fit_steps} steps) to a sweep of SGD runs: {len(c['shapes'])} shapes x "
+        f"lrs {c['lrs']} x {len(payload['sweep_seeds'])} seeds. Each LODE run "
+        f"(fresh seeds {seeds[0]}..{seeds[-1]}) generates its schedule adaptively "
+        "from its own noisy loss; the table gives the exact expected loss of "
+        "that schedule (mean ± std over seeds). Per-seed gap closed: "
+        + ", ".join(f"{v:+.0%}" for v in payload["gap_closed_per_seed"])
+        + f". Mean realised final loss of the LODE runs: "
+        f"{np.mean(realised) if realised else float('nan'):.4g}."
+        + (
+            " The opt-in rows run the same model and seeds with "
+            "`lode_schedule(..., **kwargs)`: `match_rule='closest_loss'` takes "
+            "each member's matching tick whose predicted loss is closest to "
+            "the live loss instead of the one with the highest predicted rate "
+            "(the paper's rule, the default); `anchor='live'` applies the "
+            "chosen members' predicted relative change to the live rate "
+            "instead of using their predicted rates themselves (the paper)."
+            " A run that diverged (its loss non-finite) has an unbounded "
+            "expected loss: it is left out of its row's mean and counts as "
+            "the worst run in the signed-rank test."
+            if payload["opt_in"]
+            else ""
+        )
+        + (
+            " The other extra rows are Table 3's ensemble (`n`, `sigma`) and "
+            "horizon settings (the default: n=30, sigma=0.15, the metric "
+            f"scored at the run's end; `mu` = {c['mu']} ticks), on the "
+            "same model and seeds; the rows 'fitted to' are LODEs fitted (as "
+            f"the default, {fit_steps} steps) to Table 4's subsets of the "
+            "sweep, with the default settings, on the same seeds. Within a "
+            "row the expected loss varies several-fold from seed to seed, "
+            "so each extra row is compared with the default seed by seed "
+            "(the pairs share the seed's data and noise): the share of seeds on "
+            "which the row's expected loss is the higher (ties count half), "
+            "and the p-value of Wilcoxon's signed-rank test of the per-seed "
+            "differences (exact), Holm-adjusted over its family (the "
+            "decision's settings as in Table 3, the subsets as in Table 4): "
+            f"a row is 'different' where the adjusted p-value is below {ALPHA:g}."
+            if tests
+            else ""
+        )
+        + (
+            " **Partial result: the run was interrupted.**"
+            if payload["partial"]
+            else ""
+        )
+    )
+    return "NQM optimality gap (LODE vs best parametric vs optimal)", table, notes
+
+
 def main(argv: list[str] | None = None) -> int:
     import optax
 
@@ -235,24 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         l_param, l_opt = grid[best_grid], opt.expected_loss
         l_fine = fine[best_fine][1]
         exp = np.asarray(lode_expected)
-        mean, std = summarize(exp)[:2]
+        mean = summarize(exp).mean
         closed = (l_param - mean) / (l_param - l_opt)
         closed_fine = (l_fine - mean) / (l_fine - l_opt)
         per_seed = (l_param - exp) / (l_param - l_opt)
-        rows = [
-            ["optimal schedule (exact, by gradient descent)", opt.expected_loss, "-"],
-            [f"best parametric, fine grid ({best_fine}, lr {fine[best_fine][0]:.3g})",
-             l_fine, "-"],
-            [f"best parametric, sweep grid ({best_grid[0]}, lr {best_grid[1]:g})",
-             l_param, "-"],
-            [f"LODE (mean ± std over {exp.size} seeds)",
-             f"{mean:.5g} ± {std:.2g} (median {np.median(exp):.5g})",
-             f"{closed:+.0%} (fine grid: {closed_fine:+.0%}); "
-             f"{mean / l_param:.1f}x the best parametric loss"],
-        ]  # fmt: skip
-        rows[-1].append("(reference)")
-        for row in rows[:-1]:
-            row.append("-")
 
         # Every row runs the default's seeds, and the expected loss varies
         # several-fold from seed to seed: rows are compared seed by seed, by
@@ -276,45 +410,15 @@ def main(argv: list[str] | None = None) -> int:
             alt = np.asarray(alt_expected[label])
             if not alt.size:
                 continue
-            alt_mean, alt_std, finite, _ = summarize(alt)
-            alt_closed = (l_param - alt_mean) / (l_param - l_opt)
-            lost = alt.size - finite
-            what = {"opt-in": "opt-in ", "data": "fitted to "}.get(kind, "")
-            note = {
-                "opt-in": "not the paper's; ",
-                "data": f"{model_runs[tag]} sweep runs; ",
-            }.get(kind, "")
+            alt_mean = summarize(alt).mean
             t = tests.get(label)
-            vs = "-"
-            if t:
-                vs = (
-                    f"{t.prob_greater:.0%}, p = {format_p(adjusted[label])} "
-                    f"({format_p(t.p_value)})"
-                    + (": different" if significant(adjusted[label]) else "")
-                )
-            over = f"{finite} seeds" + (
-                f"; {lost} of {alt.size} diverged, left out" if lost else ""
-            )
-            # The median keeps the diverged runs, as the worst (as the rank
-            # test counts them); said so, since the mean leaves them out.
-            median = f"median {np.median(alt):.5g}" + (
-                f" of all {alt.size}, diverged as worst" if lost else ""
-            )
-            rows.append(
-                [f"LODE, {what}{label} ({note}mean ± std over {over})",
-                 f"{alt_mean:.5g} ± {alt_std:.2g} ({median})",
-                 (f"{alt_closed:+.3g}x the gap; {alt_mean / l_param:.3g}x"
-                  if abs(alt_closed) >= 100  # a schedule far outside the sweep's
-                  else f"{alt_closed:+.0%}; {alt_mean / l_param:.1f}x")
-                 + " the best parametric loss", vs]
-            )  # fmt: skip
             {"opt-in": opt_in, "ablation": ablation, "data": data}[kind][label] = {
                 "lode_schedule_kwargs": kwargs,
                 **({"sweep_runs": model_runs[tag]} if kind == "data" else {}),
                 # None: the run diverged (its expected loss is unbounded).
                 "expected_loss": _finite_or_none(alt),
                 "mean_expected_loss": alt_mean,  # of the runs that did not diverge
-                "gap_closed": alt_closed,
+                "gap_closed": (l_param - alt_mean) / (l_param - l_opt),
                 "tick_learning_rates": [x.tolist() for x in alt_lrs[label]],
                 **(
                     {
@@ -326,26 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                     else {}
                 ),
             }
-        for shape in SHAPES:
-            best_lr = min(LRS, key=lambda v, s=shape: grid[(s, v)])
-            rows.append(
-                [f"{shape}, best sweep lr {best_lr:g} (fine: {fine[shape][0]:.3g})",
-                 f"{grid[(shape, best_lr)]:.5g} (fine: {fine[shape][1]:.5g})", "-",
-                 "-"]
-            )  # fmt: skip
-        table = markdown_table(
-            ["schedule", "expected final loss ↓", "gap closed by LODE",
-             "vs LODE default: higher loss on (share of seeds), "
-             "Wilcoxon signed-rank p: Holm (raw)"],
-            rows,
-        )  # fmt: skip
         differ = sum(significant(v.get("p_holm")) for v in ablation.values())
         differ_data = sum(significant(v.get("p_holm")) for v in data.values())
-        verdict = (
-            "LODE beats the best parametric schedule of the sweep"
-            if closed > 0
-            else "LODE does NOT beat the best parametric schedule of the sweep"
-        )
         headline = (
             f"NQM: the schedules LODE generates reach an expected final loss of "
             f"{mean:.3g}, {mean / l_param:.1f}x that of the best parametric "
@@ -370,52 +456,6 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
         )
-        notes = (
-            f"{verdict}. Expected final loss E[L(theta_T)] of SGD, exact (closed-form "
-            f"second-moment recurrence), on `NoisyQuadratic()` (dim 100, batch 16), "
-            f"{total} steps = {ticks} ticks of {spt} steps. The LODE was fitted "
-            f"({fit_steps} steps) to a sweep of SGD runs: {len(SHAPES)} shapes x "
-            f"lrs {list(LRS)} x {sweep_seeds} seeds. Each LODE run (fresh seeds "
-            f"{seed_list[0]}..{seed_list[-1]}) generates its schedule adaptively "
-            "from its own noisy loss; the table gives the exact expected loss of "
-            "that schedule (mean ± std over seeds). Per-seed gap closed: "
-            + ", ".join(f"{v:+.0%}" for v in per_seed)
-            + f". Mean realised final loss of the LODE runs: "
-            f"{np.mean(lode_realised) if lode_realised else float('nan'):.4g}."
-            + (
-                " The opt-in rows run the same model and seeds with "
-                "`lode_schedule(..., **kwargs)`: `match_rule='closest_loss'` takes "
-                "each member's matching tick whose predicted loss is closest to "
-                "the live loss instead of the one with the highest predicted rate "
-                "(the paper's rule, the default); `anchor='live'` applies the "
-                "chosen members' predicted relative change to the live rate "
-                "instead of using their predicted rates themselves (the paper)."
-                " A run that diverged (its loss non-finite) has an unbounded "
-                "expected loss: it is left out of its row's mean and counts as "
-                "the worst run in the signed-rank test."
-                if opt_in
-                else ""
-            )
-            + (
-                " The other extra rows are Table 3's ensemble (`n`, `sigma`) and "
-                "horizon settings (the default: n=30, sigma=0.15, the metric "
-                f"scored at the run's end; `mu` = {model.mu} ticks), on the "
-                "same model and seeds; the rows 'fitted to' are LODEs fitted (as "
-                f"the default, {fit_steps} steps) to Table 4's subsets of the "
-                "sweep, with the default settings, on the same seeds. Within a "
-                "row the expected loss varies several-fold from seed to seed, "
-                "so each extra row is compared with the default seed by seed "
-                "(the pairs share the seed's data and noise): the share of seeds on "
-                "which the row's expected loss is the higher (ties count half), "
-                "and the p-value of Wilcoxon's signed-rank test of the per-seed "
-                "differences (exact), Holm-adjusted over its family (the "
-                "decision's settings as in Table 3, the subsets as in Table 4): "
-                f"a row is 'different' where the adjusted p-value is below {ALPHA:g}."
-                if tests
-                else ""
-            )
-            + (" **Partial result: the run was interrupted.**" if partial else "")
-        )
         write_result(
             name,
             {
@@ -435,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
                     "lr": fine[best_fine][0],
                     "expected_loss": l_fine,
                 },
+                "fine_grid": {
+                    shape: {"lr": lr, "expected_loss": loss}
+                    for shape, (lr, loss) in fine.items()
+                },
                 "grid_expected_loss": {f"{s}@{v:g}": x for (s, v), x in grid.items()},
                 "lode_expected_loss": _finite_or_none(lode_expected),
                 "lode_realised_final_loss": list(lode_realised),
@@ -452,12 +496,11 @@ def main(argv: list[str] | None = None) -> int:
                     "fit_steps": fit_steps,
                     "lrs": list(LRS),
                     "shapes": list(SHAPES),
+                    "mu": int(model.mu),
                 },
                 "timings_seconds": {**timings, "total": time.perf_counter() - t_start},
             },
-            table,
-            title="NQM optimality gap (LODE vs best parametric vs optimal)",
-            notes=notes,
+            render=markdown,
         )
 
     def variant_model(tag: str):

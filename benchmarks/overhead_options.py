@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     options = OPTIONS[:2] if quick else OPTIONS
     repeats, spt, width = (3, 2, 100) if quick else (25, 10, 100)
 
-    rows, data = [], []
+    data = []
     for label, n, mu, tps in options:
         model = LatentODE(
             T=ticks,
@@ -210,23 +210,6 @@ def main(argv: list[str] | None = None) -> int:
             **r,
         }
         data.append(d)
-        rows.append(
-            [
-                label,
-                d["n"],
-                d["mu"],
-                d["ticks_per_step"],
-                d["decisions"],
-                d["lode_pct"],
-                f"{lo:.1f} .. {hi:.1f}",
-                d["verdict"],
-                d["quiet_pct"],
-                "{:.1f} .. {:.1f}".format(*d["quiet_pct_interval"]),
-                d["decision_in_run_ms"],
-                ms,
-                d["decisions_share_pct"],
-            ]
-        )
         print(
             f"{label}: {d['lode_pct']:+.2f}% ({lo:.1f} .. {hi:.1f}); between "
             f"decisions {d['quiet_pct']:+.2f}%; decision {ms:.2f} ms standalone, "
@@ -234,6 +217,48 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
+    write_result(
+        args.name,
+        {
+            "target_pct": TARGET_PCT,
+            "config": {
+                "ticks": ticks,
+                "steps_per_tick": spt,
+                "width": width,
+                "repeats": repeats,
+            },
+            "options": data,
+            "quick": quick,
+            "headline": headline(data),
+            "load_average": [load[0], os.getloadavg()[0]],  # before, after
+            "wall_time_s": time.perf_counter() - t_start,
+        },
+        render=markdown,
+    )
+    return 0
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON."""
+    data, target, c = payload["options"], payload["target_pct"], payload["config"]
+    rows = [
+        [
+            d["option"],
+            d["n"],
+            d["mu"],
+            d["ticks_per_step"],
+            d["decisions"],
+            d["lode_pct"],
+            "{:.1f} .. {:.1f}".format(*d["lode_pct_interval"]),
+            d["verdict"],
+            d["quiet_pct"],
+            "{:.1f} .. {:.1f}".format(*d["quiet_pct_interval"]),
+            d["decision_in_run_ms"],
+            d["decision_ms"],
+            d["decisions_share_pct"],
+        ]
+        for d in data
+    ]
     table = markdown_table(
         [
             "option",
@@ -243,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             "decisions",
             "whole run % vs cosine (paired)",
             "same, CI",
-            f"vs {TARGET_PCT:g}%",
+            f"vs {target:g}%",
             "same program without decisions % vs cosine",
             "same, CI",
             "decision ms in the run (paired)",
@@ -254,15 +279,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     cov = data[0]["interval_coverage"] if data else float("nan")
     step_us = data[0]["step_us_cosine"] if data else float("nan")
+    ticks, spt, width = c["ticks"], c["steps_per_tick"], c["width"]
+    cpus = payload["environment"]["cpu_count"]
     # The whole runs only: a standalone decision (~2 ms) is shorter than
     # /proc/stat's 10 ms tick.
-    others = other_load_note([c for d in data for c in d["other_load_cores"]])
+    others = other_load_note(
+        [x for d in data for x in d["other_load_cores"]], cpus=cpus
+    )
+    before, after = payload["load_average"]
     notes = f"""
 Whole runs of T={ticks} ticks at {spt} steps per tick ({ticks * spt} steps) of
 the MLP 40-{width}-{width}-10 (batch 128), each run as one lax.scan:
 `chain(adamw(1.0), lode_schedule(...))` against `adamw(cosine)` (cosine's
 step: {step_us:.0f} us), and the same LODE program with ticks so long that none
-ends (no decision: the step's own cost between decisions). {repeats}
+ends (no decision: the step's own cost between decisions). {c["repeats"]}
 repetitions, the three runs of each in a rotating order; a CI is a
 distribution-free confidence interval of the median of the paired
 overheads ({100 * cov:.0f}% coverage). A decision's in-run cost is the
@@ -275,22 +305,15 @@ encoded latent (no ensemble: Algorithm 1's acceptance and top-three mean
 degenerate to one candidate), and 8 ticks per Euler step stands for a
 model fitted on a coarser grid (untrained here like the others; what the
 coarser grid does to reconstructions is not measured). {others}Load
-average {load[0]:.1f} before and {os.getloadavg()[0]:.1f} after
-({os.cpu_count()} cores). Took {time.perf_counter() - t_start:.0f} s.
+average {before:.1f} before and {after:.1f} after
+({cpus} cores). Took {payload["wall_time_s"]:.0f} s.
 """
-    write_result(
-        args.name,
-        {
-            "target_pct": TARGET_PCT,
-            "options": data,
-            "quick": quick,
-            "headline": headline(data),
-        },
+    return (
+        f"What would meet the {target:g}% overhead target (small MLP, {spt} "
+        "steps/tick)",
         table,
-        title="What would meet the 2% overhead target (small MLP, 10 steps/tick)",
-        notes=notes,
+        notes,
     )
-    return 0
 
 
 if __name__ == "__main__":

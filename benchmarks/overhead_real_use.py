@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {
         "task": cfg.task,
         "epochs": epochs,
+        "ticks_per_epoch": cfg.ticks_per_epoch,
         "ticks": ticks,
         "steps_per_tick": spt,
         "steps": steps,
@@ -187,62 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "cosine_learning_rate": cosine_lr,
         "weight_decay": weight_decay,
     }
-    arm_table = markdown_table(
-        ["optimizer", "mu", "decisions", "s/run (median)", "us/step", "compile s"],
-        [
-            [
-                k,
-                mu.get(k, "-"),
-                decisions.get(k, 0),
-                med[k],
-                1e6 * med[k] / steps,
-                compile_s[k],
-            ]
-            for k in names
-        ],
-    )
-    cov = paired["LODE vs cosine"]["coverage"]
-    pair_table = markdown_table(
-        [
-            "run time of",
-            "overhead % (paired median)",
-            f"{cov:.0%} CI",
-            f"vs {TARGET_PCT:g}% target",
-        ],
-        [
-            [k, p["pct"], "{:.1f} .. {:.1f}".format(*p["interval"]), p["verdict"]]
-            for k, p in paired.items()
-        ],
-    )
     lode = paired["LODE vs cosine"]
-    notes = (
-        f"Whole runs of the demo's task ({cfg.task}, {epochs} epochs, "
-        f"{cfg.ticks_per_epoch} tick(s) of {spt} steps per epoch: T = {ticks} "
-        f"ticks, {steps} steps), each run as `optax_lode.sweep.train_run` "
-        "runs it: one jitted program per tick (its steps in a lax.scan, then "
-        "the validation metric), called from Python; compilation excluded. "
-        "LODE: the demo's `chain(adamw(1.0, wd), lode_schedule(...))` with the "
-        "LODE fitted to the demo's sweep (lode_kwargs "
-        f"{dict(cfg.lode_kwargs) or 'default'}); 'LODE, 1 decision' the same "
-        f"with mu = T // 2; cosine and constant: the demo's baselines of those "
-        f"shapes at the cosine's tuned rate ({cosine_lr:g}). {args.repeats} "
-        "repetitions, every optimizer once per repetition on the same seed, "
-        "in a rotating order. A CI is a distribution-free confidence interval "
-        "of the median of the per-repetition overheads (order statistics); "
-        f"against the {TARGET_PCT:g}% target it is met (all of it at or "
-        "below), missed (all above) or unresolved (it contains the target). "
-        + (
-            f"The {extra_decisions} decisions beyond the first cost "
-            f"{per_decision['ms']:.2f} ms each inside the run (paired median "
-            f"of the LODE runs' difference, {per_decision['coverage']:.0%} CI "
-            "{:.2f} .. {:.2f} ms). ".format(*per_decision["interval"])
-            if per_decision
-            else ""
-        )
-        + other_load_note(others)
-        + f"Load average {load[0]:.1f} before and "
-        f"{load_after[0]:.1f} after ({os.cpu_count()} cores)."
-    )
     headline = (
         f"LODE vs cosine on the demo's {cfg.task} ({spt} steps/tick): "
         f"{lode['pct']:+.1f}% run time (paired median, {lode['coverage']:.0%} "
@@ -254,9 +200,6 @@ def main(argv: list[str] | None = None) -> int:
             paired["constant vs cosine"]["pct"],
         )
     )
-    xla_flags = os.environ.get("XLA_FLAGS", "")
-    if xla_flags:
-        notes += f" XLA_FLAGS={xla_flags}."
     write_result(
         args.name,
         {
@@ -264,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": config,
             "repeats": args.repeats,
             "quick": args.quick,
+            "target_pct": TARGET_PCT,
             "run_s_median": med,
             "step_us_median": {k: 1e6 * v / steps for k, v in med.items()},
             "compile_s": compile_s,
@@ -273,15 +217,86 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": seeds,
             "other_load_cores": others,
             "load_average": [load[0], load_after[0]],
-            "xla_flags": xla_flags,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "wall_seconds": time.perf_counter() - t_start,
         },
-        arm_table + "\n" + pair_table,
-        title=f"lode_schedule overhead in real use ({cfg.task}, the demo's model)"
-        + (f" (XLA_FLAGS={xla_flags})" if xla_flags else ""),
-        notes=notes,
+        render=markdown,
     )
     return 0
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON."""
+    c, paired, med = payload["config"], payload["paired"], payload["run_s_median"]
+    target = payload["target_pct"]
+    mu, decisions, steps = c["mu"], c["decisions"], c["steps"]
+    arm_table = markdown_table(
+        ["optimizer", "mu", "decisions", "s/run (median)", "us/step", "compile s"],
+        [
+            [
+                k,
+                mu.get(k, "-"),
+                decisions.get(k, 0),
+                med[k],
+                1e6 * med[k] / steps,
+                payload["compile_s"][k],
+            ]
+            for k in med
+        ],
+    )
+    cov = paired["LODE vs cosine"]["coverage"]
+    pair_table = markdown_table(
+        [
+            "run time of",
+            "overhead % (paired median)",
+            f"{cov:.0%} CI",
+            f"vs {target:g}% target",
+        ],
+        [
+            [k, p["pct"], "{:.1f} .. {:.1f}".format(*p["interval"]), p["verdict"]]
+            for k, p in paired.items()
+        ],
+    )
+    per_decision = payload["per_extra_decision"]
+    extra_decisions = decisions["LODE"] - decisions["LODE, 1 decision"]
+    load_before, load_after = payload["load_average"]
+    cpus, xla_flags = payload["environment"]["cpu_count"], payload["xla_flags"]
+    notes = (
+        f"Whole runs of the demo's task ({c['task']}, {c['epochs']} epochs, "
+        f"{c['ticks_per_epoch']} tick(s) of {c['steps_per_tick']} steps per "
+        f"epoch: T = {c['ticks']} ticks, {steps} steps), each run as "
+        "`optax_lode.sweep.train_run` "
+        "runs it: one jitted program per tick (its steps in a lax.scan, then "
+        "the validation metric), called from Python; compilation excluded. "
+        "LODE: the demo's `chain(adamw(1.0, wd), lode_schedule(...))` with the "
+        "LODE fitted to the demo's sweep (lode_kwargs "
+        f"{c['lode_kwargs'] or 'default'}); 'LODE, 1 decision' the same "
+        f"with mu = T // 2; cosine and constant: the demo's baselines of those "
+        f"shapes at the cosine's tuned rate ({c['cosine_learning_rate']:g}). "
+        f"{payload['repeats']} "
+        "repetitions, every optimizer once per repetition on the same seed, "
+        "in a rotating order. A CI is a distribution-free confidence interval "
+        "of the median of the per-repetition overheads (order statistics); "
+        f"against the {target:g}% target it is met (all of it at or "
+        "below), missed (all above) or unresolved (it contains the target). "
+        + (
+            f"The {extra_decisions} decisions beyond the first cost "
+            f"{per_decision['ms']:.2f} ms each inside the run (paired median "
+            f"of the LODE runs' difference, {per_decision['coverage']:.0%} CI "
+            "{:.2f} .. {:.2f} ms). ".format(*per_decision["interval"])
+            if per_decision
+            else ""
+        )
+        + other_load_note(payload["other_load_cores"], cpus=cpus)
+        + f"Load average {load_before:.1f} before and "
+        f"{load_after:.1f} after ({cpus} cores)."
+    )
+    if xla_flags:
+        notes += f" XLA_FLAGS={xla_flags}."
+    title = f"lode_schedule overhead in real use ({c['task']}, the demo's model)" + (
+        f" (XLA_FLAGS={xla_flags})" if xla_flags else ""
+    )
+    return title, arm_table + "\n" + pair_table, notes
 
 
 if __name__ == "__main__":

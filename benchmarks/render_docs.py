@@ -15,7 +15,15 @@ the scripts wrote to ``benchmarks/results/`` (``<name>.md`` for the tables,
   (:data:`COST_RESULTS`), so the schedule's "Cost" section opens with the
   latest measured numbers.
 
-``--check`` exits non-zero if any of these is out of date (for CI).
+It first re-renders each result's ``<name>.md`` from its ``<name>.json`` by
+the renderer the JSON names (``"renderer"``, recorded by
+``benchmarks._common.write_result``), so a table shows what its JSON holds.
+
+``--check`` exits non-zero if any of these is out of date (for CI): a page or
+block, or a result's Markdown that is not its JSON's rendering (a hand edit:
+the file and its first differing line are named), or a result that cannot be
+checked (no JSON, or a JSON that names no renderer) and is not in
+:data:`UNCHECKED`.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from benchmarks._common import (
     per_task,
     read_result,
     reference_row,
+    render_markdown,
     significant,
 )
 
@@ -48,6 +57,10 @@ README = ROOT / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 SCHEDULE_PAGE = ROOT / "docs" / "schedule.md"
 COST_START, COST_END = "<!-- cost:start -->", "<!-- cost:end -->"
+
+#: Results whose Markdown is not checked against their JSON. Empty: every
+#: benchmark renders its Markdown from its saved JSON.
+UNCHECKED: tuple[str, ...] = ()
 
 #: Results shown first, in this order (the paper's evaluations, then costs).
 ORDER = (
@@ -67,6 +80,8 @@ ORDER = (
     "overhead_real_use_mnist1d_cnn",
     "decision_overlap",
     "vmapped_runs",
+    "verdict_calibration",
+    "design_choices",
 )
 #: Results summarised at the top of the schedule page's "Cost" section.
 COST_RESULTS = tuple(
@@ -862,6 +877,60 @@ def render_cost(names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def rendered_results() -> tuple[dict[str, str], list[str]]:
+    """Each result's Markdown as its JSON renders it, by name, and one line
+    per result that cannot be rendered so (but those of :data:`UNCHECKED`):
+    a Markdown without a JSON, a JSON that names no renderer, or one its
+    renderer fails on."""
+    names = {p.stem for p in RESULTS.glob("*.md")} | {
+        p.stem for p in RESULTS.glob("*.json")
+    }
+    out, problems = {}, []
+    for name in sorted(names - set(UNCHECKED)):
+        try:
+            data = _result(name)
+            md = None if data is None else render_markdown(data)
+        except Exception as err:  # a broken result must not hide the others
+            problems.append(f"{name}.json: cannot be rendered ({err!r})")
+            continue
+        if data is None:
+            problems.append(f"{name}.md: not checkable, no {name}.json")
+        elif md is None:
+            problems.append(f"{name}.json: not checkable, it names no renderer")
+        else:
+            out[name] = md
+    return out, problems
+
+
+def first_difference(old: str, new: str) -> str:
+    """Where ``old`` first departs from ``new``: its line number and both
+    lines."""
+    a, b = old.splitlines(), new.splitlines()
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"line {i + 1} is {x!r}, its JSON renders {y!r}"
+    n = min(len(a), len(b))
+    if len(a) == len(b):  # equal lines, other line ends
+        return "line ends differ"
+    extra = a[n] if len(a) > n else b[n]
+    where = "has" if len(a) > n else "lacks"
+    return f"line {n + 1}: it {where} {extra!r}, beyond what its JSON renders"
+
+
+def stale_results(rendered: dict[str, str]) -> list[str]:
+    """One line per result whose Markdown is not what its JSON renders."""
+    out = []
+    for name, md in rendered.items():
+        path = RESULTS / f"{name}.md"
+        old = path.read_text() if path.exists() else ""
+        if old != md:
+            out.append(
+                f"benchmarks/results/{name}.md is not what {name}.json renders: "
+                + first_difference(old, md)
+            )
+    return out
+
+
 def replace_block(text: str, block: str, start: str, end: str, where: str) -> str:
     """``text`` with the part from ``start`` to ``end`` replaced by ``block``."""
     if text.count(start) != 1 or text.count(end) != 1:
@@ -879,6 +948,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if out of date")
     args = parser.parse_args(argv)
+    rendered, problems = rendered_results()
+    # The results first: the pages are made of their Markdown.
+    stale = stale_results(rendered) if args.check else []
+    if not args.check:
+        for name, md in rendered.items():
+            path = RESULTS / f"{name}.md"
+            if not path.exists() or path.read_text() != md:
+                path.write_text(md)
+                print(f"rewrote {path.relative_to(ROOT)} from its JSON")
     names = _names()
     page = render_page(names)
     readme = update_readme(README.read_text(), render_summary(names))
@@ -890,21 +968,25 @@ def main(argv: list[str] | None = None) -> int:
         "docs/schedule.md",
     )
     outputs = ((DOCS_PAGE, page), (README, readme), (SCHEDULE_PAGE, schedule))
+    for line in problems:
+        print(line)
     if args.check:
-        stale = [p.name for p, new in outputs if p.read_text() != new]
-        if stale:
+        for line in stale:
+            print(line)
+        out_of_date = [p.name for p, new in outputs if p.read_text() != new]
+        if out_of_date:
             print(
-                f"out of date: {', '.join(stale)}; run python -m benchmarks.render_docs"
+                f"out of date: {', '.join(out_of_date)}; run python -m "
+                "benchmarks.render_docs"
             )
-            return 1
-        return 0
+        return 1 if stale or problems or out_of_date else 0
     for path, new in outputs:
         path.write_text(new)
     print(
         f"wrote {DOCS_PAGE.relative_to(ROOT)}, the README summary and the cost "
         f"summary of {SCHEDULE_PAGE.relative_to(ROOT)} ({len(names)} results)"
     )
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -180,21 +180,6 @@ def main(argv=None) -> None:
         and r["metric_rel_mse"] <= 1.05 * best_fid
     ]
     pick = min(eligible, key=lambda s: latency[s]) if eligible else None
-    step_rows, step_data = _step_sizes(args, n, ticks)
-
-    rows = []
-    for name, ms in latency.items():
-        r = stability.get(name)
-        rows.append(
-            [
-                name,
-                ms,
-                r["finite_0.15"] if r else "-",
-                r["finite_1.0"] if r else "-",
-                r["max_dev_0.15"] if r else "-",
-                r["metric_rel_mse"] if r else "-",
-            ]
-        )
     write_result(
         NAME,
         {
@@ -210,8 +195,44 @@ def main(argv=None) -> None:
             "other_load_cores": others,
             "stability": stability,
             "pick": pick,
-            "step_size": step_data,
+            "step_size": _step_sizes(args, n, ticks),
         },
+        render=markdown,
+    )
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON."""
+    c, stability, steps = payload["config"], payload["stability"], payload["step_size"]
+    n, ticks, cpus = c["n"], c["latency_ticks"], payload["environment"]["cpu_count"]
+    rows = []
+    for name, ms in payload["latency_ms"].items():
+        r = stability.get(name)
+        rows.append(
+            [
+                name,
+                ms,
+                r["finite_0.15"] if r else "-",
+                r["finite_1.0"] if r else "-",
+                r["max_dev_0.15"] if r else "-",
+                r["metric_rel_mse"] if r else "-",
+            ]
+        )
+    step_rows = [
+        [
+            int(s),
+            steps["config"]["T"] // int(s),
+            e["rollout_ms"],
+            e["fit_seconds"],
+            e["observe_5pct"]["loss"],
+            e["observe_5pct"]["metric"],
+            e["observe_50pct"]["loss"],
+            e["observe_50pct"]["metric"],
+            e["observe_50pct"]["lr"],
+        ]
+        for s, e in steps["sizes"].items()
+    ]
+    table = (
         markdown_table(
             [
                 "solver",
@@ -238,28 +259,38 @@ def main(argv=None) -> None:
                 "lr (50%)",
             ],
             step_rows,
-        ),
-        title="Solver choice: rollout latency and stability on trained weights",
-        notes=(
-            f"Pick (fastest, all finite, fidelity within 5% of best): **{pick}**. "
-            "`LatentODE` is trained with the solver it is used with (default "
-            "`euler`), so its discrete dynamics are what the fit optimised; the "
-            "deviation from a tight Tsit5 solve measures how far they are from "
-            "the continuous ODE, not an error on the data. Step size: widest "
-            "step within 10% of one step per tick on loss and metric (50%): "
-            f"**{step_data['widest_within_10pct']} ticks**; the default "
-            f"`ticks_per_step` for T = 600 is {step_data['default_at_600']}. "
-            "First table: "
-            + other_load_note(others, f"series of {args.repeats} timed calls")
-            + "Second table, fits: "
-            + other_load_note(step_data["other_load_cores"]["fits"], "timed fits")
-            + "Second table, rollouts: "
-            + other_load_note(
-                step_data["other_load_cores"]["rollouts"],
-                "stretch of all the timed rollouts (every step size's, 5 calls "
-                f"each, {args.repeats} times)",
-            )
-        ),
+        )
+    )
+    notes = (
+        "Pick (fastest, all finite, fidelity within 5% of best): "
+        f"**{payload['pick']}**. "
+        "`LatentODE` is trained with the solver it is used with (default "
+        "`euler`), so its discrete dynamics are what the fit optimised; the "
+        "deviation from a tight Tsit5 solve measures how far they are from "
+        "the continuous ODE, not an error on the data. Step size: widest "
+        "step within 10% of one step per tick on loss and metric (50%): "
+        f"**{steps['widest_within_10pct']} ticks**; the default "
+        f"`ticks_per_step` for T = 600 is {steps['default_at_600']}. "
+        "First table: "
+        + other_load_note(
+            payload["other_load_cores"],
+            f"series of {c['repeats']} timed calls",
+            cpus=cpus,
+        )
+        + "Second table, fits: "
+        + other_load_note(steps["other_load_cores"]["fits"], "timed fits", cpus=cpus)
+        + "Second table, rollouts: "
+        + other_load_note(
+            steps["other_load_cores"]["rollouts"],
+            "stretch of all the timed rollouts (every step size's, 5 calls "
+            f"each, {c['repeats']} times)",
+            cpus=cpus,
+        )
+    )
+    return (
+        "Solver choice: rollout latency and stability on trained weights",
+        table,
+        notes,
     )
 
 
@@ -320,7 +351,7 @@ def _step_sizes(args, n: int, ticks: int):
                 median_time(lambda f=f: jax.block_until_ready(f(z)), repeats=5)
             )
     others["rollouts"].append(meter.stop())
-    data, rows = {"sizes": {}}, []
+    data = {"sizes": {}}
     for s in sizes:
         mean = {
             obs: {k: float(np.mean([r[k] for r in per[s][obs]])) for k in keys}
@@ -333,19 +364,6 @@ def _step_sizes(args, n: int, ticks: int):
             "observe_50pct": mean["obs50"],
         }
         data["sizes"][str(s)] = entry
-        rows.append(
-            [
-                s,
-                T // s,
-                entry["rollout_ms"],
-                entry["fit_seconds"],
-                mean["obs5"]["loss"],
-                mean["obs5"]["metric"],
-                mean["obs50"]["loss"],
-                mean["obs50"]["metric"],
-                mean["obs50"]["lr"],
-            ]
-        )
     base = data["sizes"]["1"]["observe_50pct"]
     within = [
         s
@@ -365,7 +383,7 @@ def _step_sizes(args, n: int, ticks: int):
         "train_runs": train.num_runs,
         "test_runs": test.num_runs,
     }
-    return rows, data
+    return data
 
 
 if __name__ == "__main__":

@@ -116,7 +116,6 @@ def main(argv=None) -> None:
 
     started = time.perf_counter()
     data: dict = {"load_before": _load()}
-    rows = []
     if not args.skip_headline:
         epochs = 6 if args.quick else 60
         task = get_task("mnist1d-mlp")
@@ -142,15 +141,6 @@ def main(argv=None) -> None:
             f"default 100-run mnist1d-mlp sweep ({epochs} epochs): {wall / 60:.2f} min "
             f"wall time on {os.cpu_count()} CPU cores (target < 3 min)"
         )
-        rows.append(
-            [
-                "**mnist1d-mlp default sweep** (100 runs, compile included)",
-                f"{traj.num_runs * epochs * task.steps_per_epoch / wall:.4g}",
-                f"{epochs} x {task.steps_per_epoch}",
-                f"{traj.num_runs / wall:.3g}",
-                f"**{wall:.1f} s wall**",
-            ]
-        )
 
     per_task = {}
     for name in [t for t in args.tasks.split(",") if t]:
@@ -173,19 +163,44 @@ def main(argv=None) -> None:
             "runs_per_second_at_default_length": runs_per_s,
             "mock_data": real_steps is not None,
         }
-        rows.append(
-            [
-                name + (" (mock data, extrapolated)" if real_steps else ""),
-                f"{rate:.4g}",
-                f"{task.default_epochs} x {steps_per_epoch}",
-                f"{runs_per_s:.3g}",
-                f"{timing['compile_seconds']:.1f} s",
-            ]
-        )
         print(name, per_task[name], flush=True)
     data["per_task"] = per_task
     data["load_after"] = _load()
     data["wall_seconds"] = time.perf_counter() - started
+    data["quick"] = args.quick
+    write_result(
+        "sweep_throughput" + ("_quick" if args.quick else ""),
+        data,
+        render=markdown,
+    )
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """``(title, table, notes)`` of a saved result, from its JSON alone."""
+    rows = []
+    head = payload.get("headline_sweep")
+    if head is not None:
+        wall, runs, epochs = head["wall_seconds"], head["runs"], head["epochs"]
+        rows.append(
+            [
+                f"**{head['task']} default sweep** ({runs} runs, compile included)",
+                f"{runs * head['steps_per_run'] / wall:.4g}",
+                f"{epochs} x {head['steps_per_run'] // epochs}",
+                f"{runs / wall:.3g}",
+                f"**{wall:.1f} s wall**",
+            ]
+        )
+    per_task = payload["per_task"]
+    for name, t in per_task.items():
+        rows.append(
+            [
+                name + (" (mock data, extrapolated)" if t["mock_data"] else ""),
+                f"{t['run_steps_per_second']:.4g}",
+                f"{t['default_epochs']} x {t['steps_per_epoch']}",
+                f"{t['runs_per_second_at_default_length']:.3g}",
+                f"{t['compile_seconds']:.1f} s",
+            ]
+        )
     table = markdown_table(
         [
             "what",
@@ -196,31 +211,27 @@ def main(argv=None) -> None:
         ],
         rows,
     )
+    cores = payload["environment"]["cpu_count"]
     notes = (
         "Runs/second are at each task's default run length, vmapped over the "
         "small sweep's runs (more runs per program are faster per run on CPU). "
         + other_load_note(
-            data.get("headline_sweep", {}).get("other_load_cores", [])
+            (head or {}).get("other_load_cores", [])
             + [c for t in per_task.values() for c in t["other_load_cores"]],
             "timed runs (the default sweep, and each execution of a task's program)",
+            cpus=cores,
         )
-        + f"Machine load average: {data['load_before']} before, "
-        f"{data['load_after']} after ({os.cpu_count()} cores). "
+        + f"Machine load average: {payload['load_before']} before, "
+        f"{payload['load_after']} after ({cores} cores). "
         "tfds tasks: one run (a vmapped convolution over runs becomes a grouped "
         "convolution, very slow on CPU; they are meant for GPUs), measured on "
         "mock data (evaluation on tiny splits), extrapolated to the real number "
         "of steps per epoch. cifar100-resnet18 is not measured here: three "
         "batch-128 steps of one run did not finish within 15 min on this CPU."
     )
-    if args.quick:
+    if payload.get("quick"):
         notes += " QUICK RUN: shortened; not the reference numbers."
-    write_result(
-        "sweep_throughput" + ("_quick" if args.quick else ""),
-        data,
-        table,
-        title="Sweep throughput",
-        notes=notes,
-    )
+    return "Sweep throughput", table, notes
 
 
 if __name__ == "__main__":

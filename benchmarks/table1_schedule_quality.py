@@ -130,16 +130,14 @@ def _summaries(ran: dict[str, dict]) -> dict[str, dict]:
 def write(
     summaries: dict[str, dict], *, pending: list[str], env: dict | None = None
 ) -> None:
-    """Writes the table of every task in ``summaries`` (``env``: that of the
-    invocation that wrote the result, when re-rendering it)."""
+    """Writes the result of every task in ``summaries`` (``env``: that of
+    the invocation that wrote the result)."""
     from optax_lode.evaluation import compare_methods
 
-    rows, data = [], {}
+    data = {}
     for task, s in summaries.items():
         results = {n: m["test_metrics"] for n, m in s["methods"].items()}
         comp = compare_methods(results)
-        acc = task != "nqm"
-        scale = 100.0 if acc else 1.0
         t = comp.test
         data[task] = {
             "methods": {
@@ -157,6 +155,8 @@ def write(
             "verdict": comp.verdict,
             "seeds": s["methods"]["LODE"]["seeds"],
             "config": s["config"],
+            # The run as the LODE saw it, for the notes.
+            "clock": task_clock(s["config"]),
             # None: made before summaries recorded it.
             "decision_revision": s.get("decision_revision"),
             "model_digest": s.get("model_digest"),
@@ -167,6 +167,30 @@ def write(
             # Tasks can be run on different days and machines.
             "environment": s.get("environment") or environment(),
         }
+    verdicts = [f"{t}: LODE {d['verdict']}" for t, d in data.items()]
+    headline = "Table 1 (test accuracy, LODE vs best tuned baseline): " + (
+        "; ".join(verdicts) if verdicts else "no task finished yet"
+    )
+    write_result(
+        NAME,
+        {"headline": headline, "tasks": data, "pending": pending},
+        render=markdown,
+        env=env,
+    )
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON: the
+    summaries and Welch's test are computed again from each method's saved
+    test metrics, as :func:`write` computed them."""
+    from optax_lode.evaluation import compare_methods
+
+    data, pending = payload["tasks"], payload["pending"]
+    rows = []
+    for task, d in data.items():
+        comp = compare_methods({n: m["test_metrics"] for n, m in d["methods"].items()})
+        scale = 100.0 if task != "nqm" else 1.0
+        t = comp.test
         lode = comp.summaries["LODE"]
         best = comp.summaries[comp.best_baseline]
         rows.append(
@@ -188,13 +212,13 @@ def write(
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
     # Every method of every task, as the paper's Table 1 lists them.
-    methods = sorted({n for s in summaries.values() for n in s["methods"]},
+    methods = sorted({n for d in data.values() for n in d["methods"]},
                      key=lambda n: (n != "LODE", n))  # fmt: skip
-    full = "\n| method | " + " | ".join(summaries) + " |\n"
-    full += "|---|" + "---|" * len(summaries) + "\n"
+    full = "\n| method | " + " | ".join(data) + " |\n"
+    full += "|---|" + "---|" * len(data) + "\n"
     for n in methods:
         cells = []
-        for task in summaries:
+        for task in data:
             m = data[task]["methods"].get(n)
             if m is None:
                 cells.append("–")
@@ -205,10 +229,6 @@ def write(
                 cell = f"**{cell}**"
             cells.append(cell)
         full += f"| {n} | " + " | ".join(cells) + " |\n"
-    verdicts = [f"{t}: LODE {d['verdict']}" for t, d in data.items()]
-    headline = "Table 1 (test accuracy, LODE vs best tuned baseline): " + (
-        "; ".join(verdicts) if verdicts else "no task finished yet"
-    )
     notes = (
         "Test accuracy (%) mean ± std over the seeds listed in the JSON; every "
         "baseline at the learning rate selected on the validation metric (paper "
@@ -227,30 +247,35 @@ def write(
             + ", ".join(pending)
             + " (see benchmarks/README.md)."
         )
-    write_result(
-        NAME,
-        {"headline": headline, "tasks": data, "pending": pending},
+    return (
+        "Table 1: schedule quality (LODE vs every tuned baseline)",
         table + full,
-        title="Table 1: schedule quality (LODE vs every tuned baseline)",
-        notes=notes,
-        env=env,
+        notes,
     )
 
 
-def _clock_note(data: dict) -> str:
-    """Each task's run as the LODE sees it: T ticks of k steps (its model's
-    window, and so its decision period, is 5% of T, at least 2 ticks)."""
+def task_clock(config: dict) -> dict[str, int]:
+    """A task's run as the LODE sees it, from its saved demo config: T ticks
+    of k steps (its model's window, and so its decision period, is 5% of T,
+    at least 2 ticks)."""
     from types import SimpleNamespace
 
     from optax_lode.demo._pipeline import _clock
     from optax_lode.tasks import get_task
 
+    cfg = SimpleNamespace(**config)  # the demo config, as saved
+    task = get_task(cfg.task, **dict(cfg.task_kwargs or ()))
+    _, T, k = _clock(task, cfg)
+    return {"ticks": T, "steps_per_tick": k}
+
+
+def _clock_note(data: dict) -> str:
+    """Each task's clock (:func:`task_clock`; its saved ``clock``, where the
+    result was written with one)."""
     parts = []
     for name, d in data.items():
-        cfg = SimpleNamespace(**d["config"])  # the demo config, as saved
-        task = get_task(cfg.task, **dict(cfg.task_kwargs or ()))
-        _, T, k = _clock(task, cfg)
-        parts.append(f"{name} {T} x {k}")
+        clock = d.get("clock") or task_clock(d["config"])
+        parts.append(f"{name} {clock['ticks']} x {clock['steps_per_tick']}")
     return (
         " Runs are T ticks x steps per tick (the LODE decides every 5% of T, at "
         "least every 2 ticks): " + ", ".join(parts) + "."
@@ -268,12 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true", help=RENDER_HELP)
     args = parser.parse_args(argv)
     if args.render:
-
-        def rewrite(_tasks: dict[str, dict], env: dict | None) -> None:
-            done = _committed()
-            write(done, pending=[t for t in TASKS if t not in done], env=env)
-
-        return render(NAME, rewrite)
+        return render(NAME)
     tasks = args.task or list(TASKS)
     ran: dict[str, dict] = {}
     for task in tasks:

@@ -101,15 +101,14 @@ def eigen_fields(eig: list) -> dict:
     }
 
 
-def table1_agreement(tasks: dict, table1: dict | None) -> str:
-    """Whether each task's rows are the same runs as Table 1's: trained on
-    the same seeds with the same settings (baselines in the same batch), they
-    must reach the same test metrics to float tolerance."""
-    if not table1:
-        return ""
-    out = []
+def table1_runs(tasks: dict, table1: dict | None) -> dict[str, dict]:
+    """Per task run on Table 1's seeds, which rows are the same runs as Table
+    1's (``same``) and which are not (``differ``): trained on the same seeds
+    with the same settings (baselines in the same batch), they must reach the
+    same test metrics to float tolerance. Rows Table 1 has not are left out."""
+    out = {}
     for task, d in tasks.items():
-        ref = table1.get("tasks", {}).get(task, {})
+        ref = (table1 or {}).get("tasks", {}).get(task, {})
         if ref.get("seeds") != d["seeds"]:
             continue
         ref_methods = ref.get("methods", {})
@@ -120,17 +119,31 @@ def table1_agreement(tasks: dict, table1: dict | None) -> str:
                 continue
             close = same_runs(row["test_metrics"], other)
             (same if close else differ).append(name)
-        if differ:
+        out[task] = {"same": same, "differ": differ}
+    return out
+
+
+def agreement_note(runs: dict[str, dict]) -> str:
+    """The notes' sentence on :func:`table1_runs` ("" where nothing was
+    compared)."""
+    out = []
+    for task, r in runs.items():
+        if r["differ"]:
             out.append(
-                f"{task}: the test metrics of {', '.join(differ)} differ from "
+                f"{task}: the test metrics of {', '.join(r['differ'])} differ from "
                 "Table 1's on the same seeds"
             )
-        elif same:
+        elif r["same"]:
             out.append(
                 f"{task}: every row's test metrics equal Table 1's on the same "
-                f"seeds ({len(same)} methods: the same runs)"
+                f"seeds ({len(r['same'])} methods: the same runs)"
             )
     return "; ".join(out) + ". " if out else ""
+
+
+def table1_agreement(tasks: dict, table1: dict | None) -> str:
+    """Whether each task's rows are the same runs as Table 1's, in words."""
+    return agreement_note(table1_runs(tasks, table1))
 
 
 class Versus(NamedTuple):
@@ -211,46 +224,58 @@ def task_table(task: str, results: dict) -> tuple[str, str]:
     return table, head
 
 
-def write(tasks: dict[str, dict], env: dict | None = None) -> None:
-    """Writes every task's table (``env``: that of the invocation that wrote
-    the result, when re-rendering it)."""
-    parts = [task_table(t, d["methods"]) for t, d in tasks.items()]
+def write(tasks: dict[str, dict]) -> None:
+    """Writes every task's table, with which rows are Table 1's runs."""
+    heads = [task_table(t, d["methods"])[1] for t, d in tasks.items()]
+    table1 = read_result("table1_schedule_quality")
+    write_result(
+        NAME,
+        {
+            "headline": "; ".join(heads),
+            "tasks": tasks,
+            "table1_runs": table1_runs(tasks, table1),
+        },
+        render=markdown,
+    )
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON."""
+    tasks = payload["tasks"]
     seeds_of = {t: d["seeds"] for t, d in tasks.items()}
     seeds = "; ".join(f"{t} {s}" for t, s in seeds_of.items())
     if len({json.dumps(s) for s in seeds_of.values()}) == 1:
         seeds = f"every task: {next(iter(seeds_of.values()))}"
-    write_result(
-        NAME,
-        {"headline": "; ".join(p[1] for p in parts), "tasks": tasks},
-        "\n".join(p[0] for p in parts),
-        title="Table 2: sharpness at the end of training",
-        notes=(
-            "Largest Hessian eigenvalue of the training loss on a fixed batch "
-            "(two minibatches of a fixed data key), by jitted power iteration "
-            "with Hessian-vector products (at most 100 iterations, relative "
-            "tolerance 1e-4, and a residual test; 'converged' counts the seeds "
-            "whose estimate passed it, residuals in the JSON). Where the "
-            "first pass finds a negative eigenvalue (or does not converge) "
-            "a second, of at most 100 iterations more, runs on the Hessian "
-            "shifted by its spectral radius, so a row is the largest "
-            "eigenvalue, not the one of largest magnitude. An unconverged "
-            "estimate is still a Rayleigh quotient, so it is at most the "
-            "largest eigenvalue: it is kept, as a lower bound. The values are "
-            "skewed over seeds, so the headline compares medians, and the "
-            "rank test (the share of the pairs of a LODE seed and a baseline "
-            "seed in which LODE's run is the flatter; Mann–Whitney's p-value, "
-            "exact without ties) judges significance: LODE against a task's "
-            "baselines is one family of tests, so a difference counts where "
-            f"its Holm-adjusted p-value is below {ALPHA:g} (the raw one is in "
-            "brackets). Welch's test of the means is shown too. Same tuned "
-            f"settings and seeds as the demo ({seeds}); the runs are trained "
-            "again to keep their parameters (their test accuracy is shown). "
-            "The paper measures ResNet-18 on CIFAR-100; these are the tasks that "
-            "run here. "
-            + table1_agreement(tasks, read_result("table1_schedule_quality"))
-            + rows_measured(tasks)
-        ).strip(),
-        env=env,
+    notes = (
+        "Largest Hessian eigenvalue of the training loss on a fixed batch "
+        "(two minibatches of a fixed data key), by jitted power iteration "
+        "with Hessian-vector products (at most 100 iterations, relative "
+        "tolerance 1e-4, and a residual test; 'converged' counts the seeds "
+        "whose estimate passed it, residuals in the JSON). Where the "
+        "first pass finds a negative eigenvalue (or does not converge) "
+        "a second, of at most 100 iterations more, runs on the Hessian "
+        "shifted by its spectral radius, so a row is the largest "
+        "eigenvalue, not the one of largest magnitude. An unconverged "
+        "estimate is still a Rayleigh quotient, so it is at most the "
+        "largest eigenvalue: it is kept, as a lower bound. The values are "
+        "skewed over seeds, so the headline compares medians, and the "
+        "rank test (the share of the pairs of a LODE seed and a baseline "
+        "seed in which LODE's run is the flatter; Mann–Whitney's p-value, "
+        "exact without ties) judges significance: LODE against a task's "
+        "baselines is one family of tests, so a difference counts where "
+        f"its Holm-adjusted p-value is below {ALPHA:g} (the raw one is in "
+        "brackets). Welch's test of the means is shown too. Same tuned "
+        f"settings and seeds as the demo ({seeds}); the runs are trained "
+        "again to keep their parameters (their test accuracy is shown). "
+        "The paper measures ResNet-18 on CIFAR-100; these are the tasks that "
+        "run here. "
+        + agreement_note(payload.get("table1_runs", {}))
+        + rows_measured(tasks)
+    )
+    return (
+        "Table 2: sharpness at the end of training",
+        "\n".join(task_table(t, d["methods"])[0] for t, d in tasks.items()),
+        notes.strip(),
     )
 
 
@@ -272,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = task_parser(__doc__)
     args = parser.parse_args(argv)
     if args.render:
-        return render(NAME, write)
+        return render(NAME)
     cfg, task, t_start = start_task(args, CACHE)
     epochs, _, _ = _clock(task, cfg)
     traj, _, model = sweep_and_model(task, cfg, CACHE, progress=True)

@@ -34,6 +34,7 @@ import numpy as np
 from benchmarks._common import (
     RESULTS_DIR,
     ablation_entry,
+    ablation_markdown,
     per_task,
     read_result,
     render,
@@ -107,6 +108,23 @@ def figure_path(task: str) -> Path:
     return RESULTS_DIR / f"table3_horizon_schedules_{task}.png"
 
 
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON."""
+    return ablation_markdown(
+        payload,
+        table=task_table,
+        title="Table 3 / Figure 6: LODE ablations",
+        notes=(
+            "Each task's fitted LODE, sweep and evaluation seeds are the "
+            "demo's; only the scheduler's settings change. Test accuracy mean "
+            "± std; the difference to the default and its 95% CI are in "
+            "accuracy points (Welch's t-test). `mu` = 5% of the run. The mean "
+            "learning rate per horizon is plotted in "
+            "`table3_horizon_schedules_<task>.png`."
+        ),
+    )
+
+
 def write(tasks: dict[str, dict], env: dict | None = None) -> None:
     """Writes the result of every task in ``tasks``."""
     write_ablation(
@@ -119,16 +137,7 @@ def write(tasks: dict[str, dict], env: dict | None = None) -> None:
             "some differ significantly from the default",
             "none differs significantly from the default",
         ),
-        table=task_table,
-        title="Table 3 / Figure 6: LODE ablations",
-        notes=(
-            "Each task's fitted LODE, sweep and evaluation seeds are the "
-            "demo's; only the scheduler's settings change. Test accuracy mean "
-            "± std; the difference to the default and its 95% CI are in "
-            "accuracy points (Welch's t-test). `mu` = 5% of the run. The mean "
-            "learning rate per horizon is plotted in "
-            "`table3_horizon_schedules_<task>.png`."
-        ),
+        render=markdown,
         env=env,
     )
 
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = task_parser(__doc__)
     args = parser.parse_args(argv)
     if args.render:
-        return render(NAME, write)
+        return render(NAME)
     base, task, t_start = start_task(args, CACHE)
     _, _, model = sweep_and_model(task, base, CACHE, progress=True)
     mu = int(model.mu)

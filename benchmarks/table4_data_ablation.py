@@ -26,6 +26,7 @@ import numpy as np
 
 from benchmarks._common import (
     ablation_entry,
+    ablation_markdown,
     per_task,
     read_result,
     render,
@@ -57,6 +58,21 @@ def task_table(task: str, entry: dict) -> str:
     )
 
 
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON."""
+    return ablation_markdown(
+        payload,
+        table=task_table,
+        title="Table 4: LODE training data ablation",
+        notes=(
+            "Every variant is fitted with the demo's fit settings to a subset "
+            "of the demo's training split of the task's sweep, then schedules "
+            "AdamW on the demo's evaluation seeds. Differences in accuracy "
+            "points."
+        ),
+    )
+
+
 def write(tasks: dict[str, dict], env: dict | None = None) -> None:
     """Writes the result of every task in ``tasks``."""
     write_ablation(
@@ -68,14 +84,7 @@ def write(tasks: dict[str, dict], env: dict | None = None) -> None:
             "some variants differ significantly from the reference",
             "every variant ties with the reference",
         ),
-        table=task_table,
-        title="Table 4: LODE training data ablation",
-        notes=(
-            "Every variant is fitted with the demo's fit settings to a subset "
-            "of the demo's training split of the task's sweep, then schedules "
-            "AdamW on the demo's evaluation seeds. Differences in accuracy "
-            "points."
-        ),
+        render=markdown,
         env=env,
     )
 
@@ -92,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = task_parser(__doc__)
     args = parser.parse_args(argv)
     if args.render:
-        return render(NAME, write)
+        return render(NAME)
     base, task, t_start = start_task(args, CACHE)
     traj, _ = sweep_stage(task, base, CACHE, progress=True)
     train, _ = base.split(traj)

@@ -45,9 +45,9 @@ def _fmt(x) -> str:
         return "n/a"
 
 
-def write(tasks: dict[str, dict], env: dict | None = None) -> None:
-    """Writes every task's rows (``env``: that of the invocation that wrote
-    the result, when re-rendering it)."""
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON."""
+    tasks = payload["tasks"]
     rows = []
     for t, d in tasks.items():
         obs = {float(k): v for k, v in d["observed"].items()}
@@ -77,6 +77,22 @@ def write(tasks: dict[str, dict], env: dict | None = None) -> None:
         "| task | observed | true rank of the run predicted best | Spearman |\n"
         "|---|---|---|---|\n" + "\n".join(sel_rows) + "\n"
     )
+    return (
+        "Table A1 / A.3: reconstruction and trial selection",
+        table,
+        "Relative MSE = sum of squared errors over sum of squared truths of "
+        "the predicted ticks, per held-out run, mean ± std over the 20 "
+        "held-out runs of each task's 100-run sweep (`optax_lode.evaluate`: "
+        "the encoder reads the model's window mu = 5% of the run ending at "
+        "the observed fraction). 'naive' is the same error for the forecast "
+        "that every feature keeps its last observed value: the LODE is "
+        "useful where it is below it. Tasks not listed have not been run; "
+        "see benchmarks/README.md. " + rows_measured(tasks, model_key=True),
+    )
+
+
+def write(tasks: dict[str, dict]) -> None:
+    """Writes every task's rows."""
     write_result(
         NAME,
         {
@@ -84,19 +100,7 @@ def write(tasks: dict[str, dict], env: dict | None = None) -> None:
             "observed, and trial selection, for " + ", ".join(tasks),
             "tasks": tasks,
         },
-        table,
-        title="Table A1 / A.3: reconstruction and trial selection",
-        notes=(
-            "Relative MSE = sum of squared errors over sum of squared truths of "
-            "the predicted ticks, per held-out run, mean ± std over the 20 "
-            "held-out runs of each task's 100-run sweep (`optax_lode.evaluate`: "
-            "the encoder reads the model's window mu = 5% of the run ending at "
-            "the observed fraction). 'naive' is the same error for the forecast "
-            "that every feature keeps its last observed value: the LODE is "
-            "useful where it is below it. Tasks not listed have not been run; "
-            "see benchmarks/README.md. " + rows_measured(tasks, model_key=True)
-        ),
-        env=env,
+        render=markdown,
     )
 
 
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true", help=RENDER_HELP)
     args = parser.parse_args(argv)
     if args.render:
-        return render(NAME, write)
+        return render(NAME)
     _enable_compile_cache(CACHE / "xla")
     done = (read_result(NAME) or {}).get("tasks", {})
     for name in args.task or list(TASKS):

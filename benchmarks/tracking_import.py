@@ -5,7 +5,7 @@ learning rates x 4 seeds, 600 ticks; every tenth run cut at tick 300 as if it
 stopped early) is written
 
 - to an MLflow SQLite store with ``log_trajectories_to_mlflow`` (one step per
-  tick: 180,000 metric values), and
+  tick, three metrics), and
 - to TensorBoard event files, one directory per run, with TensorBoard's own
   ``tensorboard.summary.Writer``,
 
@@ -112,14 +112,6 @@ def main(argv=None) -> None:
 
         tb_s = median_time(tb_import, repeats=args.repeats)
 
-    rows = [
-        ["MLflow SQLite: from_mlflow (bulk SQL read)", mlflow_s],
-        ["MLflow SQLite: public get_metric_history path", public_s],
-        ["MLflow SQLite: log_trajectories_to_mlflow (export)", export_s],
-        ["TensorBoard: from_tensorboard", tb_s],
-        ["TensorBoard: writing the event files", tb_write_s],
-    ]
-    table = markdown_table(["100 runs x 600 ticks", "seconds"], rows)
     write_result(
         NAME,
         {
@@ -134,15 +126,34 @@ def main(argv=None) -> None:
             "write_tensorboard_s": tb_write_s,
             "wall_s": time.perf_counter() - t_wall,
         },
-        table,
-        title="Tracker import: 100 runs x 600 ticks",
-        notes=(
-            f"{values} logged values (loss, metric, lr per tick; every tenth run "
-            "stopped at tick 300). Import times are medians of "
-            f"{args.repeats} imports in one process, MLflow already imported; "
-            "they include the tick alignment and building Trajectories."
-        ),
+        render=markdown,
     )
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """``(title, table, notes)`` of a saved result, from its JSON alone."""
+    rows = [
+        ["MLflow SQLite: from_mlflow (bulk SQL read)", payload["from_mlflow_s"]],
+        [
+            "MLflow SQLite: public get_metric_history path",
+            payload["from_mlflow_public_api_s"],
+        ],
+        [
+            "MLflow SQLite: log_trajectories_to_mlflow (export)",
+            payload["export_mlflow_s"],
+        ],
+        ["TensorBoard: from_tensorboard", payload["from_tensorboard_s"]],
+        ["TensorBoard: writing the event files", payload["write_tensorboard_s"]],
+    ]
+    size = f"{payload['runs']} runs x {payload['ticks']} ticks"
+    table = markdown_table([size, "seconds"], rows)
+    notes = (
+        f"{payload['values']} logged values (loss, metric, lr per tick; every "
+        "tenth run stopped at tick 300). Import times are medians of "
+        f"{payload['repeats']} imports in one process, MLflow already imported; "
+        "they include the tick alignment and building Trajectories."
+    )
+    return f"Tracker import: {size}", table, notes
 
 
 if __name__ == "__main__":

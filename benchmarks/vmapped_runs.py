@@ -213,26 +213,6 @@ def main(argv=None) -> None:
         others.append(meter.stop())
     med = {label: statistics.median(v) for label, v in times.items()}
     ratio = ratios(times, runs)
-    rows = [
-        [
-            label,
-            med[label],
-            1e3 * med[label] / steps,
-            ratio["vs_cosine"][label],
-            ratio["vs_one_by_one"][label],
-        ]
-        for label in labels
-    ]
-    table = markdown_table(
-        [
-            f"{runs} runs of {steps} steps",
-            "s (median)",
-            "ms per step of all runs",
-            "vs cosine vmapped (paired)",
-            "vs LODE one by one (paired)",
-        ],
-        rows,
-    )
     ratio_axis = ratio["ratio_axis_name_vs_cosine"]
     ratio_select = ratio["ratio_select_vs_cosine"]
     ratio_late = ratio["ratio_out_of_step_vs_cosine"]
@@ -248,35 +228,6 @@ def main(argv=None) -> None:
         f"{rel(lr_select):.1e}, the vmapped training's rounding; between runs "
         f"{between:.1e})"
     )
-    notes = (
-        f"Whole runs of T={T} ticks of {k} steps ({steps} steps, "
-        f"{int(decisions.min())} decisions per run, {int(fallbacks.max())} of "
-        "them falling back), each one lax.scan; the MLP "
-        f"40-{width}-{width}-10, batch 128 of MNIST-1D-shaped inputs held on "
-        "device; runs differ by their initial parameters. LODE: "
-        "chain(adamw(1.0), lode_schedule(...)) with the defaults (n=30, mu = 5% "
-        f"of T) but tol={TOL:g}, and an untrained LatentODE of the paper's "
-        "sizes: at the default tol its predictions match no live loss, every "
-        "decision would hold the warm start (the same path for every run) and "
-        "the check of the rates could not fail; with it every member is "
-        "accepted and each run's rates are its own. 'out of step': the same "
-        f"vmapped program from states where run r is r x {mu * k // runs} steps "
-        f"into its run ({mu} ticks of {k} steps between decisions), so no two "
-        "runs decide at the same step and each run's decision is a batched "
-        f"decision of all {runs}. {repeats} repetitions interleaved, the order "
-        "rotating; medians, and ratios as the median of each repetition's "
-        "(paired). 'one by one': the same compiled run called for "
-        "each run in turn (its time is the sum). Rates: the largest relative "
-        "difference between a vmapped run's per-step rates and the same run's "
-        f"alone, {rel(lr_vmapped):.1e} with axis_name and {rel(lr_select):.1e} "
-        "without, against the largest between two runs alone, "
-        f"{between:.1e}. Compile seconds: "
-        + ", ".join(f"{label} {sec:.1f}" for label, sec in compile_s.items())
-        + ". "
-        + other_load_note(others)
-        + f"Load average {load[0]:.1f} before and {os.getloadavg()[0]:.1f} "
-        f"after ({os.cpu_count()} cores)."
-    )
     write_result(
         NAME + ("_quick" if args.quick else ""),
         {
@@ -288,6 +239,7 @@ def main(argv=None) -> None:
                 "runs": runs,
                 "width": width,
                 "repeats": repeats,
+                "mu": int(mu),
             },
             "tol": TOL,
             "stagger_steps": stagger,
@@ -295,6 +247,7 @@ def main(argv=None) -> None:
             "fallbacks_per_run": fallbacks.tolist(),
             "seconds": times,
             "other_load_cores": others,
+            "load_average": [load[0], os.getloadavg()[0]],  # before, after
             "median_seconds": med,
             "ratio_axis_name_vs_cosine": ratio_axis,
             "ratio_select_vs_cosine": ratio_select,
@@ -307,10 +260,71 @@ def main(argv=None) -> None:
             "compile_seconds": compile_s,
             "wall_seconds": time.perf_counter() - t_start,
         },
-        table,
-        title="Vmapped LODE runs: axis_name",
-        notes=notes,
+        render=markdown,
     )
+
+
+def markdown(payload: dict) -> tuple[str, str, str]:
+    """The result's ``(title, table, notes)``, from its saved JSON (the
+    table's paired ratios from its saved times, by :func:`ratios`)."""
+    c, r = payload["config"], payload
+    T, k, steps, runs, mu = c["T"], c["steps_per_tick"], c["steps"], c["runs"], c["mu"]
+    med = r["median_seconds"]
+    ratio = ratios(r["seconds"], runs)
+    rows = [
+        [
+            label,
+            med[label],
+            1e3 * med[label] / steps,
+            ratio["vs_cosine"][label],
+            ratio["vs_one_by_one"][label],
+        ]
+        for label in r["seconds"]
+    ]
+    table = markdown_table(
+        [
+            f"{runs} runs of {steps} steps",
+            "s (median)",
+            "ms per step of all runs",
+            "vs cosine vmapped (paired)",
+            "vs LODE one by one (paired)",
+        ],
+        rows,
+    )
+    load_before, load_after = r["load_average"]
+    cpus = r["environment"]["cpu_count"]
+    notes = (
+        f"Whole runs of T={T} ticks of {k} steps ({steps} steps, "
+        f"{r['decisions_per_run']} decisions per run, "
+        f"{max(r['fallbacks_per_run'])} of "
+        "them falling back), each one lax.scan; the MLP "
+        f"40-{c['width']}-{c['width']}-10, batch 128 of MNIST-1D-shaped inputs "
+        "held on device; runs differ by their initial parameters. LODE: "
+        "chain(adamw(1.0), lode_schedule(...)) with the defaults (n=30, mu = 5% "
+        f"of T) but tol={r['tol']:g}, and an untrained LatentODE of the paper's "
+        "sizes: at the default tol its predictions match no live loss, every "
+        "decision would hold the warm start (the same path for every run) and "
+        "the check of the rates could not fail; with it every member is "
+        "accepted and each run's rates are its own. 'out of step': the same "
+        f"vmapped program from states where run r is r x {mu * k // runs} steps "
+        f"into its run ({mu} ticks of {k} steps between decisions), so no two "
+        "runs decide at the same step and each run's decision is a batched "
+        f"decision of all {runs}. {c['repeats']} repetitions interleaved, the "
+        "order rotating; medians, and ratios as the median of each repetition's "
+        "(paired). 'one by one': the same compiled run called for "
+        "each run in turn (its time is the sum). Rates: the largest relative "
+        "difference between a vmapped run's per-step rates and the same run's "
+        f"alone, {r['max_rel_lr_difference_axis_name']:.1e} with axis_name and "
+        f"{r['max_rel_lr_difference_select']:.1e} without, against the largest "
+        f"between two runs alone, {r['max_rel_lr_difference_between_runs']:.1e}. "
+        "Compile seconds: "
+        + ", ".join(f"{label} {sec:.1f}" for label, sec in r["compile_seconds"].items())
+        + ". "
+        + other_load_note(r["other_load_cores"], cpus=cpus)
+        + f"Load average {load_before:.1f} before and {load_after:.1f} "
+        f"after ({cpus} cores)."
+    )
+    return "Vmapped LODE runs: axis_name", table, notes
 
 
 if __name__ == "__main__":

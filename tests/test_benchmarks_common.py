@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import benchmarks._common as common
 from benchmarks._common import (
+    ablation_markdown,
     cpu_info,
     environment,
     holm_p_values,
@@ -26,6 +27,11 @@ from benchmarks._common import (
     write_ablation,
     write_result,
 )
+
+
+def _markdown(payload):
+    """A toy result's renderer (write_result needs one)."""
+    return "T", "| a |\n", ""
 
 
 def test_median_interval_known_order_statistics():
@@ -95,7 +101,7 @@ def test_cpu_info_reads_model_and_vector_extensions(tmp_path):
     env = environment()
     assert {"cpu_model", "cpu_isa"} <= env.keys()
     # The Markdown footer names the CPU, so tables from two hosts can be told apart.
-    write_result("t", {"x": 1}, "| a |\n", title="T", results_dir=tmp_path)
+    write_result("t", {"x": 1}, render=_markdown, results_dir=tmp_path)
     footer = (tmp_path / "t.md").read_text().splitlines()[-1]
     if env["cpu_model"]:
         assert env["cpu_model"] in footer and "AVX-512" in footer
@@ -137,7 +143,7 @@ def test_training_seconds_reads_the_cached_records(tmp_path):
 
 def test_read_result_returns_what_write_result_wrote(tmp_path):
     assert read_result("absent", results_dir=tmp_path) is None
-    write_result("r", {"x": [1, 2]}, "| a |\n", title="t", results_dir=tmp_path)
+    write_result("r", {"x": [1, 2]}, render=_markdown, results_dir=tmp_path)
     data = read_result("r", results_dir=tmp_path)
     assert data["x"] == [1, 2] and data["name"] == "r" and "environment" in data
 
@@ -203,27 +209,52 @@ def test_an_ablations_rows_are_one_family_of_tests_against_its_reference():
     assert stats["b"].endswith("(+2 diverged)") and "diverged" not in stats["a"]
 
 
+def t3_markdown(payload):
+    """A toy ablation's renderer (at module level, where the JSON finds it)."""
+    return ablation_markdown(
+        payload, table=lambda task, entry: f"| {task} |\n", title="T", notes="N."
+    )
+
+
 def test_render_rewrites_a_result_from_its_json_keeping_its_environment(
     tmp_path, monkeypatch
 ):
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
-    assert render("t3", lambda tasks, env: None) == 1  # nothing saved yet
+    assert render("t3") == 1  # nothing saved yet
     measured = {**environment(), "date": "2026-12-01T10:00:00+00:00"}
     tasks = {"a": {"seeds": [0, 1], "settings": {"ref": {"p_value": None}}}}
-
-    def write(tasks, env=None):
-        write_ablation(
-            "t3", tasks, "settings", headline="h", verdicts=("some", "none"),
-            table=lambda task, entry: f"| {task} |\n", title="T", notes="N.", env=env,
-        )  # fmt: skip
-
-    write(tasks, measured)
-    (tmp_path / "t3.md").write_text("stale")
-    assert render("t3", write) == 0
+    write_ablation(
+        "t3", tasks, "settings", headline="h", verdicts=("some", "none"),
+        render=t3_markdown, env=measured,
+    )  # fmt: skip
     md = (tmp_path / "t3.md").read_text()
+    (tmp_path / "t3.md").write_text("stale")
+    assert render("t3") == 0
+    assert (tmp_path / "t3.md").read_text() == md
     assert "| a |" in md and "2026-12-01T10:00:00+00:00._" in md
     assert read_result("t3", results_dir=tmp_path)["environment"] == measured
-    assert "Holm-adjusted over the task's rows" in md
+    assert "Holm-adjusted over the task's rows" in md and "Seeds: a [0, 1]." in md
+    # A result written without a renderer cannot be rendered again.
+    (tmp_path / "old.json").write_text('{"name": "old", "x": 1}')
+    assert render("old") == 1
+
+
+def test_renderer_name_of_a_script_run_as_main_is_its_module(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    def markdown(payload):
+        return "", "", ""
+
+    assert common.renderer_name(t3_markdown) == f"{__name__}:t3_markdown"
+    assert common.load_renderer(f"{__name__}:t3_markdown") is t3_markdown
+    markdown.__module__ = "__main__"  # python -m benchmarks.demo
+    spec = SimpleNamespace(name="benchmarks.demo")
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", spec, raising=False)
+    assert common.renderer_name(markdown).startswith("benchmarks.demo:")
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None, raising=False)
+    with pytest.raises(ValueError, match="run by path"):
+        common.renderer_name(markdown)
 
 
 def test_model_digest_mismatches_names_each_result_made_with_another_model():
@@ -307,11 +338,11 @@ def test_other_load_is_the_machines_busy_time_beyond_this_process(monkeypatch):
     monkeypatch.setattr(common, "_busy_cpu_seconds", lambda: None)
     meter.start()
     assert meter.stop() is None
-    note = common.other_load_note([0.0, 0.05, 0.6, None])
+    note = common.other_load_note([0.0, 0.05, 0.6, None], cpus=2)
     assert "median of 0.05 and at most 0.60" in note
     assert "3 timed repetitions" in note and "1 of them above 0.1 core" in note
     assert "1 more was not measured (under 0.2 s" in note
-    assert "not measured" in common.other_load_note([None])
+    assert "not measured" in common.other_load_note([None], cpus=2)
     # Too short for /proc/stat's 10 ms ticks (0.1 s: +-0.2 core): no reading.
     busy = iter([10.0, 10.2])
     monkeypatch.setattr(common, "_busy_cpu_seconds", lambda: next(busy))
@@ -319,7 +350,7 @@ def test_other_load_is_the_machines_busy_time_beyond_this_process(monkeypatch):
     meter.start()
     assert meter.stop() is None
     # What a reading covers, where it is not one repetition.
-    note = common.other_load_note([0.0, 0.3], "series of 50 timed calls")
+    note = common.other_load_note([0.0, 0.3], "series of 50 timed calls", cpus=2)
     assert "the 2 series of 50 timed calls (/proc/stat" in note
     assert "more were not measured" not in note
 

@@ -470,3 +470,67 @@ def test_options_decisions_compares_in_run_and_standalone(tmp_path, monkeypatch)
     lines = render_docs.render_cost(["overhead", "overhead_options"]).splitlines()
     at = [i for i, line in enumerate(lines) if line.startswith("- Its decisions")]
     assert at and lines[at[0] - 1].startswith("- [Options]")
+
+
+def _site(tmp_path, monkeypatch, names=("rollout_latency", "fit_speed")):
+    """A copy of some committed results, and pages with their blocks, in
+    ``tmp_path``: what ``render_docs.main`` reads and writes."""
+    import shutil
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    for name in names:
+        for ext in ("json", "md"):
+            shutil.copy(render_docs.RESULTS / f"{name}.{ext}", results)
+    (tmp_path / "docs").mkdir()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# R\n{render_docs.START}\n{render_docs.END}\n")
+    schedule = tmp_path / "docs" / "schedule.md"
+    schedule.write_text(f"# S\n{render_docs.COST_START}\n{render_docs.COST_END}\n")
+    monkeypatch.setattr(render_docs, "ROOT", tmp_path)
+    monkeypatch.setattr(render_docs, "RESULTS", results)
+    monkeypatch.setattr(render_docs, "DOCS_PAGE", tmp_path / "docs" / "benchmarks.md")
+    monkeypatch.setattr(render_docs, "README", readme)
+    monkeypatch.setattr(render_docs, "SCHEDULE_PAGE", schedule)
+    assert render_docs.main([]) == 0  # the pages, from these results
+    assert render_docs.main(["--check"]) == 0
+    return results
+
+
+def test_check_fails_on_a_hand_edited_result_and_names_it(
+    tmp_path, monkeypatch, capsys
+):
+    results = _site(tmp_path, monkeypatch)
+    md = results / "rollout_latency.md"
+    committed = md.read_text()
+    lines = committed.splitlines()
+    n = next(i for i, line in enumerate(lines) if "decode_many" in line)
+    lines[n] = lines[n].rsplit("|", 2)[0] + "| 1.0 |"  # a better number, by hand
+    md.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert render_docs.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "benchmarks/results/rollout_latency.md is not what" in out
+    assert f"line {n + 1} is " in out and "| 1.0 |" in out
+    assert "fit_speed" not in out  # the other result is as its JSON renders
+    # Without --check the Markdown is rendered again from the JSON.
+    assert render_docs.main([]) == 0
+    assert md.read_text() == committed
+    assert render_docs.main(["--check"]) == 0
+
+
+def test_check_fails_on_a_result_it_cannot_check(tmp_path, monkeypatch, capsys):
+    results = _site(tmp_path, monkeypatch)
+    (results / "by_hand.md").write_text("## By hand\n\n| a |\n")
+    old = json.loads((results / "fit_speed.json").read_text())
+    del old["renderer"]  # as written before results named their renderer
+    (results / "fit_speed.json").write_text(json.dumps(old))
+    capsys.readouterr()
+    assert render_docs.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "by_hand.md: not checkable, no by_hand.json" in out
+    assert "fit_speed.json: not checkable, it names no renderer" in out
+    # An allowed exception is not checked (the pages still are).
+    monkeypatch.setattr(render_docs, "UNCHECKED", ("by_hand", "fit_speed"))
+    assert render_docs.main([]) == 0
+    assert render_docs.main(["--check"]) == 0

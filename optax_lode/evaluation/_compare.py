@@ -122,8 +122,9 @@ def compare_methods(
     has fewer than two finite values), one of those. That makes ``"wins"``
     conservative but not ``"loses"``: with ``k`` baselines as good as the
     reference, ``"loses"`` comes out more often than ``alpha / 2`` (no
-    correction for the number of baselines; simulated at 5 seeds, about 6%
-    with 4 baselines and 11% with 10). Diverged runs (NaN)
+    correction for the number of baselines; how often is simulated by
+    ``python -m benchmarks.verdict_calibration``, shown in the evaluation
+    docs). Diverged runs (NaN)
     are dropped from the means and counted; a method that diverged on
     significantly more seeds than the other (Fisher's exact test) loses.
 

@@ -29,8 +29,9 @@ class PatchConv(nnx.Module):
     Same maths as ``nnx.Conv`` (channels-last, ``SAME`` padding), but
     ``vmap``-friendly: batching ``lax.conv`` over runs with per-run kernels
     turns it into a grouped convolution, which XLA on CPU runs very slowly
-    (measured 30x slower than this form for the 100-run digits-cnn sweep);
-    patches times kernel batches into an ordinary batched matmul.
+    (several times slower than this form in a sweep: ``python -m
+    benchmarks.design_choices`` measures it); patches times kernel batches
+    into an ordinary batched matmul.
     """
 
     def __init__(

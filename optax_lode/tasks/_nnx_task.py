@@ -48,11 +48,12 @@ def epoch_batch_fn(
     ``fold_in(key, e)``: two random affine maps ``i -> (a i + b) mod n``
     (``a`` coprime to ``n``) around a fixed random shuffle. It costs O(batch)
     per step, where a full ``jax.random.permutation`` costs a sort of ``n``
-    keys per step and per run (measured 6x slower for a 100-run MNIST-1D
-    sweep). It is not a uniformly random permutation (there are at most
-    ``(phi(n) n)^2`` orders), which is plenty to decorrelate minibatches
-    across epochs and runs. For ``n >= 2**16`` (where ``a i`` would overflow
-    32 bits) a full permutation is used instead.
+    keys per step and per run (several times slower in a sweep: ``python -m
+    benchmarks.design_choices`` measures it). It is not a uniformly random
+    permutation (there are at most ``(phi(n) n)^2`` orders), which is plenty
+    to decorrelate minibatches across epochs and runs. For ``n >= 2**16``
+    (where ``a i`` would overflow 32 bits) a full permutation is used
+    instead.
     """
     n = int(x.shape[0])
     if n * n < 2**32:
