@@ -85,7 +85,7 @@ def scale_by_hypergradient(
         such as ``value=`` are accepted and ignored). The learning rate is
         ``optax.tree.get(state, "learning_rate")``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, optax
         >>> from optax_lode.baselines import scale_by_hypergradient
         >>> tx = scale_by_hypergradient(optax.identity(), 0.1, 1e-3)
@@ -170,7 +170,7 @@ def hd_sgd(
     Returns:
         An :class:`optax.GradientTransformationExtraArgs`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> from optax_lode.baselines import hd_sgd
         >>> tx = hd_sgd(0.1, hyper_lr=1e-3)
@@ -227,7 +227,7 @@ def hd_adam(
     Returns:
         An :class:`optax.GradientTransformationExtraArgs`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from optax_lode.baselines import hd_adam
         >>> tx = hd_adam(1e-3)

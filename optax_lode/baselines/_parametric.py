@@ -44,7 +44,7 @@ def parametric_schedule(
     Returns:
         An ``optax.Schedule``.
 
-    Example:
+    Examples:
         >>> from optax_lode.baselines import parametric_schedule
         >>> sched = parametric_schedule("step", 0.1, 100)
         >>> round(float(sched(60)), 6)

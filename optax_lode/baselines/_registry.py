@@ -129,7 +129,7 @@ def adamw_with_schedule(
         An :class:`optax.GradientTransformationExtraArgs` whose state records
         the schedule's rate as ``learning_rate``.
 
-    Example:
+    Examples:
         >>> from optax_lode.baselines import adamw_with_schedule
         >>> tx = adamw_with_schedule("cosine", learning_rate=1e-2, total_steps=100)
     """
@@ -517,7 +517,7 @@ def make_baseline(
             ``safeguard_warmup``) that is not ``True`` or ``False``.
         TypeError: an option the baseline does not accept.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, optax
         >>> from optax_lode.baselines import make_baseline
         >>> tx = make_baseline("cosine", learning_rate=1e-2, total_steps=100)
@@ -570,7 +570,7 @@ def eval_params(
     Returns:
         The parameters to evaluate validation and test metrics at.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from optax_lode.baselines import eval_params, make_baseline
         >>> tx = make_baseline("schedule-free", learning_rate=1e-2, total_steps=10)

@@ -216,7 +216,7 @@ def tune(
             grid, tuning seeds given as a count or empty, a bad ``num_seeds``,
             or final seeds that overlap the tuning seeds.
 
-    Example:
+    Examples:
         >>> from optax_lode.baselines import tune
         >>> from optax_lode.sweep import train_run
         >>> from optax_lode.tasks import get_task

@@ -456,7 +456,7 @@ def decide(
             built for a model of another ``T``, or a known ``t_star`` is below
             ``config.mu`` or at least ``config.run_ticks``.
 
-    Example:
+    Examples:
         >>> import equinox as eqx, jax, jax.numpy as jnp, optax_lode
         >>> model = optax_lode.LatentODE(T=100, key=jax.random.key(0))
         >>> cfg = optax_lode.DecisionConfig.from_model(model, mu=5)

@@ -142,7 +142,7 @@ def compare_methods(
         ValueError: ``reference`` is not a key of ``results``, or ``alpha`` is
             not in (0, 1).
 
-    Example:
+    Examples:
         >>> c = compare_methods({"LODE": [0.9, 0.91, 0.92], "cos": [0.8, 0.82, 0.81]})
         >>> c.best_baseline, c.verdict
         ('cos', 'wins')

@@ -115,7 +115,7 @@ def hessian_max_eigenvalue(
         ValueError: ``num_iters < 1``, ``rtol <= 0``, or ``params`` without
             leaves or with a non-floating leaf.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> a = jnp.diag(jnp.array([3.0, 1.0, 0.5]))
         >>> res = hessian_max_eigenvalue(

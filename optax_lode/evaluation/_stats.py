@@ -105,7 +105,7 @@ def summarize(values: Sequence[float] | np.ndarray) -> Summary:
         A :class:`Summary`; ``std`` is NaN with fewer than two finite values and
         ``mean`` is NaN with none.
 
-    Example:
+    Examples:
         >>> summarize([1.0, 2.0, 3.0]).format(1)
         '2.0 ± 1.0'
     """
@@ -147,7 +147,7 @@ def welch_test(
             ``confidence`` is outside (0, 1).
         ImportError: if scipy (the ``bench`` extra) is not installed.
 
-    Example:
+    Examples:
         >>> r = welch_test([1.0, 2.0, 3.0, 4.0], [-1.0, -0.5, 0.0, 0.5])
         >>> round(r.diff, 2), round(r.p_value, 4)
         (2.75, 0.0158)
@@ -257,7 +257,7 @@ def rank_test(
             that is not NaN).
         ImportError: if scipy (the ``bench`` extra) is not installed.
 
-    Example:
+    Examples:
         >>> r = rank_test([5.0, 6.0, 7.0, 8.0], [1.0, 2.0, 3.0, 9.0])
         >>> r.prob_greater, round(r.p_value, 3)
         (0.75, 0.343)
@@ -351,7 +351,7 @@ def signed_rank_test(
         ValueError: if ``a`` and ``b`` differ in length, are not 1-D, or leave
             no pair to compare.
 
-    Example:
+    Examples:
         >>> r = signed_rank_test([1.1, 2.2, 3.3, 4.4, 5.5], [1.0, 2.0, 3.0, 4.0, 5.0])
         >>> r.prob_greater, r.p_value
         (1.0, 0.0625)
@@ -441,7 +441,7 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
         ValueError: if ``p_values`` is not 1-D or holds a value outside [0, 1]
             (NaN included).
 
-    Example:
+    Examples:
         >>> holm([0.01, 0.04, 0.03]).round(2).tolist()
         [0.03, 0.06, 0.06]
 

@@ -216,7 +216,7 @@ def model_digest(model: LatentODE) -> str:
     Returns:
         64 hex digits; equal for a model and its :func:`load_model` copy.
 
-    Example:
+    Examples:
         >>> import jax, tempfile, os
         >>> model = LatentODE(T=20, key=jax.random.key(0))
         >>> path = os.path.join(tempfile.mkdtemp(), "m.lode")
@@ -252,7 +252,7 @@ def save_model(path: str | os.PathLike, model: LatentODE) -> None:
         FileNotFoundError: ``path``'s directory does not exist.
         IsADirectoryError: ``path`` is a directory.
 
-    Example:
+    Examples:
         >>> import jax, tempfile, os
         >>> model = LatentODE(T=20, key=jax.random.key(0))
         >>> path = os.path.join(tempfile.mkdtemp(), "m.lode")

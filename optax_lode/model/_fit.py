@@ -304,7 +304,7 @@ def fit(
         FloatingPointError: the fit diverged (a non-finite training loss);
             lower ``learning_rate`` or ``path_penalty``.
 
-    Example:
+    Examples:
         >>> from optax_lode.runs import synthetic_sweep
         >>> model = fit(synthetic_sweep(ticks=40, seeds=(0,)), steps=20,
         ...             progress=False)

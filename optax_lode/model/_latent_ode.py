@@ -71,7 +71,7 @@ def default_ticks_per_step(T: int, solver: str = "euler") -> int:
     300 ticks; otherwise ``T // 150``, so that every run is integrated with at
     least 150 steps (a step of at most ``1/150`` of a run).
 
-    Example:
+    Examples:
         >>> tuple(default_ticks_per_step(T) for T in (60, 299, 300, 600, 1000))
         (1, 1, 2, 4, 6)
     """
@@ -398,7 +398,7 @@ class LatentODE(eqx.Module):
         latent_scale: per-dimension std of the encoded training latents (ones
             when untrained); the scheduler's ensemble noise is in these units.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> model = LatentODE(T=100, key=jax.random.key(0))
         >>> z0 = model.encode(jnp.zeros((5, 3)))
@@ -610,7 +610,7 @@ class LatentODE(eqx.Module):
         optimizer step): :func:`~optax_lode.lode_schedule` checks a live run
         against it. Nothing is refitted; ``model_digest`` is unchanged.
 
-        Example:
+        Examples:
             >>> import jax
             >>> model = LatentODE(T=50, key=jax.random.key(0))
             >>> model.steps_per_tick, model.with_steps_per_tick(31).steps_per_tick

@@ -29,7 +29,7 @@ class Normalisation(eqx.Module):
         mean: ``(3,)`` means of ``log loss``, ``metric``, ``log lr``.
         std: ``(3,)`` standard deviations of the same (strictly positive).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> norm = Normalisation(mean=np.zeros(3), std=np.ones(3))
         >>> x = norm.forward(np.array([1.0, 0.5, 1.0]))

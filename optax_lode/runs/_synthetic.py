@@ -128,7 +128,7 @@ def synthetic_sweep(
         The runs, with ``info`` columns ``schedule``, ``seed``, ``peak_lr`` and
         ``test_metric`` (the final metric plus independent noise).
 
-    Example:
+    Examples:
         >>> traj = synthetic_sweep(ticks=50, seeds=(0,))
         >>> traj.num_runs, traj.num_ticks
         (16, 50)

@@ -72,7 +72,7 @@ class Trajectories:
             (``model.metric_negated``), so that whoever uses the model is
             reminded to pass the negated value too.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> t = np.arange(10)
         >>> traj = Trajectories.from_arrays(
@@ -701,7 +701,7 @@ class Trajectories:
         counts epochs or samples): a model fitted to them records it, and
         :func:`~optax_lode.lode_schedule` checks a live run against it.
 
-        Example:
+        Examples:
             >>> import numpy as np
             >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]],
             ...                                 [[1e-2, 1e-2]])
@@ -729,7 +729,7 @@ class Trajectories:
         update), and runs given to :func:`~optax_lode.evaluate` are negated
         likewise.
 
-        Example:
+        Examples:
             >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.9, 0.4]],
             ...                                 [[1e-2, 1e-2]])
             >>> neg = runs.with_negated_metric()
@@ -802,7 +802,7 @@ class Trajectories:
         summary (``runs_digest``), so a model can be checked against the runs
         it is said to be fitted to. The ``info`` table is not part of it.
 
-        Example:
+        Examples:
             >>> import numpy as np
             >>> a = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]], [[1e-2, 1e-2]])
             >>> b = Trajectories.from_arrays([[1.0, 0.4]], [[0.1, 0.2]], [[1e-2, 1e-2]])

@@ -84,7 +84,7 @@ def make_schedule(shape: str, peak_lr: float, total_steps: int) -> optax.Schedul
     Returns:
         An optax schedule, ``count -> learning rate``.
 
-    Example:
+    Examples:
         >>> from optax_lode.sweep import make_schedule
         >>> round(float(make_schedule("cosine", 0.1, 100)(50)), 6)
         0.05

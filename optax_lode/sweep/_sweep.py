@@ -405,7 +405,7 @@ def run_sweep(
             whose training loss is negative, or a sweep whose every run
             diverged in its first tick.
 
-    Example:
+    Examples:
         >>> from optax_lode.sweep import run_sweep
         >>> from optax_lode.tasks import get_task
         >>> traj = run_sweep(get_task("digits-mlp"), shapes=["constant"],

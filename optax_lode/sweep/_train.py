@@ -335,7 +335,7 @@ def train_run(
             a run of another length or clock, or a state without one
             array-valued ``learning_rate`` (pass ``learning_rate_fn``).
 
-    Example:
+    Examples:
         >>> import optax
         >>> from optax_lode.sweep import make_schedule, sweep_optimizer, train_run
         >>> from optax_lode.tasks import get_task

@@ -81,7 +81,7 @@ class NoisyQuadratic:
         name: registry name.
         metric_name: ``"neg_log_loss"`` (what :meth:`metric` measures).
 
-    Example:
+    Examples:
         >>> import jax, optax
         >>> from optax_lode.tasks.nqm import NoisyQuadratic
         >>> nqm = NoisyQuadratic(dim=10)
@@ -347,7 +347,7 @@ def expected_loss(
     Returns:
         ``E[L(theta_T)]`` (a scalar), or the whole trajectory.
 
-    Example:
+    Examples:
         >>> import optax
         >>> from optax_lode.tasks.nqm import NoisyQuadratic, expected_loss
         >>> nqm = NoisyQuadratic()
@@ -538,7 +538,7 @@ def optimal_schedule(
     Returns:
         An :class:`NQMSchedule` with the objective history.
 
-    Example:
+    Examples:
         >>> from optax_lode.tasks.nqm import (
         ...     NoisyQuadratic, best_constant_schedule, optimal_schedule)
         >>> task = NoisyQuadratic()

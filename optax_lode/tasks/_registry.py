@@ -47,7 +47,7 @@ def get_task(name: str, **kwargs: Any) -> Task:
         DataNotPreparedError: a TFDS task whose data is not in ``data_dir``
             (see the task's factory).
 
-    Example:
+    Examples:
         >>> from optax_lode.tasks import get_task
         >>> task = get_task("digits-mlp")
         >>> task.steps_per_epoch

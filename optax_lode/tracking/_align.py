@@ -352,7 +352,7 @@ def align_to_ticks(
             or no run left (all invalid and skipped, or all excluded as stopped
             early).
 
-    Example:
+    Examples:
         >>> import pandas as pd
         >>> records = pd.DataFrame({
         ...     "run": ["a"] * 6,

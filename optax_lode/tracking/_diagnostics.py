@@ -47,7 +47,7 @@ def lode_diagnostics(opt_state: Any) -> dict[str, float]:
         ValueError: if the state holds no ``LodeState``, more than one, or a
             batched one (from ``jax.vmap`` over runs: index one run first).
 
-    Example:
+    Examples:
         >>> diag = lode_diagnostics(opt_state)  # doctest: +SKIP
         >>> diag["learning_rate"], diag["fallbacks"]  # doctest: +SKIP
     """
@@ -93,7 +93,7 @@ class LodeDiagnosticsLogger:
             TensorBoard's own ``tensorboard.summary.Writer``), or ``None``.
         prefix: prepended to every metric name.
 
-    Example:
+    Examples:
         >>> with mlflow.start_run(), LodeDiagnosticsLogger(  # doctest: +SKIP
         ...         mlflow=True, tensorboard="logs/run0") as log_lode:
         ...     for step in range(total_steps):

@@ -45,7 +45,7 @@ def load_runs(source: str | os.PathLike, **options: Any) -> Trajectories:
         ValueError: on a source of no known form.
         TypeError: on an option the chosen reader does not take.
 
-    Example:
+    Examples:
         >>> traj = load_runs("mlflow://digits-sweep",  # doctest: +SKIP
         ...                  tracking_uri="sqlite:///mlflow.db", tick=10)
     """

@@ -383,7 +383,7 @@ def from_mlflow(
         RunAlignmentError: naming every run with a missing key, too few points or
             non-monotone steps.
 
-    Example:
+    Examples:
         >>> traj = Trajectories.from_mlflow(  # doctest: +SKIP
         ...     "resnet-sweep", tracking_uri="sqlite:///mlflow.db",
         ...     loss="train/loss", metric="val/acc", lr="lr", tick=50)
@@ -554,7 +554,7 @@ def log_trajectories_to_mlflow(
         mlflow.exceptions.MlflowException: if MLflow refuses a run's data (the
             run is then marked FAILED, and the runs before it stay logged).
 
-    Example:
+    Examples:
         >>> ids = log_trajectories_to_mlflow(  # doctest: +SKIP
         ...     traj, experiment="digits-sweep", tracking_uri="sqlite:///mlflow.db")
     """

@@ -372,7 +372,7 @@ def from_tensorboard(
             non-monotone steps (e.g. a restarted writer that logged old steps
             again) or a corrupt event file.
 
-    Example:
+    Examples:
         >>> traj = Trajectories.from_tensorboard(  # doctest: +SKIP
         ...     "logs/sweep", loss="train/loss", metric="eval/accuracy", lr="lr")
     """

@@ -429,7 +429,7 @@ def lode_schedule(
             ``axis_name``, a ``model`` that is not a
             :class:`~optax_lode.LatentODE`), at construction.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax, optax_lode
         >>> model = optax_lode.LatentODE(T=100, key=jax.random.key(0))
         >>> tx = optax.chain(
