@@ -233,6 +233,35 @@ def test_a_reader_that_stops_early_is_not_a_traceback(tmp_path):
     assert "Traceback" not in err and "BrokenPipeError" not in err
 
 
+def test_warnings_read_as_the_commands_own_lines(tmp_path):
+    """A warning raised deep in the library printed the library's file and
+    line (``.../_trajectories.py:495: ... return cls.from_dataframe(...)``)."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "run": ["a"] * 4 + ["b"] * 4,
+            "tick": [0, 1, 2, 3] * 2,
+            "loss": [1.0, 0.9, float("nan"), 1.0, 1.0, 0.9, 0.8, 0.7],
+            "metric": [0.1, 0.2, 0.3, 0.4] * 2,
+            "lr": [0.1] * 8,
+        }
+    )
+    table.to_csv(tmp_path / "runs.csv", index=False)
+    cmd = [sys.executable, "-m", "optax_lode", "fit", str(tmp_path / "runs.csv")]
+    cmd += ["--out", str(tmp_path / "m.lode"), "--steps", "2", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "optax-lode: DivergedRunWarning: run 'a' diverged: non-finite loss at "
+        "tick 2" in done.stderr
+    )
+    assert "_trajectories.py" not in done.stderr
+
+
 def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys):
     """Only a closed stdout ends the command quietly; a broken connection
     elsewhere (a tracking server, say) stays an error."""
@@ -280,6 +309,12 @@ def test_lower_is_better_fits_the_negated_metric(tmp_path, capsys, monkeypatch):
     assert main(["fit", str(tmp_path / "neg.parquet"), "--out", str(out),
                  "--lower-is-better"]) == 2  # fmt: skip
     assert "already negated" in capsys.readouterr().err
+    # A CSV of negated runs does not say so: every value negative is said.
+    with pytest.warns(UserWarning, match="metric_negated=True"):
+        runs.with_negated_metric().to_csv(tmp_path / "neg.csv")
+    cmd = ["fit", str(tmp_path / "neg.csv"), "--out", str(tmp_path / "n.lode")]
+    assert main([*cmd, "--lower-is-better", "--steps", "2", "--held-out", "0"]) == 0
+    assert "as if it were negated already" in capsys.readouterr().err
     best = runs.select([lowest]).lr[0]
     np.testing.assert_allclose(np.asarray(model.best_lr_path), best, rtol=1e-6)
 

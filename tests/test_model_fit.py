@@ -10,7 +10,7 @@ import pytest
 
 import optax_lode.model._fit as fit_module
 from optax_lode.model import evaluate, fit, spearman
-from optax_lode.runs import synthetic_sweep
+from optax_lode.runs import Trajectories, synthetic_sweep
 
 
 def _leaves(model):
@@ -356,9 +356,12 @@ def test_a_negated_metric_is_recorded_and_evaluate_warns_across_signs(fitted, tm
     model, train, test = fitted
     assert not model.metric_negated
     assert "metric_negated" not in model.training_summary  # others' unchanged
-    with pytest.warns(UserWarning, match="fitted to a metric as logged"):
+    with pytest.warns(UserWarning, match="fitted to a metric as logged") as seen:
         evaluate(model, test.with_negated_metric())
-    negated = fit(train.with_negated_metric(), steps=2, held_out=0, progress=False)
+    assert seen[0].filename == __file__  # the caller's line
+    # Negating a higher-is-better metric is said too.
+    with pytest.warns(UserWarning, match="was it higher-is-better already"):
+        negated = fit(train.with_negated_metric(), steps=2, held_out=0, progress=False)
     assert negated.metric_negated
     save_model(tmp_path / "neg.lode", negated)
     assert load_model(tmp_path / "neg.lode").metric_negated
@@ -369,6 +372,22 @@ def test_a_negated_metric_is_recorded_and_evaluate_warns_across_signs(fitted, tm
         warnings.simplefilter("error")
         evaluate(negated, test.with_negated_metric())
         evaluate(model, test)
+
+
+def test_a_metric_that_rises_with_the_loss_is_said_to_look_lower_is_better(sweep):
+    """A validation loss taken for the metric fitted silently: the worst run
+    became the warm start (and the schedule would aim at a higher loss)."""
+    import warnings
+
+    val_loss = Trajectories.from_arrays(
+        sweep.loss, 1.5 - sweep.metric, sweep.lr, mask=sweep.mask
+    )
+    with pytest.warns(UserWarning, match=r"metric rises with their training loss"):
+        fit(val_loss, steps=2, held_out=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an accuracy falls as the loss falls
+        fit(sweep, steps=2, held_out=0, progress=False)
+        fit(val_loss.with_negated_metric(), steps=2, held_out=0, progress=False)
 
 
 def test_summary_counts_the_steps_run_and_is_strict_json(tmp_path):

@@ -175,6 +175,8 @@ def test_constructor_errors_are_clear():
         (dict(lr_range=[1e-50, 0.1]), "underflows to 0"),
         (dict(lr_range=[0.1, 1e-3]), r"lr_range must be \(min, max\)"),
         (dict(latent_scale=np.full(20, np.inf)), "latent_scale"),
+        # "false" read as true: the model would say its metric was negated.
+        (dict(training_summary={"metric_negated": "false"}), "must be a bool"),
     ):
         with pytest.raises(ValueError, match=match):
             LatentODE(T=10, key=jax.random.key(0), **kwargs)

@@ -587,6 +587,20 @@ def test_with_negated_metric_makes_a_lower_is_better_metric_rank_right():
     assert negated.select([2, 0]).metric_negated and negated[1:].metric_negated
 
 
+def test_a_readers_warnings_name_the_callers_line(tmp_path):
+    """from_csv's warnings named a line of the library, three calls deep."""
+    table = pd.DataFrame(
+        {"run": ["a"] * 3, "tick": [0, 1, 2], "loss": [1.0, float("nan"), 1.0],
+         "metric": [0.1, 0.2, 0.3], "lr": [0.1] * 3, "phase": ["x", "y", "z"]}
+    )  # fmt: skip
+    table.to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.warns(UserWarning) as seen:
+        Trajectories.from_csv(tmp_path / "runs.csv")
+    kinds = {w.category for w in seen}
+    assert DivergedRunWarning in kinds and UserWarning in kinds  # + dropped column
+    assert {w.filename for w in seen} == {__file__}
+
+
 def test_the_negation_survives_parquet_and_can_be_declared_for_csv(tmp_path):
     """A model fitted to runs read back from a file must still know their
     metric was negated: Parquet keeps the flag, CSV takes it as an argument,
@@ -599,7 +613,8 @@ def test_the_negation_survives_parquet_and_can_be_declared_for_csv(tmp_path):
     # Not negated: nothing recorded, nothing read.
     runs.with_negated_metric().to_parquet(tmp_path / "plain.parquet")
     assert not Trajectories.from_parquet(tmp_path / "plain.parquet").metric_negated
-    runs.to_csv(tmp_path / "neg.csv")
+    with pytest.warns(UserWarning, match=r"from_csv\(\.\.\., metric_negated=True\)"):
+        runs.to_csv(tmp_path / "neg.csv")  # CSV cannot say so: the writer does
     assert not Trajectories.from_csv(tmp_path / "neg.csv").metric_negated
     assert Trajectories.from_csv(
         tmp_path / "neg.csv", metric_negated=True
@@ -613,8 +628,11 @@ def test_the_negation_survives_parquet_and_can_be_declared_for_csv(tmp_path):
         Trajectories.from_parquet(tmp_path / "odd.parquet")
     odd = Trajectories.from_parquet(tmp_path / "odd.parquet", metric_negated=True)
     assert odd.metric_negated
-    with pytest.raises(TypeError, match="metric_negated must be a bool"):
+    with pytest.raises(TypeError, match=r"metric_negated must be a bool.*pass True"):
         Trajectories.from_dataframe(runs.to_dataframe(), metric_negated="yes")
+    # Arrays of a metric negated elsewhere can say so too.
+    declared = Trajectories.from_arrays(loss, -metric, lr, metric_negated=True)
+    assert declared.metric_negated and declared.digest() == runs.digest()
 
 
 def test_ragged_lists_and_a_dict_of_columns_get_the_librarys_advice():

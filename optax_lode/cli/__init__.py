@@ -13,6 +13,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from optax_lode._version import __version__
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:  # no command: a usage error, as argparse's own
         parser.print_help(sys.stderr)
         return 2
+    format_warning = warnings.formatwarning
+    warnings.formatwarning = _warning_line
     try:
         code = int(func(args) or 0)
         sys.stdout.flush()  # output still buffered meets a closed reader here
@@ -60,6 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        warnings.formatwarning = format_warning
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as the command's own line: the library's file and line
+    (where a helper warned) mean nothing to whoever typed the command."""
+    return f"optax-lode: {category.__name__}: {message}\n"
 
 
 def _stdout_reader_gone() -> bool:

@@ -423,6 +423,13 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        if (runs.metric[runs.mask] < 0).all():  # e.g. negated runs read from CSV
+            print(
+                "optax-lode fit: warning: every metric value is negative, as "
+                "if it were negated already (a CSV file does not say so); "
+                "negating it again for --lower-is-better",
+                file=sys.stderr,
+            )
         runs = runs.with_negated_metric()
     clock = (
         "steps per tick unknown: --optimizer-steps-per-tick K records it"

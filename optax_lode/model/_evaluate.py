@@ -142,27 +142,6 @@ def evaluate(
             f"runs.with_steps_per_tick({fitted}) or the model with "
             f"model.with_steps_per_tick({clock}) (no refit)."
         )
-    if trajectories.metric_negated != model.metric_negated:
-        # A warning, not an error: a metric negated by hand carries no flag.
-        if model.metric_negated:
-            said = (
-                "to a negated (lower-is-better) metric (model.metric_negated), "
-                "but these runs' metric is not negated. Negate them with "
-                "runs.with_negated_metric(), unless you negated it yourself"
-            )
-        else:
-            said = (
-                "to a metric as logged, but these runs' metric is negated "
-                "(runs.metric_negated). Evaluate them as logged "
-                "(runs.with_negated_metric() again), unless the model's runs "
-                "were negated by hand"
-            )
-        warnings.warn(
-            f"the model was fitted {said}: the best run and the metric's "
-            "errors mean nothing when the signs differ.",
-            UserWarning,
-            stacklevel=2,
-        )
     if trajectories.num_ticks != T:
         # A shorter grid may only have lost its ticks no run reached (CSV).
         hint = (
@@ -183,6 +162,27 @@ def evaluate(
     if window is not None and whole("window", window) < 1:
         raise ValueError(f"window must be positive; got {window}.")
     w = min(model.mu if window is None else int(window), k)
+    if trajectories.metric_negated != model.metric_negated:
+        # A warning, not an error: a metric negated by hand carries no flag.
+        if model.metric_negated:
+            said = (
+                "to a negated (lower-is-better) metric (model.metric_negated), "
+                "but these runs' metric is not negated. Negate them with "
+                "runs.with_negated_metric(), unless you negated it yourself"
+            )
+        else:
+            said = (
+                "to a metric as logged, but these runs' metric is negated "
+                "(runs.metric_negated). Evaluate them as logged "
+                "(runs.with_negated_metric() again), unless the model's runs "
+                "were negated by hand"
+            )
+        warnings.warn(
+            f"the model was fitted {said}: the best run and the metric's "
+            "errors mean nothing when the signs differ.",
+            UserWarning,
+            stacklevel=3,  # the caller's line (2: jax_defaults's wrapper)
+        )
 
     raw = trajectories.features()
     mask = trajectories.mask

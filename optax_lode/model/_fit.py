@@ -29,6 +29,7 @@ from optax_lode.model._artifact import (
     serialise_leaves,
     unpack,
 )
+from optax_lode.model._evaluate import spearman
 from optax_lode.model._latent_ode import LatentODE
 from optax_lode.model._latent_ode import _networks as _trained
 from optax_lode.model._normalisation import Normalisation
@@ -214,6 +215,40 @@ def _fingerprint(traj: Trajectories, config: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+#: Rank correlation of the training loss and the metric over the runs' valid
+#: ticks above which fit says the metric looks lower-is-better.
+RISING_METRIC_RHO = 0.5
+
+
+def _warn_if_metric_rises_with_loss(trajectories: Trajectories) -> None:
+    """A validation loss taken for the metric fits without error, and then the
+    worst run is the warm start and a schedule's decisions aim at a higher
+    loss: say so when the metric rises with the training loss, as a
+    lower-is-better one does (a higher-is-better one falls as the loss falls)."""
+    mask = trajectories.mask
+    rho = spearman(trajectories.loss[mask], trajectories.metric[mask])
+    if rho > RISING_METRIC_RHO:
+        rises = (
+            f"rises with their training loss (Spearman {rho:+.2f} over "
+            f"{int(mask.sum())} ticks)"
+        )
+        advice = (
+            f"the runs' metric was negated (runs.metric_negated) but {rises}: "
+            "was it higher-is-better already? Fit it as logged."
+            if trajectories.metric_negated
+            else f"the runs' metric {rises}, as a lower-is-better metric does "
+            "(a validation loss, an error rate). The model takes the metric as "
+            "higher-is-better: negate it first (runs.with_negated_metric(), "
+            "optax-lode fit --lower-is-better), or ignore this if yours is "
+            "higher-is-better."
+        )
+        warnings.warn(
+            advice,
+            UserWarning,
+            stacklevel=4,  # the caller's line (fit, then jax_defaults's wrapper)
+        )
+
+
 @jax_defaults
 def fit(
     trajectories: Trajectories,
@@ -364,6 +399,7 @@ def fit(
             stacklevel=3,  # the caller's line (2: jax_defaults's wrapper)
         )
 
+    _warn_if_metric_rises_with_loss(trajectories)
     if held_out > 0 and trajectories.num_runs >= 2:
         train, held = trajectories.split(held_out=held_out, seed=seed)
         why, hint = None, ""

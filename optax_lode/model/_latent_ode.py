@@ -473,7 +473,8 @@ class LatentODE(eqx.Module):
                 chooses its own steps and takes only 1.
             training_summary: JSON-serialisable facts about the fit (``fit`` sets
                 it; ``save_model`` stores it in the header). Its
-                ``steps_per_tick``, if any, must be an int >= 1 or None.
+                ``steps_per_tick``, if any, must be an int >= 1 or None, and
+                ``metric_negated``, if any, a bool.
         """
         T, latent_size, hidden_size, depth = (
             whole(name, v)
@@ -587,6 +588,11 @@ class LatentODE(eqx.Module):
             raise ValueError(
                 "training_summary['steps_per_tick'] must be an int >= 1 or None "
                 f"(unknown), got {clock!r}"
+            )
+        if not isinstance(summary.get("metric_negated", False), bool):
+            raise ValueError(
+                "training_summary['metric_negated'] must be a bool, got "
+                f"{summary['metric_negated']!r}"
             )
         self._training = json.dumps(summary, sort_keys=True)
 

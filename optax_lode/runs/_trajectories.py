@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike
 
 from optax_lode._files import atomic_write
 from optax_lode._seeds import check_seed
+from optax_lode._warn import caller_stacklevel
 from optax_lode._whole import whole
 
 _SERIES = ("loss", "metric", "lr")
@@ -67,10 +68,12 @@ class Trajectories:
             clock. :meth:`with_steps_per_tick` declares or corrects it.
         metric_negated: whether ``metric`` is a lower-is-better metric (a
             validation loss, an error rate) negated by
-            :meth:`with_negated_metric`. Parquet files keep it, and
-            :func:`~optax_lode.fit` records it in the model
-            (``model.metric_negated``), so that whoever uses the model is
-            reminded to pass the negated value too.
+            :meth:`with_negated_metric`, or declared so when read
+            (``metric_negated=True`` to :meth:`from_arrays`,
+            :meth:`from_dataframe`, :meth:`from_csv`). Parquet files and
+            MLflow exports keep it, and :func:`~optax_lode.fit` records it in
+            the model (``model.metric_negated``), so that whoever uses the
+            model is reminded to pass the negated value too.
 
     Examples:
         >>> import numpy as np
@@ -94,7 +97,9 @@ class Trajectories:
     def __post_init__(self):
         if not isinstance(self.metric_negated, bool | np.bool_):
             raise TypeError(
-                f"metric_negated must be a bool; got {self.metric_negated!r}."
+                f"metric_negated must be a bool; got {self.metric_negated!r}: "
+                "pass True (the metric column holds a lower-is-better metric "
+                "already negated) or False."
             )
         object.__setattr__(self, "metric_negated", bool(self.metric_negated))
         if self.steps_per_tick is not None:
@@ -179,6 +184,7 @@ class Trajectories:
         run_ids: Sequence[Any] | None = None,
         info: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
         steps_per_tick: int | None = None,
+        metric_negated: bool = False,
     ) -> Trajectories:
         """Runs from ``(runs, ticks)`` arrays.
 
@@ -196,6 +202,9 @@ class Trajectories:
                 format has columns of those names).
             steps_per_tick: optimizer steps per tick of the runs; default
                 ``None``, unknown.
+            metric_negated: whether ``metric`` is a lower-is-better metric
+                already negated (see :meth:`with_negated_metric`, which
+                negates one). It does not negate anything.
 
         Returns:
             The runs. Entries that are masked are set to NaN. A run with a
@@ -265,6 +274,7 @@ class Trajectories:
             run_ids=run_ids,
             info=_make_info(info, run_ids),
             steps_per_tick=steps_per_tick,
+            metric_negated=metric_negated,
         )
 
     @classmethod
@@ -414,7 +424,7 @@ class Trajectories:
                 f"are the values of column {tick!r} step numbers rather than "
                 "ticks? Divide steps by steps_per_tick.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         # Per-run metadata: columns constant within every run.
         extra = [c for c in df.columns if c not in names.values()]
@@ -431,7 +441,7 @@ class Trajectories:
                 f"column(s) {dropped} vary within a run and are not per-run "
                 "metadata; dropped.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         return cls(
             loss=arrays["loss"],
@@ -462,7 +472,8 @@ class Trajectories:
         its usual missing-value strings (``NA``, ``nan``, empty, ...) as
         missing: an info column of codes like ``007`` needs ``text=["code"]``
         (Parquet keeps every type). A CSV file does not keep the runs'
-        clock: give it as ``steps_per_tick=k``."""
+        clock, nor whether their metric was negated: give them as
+        ``steps_per_tick=k`` and ``metric_negated=True``."""
         run = columns.get("run", "run")
         try:
             header = pd.read_csv(path, nrows=0).columns
@@ -534,7 +545,7 @@ class Trajectories:
 
     @classmethod
     def from_file(
-        cls, path: str | os.PathLike, *, text: Sequence[str] = (), **columns: str
+        cls, path: str | os.PathLike, *, text: Sequence[str] = (), **columns: Any
     ) -> Trajectories:
         """Reads ``.csv`` or ``.parquet`` (``.pq``) by the file's extension
         (``text``: as for :meth:`from_csv`; Parquet keeps every type)."""
@@ -637,7 +648,18 @@ class Trajectories:
     def to_csv(self, path: str | os.PathLike) -> None:
         """Writes :meth:`to_dataframe` as CSV (atomically). CSV keeps neither
         the grid's length, nor :attr:`steps_per_tick`, nor
-        :attr:`metric_negated` (Parquet keeps them)."""
+        :attr:`metric_negated` (Parquet keeps them; runs whose metric is
+        negated get a warning, since reading them back as logged and negating
+        again would undo it)."""
+        if self.metric_negated:
+            warnings.warn(
+                f"{os.fspath(path)!r} holds the negated metric, and CSV cannot "
+                "say so: read it back with Trajectories.from_csv(..., "
+                "metric_negated=True) (and without optax-lode fit's "
+                "--lower-is-better), or write Parquet, which keeps it.",
+                UserWarning,
+                stacklevel=2,
+            )
         atomic_write(path, lambda p: self.to_dataframe().to_csv(p, index=False))
 
     # -- selection ---------------------------------------------------------------
@@ -948,7 +970,7 @@ def _clean(arrays, mask, run_ids, names=None) -> np.ndarray:
             f"run {run_ids[i]!r} diverged: non-finite {', '.join(which)} at tick "
             f"{first}; masked from tick {first} on.",
             DivergedRunWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     for role in ("loss", "lr"):
         arr = arrays[role]

@@ -34,9 +34,9 @@ def load_runs(source: str | os.PathLike, **options: Any) -> Trajectories:
             they are ``tracking_uri`` (MLflow), ``loss``, ``metric``, ``lr``
             (key names), ``tick`` (tracker steps per tick) and the alignment
             options; for files they name the columns (``run``, ``tick``,
-            ``loss``, ``metric``, ``lr``) and may give ``num_ticks`` and
-            ``steps_per_tick`` (optimizer steps per tick, which a CSV file
-            does not keep).
+            ``loss``, ``metric``, ``lr``) and may give ``num_ticks``,
+            ``steps_per_tick`` (optimizer steps per tick) and
+            ``metric_negated`` (a CSV file keeps neither).
 
     Returns:
         The runs on one tick grid.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from optax_lode._warn import caller_stacklevel
 from optax_lode.tracking._align import align_to_ticks, to_trajectories
 from optax_lode.tracking._deps import mlflow_client, require
 
@@ -345,7 +345,9 @@ def from_mlflow(
             ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working
             directory.
         loss: metric key of the training loss.
-        metric: metric key of the validation metric (higher is better).
+        metric: metric key of the validation metric (higher is better; a
+            lower-is-better one is negated after reading:
+            ``traj.with_negated_metric()``).
         lr: metric key of the learning rate.
         tick: MLflow steps per tick; ``None`` means one tick per loss record
             when every run logs alike (the loss spacing most runs share; runs
@@ -368,8 +370,9 @@ def from_mlflow(
         ``optax_lode.steps_per_tick`` of runs that
         :func:`log_trajectories_to_mlflow` exported (one step per tick;
         unknown if their tag says so, for an export without the tag, and for
-        runs on different clocks, with a warning).
-        ``info`` holds ``run_name``,
+        runs on different clocks, with a warning). Their
+        ``metric_negated`` is true when every run is an export of negated
+        runs (tag ``optax_lode.metric_negated``). ``info`` holds ``run_name``,
         ``status``, the params (numbers where they parse; ``schedule`` and
         ``seed`` if logged), the latest value of every other metric, e.g.
         ``test_metric``, and the tags other than MLflow's own as strings, in
@@ -382,6 +385,11 @@ def from_mlflow(
         ValueError: on an unknown experiment (listing those that exist).
         RunAlignmentError: naming every run with a missing key, too few points or
             non-monotone steps.
+
+    Warns:
+        UserWarning: runs on different clocks (their ``steps_per_tick`` is
+            left unknown), or an experiment of which only some runs are
+            exports of negated runs (their metrics' signs differ).
 
     Examples:
         >>> traj = Trajectories.from_mlflow(  # doctest: +SKIP
@@ -440,7 +448,7 @@ def _exported_clock(traj: Trajectories) -> Trajectories:
             "Trajectories.from_dataframe(traj.select(ids).to_dataframe(), "
             "steps_per_tick=k), k being their tag times the tick read with.",
             UserWarning,
-            stacklevel=_caller_stacklevel(),
+            stacklevel=caller_stacklevel(),
         )
         return traj.with_steps_per_tick(None)
     return traj.with_steps_per_tick(traj.steps_per_tick * int(step))
@@ -464,21 +472,9 @@ def _exported_negation(traj: Trajectories) -> Trajectories:
             f"(by traj.info['tags.{_NEGATED_TAG}']) and negate one part "
             "(traj.select(ids).with_negated_metric()).",
             UserWarning,
-            stacklevel=_caller_stacklevel(),
+            stacklevel=caller_stacklevel(),
         )
     return traj
-
-
-def _caller_stacklevel() -> int:
-    """The ``stacklevel`` (for the function calling this one) of the first
-    frame outside optax_lode, so a warning points at the user's line however
-    the reader was reached (``from_mlflow``, ``Trajectories.from_mlflow``,
-    ``load_runs``)."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _logged_before(client, exp_id: str, run_ids) -> dict[str, str]:
