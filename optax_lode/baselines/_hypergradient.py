@@ -85,12 +85,19 @@ def scale_by_hypergradient(
         such as ``value=`` are accepted and ignored). The learning rate is
         ``optax.tree.get(state, "learning_rate")``.
 
+    Raises:
+        ValueError: ``learning_rate``, ``hyper_lr`` or ``weight_decay`` is not
+            finite and >= 0. The returned transformation's ``update`` raises
+            it too when ``weight_decay > 0`` and no ``params`` are passed.
+
     Examples:
         >>> import jax.numpy as jnp, optax
         >>> from optax_lode.baselines import scale_by_hypergradient
         >>> tx = scale_by_hypergradient(optax.identity(), 0.1, 1e-3)
         >>> state = tx.init(jnp.ones(3))
         >>> updates, state = tx.update(jnp.ones(3), state, jnp.ones(3))
+        >>> bool(jnp.allclose(updates, -0.1))  # the first step keeps alpha_0
+        True
 
     References:
         Baydin, Cornish, Martinez Rubio, Schmidt, Wood, `Online Learning Rate
@@ -168,7 +175,13 @@ def hd_sgd(
         min_learning_rate: lower clip of the rate; ``None`` for none.
 
     Returns:
-        An :class:`optax.GradientTransformationExtraArgs`.
+        An :class:`optax.GradientTransformationExtraArgs`; its state is a
+        :class:`HypergradientState`.
+
+    Raises:
+        ValueError: ``nesterov=True`` without ``momentum``, or (from
+            :func:`scale_by_hypergradient`) ``learning_rate``, ``hyper_lr`` or
+            ``weight_decay`` not finite and >= 0.
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax
@@ -225,13 +238,20 @@ def hd_adam(
         min_learning_rate: lower clip of the rate; ``None`` for none.
 
     Returns:
-        An :class:`optax.GradientTransformationExtraArgs`.
+        An :class:`optax.GradientTransformationExtraArgs`; its state is a
+        :class:`HypergradientState`.
+
+    Raises:
+        ValueError: (from :func:`scale_by_hypergradient`) ``learning_rate``,
+            ``hyper_lr`` or ``weight_decay`` not finite and >= 0.
 
     Examples:
-        >>> import jax.numpy as jnp
+        >>> import jax.numpy as jnp, optax
         >>> from optax_lode.baselines import hd_adam
         >>> tx = hd_adam(1e-3)
         >>> state = tx.init(jnp.zeros(3))
+        >>> round(float(optax.tree.get(state, "learning_rate")), 6)
+        0.001
 
     References:
         Baydin et al., `Online Learning Rate Adaptation with Hypergradient

@@ -42,7 +42,12 @@ def parametric_schedule(
         total_steps: optimizer steps in the run, >= 1.
 
     Returns:
-        An ``optax.Schedule``.
+        An ``optax.Schedule``: a function of the step count.
+
+    Raises:
+        ValueError: an unknown ``shape``, a ``learning_rate`` that is not
+            finite and > 0, or a ``total_steps`` that is not an integer >= 1
+            (numpy integers are accepted, a bool is not).
 
     Examples:
         >>> from optax_lode.baselines import parametric_schedule

@@ -126,12 +126,22 @@ def adamw_with_schedule(
         nesterov: Nesterov momentum in Adam (the paper found no difference).
 
     Returns:
-        An :class:`optax.GradientTransformationExtraArgs` whose state records
-        the schedule's rate as ``learning_rate``.
+        An :class:`optax.GradientTransformationExtraArgs` whose state (a
+        :class:`BaselineState`) records the schedule's rate as
+        ``learning_rate``.
+
+    Raises:
+        ValueError: (from :func:`parametric_schedule`) an unknown ``shape``,
+            a ``learning_rate`` that is not finite and > 0, or a
+            ``total_steps`` that is not an integer >= 1.
 
     Examples:
+        >>> import jax.numpy as jnp, optax
         >>> from optax_lode.baselines import adamw_with_schedule
         >>> tx = adamw_with_schedule("cosine", learning_rate=1e-2, total_steps=100)
+        >>> state = tx.init(jnp.zeros(2))
+        >>> round(float(optax.tree.get(state, "learning_rate")), 6)
+        0.01
     """
     schedule = parametric_schedule(shape, learning_rate, total_steps)
     tx = optax.adamw(
@@ -278,6 +288,15 @@ class Baseline:
             a grid of multipliers.
         options: keyword options ``make_baseline`` accepts besides the common ones.
         reference: where the method comes from.
+        build: the builder :func:`make_baseline` calls, as
+            ``build(learning_rate, total_steps, weight_decay, **options)``
+            (arguments already checked).
+
+    Examples:
+        >>> from optax_lode.baselines import BASELINES
+        >>> spec = BASELINES["prodigy"]
+        >>> spec.learning_rate_role, spec.default_learning_rates
+        ('multiplier', (0.25, 0.5, 1.0))
     """
 
     name: str
@@ -569,6 +588,11 @@ def eval_params(
 
     Returns:
         The parameters to evaluate validation and test metrics at.
+
+    Raises:
+        ValueError: an unknown ``name``; a schedule-free state with another
+            ``name``; or ``name="schedule-free"`` with a state that holds no
+            schedule-free state.
 
     Examples:
         >>> import jax.numpy as jnp

@@ -46,7 +46,24 @@ class TrainRun(Protocol):
         ticks_per_epoch: int,
         eval_fn: Callable[[Any, Any], Any],
         **kwargs: Any,
-    ) -> Any: ...
+    ) -> Any:
+        """Trains one run.
+
+        Args:
+            task: the task to train.
+            tx: the baseline, from :func:`make_baseline`.
+            seed: the run's seed (``seeds``, a list, when batched).
+            epochs: run length in epochs.
+            ticks_per_epoch: ticks per epoch (the records' clock).
+            eval_fn: ``eval_fn(params, opt_state)`` gives the parameters to
+                evaluate the metrics at (:func:`eval_params`).
+            **kwargs: the ``run_kwargs`` given to :func:`tune`.
+
+        Returns:
+            The run's result, with ``metric`` (per-tick validation metric)
+            and ``test_metric``, like ``optax_lode.sweep.RunResult``.
+        """
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +74,21 @@ class SeedRun:
     gives every array a leading seeds axis) at ``index``; ``run_seconds``,
     ``compile_seconds`` and ``seconds_per_step`` are the batch's, amortised
     over its runs.
+
+    Attributes:
+        result: the batched result, every array with a leading seeds axis.
+        index: the run's position on that axis.
+        count: the number of runs in the batch (what times are divided by).
+
+    Examples:
+        >>> import numpy as np
+        >>> from types import SimpleNamespace
+        >>> from optax_lode.baselines import SeedRun
+        >>> batch = SimpleNamespace(metric=np.array([[0.5, 0.6], [0.7, 0.8]]),
+        ...                         run_seconds=4.0)
+        >>> run = SeedRun(batch, index=1, count=2)
+        >>> run.metric.tolist(), run.run_seconds
+        ([0.7, 0.8], 2.0)
     """
 
     result: Any
@@ -116,7 +148,24 @@ class TuneResult:
 def final_val_metric(result: Any) -> float:
     """The validation metric at the end of a run (NaN if the run diverged).
 
-    Reads ``result.metric`` (per-tick validation metrics, last = end of run).
+    Args:
+        result: what a :class:`TrainRun` returned, e.g. an
+            ``optax_lode.sweep.RunResult``: its ``metric`` holds the per-tick
+            validation metrics, the last at the end of the run.
+
+    Returns:
+        The last entry of ``result.metric``, as a float (NaN when the run
+        diverged).
+
+    Raises:
+        TypeError: ``result`` has no ``metric`` attribute (or it is ``None``).
+        ValueError: ``result.metric`` is empty.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> from optax_lode.baselines import final_val_metric
+        >>> final_val_metric(SimpleNamespace(metric=[0.5, 0.75, 0.8]))
+        0.8
     """
     metric = getattr(result, "metric", None)
     if metric is None:
@@ -213,8 +262,13 @@ def tune(
 
     Raises:
         ValueError: an unknown baseline, an empty or non-positive learning-rate
-            grid, tuning seeds given as a count or empty, a bad ``num_seeds``,
-            or final seeds that overlap the tuning seeds.
+            grid, tuning seeds given as a count or empty, a seed that is not a
+            whole number in [0, 2**32), a bad ``num_seeds``, final seeds that
+            overlap the tuning seeds, a run clock the task cannot have
+            (``epochs`` or ``ticks_per_epoch`` < 1, or more ticks per epoch
+            than steps), or an argument :func:`make_baseline` refuses.
+        TypeError: ``train_run`` returned an object without ``metric`` or
+            ``test_metric``; an option the baseline does not accept.
 
     Examples:
         >>> from optax_lode.baselines import tune
@@ -317,6 +371,18 @@ def tune_all(
 
     Returns:
         ``{name: TuneResult}`` in the order of ``names``.
+
+    Raises:
+        ValueError: as :func:`tune`, for the first baseline that fails.
+        TypeError: as :func:`tune`.
+
+    Examples:
+        >>> from optax_lode.baselines import tune_all
+        >>> from optax_lode.sweep import train_run
+        >>> from optax_lode.tasks import get_task
+        >>> results = tune_all(train_run, get_task("nqm"),  # doctest: +SKIP
+        ...                    ["constant", "cosine"], num_seeds=3)
+        >>> {n: r.best_learning_rate for n, r in results.items()}  # doctest: +SKIP
     """
     names = list(BASELINES) if names is None else list(names)
     return {n: tune(train_run, task, n, **kwargs) for n in names}

@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from optax_lode.model import LatentODE
 
 LR_RANGE_FACTOR = 2.0
 """Default multiplicative widening of the model's learning-rate range before
@@ -119,6 +122,24 @@ class DecisionConfig:
             ``"closest_loss"``.
         anchor: what the segment is anchored to, one of :data:`ANCHORS`:
             ``"model"`` (the paper, default) or ``"live"``.
+
+    Raises:
+        TypeError: ``model_ticks``, ``run_ticks``, ``mu``, ``n`` or ``top`` is
+            not an int; ``sigma``, ``tol``, ``std_floor``, ``lr_min`` or
+            ``lr_max`` is not a real number; or ``horizon`` is neither None,
+            an int nor a float.
+        ValueError: ``model_ticks`` or ``run_ticks`` below 3; ``mu`` not in
+            ``[2, run_ticks)``; ``n`` or ``top`` below 1; ``sigma`` negative
+            or ``tol``, ``std_floor`` non-positive (or any not finite);
+            bounds not ``0 < lr_min < lr_max`` normal float32 numbers; an
+            unknown ``match_rule`` or ``anchor``; or a ``horizon`` out of
+            range (an int not in ``[1, run_ticks]``, a float not in
+            ``(0, 1]``).
+
+    Examples:
+        >>> cfg = DecisionConfig(model_ticks=100, run_ticks=100, mu=5)
+        >>> cfg.n, cfg.top, cfg.horizon_ticks, cfg.grid_ticks
+        (30, 3, None, 197)
     """
 
     model_ticks: int
@@ -285,6 +306,7 @@ class DecisionConfig:
 
     @property
     def num_top(self) -> int:
+        """How many members are averaged: ``top``, or ``n`` if smaller."""
         return min(self.top, self.n)
 
     # -- construction from a model ----------------------------------------------
@@ -292,7 +314,7 @@ class DecisionConfig:
     @classmethod
     def from_model(
         cls,
-        model: Any,
+        model: LatentODE,
         *,
         run_ticks: int | None = None,
         mu: int | None = None,
@@ -344,6 +366,17 @@ class DecisionConfig:
                 ``n``, ``top`` or ``run_ticks``, a non-real ``sigma``,
                 ``tol``, ``std_floor`` or bound, a ``horizon`` that is neither
                 an int nor a float).
+
+        Examples:
+            >>> import jax
+            >>> from optax_lode.model import LatentODE
+            >>> model = LatentODE(T=100, key=jax.random.key(0))
+            >>> cfg = DecisionConfig.from_model(model, lr_bounds=(1e-4, 1e-1))
+            >>> cfg.run_ticks, cfg.mu, cfg.lr_min, cfg.lr_max
+            (100, 5, 0.0001, 0.1)
+            >>> cfg = DecisionConfig.from_model(model, run_ticks=200, rescale=True)
+            >>> cfg.mu, cfg.tick_scale  # the model's window, in the run's ticks
+            (10, 0.5)
         """
         model_ticks = int(model.T)
         run_ticks = model_ticks if run_ticks is None else run_ticks

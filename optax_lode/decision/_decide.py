@@ -24,7 +24,7 @@ segment, the rate the member predicts for the tick that already happened.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -35,6 +35,9 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from optax_lode._jax_defaults import jax_defaults
 from optax_lode.decision._config import DecisionConfig
 from optax_lode.model._latent_ode import rows_finite
+
+if TYPE_CHECKING:  # annotations only
+    from optax_lode.model import LatentODE
 
 
 class Decision(NamedTuple):
@@ -49,6 +52,15 @@ class Decision(NamedTuple):
             (NaN on a fallback).
         fallback: True when nothing was accepted or the prediction was not
             finite, so the segment holds the last rate.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optax_lode
+        >>> model = optax_lode.LatentODE(T=20, key=jax.random.key(0))
+        >>> cfg = optax_lode.DecisionConfig.from_model(model, mu=4, n=8)
+        >>> window = jnp.tile(jnp.array([1.0, 0.5, 1e-2]), (4, 1))
+        >>> d = optax_lode.explain(model, window, 4, jax.random.key(1), cfg).decision
+        >>> d.segment.shape, d.accepted.dtype, d.score.shape, d.fallback.dtype
+        ((4,), dtype('int32'), (), dtype('bool'))
     """
 
     segment: Float[Array, " *shape"]
@@ -92,6 +104,17 @@ class Explanation(NamedTuple):
             may be).
         held_lr: the rate a fallback holds.
         decision: the resulting :class:`Decision`.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optax_lode
+        >>> model = optax_lode.LatentODE(T=20, key=jax.random.key(0))
+        >>> cfg = optax_lode.DecisionConfig.from_model(model, mu=4, n=8)
+        >>> window = jnp.tile(jnp.array([1.0, 0.5, 1e-2]), (4, 1))
+        >>> ex = optax_lode.explain(model, window, 4, jax.random.key(1), cfg)
+        >>> ex.latents.shape, ex.match.shape, ex.segments.shape, ex.chosen.shape
+        ((8, 20), (8, 21), (8, 4), (3,))
+        >>> ex.trajectories.shape == (cfg.n, cfg.grid_ticks, 3)
+        True
     """
 
     window: Float[Array, " *shape"]
@@ -175,7 +198,24 @@ def ensemble_noise(
 
     The same for a key whatever the user's ``jax_threefry_partitionable`` (a
     global flag that changes threefry's random bits): a run's rates do not
-    depend on the process's JAX configuration.
+    depend on the process's JAX configuration. :func:`decide` draws its
+    ensemble with it; pass it to :func:`explain` (``eps``) to study a
+    decision under other offsets.
+
+    Args:
+        key: PRNG key.
+        n: ensemble size (rows).
+        latent_size: the model's latent dimension (columns).
+        dtype: the offsets' floating dtype.
+
+    Returns:
+        ``(n, latent_size)`` offsets, row 0 all zeros.
+
+    Examples:
+        >>> import jax
+        >>> eps = ensemble_noise(jax.random.key(0), 4, 3)
+        >>> eps.shape, eps[0].tolist()
+        ((4, 3), [0.0, 0.0, 0.0])
     """
     # The flag is recorded in the traced equation, so this holds under jit too.
     eps = jax.random.normal(key, (n, latent_size), dtype)
@@ -403,7 +443,7 @@ def _whole_grid(model, latents, states, g, inverse) -> Array:
 
 
 def decide(
-    model: Any,
+    model: LatentODE,
     window: Float[Array, "mu 3"],
     t_star: Int[Array, ""],
     key: PRNGKeyArray,
@@ -501,7 +541,7 @@ def _check_t_star(t_star: Any, config: DecisionConfig) -> None:
 
 
 def explain(
-    model: Any,
+    model: LatentODE,
     window: Float[Array, "mu 3"],
     t_star: int,
     key: PRNGKeyArray | None,
@@ -534,6 +574,19 @@ def explain(
         ValueError: as :func:`decide`, and if ``eps`` is not ``(config.n,
             latent_size)``.
         TypeError: if neither ``key`` nor ``eps`` is given.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optax_lode
+        >>> model = optax_lode.LatentODE(T=20, key=jax.random.key(0))
+        >>> cfg = optax_lode.DecisionConfig.from_model(model, mu=4, n=8)
+        >>> window = jnp.tile(jnp.array([1.0, 0.5, 1e-2]), (4, 1))
+        >>> ex = optax_lode.explain(model, window, 4, jax.random.key(1), cfg)
+        >>> int(ex.accepted.sum()) == int(ex.decision.accepted)
+        True
+        >>> eps = optax_lode.decision.ensemble_noise(jax.random.key(1), 8, 20)
+        >>> again = optax_lode.explain(model, window, 4, None, cfg, eps=eps)
+        >>> bool(jnp.array_equal(again.decision.segment, ex.decision.segment))
+        True
     """
     _check_t_star(t_star, config)
     if eps is None:

@@ -8,7 +8,10 @@ import importlib
 import inspect
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optax_lode.runs import Trajectories
 
 #: Cache format version: bump it when a stage's output changes meaning. 2: a
 #: tick whose last update made the parameters non-finite is masked (the sweep's
@@ -69,6 +72,22 @@ class DemoConfig:
         seed: seed of the held-out split and of ``fit``.
         tag: a label that distinguishes models fitted to a subset of the sweep
             (data ablations); part of the model's cache key.
+
+    Raises:
+        ValueError: a setting a later stage would trip on, checked when the
+            config is made: ``task_kwargs``, ``fit_kwargs`` or ``lode_kwargs``
+            not ``(name, value)`` pairs or a mapping; no baseline or an
+            unknown one; a ``lode_kwargs`` name that is no ``lode_schedule``
+            option the demo can set; fewer than 2 ``seeds``; ``sweep_seeds``
+            or ``fit_steps`` < 1; ``held_out`` not in (0, 1); evaluation
+            seeds that overlap the sweep or tuning seeds; no shape or no
+            learning rate; or a sweep of fewer than 2 runs.
+
+    Examples:
+        >>> from optax_lode.demo import DemoConfig
+        >>> cfg = DemoConfig(task="nqm", task_kwargs={"dim": 10}, seeds=3)
+        >>> cfg.task_kwargs, cfg.eval_seeds
+        ((('dim', 10),), (1000, 1001, 1002))
     """
 
     task: str = "mnist1d-mlp"
@@ -162,15 +181,44 @@ class DemoConfig:
 
     @property
     def eval_seeds(self) -> tuple[int, ...]:
+        """The evaluation seeds: ``first_seed, ..., first_seed + seeds - 1``."""
         return tuple(range(self.first_seed, self.first_seed + self.seeds))
 
     def replace(self, **changes: Any) -> DemoConfig:
+        """A copy with some settings changed (``dataclasses.replace``).
+
+        Args:
+            **changes: new values of fields, by name.
+
+        Returns:
+            The new config, checked as a new one is.
+
+        Raises:
+            ValueError: the changed config is invalid (see the class).
+            TypeError: a name that is not a field.
+
+        Examples:
+            >>> from optax_lode.demo import DemoConfig
+            >>> DemoConfig(task="nqm").replace(seeds=3).seeds
+            3
+        """
         return dataclasses.replace(self, **changes)
 
-    def split(self, sweep: Any) -> tuple[Any, Any]:
+    def split(self, sweep: Trajectories) -> tuple[Trajectories, Trajectories]:
         """The sweep's ``(train, held_out)`` runs: the LODE is fitted to the
         first, Table A1 is measured on the second (:meth:`model_key` covers
-        both settings)."""
+        both settings).
+
+        Args:
+            sweep: the sweep's runs.
+
+        Returns:
+            ``(train, held_out)``: ``sweep.split(held_out=self.held_out,
+            seed=self.seed)``.
+
+        Raises:
+            ValueError: the sweep has fewer than 2 runs.
+        """
         return sweep.split(held_out=self.held_out, seed=self.seed)
 
     # -- cache keys: a stage's key covers exactly what its output depends on --
@@ -195,6 +243,16 @@ class DemoConfig:
         ``task_kwargs``, or its default), without building the task (a TFDS
         task would read its data). ``None`` when that cannot be known: an
         unregistered task, or a factory that does not import.
+
+        Returns:
+            The number of epochs of a run, or ``None``.
+
+        Examples:
+            >>> from optax_lode.demo import DemoConfig
+            >>> DemoConfig(task="nqm").run_epochs()
+            20
+            >>> DemoConfig(task="nqm", epochs=5).run_epochs()
+            5
         """
         if self.epochs is not None:
             return self.epochs
@@ -230,6 +288,21 @@ class DemoConfig:
         }
 
     def sweep_key(self) -> str:
+        """The cache key of the sweep stage.
+
+        Returns:
+            12 hex digits of a hash of what the sweep depends on: the task,
+            its arguments, the run's length and clock, the shapes, learning
+            rates and sweep seeds (and the cache and sweep formats).
+
+        Examples:
+            >>> from optax_lode.demo import DemoConfig
+            >>> cfg = DemoConfig(task="nqm")
+            >>> len(cfg.sweep_key())
+            12
+            >>> cfg.replace(fit_steps=10).sweep_key() == cfg.sweep_key()
+            True
+        """
         return self._digest(
             stage="sweep",
             **self._task_fields(),
@@ -239,6 +312,18 @@ class DemoConfig:
         )
 
     def model_key(self) -> str:
+        """The cache key of the fitted model.
+
+        Returns:
+            12 hex digits of a hash of the :meth:`sweep_key`, ``fit_steps``,
+            ``fit_kwargs``, ``held_out``, ``seed`` and a non-empty ``tag``.
+
+        Examples:
+            >>> from optax_lode.demo import DemoConfig
+            >>> cfg = DemoConfig(task="nqm")
+            >>> cfg.replace(fit_steps=10).model_key() == cfg.model_key()
+            False
+        """
         return self._digest(
             stage="model",
             sweep=self.sweep_key(),
@@ -251,8 +336,24 @@ class DemoConfig:
         )
 
     def tuning_grid(self, baseline: str) -> tuple[float, ...]:
-        """The learning rates ``baseline`` is tuned over: the sweep's, or a
-        learning-rate-free method's own multipliers."""
+        """The learning rates ``baseline`` is tuned over.
+
+        Args:
+            baseline: a name of ``optax_lode.baselines.BASELINES``.
+
+        Returns:
+            The sweep's ``lrs``, or a learning-rate-free method's own
+            multipliers (its ``default_learning_rates``).
+
+        Raises:
+            KeyError: ``baseline`` is not registered.
+
+        Examples:
+            >>> from optax_lode.demo import DemoConfig
+            >>> cfg = DemoConfig(task="nqm", lrs=(0.01, 0.1))
+            >>> cfg.tuning_grid("hd-adam"), cfg.tuning_grid("prodigy")
+            ((0.01, 0.1), (0.25, 0.5, 1.0))
+        """
         from optax_lode.baselines import BASELINES
 
         spec = BASELINES[baseline]
@@ -261,6 +362,19 @@ class DemoConfig:
         return tuple(self.lrs)
 
     def tuning_key(self, baseline: str) -> str:
+        """The cache key of a baseline's tuning.
+
+        Args:
+            baseline: a name of ``optax_lode.baselines.BASELINES``.
+
+        Returns:
+            12 hex digits: for a shape of the sweep (tuned on the sweep), a
+            hash of the :meth:`sweep_key`; for another baseline, of the task
+            settings, the :meth:`tuning_grid` and the ``tuning_seeds``.
+
+        Raises:
+            KeyError: ``baseline`` is neither a sweep shape nor registered.
+        """
         if baseline in self.shapes:
             return self._digest(
                 stage="tune-sweep", sweep=self.sweep_key(), name=baseline
@@ -287,6 +401,25 @@ class DemoConfig:
         training a convnet amplifies that into visibly different runs. So the
         batch is part of a batched run's identity, and a re-run reproduces the
         cached runs bit for bit.
+
+        Args:
+            method: ``"LODE"`` or a baseline's name.
+            seed: the run's seed.
+            setting: what the run depends on besides the task and the seed
+                (a baseline's tuned rate, :meth:`lode_setting`), JSON-able.
+            batch: the seeds the run was trained with, vmapped; ``None`` for
+                a run trained alone.
+
+        Returns:
+            12 hex digits of a hash of the task settings and the arguments.
+
+        Examples:
+            >>> from optax_lode.demo import DemoConfig
+            >>> cfg = DemoConfig(task="nqm")
+            >>> alone = cfg.run_key("cosine", 1000, {"learning_rate": 0.1})
+            >>> alone == cfg.run_key("cosine", 1000, {"learning_rate": 0.1},
+            ...                      batch=(1000, 1001))
+            False
         """
         return self._digest(
             stage="run",
@@ -302,7 +435,22 @@ class DemoConfig:
         """What a LODE run depends on besides its task and seed: the model (by
         its settings and, as a fit made again on another CPU differs, by its
         content: :func:`optax_lode.model.model_digest`), the decision's
-        revision and the schedule's options."""
+        revision and the schedule's options.
+
+        Args:
+            model_digest: the fitted model's content digest
+                (:func:`optax_lode.model.model_digest`).
+
+        Returns:
+            ``{"model": model_key, "model_digest": ..., "decision_revision":
+            ..., **lode_kwargs}``, the ``setting`` of :meth:`run_key`.
+
+        Examples:
+            >>> from optax_lode.demo import DemoConfig
+            >>> cfg = DemoConfig(task="nqm", lode_kwargs={"n": 10})
+            >>> sorted(cfg.lode_setting("0123abcd"))
+            ['decision_revision', 'model', 'model_digest', 'n']
+        """
         from optax_lode.decision import DECISION_REVISION
 
         return {
@@ -328,6 +476,24 @@ def default_config(task: str = "mnist1d-mlp", **changes: Any) -> DemoConfig:
     One tick per epoch, except where a task has too few epochs for it (the
     module's ``TASK_DEFAULTS``): text-transformer's 3 epochs of 87 steps run
     29 ticks of 3 steps each, T = 87 ticks. ``changes`` apply after.
+
+    Args:
+        task: a registered task name (``optax_lode.tasks.TASKS``).
+        **changes: :class:`DemoConfig` fields to set, by name.
+
+    Returns:
+        The :class:`DemoConfig`.
+
+    Raises:
+        ValueError: ``changes`` make an invalid config (see
+            :class:`DemoConfig`).
+        TypeError: a name in ``changes`` that is not a field.
+
+    Examples:
+        >>> from optax_lode.demo import default_config
+        >>> cfg = default_config("text-transformer", seeds=10)
+        >>> cfg.ticks_per_epoch, cfg.seeds, len(cfg.baselines)
+        (29, 10, 11)
     """
     return DemoConfig(task=task).replace(**{**TASK_DEFAULTS.get(task, {}), **changes})
 
@@ -336,7 +502,27 @@ def fast_config(task: str = "mnist1d-mlp", **changes: Any) -> DemoConfig:
     """A reduced demo of under a minute on a 2-core CPU: a 2 x 2 x 2
     sweep of 6 epochs, a 150-step fit, 2 seeds and the two baselines the sweep
     tunes for free. Its numbers show that the pipeline works, not how good
-    LODE is."""
+    LODE is.
+
+    Args:
+        task: a registered task name (``optax_lode.tasks.TASKS``).
+        **changes: :class:`DemoConfig` fields to set, by name, after the
+            reductions.
+
+    Returns:
+        The :class:`DemoConfig`.
+
+    Raises:
+        ValueError: ``changes`` make an invalid config (see
+            :class:`DemoConfig`).
+        TypeError: a name in ``changes`` that is not a field.
+
+    Examples:
+        >>> from optax_lode.demo import fast_config
+        >>> cfg = fast_config("nqm")
+        >>> cfg.epochs, cfg.fit_steps, cfg.baselines
+        (6, 150, ('constant', 'cosine'))
+    """
     cfg = DemoConfig(
         task=task,
         epochs=6,

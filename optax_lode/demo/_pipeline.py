@@ -40,6 +40,15 @@ class MethodRuns:
         runs: one cached record per seed: ``loss``, ``metric``, ``lr``, ``mask``
             (per tick), ``test_metric``, ``run_seconds`` (amortised per run
             for vmapped runs), ...
+
+    Examples:
+        >>> import numpy as np
+        >>> from optax_lode.demo import MethodRuns
+        >>> runs = [{"test_metric": 0.9, "lr": np.full(3, 0.1)},
+        ...         {"test_metric": 0.8, "lr": np.full(3, 0.2)}]
+        >>> m = MethodRuns("cosine", {"learning_rate": 0.1}, (1000, 1001), runs)
+        >>> m.test_metrics.tolist(), m.stack("lr").shape
+        ([0.9, 0.8], (2, 3))
     """
 
     name: str
@@ -49,9 +58,22 @@ class MethodRuns:
 
     @property
     def test_metrics(self) -> np.ndarray:
+        """The final test metric of every run, ``(seeds,)`` float64."""
         return np.array([r["test_metric"] for r in self.runs], np.float64)
 
     def stack(self, field: str) -> np.ndarray:
+        """One per-tick record of every run, stacked.
+
+        Args:
+            field: a record of the runs, e.g. ``"loss"``, ``"metric"``,
+                ``"lr"`` or ``"mask"``.
+
+        Returns:
+            ``(seeds, ticks)`` float64 array.
+
+        Raises:
+            KeyError: a run has no ``field``.
+        """
         return np.stack([np.asarray(r[field], np.float64) for r in self.runs])
 
 
@@ -569,6 +591,21 @@ def run_demo(
 
     Returns:
         A :class:`DemoResult`.
+
+    Raises:
+        KeyError: ``config.task`` is not a registered task.
+        ImportError: the task needs an optional dependency that is not
+            installed.
+        DataNotPreparedError: a TFDS task whose data is not prepared
+            (:class:`optax_lode.tasks.DataNotPreparedError`).
+        ValueError: a run clock the task cannot have (``ticks_per_epoch``
+            above its steps per epoch), or an argument a stage refuses.
+
+    Examples:
+        >>> from optax_lode.demo import fast_config, run_demo
+        >>> result = run_demo(fast_config("nqm"), "results/demo-nqm",  # doctest: +SKIP
+        ...                   progress=False)
+        >>> result.methods["LODE"].test_metrics  # doctest: +SKIP
     """
     from optax_lode.tasks import get_task
 

@@ -7,7 +7,7 @@ import inspect
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import numpy as np
@@ -22,6 +22,10 @@ from optax_lode.evaluation import (
     plot_reconstruction_errors,
     summarize,
 )
+
+if TYPE_CHECKING:
+    from optax_lode.demo._pipeline import DemoResult
+    from optax_lode.model import LatentODE
 
 PARAMETRIC = ("constant", "cosine", "onecycle", "exponential", "step")
 FIGURES = {
@@ -39,7 +43,11 @@ def _is_accuracy(task: str) -> bool:
 
 
 def predict_observed(
-    model: Any, truth: np.ndarray, observe: float, *, window: int | None = None
+    model: LatentODE,
+    truth: np.ndarray,
+    observe: float,
+    *,
+    window: int | None = None,
 ) -> np.ndarray:
     """The LODE's prediction of one run after observing its first ``observe``.
 
@@ -56,6 +64,21 @@ def predict_observed(
 
     Returns:
         ``(ticks, 3)`` raw prediction, NaN before tick ``k - 1``.
+
+    Raises:
+        ValueError: ``truth`` is not ``(ticks, 3)``, or ``observe`` is not in
+            (0, 1).
+
+    Examples:
+        >>> import jax, numpy as np
+        >>> from optax_lode import LatentODE
+        >>> from optax_lode.demo import predict_observed
+        >>> model = LatentODE(T=10, key=jax.random.key(0), latent_size=4,
+        ...                   hidden_size=8, depth=1)  # untrained
+        >>> truth = np.tile([1.0, 0.5, 1e-2], (10, 1))  # loss, metric, lr
+        >>> pred = predict_observed(model, truth, 0.5)
+        >>> pred.shape, int(np.isnan(pred[:, 0]).sum())
+        ((10, 3), 4)
     """
     import jax.numpy as jnp
 
@@ -254,7 +277,7 @@ def _metric_time_figure(path: Path, by_epoch, by_time, result) -> None:
     )
 
 
-def write_report(result: Any, *, figures: bool = True) -> Path:
+def write_report(result: DemoResult, *, figures: bool = True) -> Path:
     """Writes ``report.md`` and ``summary.json`` (and the figures) into
     ``result.out_dir``.
 
@@ -268,6 +291,16 @@ def write_report(result: Any, *, figures: bool = True) -> Path:
 
     Returns:
         The path of ``report.md``.
+
+    Raises:
+        KeyError: ``result.methods`` has no ``"LODE"`` entry, or a baseline
+            of ``result.config.baselines`` has no tuning record.
+
+    Examples:
+        >>> from optax_lode.demo import fast_config, run_demo, write_report
+        >>> result = run_demo(fast_config(), report=False)  # doctest: +SKIP
+        >>> write_report(result)  # doctest: +SKIP
+        PosixPath('results/demo/report.md')
     """
     from optax_lode.model import model_digest
 

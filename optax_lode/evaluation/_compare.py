@@ -69,6 +69,25 @@ class Comparison:
             metric: column name, e.g. ``"test accuracy (%)"``.
             scale: multiplies every number (``100`` for percent).
             digits: decimals shown.
+
+        Returns:
+            The table, the reference's and the best baseline's cells in bold,
+            then a line with the verdict and the test behind it (the Fisher
+            test of diverged runs when that decided, else Welch's difference,
+            interval and p-value), or why there is no test.
+
+        Examples:
+            >>> from optax_lode.evaluation import compare_methods
+            >>> c = compare_methods({"LODE": [0.9, 0.92], "cos": [0.8, 0.82]})
+            >>> md = c.to_markdown(metric="accuracy (%)", scale=100, digits=1)
+            >>> print(md)  # doctest: +ELLIPSIS
+            | method | accuracy (%) ↑ | seeds |
+            |---|---|---|
+            | LODE | **91.0 ± 1.4** | 2 |
+            | cos | **81.0 ± 1.4** | 2 |
+            <BLANKLINE>
+            LODE − cos ...: +10.0, 95% CI [...], Welch p = ... **LODE wins** (α = 0.05).
+            <BLANKLINE>
         """
         arrow = "↑" if self.higher_is_better else "↓"
         lines = [f"| method | {metric} {arrow} | seeds |", "|---|---|---|"]
@@ -139,13 +158,19 @@ def compare_methods(
         A :class:`Comparison`.
 
     Raises:
-        ValueError: ``reference`` is not a key of ``results``, or ``alpha`` is
-            not in (0, 1).
+        ValueError: ``reference`` is not a key of ``results``; ``alpha`` is
+            not in (0, 1); a method's values are not a 1-D sequence; or
+            (when a test is run) ``confidence`` is not in (0, 1).
+        ImportError: scipy (the ``bench`` extra) is not installed and a Welch
+            test is to be run (:func:`welch_test`).
 
     Examples:
+        >>> from optax_lode.evaluation import compare_methods
         >>> c = compare_methods({"LODE": [0.9, 0.91, 0.92], "cos": [0.8, 0.82, 0.81]})
         >>> c.best_baseline, c.verdict
         ('cos', 'wins')
+        >>> round(c.test.diff, 2)
+        0.1
     """
     if reference not in results:
         raise ValueError(

@@ -81,6 +81,22 @@ def plot_lr_schedules(
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: ``lode_lrs`` or ``baseline_lr`` is not ``(ticks,)`` or
+            ``(runs, ticks)`` with at least one tick, the two have different
+            numbers of ticks, or ``x`` does not have one value per tick.
+        ImportError: matplotlib (the ``bench`` extra) is not installed.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> from optax_lode.evaluation import plot_lr_schedules
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "lr.png"
+        >>> lode = np.geomspace([1e-2, 2e-2], [1e-4, 1e-4], 20).T  # 2 runs
+        >>> path = plot_lr_schedules(out, lode, np.full(20, 5e-3))
+        >>> path.name, path.stat().st_size > 0
+        ('lr.png', True)
     """
     lode = _as_2d(lode_lrs, "lode_lrs")
     base = _as_2d(baseline_lr, "baseline_lr")
@@ -133,6 +149,23 @@ def plot_reconstruction(
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: ``truth`` is not ``(ticks, 3)``, ``predictions`` is
+            empty, or a prediction's shape differs from ``truth``'s.
+        ImportError: matplotlib (the ``bench`` extra) is not installed.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> from optax_lode.evaluation import plot_reconstruction
+        >>> ticks = np.arange(20)
+        >>> truth = np.stack([np.exp(-ticks / 5) + 0.1, 1 - np.exp(-ticks / 5),
+        ...                   np.full(20, 1e-2)], axis=1)
+        >>> pred = np.where(ticks[:, None] >= 9, truth * 1.05, np.nan)
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "reconstruction.png"
+        >>> plot_reconstruction(out, truth, {0.5: pred}).exists()
+        True
     """
     truth = np.asarray(truth, dtype=np.float64)
     if truth.ndim != 2 or truth.shape[1] != 3:
@@ -184,6 +217,21 @@ def plot_reconstruction_errors(
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: ``errors`` is empty.
+        KeyError: a fraction's mapping lacks ``"loss"``, ``"metric"`` or
+            ``"lr"``.
+        ImportError: matplotlib (the ``bench`` extra) is not installed.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from optax_lode.evaluation import plot_reconstruction_errors
+        >>> errors = {0.05: {"loss": 0.2, "metric": 0.3, "lr": 0.1},
+        ...           0.5: {"loss": [0.05, 0.07], "metric": 0.1, "lr": 0.02}}
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "errors.png"
+        >>> plot_reconstruction_errors(out, errors).exists()
+        True
     """
     if not errors:
         raise ValueError("errors is empty.")
@@ -237,6 +285,23 @@ def plot_metric_curves(
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: ``curves`` is empty, a ``y`` is not ``(ticks,)`` or
+            ``(seeds, ticks)`` with at least one tick, or an ``x`` does not
+            have one value per tick of its ``y``.
+        ImportError: matplotlib (the ``bench`` extra) is not installed.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> from optax_lode.evaluation import plot_metric_curves
+        >>> t = np.arange(1, 11)
+        >>> curves = {"LODE": (t, [1 - 1 / t, 1 - 0.9 / t]),
+        ...           "cosine": (t, [1 - 1.2 / t, 1 - 1.1 / t])}
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "curves.png"
+        >>> plot_metric_curves(out, curves, xlabel="epoch").exists()
+        True
     """
     if not curves:
         raise ValueError("curves is empty.")
@@ -311,6 +376,25 @@ def plot_decision_fan(
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: ``explanation.trajectories`` is not ``(n, grid, 3)``.
+        ImportError: matplotlib (the ``bench`` extra) is not installed.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> import jax, numpy as np
+        >>> from optax_lode import DecisionConfig, LatentODE, explain
+        >>> from optax_lode.evaluation import plot_decision_fan
+        >>> model = LatentODE(T=20, key=jax.random.key(0), latent_size=4,
+        ...                   hidden_size=8, depth=1)
+        >>> config = DecisionConfig.from_model(model, run_ticks=20)
+        >>> window = np.tile([1.0, 0.5, 1e-2], (config.mu, 1))  # loss, metric, lr
+        >>> # An untrained model's decision at the run's first decision tick.
+        >>> ex = explain(model, window, config.mu, jax.random.key(1), config)
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "fan.png"
+        >>> plot_decision_fan(out, ex, normalisation=model.normalisation).exists()
+        True
     """
     ex = explanation
     traj = np.asarray(ex.trajectories, dtype=np.float64)

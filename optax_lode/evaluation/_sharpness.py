@@ -60,6 +60,14 @@ def hessian_vector_product(
 
     Returns:
         The product, a pytree with the structure of ``params``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from optax_lode.evaluation import hessian_vector_product
+        >>> a = jnp.array([[2.0, 1.0], [1.0, 3.0]])
+        >>> hessian_vector_product(lambda x: 0.5 * x @ a @ x, jnp.zeros(2),
+        ...                        jnp.array([1.0, 0.0])).tolist()
+        [2.0, 1.0]
     """
     return jax.jvp(jax.grad(loss_fn), (params,), (vector,))[1]
 
@@ -117,11 +125,12 @@ def hessian_max_eigenvalue(
 
     Examples:
         >>> import jax, jax.numpy as jnp
+        >>> from optax_lode.evaluation import hessian_max_eigenvalue
         >>> a = jnp.diag(jnp.array([3.0, 1.0, 0.5]))
         >>> res = hessian_max_eigenvalue(
         ...     lambda x: 0.5 * x @ a @ x, jnp.ones(3), key=jax.random.key(0))
-        >>> round(float(res.eigenvalue), 3)
-        3.0
+        >>> round(float(res.eigenvalue), 3), bool(res.converged)
+        (3.0, True)
 
     References:
         Yao et al., "PyHessian: Neural Networks Through the Lens of the

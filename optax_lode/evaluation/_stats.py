@@ -20,7 +20,13 @@ import numpy as np
 class Summary(NamedTuple):
     """Mean, sample standard deviation (``ddof=1``) and count of finite values.
 
-    ``dropped`` counts the non-finite values (diverged runs) that were left out.
+    Made by :func:`summarize`.
+
+    Attributes:
+        mean: mean of the finite values (NaN if there is none).
+        std: their sample standard deviation (NaN with fewer than two).
+        n: how many values were finite.
+        dropped: how many non-finite values (diverged runs) were left out.
     """
 
     mean: float
@@ -29,8 +35,23 @@ class Summary(NamedTuple):
     dropped: int
 
     def format(self, digits: int = 2, scale: float = 1.0) -> str:
-        """``"mean ± std"`` with ``digits`` decimals after multiplying by
-        ``scale``; ``"mean (one run)"`` for one value, ``"n/a"`` for none."""
+        """The summary as a table cell.
+
+        Args:
+            digits: decimals shown.
+            scale: multiplies the mean and std first (``100`` for percent).
+
+        Returns:
+            ``"mean ± std"``; ``"mean (one run)"`` for one finite value,
+            ``"n/a"`` for none.
+
+        Examples:
+            >>> from optax_lode.evaluation import summarize
+            >>> summarize([0.91, 0.93]).format(1, scale=100)
+            '92.0 ± 1.4'
+            >>> summarize([float("nan")]).format()
+            'n/a'
+        """
         if self.n == 0:
             return "n/a"
         if self.n == 1:  # no spread to show
@@ -105,9 +126,16 @@ def summarize(values: Sequence[float] | np.ndarray) -> Summary:
         A :class:`Summary`; ``std`` is NaN with fewer than two finite values and
         ``mean`` is NaN with none.
 
+    Raises:
+        ValueError: ``values`` is not a 1-D sequence of numbers.
+
     Examples:
+        >>> from optax_lode.evaluation import summarize
         >>> summarize([1.0, 2.0, 3.0]).format(1)
         '2.0 ± 1.0'
+        >>> s = summarize([1.0, float("nan"), 3.0])
+        >>> s.mean, s.n, s.dropped
+        (2.0, 2, 1)
     """
     x, dropped = _finite(values, "values")
     if x.size == 0:
@@ -143,11 +171,12 @@ def welch_test(
         A :class:`WelchResult`.
 
     Raises:
-        ValueError: if a sample has fewer than two finite values, or
-            ``confidence`` is outside (0, 1).
+        ValueError: if a sample is not 1-D or has fewer than two finite
+            values, or ``confidence`` is outside (0, 1).
         ImportError: if scipy (the ``bench`` extra) is not installed.
 
     Examples:
+        >>> from optax_lode.evaluation import welch_test
         >>> r = welch_test([1.0, 2.0, 3.0, 4.0], [-1.0, -0.5, 0.0, 0.5])
         >>> round(r.diff, 2), round(r.p_value, 4)
         (2.75, 0.0158)
@@ -253,11 +282,12 @@ def rank_test(
         A :class:`RankResult`.
 
     Raises:
-        ValueError: if a sample has no finite value (with ``keep_inf``, none
-            that is not NaN).
+        ValueError: if a sample is not 1-D or has no finite value (with
+            ``keep_inf``, none that is not NaN).
         ImportError: if scipy (the ``bench`` extra) is not installed.
 
     Examples:
+        >>> from optax_lode.evaluation import rank_test
         >>> r = rank_test([5.0, 6.0, 7.0, 8.0], [1.0, 2.0, 3.0, 9.0])
         >>> r.prob_greater, round(r.p_value, 3)
         (0.75, 0.343)
@@ -352,6 +382,7 @@ def signed_rank_test(
             no pair to compare.
 
     Examples:
+        >>> from optax_lode.evaluation import signed_rank_test
         >>> r = signed_rank_test([1.1, 2.2, 3.3, 4.4, 5.5], [1.0, 2.0, 3.0, 4.0, 5.0])
         >>> r.prob_greater, r.p_value
         (1.0, 0.0625)
@@ -442,6 +473,7 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
             (NaN included).
 
     Examples:
+        >>> from optax_lode.evaluation import holm
         >>> holm([0.01, 0.04, 0.03]).round(2).tolist()
         [0.03, 0.06, 0.06]
 

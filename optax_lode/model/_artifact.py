@@ -116,20 +116,20 @@ def unpack(data: bytes, *, source: str = "file") -> tuple[dict[str, Any], bytes]
     return header, payload
 
 
-def serialise_leaves(tree) -> bytes:
+def serialise_leaves(tree: Any) -> bytes:
     """The arrays of ``tree`` as equinox's leaf serialisation (numpy .npy records)."""
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, tree)
     return buf.getvalue()
 
 
-def leaf_specs(tree) -> list[dict[str, Any]]:
+def leaf_specs(tree: Any) -> list[dict[str, Any]]:
     """Shape and dtype of every array leaf, in serialisation order."""
     leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
     return [{"shape": list(x.shape), "dtype": str(x.dtype)} for x in leaves]
 
 
-def deserialise_leaves(payload: bytes, like, *, source: str = "file"):
+def deserialise_leaves(payload: bytes, like: Any, *, source: str = "file") -> Any:
     """Reads a payload into the skeleton ``like``, checking each leaf's shape/dtype.
 
     Raises:
@@ -216,6 +216,9 @@ def model_digest(model: LatentODE) -> str:
     Returns:
         64 hex digits; equal for a model and its :func:`load_model` copy.
 
+    Raises:
+        TypeError: ``model`` is not a :class:`LatentODE`.
+
     Examples:
         >>> import jax, tempfile, os
         >>> model = LatentODE(T=20, key=jax.random.key(0))
@@ -250,7 +253,11 @@ def save_model(path: str | os.PathLike, model: LatentODE) -> None:
     Raises:
         TypeError: ``model`` is not a :class:`LatentODE`.
         FileNotFoundError: ``path``'s directory does not exist.
-        IsADirectoryError: ``path`` is a directory.
+        IsADirectoryError: ``path`` is a directory, or ends in a path
+            separator.
+        OSError: the file cannot be written (a ``PermissionError`` for a
+            directory that is not writable), naming ``path``, never the
+            temporary file. An existing file at ``path`` is left as it was.
 
     Examples:
         >>> import jax, tempfile, os
@@ -281,7 +288,36 @@ def _strict_json(value: Any) -> Any:
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The validated header of a model file (what ``optax-lode inspect`` prints)."""
+    """The validated header of a model file (what ``optax-lode inspect`` prints).
+
+    Checks the container (magic bytes, lengths, both checksums), the kind, the
+    format version and the feature names, as :func:`load_model` does, but
+    builds no model.
+
+    Args:
+        path: the model file.
+
+    Returns:
+        The JSON header as a dict: ``kind``, ``format_version``,
+        ``library_version``, ``features``, ``T``, ``mu``, ``hyperparameters``,
+        ``normalisation``, ``lr_range``, ``best_lr_path``, ``training`` (the
+        training summary), ``leaves``, ``payload_bytes`` and
+        ``payload_sha256``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is foreign, truncated or corrupt, of another
+            format version, or the path cannot be read; the message says
+            which.
+
+    Examples:
+        >>> import jax, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.lode")
+        >>> save_model(path, LatentODE(T=20, key=jax.random.key(0)))
+        >>> header = read_header(path)
+        >>> header["kind"], header["T"], header["hyperparameters"]["solver"]
+        ('optax-lode.LatentODE', 20, 'euler')
+    """
     header, _ = _read(path)
     return header
 
@@ -354,6 +390,15 @@ def load_model(path: str | os.PathLike) -> LatentODE:
             path through a file, a name too long, no permission, an I/O
             error); the message says which. A model is never returned with
             substitute (random) weights.
+
+    Examples:
+        >>> import jax, tempfile, os
+        >>> model = LatentODE(T=20, key=jax.random.key(0), mu=4)
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.lode")
+        >>> save_model(path, model.with_steps_per_tick(10))
+        >>> loaded = load_model(path)
+        >>> loaded.T, loaded.mu, loaded.steps_per_tick
+        (20, 4, 10)
     """
     source = repr(os.fspath(path))
     header, payload = _read(path)

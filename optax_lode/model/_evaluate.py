@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from optax_lode._jax_defaults import jax_defaults
 from optax_lode._whole import whole
@@ -39,14 +40,27 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman(a: ArrayLike, b: ArrayLike) -> float:
     """Spearman rank correlation (Pearson correlation of average ranks).
 
     NaN when a value is not finite (a NaN has no rank: it was ranked last),
     when there are fewer than two pairs, or when either side is constant.
 
+    Args:
+        a: 1-D real values.
+        b: 1-D real values, paired with ``a``'s.
+
+    Returns:
+        The correlation of their ranks, in ``[-1, 1]``, or NaN as above.
+
     Raises:
         ValueError: if ``a`` and ``b`` are not 1-D of one length.
+
+    Examples:
+        >>> spearman([1.0, 2.0, 3.0], [10.0, 30.0, 20.0])
+        0.5
+        >>> spearman([1.0, 2.0, 3.0], [5.0, 5.0, 5.0])  # constant: no ranking
+        nan
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.ndim != 1 or a.shape != b.shape:
@@ -127,6 +141,17 @@ def evaluate(
             is not the model's (one was negated by
             :meth:`~optax_lode.Trajectories.with_negated_metric`, the other
             not).
+
+    Examples:
+        >>> import jax
+        >>> from optax_lode.runs import synthetic_sweep
+        >>> runs = synthetic_sweep(ticks=30, seeds=(0,))
+        >>> model = LatentODE(T=30, key=jax.random.key(0))  # fit(...) in practice
+        >>> result = evaluate(model, runs, observe=0.5)
+        >>> result["num_runs"], result["observed_ticks"], result["window"]
+        (16, 15, 2)
+        >>> sorted(result["persistence"])
+        ['loss', 'lr', 'metric']
     """
     if not isinstance(trajectories, Trajectories):
         raise TypeError("evaluate expects an optax_lode.Trajectories.")

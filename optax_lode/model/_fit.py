@@ -9,7 +9,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -34,6 +34,9 @@ from optax_lode.model._latent_ode import LatentODE
 from optax_lode.model._latent_ode import _networks as _trained
 from optax_lode.model._normalisation import Normalisation
 from optax_lode.runs import Trajectories
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
 
 _CHECKPOINT = "fit-checkpoint.lode"
 _CHECKPOINT_KIND = "optax-lode.fit-checkpoint"
@@ -148,13 +151,35 @@ def _batch_loss(model, x, m, pairs, horizon, path_penalty):
     return mse + path_penalty * jnp.mean(path), mse
 
 
-def one_cycle(count, total_steps, peak, pct_start=0.3, div=25.0, final_div=1e4):
+def one_cycle(
+    count: ArrayLike,
+    total_steps: ArrayLike,
+    peak: ArrayLike,
+    pct_start: float = 0.3,
+    div: float = 25.0,
+    final_div: float = 1e4,
+) -> jax.Array:
     """One-cycle learning rate (Smith & Topin 2019; PyTorch's and optax's defaults).
 
     Cosine warm-up from ``peak / div`` to ``peak`` over the first ``pct_start`` of
     ``total_steps``, then cosine annealing to ``peak / (div * final_div)``. Written
     with ``jnp`` so that ``total_steps`` and ``peak`` may be traced: fits that
     differ only in them share one compiled step.
+
+    Args:
+        count: the step (may be traced).
+        total_steps: the schedule's length in steps (may be traced).
+        peak: the largest rate (may be traced).
+        pct_start: fraction of ``total_steps`` spent warming up.
+        div: ``peak / div`` is the first rate.
+        final_div: ``peak / (div * final_div)`` is the last rate.
+
+    Returns:
+        The rate at ``count``, float32.
+
+    Examples:
+        >>> [round(float(one_cycle(c, 100, 1e-3)), 6) for c in (0, 30, 100)]
+        [4e-05, 0.001, 0.0]
     """
     count = jnp.asarray(count, jnp.float32)
     up = jnp.maximum(pct_start * total_steps, 1.0)
@@ -329,15 +354,26 @@ def fit(
         metric was negated (``model.metric_negated``).
 
     Raises:
-        TypeError: ``trajectories`` is not a :class:`Trajectories`.
+        TypeError: ``trajectories`` is not a :class:`Trajectories`, or
+            ``model_kwargs`` holds a keyword :class:`LatentODE` does not take.
         ValueError: an argument out of range (``steps``, ``batch_size``,
             ``mu``, ``held_out``, ``learning_rate``, ``path_penalty``,
-            ``eval_every``, ``patience``, ``seed``), runs too short for a
-            window, a ``checkpoint_dir`` that cannot be made or written (said
-            before training) or holds a checkpoint of another fit, or a
-            held-out error never finite.
+            ``eval_every``, ``patience``, ``seed``, or a ``model_kwargs``
+            value :class:`LatentODE` refuses), runs too short for a
+            window (``T < 3``, or no run with 2 valid ticks), a valid value
+            outside float32's range, a ``checkpoint_dir`` that cannot be made
+            or written (said before training) or holds a checkpoint of another
+            fit, or a held-out error never finite.
         FloatingPointError: the fit diverged (a non-finite training loss);
             lower ``learning_rate`` or ``path_penalty``.
+
+    Warns:
+        UserWarning: the metric rises with the training loss, as a
+            lower-is-better metric does (negate it first:
+            :meth:`~optax_lode.Trajectories.with_negated_metric`), or
+            ``held_out`` could not hold runs out (a single run, or a split
+            leaving one side nothing to evaluate or train on), so the fit
+            stops early on the training loss instead.
 
     Examples:
         >>> from optax_lode.runs import synthetic_sweep

@@ -49,6 +49,17 @@ def rows_finite(x: Float[Array, "*rows k"]) -> Bool[Array, " *rows"]:
     Written as ``k`` elementwise ANDs rather than ``jnp.all``: inside a
     jitted training step every reduction costs the CPU runtime about 1 us on
     each call of the step, even in a ``lax.cond`` branch that never runs.
+
+    Args:
+        x: rows of ``k >= 1`` entries on the last axis.
+
+    Returns:
+        ``x.shape[:-1]`` booleans, ``jnp.all(jnp.isfinite(x), axis=-1)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> rows_finite(jnp.array([[1.0, 2.0], [1.0, jnp.nan]])).tolist()
+        [True, False]
     """
     ok = jnp.isfinite(x[..., 0])
     for j in range(1, x.shape[-1]):
@@ -71,6 +82,13 @@ def default_ticks_per_step(T: int, solver: str = "euler") -> int:
     300 ticks; otherwise ``T // 150``, so that every run is integrated with at
     least 150 steps (a step of at most ``1/150`` of a run).
 
+    Args:
+        T: ticks in a whole run.
+        solver: the solver, one of :data:`SOLVERS`.
+
+    Returns:
+        Ticks per solver step, at least 1.
+
     Examples:
         >>> tuple(default_ticks_per_step(T) for T in (60, 299, 300, 600, 1000))
         (1, 1, 2, 4, 6)
@@ -90,7 +108,11 @@ class TanhMLP(eqx.Module):
 
     layers: tuple[eqx.nn.Linear, ...]
 
-    def __init__(self, in_size: int, out_size: int, width: int, depth: int, *, key):
+    def __init__(
+        self, in_size: int, out_size: int, width: int, depth: int, *, key: PRNGKeyArray
+    ):
+        """``depth`` hidden layers of ``width`` between ``in_size`` inputs and
+        ``out_size`` outputs, float32 weights initialised from ``key``."""
         sizes = [in_size] + [width] * depth + [out_size]
         keys = jax.random.split(key, len(sizes) - 1)
         self.layers = tuple(
@@ -441,9 +463,9 @@ class LatentODE(eqx.Module):
         depth: int = 2,
         mu: int | None = None,
         normalisation: Normalisation | None = None,
-        lr_range: ArrayLike | None = None,
-        best_lr_path: ArrayLike | None = None,
-        latent_scale: ArrayLike | None = None,
+        lr_range: Float[ArrayLike, " 2"] | None = None,
+        best_lr_path: Float[ArrayLike, " T"] | None = None,
+        latent_scale: Float[ArrayLike, " latent"] | None = None,
         solver: Solver = "euler",
         ticks_per_step: int | None = None,
         training_summary: Mapping[str, Any] | None = None,
@@ -475,6 +497,25 @@ class LatentODE(eqx.Module):
                 it; ``save_model`` stores it in the header). Its
                 ``steps_per_tick``, if any, must be an int >= 1 or None, and
                 ``metric_negated``, if any, a bool.
+
+        Raises:
+            ValueError: ``T``, ``latent_size``, ``hidden_size``, ``depth`` or
+                ``mu`` is not a whole number; ``T < 3``; an unknown
+                ``solver``; a ``ticks_per_step`` that is not a positive integer,
+                or other than 1 for ``tsit5``; ``mu`` outside ``[1, T]``;
+                ``latent_size`` or ``hidden_size`` below 1 or ``depth`` below
+                0; ``lr_range``, ``best_lr_path`` or ``latent_scale`` of
+                another shape than ``(2,)``, ``(T,)``, ``(latent_size,)``, or
+                (when concrete) with an entry that is not finite and positive
+                in float32; an ``lr_range`` whose min exceeds its max; or a
+                ``training_summary`` whose ``steps_per_tick`` is not an int
+                >= 1 or None, or whose ``metric_negated`` is not a bool.
+
+        Examples:
+            >>> import jax
+            >>> model = LatentODE(T=600, key=jax.random.key(0), solver="heun")
+            >>> model.mu, model.ticks_per_step, model.steps_per_tick
+            (30, 4, None)
         """
         T, latent_size, hidden_size, depth = (
             whole(name, v)
@@ -601,7 +642,28 @@ class LatentODE(eqx.Module):
     ) -> LatentODE:
         """The same model (weights, metadata) integrated with another solver.
 
-        ``ticks_per_step`` defaults to this model's (1 for ``tsit5``).
+        Nothing is refitted: a model fitted with one solver predicts a little
+        differently with another (``benchmarks/solver_choice.py`` compares
+        them).
+
+        Args:
+            solver: one of :data:`SOLVERS`.
+            ticks_per_step: ticks per step of a fixed-step solver; default
+                this model's (1 for ``tsit5``, which takes only 1).
+
+        Returns:
+            A new model with the same weights, data and training summary.
+
+        Raises:
+            ValueError: an unknown ``solver``, or a ``ticks_per_step`` that is
+                not a positive integer (or other than 1 for ``tsit5``).
+
+        Examples:
+            >>> import jax
+            >>> model = LatentODE(T=50, key=jax.random.key(0))
+            >>> rk4 = model.with_solver("rk4", ticks_per_step=2)
+            >>> rk4.solver, rk4.ticks_per_step, model.solver
+            ('rk4', 2, 'euler')
         """
         if ticks_per_step is None:
             ticks_per_step = 1 if solver == "tsit5" else self.ticks_per_step
@@ -615,6 +677,17 @@ class LatentODE(eqx.Module):
         or arrays) or was recorded wrongly (a tracker whose step is not the
         optimizer step): :func:`~optax_lode.lode_schedule` checks a live run
         against it. Nothing is refitted; ``model_digest`` is unchanged.
+
+        Args:
+            steps_per_tick: optimizer steps per tick of the runs, a whole
+                number >= 1, or ``None`` for unknown.
+
+        Returns:
+            A new model whose training summary records ``steps_per_tick``.
+
+        Raises:
+            ValueError: ``steps_per_tick`` is neither a whole number >= 1 nor
+                ``None``.
 
         Examples:
             >>> import jax
@@ -684,7 +757,26 @@ class LatentODE(eqx.Module):
         """Latent state at the window's FIRST tick (the ODE-RNN's output).
 
         Rows that are masked out or hold a non-finite value are skipped by the GRU
-        (the hidden ODE still carries the state across them).
+        (the hidden ODE still carries the state across them). :meth:`encode`
+        carries it on to the window's last tick.
+
+        Args:
+            window: ``(ticks, 3)`` NORMALISED features, oldest first.
+            mask: ``(ticks,)`` booleans, False for a missing tick; ``None``
+                means all valid.
+
+        Returns:
+            The ``(latent_size,)`` latent at the window's first row.
+
+        Raises:
+            ValueError: ``window`` is not ``(ticks, 3)``, or ``mask`` is not
+                ``(ticks,)``.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> model.encode_start(jnp.zeros((4, 3))).shape
+            (20,)
         """
         window = jnp.asarray(window)
         if window.ndim != 2 or window.shape[-1] != len(FEATURES):
@@ -732,6 +824,17 @@ class LatentODE(eqx.Module):
 
         Returns:
             ``z0``, the ``(latent_size,)`` state to :meth:`decode` from.
+
+        Raises:
+            ValueError: as :meth:`encode_start`.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> mask = jnp.array([False, True, True, True])  # tick 0 missing
+            >>> z0 = model.encode(jnp.zeros((4, 3)), mask)
+            >>> z0.shape
+            (20,)
         """
         z_start = self.encode_start(window, mask)
         n = jnp.asarray(window).shape[0]
@@ -747,8 +850,25 @@ class LatentODE(eqx.Module):
         """Latent states at ticks ``0 .. num_ticks - 1`` after ``z0`` (row 0 = z0).
 
         A failed adaptive solve makes every row NaN; it never raises under ``jit``.
-        ``unroll`` (fixed-step solvers: steps per loop iteration) trades compile
-        time for run time.
+
+        Args:
+            z0: the latent at row 0.
+            num_ticks: rows of the path (a Python int, >= 1: it fixes the
+                shape).
+            unroll: fixed-step solvers' steps per loop iteration; trades
+                compile time for run time.
+
+        Returns:
+            ``(num_ticks, latent_size)``: row ``k`` is ``k`` ticks after ``z0``.
+
+        Raises:
+            ValueError: ``num_ticks`` is below 1.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> model.latent_path(jnp.zeros(20), 5).shape
+            (5, 20)
         """
         num_ticks = _num_ticks(num_ticks)
         z0 = jnp.asarray(z0, jnp.float32)
@@ -769,6 +889,24 @@ class LatentODE(eqx.Module):
         :meth:`latent_path` (Euler also folds the first layer into the step:
         :func:`_euler_paths_folded`); the adaptive solver is vmapped. Equal
         to ``vmap`` of :meth:`latent_path` up to float rounding.
+
+        Args:
+            z0s: ``(n, latent_size)`` latents, one per path.
+            num_ticks: rows of each path (a Python int, >= 1).
+            unroll: fixed-step solvers' steps per loop iteration.
+
+        Returns:
+            ``(n, num_ticks, latent_size)``: ``[i, k]`` is ``k`` ticks after
+            ``z0s[i]``.
+
+        Raises:
+            ValueError: ``num_ticks`` is below 1.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> model.latent_paths(jnp.zeros((3, 20)), 5).shape
+            (3, 5, 20)
         """
         return jnp.swapaxes(self._paths_by_tick(z0s, num_ticks, unroll), 0, 1)
 
@@ -816,7 +954,22 @@ class LatentODE(eqx.Module):
     def decode_latents(
         self, zs: Float[Array, "num_ticks latent"]
     ) -> Float[Array, "num_ticks 3"]:
-        """Decoder applied per row; rows with a non-finite latent become NaN."""
+        """Decoder applied per row; rows with a non-finite latent become NaN.
+
+        Args:
+            zs: latents, one per row (e.g. a :meth:`latent_path`).
+
+        Returns:
+            ``(num_ticks, 3)`` NORMALISED features, NaN in every entry of a row
+            whose latent is not finite.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> zs = jnp.zeros((3, 20)).at[1, 0].set(jnp.inf)
+            >>> jnp.isnan(model.decode_latents(zs)).all(axis=1).tolist()
+            [False, True, False]
+        """
         out = jax.vmap(self.decoder)(jnp.where(jnp.isfinite(zs), zs, 0.0))
         finite = rows_finite(zs)[..., None]
         return jnp.where(finite, out, jnp.nan)
@@ -834,6 +987,15 @@ class LatentODE(eqx.Module):
             ``(num_ticks, 3)``: row 0 is the current tick, row ``k`` is ``k`` ticks
             later. A failed or non-finite solve yields NaN rows, never an
             exception under ``jit``; callers test ``jnp.isfinite``.
+
+        Raises:
+            ValueError: ``num_ticks`` is below 1.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> model.decode(jnp.zeros(20), 5).shape
+            (5, 3)
         """
         return self.decode_latents(self.latent_path(z0, num_ticks))
 
@@ -847,6 +1009,23 @@ class LatentODE(eqx.Module):
         scan also advances the decoder's first layer, see
         :func:`_euler_paths_folded`). Same as
         ``decode_rollout(rollout(z0s, num_ticks))`` with ticks moved second.
+
+        Args:
+            z0s: ``(n, latent_size)`` latents at the current tick.
+            num_ticks: rows to predict for each (a Python int, >= 1).
+
+        Returns:
+            ``(n, num_ticks, 3)`` NORMALISED features: ``[i, k]`` is ``k``
+            ticks after ``z0s[i]``; NaN rows where a solve failed.
+
+        Raises:
+            ValueError: ``num_ticks`` is below 1.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> model.decode_many(jnp.zeros((3, 20)), 5).shape
+            (3, 5, 3)
         """
         return jnp.swapaxes(self.decode_rollout(self.rollout(z0s, num_ticks)), 0, 1)
 
@@ -885,6 +1064,20 @@ class LatentODE(eqx.Module):
         Returns:
             ``(num_ticks, n, state)``: row ``k`` is ``k`` ticks after ``z0s``
             (with ``with_end``, a tuple of that and the ``(n, latent)`` end).
+
+        Raises:
+            ValueError: ``num_ticks`` is below 1, or ``with_end`` without the
+                Euler solver, with a ``num_ticks`` that is not a multiple of
+                :attr:`rollout_block_ticks`, or with ``valid_ticks``.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> states, end = model.rollout(jnp.zeros((3, 20)), 16, with_end=True)
+            >>> model.rollout_block_ticks, states.shape, end.shape
+            (8, (16, 3, 20), (3, 20))
+            >>> model.decode_rollout(states[::5]).shape  # rows 0, 5, 10, 15
+            (4, 3, 3)
         """
         z0s = jnp.asarray(z0s, jnp.float32)
         if with_end:
@@ -922,6 +1115,20 @@ class LatentODE(eqx.Module):
     ) -> Float[Array, "*rows 3"]:
         """Predicted NORMALISED features of rows of :meth:`rollout` (any
         leading shape, e.g. a gather of a few rows); non-finite rows give NaN.
+
+        Args:
+            states: rows of a :meth:`rollout` of this model, the state on the
+                last axis.
+
+        Returns:
+            The features of each row, ``states.shape[:-1] + (3,)``.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> states = model.rollout(jnp.zeros((2, 20)), 8)
+            >>> model.decode_rollout(states[jnp.array([0, 7])]).shape
+            (2, 2, 3)
         """
         if not self._folds_euler:
             flat = states.reshape(-1, states.shape[-1])
@@ -936,5 +1143,30 @@ class LatentODE(eqx.Module):
         num_ticks: int,
         mask: Bool[Array, " ticks"] | None = None,
     ) -> Float[Array, "num_ticks 3"]:
-        """``decode(encode(window, mask), num_ticks)`` (normalised units)."""
+        """``decode(encode(window, mask), num_ticks)`` (normalised units).
+
+        For raw values, normalise the window first and invert the prediction:
+        ``norm.inverse(model.predict(norm.forward(raw), k))`` with ``norm =
+        model.normalisation``.
+
+        Args:
+            window: ``(ticks, 3)`` NORMALISED features, oldest first; the last
+                row is the current tick.
+            num_ticks: rows to predict (a Python int, >= 1).
+            mask: ``(ticks,)`` booleans, False for a missing tick; ``None``
+                means all valid.
+
+        Returns:
+            ``(num_ticks, 3)`` NORMALISED features: row 0 is the window's last
+            tick, row ``k`` is ``k`` ticks later.
+
+        Raises:
+            ValueError: as :meth:`encode` and :meth:`decode`.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> model = LatentODE(T=20, key=jax.random.key(0))
+            >>> model.predict(jnp.zeros((4, 3)), 10).shape
+            (10, 3)
+        """
         return self.decode(self.encode(window, mask), num_ticks)

@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 FEATURES: tuple[str, str, str] = ("loss", "metric", "lr")
 """The model's three features, in column order."""
@@ -40,7 +40,17 @@ class Normalisation(eqx.Module):
     mean: Float[Array, " 3"]
     std: Float[Array, " 3"]
 
-    def __init__(self, mean, std):
+    def __init__(self, mean: Float[ArrayLike, " 3"], std: Float[ArrayLike, " 3"]):
+        """Normalisation with the given statistics (stored as float32).
+
+        Args:
+            mean: means of ``log loss``, ``metric`` and ``log lr``, finite.
+            std: their standard deviations, finite and > 0.
+
+        Raises:
+            ValueError: ``mean`` or ``std`` is not of shape ``(3,)``, or (when
+                concrete, not traced) not finite, or a std is not > 0.
+        """
         mean = jnp.asarray(mean, dtype=jnp.float32)
         std = jnp.asarray(std, dtype=jnp.float32)
         if mean.shape != (3,) or std.shape != (3,):
@@ -64,14 +74,38 @@ class Normalisation(eqx.Module):
 
     @classmethod
     def identity(cls, lr_center: float = 1e-2) -> Normalisation:
-        """Unit statistics, the learning rate centred on ``lr_center`` (untrained)."""
+        """Unit statistics, the learning rate centred on ``lr_center`` (untrained).
+
+        What an untrained :class:`~optax_lode.LatentODE` uses: mean 0 and std 1
+        for ``log loss`` and ``metric``, mean ``log(lr_center)`` and std 1 for
+        ``log lr``.
+
+        Args:
+            lr_center: the learning rate that normalises to 0, > 0.
+
+        Returns:
+            The normalisation.
+
+        Raises:
+            ValueError: ``lr_center`` is not finite and > 0 (its log is not
+                finite).
+
+        Examples:
+            >>> norm = Normalisation.identity(1e-3)
+            >>> [round(float(x), 4) for x in norm.forward([1.0, 0.5, 1e-3])]
+            [0.0, 0.5, 0.0]
+        """
         return cls(
             mean=np.array([0.0, 0.0, np.log(lr_center)]), std=np.ones(3, np.float32)
         )
 
     @classmethod
     def from_data(
-        cls, raw: np.ndarray, mask: np.ndarray | None = None, *, min_std: float = 1e-6
+        cls,
+        raw: Float[ArrayLike, "*rows 3"],
+        mask: Bool[ArrayLike, "*rows"] | None = None,
+        *,
+        min_std: float = 1e-6,
     ) -> Normalisation:
         """Statistics of the valid rows of ``raw`` (``(..., 3)`` loss, metric, lr).
 
@@ -86,6 +120,18 @@ class Normalisation(eqx.Module):
 
         Returns:
             The normalisation whose ``forward`` standardises those rows.
+
+        Raises:
+            ValueError: ``min_std`` is not finite and > 0, ``raw`` does not
+                end in 3 features, no row is valid, a valid row is not finite,
+                or a valid loss or learning rate is not > 0.
+
+        Examples:
+            >>> import numpy as np
+            >>> raw = np.array([[1.0, 0.1, 1e-2], [np.e, 0.3, 1e-2]])
+            >>> norm = Normalisation.from_data(raw)
+            >>> [round(float(m), 3) for m in norm.mean]
+            [0.5, 0.2, -4.605]
         """
         if not (math.isfinite(min_std) and min_std > 0):
             raise ValueError(f"min_std must be finite and > 0; got {min_std}.")
@@ -109,8 +155,25 @@ class Normalisation(eqx.Module):
         floor = np.array([min_std, metric_floor, min_std])
         return cls(mean=feats.mean(0), std=np.maximum(feats.std(0), floor))
 
-    def forward(self, raw: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
-        """Raw ``(loss, metric, lr)`` -> normalised features."""
+    def forward(self, raw: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
+        """Raw ``(loss, metric, lr)`` -> normalised features.
+
+        Jittable and elementwise over the leading axes; a loss or rate of 0 or
+        below gives a non-finite feature (it has no log), never an error.
+
+        Args:
+            raw: raw tick records, the features on the last axis.
+
+        Returns:
+            ``((log loss - m0)/s0, (metric - m1)/s1, (log lr - m2)/s2)``, of
+            ``raw``'s shape.
+
+        Examples:
+            >>> import numpy as np
+            >>> norm = Normalisation(mean=[0.0, 0.5, np.log(1e-2)], std=[1.0, 0.5, 2.0])
+            >>> [round(float(x), 4) for x in norm.forward([np.e, 1.0, 1e-2])]
+            [1.0, 1.0, 0.0]
+        """
         raw = jnp.asarray(raw)
         feats = jnp.stack(
             [jnp.log(raw[..., 0]), raw[..., 1], jnp.log(raw[..., 2])], axis=-1
@@ -120,8 +183,23 @@ class Normalisation(eqx.Module):
         mean, std = (_to_rank(v, feats.ndim) for v in (self.mean, self.std))
         return (feats - mean) / std
 
-    def inverse(self, normalised: Float[Array, "... 3"]) -> Float[Array, "... 3"]:
-        """Normalised features -> raw ``(loss, metric, lr)``."""
+    def inverse(self, normalised: Float[ArrayLike, "... 3"]) -> Float[Array, "... 3"]:
+        """Normalised features -> raw ``(loss, metric, lr)``; undoes :meth:`forward`.
+
+        Args:
+            normalised: normalised features, on the last axis.
+
+        Returns:
+            Raw ``(loss, metric, lr)`` of ``normalised``'s shape (loss and
+            rate positive, or 0 or inf where their exponential under- or
+            overflows).
+
+        Examples:
+            >>> import numpy as np
+            >>> norm = Normalisation(mean=[0.0, 0.5, np.log(1e-2)], std=[1.0, 0.5, 2.0])
+            >>> [round(float(x), 4) for x in norm.inverse([0.0, 1.0, 0.0])]
+            [1.0, 1.0, 0.01]
+        """
         feats = jnp.asarray(normalised)
         mean, std = (_to_rank(v, feats.ndim) for v in (self.mean, self.std))
         feats = feats * std + mean

@@ -43,7 +43,27 @@ SCHEDULES = {
 
 
 def schedule_path(schedule: str, peak_lr: float, ticks: int) -> np.ndarray:
-    """The per-tick learning rate of a named shape scaled to ``peak_lr``."""
+    """The per-tick learning rate of a named shape scaled to ``peak_lr``.
+
+    Args:
+        schedule: a name from :data:`SCHEDULES` (``"constant"``,
+            ``"cosine"``, ``"linear"``, ``"exponential"``, ``"onecycle"``,
+            ``"step"``).
+        peak_lr: the shape's largest rate (its first, but for ``onecycle``,
+            which warms up to it).
+        ticks: length of the path; progress runs from 0 at tick 0 to 1 at
+            tick ``ticks - 1``.
+
+    Returns:
+        ``(ticks,)`` float64 learning rates.
+
+    Raises:
+        ValueError: ``schedule`` is not a name of :data:`SCHEDULES`.
+
+    Examples:
+        >>> schedule_path("step", 1.0, 4).tolist()
+        [1.0, 1.0, 0.1, 0.01]
+    """
     if schedule not in SCHEDULES:
         raise ValueError(
             f"unknown schedule {schedule!r}; use one of {list(SCHEDULES)}."
@@ -77,6 +97,15 @@ def simulate_curve(
 
     Returns:
         ``(loss, metric)``, each ``(ticks,)``; loss is positive, metric in (0, 1).
+
+    Raises:
+        ValueError: ``lr`` is not a non-empty 1-D array of positive finite
+            rates, or ``ticks_per_unit`` is below 1.
+
+    Examples:
+        >>> loss, metric = simulate_curve(schedule_path("cosine", 3e-2, 50), seed=0)
+        >>> loss.shape, bool(loss[-1] < loss[0]), bool(metric[-1] > metric[0])
+        ((50,), True, True)
     """
     lr = np.asarray(lr, np.float64)
     if lr.ndim != 1 or lr.size == 0 or np.any(~np.isfinite(lr)) or np.any(lr <= 0):
@@ -126,7 +155,14 @@ def synthetic_sweep(
 
     Returns:
         The runs, with ``info`` columns ``schedule``, ``seed``, ``peak_lr`` and
-        ``test_metric`` (the final metric plus independent noise).
+        ``test_metric`` (the final metric plus independent noise), and run ids
+        like ``"cosine-0.01-s0"``. Their :attr:`~Trajectories.steps_per_tick`
+        is unknown (``None``): no optimizer steps were taken.
+
+    Raises:
+        ValueError: ``ticks`` below 1, an empty ``schedules``, ``peak_lrs`` or
+            ``seeds``, an unknown schedule name, or a peak learning rate that
+            is not positive and finite.
 
     Examples:
         >>> traj = synthetic_sweep(ticks=50, seeds=(0,))

@@ -7,7 +7,7 @@ import hashlib
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from optax_lode._files import atomic_write
 from optax_lode._seeds import check_seed
 from optax_lode._warn import caller_stacklevel
 from optax_lode._whole import whole
+
+if TYPE_CHECKING:  # annotations only (no runtime shape checks)
+    from jaxtyping import Bool, Float
 
 _SERIES = ("loss", "metric", "lr")
 # Ticks of one run at most: a larger tick is a step number, or a typo.
@@ -35,7 +38,22 @@ _NA_STRINGS = [
 
 
 class DivergedRunWarning(UserWarning):
-    """A run had a non-finite value; it is masked from that tick on."""
+    """A run had a non-finite value; it is masked from that tick on.
+
+    Issued by the :class:`Trajectories` readers (:meth:`~Trajectories.from_arrays`,
+    :meth:`~Trajectories.from_dataframe` and those built on them), once per
+    diverged run, naming the run, the series and the tick. Filter it with
+    :mod:`warnings` like any ``UserWarning``.
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     runs = Trajectories.from_arrays(
+        ...         [[1.0, float("nan"), 0.5]], [[0.1, 0.2, 0.3]], [[1e-2] * 3])
+        >>> caught[0].category.__name__, runs.mask.tolist()
+        ('DivergedRunWarning', [[True, False, False]])
+    """
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -75,6 +93,14 @@ class Trajectories:
             the model (``model.metric_negated``), so that whoever uses the
             model is reminded to pass the negated value too.
 
+    Raises:
+        TypeError: (the raw constructor) ``metric_negated`` is not a bool.
+        ValueError: (the raw constructor) ``mask`` is not a 2-D bool array, a
+            series is not float64 of the mask's shape, ``steps_per_tick`` is
+            not a whole number >= 1 (or None), the run ids are not one per
+            run and unique, or ``info`` is not indexed by the run ids in
+            order.
+
     Examples:
         >>> import numpy as np
         >>> t = np.arange(10)
@@ -94,7 +120,7 @@ class Trajectories:
     steps_per_tick: int | None = None
     metric_negated: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.metric_negated, bool | np.bool_):
             raise TypeError(
                 f"metric_negated must be a bool; got {self.metric_negated!r}: "
@@ -153,10 +179,23 @@ class Trajectories:
         return self.metric[np.arange(self.num_runs), idx]
 
     def features(self) -> np.ndarray:
-        """``(runs, ticks, 3)`` raw ``(loss, metric, lr)`` (NaN where masked)."""
+        """The three series stacked as the model's raw features.
+
+        Returns:
+            A new ``(runs, ticks, 3)`` float64 array of raw ``(loss, metric,
+            lr)`` (NaN where masked), in the order of
+            :data:`~optax_lode.model.FEATURES`.
+
+        Examples:
+            >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]],
+            ...                                 [[1e-2, 1e-2]])
+            >>> runs.features().shape
+            (1, 2, 3)
+        """
         return np.stack([self.loss, self.metric, self.lr], axis=-1)
 
     def __len__(self) -> int:
+        """The number of runs (:attr:`num_runs`)."""
         return self.num_runs
 
     def __repr__(self) -> str:
@@ -176,11 +215,11 @@ class Trajectories:
     @classmethod
     def from_arrays(
         cls,
-        loss: ArrayLike,
-        metric: ArrayLike,
-        lr: ArrayLike,
+        loss: Float[ArrayLike, "runs ticks"],
+        metric: Float[ArrayLike, "runs ticks"],
+        lr: Float[ArrayLike, "runs ticks"],
         *,
-        mask: ArrayLike | None = None,
+        mask: Bool[ArrayLike, "runs ticks"] | None = None,
         run_ids: Sequence[Any] | None = None,
         info: pd.DataFrame | Mapping[str, Sequence[Any]] | None = None,
         steps_per_tick: int | None = None,
@@ -212,10 +251,28 @@ class Trajectories:
             :class:`DivergedRunWarning` naming it.
 
         Raises:
-            ValueError: on mismatched shapes, duplicate run ids, a non-positive
-                loss or learning rate, a run without any valid tick, or an
-                ``info`` whose integer index reorders the runs (ambiguous: by
-                row or by run id?).
+            TypeError: ``metric_negated`` is not a bool.
+            ValueError: on a ragged, complex or non-2-D series, mismatched
+                shapes, no run or no tick, a ``mask`` that is not boolean,
+                duplicate or empty run ids, a non-positive loss or learning
+                rate, a run without any valid tick, a ``steps_per_tick`` that
+                is not a whole number >= 1, an ``info`` that is neither a
+                DataFrame nor a mapping or has another number of rows (or
+                values) than runs, or an ``info`` whose index names only some
+                run ids or whose integer index reorders the runs (ambiguous:
+                by row or by run id?).
+
+        Warns:
+            DivergedRunWarning: for each run with a non-finite valid entry.
+
+        Examples:
+            >>> import numpy as np
+            >>> runs = Trajectories.from_arrays(
+            ...     loss=[[1.0, 0.5, np.nan]], metric=[[0.1, 0.2, np.nan]],
+            ...     lr=[[1e-2, 1e-2, np.nan]], mask=[[True, True, False]],
+            ...     run_ids=["short"], info={"schedule": ["constant"]})
+            >>> runs.lengths, runs.info.loc["short", "schedule"]
+            (array([2]), 'constant')
         """
         arrays = {}
         for name, value in (("loss", loss), ("metric", metric), ("lr", lr)):
@@ -322,10 +379,33 @@ class Trajectories:
             The runs, in order of first appearance.
 
         Raises:
-            TypeError: ``df`` is not a pandas DataFrame.
-            ValueError: naming the run and column, on a missing column, a duplicate,
-                negative or non-integer tick, a non-positive loss or learning rate,
-                or a run whose values are all NaN.
+            TypeError: ``df`` is not a pandas DataFrame, or ``metric_negated``
+                is not a bool.
+            ValueError: naming the run and column, on a missing column, an
+                empty table, missing run ids or ids that read as the same text,
+                a duplicate, negative, non-integer or too large (a step
+                number?) tick, a non-numeric or complex value, a non-positive
+                loss or learning rate, or a run whose values are all NaN; and
+                on a ``num_ticks`` that is not a whole number above every tick,
+                or a ``steps_per_tick`` that is not a whole number >= 1.
+
+        Warns:
+            DivergedRunWarning: for each run with an empty (NaN) loss or an
+                infinite value: divergence, masked from that tick on.
+            UserWarning: columns that vary within a run are dropped, or
+                fewer than half of a long grid's ticks hold a record (ticks
+                that are step numbers?).
+
+        Examples:
+            >>> import pandas as pd
+            >>> df = pd.DataFrame({"run": ["a", "a", "b"], "tick": [0, 1, 0],
+            ...                    "loss": [1.0, 0.8, 1.1],
+            ...                    "metric": [0.1, 0.3, 0.1],
+            ...                    "lr": [1e-2, 1e-2, 3e-2],
+            ...                    "schedule": ["constant", "constant", "cosine"]})
+            >>> runs = Trajectories.from_dataframe(df)
+            >>> runs.run_ids, runs.mask.tolist(), runs.info["schedule"].tolist()
+            (('a', 'b'), [[True, True], [True, False]], ['constant', 'cosine'])
         """
         if not isinstance(df, pd.DataFrame):
             raise TypeError(
@@ -473,7 +553,37 @@ class Trajectories:
         missing: an info column of codes like ``007`` needs ``text=["code"]``
         (Parquet keeps every type). A CSV file does not keep the runs'
         clock, nor whether their metric was negated: give them as
-        ``steps_per_tick=k`` and ``metric_negated=True``."""
+        ``steps_per_tick=k`` and ``metric_negated=True``.
+
+        Args:
+            path: the CSV file, long format (one row per run and tick, with a
+                header row).
+            text: further columns to read as text (each must be a column of
+                the file), e.g. an info column of codes like ``007``.
+            **columns: keyword arguments of :meth:`from_dataframe`: the column
+                names ``run``, ``tick``, ``loss``, ``metric``, ``lr``, and
+                ``num_ticks``, ``steps_per_tick``, ``metric_negated``.
+
+        Returns:
+            The runs, as :meth:`from_dataframe` returns them.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file is empty or has a header but no rows, ``text``
+                is a string or names a column the file lacks, or as
+                :meth:`from_dataframe`.
+            TypeError: as :meth:`from_dataframe`.
+
+        Examples:
+            >>> import os, tempfile
+            >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]],
+            ...                                 [[1e-2, 1e-2]], run_ids=["007"])
+            >>> path = os.path.join(tempfile.mkdtemp(), "runs.csv")
+            >>> runs.to_csv(path)
+            >>> back = Trajectories.from_csv(path, steps_per_tick=10)
+            >>> back.run_ids, back.steps_per_tick
+            (('007',), 10)
+        """
         run = columns.get("run", "run")
         try:
             header = pd.read_csv(path, nrows=0).columns
@@ -514,6 +624,34 @@ class Trajectories:
         stopped early) stay on the grid. It also records the runs'
         ``steps_per_tick`` when known, used unless ``steps_per_tick`` is given,
         and whether its metric was negated (:meth:`with_negated_metric`).
+
+        Args:
+            path: the Parquet file, long format (one row per run and tick).
+            **columns: keyword arguments of :meth:`from_dataframe`: the column
+                names ``run``, ``tick``, ``loss``, ``metric``, ``lr``, and
+                ``num_ticks``, ``steps_per_tick``, ``metric_negated``, each
+                overriding what the file records.
+
+        Returns:
+            The runs, as :meth:`from_dataframe` returns them.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file records an invalid clock (a
+                ``steps_per_tick`` that is not a whole number >= 1) or an
+                invalid ``metric_negated`` (not a bool), unless the argument
+                is given; or as :meth:`from_dataframe`.
+            TypeError: as :meth:`from_dataframe`.
+
+        Examples:
+            >>> import os, tempfile
+            >>> runs = Trajectories.from_arrays(
+            ...     [[1.0, 0.5]], [[0.1, 0.2]], [[1e-2, 1e-2]], steps_per_tick=10)
+            >>> path = os.path.join(tempfile.mkdtemp(), "runs.parquet")
+            >>> runs.with_negated_metric().to_parquet(path)
+            >>> back = Trajectories.from_parquet(path)
+            >>> back.steps_per_tick, back.metric_negated
+            (10, True)
         """
         df = pd.read_parquet(path)
         recorded = df.attrs.get("num_ticks")
@@ -547,8 +685,34 @@ class Trajectories:
     def from_file(
         cls, path: str | os.PathLike, *, text: Sequence[str] = (), **columns: Any
     ) -> Trajectories:
-        """Reads ``.csv`` or ``.parquet`` (``.pq``) by the file's extension
-        (``text``: as for :meth:`from_csv`; Parquet keeps every type)."""
+        """Reads ``.csv`` or ``.parquet`` (``.pq``) by the file's extension.
+
+        Args:
+            path: a file whose name ends in ``.csv``, ``.parquet`` or ``.pq``
+                (any case).
+            text: for a CSV file, further columns to read as text, as for
+                :meth:`from_csv` (ignored for Parquet, which keeps every type).
+            **columns: keyword arguments of :meth:`from_dataframe` (column
+                names, ``num_ticks``, ``steps_per_tick``, ``metric_negated``).
+
+        Returns:
+            The runs, read by :meth:`from_csv` or :meth:`from_parquet`.
+
+        Raises:
+            ValueError: the extension is neither, or as :meth:`from_csv` or
+                :meth:`from_parquet`.
+            FileNotFoundError: no file at ``path``.
+            TypeError: as :meth:`from_dataframe`.
+
+        Examples:
+            >>> import os, tempfile
+            >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]],
+            ...                                 [[1e-2, 1e-2]])
+            >>> path = os.path.join(tempfile.mkdtemp(), "runs.pq")
+            >>> runs.to_parquet(path)
+            >>> Trajectories.from_file(path).num_runs
+            1
+        """
         suffix = os.fspath(path).lower().rsplit(".", 1)[-1]
         if suffix == "csv":
             return cls.from_csv(path, text=text, **columns)
@@ -566,6 +730,27 @@ class Trajectories:
         Delegates to :func:`optax_lode.tracking.from_mlflow` (same arguments:
         ``tracking_uri``, ``loss``, ``metric``, ``lr``, ``tick``, ...). Needs the
         ``tracking`` extra.
+
+        Args:
+            experiment: the MLflow experiment's name (or id).
+            **options: keyword arguments of
+                :func:`optax_lode.tracking.from_mlflow`.
+
+        Returns:
+            The experiment's runs, as :func:`optax_lode.tracking.from_mlflow`
+            returns them.
+
+        Raises:
+            ImportError: MLflow is not installed (the ``tracking`` extra).
+            FileNotFoundError: a ``sqlite:///`` store does not exist.
+            ValueError: an unknown experiment, or (a
+                :class:`~optax_lode.tracking.RunAlignmentError`) runs that
+                cannot be put on the tick grid, each named.
+
+        Examples:
+            >>> runs = Trajectories.from_mlflow(  # doctest: +SKIP
+            ...     "lr-sweep", tracking_uri="sqlite:///mlflow.db",
+            ...     loss="train_loss", metric="val_accuracy", lr="lr")
         """
         from optax_lode.tracking import from_mlflow
 
@@ -580,6 +765,26 @@ class Trajectories:
         Delegates to :func:`optax_lode.tracking.from_tensorboard` (same
         arguments: ``loss``, ``metric``, ``lr``, ``tick``, ...). Needs the
         ``tracking`` extra.
+
+        Args:
+            logdir: the directory holding one sub-directory of event files
+                per run.
+            **options: keyword arguments of
+                :func:`optax_lode.tracking.from_tensorboard`.
+
+        Returns:
+            The runs, as :func:`optax_lode.tracking.from_tensorboard` returns
+            them.
+
+        Raises:
+            ImportError: TensorBoard is not installed (the ``tracking`` extra).
+            FileNotFoundError: ``logdir`` holds no event file.
+            ValueError: (a :class:`~optax_lode.tracking.RunAlignmentError`)
+                runs that cannot be put on the tick grid, each named.
+
+        Examples:
+            >>> runs = Trajectories.from_tensorboard(  # doctest: +SKIP
+            ...     "logs/", loss="train/loss", metric="val/accuracy", lr="lr")
         """
         from optax_lode.tracking import from_tensorboard
 
@@ -600,6 +805,19 @@ class Trajectories:
         ``steps_per_tick`` to :meth:`from_csv`), and so is
         :attr:`metric_negated` (``attrs["metric_negated"]``, only when true;
         :meth:`from_csv` takes ``metric_negated=True``).
+
+        Returns:
+            A new table with columns ``run``, ``tick``, ``loss``, ``metric``,
+            ``lr`` and then the :attr:`info` columns, and ``attrs`` as above.
+
+        Examples:
+            >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]],
+            ...                                 [[1e-2, 1e-2]])
+            >>> table = runs.to_dataframe()
+            >>> list(table.columns)
+            ['run', 'tick', 'loss', 'metric', 'lr', 'schedule', 'seed']
+            >>> table.attrs
+            {'num_ticks': 2}
         """
         r, t = np.nonzero(self.mask)
         out = pd.DataFrame(
@@ -623,9 +841,30 @@ class Trajectories:
     def to_parquet(self, path: str | os.PathLike) -> None:
         """Writes :meth:`to_dataframe` as Parquet (atomically).
 
+        The file keeps everything: the grid's length, :attr:`steps_per_tick`,
+        :attr:`metric_negated` and every :attr:`info` column's type;
+        :meth:`from_parquet` reads it back.
+
+        Args:
+            path: the file to write (conventionally ``*.parquet``); its
+                directory must exist. An existing file is replaced.
+
         Raises:
             ValueError: an :attr:`info` column Parquet cannot hold (of mixed
-                types, say), naming it.
+                types, say), naming it, or another value pyarrow refuses.
+            FileNotFoundError: ``path``'s directory does not exist.
+            IsADirectoryError: ``path`` is a directory.
+            OSError: the file cannot be written (no permission, say), naming
+                ``path``.
+
+        Examples:
+            >>> import os, tempfile
+            >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]],
+            ...                                 [[1e-2, 1e-2]], steps_per_tick=5)
+            >>> path = os.path.join(tempfile.mkdtemp(), "runs.parquet")
+            >>> runs.to_parquet(path)
+            >>> Trajectories.from_parquet(path).digest() == runs.digest()
+            True
         """
         import pyarrow as pa
 
@@ -646,11 +885,37 @@ class Trajectories:
             ) from None
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Writes :meth:`to_dataframe` as CSV (atomically). CSV keeps neither
-        the grid's length, nor :attr:`steps_per_tick`, nor
+        """Writes :meth:`to_dataframe` as CSV (atomically).
+
+        CSV keeps neither the grid's length, nor :attr:`steps_per_tick`, nor
         :attr:`metric_negated` (Parquet keeps them; runs whose metric is
         negated get a warning, since reading them back as logged and negating
-        again would undo it)."""
+        again would undo it): give them to :meth:`from_csv` when reading
+        back.
+
+        Args:
+            path: the file to write (conventionally ``*.csv``); its directory
+                must exist. An existing file is replaced.
+
+        Raises:
+            FileNotFoundError: ``path``'s directory does not exist.
+            IsADirectoryError: ``path`` is a directory.
+            OSError: the file cannot be written (no permission, say), naming
+                ``path``.
+
+        Warns:
+            UserWarning: the runs' metric is negated (:attr:`metric_negated`),
+                which the file cannot record.
+
+        Examples:
+            >>> import os, tempfile
+            >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]],
+            ...                                 [[1e-2, 1e-2]])
+            >>> path = os.path.join(tempfile.mkdtemp(), "runs.csv")
+            >>> runs.to_csv(path)
+            >>> open(path).readline().strip()
+            'run,tick,loss,metric,lr,schedule,seed'
+        """
         if self.metric_negated:
             warnings.warn(
                 f"{os.fspath(path)!r} holds the negated metric, and CSV cannot "
@@ -664,8 +929,32 @@ class Trajectories:
 
     # -- selection ---------------------------------------------------------------
 
-    def select(self, runs) -> Trajectories:
-        """The runs picked by integer indices, a bool mask over runs, or run ids."""
+    def select(self, runs: ArrayLike) -> Trajectories:
+        """The runs picked by integer indices, a bool mask over runs, or run ids.
+
+        Args:
+            runs: integer indices (negative ones count from the end), a
+                boolean mask of shape ``(num_runs,)``, or run ids (strings);
+                each run at most once. The result has the runs in this order.
+
+        Returns:
+            A new ``Trajectories`` of those runs (arrays and :attr:`info`
+            copied; :attr:`steps_per_tick` and :attr:`metric_negated` kept).
+
+        Raises:
+            ValueError: an empty selection, a run picked twice, an index out
+                of range, an unknown run id, a boolean mask of another shape,
+                or another kind of selection (floats, say).
+
+        Examples:
+            >>> runs = Trajectories.from_arrays(
+            ...     [[1.0], [2.0], [3.0]], [[0.1], [0.2], [0.3]], [[1e-2]] * 3,
+            ...     run_ids=["a", "b", "c"])
+            >>> runs.select([2, 0]).run_ids, runs.select(["b"]).run_ids
+            (('c', 'a'), ('b',))
+            >>> runs.select([True, False, True]).run_ids
+            ('a', 'c')
+        """
         runs = np.asarray(runs)
         if runs.dtype == bool:
             if runs.shape != (self.num_runs,):
@@ -723,6 +1012,18 @@ class Trajectories:
         counts epochs or samples): a model fitted to them records it, and
         :func:`~optax_lode.lode_schedule` checks a live run against it.
 
+        Args:
+            steps_per_tick: optimizer steps per tick, a whole number >= 1, or
+                ``None`` for unknown.
+
+        Returns:
+            A new ``Trajectories`` with the same runs (arrays shared, they
+            are read-only; :attr:`info` copied).
+
+        Raises:
+            ValueError: ``steps_per_tick`` is neither a whole number >= 1 nor
+                ``None``.
+
         Examples:
             >>> import numpy as np
             >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.1, 0.2]],
@@ -751,6 +1052,10 @@ class Trajectories:
         update), and runs given to :func:`~optax_lode.evaluate` are negated
         likewise.
 
+        Returns:
+            A new ``Trajectories`` with ``metric`` negated and
+            :attr:`metric_negated` flipped.
+
         Examples:
             >>> runs = Trajectories.from_arrays([[1.0, 0.5]], [[0.9, 0.4]],
             ...                                 [[1e-2, 1e-2]])
@@ -766,7 +1071,27 @@ class Trajectories:
             metric_negated=not self.metric_negated,
         )
 
-    def __getitem__(self, runs) -> Trajectories:
+    def __getitem__(self, runs: int | str | slice | ArrayLike) -> Trajectories:
+        """``traj[runs]``: :meth:`select`, also taking one index, one run id or
+        a slice.
+
+        Args:
+            runs: an int or a run id (a one-run result), a slice of runs, or
+                anything :meth:`select` takes.
+
+        Returns:
+            A new ``Trajectories`` of those runs.
+
+        Raises:
+            ValueError: as :meth:`select` (an empty slice, say).
+
+        Examples:
+            >>> runs = Trajectories.from_arrays(
+            ...     [[1.0], [2.0], [3.0]], [[0.1], [0.2], [0.3]], [[1e-2]] * 3,
+            ...     run_ids=["a", "b", "c"])
+            >>> runs[1].run_ids, runs["c"].run_ids, runs[:2].run_ids
+            (('b',), ('c',), ('a', 'b'))
+        """
         if isinstance(runs, slice):
             runs = np.arange(self.num_runs)[runs]
         elif isinstance(runs, int | np.integer | str):
@@ -784,7 +1109,20 @@ class Trajectories:
             seed: seed of the random permutation, in ``[0, 2**32)``.
 
         Returns:
-            ``(train, held_out)``, each keeping the original run order.
+            ``(train, held_out)``, each keeping the original run order;
+            ``round(held_out * num_runs)`` runs (clipped to ``1 ..
+            num_runs - 1``) are held out.
+
+        Raises:
+            ValueError: ``held_out`` is not in (0, 1), there are fewer than 2
+                runs, or ``seed`` is not a whole number in ``[0, 2**32)``.
+
+        Examples:
+            >>> runs = Trajectories.from_arrays(
+            ...     [[1.0]] * 5, [[0.1]] * 5, [[1e-2]] * 5)
+            >>> train, held = runs.split(held_out=0.4, seed=0)
+            >>> train.num_runs, held.num_runs
+            (3, 2)
         """
         if not 0.0 < float(held_out) < 1.0:
             raise ValueError(f"held_out must be a fraction in (0, 1); got {held_out}.")
@@ -800,7 +1138,21 @@ class Trajectories:
         return self.select(~is_held), self.select(is_held)
 
     def best_index(self) -> int:
-        """Index of the run with the highest final metric (ties: the first)."""
+        """Index of the run with the highest final metric (ties: the first).
+
+        Runs that end before the last tick (early stop, divergence) only count
+        if no run is complete; a non-finite final metric counts as the lowest.
+
+        Returns:
+            The run's index in ``0 .. num_runs - 1``.
+
+        Examples:
+            >>> runs = Trajectories.from_arrays(
+            ...     [[1.0, 0.5], [1.0, 0.4]], [[0.1, 0.6], [0.1, 0.8]],
+            ...     [[1e-2] * 2, [3e-2] * 2])
+            >>> runs.best_index()
+            1
+        """
         final = np.where(np.isfinite(self.final_metric), self.final_metric, -np.inf)
         # A run that stopped short of the grid (ended early or diverged) is ranked
         # below every complete run: its "final" metric is not a final one.
@@ -814,6 +1166,16 @@ class Trajectories:
 
         Runs that end before the last tick (early stop, divergence) only count if
         no run is complete.
+
+        Returns:
+            :meth:`select` of :meth:`best_index`.
+
+        Examples:
+            >>> runs = Trajectories.from_arrays(
+            ...     [[1.0, 0.5], [1.0, 0.4]], [[0.1, 0.6], [0.1, 0.8]],
+            ...     [[1e-2] * 2, [3e-2] * 2], run_ids=["slow", "fast"])
+            >>> runs.best_run().run_ids
+            ('fast',)
         """
         return self.select([self.best_index()])
 
@@ -823,6 +1185,9 @@ class Trajectories:
         What :func:`optax_lode.fit` reads, and records in a model's training
         summary (``runs_digest``), so a model can be checked against the runs
         it is said to be fitted to. The ``info`` table is not part of it.
+
+        Returns:
+            64 hex digits.
 
         Examples:
             >>> import numpy as np

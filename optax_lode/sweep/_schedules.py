@@ -84,6 +84,10 @@ def make_schedule(shape: str, peak_lr: float, total_steps: int) -> optax.Schedul
     Returns:
         An optax schedule, ``count -> learning rate``.
 
+    Raises:
+        ValueError: an unknown ``shape``, ``total_steps`` below 1, or a
+            ``peak_lr`` that is not finite and > 0.
+
     Examples:
         >>> from optax_lode.sweep import make_schedule
         >>> round(float(make_schedule("cosine", 0.1, 100)(50)), 6)
@@ -119,7 +123,20 @@ def switch_schedule(
     total_steps: int,
 ) -> Callable[[Int[Array, ""]], Float[Array, ""]]:
     """``make_schedule(shapes[shape_index], peak_lr, total_steps)`` with a
-    traced index and peak: the form a vmapped sweep uses."""
+    traced index and peak: the form a vmapped sweep uses.
+
+    Args:
+        shapes: the sweep's shapes, from :data:`SCHEDULE_SHAPES`.
+        shape_index: index into ``shapes`` (may be traced).
+        peak_lr: the peak (or initial) rate (may be traced; not checked).
+        total_steps: the run's length in optimizer steps.
+
+    Returns:
+        A schedule, ``count -> float32 learning rate``.
+
+    Raises:
+        ValueError: ``total_steps`` below 1, or an unknown shape.
+    """
     _check_total(total_steps)
     units = [_unit(s, total_steps) for s in shapes]
 
@@ -141,8 +158,24 @@ def sweep_optimizer(
     two values: read it with ``optax.tree.get_all_with_path`` and keep the
     array, as ``train_run`` does.
 
+    Args:
+        schedule: the learning-rate schedule, e.g. :func:`make_schedule`'s.
+        weight_decay: AdamW's decoupled weight decay, finite and >= 0.
+
+    Returns:
+        The optimizer, which accepts (and ignores) extra arguments of
+        ``update`` such as ``value=``.
+
     Raises:
         ValueError: if ``weight_decay`` is negative or not finite.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> tx = sweep_optimizer(make_schedule("cosine", 1e-2, 10), weight_decay=1e-4)
+        >>> params = {"w": jnp.zeros(2)}
+        >>> updates, state = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
+        >>> [round(float(u), 6) for u in updates["w"]]  # AdamW's first step
+        [-0.01, -0.01]
     """
     _check_number("weight_decay", weight_decay, positive=False)
     return optax.with_extra_args_support(

@@ -42,18 +42,61 @@ _MANIFEST = "manifest.json"
 
 class DivergedSweepRunWarning(UserWarning):
     """Sweep runs diverged: before their first tick record (left out), or
-    later (masked from their divergence on)."""
+    later (masked from their divergence on).
+
+    Issued by :func:`run_sweep` at most twice per sweep (once for each kind),
+    naming the runs. A sweep's learning-rate grid usually reaches rates that
+    diverge, on purpose; make it an error to catch a grid set too high.
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("error", DivergedSweepRunWarning)
+        ...     issubclass(DivergedSweepRunWarning, UserWarning)
+        True
+    """
 
 
 def sweep_grid(
     shapes: Sequence[str], lrs: Sequence[float], seeds: Sequence[int]
 ) -> list[tuple[str, float, int]]:
-    """The sweep's runs in order: shape-major, then learning rate, then seed."""
+    """The sweep's runs in order: shape-major, then learning rate, then seed.
+
+    Args:
+        shapes: schedule shapes.
+        lrs: peak (or initial) learning rates.
+        seeds: seeds.
+
+    Returns:
+        Every ``(shape, lr, seed)``, in :func:`run_sweep`'s order.
+
+    Examples:
+        >>> for run in sweep_grid(["constant", "cosine"], [0.01], [0, 1]):
+        ...     print(run)
+        ('constant', 0.01, 0)
+        ('constant', 0.01, 1)
+        ('cosine', 0.01, 0)
+        ('cosine', 0.01, 1)
+    """
     return list(itertools.product(shapes, lrs, seeds))
 
 
 def run_id(shape: str, lr: float, seed: int) -> str:
-    """The run id of a sweep run, e.g. ``"cosine-lr0.01-s3"``."""
+    """The run id of a sweep run, e.g. ``"cosine-lr0.01-s3"``.
+
+    Args:
+        shape: the schedule shape.
+        lr: the peak (or initial) learning rate, printed with ``%g`` (6
+            significant digits).
+        seed: the seed.
+
+    Returns:
+        The id :func:`run_sweep` gives the run.
+
+    Examples:
+        >>> run_id("cosine", 0.01, 3), run_id("onecycle", 5e-05, 0)
+        ('cosine-lr0.01-s3', 'onecycle-lr5e-05-s0')
+    """
     return f"{shape}-lr{lr:g}-s{seed}"
 
 
@@ -399,11 +442,17 @@ def run_sweep(
             or a learning rate that is no real number (a bool, a string).
         ValueError: an unknown shape, an empty or repeating grid, a bad
             learning rate (not finite and > 0 in float32, in which the runs
-            train), seed, ``epochs``, ``ticks_per_epoch``,
+            train), seed, ``epochs``, ``ticks_per_epoch``, ``weight_decay``,
             ``chunk_size`` or ``devices``, a
             ``checkpoint_dir`` of another sweep or not a directory, a task
             whose training loss is negative, or a sweep whose every run
             diverged in its first tick.
+
+    Warns:
+        DivergedSweepRunWarning: runs diverged, in their first tick (left
+            out) or later (masked from then on), naming them.
+        ZeroLossWarning: a tick's mean training loss was exactly 0, recorded
+            as :data:`ZERO_LOSS_FLOOR`.
 
     Examples:
         >>> from optax_lode.sweep import run_sweep

@@ -35,7 +35,8 @@ PyTree = Any
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
-    """The outcome of :func:`train_run`.
+    """The outcome of :func:`train_run` (and, batched over seeds, of
+    :func:`train_runs`: every field then has a leading ``seeds`` axis).
 
     Attributes:
         loss: ``(ticks,)`` mean training loss over each tick's steps.
@@ -50,6 +51,16 @@ class RunResult:
         steps_per_tick: optimizer steps per tick.
         compile_seconds: time to compile the tick program.
         run_seconds: wall time of the ticks after compilation.
+
+    Examples:
+        >>> import optax
+        >>> from optax_lode.tasks import get_task
+        >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+        >>> result = train_run(get_task("nqm"), tx, seed=0, epochs=2)
+        >>> result.num_ticks, result.steps_per_tick, result.mask.tolist()
+        (2, 50, [True, True])
+        >>> [round(float(x), 6) for x in result.lr]
+        [0.1, 0.1]
     """
 
     loss: np.ndarray
@@ -66,10 +77,13 @@ class RunResult:
 
     @property
     def num_ticks(self) -> int:
+        """Ticks of the run (the last axis of ``loss``)."""
         return int(self.loss.shape[-1])
 
     @property
     def seconds_per_step(self) -> float:
+        """Wall time per optimizer step after compilation (of all seeds
+        together, for :func:`train_runs`)."""
         return self.run_seconds / (self.num_ticks * self.steps_per_tick)
 
 
@@ -394,9 +408,42 @@ def train_runs(
     schedule pays a decision at every step (docs/schedule.md, "Under
     jax.vmap").
 
+    Args:
+        task: the task (:func:`optax_lode.tasks.get_task`).
+        tx: any optax transformation, as for :func:`train_run`; one
+            transformation for every seed.
+        seeds: the runs' seeds (a sequence, not a count), whole numbers in
+            ``[0, 2**32)``; each run is the :func:`train_run` of its seed, to
+            float rounding.
+        epochs: run length; default ``task.default_epochs``.
+        ticks_per_epoch: ticks per epoch; ``steps_per_tick =
+            task.steps_per_epoch // ticks_per_epoch``.
+        learning_rate_fn: ``opt_state -> learning rate of the step just
+            taken`` (of one run: it is vmapped); default as for
+            :func:`train_run`.
+        eval_fn: ``(params, opt_state) -> params to evaluate``, as for
+            :func:`train_run`.
+        callback: called after every tick as ``callback(tick, record)``, each
+            array of ``record`` with a leading ``seeds`` axis.
+
+    Returns:
+        A :class:`RunResult` whose fields have a leading ``seeds`` axis, in
+        the order of ``seeds``.
+
     Raises:
+        TypeError: ``tx`` is not an optax transformation.
         ValueError: as :func:`train_run`, and for ``seeds`` given as a count
             or empty.
+
+    Examples:
+        >>> from optax_lode.sweep import make_schedule, sweep_optimizer
+        >>> from optax_lode.tasks import get_task
+        >>> task = get_task("nqm")
+        >>> tx = sweep_optimizer(make_schedule("cosine", 0.1, 2 * task.steps_per_epoch),
+        ...                      weight_decay=0.0)
+        >>> result = train_runs(task, tx, seeds=[0, 1], epochs=2)
+        >>> result.loss.shape, result.test_metric.shape
+        ((2, 2), (2,))
     """
     if isinstance(seeds, int | np.integer):  # run_sweep's seeds=5 means 5 seeds
         raise ValueError(

@@ -87,6 +87,15 @@ class NoisyQuadratic:
         >>> nqm = NoisyQuadratic(dim=10)
         >>> params, state = nqm.init(jax.random.key(0))
         >>> loss, state = nqm.train_loss(params, state, 0, jax.random.key(1))
+        >>> params.shape, nqm.metric_name
+        ((10,), 'neg_log_loss')
+
+    Raises:
+        ValueError: a field out of range: ``dim``, ``batch_size``,
+            ``steps_per_epoch`` or ``default_epochs`` not an int >= 1 (a bool
+            is refused), ``curvature_power`` not finite and >= 0,
+            ``init_scale`` not > 0, ``weight_decay`` not >= 0, or an unknown
+            ``noise`` or ``report``.
 
     References:
         Zhang, Li, Nado, Martens, Sachdeva, Dahl, Shallue, Grosse, `Which
@@ -177,12 +186,36 @@ class NoisyQuadratic:
     # -- the Task protocol --
 
     def init(self, key: PRNGKeyArray) -> tuple[Float[Array, " dim"], tuple[()]]:
-        """Draws ``theta_0 ~ N(0, init_scale^2 I)``; the NQM has no model state."""
+        """Draws ``theta_0 ~ N(0, init_scale^2 I)``; the NQM has no model state.
+
+        Args:
+            key: the run's initialisation key.
+
+        Returns:
+            ``(theta_0, ())``: float32 parameters of shape ``(dim,)`` and the
+            empty model state.
+        """
         theta = self.init_scale * jax.random.normal(key, (self.dim,), jnp.float32)
         return theta, ()
 
     def loss(self, params: Float[Array, " dim"]) -> Float[Array, ""]:
-        """The noise-free (population) loss ``L(theta) = 1/2 sum h_i theta_i^2``."""
+        """The noise-free (population) loss ``L(theta) = 1/2 sum h_i theta_i^2``.
+
+        Args:
+            params: ``theta``, shape ``(dim,)``.
+
+        Returns:
+            The scalar loss.
+
+        Raises:
+            ValueError: ``params`` is not of shape ``(dim,)``.
+
+        Examples:
+            >>> import jax.numpy as jnp
+            >>> from optax_lode.tasks.nqm import NoisyQuadratic
+            >>> float(NoisyQuadratic(dim=2).loss(jnp.ones(2)))
+            0.75
+        """
         self._check_params(params)
         return 0.5 * jnp.sum(jnp.asarray(self.curvature) * params**2)
 
@@ -193,7 +226,22 @@ class NoisyQuadratic:
         step: Int[Array, ""] | int,
         key: PRNGKeyArray,
     ) -> tuple[Float[Array, ""], tuple[()]]:
-        """Minibatch loss at ``step``: gradient ``H theta + eps``, see the class doc."""
+        """Minibatch loss at ``step``: gradient ``H theta + eps``, see the class doc.
+
+        Args:
+            params: ``theta``, shape ``(dim,)``.
+            state: the (empty) model state, returned unchanged.
+            step: the optimizer step; the noise is drawn from
+                ``fold_in(key, step)``.
+            key: the run's data key.
+
+        Returns:
+            ``(loss, state)``: the scalar loss (its value as ``report`` says;
+            its gradient ``H theta + eps``) and the unchanged state.
+
+        Raises:
+            ValueError: ``params`` is not of shape ``(dim,)``.
+        """
         self._check_params(params)
         h = jnp.asarray(self.curvature)
         eps = jnp.sqrt(jnp.asarray(self.noise_variance)) * jax.random.normal(
@@ -213,7 +261,21 @@ class NoisyQuadratic:
     def metric(
         self, params: Float[Array, " dim"], state: tuple[()], split: str
     ) -> Float[Array, ""]:
-        """``-log L(theta)`` for ``split`` in ``("val", "test")`` (identical here)."""
+        """``-log L(theta)`` for ``split`` in ``("val", "test")`` (identical here).
+
+        Args:
+            params: ``theta``, shape ``(dim,)``.
+            state: the (empty) model state, unused.
+            split: ``"val"`` or ``"test"``.
+
+        Returns:
+            The scalar metric, higher is better (the loss is floored at the
+            smallest positive float32, so the metric stays finite).
+
+        Raises:
+            ValueError: ``split`` is neither ``"val"`` nor ``"test"``, or
+                ``params`` is not of shape ``(dim,)``.
+        """
         if split not in ("val", "test"):
             raise ValueError(
                 f"NoisyQuadratic.metric: split must be 'val' or 'test', got {split!r}."
@@ -347,12 +409,19 @@ def expected_loss(
     Returns:
         ``E[L(theta_T)]`` (a scalar), or the whole trajectory.
 
+    Raises:
+        ValueError: a callable ``schedule`` without ``num_steps``; an array
+            ``schedule`` that is not 1-d, does not have ``num_steps`` entries,
+            or (when concrete, not traced) holds a non-finite rate.
+
     Examples:
         >>> import optax
         >>> from optax_lode.tasks.nqm import NoisyQuadratic, expected_loss
         >>> nqm = NoisyQuadratic()
         >>> final = expected_loss(optax.cosine_decay_schedule(0.5, 1000),
         ...                       task=nqm, num_steps=1000)
+        >>> final.shape
+        ()
 
     References:
         Zhang et al., `Which Algorithmic Choices Matter at Which Batch Sizes?
@@ -389,10 +458,10 @@ class NQMSchedule(NamedTuple):
             for :func:`optimal_schedule`; empty otherwise).
     """
 
-    tick_learning_rates: np.ndarray
-    step_learning_rates: np.ndarray
+    tick_learning_rates: Float[np.ndarray, " num_ticks"]
+    step_learning_rates: Float[np.ndarray, " num_steps"]
     expected_loss: float
-    objective_history: np.ndarray
+    objective_history: Float[np.ndarray, " iterations"]
 
 
 def _validate_run(num_ticks: int, steps_per_tick: int, momentum: float) -> None:
@@ -455,7 +524,17 @@ def best_constant_schedule(
             stability edge ``2 (1 + beta) / max h``.
 
     Returns:
-        An :class:`NQMSchedule`.
+        An :class:`NQMSchedule` (its ``objective_history`` is empty).
+
+    Raises:
+        ValueError: ``num_ticks`` or ``steps_per_tick`` not an int >= 1, or
+            ``momentum`` outside [0, 1).
+
+    Examples:
+        >>> from optax_lode.tasks.nqm import NoisyQuadratic, best_constant_schedule
+        >>> best = best_constant_schedule(NoisyQuadratic(dim=10), num_ticks=20)
+        >>> best.tick_learning_rates.shape, best.objective_history.size
+        ((20,), 0)
     """
     task = NoisyQuadratic() if task is None else task
     _validate_run(num_ticks, steps_per_tick, momentum)
@@ -488,7 +567,20 @@ def best_cosine_schedule(
             (a cosine spends little time at its peak).
 
     Returns:
-        An :class:`NQMSchedule`.
+        An :class:`NQMSchedule` (its ``objective_history`` is empty).
+
+    Raises:
+        ValueError: ``num_ticks`` or ``steps_per_tick`` not an int >= 1, or
+            ``momentum`` outside [0, 1).
+
+    Examples:
+        >>> from optax_lode.tasks.nqm import NoisyQuadratic, best_cosine_schedule
+        >>> best = best_cosine_schedule(NoisyQuadratic(dim=10), num_ticks=20,
+        ...                             steps_per_tick=5)
+        >>> best.step_learning_rates.shape
+        (100,)
+        >>> bool(best.tick_learning_rates[-1] < best.tick_learning_rates[0])
+        True
     """
     task = NoisyQuadratic() if task is None else task
     _validate_run(num_ticks, steps_per_tick, momentum)
@@ -510,7 +602,7 @@ def optimal_schedule(
     momentum: float = 0.0,
     num_iterations: int = 1000,
     learning_rate: float = 0.05,
-    init: Literal["constant", "cosine"] | np.ndarray = "constant",
+    init: Literal["constant", "cosine"] | Float[np.ndarray, " num_ticks"] = "constant",
     lr_bounds: tuple[float, float] | None = None,
 ) -> NQMSchedule:
     """The schedule minimising the exact expected final NQM loss, by gradient descent.
@@ -536,7 +628,14 @@ def optimal_schedule(
             beta) / max h`` (the stability edge of a constant rate).
 
     Returns:
-        An :class:`NQMSchedule` with the objective history.
+        An :class:`NQMSchedule` with the objective history (the expected final
+        loss at every Adam iteration).
+
+    Raises:
+        ValueError: ``num_ticks``, ``steps_per_tick`` or ``num_iterations``
+            not an int >= 1; ``momentum`` outside [0, 1); ``lr_bounds`` not
+            ``0 < lo < hi``; an unknown ``init`` string, or an ``init`` array
+            that is not ``num_ticks`` positive finite rates.
 
     Examples:
         >>> from optax_lode.tasks.nqm import (

@@ -42,8 +42,15 @@ class Task(Protocol):
     weight_decay: float
 
     def init(self, key: PRNGKeyArray) -> tuple[PyTree, PyTree]:
-        """Returns ``(params, state)``: trainable parameters and any
-        non-trainable model state (batch statistics, ...; ``()`` if none)."""
+        """Draws a run's initial parameters and model state.
+
+        Args:
+            key: the run's initialisation key.
+
+        Returns:
+            ``(params, state)``: trainable parameters and any non-trainable
+            model state (batch statistics, ...; ``()`` if none).
+        """
         ...
 
     def train_loss(
@@ -60,18 +67,55 @@ class Task(Protocol):
         is reproducible and vmappable. Differentiated w.r.t. ``params``.
         Positive: runs are modelled by their log loss (a sweep refuses a
         negative one; add a constant that bounds the loss below).
+
+        Args:
+            params: the trainable parameters.
+            state: the non-trainable model state.
+            step: the optimizer step (a traced integer scalar).
+            key: the run's data key.
+
+        Returns:
+            ``(loss, new_state)``: the scalar minibatch loss and the model state
+            after the step.
         """
         ...
 
     def metric(self, params: PyTree, state: PyTree, split: str) -> Float[Array, ""]:
-        """Validation (``split="val"``) or test (``split="test"``) metric;
-        higher is better (accuracy, or a documented monotone map of a loss)."""
+        """Validation (``split="val"``) or test (``split="test"``) metric.
+
+        Args:
+            params: the parameters to evaluate.
+            state: the non-trainable model state.
+            split: ``"val"`` or ``"test"``.
+
+        Returns:
+            A scalar; higher is better (accuracy, or a documented monotone map
+            of a loss).
+        """
         ...
 
 
 def metric_name(task: Task) -> str:
-    """What ``task.metric`` measures, e.g. ``"accuracy"`` (``"metric"`` for a
-    task that does not say)."""
+    """What ``task.metric`` measures, read from its ``metric_name`` attribute.
+
+    Trackers log the validation metric under ``val_<metric_name>``.
+
+    Args:
+        task: a task (:class:`Task`).
+
+    Returns:
+        The name, e.g. ``"accuracy"``; ``"metric"`` for a task that does not
+        say.
+
+    Raises:
+        ValueError: the task's ``metric_name`` is not a string that is a
+            Python identifier.
+
+    Examples:
+        >>> from optax_lode.tasks import get_task, metric_name
+        >>> metric_name(get_task("nqm"))
+        'neg_log_loss'
+    """
     name = getattr(task, "metric_name", "metric")
     if not (isinstance(name, str) and name.isidentifier()):
         raise ValueError(

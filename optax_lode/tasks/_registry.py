@@ -41,7 +41,10 @@ def get_task(name: str, **kwargs: Any) -> Task:
 
     Raises:
         KeyError: ``name`` is not registered; the message lists the names.
-        TypeError: a keyword argument the task's factory does not take.
+        TypeError: a keyword argument the task's factory does not take, or a
+            factory that returns no :class:`~optax_lode.tasks.Task`.
+        ValueError: a keyword argument out of range (the factory checks it,
+            e.g. ``get_task("nqm", dim=0)``).
         ImportError: the task needs an optional dependency that is not
             installed; the message names the extra to install.
         DataNotPreparedError: a TFDS task whose data is not in ``data_dir``
@@ -52,6 +55,12 @@ def get_task(name: str, **kwargs: Any) -> Task:
         >>> task = get_task("digits-mlp")
         >>> task.steps_per_epoch
         18
+
+        The noisy quadratic model needs no data and no optional dependency:
+
+        >>> nqm = get_task("nqm", dim=10)
+        >>> nqm.name, nqm.steps_per_epoch * nqm.default_epochs
+        ('nqm', 1000)
     """
     try:
         target = _FACTORIES[name]

@@ -47,8 +47,26 @@ _MAX_LISTED = 10
 class RunAlignmentError(ValueError):
     """Some runs cannot be put on the tick grid.
 
+    A ``ValueError``: raised by :func:`align_to_ticks` (and the importers built
+    on it) with ``on_invalid="raise"``. The message lists the first ten runs
+    and why each failed.
+
+    Args:
+        problems: ``(run label, reason)`` for every run that failed, in order.
+        hint: a line added after the list (what to do about it).
+
     Attributes:
         problems: ``(run label, reason)`` for every run that failed, in order.
+
+    Examples:
+        >>> from optax_lode.tracking import RunAlignmentError
+        >>> err = RunAlignmentError([("a", "no key 'lr'")], hint="Check the keys.")
+        >>> print(err)
+        1 run(s) cannot be aligned to the tick grid:
+          - run a: no key 'lr'
+        Check the keys.
+        >>> isinstance(err, ValueError), err.problems
+        (True, [('a', "no key 'lr'")])
     """
 
     def __init__(self, problems: list[tuple[str, str]], hint: str = ""):

@@ -48,8 +48,16 @@ def lode_diagnostics(opt_state: Any) -> dict[str, float]:
             batched one (from ``jax.vmap`` over runs: index one run first).
 
     Examples:
-        >>> diag = lode_diagnostics(opt_state)  # doctest: +SKIP
-        >>> diag["learning_rate"], diag["fallbacks"]  # doctest: +SKIP
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from optax_lode import LatentODE, lode_schedule
+        >>> from optax_lode.tracking import lode_diagnostics
+        >>> model = LatentODE(T=10, key=jax.random.key(0), latent_size=4,
+        ...                   hidden_size=8, depth=1)  # untrained
+        >>> tx = optax.chain(optax.adamw(1.0),
+        ...                  lode_schedule(model, total_steps=10, steps_per_tick=1))
+        >>> diag = lode_diagnostics(tx.init(jnp.zeros(3)))
+        >>> diag["tick"], diag["decisions"], diag["fallbacks"]
+        (0.0, 0.0, 0.0)
     """
     import jax
 
@@ -92,6 +100,14 @@ class LodeDiagnosticsLogger:
         tensorboard: a log directory to write TensorBoard scalars to (with
             TensorBoard's own ``tensorboard.summary.Writer``), or ``None``.
         prefix: prepended to every metric name.
+
+    Raises:
+        ValueError: neither ``mlflow`` nor ``tensorboard`` is given, or
+            ``mlflow=True`` while no MLflow run is active.
+        ImportError: MLflow or TensorBoard (the ``tracking`` extra) is needed
+            and not installed.
+        mlflow.exceptions.MlflowException: ``mlflow`` is a run id MLflow does
+            not know (checked when the logger is made).
 
     Examples:
         >>> with mlflow.start_run(), LodeDiagnosticsLogger(  # doctest: +SKIP
@@ -144,7 +160,37 @@ class LodeDiagnosticsLogger:
             self._writer = Writer(os.fspath(tensorboard))
 
     def __call__(self, opt_state: Any, step: int) -> dict[str, float]:
-        """Logs the diagnostics of ``opt_state`` at ``step``; returns them."""
+        """Logs the diagnostics of ``opt_state`` at ``step``; returns them.
+
+        Also available as :meth:`log`.
+
+        Args:
+            opt_state: the optimizer state, as for :func:`lode_diagnostics`.
+            step: the step to log the values at (the training step).
+
+        Returns:
+            The diagnostics logged, as :func:`lode_diagnostics` returns them
+            (names without the prefix).
+
+        Raises:
+            ValueError: as :func:`lode_diagnostics`: no, several or a batched
+                ``LodeState`` in ``opt_state``.
+
+        Examples:
+            >>> import tempfile
+            >>> import jax, jax.numpy as jnp, optax
+            >>> from optax_lode import LatentODE, lode_schedule
+            >>> from optax_lode.tracking import LodeDiagnosticsLogger
+            >>> model = LatentODE(T=10, key=jax.random.key(0), latent_size=4,
+            ...                   hidden_size=8, depth=1)  # untrained
+            >>> tx = optax.chain(optax.adamw(1.0),
+            ...                  lode_schedule(model, total_steps=10, steps_per_tick=1))
+            >>> state = tx.init(jnp.zeros(3))
+            >>> with LodeDiagnosticsLogger(tensorboard=tempfile.mkdtemp()) as log_lode:
+            ...     logged = log_lode(state, step=0)
+            >>> sorted(logged)[:3]
+            ['decisions', 'fallbacks', 'last_accepted']
+        """
         values = lode_diagnostics(opt_state)
         step = int(step)
         if self._client is not None:

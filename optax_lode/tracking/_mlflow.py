@@ -218,9 +218,17 @@ def read_mlflow_records(
         ``tags.<name>``, as ``mlflow.search_runs`` names them.
 
     Raises:
+        ImportError: if MLflow is not installed (install the tracking extra).
         FileNotFoundError: if a ``sqlite:///`` store does not exist.
-        ValueError: on an unknown experiment or status, or an experiment without
-            runs of the requested statuses.
+        ValueError: on an unknown experiment or status, a deleted experiment,
+            or an experiment without runs of the requested statuses.
+
+    Examples:
+        >>> records, info = read_mlflow_records(  # doctest: +SKIP
+        ...     "digits-sweep", keys=("train_loss", "val_accuracy", "lr"),
+        ...     tracking_uri="sqlite:///mlflow.db")
+        >>> records.columns.tolist()  # doctest: +SKIP
+        ['run', 'key', 'step', 'value', 'order']
     """
     valid = {"FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"}
     if isinstance(statuses, str):  # one status, not its letters
@@ -382,7 +390,13 @@ def from_mlflow(
     Raises:
         ImportError: if MLflow is not installed (install the tracking extra).
         FileNotFoundError: if a ``sqlite:///`` store does not exist.
-        ValueError: on an unknown experiment (listing those that exist).
+        ValueError: (from :func:`read_mlflow_records`) an unknown experiment
+            (listing those that exist), a deleted one, an unknown status, or
+            no run with one of ``statuses``; (from :func:`align_to_ticks`) a
+            malformed argument (``tick``, ``num_ticks``, ``min_ticks``,
+            ``early_stopped``, ``on_invalid``; ``loss``, ``metric`` and ``lr``
+            not three different keys) or no run left (all skipped as invalid,
+            or all excluded as stopped early).
         RunAlignmentError: naming every run with a missing key, too few points or
             non-monotone steps.
 
@@ -392,7 +406,8 @@ def from_mlflow(
             exports of negated runs (their metrics' signs differ).
 
     Examples:
-        >>> traj = Trajectories.from_mlflow(  # doctest: +SKIP
+        >>> from optax_lode.tracking import from_mlflow
+        >>> traj = from_mlflow(  # doctest: +SKIP
         ...     "resnet-sweep", tracking_uri="sqlite:///mlflow.db",
         ...     loss="train/loss", metric="val/acc", lr="lr", tick=50)
     """

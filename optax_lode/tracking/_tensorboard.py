@@ -52,9 +52,33 @@ def find_tensorboard_runs(
     PyTorch's ``add_hparams`` sub-directory); event files above that depth
     belong to no run and are skipped with a warning.
 
+    Args:
+        logdir: the root log directory.
+        run_depth: ``None`` (default): every directory holding event files is
+            a run. ``k`` (an int >= 1): the directories ``k`` levels below
+            ``logdir`` are the runs, each with every event file under it.
+
+    Returns:
+        ``{run name: [event file paths]}``, runs in walk order (directories
+        sorted by name).
+
     Raises:
         FileNotFoundError: if ``logdir`` does not exist or holds no event file.
         ValueError: if ``run_depth`` is not an int >= 1.
+
+    Warns:
+        UserWarning: event files above ``run_depth``, which belong to no run.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from optax_lode.tracking import find_tensorboard_runs
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for run in ("lr-0.1", "lr-0.01"):
+        ...     (root / run).mkdir()
+        ...     (root / run / "events.out.tfevents.1").touch()
+        >>> runs = find_tensorboard_runs(root)
+        >>> list(runs), [len(files) for files in runs.values()]
+        (['lr-0.01', 'lr-0.1'], [1, 1])
     """
     if run_depth is not None and (
         isinstance(run_depth, bool) or not isinstance(run_depth, int) or run_depth < 1
@@ -200,7 +224,14 @@ def read_tensorboard_records(
 
     Raises:
         ImportError: if tensorboard is not installed.
-        FileNotFoundError: if ``logdir`` holds no event file.
+        FileNotFoundError: if ``logdir`` does not exist or holds no event file.
+        ValueError: if ``run_depth`` is not an int >= 1.
+
+    Examples:
+        >>> records, info = read_tensorboard_records(  # doctest: +SKIP
+        ...     "logs/sweep", keys=("train_loss", "val_accuracy", "lr"))
+        >>> records.columns.tolist()  # doctest: +SKIP
+        ['run', 'key', 'step', 'value', 'order']
     """
     require("tensorboard", package="tensorboard", what="from_tensorboard")
     # The raw loader skips TensorBoard's per-event compatibility rewrites (a third
@@ -367,13 +398,20 @@ def from_tensorboard(
     Raises:
         ImportError: if tensorboard is not installed (install
             the tracking extra).
-        FileNotFoundError: if ``logdir`` holds no event file.
+        FileNotFoundError: if ``logdir`` does not exist or holds no event
+            file.
         RunAlignmentError: naming every run with a missing tag, too few points,
             non-monotone steps (e.g. a restarted writer that logged old steps
             again) or a corrupt event file.
+        ValueError: a malformed argument (``run_depth``, ``tick``,
+            ``num_ticks``, ``min_ticks``, ``early_stopped``, ``on_invalid``;
+            ``loss``, ``metric`` and ``lr`` not three different tags), or no
+            run left (all skipped as invalid, or all excluded as stopped
+            early).
 
     Examples:
-        >>> traj = Trajectories.from_tensorboard(  # doctest: +SKIP
+        >>> from optax_lode.tracking import from_tensorboard
+        >>> traj = from_tensorboard(  # doctest: +SKIP
         ...     "logs/sweep", loss="train/loss", metric="eval/accuracy", lr="lr")
     """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -33,6 +33,9 @@ from optax_lode.decision import (
     decide,
 )
 from optax_lode.decision._config import _is_int
+
+if TYPE_CHECKING:  # annotations only
+    from optax_lode.model import LatentODE
 
 _MISSING = object()
 
@@ -125,6 +128,16 @@ class LodeState(NamedTuple):
             ``optax.tree.get(state, "learning_rate")``).
         data: the packed bookkeeping: ``counters``, ``scalars``, ``key``,
             ``window`` and ``segment`` (properties).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optax_lode
+        >>> model = optax_lode.LatentODE(T=20, key=jax.random.key(0))
+        >>> tx = optax_lode.lode_schedule(model, total_steps=40, steps_per_tick=2)
+        >>> state = tx.init({"w": jnp.zeros(3)})
+        >>> int(state.tick), int(state.run_ticks), int(state.decisions)
+        (0, 20, 0)
+        >>> state.window.shape, state.segment.shape, state.data.dtype
+        ((2, 3), (2,), dtype('uint32'))
     """
 
     learning_rate: Float[Array, ""]
@@ -190,7 +203,31 @@ class LodeState(NamedTuple):
         learning_rate: Array,
         key: Array,
     ) -> LodeState:
-        """Packs the parts (as the properties return them) into a state."""
+        """Packs the parts (as the properties return them) into a state.
+
+        Args:
+            counters: the ``int32`` counters, in the order of :attr:`counters`.
+            scalars: the ``float32`` scalars, in the order of :attr:`scalars`.
+            window: ``(mu, 3)`` tick records.
+            segment: ``(mu,)`` learning rates.
+            learning_rate: the rate the last update applied.
+            key: raw ``uint32`` PRNG key data (2 words).
+
+        Returns:
+            The state (traceable: it works under ``jit`` and ``vmap``).
+
+        Examples:
+            >>> import jax, jax.numpy as jnp, optax_lode
+            >>> model = optax_lode.LatentODE(T=20, key=jax.random.key(0))
+            >>> tx = optax_lode.lode_schedule(model, total_steps=40, steps_per_tick=2)
+            >>> state = tx.init({"w": jnp.zeros(3)})
+            >>> again = LodeState.from_parts(
+            ...     counters=state.counters, scalars=state.scalars,
+            ...     window=state.window, segment=state.segment,
+            ...     learning_rate=state.learning_rate, key=state.key)
+            >>> bool((again.data == state.data).all())
+            True
+        """
         data = jnp.concatenate(
             [
                 _bits(jnp.asarray(counters, jnp.int32), jnp.uint32),
@@ -212,7 +249,39 @@ class LodeState(NamedTuple):
         key: Array,
         **named: Array,
     ) -> LodeState:
-        """Builds a state from every named quantity (see the properties)."""
+        """Builds a state from every named quantity (see the properties).
+
+        Args:
+            window: ``(mu, 3)`` tick records.
+            segment: ``(mu,)`` learning rates.
+            learning_rate: the rate the last update applied.
+            key: raw ``uint32`` PRNG key data (2 words).
+            **named: every counter (``count``, ``tick``, ``step_in_tick``,
+                ``loss_steps``, ``segment_pos``, ``decisions``,
+                ``fallbacks``, ``last_accepted``, ``nonfinite``,
+                ``run_ticks``) and scalar (``loss_sum``, ``metric``,
+                ``last_score``), by name.
+
+        Returns:
+            The state.
+
+        Raises:
+            TypeError: a counter or scalar is missing, or a name is not one.
+
+        Examples:
+            >>> import jax, jax.numpy as jnp, optax_lode
+            >>> model = optax_lode.LatentODE(T=20, key=jax.random.key(0))
+            >>> tx = optax_lode.lode_schedule(model, total_steps=40, steps_per_tick=2)
+            >>> state = tx.init({"w": jnp.zeros(3)})
+            >>> names = ("tick step_in_tick loss_steps segment_pos decisions "
+            ...          "fallbacks last_accepted nonfinite run_ticks loss_sum "
+            ...          "metric last_score").split()
+            >>> parts = ("window", "segment", "learning_rate", "key")
+            >>> edited = LodeState.pack(
+            ...     count=7, **{k: getattr(state, k) for k in (*names, *parts)})
+            >>> int(edited.count), int(edited.run_ticks)
+            (7, 20)
+        """
         missing = set(_COUNTERS + _SCALARS) - set(named)
         unknown = set(named) - set(_COUNTERS + _SCALARS)
         if missing or unknown:
@@ -303,7 +372,7 @@ def _check_model_clock(model, total_steps: int, steps_per_tick: int) -> None:
 
 
 def lode_schedule(
-    model: Any,
+    model: LatentODE,
     *,
     total_steps: int,
     steps_per_tick: int = 1,
