@@ -358,6 +358,9 @@ def test_step_numbers_as_ticks_are_caught():
     df = pd.DataFrame(
         {"run": "a", "tick": np.arange(0, 5000, 100), "loss": 1.0, "metric": 0.5}
     ).assign(lr=0.1)
+    with pytest.warns(UserWarning, match="multiple of 100: are they step numbers"):
+        Trajectories.from_dataframe(df)
+    df["tick"] = np.r_[0:49, 3001]  # no common step, a grid 2% filled
     with pytest.warns(UserWarning, match="step numbers rather than ticks"):
         Trajectories.from_dataframe(df)
 
@@ -585,6 +588,31 @@ def test_with_negated_metric_makes_a_lower_is_better_metric_rank_right():
     assert not negated.with_negated_metric().metric_negated
     assert "metric_negated=True" in repr(negated)
     assert negated.select([2, 0]).metric_negated and negated[1:].metric_negated
+
+
+def test_a_tick_column_of_step_numbers_or_counted_from_1_is_said():
+    """Steps logged every 10 (ticks 10, 20, ...) made a 10x sparse grid and
+    ticks from 1 an empty tick 0 in every run, silently: a model of another T,
+    refused only by the schedule, with advice about the clock."""
+    import warnings
+
+    def table(ticks):
+        n = len(ticks)
+        return pd.DataFrame(
+            {"run": ["a"] * n, "tick": ticks, "loss": np.linspace(1, 0.5, n),
+             "metric": np.linspace(0.1, 0.9, n), "lr": [0.1] * n}
+        )  # fmt: skip
+
+    with pytest.warns(UserWarning, match=r"multiple of 10: are they step numbers"):
+        Trajectories.from_dataframe(table(list(range(10, 410, 10))))
+    with pytest.warns(UserWarning, match=r"no run has tick 0.*subtract 1") as seen:
+        runs = Trajectories.from_dataframe(table(list(range(1, 41))))
+    assert runs.num_ticks == 41 and not runs.mask[:, 0].any()
+    assert seen[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trajectories.from_dataframe(table(list(range(40))))
+        Trajectories.from_dataframe(table([0, 4]))  # two ticks: too few to tell
 
 
 def test_a_readers_warnings_name_the_callers_line(tmp_path):

@@ -498,14 +498,7 @@ class Trajectories:
         for role in ("metric", "lr"):
             arrays[role] = _carry_forward(arrays[role], mask)
         mask = _clean(arrays, mask, run_ids, names)
-        if mask.mean() < 0.5 and grid > 1000:
-            warnings.warn(
-                f"only {mask.mean():.0%} of the {grid}-tick grid holds a record: "
-                f"are the values of column {tick!r} step numbers rather than "
-                "ticks? Divide steps by steps_per_tick.",
-                UserWarning,
-                stacklevel=caller_stacklevel(),
-            )
+        _check_tick_column(ticks, mask, tick)
         # Per-run metadata: columns constant within every run.
         extra = [c for c in df.columns if c not in names.values()]
         info_cols = {}
@@ -1216,6 +1209,43 @@ def _arrow_can_hold(column: pd.Series) -> bool:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return False
     return True
+
+
+def _check_tick_column(ticks: np.ndarray, mask: np.ndarray, name: str) -> None:
+    """Warns about tick values that look like something else: the grid is
+    every integer from 0, so step numbers make a sparse grid of many empty
+    ticks, and ticks counted from 1 an empty tick 0 in every run; either fits
+    a model of another ``T`` than the runs' (refused later by the schedule,
+    with advice about the clock)."""
+    step = int(np.gcd.reduce(ticks)) if ticks.size else 0
+    distinct = np.unique(ticks).size
+    if step > 1 and distinct >= 3:
+        warnings.warn(
+            f"every value of column {name!r} (tick) is a multiple of {step}: "
+            f"are they step numbers, logged every {step} steps? Ticks count "
+            "0, 1, 2, ...: divide the steps by the steps per tick (and floor, "
+            "or subtract 1 after dividing if each record is a tick's last "
+            "step).",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+    elif mask.mean() < 0.5 and mask.shape[1] > 1000:
+        warnings.warn(
+            f"only {mask.mean():.0%} of the {mask.shape[1]}-tick grid holds a "
+            f"record: are the values of column {name!r} step numbers rather "
+            "than ticks? Divide steps by steps_per_tick.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+    elif distinct >= 3 and ticks.min() == 1:
+        warnings.warn(
+            f"no run has tick 0 (column {name!r} starts at 1): the grid starts "
+            f"at 0, so every run gets an empty first tick and the runs are "
+            f"{mask.shape[1]} ticks long. If the ticks count from 1 (a tick's "
+            "last step divided by the steps per tick, say), subtract 1.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
 
 
 def _check_steps_per_tick(value: Any) -> int:

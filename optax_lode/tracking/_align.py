@@ -664,6 +664,11 @@ def to_trajectories(table: pd.DataFrame, info: pd.DataFrame, num_ticks: int | No
     if num_ticks is None:
         # The grid align_to_ticks computed: its last ticks may have no row.
         num_ticks = int(table.attrs.get("num_ticks", table["tick"].max() + 1))
-    return Trajectories.from_dataframe(
-        wide, num_ticks=num_ticks, steps_per_tick=table.attrs.get("steps_per_tick")
-    )
+    with warnings.catch_warnings():
+        # The aligner numbered the ticks (first_step, tick): a tick column's
+        # look of step numbers or of counting from 1 is not the user's.
+        for looks in ("every value of column", "no run has tick 0"):
+            warnings.filterwarnings("ignore", message=looks, category=UserWarning)
+        return Trajectories.from_dataframe(
+            wide, num_ticks=num_ticks, steps_per_tick=table.attrs.get("steps_per_tick")
+        )
