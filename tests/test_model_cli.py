@@ -315,6 +315,9 @@ def test_lower_is_better_fits_the_negated_metric(tmp_path, capsys, monkeypatch):
     cmd = ["fit", str(tmp_path / "neg.csv"), "--out", str(tmp_path / "n.lode")]
     assert main([*cmd, "--lower-is-better", "--steps", "2", "--held-out", "0"]) == 0
     assert "as if it were negated already" in capsys.readouterr().err
+    # One held-out run: a "rank 1 of 1" and a NaN Spearman, said so.
+    assert main([*cmd, "--steps", "2", "--held-out", "0.05", "--quiet"]) == 0
+    assert "only 1 held-out run(s): too few to rank" in capsys.readouterr().out
     best = runs.select([lowest]).lr[0]
     np.testing.assert_allclose(np.asarray(model.best_lr_path), best, rtol=1e-6)
 

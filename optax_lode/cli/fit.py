@@ -218,6 +218,11 @@ def report_table(model, held_out, observes, *, negated: bool = False) -> str:
             f"{r['selected_rank']} of {r['num_runs']}, regret "
             f"{r['selected_regret']:.4g}), Spearman {r['spearman']:.3f}"
         )
+    if held_out.num_runs < 3:  # a rank of 1 of 1 and a NaN Spearman say nothing
+        out.append(
+            f"  (only {held_out.num_runs} held-out run(s): too few to rank; a "
+            "larger --held-out holds out more)"
+        )
     return "\n".join(out)
 
 
