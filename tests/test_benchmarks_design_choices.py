@@ -50,6 +50,7 @@ def test_permutation_variant_visits_each_example_once_per_epoch():
     assert _distinct_first_epoch(other) == visited
 
 
+@pytest.mark.slow  # the benchmark's quick run: ~15 s
 def test_quick_run_renders_its_markdown_from_the_saved_json(tmp_path):
     main(["--quick", "--results-dir", str(tmp_path)])
     payload = json.loads((tmp_path / "design_choices_quick.json").read_text())

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from _lode_helpers import small_model
 
 import optax_lode
@@ -138,6 +139,7 @@ def _result(probe: subprocess.Popen) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a subprocess per configuration: ~20 s
 def test_x64_rbg_keys_and_threefry_partitionable_change_nothing(tmp_path):
     # A model saved in this (default) process, loaded under x64, and back. The
     # probes run beside each other and this process's reference run.
@@ -219,6 +221,7 @@ def test_threefry_partitionable_off_changes_no_draw_even_under_jit():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # a subprocess per configuration: ~20 s
 def test_rank_promotion_raise_changes_nothing():
     """Codebases that set ``jax_numpy_rank_promotion="raise"`` (optax runs
     under it): the model's bias and normalisation broadcasts are explicit, and
