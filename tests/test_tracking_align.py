@@ -617,3 +617,22 @@ def test_excluding_every_run_as_stopped_early_is_an_error_naming_the_grid():
     assert "leaves no run" in message and "the last of num_ticks=20" in message
     assert "'a' (ends at tick 9), 'b' (ends at tick 7)" in message
     assert "Pass num_ticks=10 or fewer" in message
+
+
+def test_tracker_ticks_from_step_1_do_not_warn_as_a_users_tick_column():
+    """Records from step 1 aligned with first_step=0 leave tick 0 empty on
+    purpose: the readers' warning about a tick column counted from 1 is for a
+    table the user numbered, not for the aligner's (filtered by its category,
+    not by its wording)."""
+    from optax_lode.runs._trajectories import TickColumnWarning
+    from optax_lode.tracking._align import to_trajectories
+
+    runs = {name: _run(12, metric_every=1, offset=1) for name in ("a", "b")}
+    out = align_to_ticks(_records(runs), first_step=0, steps_per_tick=1, **KEYS)
+    assert out["tick"].min() == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TickColumnWarning)
+        traj = to_trajectories(out, pd.DataFrame(index=list(runs)), None)
+    assert not traj.mask[:, 0].any()
+    with pytest.warns(TickColumnWarning, match="no run has tick 0"):
+        Trajectories.from_dataframe(out)  # the same table, as a user's

@@ -1211,6 +1211,12 @@ def _arrow_can_hold(column: pd.Series) -> bool:
     return True
 
 
+class TickColumnWarning(UserWarning):
+    """A tick column that looks like step numbers or counts from 1 (not
+    exported: the tracker imports, whose aligner numbers the ticks, filter it
+    by this category)."""
+
+
 def _check_tick_column(ticks: np.ndarray, mask: np.ndarray, name: str) -> None:
     """Warns about tick values that look like something else: the grid is
     every integer from 0, so step numbers make a sparse grid of many empty
@@ -1226,7 +1232,7 @@ def _check_tick_column(ticks: np.ndarray, mask: np.ndarray, name: str) -> None:
             "0, 1, 2, ...: divide the steps by the steps per tick (and floor, "
             "or subtract 1 after dividing if each record is a tick's last "
             "step).",
-            UserWarning,
+            TickColumnWarning,
             stacklevel=caller_stacklevel(),
         )
     elif mask.mean() < 0.5 and mask.shape[1] > 1000:
@@ -1243,7 +1249,7 @@ def _check_tick_column(ticks: np.ndarray, mask: np.ndarray, name: str) -> None:
             f"at 0, so every run gets an empty first tick and the runs are "
             f"{mask.shape[1]} ticks long. If the ticks count from 1 (a tick's "
             "last step divided by the steps per tick, say), subtract 1.",
-            UserWarning,
+            TickColumnWarning,
             stacklevel=caller_stacklevel(),
         )
 

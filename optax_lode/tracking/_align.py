@@ -656,6 +656,7 @@ def to_trajectories(table: pd.DataFrame, info: pd.DataFrame, num_ticks: int | No
     tracker param called ``lr`` becomes ``info_lr``).
     """
     from optax_lode.runs import Trajectories
+    from optax_lode.runs._trajectories import TickColumnWarning
 
     info = info.loc[info.index.isin(set(table["run"]))]
     info = info.rename(columns={c: f"info_{c}" for c in info.columns if c in _OUT})
@@ -667,8 +668,7 @@ def to_trajectories(table: pd.DataFrame, info: pd.DataFrame, num_ticks: int | No
     with warnings.catch_warnings():
         # The aligner numbered the ticks (first_step, tick): a tick column's
         # look of step numbers or of counting from 1 is not the user's.
-        for looks in ("every value of column", "no run has tick 0"):
-            warnings.filterwarnings("ignore", message=looks, category=UserWarning)
+        warnings.simplefilter("ignore", TickColumnWarning)
         return Trajectories.from_dataframe(
             wide, num_ticks=num_ticks, steps_per_tick=table.attrs.get("steps_per_tick")
         )
