@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from optax_lode._jax_defaults import jax_defaults
+from optax_lode._warn import caller_stacklevel
 from optax_lode._whole import whole
 from optax_lode.model._latent_ode import LatentODE
 from optax_lode.model._normalisation import FEATURES
@@ -206,7 +207,7 @@ def evaluate(
             f"the model was fitted {said}: the best run and the metric's "
             "errors mean nothing when the signs differ.",
             UserWarning,
-            stacklevel=3,  # the caller's line (2: jax_defaults's wrapper)
+            stacklevel=caller_stacklevel(),
         )
 
     raw = trajectories.features()

@@ -21,6 +21,7 @@ from optax_lode._files import atomic_write_bytes, usable_directory
 from optax_lode._jax_defaults import jax_defaults
 from optax_lode._seeds import check_seed
 from optax_lode._version import __version__
+from optax_lode._warn import caller_stacklevel
 from optax_lode._whole import whole
 from optax_lode.model._artifact import (
     deserialise_leaves,
@@ -270,7 +271,7 @@ def _warn_if_metric_rises_with_loss(trajectories: Trajectories) -> None:
         warnings.warn(
             advice,
             UserWarning,
-            stacklevel=4,  # the caller's line (fit, then jax_defaults's wrapper)
+            stacklevel=caller_stacklevel(),
         )
 
 
@@ -432,7 +433,7 @@ def fit(
             "out); with 1, fitting on it and early stopping on the training loss "
             "(as with held_out=0).",
             UserWarning,
-            stacklevel=3,  # the caller's line (2: jax_defaults's wrapper)
+            stacklevel=caller_stacklevel(),
         )
 
     _warn_if_metric_rises_with_loss(trajectories)
@@ -455,7 +456,7 @@ def fit(
                 f"{why}: fitting on every run, early stopping on the training loss "
                 f"(as with held_out=0{hint}).",
                 UserWarning,
-                stacklevel=3,  # the caller's line
+                stacklevel=caller_stacklevel(),
             )
             train, held = trajectories, None
     else:
