@@ -45,6 +45,7 @@ from benchmarks._common import (
     render_markdown,
     significant,
 )
+from optax_lode._files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -955,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, md in rendered.items():
             path = RESULTS / f"{name}.md"
             if not path.exists() or path.read_text() != md:
-                path.write_text(md)
+                atomic_write_text(path, md)
                 print(f"rewrote {path.relative_to(ROOT)} from its JSON")
     names = _names()
     page = render_page(names)
@@ -981,7 +982,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 1 if stale or problems or out_of_date else 0
     for path, new in outputs:
-        path.write_text(new)
+        atomic_write_text(path, new)
     print(
         f"wrote {DOCS_PAGE.relative_to(ROOT)}, the README summary and the cost "
         f"summary of {SCHEDULE_PAGE.relative_to(ROOT)} ({len(names)} results)"
