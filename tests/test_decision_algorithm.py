@@ -3,6 +3,8 @@ plus configuration errors and decide/explain agreement on a real LatentODE."""
 
 from __future__ import annotations
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -10,7 +12,8 @@ import numpy as np
 import pytest
 from _lode_helpers import ScriptedModel, small_model
 
-from optax_lode.decision import DecisionConfig, decide, explain
+import optax_lode
+from optax_lode.decision import DecisionConfig, OutOfSweepWarning, decide, explain
 
 T, MU, N, H = 20, 4, 7, 5
 
@@ -444,3 +447,72 @@ def test_solvers_that_cannot_resume_decide_in_one_rollout(solver):
     assert np.isfinite(seg).all() and (seg >= cfg.lr_min).all()
     assert (seg <= cfg.lr_max).all()
     assert cfg.segment_ticks <= int(ex.rollout_ticks) <= cfg.grid_ticks
+
+
+def _live_window(loss=1.0, metric=0.6, lr=1e-2):
+    # small_model's sweep: log loss ~ N(0, 1), metric ~ N(0.5, 0.2), log lr
+    # ~ N(log 1e-2, 1.5).
+    return np.array([[loss, metric, lr]] * 4, np.float32)
+
+
+def test_explain_is_silent_on_records_like_the_sweeps():
+    model = small_model()
+    cfg = DecisionConfig.from_model(model, mu=4, n=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        explain(model, _live_window(loss=0.05, metric=0.95), 4, jax.random.key(0), cfg)
+        # A metric not yet known (NaN) is not a record to check.
+        explain(model, _live_window(metric=np.nan), 4, jax.random.key(0), cfg)
+
+
+@pytest.mark.parametrize("negated", [False, True])
+def test_explain_warns_about_a_metric_of_the_wrong_sign(negated):
+    # -0.6 is only 5.5 std from the sweep's mean: not "far", but its negation
+    # is 0.5 std from it.
+    model = small_model(training_summary={"metric_negated": negated})
+    assert model.metric_negated == negated
+    cfg = DecisionConfig.from_model(model, mu=4, n=5)
+    window = _live_window(metric=-0.6)
+    with pytest.warns(OutOfSweepWarning, match="wrong sign") as record:
+        explain(model, window, 4, jax.random.key(0), cfg)
+    (w,) = record  # one warning per column
+    assert w.filename == __file__  # names the caller's line
+    message = str(w.message)
+    assert "validation metric -0.6" in message and "5.5 standard" in message
+    assert ("val_metric=-<metric>" in message) == negated
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [
+        (0, 1e4, "training loss 1e\\+04 .* 9.2 standard .*another scale"),
+        (1, 60.0, "validation metric 60 .* 297.5 standard .*percent"),
+        (2, 1e-9, "learning rate 1e-09 .* 10.7 standard"),
+    ],
+)
+def test_explain_warns_about_records_far_outside_the_sweep(column, value, match):
+    model = small_model()
+    cfg = DecisionConfig.from_model(model, mu=4, n=5)
+    window = _live_window()
+    window[2, column] = value
+    with pytest.warns(OutOfSweepWarning, match=match):
+        ex = explain(model, window, 4, jax.random.key(0), cfg)
+    # A warning, not a refusal: the decision is the one decide makes.
+    latent = model.latent_scale.shape[0]
+    eps = optax_lode.decision.ensemble_noise(jax.random.key(0), 5, latent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfSweepWarning)
+        again = explain(model, window, 4, None, cfg, eps=eps)
+    np.testing.assert_array_equal(ex.decision.segment, again.decision.segment)
+
+
+def test_explain_loss_band_is_the_acceptance_interval_in_raw_units():
+    model, cfg = ScriptedModel(T=T, mu=MU), _config()
+    ex = explain(model, _window(loss=2.0), 8, None, cfg, eps=_eps())
+    # Identity normalisation: l* = log 2, half-width tol * std_floor = 1.
+    np.testing.assert_allclose(ex.loss_band, [2.0 / np.e, 2.0 * np.e], rtol=1e-5)
+    # A member matches exactly where its raw predicted loss is inside the band.
+    pred = np.asarray(ex.trajectories[:, : T + 1, 0])
+    lo, hi = np.asarray(ex.loss_band)
+    inside = (pred > lo) & (pred < hi)
+    np.testing.assert_array_equal(np.asarray(ex.match), inside)

@@ -18,6 +18,10 @@ from optax_lode.decision import DecisionConfig, decide, ensemble_noise, explain
 
 MU, N = 4, 12
 
+# Random windows are mostly far outside any sweep: explain's warning is meant
+# for users' windows (tests/test_decision_algorithm.py), not for these.
+pytestmark = pytest.mark.filterwarnings("ignore::optax_lode.decision.OutOfSweepWarning")
+
 
 @functools.cache
 def _model(seed: int):

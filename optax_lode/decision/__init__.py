@@ -12,6 +12,7 @@ from optax_lode.decision._config import (
 from optax_lode.decision._decide import (
     Decision,
     Explanation,
+    OutOfSweepWarning,
     decide,
     ensemble_noise,
     explain,
@@ -26,6 +27,7 @@ __all__ = [
     "Decision",
     "DecisionConfig",
     "Explanation",
+    "OutOfSweepWarning",
     "decide",
     "ensemble_noise",
     "explain",

@@ -24,15 +24,17 @@ segment, the rate the member predicts for the tick that already happened.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from optax_lode._jax_defaults import jax_defaults
+from optax_lode._warn import caller_stacklevel
 from optax_lode.decision._config import DecisionConfig
 from optax_lode.model._latent_ode import rows_finite
 
@@ -104,6 +106,10 @@ class Explanation(NamedTuple):
             may be).
         held_lr: the rate a fallback holds.
         decision: the resulting :class:`Decision`.
+        loss_band: the acceptance test's interval in raw loss units,
+            ``(low, high)``: a member matches where its predicted loss (the
+            ``trajectories[..., 0]`` it plots) is strictly inside (set by
+            :func:`explain`).
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax_lode
@@ -135,6 +141,23 @@ class Explanation(NamedTuple):
     chosen_valid: Bool[Array, " top"]
     held_lr: Float[Array, ""]
     decision: Decision
+    loss_band: Float[Array, " 2"] | None = None
+
+
+class OutOfSweepWarning(UserWarning):
+    """:func:`explain` was given tick records far outside the runs the model
+    was fitted to (a metric of the wrong sign, a loss on another scale): the
+    decision extrapolates, and says little."""
+
+
+# How far (in the sweep's standard deviations) a window's record may sit from
+# the sweep's mean before explain warns. Skewed sweeps put a few genuine
+# records past 5 (a chance-level accuracy among mostly good runs). A metric
+# of the wrong sign is caught nearer: at FLIP_Z or more from the mean while
+# its negation is within 2 (a genuine value there would have the other sign
+# than the sweep's, e.g. a negative accuracy).
+FAR_Z = 6.0
+FLIP_Z = 3.0
 
 
 def _interp(
@@ -444,8 +467,8 @@ def _whole_grid(model, latents, states, g, inverse) -> Array:
 
 def decide(
     model: LatentODE,
-    window: Float[Array, "mu 3"],
-    t_star: Int[Array, ""],
+    window: Float[ArrayLike, "mu 3"],
+    t_star: Int[ArrayLike, ""],
     key: PRNGKeyArray,
     config: DecisionConfig,
 ) -> Decision:
@@ -542,8 +565,8 @@ def _check_t_star(t_star: Any, config: DecisionConfig) -> None:
 
 def explain(
     model: LatentODE,
-    window: Float[Array, "mu 3"],
-    t_star: int,
+    window: Float[ArrayLike, "mu 3"],
+    t_star: Int[ArrayLike, ""],
     key: PRNGKeyArray | None,
     config: DecisionConfig,
     *,
@@ -593,7 +616,78 @@ def explain(
         if key is None:
             raise TypeError("explain needs a key or explicit eps")
         eps = ensemble_noise(key, config.n, jnp.shape(model.latent_scale)[0])
-    return _explain_jit(model, window, jnp.asarray(t_star, jnp.int32), eps, config)
+    ex = _explain_jit(model, window, jnp.asarray(t_star, jnp.int32), eps, config)
+    if not isinstance(window, jax.core.Tracer):
+        _warn_out_of_sweep(model, window)
+    return ex._replace(loss_band=_loss_band(model, ex.live_loss, ex.threshold))
+
+
+@jax_defaults
+def _loss_band(model: Any, live_loss: Array, threshold: Array) -> Array:
+    """The acceptance interval ``live_loss -+ threshold`` (normalised log
+    loss) in raw loss units."""
+    edges = jnp.stack([live_loss - threshold, live_loss + threshold])
+    feats = jnp.stack([edges, jnp.zeros_like(edges), jnp.zeros_like(edges)], axis=1)
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.asarray(model.normalisation.inverse(feats)[:, 0], jnp.float32)
+
+
+def _warn_out_of_sweep(model: Any, window: Any) -> None:
+    """Warns, once per column, about finite records at least :data:`FAR_Z`
+    of the sweep's standard deviations from its mean, and about metrics that
+    look negated (at least :data:`FLIP_Z` away, their negation within 2)."""
+    w = np.asarray(window, np.float64)
+    norm = model.normalisation
+    mean, std = (np.asarray(v, np.float64) for v in (norm.mean, norm.std))
+    with np.errstate(all="ignore"):
+        feats = np.stack([np.log(w[:, 0]), w[:, 1], np.log(w[:, 2])], axis=1)
+        z = np.abs((feats - mean) / std)
+        z_flipped = np.abs((-w[:, 1] - mean[1]) / std[1])
+    z = np.where(np.isfinite(z), z, 0.0)
+    flipped = (z[:, 1] >= FLIP_Z) & (z_flipped <= 2.0)
+    names = ("training loss", "validation metric", "learning rate")
+    for col, name in enumerate(names):
+        bad = (z[:, col] >= FAR_Z) | (flipped if col == 1 else False)
+        if not bad.any():
+            continue
+        row = int(np.argmax(np.where(bad, z[:, col], -1.0)))
+        raw = w[row, col]
+        if col == 1:
+            where = f"mean {mean[1]:.4g}, std {std[1]:.3g}"
+            if flipped[row]:
+                hint = (
+                    f" Its negation, {-raw:.4g}, is {z_flipped[row]:.1f} std from "
+                    "the mean: a metric of the wrong sign? "
+                    + (
+                        "This model was fitted to a negated lower-is-better "
+                        "metric (model.metric_negated): pass val_metric="
+                        "-<metric>."
+                        if getattr(model, "metric_negated", False)
+                        else "This model was fitted to the metric as logged "
+                        "(higher is better; model.metric_negated is False)."
+                    )
+                )
+            else:
+                hint = (
+                    " A metric on another scale (percent for a fraction, "
+                    "another metric) looks like this."
+                )
+        else:
+            where = f"geometric mean {np.exp(mean[col]):.4g}, log std {std[col]:.3g}"
+            hint = (
+                " A loss on another scale (summed instead of averaged, another "
+                "task or model) looks like this."
+                if col == 0
+                else " Rates outside the sweep's are extrapolation too."
+            )
+        warnings.warn(
+            f"the window's {name} {raw:.4g} (row {row}) is {z[row, col]:.1f} "
+            f"standard deviations from the runs the model was fitted to "
+            f"({where}): the model extrapolates, and its decision says "
+            f"little.{hint}",
+            OutOfSweepWarning,
+            stacklevel=caller_stacklevel(),
+        )
 
 
 _explain_jit = eqx.filter_jit(functools.partial(_run, trajectories=True))
