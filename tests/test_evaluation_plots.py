@@ -87,3 +87,39 @@ def test_a_tick_where_every_seed_diverged_is_a_gap_without_warnings(tmp_path):
         warnings.simplefilter("error")  # nanmean's "Mean of empty slice" was one
         plot_metric_curves(tmp_path / "m.png", {"LODE": (np.arange(3), y)})
     assert (tmp_path / "m.png").stat().st_size > 0
+
+
+def test_decision_fan_draws_the_acceptance_band_explain_computed(tmp_path, monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    import optax_lode
+    from optax_lode.decision import DecisionConfig, explain
+    from optax_lode.evaluation import _plots, plot_decision_fan
+
+    figures = []
+    save = _plots._save
+    monkeypatch.setattr(
+        _plots, "_save", lambda fig, path: figures.append(fig) or save(fig, path)
+    )
+    model = optax_lode.LatentODE(T=30, key=jax.random.key(0))
+    cfg = DecisionConfig.from_model(model, mu=4)
+    window = jnp.array([[1.0, 0.5, 1e-2]] * 4) * jnp.linspace(1.0, 0.9, 4)[:, None]
+    ex = explain(model, window, 8, jax.random.key(1), cfg)
+
+    def band(fig):
+        (patch,) = [
+            p for p in fig.axes[0].patches if p.get_label() == "acceptance band"
+        ]
+        ys = patch.get_path().transformed(patch.get_patch_transform()).vertices[:, 1]
+        return ys.min(), ys.max()
+
+    plot_decision_fan(tmp_path / "a.png", ex)  # no normalisation: explain's band
+    plot_decision_fan(tmp_path / "b.png", ex, normalisation=model.normalisation)
+    plot_decision_fan(
+        tmp_path / "c.png",
+        ex._replace(loss_band=None),
+        normalisation=model.normalisation,
+    )
+    for fig in figures:
+        np.testing.assert_allclose(band(fig), np.asarray(ex.loss_band), rtol=1e-5)

@@ -369,8 +369,10 @@ def plot_decision_fan(
         explanation: an :class:`optax_lode.decision.Explanation` from
             :func:`optax_lode.explain`.
         normalisation: the model's :class:`optax_lode.Normalisation`; when
-            given, the acceptance band (live loss ± threshold) is drawn on the
-            loss panel in raw units.
+            given, the observed window is drawn. The acceptance band (live
+            loss ± threshold, ``explanation.loss_band``) is drawn on the loss
+            panel in raw units whenever ``explain`` set it, or with
+            ``normalisation``.
         max_ticks: draw only the first ``max_ticks`` ticks of the rollout.
         title: optional title.
 
@@ -454,11 +456,15 @@ def plot_decision_fan(
                 lw=2.0,
                 label="observed window" if f == 0 else None,
             )
+    raw = getattr(ex, "loss_band", None)  # set by explain
+    if raw is None and normalisation is not None:
         band = np.zeros((2, 3), np.float32)
         live = float(np.asarray(ex.live_loss))
         thr = float(np.asarray(ex.threshold))
         band[:, 0] = [live - thr, live + thr]
-        raw = np.asarray(normalisation.inverse(band), np.float64)[:, 0]
+        raw = normalisation.inverse(band)[:, 0]
+    if raw is not None:
+        raw = np.asarray(raw, np.float64)
         axes[0, 0].axhspan(
             raw[0], raw[1], color="green", alpha=0.15, lw=0, label="acceptance band"
         )
