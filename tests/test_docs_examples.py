@@ -211,6 +211,14 @@ def _check_synthetic(ns, out):
     assert ns["runs"].num_runs == 4 * 4 * 2 and ns["loss"].shape == (100,)
 
 
+def _check_own_task(ns, out):
+    runs = ns["runs"]
+    assert (runs.num_runs, runs.num_ticks, runs.steps_per_tick) == (8, 20, 10)
+    assert out.split() == ["8", "20", "10"]
+    # The task learns: the best run ends well above chance (1/3).
+    assert np.nanmax(runs.metric[:, -1]) > 0.7
+
+
 def _check_schedule_loop(ns, out):
     state = ns["opt_state"][1]
     assert int(state.decisions) > 0
@@ -389,6 +397,7 @@ BLOCKS: dict[tuple[str, str], Run | NotRun] = {
         slow=True,  # builds MNIST-1D: ~6 s
     ),
     ("docs/tasks.md", "from flax import nnx"): Run("nnx_names", _check_nnx),
+    ("docs/tasks.md", "import jax.numpy as jnp"): Run("no_names", _check_own_task),
     ("docs/tracking.md", "Trajectories.from_mlflow("): Run(
         "tracker_stores", _check_tracker_import
     ),

@@ -539,11 +539,22 @@ def test_eval_fn_chooses_the_evaluated_parameters():
     assert run.test_metric == pytest.approx(-0.25)  # -(2 - 2.5)^2
 
 
-@pytest.mark.parametrize("lode_steps_per_tick", [1, 4])
-def test_train_run_refuses_a_lode_schedule_on_another_clock(lode_steps_per_tick):
+@pytest.mark.parametrize(
+    ("lode_steps_per_tick", "advice"),
+    [
+        # 1-step ticks: 4 ticks per epoch of 4 steps, 3 epochs make its 12.
+        (1, r"Train on its clock \(epochs=3, ticks_per_epoch=4\), or rebuild it"),
+        # Longer ticks than the run's are not seen whole after its first tick.
+        (4, r"\. Rebuild it"),
+    ],
+)
+def test_train_run_refuses_a_lode_schedule_on_another_clock(
+    lode_steps_per_tick, advice
+):
     """A lode_schedule counting ticks of another length than the run's would
     decide at the wrong ticks and stop deciding partway: refused after the
-    first tick, naming the right steps_per_tick. The right clock runs."""
+    first tick, saying the run on its clock when its tick is known, and the
+    schedule for this run. Both run."""
     from optax_lode import LatentODE, lode_schedule
     from optax_lode.tasks import get_task
 
@@ -557,8 +568,15 @@ def test_train_run_refuses_a_lode_schedule_on_another_clock(lode_steps_per_tick)
         )
         return optax.chain(optax.adamw(1.0), lode)
 
-    with pytest.raises(ValueError, match=f"steps_per_tick={spt} "):
+    rebuild = (
+        rf" for this run \(total_steps=24, steps_per_tick={spt}\), "
+        r"adding rescale=True if its model records another clock"
+    )
+    with pytest.raises(ValueError, match=advice + rebuild):
         train_run(task, tx(lode_steps_per_tick), seed=0, ticks_per_epoch=2)
+    if lode_steps_per_tick == 1:
+        on_its_clock = train_run(task, tx(1), seed=0, epochs=3, ticks_per_epoch=4)
+        assert on_its_clock.num_ticks == 12 and on_its_clock.steps_per_tick == 1
     run = train_run(task, tx(spt), seed=0, ticks_per_epoch=2)
     state = optax.tree.get(run.opt_state, "LodeState")
     assert int(state.tick) == 12 and int(state.decisions) == 5
@@ -596,8 +614,16 @@ def test_train_run_refuses_a_lode_schedule_built_for_another_run_length():
     task = get_task("nqm", dim=4, steps_per_epoch=4, default_epochs=6)
     model = LatentODE(T=12, mu=2, key=jax.random.key(0))
     lode = lode_schedule(model, total_steps=48, steps_per_tick=2, n=4, rescale=True)
-    with pytest.raises(ValueError, match=r"a run of 24 ticks .* this run has 12"):
-        train_run(task, optax.chain(optax.adamw(1.0), lode), seed=0, ticks_per_epoch=2)
+    tx = optax.chain(optax.adamw(1.0), lode)
+    said = (
+        r"a run of 24 ticks .* this run has 12: .* Train for its 24 ticks "
+        r"\(epochs=12, ticks_per_epoch=2\), or rebuild it for this run "
+        r"\(total_steps=24, steps_per_tick=2\), adding rescale=True"
+    )
+    with pytest.raises(ValueError, match=said):
+        train_run(task, tx, seed=0, ticks_per_epoch=2)
+    # The advice runs.
+    assert train_run(task, tx, seed=0, epochs=12, ticks_per_epoch=2).num_ticks == 24
 
 
 def test_lode_clock_check_judges_only_what_it_can():
@@ -606,7 +632,7 @@ def test_lode_clock_check_judges_only_what_it_can():
     import jax.numpy as jnp
 
     from optax_lode import LatentODE, lode_schedule
-    from optax_lode.sweep._train import _check_lode_clock, _check_lode_length
+    from optax_lode.sweep._train import _check_lode_clock, _check_lode_length, _Clock
     from optax_lode.transform import LodeState
 
     model = LatentODE(T=12, mu=2, key=jax.random.key(0))
@@ -620,16 +646,26 @@ def test_lode_clock_check_judges_only_what_it_can():
         data = init.data.at[: len(counters)].set(counters.view(np.uint32))
         return init._replace(data=data)
 
-    _check_lode_clock(state(4, 1, 0), 4)  # right
-    _check_lode_clock((state(3, 0, 3),), 4)  # one update skipped: cannot judge
+    # 12 ticks of 4 steps: 12 epochs of 4 steps, one tick each.
+    clock = _Clock(num_ticks=12, steps_per_tick=4, ticks_per_epoch=1, steps_per_epoch=4)
+    _check_lode_clock(state(4, 1, 0), clock)  # right
+    _check_lode_clock((state(3, 0, 3),), clock)  # one update skipped: cannot judge
     for bad in [state(4, 0, 4), state(4, 1, 1), state(2, 2, 0)]:
-        with pytest.raises(ValueError, match="steps_per_tick=4 "):
-            _check_lode_clock({"inner": bad}, 4)
+        # No ticks_per_epoch makes its ticks (5+, 3 steps; unknown).
+        with pytest.raises(ValueError, match=r"\. Rebuild .*steps_per_tick=4\)"):
+            _check_lode_clock({"inner": bad}, clock)
+    # 2-step ticks: 2 ticks per epoch, 6 epochs make the run's 12.
+    with pytest.raises(ValueError, match=r"its clock \(epochs=6, ticks_per_epoch=2\)"):
+        _check_lode_clock(state(4, 2, 0), clock)
     # The run's length is exact from the start, whatever the tick.
+    longer = clock._replace(num_ticks=13)
     for good in (init, state(4, 1, 0), state(3, 0, 3)):
-        _check_lode_length({"inner": good}, 12)
-        with pytest.raises(ValueError, match=r"a run of 12 ticks .* this run has 13"):
-            _check_lode_length([good], 13)
+        _check_lode_length({"inner": good}, clock)
+        with pytest.raises(
+            ValueError,
+            match=r"a run of 12 ticks .* has 13: .* its 12 ticks \(epochs=12\)",
+        ):
+            _check_lode_length([good], longer)
     assert isinstance(state(4, 1, 0), LodeState)
 
 

@@ -19,6 +19,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from optax_lode._whole import whole
 from optax_lode.tasks import Task
+from optax_lode.tasks._protocol import steps_per_epoch
 
 PyTree = Any
 LearningRateFn = Callable[[PyTree], Float[Array, ""]]
@@ -70,21 +71,22 @@ def default_lr_fn(opt_state: PyTree) -> Float[Array, ""]:
 
 def check_clock(task: Task, epochs: int, ticks_per_epoch: int) -> tuple[int, int]:
     """``(num_ticks, steps_per_tick)`` of a run, with clear errors."""
+    per_epoch = steps_per_epoch(task)
     epochs = whole("epochs", epochs)
     ticks_per_epoch = whole("ticks_per_epoch", ticks_per_epoch)
     if epochs < 1:
         raise ValueError(f"epochs={epochs} must be >= 1")
     if ticks_per_epoch < 1:
         raise ValueError(f"ticks_per_epoch={ticks_per_epoch} must be >= 1")
-    if ticks_per_epoch > task.steps_per_epoch:
+    if ticks_per_epoch > per_epoch:
         raise ValueError(
             f"ticks_per_epoch={ticks_per_epoch} exceeds the task's "
-            f"{task.steps_per_epoch} steps per epoch; a tick needs >= 1 step"
+            f"{per_epoch} steps per epoch; a tick needs >= 1 step"
         )
     # A tick is a whole number of steps; when ticks_per_epoch does not divide
     # steps_per_epoch the run makes num_ticks * steps_per_tick steps (the
     # data pass still follows the task's own epochs).
-    return epochs * ticks_per_epoch, task.steps_per_epoch // ticks_per_epoch
+    return epochs * ticks_per_epoch, per_epoch // ticks_per_epoch
 
 
 def init_carry(

@@ -32,7 +32,7 @@ from optax_lode.sweep._schedules import (
     sweep_optimizer,
     switch_schedule,
 )
-from optax_lode.tasks import Task
+from optax_lode.tasks import Task, check_task
 
 if TYPE_CHECKING:
     from optax_lode.runs import Trajectories
@@ -437,10 +437,15 @@ def run_sweep(
         negative, else after the chunk that recorded it.
 
     Raises:
-        TypeError: ``shapes``, ``lrs`` or ``seeds`` given as a single string
+        TypeError: ``task`` does not implement the
+            :class:`~optax_lode.tasks.Task` protocol (checked first, by
+            abstract evaluation: a missing member, or ``init``,
+            ``train_loss`` or ``metric`` returning another structure or
+            shape), ``shapes``, ``lrs`` or ``seeds`` given as a single string
             or number instead of a list (``seeds`` may be a count, an int),
             or a learning rate that is no real number (a bool, a string).
-        ValueError: an unknown shape, an empty or repeating grid, a bad
+        ValueError: a ``task.steps_per_epoch`` that is no int >= 1, an
+            unknown shape, an empty or repeating grid, a bad
             learning rate (not finite and > 0 in float32, in which the runs
             train), seed, ``epochs``, ``ticks_per_epoch``, ``weight_decay``,
             ``chunk_size`` or ``devices``, a
@@ -464,6 +469,7 @@ def run_sweep(
     """
     from optax_lode.runs import Trajectories
 
+    check_task(task)
     if isinstance(seeds, int | np.integer):
         if seeds < 1:
             raise ValueError(f"seeds={seeds} must be >= 1")

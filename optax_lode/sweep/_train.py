@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,8 @@ from optax_lode.sweep._loop import (
     init_carry,
     tick,
 )
-from optax_lode.tasks import Task
+from optax_lode.tasks import Task, check_task
+from optax_lode.tasks._protocol import steps_per_epoch
 
 RUNS_AXIS = "runs"
 """The name of :func:`train_runs`' vmap axis over seeds: build a
@@ -103,25 +104,67 @@ def _as_extra_args(tx) -> optax.GradientTransformationExtraArgs:
     return optax.with_extra_args_support(tx)
 
 
-def _check_lode_length(opt_state: PyTree, num_ticks: int) -> None:
+class _Clock(NamedTuple):
+    """A run's clock, as its arguments set it: what the lode_schedule checks
+    compare the schedule's with and what their advice changes."""
+
+    num_ticks: int
+    steps_per_tick: int
+    ticks_per_epoch: int
+    steps_per_epoch: int
+
+
+def _run_on(clock: _Clock, ticks: int, steps_per_tick: int) -> str | None:
+    """The ``epochs=`` (and ``ticks_per_epoch=``) that make a run of ``ticks``
+    ticks of ``steps_per_tick`` steps on this task, or None if none does.
+    The run's own ``ticks_per_epoch`` first, then one that divides the epoch."""
+    spe = clock.steps_per_epoch
+    options = sorted(
+        range(1, spe + 1),
+        key=lambda t: (t != clock.ticks_per_epoch, spe % t != 0, t),
+    )
+    for t in options:
+        if spe // t == steps_per_tick and ticks % t == 0:
+            if t == clock.ticks_per_epoch == 1:
+                return f"epochs={ticks // t}"
+            return f"epochs={ticks // t}, ticks_per_epoch={t}"
+    return None
+
+
+def _advice(clock: _Clock, run: str | None, train: str) -> str:
+    """The fixes: ``train`` with ``run``'s arguments when there are some, or a
+    schedule rebuilt for this run."""
+    what = (
+        f"it for this run (total_steps={clock.num_ticks * clock.steps_per_tick}, "
+        f"steps_per_tick={clock.steps_per_tick}), adding rescale=True if its "
+        "model records another clock (model.T, model.steps_per_tick)."
+    )
+    return f"{train} ({run}), or rebuild {what}" if run else f"Rebuild {what}"
+
+
+def _check_lode_length(opt_state: PyTree, clock: _Clock) -> None:
     """Raises if a ``lode_schedule`` in ``opt_state`` was built for a run of
     another length: its state records its ``run_ticks`` from the start,
-    whatever wraps it, so this runs before the first tick."""
+    whatever wraps it, so this runs before the first tick (its tick length
+    shows only after one: :func:`_check_lode_clock`)."""
     from optax_lode.transform._schedule import lode_states
 
+    num_ticks = clock.num_ticks
     for state in lode_states(opt_state):
         planned = np.asarray(state.run_ticks).ravel()
         if (planned != num_ticks).any():
             i = int(np.argmax(planned != num_ticks))
+            ticks = int(planned[i])
+            run = _run_on(clock, ticks, clock.steps_per_tick)
             raise ValueError(
-                f"lode_schedule was built for a run of {int(planned[i])} ticks "
+                f"lode_schedule was built for a run of {ticks} ticks "
                 f"(total_steps // steps_per_tick) but this run has {num_ticks}: "
                 "its decisions would fall at the wrong fractions of the run. "
-                f"Build it with total_steps = {num_ticks} x steps_per_tick."
+                + _advice(clock, run, f"Train for its {ticks} ticks")
             )
 
 
-def _check_lode_clock(opt_state: PyTree, steps_per_tick: int) -> None:
+def _check_lode_clock(opt_state: PyTree, clock: _Clock) -> None:
     """Raises if a ``lode_schedule`` in ``opt_state`` counts ticks of another
     length than the run's, read from its state after the run's first tick.
 
@@ -130,6 +173,7 @@ def _check_lode_clock(opt_state: PyTree, steps_per_tick: int) -> None:
     so only definite mismatches raise."""
     from optax_lode.transform._schedule import lode_states
 
+    steps_per_tick = clock.steps_per_tick
     for state in lode_states(opt_state):
         count, tick, step = (
             np.asarray(x).ravel() for x in (state.count, state.tick, state.step_in_tick)
@@ -138,14 +182,17 @@ def _check_lode_clock(opt_state: PyTree, steps_per_tick: int) -> None:
         wrong = (saw_all & ((tick != 1) | (step != 0))) | (tick >= 2)
         if wrong.any():
             i = int(np.argmax(wrong))
+            n, t, s = int(count[i]), int(tick[i]), int(step[i])
+            run = None
+            # Every update reached it: n = t k + s for its tick of k steps.
+            if saw_all[i] and t >= 1 and (n - s) % t == 0:
+                k = (n - s) // t
+                run = _run_on(clock, clock.num_ticks, k)
             raise ValueError(
                 f"lode_schedule's clock differs from the run's: after the run's "
-                f"first tick of {steps_per_tick} steps its state counts "
-                f"{int(tick[i])} tick(s) and {int(step[i])} step(s) from "
-                f"{int(count[i])} update(s). Build it with "
-                f"steps_per_tick={steps_per_tick} (task.steps_per_epoch // "
-                "ticks_per_epoch) and total_steps = the run's ticks x "
-                f"{steps_per_tick}."
+                f"first tick of {steps_per_tick} steps its state counts {t} "
+                f"tick(s) and {s} step(s) from {n} update(s). "
+                + _advice(clock, run, "Train on its clock")
             )
 
 
@@ -161,19 +208,27 @@ class _Program:
     num_ticks: int
     steps_per_tick: int
     compile_seconds: float
+    ticks_per_epoch: int
+    steps_per_epoch: int
 
     def run(self, seed_arg, *, callback=None, with_test: bool = True):
         """``(carry, records, test metric or None, seconds)`` of one run (of
         several seeds if batched), timed after its start."""
         carry, data_key = self.start(seed_arg)
         jax.block_until_ready(carry)
-        _check_lode_length(carry.opt_state, self.num_ticks)
+        clock = _Clock(
+            self.num_ticks,
+            self.steps_per_tick,
+            self.ticks_per_epoch,
+            self.steps_per_epoch,
+        )
+        _check_lode_length(carry.opt_state, clock)
         records = []
         t0 = time.perf_counter()
         for t in range(self.num_ticks):
             carry, rec = self.tick(carry, data_key)
             if t == 0:
-                _check_lode_clock(carry.opt_state, self.steps_per_tick)
+                _check_lode_clock(carry.opt_state, clock)
             if callback is not None:
                 callback(t, {k: np.asarray(v) for k, v in rec._asdict().items()})
             records.append(rec)
@@ -248,6 +303,8 @@ def _compile(
         num_ticks=num_ticks,
         steps_per_tick=steps_per_tick,
         compile_seconds=time.perf_counter() - t0,
+        ticks_per_epoch=int(ticks_per_epoch),
+        steps_per_epoch=steps_per_epoch(task),
     )
 
 
@@ -263,6 +320,7 @@ def _train(
     callback: Callable[[int, dict[str, np.ndarray]], None] | None,
     batched: bool,
 ):
+    check_task(task)
     seeds = list(check_seeds(seeds))
     # uint32 either way: a Python int past 2**31 overflows jit's int32 parsing.
     seed_arg = jnp.asarray(seeds if batched else seeds[0], jnp.uint32)
@@ -343,11 +401,18 @@ def train_run(
         A :class:`RunResult`.
 
     Raises:
-        TypeError: ``tx`` is not an optax transformation.
-        ValueError: a bad ``seed``, ``epochs`` or ``ticks_per_epoch`` (an epoch
-            shorter than its ticks), a ``lode_schedule`` in ``tx`` built for
-            a run of another length or clock, or a state without one
-            array-valued ``learning_rate`` (pass ``learning_rate_fn``).
+        TypeError: ``tx`` is not an optax transformation, or ``task`` does
+            not implement the :class:`~optax_lode.tasks.Task` protocol
+            (checked first, by abstract evaluation: a missing member, or
+            ``init``, ``train_loss`` or ``metric`` returning another structure
+            or shape).
+        ValueError: a bad ``seed``, ``epochs``, ``ticks_per_epoch`` (an epoch
+            shorter than its ticks) or ``task.steps_per_epoch`` (no int >= 1),
+            a ``lode_schedule`` in ``tx`` built for a run of another length
+            or clock (the message says the ``epochs=``/``ticks_per_epoch=``
+            of its run, or how to rebuild it for this one), or a state
+            without one array-valued ``learning_rate`` (pass
+            ``learning_rate_fn``).
 
     Examples:
         >>> import optax
@@ -431,7 +496,7 @@ def train_runs(
         the order of ``seeds``.
 
     Raises:
-        TypeError: ``tx`` is not an optax transformation.
+        TypeError: as :func:`train_run` (``tx``, ``task``).
         ValueError: as :func:`train_run`, and for ``seeds`` given as a count
             or empty.
 

@@ -6,7 +6,19 @@ inside the traced step), so the sweep engine can ``jit`` and ``vmap`` it over
 runs.
 """
 
-from optax_lode.tasks._protocol import DataNotPreparedError, Task, metric_name
+from optax_lode.tasks._protocol import (
+    DataNotPreparedError,
+    Task,
+    check_task,
+    metric_name,
+)
 from optax_lode.tasks._registry import TASKS, get_task
 
-__all__ = ["TASKS", "DataNotPreparedError", "Task", "get_task", "metric_name"]
+__all__ = [
+    "TASKS",
+    "DataNotPreparedError",
+    "Task",
+    "check_task",
+    "get_task",
+    "metric_name",
+]

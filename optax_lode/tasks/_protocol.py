@@ -8,8 +8,12 @@ selected inside the traced step from the run's data key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 PyTree = Any
@@ -31,9 +35,10 @@ class Task(Protocol):
     :func:`metric_name`, default ``"metric"``): trackers log the validation
     metric under ``val_<metric_name>``.
 
-    A task is registered by adding its factory to
-    ``optax_lode/tasks/_registry.py`` (``get_task(name, **kwargs)`` calls it
-    with the keyword arguments).
+    Any object with these members is a task (:func:`check_task` checks one);
+    ``run_sweep`` and ``train_run`` take it as it is. Registering one, for
+    ``get_task(name, **kwargs)`` and the command line, means adding its
+    factory to ``optax_lode/tasks/_registry.py``.
     """
 
     name: str
@@ -123,6 +128,190 @@ def metric_name(task: Task) -> str:
             f"identifier such as 'accuracy', got {name!r}"
         )
     return name
+
+
+def task_label(task: Any) -> str:
+    """``"task 'name'"`` for error messages (the type's name if it has none)."""
+    name = getattr(task, "name", None)
+    return f"task {name!r}" if isinstance(name, str) else f"task {type(task).__name__}"
+
+
+def steps_per_epoch(task: Task) -> int:
+    """``task.steps_per_epoch`` as an int, or a ``ValueError`` naming the task.
+
+    An int >= 1 (a numpy int too; no bool): a float was floored (12.5 swept
+    and recorded 12 steps per tick) and a string failed deep in a comparison.
+    """
+    value = getattr(task, "steps_per_epoch", None)
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(
+            f"{task_label(task)}: steps_per_epoch (optimizer steps per pass over "
+            f"the training data) must be an int >= 1; got {value!r}."
+        )
+    return int(value)
+
+
+_TASK_ATTRIBUTES = ("name", "steps_per_epoch", "default_epochs", "weight_decay")
+_TASK_METHODS = ("init", "train_loss", "metric")
+
+
+def _abstract(x: Any) -> bool:
+    return isinstance(x, jax.ShapeDtypeStruct)
+
+
+def _describe(tree: Any) -> str:
+    """A short text of an abstract pytree: its structure, leaves as
+    ``float32[64]``."""
+
+    class Leaf:
+        def __init__(self, x: jax.ShapeDtypeStruct):
+            self.text = f"{x.dtype}[{','.join(map(str, x.shape))}]"
+
+        def __repr__(self) -> str:
+            return self.text
+
+    text = repr(jax.tree.map(Leaf, tree))
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    """Same tree structure, leaf shapes and dtypes (what ``lax.scan`` needs of
+    a carry)."""
+    if jax.tree.structure(a) != jax.tree.structure(b):
+        return False
+    return all(
+        x.shape == y.shape and x.dtype == y.dtype
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+
+def _is_real(dtype: Any) -> bool:
+    return any(jnp.issubdtype(dtype, k) for k in (jnp.floating, jnp.integer, jnp.bool_))
+
+
+def check_task(task: Any) -> None:
+    """Checks that ``task`` implements the :class:`Task` protocol.
+
+    By abstract evaluation (``jax.eval_shape``: shapes only, no compilation,
+    no arithmetic), so it costs milliseconds. ``run_sweep``, ``train_run`` and
+    ``train_runs`` call it before anything trains; call it in your own task's
+    tests.
+
+    Args:
+        task: the object to check.
+
+    Raises:
+        TypeError: naming the task, the method, what it returned and what the
+            protocol expects: a missing attribute or method; ``init(key)`` not
+            returning ``(params, state)``; ``train_loss(params, state, step,
+            key)`` not returning ``(loss, new_state)`` with a scalar float loss
+            and a new state of the state's structure, shapes and dtypes;
+            ``metric(params, state, split)`` not a scalar for ``"val"`` and
+            ``"test"``. An error raised by the task itself while traced
+            propagates, with a note saying which call raised it.
+        ValueError: ``steps_per_epoch`` is not an int >= 1.
+
+    Examples:
+        >>> from optax_lode.tasks import check_task, get_task
+        >>> check_task(get_task("nqm"))  # passes silently
+        >>> class LossOnly:
+        ...     name, steps_per_epoch, default_epochs, weight_decay = "mine", 10, 5, 0.0
+        ...     def init(self, key):
+        ...         return {"w": jax.numpy.zeros(3)}, ()
+        ...     def train_loss(self, params, state, step, key):
+        ...         return (params["w"] ** 2).sum()  # forgot the state
+        ...     def metric(self, params, state, split):
+        ...         return -(params["w"] ** 2).sum()
+        >>> check_task(LossOnly())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: task 'mine': train_loss(...) returned float32[]; the Task ...
+    """
+    label = task_label(task)
+    missing = [a for a in (*_TASK_ATTRIBUTES, *_TASK_METHODS) if not hasattr(task, a)]
+    uncallable = [
+        f"{m}={getattr(task, m)!r}"
+        for m in _TASK_METHODS
+        if m not in missing and not callable(getattr(task, m))
+    ]
+    if missing or uncallable:
+        problems = (["it has no " + ", ".join(missing)] if missing else []) + (
+            ["not callable: " + ", ".join(uncallable)] if uncallable else []
+        )
+        raise TypeError(
+            f"{label} does not implement the Task protocol: {'; '.join(problems)}. "
+            "A task has the attributes name, steps_per_epoch, default_epochs and "
+            "weight_decay and the methods init(key), train_loss(params, state, "
+            "step, key) and metric(params, state, split) (optax_lode.tasks.Task, "
+            "docs/tasks.md)."
+        )
+
+    steps_per_epoch(task)
+
+    def evaluate(call: str, fn: Callable, *args: Any) -> Any:
+        try:
+            return jax.eval_shape(fn, *args)
+        except Exception as e:
+            e.add_note(
+                f"(raised by {label}'s {call}, traced with abstract arguments by "
+                "optax-lode's check of the Task protocol before training)"
+            )
+            raise
+
+    # Abstract arguments too: not even a key is computed.
+    key = jax.eval_shape(jax.random.key, 0)
+    step = jax.ShapeDtypeStruct((), jnp.int32)
+    out = evaluate("init(key)", task.init, key)
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise TypeError(
+            f"{label}: init(key) returned {_describe(out)}; the Task protocol "
+            "expects a pair (params, state): the trainable parameters and the "
+            "non-trainable model state (() if none)."
+        )
+    params, state = out
+    call = "train_loss(params, state, step, key)"
+    out = evaluate(call, task.train_loss, params, state, step, key)
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        hint = ""
+        if _abstract(out):
+            hint = " (return `loss, state` for a model without state)"
+        raise TypeError(
+            f"{label}: {call} returned {_describe(out)}; the Task protocol "
+            "expects a pair (loss, new_state): the scalar minibatch loss and the "
+            f"model state after the step{hint}."
+        )
+    loss, new_state = out
+    if not (
+        _abstract(loss)
+        and loss.shape == ()
+        and jnp.issubdtype(loss.dtype, jnp.floating)
+    ):
+        hint = ""
+        if _abstract(loss) and loss.ndim:
+            hint = " (a loss per example? return its mean)"
+        raise TypeError(
+            f"{label}: {call} returned a loss of {_describe(loss)}; the Task "
+            f"protocol expects a scalar float (float32[]), the minibatch loss{hint}."
+        )
+    if not _same_kind(new_state, state):
+        raise TypeError(
+            f"{label}: {call} returned a new_state of {_describe(new_state)}, but "
+            f"init's state is {_describe(state)}; the Task protocol expects the "
+            "model state after the step, of the same structure, shapes and dtypes "
+            "(the state as given when the model has none)."
+        )
+    for split in ("val", "test"):
+        call = f"metric(params, state, {split!r})"
+
+        def metric(p, s, split=split):
+            return task.metric(p, s, split)
+
+        out = evaluate(call, metric, params, state)
+        if not (_abstract(out) and out.shape == () and _is_real(out.dtype)):
+            raise TypeError(
+                f"{label}: {call} returned {_describe(out)}; the Task protocol "
+                "expects a scalar (float32[]), higher is better."
+            )
 
 
 class DataNotPreparedError(RuntimeError):
