@@ -310,3 +310,24 @@ def test_a_schedule_on_another_tick_says_the_ticks_per_epoch_of_its_run():
         train_runs(task, tx, seeds=[0])
     run = train_run(task, tx, seed=0, epochs=20, ticks_per_epoch=2)
     assert (run.num_ticks, run.steps_per_tick) == (40, 6)
+
+
+def test_a_sweep_whose_metric_rises_with_its_loss_is_flagged():
+    import dataclasses
+    import warnings
+
+    from _sweep_toy import ToyTask
+
+    from optax_lode import run_sweep
+
+    @dataclasses.dataclass(frozen=True, eq=False)
+    class LossAsMetric(ToyTask):
+        def metric(self, params, state, split):
+            return super().metric(params, state, split) * -1.0 + 0.1  # a loss
+
+    kw = dict(shapes=["constant"], lrs=[0.05, 0.2], seeds=2, epochs=6)  # 24 ticks
+    with pytest.warns(UserWarning, match=r"rises with its training loss .*with_neg"):
+        run_sweep(LossAsMetric(name="toy-loss"), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_sweep(ToyTask(), **kw)  # higher-is-better: silent

@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from optax_lode._files import atomic_write, atomic_write_bytes, usable_directory
 from optax_lode._seeds import check_seeds
 from optax_lode._version import __version__
+from optax_lode._warn import caller_stacklevel
 from optax_lode._whole import whole
 from optax_lode.runs._zero_loss import floor_zero_losses
 from optax_lode.sweep._loop import check_clock, finish_records, init_carry, tick
@@ -589,7 +590,7 @@ def run_sweep(
             DivergedSweepRunWarning,
             stacklevel=2,
         )
-    return Trajectories.from_arrays(
+    runs_out = Trajectories.from_arrays(
         loss[keep],
         metric[keep],
         lr[keep],
@@ -604,3 +605,37 @@ def run_sweep(
         },
         steps_per_tick=steps_per_tick,
     )
+    _warn_if_metric_rises_with_loss(task, runs_out)
+    return runs_out
+
+
+# Fewer recorded ticks say too little: a 2-run, 2-tick test sweep of a
+# higher-is-better toy metric comes out at +0.74.
+_RISING_MIN_TICKS = 20
+
+
+def _warn_if_metric_rises_with_loss(task: Task, runs: Trajectories) -> None:
+    """The protocol's metric is higher-is-better; a task whose metric is a
+    loss sweeps without error, and then every "best" (best_run, the fit's warm
+    start, the test metrics) is the worst. Said here, before a fit, with the
+    rule ``fit`` applies (:data:`optax_lode.model._fit.RISING_METRIC_RHO`)."""
+    from optax_lode.model._evaluate import spearman
+    from optax_lode.model._fit import RISING_METRIC_RHO
+
+    ticks = int(runs.mask.sum())
+    if ticks < _RISING_MIN_TICKS:
+        return
+    rho = spearman(runs.loss[runs.mask], runs.metric[runs.mask])
+    if rho > RISING_METRIC_RHO:
+        warnings.warn(
+            f"task {task.name!r}: the sweep's validation metric rises with its "
+            f"training loss (Spearman {rho:+.2f} over {ticks} "
+            "ticks), as a lower-is-better metric (a validation loss, an error "
+            "rate) does, but the Task protocol's metric is higher-is-better: "
+            "the runs' best is now their worst. Negate it in the task's metric "
+            "(and name it so, e.g. metric_name='neg_val_loss'), or negate the "
+            "runs' before fitting (runs.with_negated_metric()); ignore this if "
+            "yours is higher-is-better.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
