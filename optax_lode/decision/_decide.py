@@ -598,6 +598,13 @@ def explain(
             latent_size)``.
         TypeError: if neither ``key`` nor ``eps`` is given.
 
+    Warns:
+        OutOfSweepWarning: a window record at least ``FAR_Z`` (6) of the
+            sweep's standard deviations from its mean (log loss, metric, log
+            rate), or a metric at least ``FLIP_Z`` (3) away whose negation is
+            within 2 (a ``val_metric`` of the wrong sign): the decision is
+            returned all the same.
+
     Examples:
         >>> import jax, jax.numpy as jnp, optax_lode
         >>> model = optax_lode.LatentODE(T=20, key=jax.random.key(0))
