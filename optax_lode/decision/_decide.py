@@ -626,17 +626,19 @@ def explain(
     ex = _explain_jit(model, window, jnp.asarray(t_star, jnp.int32), eps, config)
     if not isinstance(window, jax.core.Tracer):
         _warn_out_of_sweep(model, window)
-    return ex._replace(loss_band=_loss_band(model, ex.live_loss, ex.threshold))
+    band = loss_band(model.normalisation, ex.live_loss, ex.threshold)
+    return ex._replace(loss_band=band)
 
 
 @jax_defaults
-def _loss_band(model: Any, live_loss: Array, threshold: Array) -> Array:
+def loss_band(normalisation: Any, live_loss: Array, threshold: Array) -> Array:
     """The acceptance interval ``live_loss -+ threshold`` (normalised log
-    loss) in raw loss units."""
+    loss) in raw loss units (also :func:`plot_decision_fan`'s, for an
+    Explanation without one)."""
     edges = jnp.stack([live_loss - threshold, live_loss + threshold])
     feats = jnp.stack([edges, jnp.zeros_like(edges), jnp.zeros_like(edges)], axis=1)
     with jax.numpy_dtype_promotion("standard"):
-        return jnp.asarray(model.normalisation.inverse(feats)[:, 0], jnp.float32)
+        return jnp.asarray(normalisation.inverse(feats)[:, 0], jnp.float32)
 
 
 def _warn_out_of_sweep(model: Any, window: Any) -> None:
@@ -646,11 +648,10 @@ def _warn_out_of_sweep(model: Any, window: Any) -> None:
     w = np.asarray(window, np.float64)
     norm = model.normalisation
     mean, std = (np.asarray(v, np.float64) for v in (norm.mean, norm.std))
-    with np.errstate(all="ignore"):
-        feats = np.stack([np.log(w[:, 0]), w[:, 1], np.log(w[:, 2])], axis=1)
-        z = np.abs((feats - mean) / std)
-        z_flipped = np.abs((-w[:, 1] - mean[1]) / std[1])
+    # A loss or rate of 0 or below has no log: its z is not finite, ignored.
+    z = np.abs(np.asarray(norm.forward(w), np.float64))
     z = np.where(np.isfinite(z), z, 0.0)
+    z_flipped = np.abs((-w[:, 1] - mean[1]) / std[1])
     flipped = (z[:, 1] >= FLIP_Z) & (z_flipped <= 2.0)
     names = ("training loss", "validation metric", "learning rate")
     for col, name in enumerate(names):

@@ -458,11 +458,9 @@ def plot_decision_fan(
             )
     raw = getattr(ex, "loss_band", None)  # set by explain
     if raw is None and normalisation is not None:
-        band = np.zeros((2, 3), np.float32)
-        live = float(np.asarray(ex.live_loss))
-        thr = float(np.asarray(ex.threshold))
-        band[:, 0] = [live - thr, live + thr]
-        raw = normalisation.inverse(band)[:, 0]
+        from optax_lode.decision._decide import loss_band
+
+        raw = loss_band(normalisation, ex.live_loss, ex.threshold)
     if raw is not None:
         raw = np.asarray(raw, np.float64)
         axes[0, 0].axhspan(
