@@ -246,13 +246,21 @@ def _fingerprint(traj: Trajectories, config: dict[str, Any]) -> str:
 RISING_METRIC_RHO = 0.5
 
 
+def metric_loss_rho(trajectories: Trajectories) -> float:
+    """Spearman correlation of the training loss and the metric over the
+    runs' valid ticks: above :data:`RISING_METRIC_RHO` the metric looks
+    lower-is-better (``fit`` and ``run_sweep`` warn)."""
+    mask = trajectories.mask
+    return spearman(trajectories.loss[mask], trajectories.metric[mask])
+
+
 def _warn_if_metric_rises_with_loss(trajectories: Trajectories) -> None:
     """A validation loss taken for the metric fits without error, and then the
     worst run is the warm start and a schedule's decisions aim at a higher
     loss: say so when the metric rises with the training loss, as a
     lower-is-better one does (a higher-is-better one falls as the loss falls)."""
     mask = trajectories.mask
-    rho = spearman(trajectories.loss[mask], trajectories.metric[mask])
+    rho = metric_loss_rho(trajectories)
     if rho > RISING_METRIC_RHO:
         rises = (
             f"rises with their training loss (Spearman {rho:+.2f} over "

@@ -619,13 +619,12 @@ def _warn_if_metric_rises_with_loss(task: Task, runs: Trajectories) -> None:
     loss sweeps without error, and then every "best" (best_run, the fit's warm
     start, the test metrics) is the worst. Said here, before a fit, with the
     rule ``fit`` applies (:data:`optax_lode.model._fit.RISING_METRIC_RHO`)."""
-    from optax_lode.model._evaluate import spearman
-    from optax_lode.model._fit import RISING_METRIC_RHO
+    from optax_lode.model._fit import RISING_METRIC_RHO, metric_loss_rho
 
     ticks = int(runs.mask.sum())
     if ticks < _RISING_MIN_TICKS:
         return
-    rho = spearman(runs.loss[runs.mask], runs.metric[runs.mask])
+    rho = metric_loss_rho(runs)
     if rho > RISING_METRIC_RHO:
         warnings.warn(
             f"task {task.name!r}: the sweep's validation metric rises with its "
