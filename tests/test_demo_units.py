@@ -163,6 +163,7 @@ def test_batched_finals_trains_eval_seeds_once(monkeypatch):
         assert v.run_seconds == pytest.approx(2.0)  # amortised per seed
 
 
+@pytest.mark.slow  # baselines trained twice: ~12 s
 def test_baseline_runs_do_not_depend_on_what_the_cache_held(tmp_path, monkeypatch):
     # A convnet's run vmapped alone rounds differently from the same run in a
     # batch of two, and training carries the difference on. Retraining only

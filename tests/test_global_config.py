@@ -256,6 +256,7 @@ def test_rank_promotion_raise_changes_nothing():
     assert strict == everything()
 
 
+@pytest.mark.slow  # everything again under another config: ~15 s
 def test_strict_dtype_promotion_changes_nothing():
     """``jax_numpy_dtype_promotion="strict"`` (no implicit int/float mixing):
     optax's sgd runs under it, and so must the schedule, the decision, the fit

@@ -87,6 +87,7 @@ def test_fit_records_the_runs_clock_declared_or_from_the_file(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow  # five fits: ~15 s
 def test_a_csv_grid_and_a_bad_recorded_clock_are_set_by_flags(tmp_path, capsys):
     """A CSV drops its grid (runs that all stopped early read shorter):
     --num-ticks restores it; a Parquet file recording a nonsense clock is read
@@ -233,6 +234,7 @@ def test_a_reader_that_stops_early_is_not_a_traceback(tmp_path):
     assert "Traceback" not in err and "BrokenPipeError" not in err
 
 
+@pytest.mark.slow  # a CLI subprocess: ~10 s
 def test_warnings_read_as_the_commands_own_lines(tmp_path):
     """A warning raised deep in the library printed the library's file and
     line (``.../_trajectories.py:495: ... return cls.from_dataframe(...)``)."""
@@ -275,6 +277,7 @@ def test_a_broken_pipe_that_is_not_stdout_is_still_an_error(monkeypatch, capsys)
         main(["inspect", "m.lode"])
 
 
+@pytest.mark.slow  # three fits: ~10 s
 def test_lower_is_better_fits_the_negated_metric(tmp_path, capsys, monkeypatch):
     """A validation loss as the metric: best_run, the warm-start path and the
     trial selection picked the worst run. --lower-is-better negates it, for

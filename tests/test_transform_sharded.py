@@ -175,6 +175,7 @@ _SHARD_MAP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh JAX process with 8 devices: ~30 s
 def test_shard_map_explicit_mesh_and_one_run_per_device():
     """Under shard_map: a data-parallel run (the mean loss and gradient over the
     devices) gets the single-device rates, and so does a jitted run on a

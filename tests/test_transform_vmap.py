@@ -84,6 +84,7 @@ def _alone(stacked, loss_fn, x, y, steps, start_steps=None):
     return np.stack(out)
 
 
+@pytest.mark.slow  # 4 runs alone and vmapped: ~15 s
 def test_vmapped_runs_get_the_rates_each_gets_alone_and_keep_the_cond():
     stacked, loss_fn, x, y = _problem()
     tx = _tx("runs")
@@ -110,6 +111,7 @@ def test_vmapped_runs_get_the_rates_each_gets_alone_and_keep_the_cond():
     assert "cond" not in _primitives(vmapped_jaxpr(_tx()))
 
 
+@pytest.mark.slow  # 4 runs alone and vmapped: ~20 s
 def test_runs_out_of_step_decide_at_their_own_ticks():
     # Run r starts 3 r ticks late: the runs' decision ticks never coincide, so
     # every decision is taken by one run while the others hold.
@@ -171,6 +173,7 @@ def test_a_stacked_state_outside_its_vmap_says_so(runs):
     jax.jit(jax.vmap(update))(params, states, losses, metrics)
 
 
+@pytest.mark.slow  # three vmapped compiles: ~15 s
 def test_nested_vmaps_keep_the_cond_when_every_axis_is_named():
     """Groups of runs (vmap inside vmap): naming only the inner axis leaves the
     predicate batched over the outer one (a select again, still correct);
