@@ -428,7 +428,8 @@ def test_decision_reads_only_rows_it_computed(
 
 
 @pytest.mark.parametrize(
-    "solver", ["heun", pytest.param("tsit5", marks=pytest.mark.slow)]  # tsit5: ~10 s
+    "solver",
+    ["heun", pytest.param("tsit5", marks=pytest.mark.slow)],  # tsit5: ~10 s
 )
 def test_solvers_that_cannot_resume_decide_in_one_rollout(solver):
     """Models whose rollouts cannot stop and resume (all but Euler) take the
