@@ -88,7 +88,13 @@ def register(subparsers) -> None:
             "sweep skips them."
         ),
     )
-    p.add_argument("--task", required=True, help="task name (see optax_lode.tasks)")
+    p.add_argument(
+        "--task",
+        required=True,
+        help="a registered task's name (see optax_lode.tasks.TASKS), or your own "
+        "task as MODULE:ATTRIBUTE, a factory or a task object importable from "
+        "the current directory (e.g. my_tasks:make_task)",
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -195,10 +201,17 @@ def run(args: argparse.Namespace) -> int:
             msg = f"optax-lode sweep: {', '.join(unused)} needs --mlflow"
             print(msg, file=sys.stderr)
             return 2
+    if ":" in args.task and "" not in sys.path and "." not in sys.path:
+        # A console script's sys.path starts at its own bin directory: the
+        # user's task module beside them is found as `python -m` finds it.
+        sys.path.insert(0, "")
     try:
         task = get_task(args.task, **dict(args.task_arg))
     except KeyError as err:  # an unknown task: the message lists the names
         print(f"optax-lode sweep: {err.args[0]}", file=sys.stderr)
+        return 2
+    except ImportError as err:  # a missing extra, or a user's module
+        print(f"optax-lode sweep: {err}", file=sys.stderr)
         return 2
     except DataNotPreparedError as err:
         print(f"optax-lode sweep: {err}", file=sys.stderr)

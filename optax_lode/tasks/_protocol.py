@@ -36,9 +36,8 @@ class Task(Protocol):
     metric under ``val_<metric_name>``.
 
     Any object with these members is a task (:func:`check_task` checks one);
-    ``run_sweep`` and ``train_run`` take it as it is. Registering one, for
-    ``get_task(name, **kwargs)`` and the command line, means adding its
-    factory to ``optax_lode/tasks/_registry.py``.
+    ``run_sweep`` and ``train_run`` take it as it is, and ``get_task`` and
+    ``optax-lode sweep --task`` by its import path (``"my_tasks:make_task"``).
     """
 
     name: str

@@ -29,10 +29,16 @@ TASKS = MappingProxyType(_FACTORIES)
 
 
 def get_task(name: str, **kwargs: Any) -> Task:
-    """Builds the registered task ``name``.
+    """Builds the registered task ``name``, or a task of your own by its
+    import path.
 
     Args:
-        name: one of ``optax_lode.tasks.TASKS``.
+        name: one of ``optax_lode.tasks.TASKS``, or ``"module:attribute"``
+            (``"my_project.tasks:make_task"``, as the registry's own entries
+            read): the attribute is a factory, called with ``kwargs``, or a
+            task object itself (then with no ``kwargs``). The module is
+            imported from ``sys.path`` (``optax-lode sweep --task`` puts the
+            current directory first, as ``python -m`` does).
         **kwargs: the factory's keyword arguments (model size, batch size,
             ``data_dir``, ...; see each factory's docstring).
 
@@ -40,13 +46,16 @@ def get_task(name: str, **kwargs: Any) -> Task:
         The task, which implements :class:`optax_lode.tasks.Task`.
 
     Raises:
-        KeyError: ``name`` is not registered; the message lists the names.
+        KeyError: ``name`` is neither registered nor an import path; the
+            message lists the names.
         TypeError: a keyword argument the task's factory does not take, or a
-            factory that returns no :class:`~optax_lode.tasks.Task`.
+            factory that returns no :class:`~optax_lode.tasks.Task` (or
+            keyword arguments for an attribute that is a task already).
         ValueError: a keyword argument out of range (the factory checks it,
             e.g. ``get_task("nqm", dim=0)``).
         ImportError: the task needs an optional dependency that is not
-            installed; the message names the extra to install.
+            installed; the message names the extra to install. For an import
+            path: its module cannot be imported, or has no such attribute.
         DataNotPreparedError: a TFDS task whose data is not in ``data_dir``
             (see the task's factory).
 
@@ -62,11 +71,14 @@ def get_task(name: str, **kwargs: Any) -> Task:
         >>> nqm.name, nqm.steps_per_epoch * nqm.default_epochs
         ('nqm', 1000)
     """
+    if name not in _FACTORIES and ":" in name:
+        return _imported_task(name, kwargs)
     try:
         target = _FACTORIES[name]
     except KeyError:
         raise KeyError(
-            f"unknown task {name!r}; registered tasks: {sorted(_FACTORIES)}"
+            f"unknown task {name!r}; registered tasks: {sorted(_FACTORIES)}, or "
+            "your own as 'module:factory' (an import path)"
         ) from None
     module, _, attr = target.partition(":")
     try:
@@ -80,4 +92,51 @@ def get_task(name: str, **kwargs: Any) -> Task:
         ) from e
     if not isinstance(task, Task):
         raise TypeError(f"factory {target} returned {type(task).__name__}, not a Task")
+    return task
+
+
+def _imported_task(path: str, kwargs: dict[str, Any]) -> Task:
+    """``get_task("module:attribute", **kwargs)``: a user's own task."""
+    module, _, attr = path.partition(":")
+    if (
+        not module
+        or not attr
+        or not all(
+            part.isidentifier() for part in [*module.split("."), *attr.split(".")]
+        )
+    ):
+        raise KeyError(
+            f"unknown task {path!r}: an import path reads 'module:attribute' "
+            f"(e.g. 'my_project.tasks:make_task'); registered tasks: "
+            f"{sorted(_FACTORIES)}"
+        )
+    try:
+        obj: Any = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is not None and module.startswith(e.name):
+            raise ImportError(
+                f"task {path!r}: no module {e.name!r} on sys.path (run from the "
+                "directory that holds it, or install the package that does)",
+                name=e.name,
+            ) from e
+        raise  # the module's own import of something missing
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ImportError(f"task {path!r}: {module} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if isinstance(obj, Task) and not isinstance(obj, type):
+        if kwargs:
+            raise TypeError(
+                f"task {path!r} is a task object, not a factory: it takes no "
+                f"keyword arguments (got {sorted(kwargs)})"
+            )
+        return obj
+    if not callable(obj):
+        raise TypeError(
+            f"task {path!r} is neither a task nor a factory that returns one "
+            f"(it is of type {type(obj).__name__})"
+        )
+    task = obj(**kwargs)
+    if not isinstance(task, Task):
+        raise TypeError(f"factory {path} returned {type(task).__name__}, not a Task")
     return task
