@@ -380,9 +380,18 @@ def load_renderer(ref: str) -> Renderer:
     return fn
 
 
-def document(title: str, table: str, notes: str, env: dict[str, Any]) -> str:
+def document(
+    title: str,
+    table: str,
+    notes: str,
+    env: dict[str, Any],
+    *,
+    rows_elsewhere: bool = False,
+) -> str:
     """A result's Markdown: its title, table, the footer naming the machine
-    of ``env`` and its notes."""
+    of ``env`` and its notes. With ``rows_elsewhere`` (some rows were kept
+    from earlier invocations) the footer names only the latest invocation's
+    machine and says so."""
     cpu = env["processor"]
     if env.get("cpu_model"):
         cpu += f", {env['cpu_model']}, {_avx512(env)}"
@@ -390,7 +399,13 @@ def document(title: str, table: str, notes: str, env: dict[str, Any]) -> str:
         f"{env['cpu_count']} CPU cores ({cpu}), "
         f"jax {env['versions']['jax']} on {env['jax_backend']}, {env['date']}"
     )
-    md = f"## {title}\n\n{table}\n_Measured on {machine}._\n"
+    said = (
+        f"Latest rows measured on {machine}; the others earlier (the notes' "
+        '"Rows measured" say when and where)'
+        if rows_elsewhere
+        else f"Measured on {machine}"
+    )
+    md = f"## {title}\n\n{table}\n_{said}._\n"
     if notes:
         md += f"\n{notes.strip()}\n"
     return md
@@ -403,7 +418,25 @@ def render_markdown(payload: dict[str, Any]) -> str | None:
     if ref is None:
         return None
     title, table, notes = load_renderer(ref)(payload)
-    return document(title, table, notes, payload["environment"])
+    env = payload["environment"]
+    return document(
+        title, table, notes, env, rows_elsewhere=_rows_elsewhere(payload, env)
+    )
+
+
+def _rows_elsewhere(payload: dict[str, Any], env: dict[str, Any]) -> bool:
+    """Whether a result's per-task rows (``tasks``, each with the
+    ``environment`` that measured it) were not all measured by the
+    invocation ``env`` names."""
+    tasks = payload.get("tasks")
+    if not isinstance(tasks, dict):
+        return False
+    envs = [d.get("environment") for d in tasks.values() if isinstance(d, dict)]
+    key = (env.get("date"), env.get("cpu_model"), tuple(env.get("cpu_isa", ())))
+    return any(
+        not e or (e.get("date"), e.get("cpu_model"), tuple(e.get("cpu_isa", ()))) != key
+        for e in envs
+    )
 
 
 def write_result(

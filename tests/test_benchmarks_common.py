@@ -231,7 +231,7 @@ def test_render_rewrites_a_result_from_its_json_keeping_its_environment(
     (tmp_path / "t3.md").write_text("stale")
     assert render("t3") == 0
     assert (tmp_path / "t3.md").read_text() == md
-    assert "| a |" in md and "2026-12-01T10:00:00+00:00._" in md
+    assert "| a |" in md and "2026-12-01T10:00:00+00:00; the others earlier" in md
     assert read_result("t3", results_dir=tmp_path)["environment"] == measured
     assert "Holm-adjusted over the task's rows" in md and "Seeds: a [0, 1]." in md
     # A result written without a renderer cannot be rendered again.
@@ -409,3 +409,22 @@ def test_rotated_starts_each_repetition_at_the_next_variant():
     ]
     pair = (("cosine", 1), ("lode", 2))  # two variants: they alternate
     assert common.rotated(pair, 1) == [("lode", 2), ("cosine", 1)]
+
+
+def test_the_footer_says_when_rows_were_measured_by_other_invocations(tmp_path):
+    """A result keeps each task's rows across invocations: the footer names
+    the latest one's machine, and says so when some rows are not its own."""
+    env = environment()
+    other = {**env, "date": "2026-12-01T10:00:00+00:00", "cpu_isa": ["avx2"]}
+    for tasks, mixed in (
+        ({"a": {"environment": env}, "b": {"environment": env}}, False),
+        ({"a": {"environment": env}, "b": {"environment": other}}, True),
+        ({"a": {"environment": env}, "b": {}}, True),  # kept from an old version
+    ):
+        write_result("r", {"tasks": tasks}, render=_markdown, results_dir=tmp_path)
+        md = (tmp_path / "r.md").read_text()
+        footer = [line for line in md.splitlines() if line.startswith("_")]
+        assert len(footer) == 1 and env["date"] in footer[0]
+        assert footer[0].startswith(
+            "_Latest rows measured on" if mixed else "_Measured on"
+        )

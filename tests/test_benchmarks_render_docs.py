@@ -245,11 +245,11 @@ def test_reconstruction_bullets_follow_table_a1(tmp_path, monkeypatch):
     assert "forecast on 1 of 3 tasks (`c`), the loss on 3 of 3" in text
     assert "the metric on 2 of 3 (`a`, `b`)" in text
     assert "after 50%, the rate on 3 of 3" in text
-    assert "from -0.30 (`a`) to 0.90 (`c`)" in text
+    assert "from -0.30 (`a`, 5% of its run observed) to 0.90 (`c`, 5% observed" in text
     assert render_docs.ticks_range() == "20-40 ticks"
     _a1(tmp_path, {"a": good, "b": good, "c": early}, {"a": 0.5, "b": 0.6, "c": 0.7})
     text = " ".join(render_docs.reconstruction_claims().split())
-    assert "predictions beat the naive forecast" in text
+    assert "predictions are closer than the naive forecast on average" in text
 
 
 def test_variants_table_compares_each_variant_with_its_reference_and_table1(
