@@ -38,7 +38,7 @@ def test_cli_sweep_writes_runs_that_train_run_reproduces(tmp_path, capsys):
     assert "wrote 4 runs x 6 ticks of digits-mlp" in printed
     # digits-mlp: 18 steps per epoch in 3 ticks: ticks of 6 steps.
     assert "steps_per_tick=6)" in printed and ".chunks (delete it" in printed
-    assert "6 steps per tick (recorded in runs.parquet" in printed
+    assert f"6 steps per tick (recorded in {out} and the model" in printed
     traj = Trajectories.from_parquet(out)
     assert traj.steps_per_tick == 6  # the clock travels to the model
     assert traj.run_ids == (

@@ -63,6 +63,25 @@ MODULE = textwrap.dedent(
 
     def not_a_factory():
         return "a string"
+
+
+    class NoMetric:
+        name, steps_per_epoch, default_epochs, weight_decay = "no-metric", 5, 4, 0.0
+
+        def init(self, key):
+            return {"w": jnp.zeros(3)}, ()
+
+        def train_loss(self, params, state, step, data_key):
+            return (params["w"] ** 2).sum(), state
+
+
+    class VectorMetric(Softmax):
+        def metric(self, params, state, split):
+            return params["w"].sum(axis=0)  # one per class: no scalar
+
+
+    class ValLoss(Softmax):
+        metric_name = "val_loss"
     """
 )
 
@@ -105,7 +124,13 @@ def test_an_import_path_builds_the_users_task(user_module):
             TypeError,
             "neither a task nor a factory .* of type int",
         ),
-        ("my_tasks:not_a_factory", {}, TypeError, "returned str, not a Task"),
+        (
+            "my_tasks:not_a_factory",
+            {},
+            TypeError,
+            "returned str, not a Task: .* it has no name",
+        ),
+        ("my_tasks:NoMetric", {}, TypeError, "NoMetric, not a Task: .* has no metric"),
         ("my_tasks:make_task", {"size": 3}, TypeError, "size"),
         ("my_tasks:", {}, KeyError, "an import path reads 'module:attribute'"),
         ("my tasks:make", {}, KeyError, "an import path reads"),
@@ -142,10 +167,10 @@ def test_cli_sweeps_a_task_from_the_current_directory(
         "sweep",
         *("--task", "cwd_tasks:make_task", "--task-arg", "batch=10"),
         *("--out", str(out), "--shapes", "constant,cosine", "--lrs", "0.1"),
-        *("--seeds", "1", "--epochs", "2", "--no-progress"),
+        *("--seeds", "1", "--epochs", "3", "--no-progress"),
     ]
     assert main(argv) == 0
-    assert "wrote 2 runs x 2 ticks of softmax-b10" in capsys.readouterr().out
+    assert "wrote 2 runs x 3 ticks of softmax-b10" in capsys.readouterr().out
     runs = Trajectories.from_parquet(out)
     assert runs.steps_per_tick == 5
     import cwd_tasks
@@ -155,7 +180,7 @@ def test_cli_sweeps_a_task_from_the_current_directory(
         shapes=["constant", "cosine"],
         lrs=[0.1],
         seeds=1,
-        epochs=2,
+        epochs=3,
     )
     np.testing.assert_array_equal(runs.loss, same.loss)
     np.testing.assert_array_equal(runs.metric, same.metric)
@@ -168,3 +193,64 @@ def test_cli_says_a_missing_module_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("optax-lode sweep: task 'nowhere_xyz:make': no module")
     assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--task", "my_tasks:VectorMetric"],
+            "--task my_tasks:VectorMetric: task 'my-softmax': metric(params, state, "
+            "'val') returned float32[3]",
+        ),
+        (["--task", "my_tasks:NoMetric"], "--task my_tasks:NoMetric: factory"),
+        (
+            ["--task", "nqm", "--epochs", "1"],
+            "runs of 1 tick (--epochs 1 x --ticks-per-epoch 1) are too short",
+        ),
+    ],
+)
+def test_cli_refuses_a_task_or_clock_it_cannot_sweep_in_one_line(
+    user_module, tmp_path, capsys, argv, message
+):
+    out = tmp_path / "runs.parquet"
+    assert main(["sweep", *argv, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optax-lode sweep: ") and message in err
+    assert "--task-arg" not in err  # none was given
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "runs.parquet.chunks").exists()
+
+
+def test_cli_refuses_an_out_that_names_a_directory(tmp_path, capsys):
+    out = f"{tmp_path / 'runs.parquet'}/"
+    assert main(["sweep", "--task", "nqm", "--out", out]) == 2
+    assert "names a directory; give a file" in capsys.readouterr().err
+    assert not (tmp_path / "runs.parquet").exists()
+
+
+def test_a_metric_named_like_a_loss_is_warned_about(user_module):
+    from optax_lode.tasks import check_task
+
+    with pytest.warns(UserWarning, match="metric_name 'val_loss' reads as a lower"):
+        check_task(get_task("my_tasks:ValLoss"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_task(get_task("my_tasks:make_task"))  # accuracy
+        check_task(get_task("nqm"))  # neg_log_loss
+
+
+def test_run_sweep_warns_of_runs_too_short_to_fit():
+    with pytest.warns(UserWarning, match="runs of 2 ticks"):
+        runs = run_sweep(get_task("nqm", dim=4), shapes=["constant"], lrs=[0.1],
+                         seeds=1, epochs=2)  # fmt: skip
+    assert runs.num_ticks == 2
+
+
+def test_demo_says_it_runs_registered_tasks_only(capsys):
+    assert main(["demo", "--task", "my_tasks:make_task", "--fast"]) == 2
+    err = capsys.readouterr().err
+    assert "the demo runs the registered tasks only" in err
+    assert "optax-lode sweep --task my_tasks:make_task" in err

@@ -7,6 +7,7 @@ One store is shared by the module: creating it runs MLflow's migrations.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -666,3 +667,29 @@ def test_an_interrupted_export_is_logged_again_by_skip(store, monkeypatch):
     back = from_mlflow("interrupted", tracking_uri=store["uri"], tick=1)
     assert list(back.info["run_name"]) == ["a", "b"]
     assert back.lengths.tolist() == [ticks, ticks]
+
+
+def test_a_sqlite_store_that_cannot_be_created_fails_at_once(tmp_path, monkeypatch):
+    """MLflow retries a store it cannot open for minutes (SQLAlchemy
+    warnings): a sqlite:/// file in a missing or read-only directory is
+    refused before MLflow is asked."""
+    from optax_lode.cli import main
+    from optax_lode.tracking._deps import mlflow_client
+
+    missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'ml.db'}"
+    with pytest.raises(OSError, match="no such directory"):
+        mlflow_client(missing, what="test")
+    t0 = time.perf_counter()
+    out = tmp_path / "runs.parquet"
+    argv = ["sweep", "--task", "nqm", "--out", str(out), "--mlflow", missing]
+    assert main(argv) == 2
+    assert time.perf_counter() - t0 < 30
+    assert not out.exists()
+    real_access = os.access
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode: False if str(p) == str(tmp_path) else real_access(p, mode),
+    )
+    with pytest.raises(OSError, match="not writable"):
+        mlflow_client(f"sqlite:///{tmp_path / 'ml.db'}", what="test")

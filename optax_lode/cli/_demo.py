@@ -24,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "--task", default="mnist1d-mlp", help="task name (default: mnist1d-mlp)"
+        "--task",
+        default="mnist1d-mlp",
+        help="a registered task's name (default: mnist1d-mlp; your own task: "
+        "optax-lode sweep and fit)",
     )
     add_task_arg(p, "data_dir=/data/tfds")
     p.add_argument(
@@ -63,6 +66,13 @@ def _run(args: argparse.Namespace) -> int:
     from optax_lode.demo import default_config, fast_config, run_demo
     from optax_lode.tasks import TASKS, DataNotPreparedError
 
+    if args.task not in TASKS and ":" in args.task:
+        return _fail(
+            f"--task {args.task}: the demo runs the registered tasks only (each "
+            f"has its demo settings: {', '.join(sorted(TASKS))}); sweep and fit "
+            f"your own with optax-lode sweep --task {args.task} ... and "
+            "optax-lode fit"
+        )
     make = fast_config if args.fast else default_config
     changes = {}
     if args.seeds is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,10 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers, got {text!r}"
         ) from None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _names(text: str) -> list[str]:
@@ -98,7 +103,6 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out",
         required=True,
-        type=Path,
         help="output file, .parquet (keeps the runs' clock) or .csv",
     )
     p.add_argument(
@@ -113,7 +117,8 @@ def register(subparsers) -> None:
         type=_floats,
         default=list(PAPER_LRS),
         help="comma-separated peak/initial learning rates "
-        f"(default {','.join(f'{x:g}' for x in PAPER_LRS)})",
+        f"(default {','.join(f'{x:g}' for x in PAPER_LRS)}; a list starting "
+        "with a minus sign needs the --lrs=... form)",
     )
     p.add_argument(
         "--seeds", type=int, default=5, help="number of seeds 0..N-1 (default 5)"
@@ -175,9 +180,15 @@ def run(args: argparse.Namespace) -> int:
     """Runs the sweep and writes it; returns the exit code."""
     from optax_lode._files import file_path_problem, remove_empty, writable_parent
     from optax_lode.sweep import run_sweep
-    from optax_lode.tasks import DataNotPreparedError, get_task, metric_name
+    from optax_lode.sweep._sweep import MIN_FIT_TICKS
+    from optax_lode.tasks import DataNotPreparedError, check_task, get_task, metric_name
 
-    out: Path = args.out
+    # A str, not a Path: Path("d/") drops the separator that says "directory".
+    out = Path(args.out)
+    if args.out.endswith(("/", os.sep)):
+        msg = f"optax-lode sweep: --out {args.out} names a directory; give a file"
+        print(msg + " (.parquet or .csv) in it", file=sys.stderr)
+        return 2
     # As fit and load_runs read them.
     parquet = out.suffix.lower() in (".parquet", ".pq")
     if not parquet and out.suffix.lower() != ".csv":
@@ -217,8 +228,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"optax-lode sweep: {err}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, ZeroDivisionError) as err:
-        msg = f"optax-lode sweep: --task {args.task} --task-arg: {err}"
+        given = " --task-arg" if args.task_arg else ""
+        msg = f"optax-lode sweep: --task {args.task}{given}: {err}"
         print(msg, file=sys.stderr)
+        return 2
+    try:  # before anything trains (run_sweep checks again, cheaply)
+        check_task(task)
+    except (TypeError, ValueError) as err:
+        print(f"optax-lode sweep: --task {args.task}: {err}", file=sys.stderr)
+        return 2
+    epochs = task.default_epochs if args.epochs is None else args.epochs
+    run_ticks = epochs * args.ticks_per_epoch if isinstance(epochs, int) else None
+    if run_ticks is not None and 0 < run_ticks < MIN_FIT_TICKS:
+        print(
+            f"optax-lode sweep: runs of {_count(run_ticks, 'tick')} "
+            f"(--epochs {epochs} x --ticks-per-epoch {args.ticks_per_epoch}) are "
+            f"too short to fit: a latent ODE needs at least {MIN_FIT_TICKS}; "
+            "raise --epochs or --ticks-per-epoch",
+            file=sys.stderr,
+        )
         return 2
     experiment = args.mlflow_experiment or f"optax-lode-sweep-{task.name}"
     where = args.mlflow or "the default tracking URI"
@@ -272,14 +300,17 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    msg = f"wrote {traj.num_runs} runs x {traj.num_ticks} ticks of {task.name} to {out}"
+    msg = (
+        f"wrote {_count(traj.num_runs, 'run')} x {_count(traj.num_ticks, 'tick')} "
+        f"of {task.name} to {out}"
+    )
     tests = traj.info["test_metric"].dropna()
     if len(tests):
         msg += f"; best test metric {tests.max():.4f} ({tests.idxmax()})"
     print(msg)
     spt = traj.steps_per_tick  # the runs' clock
     kept = (
-        f"recorded in {out.name} and the model fitted to it"
+        f"recorded in {out} and the model fitted to it"
         if parquet
         else f"a CSV file drops it: fit with --optimizer-steps-per-tick {spt}"
     )

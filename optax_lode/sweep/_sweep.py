@@ -371,6 +371,10 @@ def _chunk_digest(runs: Sequence[tuple[str, float, int]]) -> str:
     return hashlib.sha256(repr(list(runs)).encode()).hexdigest()[:16]
 
 
+# A LatentODE decides from a window of 2 <= mu < T ticks, so it needs T >= 3.
+MIN_FIT_TICKS = 3
+
+
 def run_sweep(
     task: Task,
     *,
@@ -464,9 +468,9 @@ def run_sweep(
         >>> from optax_lode.sweep import run_sweep
         >>> from optax_lode.tasks import get_task
         >>> traj = run_sweep(get_task("digits-mlp"), shapes=["constant"],
-        ...                  lrs=[1e-2], seeds=2, epochs=2)
+        ...                  lrs=[1e-2], seeds=2, epochs=3)
         >>> traj.loss.shape
-        (2, 2)
+        (2, 3)
     """
     from optax_lode.runs import Trajectories
 
@@ -478,6 +482,16 @@ def run_sweep(
     shapes, lrs, seeds = _validate(shapes, lrs, seeds)
     epochs = task.default_epochs if epochs is None else epochs
     num_ticks, steps_per_tick = check_clock(task, epochs, ticks_per_epoch)
+    if num_ticks < MIN_FIT_TICKS:
+        warnings.warn(
+            f"runs of {num_ticks} tick{'' if num_ticks == 1 else 's'} "
+            f"(epochs={epochs} x ticks_per_epoch="
+            f"{ticks_per_epoch}): a latent ODE needs runs of at least "
+            f"{MIN_FIT_TICKS} ticks, and fit will refuse these; raise epochs or "
+            "ticks_per_epoch",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
     wd = float(task.weight_decay if weight_decay is None else weight_decay)
     _check_number("weight_decay", wd, positive=False)
     runs = sweep_grid(shapes, lrs, seeds)

@@ -8,6 +8,7 @@ selected inside the traced step from the run's data key.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -15,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from optax_lode._warn import caller_stacklevel
 
 PyTree = Any
 
@@ -247,6 +250,7 @@ def check_task(task: Any) -> None:
         )
 
     steps_per_epoch(task)
+    _warn_if_named_lower_is_better(task, label)
 
     def evaluate(call: str, fn: Callable, *args: Any) -> Any:
         try:
@@ -321,3 +325,26 @@ class DataNotPreparedError(RuntimeError):
     message says how to prepare the data. The command line reports it without
     a traceback.
     """
+
+
+# Words of a metric's name that say lower is better (unless negated, "neg_").
+_LOWER_IS_BETTER = ("loss", "error", "perplexity", "mse", "mae", "rmse")
+
+
+def _warn_if_named_lower_is_better(task: Any, label: str) -> None:
+    """The protocol's metric is higher-is-better; a task whose metric_name
+    says loss or error most likely returns one as it is, and every "best" run
+    of its sweep would be the worst (the sweep's own check needs a long sweep
+    whose metric clearly rises with the loss)."""
+    name = metric_name(task).lower()
+    if name.startswith(("neg", "minus")):
+        return
+    if any(word in name.split("_") or word == name for word in _LOWER_IS_BETTER):
+        warnings.warn(
+            f"{label}'s metric_name {name!r} reads as a lower-is-better metric, "
+            "but the Task protocol's metric is higher-is-better (a sweep's best "
+            "run is the one with the highest): return its negation and name it "
+            f"so (metric_name='neg_{name}'); ignore this if higher is better.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )

@@ -11,7 +11,7 @@ import importlib
 from types import MappingProxyType
 from typing import Any
 
-from optax_lode.tasks._protocol import Task
+from optax_lode.tasks._protocol import Task, check_task
 
 _FACTORIES: dict[str, str] = {
     "nqm": "optax_lode.tasks._nqm:NoisyQuadratic",
@@ -138,5 +138,10 @@ def _imported_task(path: str, kwargs: dict[str, Any]) -> Task:
         )
     task = obj(**kwargs)
     if not isinstance(task, Task):
-        raise TypeError(f"factory {path} returned {type(task).__name__}, not a Task")
+        what = f"factory {path} returned {type(task).__name__}, not a Task"
+        try:
+            check_task(task)  # says which members it lacks
+        except TypeError as e:
+            raise TypeError(f"{what}: {e}") from None
+        raise TypeError(what)
     return task

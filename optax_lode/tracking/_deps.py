@@ -8,6 +8,7 @@ at run time.
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 _HINT = (
@@ -47,4 +48,27 @@ def mlflow_client(tracking_uri: str | None, *, what: str):
         # mlflow-skinny leaves out what its SQL stores (the default) need.
         require("sqlalchemy", package="sqlalchemy", what=what)
         require("alembic", package="alembic", what=what)
+    _check_sqlite_store(str(uri), what)
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _check_sqlite_store(uri: str, what: str) -> None:
+    """Raises ``OSError`` for a ``sqlite:///`` store that cannot be created:
+    MLflow would retry its connection for minutes before failing."""
+    if not uri.startswith("sqlite:///"):
+        return  # another store, or sqlite:// in memory
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:" or os.path.exists(path):
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        why = "no such directory"
+    elif not os.access(parent, os.W_OK):
+        why = "not writable"
+    else:
+        return
+    raise OSError(
+        f"{what}: the MLflow store {uri} does not exist and cannot be created "
+        f"there ({parent}: {why}); pass a sqlite:/// path in a writable "
+        "directory, or a tracking server's URI"
+    )
