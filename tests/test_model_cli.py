@@ -397,3 +397,191 @@ def test_an_empty_runs_file_is_named(tmp_path, capsys):
     assert main(["fit", str(empty), "--out", str(tmp_path / "m.lode")]) == 2
     err = capsys.readouterr().err
     assert f"optax-lode fit: '{empty}' is empty; expected a CSV file" in err
+
+
+def _no_fit(*args, **kwargs):  # a refusal must come before the fit
+    raise AssertionError("fit ran")
+
+
+def test_fit_refuses_to_write_the_model_over_the_runs(tmp_path, capsys, monkeypatch):
+    """``fit runs.parquet --out runs.parquet`` exited 0, the sweep's data
+    overwritten by the model; a .csv/.parquet --out is a runs file's name."""
+    import os
+
+    import optax_lode.model as model_module
+
+    monkeypatch.setattr(model_module, "fit", _no_fit)
+    runs = tmp_path / "runs.parquet"
+    synthetic_sweep(ticks=10, seeds=(0,), peak_lrs=(1e-2,)).to_parquet(runs)
+    data = runs.read_bytes()
+    os.link(runs, tmp_path / "hard.lode")  # the same file under another name
+    monkeypatch.chdir(tmp_path)
+    cases = (
+        ("runs.parquet", "is the runs file"),
+        (str(runs), "is the runs file"),
+        ("./sub/../runs.parquet", "is the runs file"),
+        ("hard.lode", "is the runs file"),
+        ("model.CSV", "names a runs file (.CSV); the model is a .lode file"),
+        ("model.pq", "e.g. --out model.lode"),
+    )
+    for out, said in cases:
+        assert main(["fit", "runs.parquet", "--out", out, "--steps", "2"]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"optax-lode fit: --out {out} ") and said in line
+    assert runs.read_bytes() == data
+    assert not (tmp_path / "model.CSV").exists()
+
+
+def test_fit_refuses_an_out_with_a_trailing_separator(runs_csv, tmp_path, capsys):
+    """``--out newdir2/`` wrote a file named newdir2 (argparse's Path drops
+    the separator)."""
+    import os
+
+    out = str(tmp_path / "newdir2") + os.sep
+    assert main(["fit", str(runs_csv), "--out", out, "--steps", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"--out {out} ends in {os.sep!r}, which names a directory" in line
+    assert not (tmp_path / "newdir2").exists()
+
+
+def test_a_missing_runs_file_is_said_so(tmp_path, capsys, monkeypatch):
+    """A missing Parquet file printed its bare name, a CSV file an errno."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("nothere.parquet", "nothere.csv", "nothere.pq"):
+        assert main(["fit", name, "--out", "m.lode"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"optax-lode fit: no runs file at '{name}'.\n"
+
+
+def test_a_directory_given_as_runs_is_said_so(tmp_path, capsys, monkeypatch):
+    """An empty directory named d.parquet read as a table without columns."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("d.parquet", "d.csv"):
+        (tmp_path / name).mkdir()
+        assert main(["fit", name, "--out", "m.lode"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"optax-lode fit: '{name}' is a directory")
+        assert "missing column" not in err
+
+
+def test_a_binary_csv_file_is_named(tmp_path, capsys, monkeypatch):
+    """A binary file named x.csv gave a bare "'utf-8' codec can't decode"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert main(["fit", "x.csv", "--out", "m.lode"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optax-lode fit: cannot read 'x.csv' as CSV text: ")
+    assert "not UTF-8" in err and "codec" not in err
+
+
+def test_a_non_positive_rate_reads_as_a_plain_number(tmp_path, capsys):
+    """``column 'lr' (lr) has the non-positive value np.float64(-0.01)``."""
+    table = synthetic_sweep(ticks=10, seeds=(0,), peak_lrs=(1e-2,)).to_dataframe()
+    table.loc[3, "lr"] = -0.01
+    csv = tmp_path / "neg.csv"
+    table.to_csv(csv, index=False)
+    out = str(tmp_path / "m.lode")
+    assert main(["fit", str(csv), "--out", out]) == 2
+    err = capsys.readouterr().err
+    run, tick = table.loc[3, "run"], table.loc[3, "tick"]
+    assert (
+        f"run {run!r}: column 'lr' has the non-positive value -0.01 at tick {tick}"
+        in err
+    )
+    table = table.rename(columns={"lr": "rate"})
+    table.to_csv(csv, index=False)
+    assert main(["fit", str(csv), "--out", out, "--lr-column", "rate"]) == 2
+    assert "column 'rate' (lr) has the non-positive value -0.01" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_fit_holding_nothing_out_says_so(runs_csv, tmp_path, capsys):
+    """``--held-out 0`` printed ``best held-out MSE None`` and no report,
+    without a word why."""
+    out = tmp_path / "m.lode"
+    args = ["fit", str(runs_csv), "--out", str(out), "--steps", "2", "--quiet"]
+    assert main([*args, "--held-out", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out MSE None" not in printed and "MSE" not in printed.split("\n")[0]
+    assert (
+        "no runs held out: no held-out MSE and no report (the model is the last "
+        "step's); pass --held-out F (e.g. 0.2) to measure the fit"
+    ) in printed
+    assert "Relative MSE" not in printed
+
+
+def test_a_grid_longer_than_every_run_is_warned(tmp_path, capsys, monkeypatch):
+    """``--num-ticks 10`` on 3-tick runs: a T=10 model, 70% of it masked,
+    without a word."""
+    import optax_lode.model as model_module
+
+    def stop(*args, **kwargs):
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(model_module, "fit", stop)
+    runs = synthetic_sweep(ticks=10, seeds=(0,), peak_lrs=(1e-2,)).to_dataframe()
+    csv = tmp_path / "short.csv"
+    runs.query("tick < 3").to_csv(csv, index=False)
+    args = ["fit", str(csv), "--out", str(tmp_path / "m.lode")]
+    with pytest.warns(UserWarning, match="longest run, which has 3 ticks") as seen:
+        assert main([*args, "--num-ticks", "10"]) == 2
+    assert "last 7 of T=10 ticks are fitted to no record" in str(seen[0].message)
+    assert "stop here" in capsys.readouterr().err
+    import warnings
+
+    with warnings.catch_warnings():
+        # A grid the runs fill: no warning.
+        warnings.filterwarnings("error", message="--num-ticks")
+        assert main([*args, "--num-ticks", "3"]) == 2
+
+
+def test_fit_help_gives_every_option_a_help_and_its_default():
+    """``--seed``, ``--depth``... had no help; ``--held-out`` and
+    ``--patience`` no default; ``--mu`` did not say "at least 2"."""
+    import argparse
+
+    from optax_lode.cli import build_parser
+
+    (sub,) = [
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ]
+    fit = sub.choices["fit"]
+    options = {a.option_strings[-1]: a for a in fit._actions if a.option_strings}
+    for flag, action in options.items():
+        assert action.help, flag
+        takes_a_value = action.nargs != 0
+        if takes_a_value and not action.required:
+            assert "default" in action.help, flag
+    said = {
+        "--held-out": "(default 0.1;",
+        "--patience": "(default 10;",
+        "--seed": "(default 0)",
+        "--path-penalty": "(default 1e-3)",
+        "--latent-size": "(default 20)",
+        "--hidden-size": "(default 20)",
+        "--depth": "(default 2)",
+        "--solver": "(default euler)",
+        "--mu": "(default: 5%% of T, at least 2)",
+    }
+    for flag, default in said.items():
+        assert default in options[flag].help, flag
+    assert [options[f].default for f in said] == [0.1, 10, 0, 1e-3, 20, 20, 2,
+                                                  "euler", None]  # fmt: skip
+
+
+def test_a_checkpoint_of_another_fit_says_what_to_do(runs_csv, tmp_path, capsys):
+    """The refusal said "a fit of other data or settings; use another
+    checkpoint_dir", a Python name, without saying what must match."""
+    ckpt = tmp_path / "ck"
+    args = ["fit", str(runs_csv), "--out", str(tmp_path / "m.lode"), "--quiet"]
+    args += ["--steps", "2", "--checkpoint-dir", str(ckpt)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--seed", "1"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"optax-lode fit: --checkpoint-dir {ckpt} holds the ")
+    assert "which one changed cannot be said" in err and "--seed" in err
+    assert "use another --checkpoint-dir" in err
+    assert f"delete {ckpt / 'fit-checkpoint.lode'} to start over" in err
+    assert "checkpoint_dir" not in err

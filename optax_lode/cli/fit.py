@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -50,10 +51,15 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out",
         required=True,
-        type=Path,
-        help="model file to write (a missing directory is made)",
+        help="model file to write, e.g. sweep.lode (a missing directory is made; "
+        "not the runs file, nor a .csv/.parquet name)",
     )
-    p.add_argument("--mu", type=int, default=None, help="window in ticks (5%% of T)")
+    p.add_argument(
+        "--mu",
+        type=int,
+        default=None,
+        help="encoder window in ticks (default: 5%% of T, at least 2)",
+    )
     p.add_argument(
         "--steps", type=int, default=5000, help="max gradient steps (default 5000)"
     )
@@ -63,16 +69,51 @@ def register(subparsers) -> None:
     p.add_argument(
         "--learning-rate", type=float, default=1e-3, help="peak lr (default 1e-3)"
     )
-    p.add_argument("--path-penalty", type=float, default=1e-3)
     p.add_argument(
-        "--held-out", type=float, default=0.1, help="fraction of runs held out"
+        "--path-penalty",
+        type=float,
+        default=1e-3,
+        help="weight of the latent path-length penalty (default 1e-3)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patience", type=int, default=10, help="evaluations, 0 = off")
-    p.add_argument("--latent-size", type=int, default=20)
-    p.add_argument("--hidden-size", type=int, default=20)
-    p.add_argument("--depth", type=int, default=2)
-    p.add_argument("--solver", default="euler", help="euler, heun, rk4 or tsit5")
+    p.add_argument(
+        "--held-out",
+        type=float,
+        default=0.1,
+        help="fraction of runs held out for early stopping and the report "
+        "(default 0.1; 0: none, no report)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initialisation, the held-out split and the batches "
+        "(default 0)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        help="evaluations without improvement before stopping (default 10; "
+        "0: never stop early)",
+    )
+    p.add_argument(
+        "--latent-size", type=int, default=20, help="latent dimension (default 20)"
+    )
+    p.add_argument(
+        "--hidden-size",
+        type=int,
+        default=20,
+        help="width of the hidden layers and of the encoder's state (default 20)",
+    )
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=2,
+        help="hidden layers of the vector field (default 2)",
+    )
+    p.add_argument(
+        "--solver", default="euler", help="euler, heun, rk4 or tsit5 (default euler)"
+    )
     p.add_argument(
         "--ticks-per-step",
         type=int,
@@ -81,7 +122,11 @@ def register(subparsers) -> None:
         "else at least 150 steps per run)",
     )
     p.add_argument(
-        "--checkpoint-dir", type=Path, default=None, help="resume a killed fit"
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="directory for a checkpoint, written at every evaluation, from "
+        "which the same command resumes a killed fit (default: none)",
     )
     p.add_argument(
         "--observe",
@@ -111,7 +156,12 @@ def register(subparsers) -> None:
         "metric (Trajectories.with_negated_metric); a live run then passes the "
         "negated value as lode_schedule's val_metric",
     )
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else MLflow's "
+        "own default); MLflow only",
+    )
     p.add_argument(
         "--steps-per-tick",
         type=int,
@@ -168,7 +218,8 @@ def register(subparsers) -> None:
         help="TensorBoard: the runs are the directories this many levels below "
         "LOGDIR, each with every event file under it, a sub-directory's tags "
         "prefixed by it (Keras' LOGDIR/RUN/train and /validation: 1, with the "
-        "tags train/epoch_loss, validation/epoch_accuracy); TensorBoard only",
+        "tags train/epoch_loss, validation/epoch_accuracy; default: every "
+        "directory holding event files is a run); TensorBoard only",
     )
     p.add_argument(
         "--skip-invalid-runs",
@@ -289,6 +340,41 @@ def _recorded_clock(path: str) -> object:
         return None
 
 
+# What a runs file is named: --out must not be one (the model is a .lode file).
+_RUNS_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def _out_problem(out: str, runs: str | None) -> str | None:
+    """Why ``--out`` (as typed) cannot be the model file, or None: a trailing
+    separator (argparse's Path would drop it, and a file of the directory's
+    name be written), the runs file itself (``runs``, None for a tracker), or
+    a runs file's name."""
+    if out.endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        return (
+            f"--out {out} ends in {out[-1]!r}, which names a directory; give the "
+            f"model file's path, e.g. --out {os.path.join(out, 'model.lode')}"
+        )
+    path = Path(out)
+    if runs is not None:
+        same = False
+        with contextlib.suppress(OSError):  # a name too long, say: not the same
+            same = Path(runs).resolve() == path.resolve()
+        with contextlib.suppress(OSError):  # one of them missing: not the same
+            same = same or os.path.samefile(runs, out)
+        if same:
+            return (
+                f"--out {out} is the runs file {runs}: the model would overwrite "
+                "the runs; give the model its own file, e.g. --out "
+                f"{Path(runs).with_suffix('.lode')}"
+            )
+    if path.suffix.lower() in _RUNS_SUFFIXES:
+        return (
+            f"--out {out} names a runs file ({path.suffix}); the model is a "
+            f".lode file, e.g. --out {path.with_suffix('.lode')}"
+        )
+    return None
+
+
 def _statuses(text: str) -> tuple[str, ...]:
     statuses = tuple(s.strip().upper() for s in text.split(",") if s.strip())
     if not statuses:
@@ -321,7 +407,13 @@ def run(args: argparse.Namespace) -> int:
     from optax_lode.model import fit, model_digest, save_model
     from optax_lode.tracking import load_runs
 
-    why = file_path_problem(args.out)  # checked first: the fit can take minutes
+    tracker = "://" in args.runs
+    refused = _out_problem(args.out, None if tracker else args.runs)
+    if refused:  # checked first: the fit can take minutes
+        print(f"optax-lode fit: {refused}", file=sys.stderr)
+        return 2
+    args.out = Path(args.out)
+    why = file_path_problem(args.out)
     if why:
         print(f"optax-lode fit: cannot write --out {args.out}: {why}", file=sys.stderr)
         return 2
@@ -337,7 +429,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    tracker = "://" in args.runs
     names = ("loss", "metric", "lr") if tracker else ("run", "tick", "loss")
     options = {c: getattr(args, f"{c}_column") for c in names}
     mlflow = args.runs.startswith("mlflow://")
@@ -453,6 +544,8 @@ def run(args: argparse.Namespace) -> int:
         ),
         file=sys.stderr,
     )
+    if args.num_ticks is not None:
+        _warn_if_grid_outruns_the_runs(runs, args.num_ticks)
     made, why = writable_parent(args.out)
     if why:
         print(f"optax-lode fit: cannot write --out {args.out}: {why}", file=sys.stderr)
@@ -492,7 +585,7 @@ def run(args: argparse.Namespace) -> int:
         # OSError: a checkpoint that cannot be written (the directory changed).
         remove_empty(made_checkpoint, args.checkpoint_dir)
         remove_empty(made, args.out.parent)
-        print(f"optax-lode fit: {err}", file=sys.stderr)
+        print(f"optax-lode fit: {_fit_error(err, args)}", file=sys.stderr)
         return 2
     try:
         save_model(args.out, model)
@@ -500,11 +593,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"optax-lode fit: cannot write --out {args.out}: {err}", file=sys.stderr)
         return 2
     summary = model.training_summary
+    held = bool(summary["held_out_runs"])
     print(
         f"saved {args.out} (T={model.T}, mu={model.mu}, "
         f"steps_per_tick={model.steps_per_tick}, {summary['steps']} steps, "
-        f"best held-out MSE {summary['held_out_mse']} at step {summary['best_step']}, "
-        f"{summary['seconds']:.1f} s)\nmodel digest {model_digest(model)}"
+        + (
+            f"best held-out MSE {summary['held_out_mse']} at step "
+            f"{summary['best_step']}, "
+            if held
+            else ""
+        )
+        + f"{summary['seconds']:.1f} s)\nmodel digest {model_digest(model)}"
         + (
             "\nthe model predicts the negated metric: pass "
             "lode_schedule's update val_metric=-<your metric>"
@@ -512,8 +611,62 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
     )
-    if summary["held_out_runs"]:
-        print()
-        held_out = runs.select(summary["held_out_runs"])
-        print(report_table(model, held_out, args.observe, negated=runs.metric_negated))
+    if not held:
+        print(
+            "no runs held out: no held-out MSE and no report (the model is the "
+            "last step's); "
+            + (
+                "pass --held-out F (e.g. 0.2) to measure the fit"
+                if args.held_out == 0
+                else f"--held-out {args.held_out} could hold none out (the "
+                "warning above says why)"
+            )
+        )
+        return 0
+    print()
+    held_out = runs.select(summary["held_out_runs"])
+    print(report_table(model, held_out, args.observe, negated=runs.metric_negated))
     return 0
+
+
+def _warn_if_grid_outruns_the_runs(runs, num_ticks: int) -> None:
+    """Warns when ``--num-ticks`` is longer than every run: the model's last
+    ticks are then fitted to no record (right only for a sweep whose runs all
+    stopped early, the grid a CSV file drops)."""
+    import numpy as np
+
+    ticks = np.flatnonzero(runs.mask.any(axis=0))
+    longest = int(ticks[-1]) + 1 if ticks.size else 0
+    if num_ticks > longest:
+        warnings.warn(
+            f"--num-ticks {num_ticks} is longer than the longest run, which has "
+            f"{longest} {'tick' if longest == 1 else 'ticks'}: the model's last "
+            f"{num_ticks - longest} of T={num_ticks} ticks are fitted to no "
+            "record. Right for a sweep whose runs all stopped early on a grid "
+            f"of {num_ticks} ticks; else leave out --num-ticks (T is then the "
+            "longest run's).",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _fit_error(err: Exception, args: argparse.Namespace) -> str:
+    """``fit``'s error in the command's terms."""
+    message = str(err).replace("checkpoint_dir", "--checkpoint-dir")
+    if "belongs to a fit of other data or settings" in message:
+        from optax_lode.model._fit import _CHECKPOINT
+
+        # The checkpoint records a fingerprint of the runs and settings, not
+        # them: what changed cannot be said, only what must match.
+        message = (
+            f"--checkpoint-dir {args.checkpoint_dir} holds the checkpoint of a "
+            "fit of other runs or settings (it records only their fingerprint, "
+            "so which one changed cannot be said): to resume it, run the same "
+            "command again (the same runs, read with the same flags, and the "
+            "same --mu, --steps, --batch-size, --learning-rate, --path-penalty, "
+            "--held-out, --seed, --patience, --latent-size, --hidden-size, "
+            "--depth, --solver and --ticks-per-step); else use another "
+            "--checkpoint-dir, or delete "
+            f"{Path(args.checkpoint_dir) / _CHECKPOINT} to start over"
+        )
+    return message

@@ -562,9 +562,10 @@ class Trajectories:
 
         Raises:
             FileNotFoundError: no file at ``path``.
-            ValueError: the file is empty or has a header but no rows, ``text``
-                is a string or names a column the file lacks, or as
-                :meth:`from_dataframe`.
+            IsADirectoryError: ``path`` is a directory.
+            ValueError: the file is empty, has a header but no rows, is not
+                UTF-8 text or cannot be parsed as CSV, ``text`` is a string
+                or names a column the file lacks, or as :meth:`from_dataframe`.
             TypeError: as :meth:`from_dataframe`.
 
         Examples:
@@ -578,6 +579,7 @@ class Trajectories:
             (('007',), 10)
         """
         run = columns.get("run", "run")
+        _check_runs_file(path, "CSV")
         try:
             header = pd.read_csv(path, nrows=0).columns
         except pd.errors.EmptyDataError:  # its message does not name the file
@@ -586,6 +588,8 @@ class Trajectories:
                 "row (columns run, tick, loss, metric, lr) and one row per run "
                 "and tick."
             ) from None
+        except (UnicodeDecodeError, pd.errors.ParserError) as err:
+            raise _not_csv(path, err) from None
         unknown = sorted(set(text) - set(header))
         if isinstance(text, str) or unknown:
             raise ValueError(
@@ -593,12 +597,15 @@ class Trajectories:
                 + (f" ({unknown} not among {list(header)})" if unknown else "")
             )
         text = [c for c in header if c == run or c.startswith("tags.") or c in text]
-        frame = pd.read_csv(
-            path,
-            dtype=dict.fromkeys(text, str),
-            keep_default_na=False,
-            na_values={c: _NA_STRINGS for c in header if c not in text},
-        )
+        try:
+            frame = pd.read_csv(
+                path,
+                dtype=dict.fromkeys(text, str),
+                keep_default_na=False,
+                na_values={c: _NA_STRINGS for c in header if c not in text},
+            )
+        except (UnicodeDecodeError, pd.errors.ParserError) as err:
+            raise _not_csv(path, err) from None
         for c in text:
             frame[c] = frame[c].replace("", np.nan)
         if len(frame) == 0:
@@ -630,6 +637,8 @@ class Trajectories:
 
         Raises:
             FileNotFoundError: no file at ``path``.
+            IsADirectoryError: ``path`` is a directory holding no Parquet file
+                (a directory of them, a dataset, is read).
             ValueError: the file records an invalid clock (a
                 ``steps_per_tick`` that is not a whole number >= 1) or an
                 invalid ``metric_negated`` (not a bool), unless the argument
@@ -646,6 +655,7 @@ class Trajectories:
             >>> back.steps_per_tick, back.metric_negated
             (10, True)
         """
+        _check_runs_file(path, "Parquet")
         df = pd.read_parquet(path)
         recorded = df.attrs.get("num_ticks")
         tick = columns.get("tick", "tick")
@@ -1354,6 +1364,46 @@ def _check_all_nan(arrays, mask, run_ids, names=None):
             )
 
 
+def _check_runs_file(path, kind: str) -> None:
+    """Refuses a local ``path`` that holds no runs file, naming it: pandas
+    says a missing Parquet file by its bare name, a missing CSV file by its
+    errno, and an empty directory as a table without columns. A directory of
+    Parquet files (a dataset) is read; a URL or an open file is left to
+    pandas."""
+    if not isinstance(path, (str, os.PathLike)):
+        return
+    text = os.fsdecode(path)
+    if "://" in text:
+        return
+    if not os.path.exists(text):
+        raise FileNotFoundError(f"no runs file at {text!r}.")
+    if not os.path.isdir(text):
+        return
+    if kind == "Parquet" and any(
+        not name.startswith((".", "_"))
+        for _, _, names in os.walk(text)
+        for name in names
+    ):
+        return
+    raise IsADirectoryError(
+        f"{text!r} is a directory"
+        + (" holding no Parquet file" if kind == "Parquet" else "")
+        + f", not a {kind} file of runs; give the file's path."
+    )
+
+
+def _not_csv(path, err: Exception) -> ValueError:
+    """A CSV reader's error that does not name the file, naming it."""
+    why = (
+        "it is not UTF-8 text (a binary file? a Parquet file is read by its "
+        ".parquet or .pq name)"
+        if isinstance(err, UnicodeDecodeError)
+        else str(err).strip()
+    )
+    name = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path
+    return ValueError(f"cannot read {name!r} as CSV text: {why}.")
+
+
 def _clean(arrays, mask, run_ids, names=None) -> np.ndarray:
     """Masks divergence, checks positivity, NaN-fills invalid entries (in place)."""
     names = names or {r: r for r in _SERIES}
@@ -1378,9 +1428,12 @@ def _clean(arrays, mask, run_ids, names=None) -> np.ndarray:
         nonpos = mask & (arr <= 0)
         if nonpos.any():
             i, t = (int(x[0]) for x in np.nonzero(nonpos))
+            column = repr(names[role])
+            if names[role] != role:  # the role only when the name is another
+                column += f" ({role})"
             raise ValueError(
-                f"run {run_ids[i]!r}: column {names[role]!r} ({role}) has the "
-                f"non-positive value {arr[i, t]!r} at tick {t}; {role} is "
+                f"run {run_ids[i]!r}: column {column} has the "
+                f"non-positive value {float(arr[i, t])} at tick {t}; {role} is "
                 "log-transformed, so it must be positive: drop the tick"
                 + (
                     ", or floor a loss that underflowed to 0 at "
