@@ -102,6 +102,11 @@ def test_cli_refuses_before_sweeping(tmp_path, capsys, monkeypatch):
         (["--task", "nosuch"], "unknown task 'nosuch'; registered tasks"),
         (["--task", "digits-mlp", "--lrs", "0"], "learning rates must be"),
         (["--task", "digits-mlp", "--epochs", "0"], "epochs=0"),
+        (
+            ["--task", "digits-mlp", "--task-arg", "hiden=(8,)"],
+            "--task digits-mlp --task-arg: task 'digits-mlp' takes no keyword "
+            "argument 'hiden'; it takes hidden, batch_size",
+        ),
     ],
 )
 def test_cli_bad_arguments_exit_2_with_a_message(tmp_path, capsys, argv, message):

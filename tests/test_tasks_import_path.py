@@ -131,7 +131,12 @@ def test_an_import_path_builds_the_users_task(user_module):
             "returned str, not a Task: .* it has no name",
         ),
         ("my_tasks:NoMetric", {}, TypeError, "NoMetric, not a Task: .* has no metric"),
-        ("my_tasks:make_task", {"size": 3}, TypeError, "size"),
+        (
+            "my_tasks:make_task",
+            {"size": 3},
+            TypeError,
+            "'my_tasks:make_task' takes no keyword argument 'size'; it takes batch$",
+        ),
         ("my_tasks:", {}, KeyError, "an import path reads 'module:attribute'"),
         ("my tasks:make", {}, KeyError, "an import path reads"),
         ("not-registered", {}, KeyError, "or your own as 'module:factory'"),

@@ -8,6 +8,7 @@ are only needed by whoever uses it.
 from __future__ import annotations
 
 import importlib
+import inspect
 from types import MappingProxyType
 from typing import Any
 
@@ -83,7 +84,7 @@ def get_task(name: str, **kwargs: Any) -> Task:
     module, _, attr = target.partition(":")
     try:
         # Optional dependencies are imported by the module or by the factory.
-        task = getattr(importlib.import_module(module), attr)(**kwargs)
+        task = _build(name, getattr(importlib.import_module(module), attr), kwargs)
     except ImportError as e:
         raise ImportError(
             f"task {name!r} needs {e.name!r}: install the tasks extra (in a clone "
@@ -136,7 +137,7 @@ def _imported_task(path: str, kwargs: dict[str, Any]) -> Task:
             f"task {path!r} is neither a task nor a factory that returns one "
             f"(it is of type {type(obj).__name__})"
         )
-    task = obj(**kwargs)
+    task = _build(path, obj, kwargs)
     if not isinstance(task, Task):
         what = f"factory {path} returned {type(task).__name__}, not a Task"
         try:
@@ -145,3 +146,28 @@ def _imported_task(path: str, kwargs: dict[str, Any]) -> Task:
             raise TypeError(f"{what}: {e}") from None
         raise TypeError(what)
     return task
+
+
+def _build(label: str, factory: Any, kwargs: dict[str, Any]) -> Any:
+    """``factory(**kwargs)``; a keyword it does not take is said with the
+    ones it does."""
+    try:
+        return factory(**kwargs)
+    except TypeError as e:
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):  # no signature to read
+            raise e from None
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        unknown = sorted(set(kwargs) - set(params))
+        if takes_any or not unknown or "keyword argument" not in str(e):
+            raise  # raised inside the factory, not by its signature
+        known = [
+            n
+            for n, p in params.items()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n != "self"
+        ]
+        raise TypeError(
+            f"task {label!r} takes no keyword argument {', '.join(map(repr, unknown))}"
+            f"; it takes {', '.join(known) if known else 'none'}"
+        ) from None
