@@ -585,3 +585,16 @@ def test_a_checkpoint_of_another_fit_says_what_to_do(runs_csv, tmp_path, capsys)
     assert "use another --checkpoint-dir" in err
     assert f"delete {ckpt / 'fit-checkpoint.lode'} to start over" in err
     assert "checkpoint_dir" not in err
+
+
+def test_fit_warnings_name_the_flags(tmp_path):
+    """fit's advice named its Python argument (``held_out=0.1``) to a user of
+    the command line."""
+    runs = synthetic_sweep(ticks=10, seeds=(0,), peak_lrs=(1e-2,))
+    one = runs.select([runs.run_ids[0]])
+    csv = tmp_path / "one.csv"
+    one.to_csv(csv)
+    args = ["fit", str(csv), "--out", str(tmp_path / "m.lode"), "--steps", "2"]
+    with pytest.warns(UserWarning, match="--held-out 0.1 needs at least 2 runs") as w:
+        assert main([*args, "--quiet"]) == 0
+    assert not any("held_out=" in str(x.message) for x in w)

@@ -101,7 +101,12 @@ def test_cli_refuses_before_sweeping(tmp_path, capsys, monkeypatch):
     [
         (["--task", "nosuch"], "unknown task 'nosuch'; registered tasks"),
         (["--task", "digits-mlp", "--lrs", "0"], "learning rates must be"),
-        (["--task", "digits-mlp", "--epochs", "0"], "epochs=0"),
+        (["--task", "digits-mlp", "--epochs", "0"], "--epochs 0 must be >= 1"),
+        (["--task", "digits-mlp", "--seeds", "0"], "--seeds 0 must be >= 1"),
+        (
+            ["--task", "digits-mlp", "--ticks-per-epoch", "100"],
+            "--ticks-per-epoch 100 exceeds the task's 18 steps per epoch",
+        ),
         (
             ["--task", "digits-mlp", "--task-arg", "hiden=(8,)"],
             "--task digits-mlp --task-arg: task 'digits-mlp' takes no keyword "

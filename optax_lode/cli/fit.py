@@ -563,24 +563,25 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
     try:
-        model = fit(
-            runs,
-            mu=args.mu,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            path_penalty=args.path_penalty,
-            held_out=args.held_out,
-            seed=args.seed,
-            progress=not args.quiet,
-            checkpoint_dir=args.checkpoint_dir,
-            patience=args.patience or None,
-            latent_size=args.latent_size,
-            hidden_size=args.hidden_size,
-            depth=args.depth,
-            solver=args.solver,
-            ticks_per_step=args.ticks_per_step,
-        )
+        with _warnings_as_flags(_fit_flags):
+            model = fit(
+                runs,
+                mu=args.mu,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                learning_rate=args.learning_rate,
+                path_penalty=args.path_penalty,
+                held_out=args.held_out,
+                seed=args.seed,
+                progress=not args.quiet,
+                checkpoint_dir=args.checkpoint_dir,
+                patience=args.patience or None,
+                latent_size=args.latent_size,
+                hidden_size=args.hidden_size,
+                depth=args.depth,
+                solver=args.solver,
+                ticks_per_step=args.ticks_per_step,
+            )
     except (ValueError, FloatingPointError, OSError) as err:
         # OSError: a checkpoint that cannot be written (the directory changed).
         remove_empty(made_checkpoint, args.checkpoint_dir)
@@ -650,9 +651,19 @@ def _warn_if_grid_outruns_the_runs(runs, num_ticks: int) -> None:
         )
 
 
+def _fit_flags(message: str) -> str:
+    """fit()'s advice in this command's flags."""
+    for python, flag in (
+        ("held_out=", "--held-out "),
+        ("checkpoint_dir", "--checkpoint-dir"),
+    ):
+        message = message.replace(python, flag)
+    return message
+
+
 def _fit_error(err: Exception, args: argparse.Namespace) -> str:
     """``fit``'s error in the command's terms."""
-    message = str(err).replace("checkpoint_dir", "--checkpoint-dir")
+    message = _fit_flags(str(err))
     if "belongs to a fit of other data or settings" in message:
         from optax_lode.model._fit import _CHECKPOINT
 

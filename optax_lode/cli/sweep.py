@@ -18,6 +18,20 @@ def _floats(text: str) -> list[float]:
         ) from None
 
 
+def _sweep_flags(message: str) -> str:
+    """run_sweep's messages in this command's flags (``epochs=0`` is
+    ``--epochs 0`` here)."""
+    for python, flag in (
+        ("ticks_per_epoch=", "--ticks-per-epoch "),
+        ("chunk_size=", "--chunk-size "),
+        ("seeds=", "--seeds "),
+        ("epochs=", "--epochs "),
+        ("checkpoint_dir", "--checkpoint-dir"),
+    ):
+        message = message.replace(python, flag)
+    return message
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -286,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         remove_empty(made, out.parent)
-        print(f"optax-lode sweep: {err}", file=sys.stderr)
+        print(f"optax-lode sweep: {_sweep_flags(str(err))}", file=sys.stderr)
         return 2
     try:
         if parquet:
