@@ -82,6 +82,10 @@ MODULE = textwrap.dedent(
 
     class ValLoss(Softmax):
         metric_name = "val_loss"
+
+
+    class Spaced(Softmax):
+        metric_name = "val accuracy"  # no identifier: trackers refuse it
     """
 )
 
@@ -91,9 +95,12 @@ def user_module(tmp_path, monkeypatch):
     """``my_tasks`` in a directory on sys.path, and one that fails to import."""
     (tmp_path / "my_tasks.py").write_text(MODULE)
     (tmp_path / "broken_tasks.py").write_text("import no_such_dependency_xyz\n")
+    # A missing module whose name is a prefix of the user's: still the user's
+    # module's own import, not the user's module missing.
+    (tmp_path / "my_tasks_extra.py").write_text("import my_tasks_ex\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "my_tasks"
-    for name in ("my_tasks", "broken_tasks"):
+    for name in ("my_tasks", "broken_tasks", "my_tasks_extra"):
         sys.modules.pop(name, None)
 
 
@@ -153,6 +160,8 @@ def test_a_module_missing_its_own_dependency_is_not_called_absent(user_module):
     # The user's module exists: the missing name is its import's, said as is.
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
         get_task("broken_tasks:make")
+    with pytest.raises(ModuleNotFoundError, match="No module named 'my_tasks_ex'"):
+        get_task("my_tasks_extra:make")
 
 
 def test_cli_sweeps_a_task_from_the_current_directory(
@@ -245,6 +254,7 @@ def test_a_metric_named_like_a_loss_is_warned_about(user_module):
         warnings.simplefilter("error")
         check_task(get_task("my_tasks:make_task"))  # accuracy
         check_task(get_task("nqm"))  # neg_log_loss
+        check_task(get_task("my_tasks:Spaced"))  # sweeps; only trackers need it
 
 
 def test_run_sweep_warns_of_runs_too_short_to_fit():

@@ -336,7 +336,10 @@ def _warn_if_named_lower_is_better(task: Any, label: str) -> None:
     says loss or error most likely returns one as it is, and every "best" run
     of its sweep would be the worst (the sweep's own check needs a long sweep
     whose metric clearly rises with the loss)."""
-    name = metric_name(task).lower()
+    name = getattr(task, "metric_name", "metric")
+    if not isinstance(name, str):
+        return  # metric_name() refuses it where a name is needed
+    name = name.lower()
     if name.startswith(("neg", "minus")):
         return
     if any(word in name.split("_") or word == name for word in _LOWER_IS_BETTER):

@@ -114,7 +114,7 @@ def _imported_task(path: str, kwargs: dict[str, Any]) -> Task:
     try:
         obj: Any = importlib.import_module(module)
     except ModuleNotFoundError as e:
-        if e.name is not None and module.startswith(e.name):
+        if e.name is not None and (module + ".").startswith(e.name + "."):
             raise ImportError(
                 f"task {path!r}: no module {e.name!r} on sys.path (run from the "
                 "directory that holds it, or install the package that does)",
