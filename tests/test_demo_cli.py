@@ -122,7 +122,13 @@ def test_demo_cli_user_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatc
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert main(["demo", "--fast", "--out", str(afile)]) == 2
-    assert f"cannot use --out {afile} as a directory" in capsys.readouterr().err
+    assert f"--out {afile} is a file; the demo writes a directory" in (
+        capsys.readouterr().err
+    )
+    assert main(["demo", "--fast", "--out", str(afile / "sub")]) == 2
+    assert f"cannot use --out {afile / 'sub'} as a directory" in (
+        capsys.readouterr().err
+    )
 
     def unprepared(*args, **kwargs):
         raise DataNotPreparedError("cannot read TFDS x: --task-arg data_dir=DIR")

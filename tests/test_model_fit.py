@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -543,6 +545,18 @@ def test_held_out_with_a_single_run_is_said_not_silently_dropped():
     # Without held-out runs the model is the last step's, and says so.
     assert summary["best_step"] == summary["steps"] == 2
     assert "model" not in summary  # the header has the hyperparameters
+
+
+def test_a_split_that_leaves_one_run_to_fit_is_said():
+    """``held_out=0.9`` of 8 runs fitted the model to one run, silently."""
+    runs = synthetic_sweep(ticks=12, seeds=(0, 1), peak_lrs=(1e-2,))
+    assert runs.num_runs == 8
+    with pytest.warns(UserWarning, match=r"leaves 1 run to fit of 8 \(7 held out\)"):
+        model = fit(runs, steps=2, held_out=0.9, progress=False)
+    assert len(model.training_summary["held_out_runs"]) == 7
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="held_out=.* leaves")
+        fit(runs, steps=2, held_out=0.5, progress=False)
 
 
 def test_runs_too_short_to_schedule_are_refused():

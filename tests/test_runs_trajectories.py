@@ -84,7 +84,7 @@ def test_diverged_run_masked_with_warning_naming_it():
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
-        (lambda d: d.drop(columns="lr"), r"missing column.*'lr'"),
+        (lambda d: d.drop(columns="lr"), r"missing column\(s\) 'lr'; the table"),
         (
             lambda d: pd.concat([d, d.iloc[[3]]]),
             r"run 'r0'.*'tick'.*tick 3 more than once",

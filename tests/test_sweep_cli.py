@@ -103,6 +103,7 @@ def test_cli_refuses_before_sweeping(tmp_path, capsys, monkeypatch):
         (["--task", "digits-mlp", "--lrs", "0"], "learning rates must be"),
         (["--task", "digits-mlp", "--epochs", "0"], "--epochs 0 must be >= 1"),
         (["--task", "digits-mlp", "--seeds", "0"], "--seeds 0 must be >= 1"),
+        (["--task", "digits-mlp", "--shapes", ","], "shapes must not be empty"),
         (
             ["--task", "digits-mlp", "--ticks-per-epoch", "100"],
             "--ticks-per-epoch 100 exceeds the task's 18 steps per epoch",

@@ -98,9 +98,11 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(str(e))
         except (ValueError, TypeError, ZeroDivisionError) as e:
             return _fail(f"--task {args.task} --task-arg: {e}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        return _fail(f"--out {args.out} is a file; the demo writes a directory")
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file of that name, or no permission
+    except OSError as e:  # a file on the path, or no permission
         return _fail(f"cannot use --out {args.out} as a directory ({e.strerror or e})")
     t0 = time.perf_counter()
     try:

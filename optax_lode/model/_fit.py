@@ -467,6 +467,14 @@ def fit(
                 stacklevel=caller_stacklevel(),
             )
             train, held = trajectories, None
+        elif train.num_runs < 2 <= trajectories.num_runs - 1:
+            warnings.warn(
+                f"held_out={held_out} leaves {train.num_runs} run to fit of "
+                f"{trajectories.num_runs} ({held.num_runs} held out): the model "
+                "learns one run's dynamics; a smaller held_out fits more.",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
     else:
         train, held = trajectories, None
     norm = Normalisation.from_data(train.features(), train.mask)

@@ -414,7 +414,11 @@ class Trajectories:
                 "e.g. pandas.DataFrame(d) for a dict of columns."
             )
         names = {"run": run, "tick": tick, "loss": loss, "metric": metric, "lr": lr}
-        missing = [f"{c!r} ({role})" for role, c in names.items() if c not in df]
+        missing = [  # the role only where the column is named otherwise
+            repr(c) if c == role else f"{c!r} ({role})"
+            for role, c in names.items()
+            if c not in df
+        ]
         if missing:
             raise ValueError(
                 f"missing column(s) {', '.join(missing)}; the table has "
@@ -424,7 +428,8 @@ class Trajectories:
         if len(df) == 0:
             raise ValueError("the table has no rows.")
         if df[run].isna().any():
-            raise ValueError(f"column {run!r} (run) has missing run ids.")
+            what = repr(run) if run == "run" else f"{run!r} (run)"
+            raise ValueError(f"column {what} has missing run ids.")
         run_keys = df[run].astype(str)
         # Ids that differ only as text (1 and "1") would become one run.
         ids = pd.DataFrame({"id": df[run].to_numpy(), "key": run_keys.to_numpy()})

@@ -123,8 +123,11 @@ def _validate(shapes, lrs, seeds) -> tuple[tuple[str, ...], tuple, tuple]:
     shapes = tuple(str(s) for s in _listed("shapes", shapes, "['cosine']"))
     lrs = tuple(_real("lrs", x) for x in _listed("lrs", lrs, "[0.01]"))
     seeds = check_seeds(_listed("seeds", seeds, "[0, 1] (or seeds=2)"))
-    if not shapes or not lrs or not seeds:
-        raise ValueError("shapes, lrs and seeds must all be non-empty")
+    empty = [
+        n for n, v in (("shapes", shapes), ("lrs", lrs), ("seeds", seeds)) if not v
+    ]
+    if empty:
+        raise ValueError(f"{' and '.join(empty)} must not be empty")
     bad = [s for s in shapes if s not in SCHEDULE_SHAPES]
     if bad:
         raise ValueError(
