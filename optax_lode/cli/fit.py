@@ -314,6 +314,8 @@ _FLAGS = (
         "or, if the runs you fit do share one, give it with "
         "--optimizer-steps-per-tick K.",
     ),
+    ("held_out=", "--held-out "),
+    ("checkpoint_dir", "--checkpoint-dir"),
 )
 
 
@@ -382,8 +384,9 @@ def _statuses(text: str) -> tuple[str, ...]:
     return statuses
 
 
-def _as_flags(message: str) -> str:
-    for python, flag in _FLAGS:
+def _as_flags(message: str, flags: tuple[tuple[str, str], ...] = _FLAGS) -> str:
+    """``message`` with each Python argument of ``flags`` replaced by its flag."""
+    for python, flag in flags:
         message = message.replace(python, flag)
     return message
 
@@ -563,7 +566,7 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
     try:
-        with _warnings_as_flags(_fit_flags):
+        with _warnings_as_flags():
             model = fit(
                 runs,
                 mu=args.mu,
@@ -651,19 +654,9 @@ def _warn_if_grid_outruns_the_runs(runs, num_ticks: int) -> None:
         )
 
 
-def _fit_flags(message: str) -> str:
-    """fit()'s advice in this command's flags."""
-    for python, flag in (
-        ("held_out=", "--held-out "),
-        ("checkpoint_dir", "--checkpoint-dir"),
-    ):
-        message = message.replace(python, flag)
-    return message
-
-
 def _fit_error(err: Exception, args: argparse.Namespace) -> str:
     """``fit``'s error in the command's terms."""
-    message = _fit_flags(str(err))
+    message = _as_flags(str(err))
     if "belongs to a fit of other data or settings" in message:
         from optax_lode.model._fit import _CHECKPOINT
 

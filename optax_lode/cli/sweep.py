@@ -18,18 +18,15 @@ def _floats(text: str) -> list[float]:
         ) from None
 
 
-def _sweep_flags(message: str) -> str:
-    """run_sweep's messages in this command's flags (``epochs=0`` is
-    ``--epochs 0`` here)."""
-    for python, flag in (
-        ("ticks_per_epoch=", "--ticks-per-epoch "),
-        ("chunk_size=", "--chunk-size "),
-        ("seeds=", "--seeds "),
-        ("epochs=", "--epochs "),
-        ("checkpoint_dir", "--checkpoint-dir"),
-    ):
-        message = message.replace(python, flag)
-    return message
+# run_sweep's Python arguments as this command's flags (``epochs=0`` is
+# ``--epochs 0`` here), for optax_lode.cli.fit._as_flags; the more specific first.
+_SWEEP_FLAGS = (
+    ("ticks_per_epoch=", "--ticks-per-epoch "),
+    ("chunk_size=", "--chunk-size "),
+    ("seeds=", "--seeds "),
+    ("epochs=", "--epochs "),
+    ("checkpoint_dir", "--checkpoint-dir"),
+)
 
 
 def _count(n: int, noun: str) -> str:
@@ -193,7 +190,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs the sweep and writes it; returns the exit code."""
     from optax_lode._files import file_path_problem, remove_empty, writable_parent
+    from optax_lode.cli.fit import _as_flags
     from optax_lode.sweep import run_sweep
+    from optax_lode.sweep._loop import check_clock
     from optax_lode.sweep._sweep import MIN_FIT_TICKS
     from optax_lode.tasks import DataNotPreparedError, check_task, get_task, metric_name
 
@@ -252,8 +251,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"optax-lode sweep: --task {args.task}: {err}", file=sys.stderr)
         return 2
     epochs = task.default_epochs if args.epochs is None else args.epochs
-    run_ticks = epochs * args.ticks_per_epoch if isinstance(epochs, int) else None
-    if run_ticks is not None and 0 < run_ticks < MIN_FIT_TICKS:
+    try:  # the clock run_sweep will check, checked before anything is made
+        run_ticks, _ = check_clock(task, epochs, args.ticks_per_epoch)
+    except (TypeError, ValueError) as err:
+        print(f"optax-lode sweep: {_as_flags(str(err), _SWEEP_FLAGS)}", file=sys.stderr)
+        return 2
+    if run_ticks < MIN_FIT_TICKS:
         print(
             f"optax-lode sweep: runs of {_count(run_ticks, 'tick')} "
             f"(--epochs {epochs} x --ticks-per-epoch {args.ticks_per_epoch}) are "
@@ -300,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         remove_empty(made, out.parent)
-        print(f"optax-lode sweep: {_sweep_flags(str(err))}", file=sys.stderr)
+        print(f"optax-lode sweep: {_as_flags(str(err), _SWEEP_FLAGS)}", file=sys.stderr)
         return 2
     try:
         if parquet:

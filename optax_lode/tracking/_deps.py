@@ -52,12 +52,18 @@ def mlflow_client(tracking_uri: str | None, *, what: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def sqlite_path(uri: str) -> str | None:
+    """The file of a ``sqlite:///`` tracking URI, its query dropped; None for
+    another store (or ``sqlite://`` in memory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return uri[len("sqlite:///") :].split("?", 1)[0]
+
+
 def _check_sqlite_store(uri: str, what: str) -> None:
     """Raises ``OSError`` for a ``sqlite:///`` store that cannot be created:
     MLflow would retry its connection for minutes before failing."""
-    if not uri.startswith("sqlite:///"):
-        return  # another store, or sqlite:// in memory
-    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    path = sqlite_path(uri)
     if not path or path == ":memory:" or os.path.exists(path):
         return
     parent = os.path.dirname(os.path.abspath(path))

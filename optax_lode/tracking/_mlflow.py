@@ -21,7 +21,7 @@ import pandas as pd
 
 from optax_lode._warn import caller_stacklevel
 from optax_lode.tracking._align import align_to_ticks, to_trajectories
-from optax_lode.tracking._deps import mlflow_client, require
+from optax_lode.tracking._deps import mlflow_client, require, sqlite_path
 
 if TYPE_CHECKING:
     from optax_lode.runs import Trajectories
@@ -46,10 +46,8 @@ def _check_sqlite_exists(tracking_uri: str | None) -> None:
     if tracking_uri is None:
         mlflow = require("mlflow", package="mlflow-skinny", what="from_mlflow")
         tracking_uri = mlflow.get_tracking_uri()
-    if not tracking_uri.startswith("sqlite:///"):
-        return
-    path = tracking_uri[len("sqlite:///") :]
-    if path.startswith(":memory:") or "?" in path:
+    path = sqlite_path(tracking_uri)
+    if path is None or path.startswith(":memory:") or "?" in tracking_uri:
         return
     if not os.path.exists(path):
         raise FileNotFoundError(
