@@ -431,12 +431,13 @@ def _rows_elsewhere(payload: dict[str, Any], env: dict[str, Any]) -> bool:
     tasks = payload.get("tasks")
     if not isinstance(tasks, dict):
         return False
+
+    def invocation(e: dict[str, Any]) -> tuple:
+        # cpu_isa is None where the CPU could not be read (cpu_info).
+        return e.get("date"), e.get("cpu_model"), tuple(e.get("cpu_isa") or ())
+
     envs = [d.get("environment") for d in tasks.values() if isinstance(d, dict)]
-    key = (env.get("date"), env.get("cpu_model"), tuple(env.get("cpu_isa", ())))
-    return any(
-        not e or (e.get("date"), e.get("cpu_model"), tuple(e.get("cpu_isa", ()))) != key
-        for e in envs
-    )
+    return any(not e or invocation(e) != invocation(env) for e in envs)
 
 
 def write_result(

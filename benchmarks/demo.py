@@ -99,12 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _command(variant: dict) -> str:
+    """The variant's command line, as a table cell."""
+    return f"`optax-lode demo {' '.join(variant['args'])}`".replace(" `", "`")
+
+
 def markdown(payload: dict) -> tuple[str, str, str]:
     """The result's ``(title, table, notes)``, from its saved JSON."""
     rows = []
     for v in payload["variants"].values():
         rows.append([
-            f"`optax-lode demo {' '.join(v['args'])}`".replace(" `", "`"),
+            _command(v),
             f"{v['wall_seconds'] / 60:.1f} min",
             f"{v['cpu_seconds'] / 60:.1f} min",
             f"{v['load_average_at_start']:.1f}",
@@ -121,7 +126,7 @@ def markdown(payload: dict) -> tuple[str, str, str]:
         if any(k in v["stage_seconds"] for v in payload["variants"].values())
     ]
     stage_rows = [
-        [f"`optax-lode demo {' '.join(v['args'])}`".replace(" `", "`")]
+        [_command(v)]
         + [
             f"{v['stage_seconds'][k]:.0f}" if k in v["stage_seconds"] else "-"
             for k in stages

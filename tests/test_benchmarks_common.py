@@ -428,3 +428,10 @@ def test_the_footer_says_when_rows_were_measured_by_other_invocations(tmp_path):
         assert footer[0].startswith(
             "_Latest rows measured on" if mixed else "_Measured on"
         )
+
+
+def test_the_footer_reads_an_environment_whose_cpu_was_not_read(tmp_path):
+    env = {**environment(), "cpu_model": None, "cpu_isa": None}  # no /proc/cpuinfo
+    tasks = {"a": {"environment": env}, "b": {"environment": env}}
+    write_result("r", {"tasks": tasks}, render=_markdown, results_dir=tmp_path, env=env)
+    assert "_Measured on" in (tmp_path / "r.md").read_text()
