@@ -621,7 +621,7 @@ def test_train_run_refuses_a_lode_schedule_built_for_another_run_length():
         r"\(total_steps=24, steps_per_tick=2\), adding rescale=True"
     )
     with pytest.raises(ValueError, match=said):
-        train_run(task, tx, seed=0, ticks_per_epoch=2)
+        train_run(task, tx, seed=0, epochs=6, ticks_per_epoch=2)
     # The advice runs.
     assert train_run(task, tx, seed=0, epochs=12, ticks_per_epoch=2).num_ticks == 24
 

@@ -286,13 +286,32 @@ def test_a_schedule_for_another_run_length_says_the_epochs_of_its_run():
         "model.steps_per_tick)."
     )
     with pytest.raises(ValueError, match=re.escape(said)):
-        train_run(task, tx, seed=0)
+        train_run(task, tx, seed=0, epochs=30)
     # Both pieces of advice run; the rebuilt schedule needs its rescale=True.
     assert train_run(task, tx, seed=0, epochs=40).num_ticks == 40
     with pytest.raises(ValueError, match="pass rescale=True"):
         _lode(40, 12, 360)
     rebuilt = _lode(40, 12, 360, rescale=True)
     assert train_run(task, rebuilt, seed=0).num_ticks == 30
+
+
+def test_epochs_default_to_the_run_a_schedule_was_built_for():
+    """Without epochs=, a lode_schedule's own run (40 ticks), not the task's
+    default (30 epochs), which it would refuse; where ticks_per_epoch does not
+    divide its run, the task's default and the length check's advice."""
+    task = ToyTask(steps_per_epoch=12, default_epochs=30)
+    run = train_run(task, _lode(40, 12, 480), seed=0)
+    assert (run.num_ticks, run.steps_per_tick) == (40, 12)
+    state = optax.tree.get(run.opt_state, "LodeState")
+    assert int(state.tick) == int(state.run_ticks) == 40
+    # 20 ticks of 6 steps: 10 epochs at 2 ticks per epoch.
+    two = train_runs(task, _lode(20, 6, 120), seeds=[0, 1], ticks_per_epoch=2)
+    assert two.loss.shape == (2, 20) and two.steps_per_tick == 6
+    with pytest.raises(ValueError, match=r"a run of 40 ticks .* this run has 90"):
+        train_run(task, _lode(40, 12, 480), seed=0, ticks_per_epoch=3)
+    # No schedule: the task's default.
+    sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    assert train_run(task, sgd, seed=0).num_ticks == 30
 
 
 def test_a_schedule_on_another_tick_says_the_ticks_per_epoch_of_its_run():

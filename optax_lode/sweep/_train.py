@@ -196,6 +196,24 @@ def _check_lode_clock(opt_state: PyTree, clock: _Clock) -> None:
             )
 
 
+def _schedule_epochs(task: Task, tx, ticks_per_epoch: int) -> int | None:
+    """The epochs of the run the ``lode_schedule`` states in ``tx`` were built for
+    (their ``run_ticks``, read from an initial state), or None: there is none,
+    they disagree, or ``ticks_per_epoch`` does not divide their run (the
+    length check then names the fix)."""
+    from optax_lode.transform._schedule import lode_states
+
+    shapes, _ = jax.eval_shape(task.init, jax.random.key(0))
+    # A schedule's state does not depend on the parameters' values.
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    runs = {int(s.run_ticks) for s in lode_states(tx.init(zeros))}
+    if len(runs) != 1 or not isinstance(ticks_per_epoch, int) or ticks_per_epoch < 1:
+        return None
+    (ticks,) = runs
+    epochs, rest = divmod(ticks, ticks_per_epoch)
+    return epochs if rest == 0 and epochs >= 1 else None
+
+
 @dataclasses.dataclass(frozen=True)
 class _Program:
     """A run's jitted pieces, its tick compiled once: ``start(seed)`` gives
@@ -248,9 +266,10 @@ def _compile(
     eval_fn: Callable[[PyTree, PyTree], PyTree] | None,
     batched: bool,
 ) -> _Program:
-    epochs = task.default_epochs if epochs is None else epochs
-    num_ticks, steps_per_tick = check_clock(task, epochs, ticks_per_epoch)
     tx = _as_extra_args(tx)
+    if epochs is None:
+        epochs = _schedule_epochs(task, tx, ticks_per_epoch) or task.default_epochs
+    num_ticks, steps_per_tick = check_clock(task, epochs, ticks_per_epoch)
     lr_fn = default_lr_fn if learning_rate_fn is None else learning_rate_fn
 
     def eval_params(carry):
@@ -385,7 +404,9 @@ def train_run(
             lode_schedule(model, total_steps=..., steps_per_tick=...))``.
         seed: the run's seed (weights initialisation and data order), a whole
             number in ``[0, 2**32)``.
-        epochs: run length; default ``task.default_epochs``.
+        epochs: run length; default: the run a ``lode_schedule`` in ``tx``
+            was built for (its ``total_steps // steps_per_tick`` ticks, over
+            ``ticks_per_epoch``), else ``task.default_epochs``.
         ticks_per_epoch: ticks per epoch; ``steps_per_tick =
             task.steps_per_epoch // ticks_per_epoch``.
         learning_rate_fn: ``opt_state -> learning rate of the step just
@@ -480,7 +501,7 @@ def train_runs(
         seeds: the runs' seeds (a sequence, not a count), whole numbers in
             ``[0, 2**32)``; each run is the :func:`train_run` of its seed, to
             float rounding.
-        epochs: run length; default ``task.default_epochs``.
+        epochs: run length; default as for :func:`train_run`.
         ticks_per_epoch: ticks per epoch; ``steps_per_tick =
             task.steps_per_epoch // ticks_per_epoch``.
         learning_rate_fn: ``opt_state -> learning rate of the step just
