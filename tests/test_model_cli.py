@@ -598,3 +598,42 @@ def test_fit_warnings_name_the_flags(tmp_path):
     with pytest.warns(UserWarning, match="--held-out 0.1 needs at least 2 runs") as w:
         assert main([*args, "--quiet"]) == 0
     assert not any("held_out=" in str(x.message) for x in w)
+
+
+def test_the_report_says_which_runs_its_averages_leave_out():
+    """A run with no tick past the observed part, and a model whose
+    predictions are not finite: the header counted every held-out run and
+    the selection said only "no run has an observed part to rank"."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from optax_lode import LatentODE
+    from optax_lode.cli.fit import report_table
+
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    mask = runs.mask.copy()
+    mask[1, 5:] = False  # stopped early, before the observed half's end
+    runs = type(runs).from_arrays(
+        runs.loss, runs.metric, runs.lr, mask=mask, run_ids=runs.run_ids
+    )
+    model = LatentODE(T=20, key=jax.random.key(0))
+    text = report_table(model, runs, [0.5])
+    n = runs.num_runs
+    assert f"Relative MSE on {n} held-out runs" in text
+    assert (
+        f"observe 50%: {n - 1} of {n} runs; left out 1 with no valid tick to "
+        "observe or to predict" in text
+    )
+    assert f"of {n - 1}, regret" in text
+    assert "left out" not in report_table(model, runs.select([0, 2]), [0.5])
+
+    broken = eqx.tree_at(
+        lambda m: m.vector_field.layers[-1].bias,
+        model,
+        jnp.full_like(model.vector_field.layers[-1].bias, np.nan),
+    )
+    text = report_table(broken, runs, [0.5])
+    assert f"{n - 1} whose prediction is not finite" in text
+    assert "observe 50%: no run's prediction is finite" in text

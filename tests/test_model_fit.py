@@ -433,6 +433,24 @@ def test_a_value_that_overflows_float32_names_its_run():
         fit(bad, steps=10, held_out=0.0, progress=False)
 
 
+@pytest.mark.parametrize("held_out", [0.0, 0.5])
+def test_a_metric_past_float32_is_named_before_the_normalisation(held_out):
+    """1e300 overflowed the normalisation's float64 std first: its message
+    named no run, and depended on which side of the split the run fell."""
+    runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    metric = runs.metric.copy()
+    metric[2, 5] = 1e300
+    bad = type(runs).from_arrays(
+        runs.loss, metric, runs.lr, mask=runs.mask, run_ids=runs.run_ids
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow on the way
+        with pytest.raises(
+            ValueError, match=f"run '{runs.run_ids[2]}', tick 5: its metric 1e\\+300"
+        ):
+            fit(bad, steps=10, held_out=held_out, progress=False)
+
+
 def test_values_outside_float32_are_named_as_such():
     # Every run alike: "far outside the other runs' range" would be wrong.
     runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))

@@ -202,6 +202,75 @@ def test_varying_extra_column_dropped_with_warning():
     assert "wall" not in traj.info
 
 
+def test_list_and_dict_columns_are_compared_by_value(tmp_path):
+    """A hyperparameter logged as a list or a dict (a Parquet list or struct
+    column) raised pandas' "unhashable type" from the info check."""
+    df = _long(3, 4)
+    df["layers"] = [[64, 64] if r != "r1" else [32] for r in df.run]
+    df["cfg"] = [{"a": 1, "b": [1, 2]} for _ in df.run]
+    df["varies"] = [[t] for t in df.tick]
+    with pytest.warns(UserWarning, match=r"\['varies'\] vary within a run"):
+        runs = Trajectories.from_dataframe(df)
+    assert list(runs.info["layers"]) == [[64, 64], [32], [64, 64]]
+    assert runs.info["cfg"].iloc[2] == {"a": 1, "b": [1, 2]}
+    df.drop(columns="varies").to_parquet(tmp_path / "runs.parquet", index=False)
+    back = Trajectories.from_parquet(tmp_path / "runs.parquet")  # arrays there
+    assert [list(x) for x in back.info["layers"]] == [[64, 64], [32], [64, 64]]
+    assert back.digest() == runs.digest()
+    back.to_parquet(tmp_path / "again.parquet")
+
+
+def test_run_and_tick_in_the_index_are_read():
+    """df.set_index(["run", "tick"]) (then to_parquet) said the columns were
+    missing."""
+    df = _long(2, 5)
+    runs = Trajectories.from_dataframe(df)
+    for index in (["run", "tick"], "run", "tick"):
+        assert Trajectories.from_dataframe(df.set_index(index)).digest() == (
+            runs.digest()
+        )
+
+
+def test_duplicate_column_names_are_refused():
+    df = _long(2, 5)
+    for name in ("loss", "run", "schedule"):
+        twice = pd.concat([df, df[[name]]], axis=1)
+        with pytest.raises(
+            ValueError, match=rf"more than one column named \['{name}'\]"
+        ):
+            Trajectories.from_dataframe(twice)
+
+
+def test_parquet_that_is_no_parquet_or_indexed_or_filtered(tmp_path):
+    runs = synthetic_sweep(ticks=12, seeds=(0,), peak_lrs=(1e-2,))
+    path = tmp_path / "runs.parquet"
+    runs.to_parquet(path)
+    # Corrupt: the file is named, in one line.
+    data = bytearray(path.read_bytes())
+    broken = tmp_path / "broken.parquet"
+    for blob in (bytes(data[: len(data) // 2]), b"run,tick\n", b""):
+        broken.write_bytes(blob)
+        with pytest.raises(ValueError, match=r"cannot read '.*broken\.parquet' as Pa"):
+            Trajectories.from_parquet(broken)
+    # Indexed by run and tick.
+    indexed = tmp_path / "indexed.parquet"
+    table = pd.read_parquet(path)
+    table.set_index(["run", "tick"]).to_parquet(indexed)
+    assert Trajectories.from_parquet(indexed).digest() == runs.digest()
+    # A copy filtered with pandas keeps the attrs' longer grid: said.
+    first = tmp_path / "first.parquet"
+    table[table.tick < 5].to_parquet(first, index=False)
+    with pytest.warns(
+        UserWarning,
+        match=r"grid of 12 ticks, but no run has a tick past 4.*num_ticks=5",
+    ):
+        assert Trajectories.from_parquet(first).num_ticks == 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Trajectories.from_parquet(first, num_ticks=5).num_ticks == 5
+        Trajectories.from_parquet(path)  # a whole file: no warning
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_file_round_trip(tmp_path, fmt):
     df = _long(3, 6)
@@ -489,7 +558,8 @@ def test_parquet_keeps_a_grid_whose_last_ticks_no_run_reached(tmp_path):
         sweep.loss, sweep.metric, sweep.lr, mask=mask, run_ids=sweep.run_ids
     )
     early.to_parquet(tmp_path / "runs.parquet")
-    back = Trajectories.from_parquet(tmp_path / "runs.parquet")
+    with pytest.warns(UserWarning, match="Right if every run stopped early"):
+        back = Trajectories.from_parquet(tmp_path / "runs.parquet")
     assert back.num_ticks == 20 and back.digest() == early.digest()
     # In memory the length is explicit: a table cut to its first ticks (pandas
     # keeps attrs through the filter) makes the shorter grid it asks for.

@@ -260,9 +260,20 @@ def report_table(model, held_out, observes, *, negated: bool = False) -> str:
         + ("negated metric" if negated else "metric")
         + " predicted from the observed part):",
     ]
+    left_out = [
+        _left_out(o, r, held_out.num_runs)
+        for o, r in zip(observes, reports, strict=True)
+    ]
+    if any(left_out):
+        out[1:1] = [f"  {x}" for x in left_out if x]
     for o, r in zip(observes, reports, strict=True):
         if r["selected_run"] is None:
-            out.append(f"  observe {o:.0%}: no run has an observed part to rank")
+            why = (
+                "no run's prediction is finite"
+                if r["failed_runs"]
+                else "no run has an observed part to rank"
+            )
+            out.append(f"  observe {o:.0%}: {why}")
             continue
         out.append(
             f"  observe {o:.0%}: selected {r['selected_run']} (true rank "
@@ -275,6 +286,26 @@ def report_table(model, held_out, observes, *, negated: bool = False) -> str:
             "larger --held-out holds out more)"
         )
     return "\n".join(out)
+
+
+def _left_out(observe: float, report: dict, runs: int) -> str:
+    """What the report's averages at ``observe`` leave out, or ""."""
+    parts = []
+    if report["failed_runs"]:
+        parts.append(
+            f"{report['failed_runs']} whose prediction is not finite (a diverged "
+            "fit? a smaller --learning-rate)"
+        )
+    if report["skipped_runs"]:
+        parts.append(
+            f"{report['skipped_runs']} with no valid tick to observe or to predict"
+        )
+    if not parts:
+        return ""
+    return (
+        f"observe {observe:.0%}: {report['num_runs']} of {runs} runs; left out "
+        + " and ".join(parts)
+    )
 
 
 # The readers' errors and warnings name their Python arguments; here, the

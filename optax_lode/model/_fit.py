@@ -78,7 +78,6 @@ def _check_float32(traj: Trajectories) -> None:
 
 def _prepare(traj: Trajectories, norm: Normalisation, mu: int) -> tuple:
     T = traj.num_ticks
-    _check_float32(traj)
     x = np.asarray(norm.forward(np.nan_to_num(traj.features(), nan=1.0)))
     x = np.where(traj.mask[..., None], x, 0.0).astype(np.float32)
     bad = ~np.isfinite(x)
@@ -444,6 +443,7 @@ def fit(
             stacklevel=caller_stacklevel(),
         )
 
+    _check_float32(trajectories)  # before the normalisation overflows on it
     _warn_if_metric_rises_with_loss(trajectories)
     if held_out > 0 and trajectories.num_runs >= 2:
         train, held = trajectories.split(held_out=held_out, seed=seed)

@@ -355,7 +355,8 @@ class Trajectories:
         takes the run's last value before it (its first one, before the run's
         first), as a tracker's records do; an empty loss is divergence. Other
         columns that are constant within every run become ``info`` columns (others
-        are dropped with a warning).
+        are dropped with a warning; lists, dicts and arrays compare by value).
+        Role columns may be index levels (``df.set_index(["run", "tick"])``).
 
         Args:
             df: the table.
@@ -381,11 +382,12 @@ class Trajectories:
         Raises:
             TypeError: ``df`` is not a pandas DataFrame, or ``metric_negated``
                 is not a bool.
-            ValueError: naming the run and column, on a missing column, an
-                empty table, missing run ids or ids that read as the same text,
-                a duplicate, negative, non-integer or too large (a step
-                number?) tick, a non-numeric or complex value, a non-positive
-                loss or learning rate, or a run whose values are all NaN; and
+            ValueError: naming the run and column, on a missing column, a
+                column name used twice, an empty table, missing run ids or
+                ids that read as the same text, a duplicate, negative,
+                non-integer or too large (a step number?) tick, a non-numeric
+                or complex value, a non-positive loss or learning rate, or a
+                run whose values are all NaN; and
                 on a ``num_ticks`` that is not a whole number above every tick,
                 or a ``steps_per_tick`` that is not a whole number >= 1.
 
@@ -414,6 +416,18 @@ class Trajectories:
                 "e.g. pandas.DataFrame(d) for a dict of columns."
             )
         names = {"run": run, "tick": tick, "loss": loss, "metric": metric, "lr": lr}
+        indexed = [
+            c for c in names.values() if c not in df.columns and c in df.index.names
+        ]
+        if indexed:  # df.set_index(["run", "tick"]), as written to Parquet
+            df = df.reset_index(level=indexed)
+        twice = list(dict.fromkeys(df.columns[df.columns.duplicated()]))
+        if twice:
+            raise ValueError(
+                f"the table has more than one column named {twice}; a column name "
+                "must be unique (rename or drop the copies, e.g. df.loc[:, "
+                "~df.columns.duplicated()])."
+            )
         missing = [  # the role only where the column is named otherwise
             repr(c) if c == role else f"{c!r} ({role})"
             for role, c in names.items()
@@ -508,10 +522,13 @@ class Trajectories:
         extra = [c for c in df.columns if c not in names.values()]
         info_cols = {}
         dropped = []
-        grouped = df[extra].groupby(run_keys.to_numpy(), sort=False)
+        # Lists, dicts and arrays (layers=[64, 64]) compared by value.
+        keys = pd.DataFrame({c: df[c].map(_hashable) for c in extra}, index=df.index)
+        grouped = keys.groupby(run_keys.to_numpy(), sort=False)
+        firsts = df[extra].groupby(run_keys.to_numpy(), sort=False)
         for c in extra:
             if (grouped[c].nunique(dropna=False) <= 1).all():
-                info_cols[c] = grouped[c].first().reindex(list(run_ids)).tolist()
+                info_cols[c] = firsts[c].first().reindex(list(run_ids)).tolist()
             else:
                 dropped.append(c)
         if dropped:
@@ -644,11 +661,18 @@ class Trajectories:
             FileNotFoundError: no file at ``path``.
             IsADirectoryError: ``path`` is a directory holding no Parquet file
                 (a directory of them, a dataset, is read).
-            ValueError: the file records an invalid clock (a
-                ``steps_per_tick`` that is not a whole number >= 1) or an
+            ValueError: the file cannot be read as Parquet (truncated, or
+                another format), naming it; the file records an invalid clock
+                (a ``steps_per_tick`` that is not a whole number >= 1) or an
                 invalid ``metric_negated`` (not a bool), unless the argument
                 is given; or as :meth:`from_dataframe`.
             TypeError: as :meth:`from_dataframe`.
+
+        Warns:
+            UserWarning: the recorded grid is longer than every run (right
+                when every run stopped early; a copy filtered with pandas keeps
+                the attrs of the file it came from: pass ``num_ticks``), or as
+                :meth:`from_dataframe`.
 
         Examples:
             >>> import os, tempfile
@@ -660,14 +684,39 @@ class Trajectories:
             >>> back.steps_per_tick, back.metric_negated
             (10, True)
         """
+        import pyarrow as pa
+
         _check_runs_file(path, "Parquet")
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except (pa.ArrowException, OSError) as err:
+            if isinstance(err, FileNotFoundError | PermissionError):
+                raise
+            said = " ".join(str(err).split())  # pyarrow's may span lines
+            raise ValueError(
+                f"cannot read {os.fspath(path)!r} as Parquet ({said}): is it a "
+                "whole Parquet file? Write it again, or export the runs as CSV."
+            ) from None
         recorded = df.attrs.get("num_ticks")
         tick = columns.get("tick", "tick")
+        if tick not in df and tick in df.index.names:
+            df = df.reset_index(level=tick)  # read as from_dataframe would
         if "num_ticks" not in columns and recorded is not None and tick in df:
             # Only a length the file's ticks fit in (a filtered copy keeps attrs).
-            if len(df) == 0 or int(recorded) > int(df[tick].max()):
+            last = pd.to_numeric(df[tick], errors="coerce").max() if len(df) else -1
+            if len(df) == 0 or int(recorded) > last:
                 columns = {**columns, "num_ticks": int(recorded)}
+            if len(df) and int(recorded) > last + 1 and np.isfinite(last):
+                warnings.warn(
+                    f"{os.fspath(path)!r} records a grid of {int(recorded)} "
+                    f"ticks, but no run has a tick past {int(last)}: the last "
+                    f"{int(recorded - last - 1)} ticks hold no record. Right if "
+                    "every run stopped early; for a copy filtered with pandas "
+                    "(which keeps the file's attrs), pass "
+                    f"num_ticks={int(last) + 1}.",
+                    UserWarning,
+                    stacklevel=caller_stacklevel(),
+                )
         clock = df.attrs.get("steps_per_tick")
         if "steps_per_tick" not in columns and clock is not None:
             try:
@@ -1212,6 +1261,20 @@ class Trajectories:
 
 
 # -- helpers --------------------------------------------------------------------
+
+
+def _hashable(value: Any) -> Any:
+    """``value`` as something hashable that compares as it does: a list, tuple,
+    array, dict or set (a Parquet list or struct cell) by its contents."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _hashable(v)) for k, v in value.items()))
+    if isinstance(value, set | frozenset):
+        return frozenset(_hashable(v) for v in value)
+    return value
 
 
 def _arrow_can_hold(column: pd.Series) -> bool:
