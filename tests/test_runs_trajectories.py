@@ -231,6 +231,37 @@ def test_run_and_tick_in_the_index_are_read():
         )
 
 
+def test_rows_with_no_value_are_ignored_not_divergence():
+    """A summary row per run (no loss, metric or lr) made every run "diverge"
+    at one tick past its end, and the grid a tick longer."""
+    df = _long(3, 5)
+    summary = df[df.tick == 4].assign(tick=5, loss=np.nan, metric=np.nan, lr=np.nan)
+    with pytest.warns(UserWarning, match=r"3 row\(s\) hold no .*: ignored"):
+        runs = Trajectories.from_dataframe(pd.concat([df, summary]))
+    assert runs.digest() == Trajectories.from_dataframe(df).digest()
+    # An empty loss beside a rate is still divergence.
+    diverged = df.copy()
+    diverged.loc[(diverged.run == "r1") & (diverged.tick == 3), ["loss", "metric"]] = (
+        np.nan
+    )
+    with pytest.warns(DivergedRunWarning, match="'r1' diverged"):
+        assert Trajectories.from_dataframe(diverged).lengths.tolist() == [5, 3, 5]
+    # A run of nothing but empty rows is still refused.
+    empty = df.copy()
+    empty.loc[empty.run == "r2", ["loss", "metric", "lr"]] = np.nan
+    with pytest.raises(ValueError, match="r2"):
+        Trajectories.from_dataframe(empty)
+
+
+def test_a_negative_loss_gets_advice_for_a_negative_loss():
+    df = _long(2, 5)
+    for value, advice in ((0.0, "ZERO_LOSS_FLOOR"), (-1.5, "shifted by a constant")):
+        bad = df.copy()
+        bad.loc[2, "loss"] = value
+        with pytest.raises(ValueError, match=advice):
+            Trajectories.from_dataframe(bad)
+
+
 def test_duplicate_column_names_are_refused():
     df = _long(2, 5)
     for name in ("loss", "run", "schedule"):

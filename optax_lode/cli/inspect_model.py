@@ -21,7 +21,12 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("model", type=Path, help="model file written by fit/save_model")
-    p.add_argument("--json", action="store_true", help="print the raw JSON header")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the raw JSON header instead (no content digest: "
+        "optax_lode.model.model_digest computes it)",
+    )
     p.set_defaults(func=run)
 
 

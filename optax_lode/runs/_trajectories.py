@@ -353,7 +353,8 @@ class Trajectories:
         The tick grid is ``0 .. max tick`` (or ``0 .. num_ticks - 1``); ticks a run
         lacks are masked. An empty (NaN) metric or learning-rate cell of a row
         takes the run's last value before it (its first one, before the run's
-        first), as a tracker's records do; an empty loss is divergence. Other
+        first), as a tracker's records do; an empty loss is divergence, and a
+        row with none of the three (a summary row) is ignored with a warning. Other
         columns that are constant within every run become ``info`` columns (others
         are dropped with a warning; lists, dicts and arrays compare by value).
         Role columns may be index levels (``df.set_index(["run", "tick"])``).
@@ -394,7 +395,8 @@ class Trajectories:
         Warns:
             DivergedRunWarning: for each run with an empty (NaN) loss or an
                 infinite value: divergence, masked from that tick on.
-            UserWarning: columns that vary within a run are dropped, or
+            UserWarning: rows with no loss, metric or learning rate are
+                ignored, columns that vary within a run are dropped, or
                 fewer than half of a long grid's ticks hold a record (ticks
                 that are step numbers?).
 
@@ -456,6 +458,22 @@ class Trajectories:
                 f"column {run!r} (run) has ids {same} that read as the same run "
                 f"{key!r}; make the run ids distinct as text."
             )
+        blank = df[[loss, metric, lr]].isna().all(axis=1)
+        # A row with no value at all (a run's summary row, say) is no tick of
+        # it; a run of nothing else stays, for the all-NaN error.
+        blank &= (~blank).groupby(run_keys).transform("any")
+        if blank.any():
+            rows_of = sorted(set(run_keys[blank]), key=list(run_keys).index)
+            warnings.warn(
+                f"{int(blank.sum())} row(s) hold no {loss!r}, {metric!r} or "
+                f"{lr!r} value (summary rows?), of run(s) {rows_of[:3]}"
+                + ("..." if len(rows_of) > 3 else "")
+                + ": ignored. An empty loss beside a metric or a rate is "
+                "divergence.",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
+            df, run_keys = df[~blank], run_keys[~blank]
         ticks_raw = pd.to_numeric(df[tick], errors="coerce").to_numpy(np.float64)
         for rid, t_val, t_orig in zip(run_keys, ticks_raw, df[tick], strict=True):
             if not np.isfinite(t_val) or t_val != np.round(t_val):
@@ -1502,13 +1520,17 @@ def _clean(arrays, mask, run_ids, names=None) -> np.ndarray:
             raise ValueError(
                 f"run {run_ids[i]!r}: column {column} has the "
                 f"non-positive value {float(arr[i, t])} at tick {t}; {role} is "
-                "log-transformed, so it must be positive: drop the tick"
+                "log-transformed, so it must be positive: "
                 + (
-                    ", or floor a loss that underflowed to 0 at "
+                    "drop the tick, or floor a loss that underflowed to 0 at "
                     "optax_lode.runs.ZERO_LOSS_FLOOR as run_sweep and the "
                     "tracker imports do."
+                    if role == "loss" and arr[i, t] == 0
+                    else "log a positive loss (a negative log-likelihood, "
+                    "say, shifted by a constant that keeps every run's "
+                    "losses above 0)."
                     if role == "loss"
-                    else "."
+                    else "drop the tick."
                 )
             )
     empty = ~mask.any(axis=1)
