@@ -14,7 +14,7 @@ from _lode_helpers import T, small_model
 from hypothesis import given, settings
 
 from optax_lode.decision import DecisionConfig, decide
-from optax_lode.transform import lode_schedule
+from optax_lode.transform import LodeState, lode_schedule
 
 MU = 4
 
@@ -523,3 +523,110 @@ def test_pack_names_unknown_and_missing_fields():
     named["metrc"] = named.pop("metric")
     with pytest.raises(TypeError, match=r"missing \['metric'\], unknown \['metrc'\]"):
         LodeState.pack(**parts, **named)
+
+
+# -- from an audit as an Optax user ---------------------------------------------
+
+
+def test_a_state_cast_or_averaged_as_a_tree_is_refused_not_misread():
+    """Its data are raw uint32 bits: a tree-wide cast turned tick 6 into
+    1086324736 and failed later as an invalid PRNG key."""
+    import optax
+
+    tx = optax.chain(optax.sgd(1.0), _tx())
+    params = {"w": jnp.ones(())}
+    state = tx.init(params)
+    step = jax.jit(lambda s: tx.update(params, s, params, value=1.0, val_metric=0.5))
+    for cast in (
+        lambda s: jax.tree.map(lambda x: x.astype(jnp.float32), s),
+        lambda s: optax.tree.cast(s, jnp.bfloat16),
+    ):
+        with pytest.raises(TypeError, match=r"data is (float32|bfloat16) .* is_leaf="):
+            step(cast(state))
+    # Passing LodeState nodes through, as the message says, works.
+    kept = jax.tree.map(
+        lambda x: x if isinstance(x, LodeState) else x.astype(jnp.float32),
+        state,
+        is_leaf=lambda x: isinstance(x, LodeState),
+    )
+    step(kept)
+
+
+def test_value_as_a_list_names_the_argument():
+    tx = _tx()
+    state = tx.init({"w": jnp.ones(())})
+    for bad in ([0.5], {"loss": 0.5}):
+        with pytest.raises(TypeError, match=r"update got value=.*; pass a real number"):
+            tx.update({"w": jnp.ones(())}, state, value=bad, val_metric=0.5)
+
+
+def test_the_state_prints_its_clock_and_diagnostics_and_reads_on_the_host():
+    """Its repr showed uint32 bit patterns; lode_diagnostics tripped
+    jax_debug_nans on last_score's NaN before the first decision."""
+    from optax_lode.tracking import lode_diagnostics
+
+    tx = _tx()
+    state = tx.init({"w": jnp.ones(())})
+    for _ in range(MU + 1):  # the first decision at tick MU
+        _, state = jax.jit(tx.update)(
+            {"w": jnp.ones(())}, state, value=1.0, val_metric=0.5
+        )
+    text = repr(state)
+    assert text.startswith("LodeState(learning_rate=")
+    assert f"tick={MU + 1} of {T}, count={MU + 1}, decisions=1" in text
+    assert f"mu={MU}, data=uint32[{state.data.shape[0]}])" in text
+    # Stacked, traced or abstract: the plain NamedTuple form.
+    stacked = jax.tree.map(lambda x: jnp.stack([x, x]), state)
+    assert repr(stacked).startswith("LodeState(learning_rate=Array([")
+    assert "ShapeDtypeStruct" in repr(jax.eval_shape(lambda: state))
+    fresh = tx.init({"w": jnp.ones(())})
+    with jax.debug_nans(True):
+        diag = lode_diagnostics(fresh)
+        repr(fresh)
+    assert np.isnan(diag["last_score"]) and diag["tick"] == 0.0
+    assert list(diag) == [
+        "learning_rate",
+        "tick",
+        "decisions",
+        "fallbacks",
+        "last_accepted",
+        "last_score",
+        "nonfinite",
+    ]
+    assert lode_diagnostics(state)["decisions"] == 1.0
+
+
+def test_configuration_is_read_strictly():
+    """Numpy small ints overflowed in total_steps // steps_per_tick; bools and
+    strings passed as bounds; a truthy string rescaled; a factor beside
+    lr_bounds was ignored; a default mu of the model's whole run blamed T."""
+    model = small_model(3, T=600)
+    tx = lode_schedule(model, total_steps=30000, steps_per_tick=np.int8(50), mu=30)
+    assert int(tx.init({"w": jnp.ones(())}).run_ticks) == 600
+    for kw, error, match in [
+        (dict(lr_bounds=(True, 2)), TypeError, "pair of real numbers"),
+        (dict(lr_bounds=("1e-3", "0.1")), TypeError, "pair of real numbers"),
+        (dict(rescale="no"), TypeError, "rescale must be True or False"),
+        (dict(lr_range_factor=True), TypeError, "lr_range_factor"),
+        (dict(lr_range_factor=float("inf")), ValueError, "finite number >= 1"),
+        (dict(lr_bounds=(1e-3, 1e-1), lr_range_factor=3.0), ValueError, "one of"),
+    ]:
+        with pytest.raises(error, match=match):
+            _tx(**kw)
+    whole = small_model(3, mu=T)  # a window of the model's whole run
+    with pytest.raises(ValueError, match=r"model.mu=24 of its T=24 .* pass mu="):
+        lode_schedule(whole, total_steps=T)
+    with pytest.raises(ValueError, match=r"scaled to the run's 48 ticks\): 48"):
+        lode_schedule(whole, total_steps=2 * T, rescale=True)
+    assert lode_schedule(whole, total_steps=T, mu=MU) is not None
+
+
+def test_a_known_t_star_must_be_a_whole_tick():
+    model = small_model(3)
+    config = DecisionConfig.from_model(model, mu=MU)
+    window = jnp.ones((MU, 3))
+    key = jax.random.key(0)
+    assert decide(model, window, 5.0, key, config).segment.shape == (MU,)
+    for bad, error in ((4.9, ValueError), (True, TypeError), ("5", TypeError)):
+        with pytest.raises(error, match="t_star must be"):
+            decide(model, window, bad, key, config)

@@ -389,13 +389,37 @@ class DecisionConfig:
                 f"Choose steps_per_tick so the run has {model_ticks} ticks, or "
                 "pass rescale=True to map both onto the fraction of training done."
             )
+        if not isinstance(rescale, bool | np.bool_):
+            raise TypeError(f"rescale must be True or False, got {rescale!r}")
         if mu is None:
             # The model's training window, in live ticks when rescaling.
             model_mu = getattr(model, "mu", None) or 0.05 * model_ticks
             mu = max(2, round(model_mu * run_ticks / model_ticks))
-        if not (_is_real(lr_range_factor) and lr_range_factor >= 1.0):
-            raise ValueError(
+            if _is_int(run_ticks) and mu >= run_ticks >= 3:
+                scaled = (
+                    f", scaled to the run's {run_ticks} ticks"
+                    if run_ticks != model_ticks
+                    else ""
+                )
+                raise ValueError(
+                    f"mu defaults to the model's window (model.mu={model_mu:g} of "
+                    f"its T={model_ticks} ticks{scaled}): {mu}, but mu must be < "
+                    f"T={run_ticks} ticks of the run so at least one decision "
+                    f"happens; pass mu= (2 .. {run_ticks - 1})."
+                )
+        if not _is_real(lr_range_factor):
+            raise TypeError(
                 f"lr_range_factor must be a number >= 1, got {lr_range_factor!r}"
+            )
+        if not (math.isfinite(lr_range_factor) and lr_range_factor >= 1.0):
+            raise ValueError(
+                f"lr_range_factor must be a finite number >= 1, got {lr_range_factor!r}"
+            )
+        if lr_bounds is not None and lr_range_factor != LR_RANGE_FACTOR:
+            raise ValueError(
+                f"lr_range_factor={lr_range_factor!r} widens the model's range, "
+                "which lr_bounds replaces: give one of them (lr_bounds=(lo / "
+                "factor, hi * factor) to widen your own)."
             )
         if lr_bounds is None:
             lo, hi = (float(x) for x in np.asarray(model.lr_range).reshape(-1)[:2])
@@ -411,10 +435,18 @@ class DecisionConfig:
             try:
                 if isinstance(lr_bounds, (str, bytes, Mapping)):
                     raise TypeError  # a dict's keys, a string's characters
-                lr_min, lr_max = (float(x) for x in lr_bounds)
+                lo, hi = lr_bounds
             except (TypeError, ValueError):
                 raise ValueError(
                     f"lr_bounds must be a pair (lr_min, lr_max), got {lr_bounds!r}"
+                ) from None
+            try:
+                if any(isinstance(x, str | bytes | bool | np.bool_) for x in (lo, hi)):
+                    raise TypeError  # float() would read "1e-3" and True
+                lr_min, lr_max = float(lo), float(hi)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"lr_bounds must be a pair of real numbers, got {lr_bounds!r}"
                 ) from None
         return cls(
             model_ticks=model_ticks,

@@ -549,7 +549,15 @@ def _check_t_star(t_star: Any, config: DecisionConfig) -> None:
         return  # traced: checked by whoever knows it (lode_schedule's clock)
     # numpy, not jnp: inside a trace jnp.asarray of a Python int (static under
     # eqx.filter_jit) is a tracer, and the check would be skipped.
-    value = int(np.asarray(t_star))
+    known = np.asarray(t_star)
+    if known.dtype == np.bool_ or not (
+        np.issubdtype(known.dtype, np.integer)
+        or np.issubdtype(known.dtype, np.floating)
+    ):
+        raise TypeError(f"t_star must be an integer tick, got {t_star!r}")
+    if known.shape != () or known != np.round(known):
+        raise ValueError(f"t_star must be one whole tick, got {t_star!r}")
+    value = int(known)
     if value < config.mu:
         raise ValueError(
             f"t_star={value} is before the first decision tick mu={config.mu}: "

@@ -59,9 +59,8 @@ def lode_diagnostics(opt_state: Any) -> dict[str, float]:
         >>> diag["tick"], diag["decisions"], diag["fallbacks"]
         (0.0, 0.0, 0.0)
     """
-    import jax
 
-    from optax_lode.transform._schedule import lode_states
+    from optax_lode.transform._schedule import host_fields, lode_states
 
     found = lode_states(opt_state)
     if not found:
@@ -75,7 +74,8 @@ def lode_diagnostics(opt_state: Any) -> dict[str, float]:
             f"the optimizer state holds {len(found)} LodeStates; pass the sub-state "
             "of the one schedule to log."
         )
-    values = jax.device_get({f: getattr(found[0], f) for f in DIAGNOSTIC_FIELDS})
+    fields = host_fields(found[0])  # NumPy: safe under jax_debug_nans
+    values = {f: fields[f] for f in DIAGNOSTIC_FIELDS}
     shape = np.shape(values["learning_rate"])
     if shape != ():
         raise ValueError(

@@ -192,6 +192,28 @@ class LodeState(NamedTuple):
         "Predicted metric of the last decision (NaN before one, on fallback).",
     )
 
+    def __repr__(self) -> str:
+        plain = f"LodeState(learning_rate={self.learning_rate!r}, data={self.data!r})"
+        data, lr = self.data, self.learning_rate
+        if not (
+            isinstance(data, np.ndarray | jax.Array) and isinstance(lr, type(data))
+        ):
+            return plain  # traced, or shapes (jax.eval_shape)
+        if isinstance(data, jax.core.Tracer) or data.ndim != 1 or lr.ndim != 0:
+            return plain  # stacked over runs: index one first
+        if data.dtype != np.uint32:
+            return plain
+        f = host_fields(self)
+        return (
+            f"LodeState(learning_rate={float(f['learning_rate']):.6g}, "
+            f"tick={int(f['tick'])} of {int(f['run_ticks'])}, "
+            f"count={int(f['count'])}, decisions={int(f['decisions'])}, "
+            f"fallbacks={int(f['fallbacks'])}, "
+            f"last_accepted={int(f['last_accepted'])}, "
+            f"nonfinite={int(f['nonfinite'])}, mu={_mu_of(data)}, "
+            f"data=uint32[{data.shape[0]}])"
+        )
+
     @classmethod
     def from_parts(
         cls,
@@ -298,6 +320,18 @@ class LodeState(NamedTuple):
             learning_rate=learning_rate,
             key=key,
         )
+
+
+def host_fields(state: LodeState) -> dict[str, np.ndarray]:
+    """``state``'s learning rate and every counter and scalar, read on the host
+    with NumPy: no jax op, so none trips ``jax_debug_nans`` on a NaN
+    placeholder (``last_score`` before a decision)."""
+    data = np.asarray(jax.device_get(state.data))
+    fields = {"learning_rate": np.asarray(jax.device_get(state.learning_rate))}
+    for names, start, dtype in ((_C, 0, np.int32), (_S, len(_COUNTERS), np.float32)):
+        for name, i in names.items():
+            fields[name] = data[..., start + i : start + i + 1].view(dtype)[..., 0]
+    return fields
 
 
 def lode_states(tree: Any) -> list[LodeState]:
@@ -490,13 +524,18 @@ def lode_schedule(
         ValueError: on invalid configuration (``mu < 2``, ``mu >= T``,
             ``n < 1``, ``sigma < 0``, ``steps_per_tick < 1``, a ``T`` or
             ``steps_per_tick`` mismatch without ``rescale``, a model of
-            ``T < 3``, ...), at construction.
+            ``T < 3``, ``lr_range_factor`` given with ``lr_bounds``, ...), at
+            construction.
         TypeError: on an argument of the wrong type (a float ``total_steps``,
             ``steps_per_tick``, ``n`` or ``seed``, a ``horizon`` that is
-            neither an int nor a float, a jax array for any of them, as
+            neither an int nor a float, a non-real bound, a ``rescale`` that
+            is not a bool, a jax array for any of them, as
             ``optax.inject_hyperparams(lode_schedule)`` passes, an unhashable
             ``axis_name``, a ``model`` that is not a
-            :class:`~optax_lode.LatentODE`), at construction.
+            :class:`~optax_lode.LatentODE`), at construction. ``update``
+            raises one for a missing or non-real ``value`` or ``val_metric``,
+            and for a state whose dtypes changed (a cast of the optimizer
+            state).
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax, optax_lode
@@ -576,6 +615,8 @@ def lode_schedule(
         )
     if steps_per_tick < 1:
         raise ValueError(f"steps_per_tick must be an int >= 1, got {steps_per_tick!r}")
+    # Python ints: np.int8(50) would overflow in total_steps // steps_per_tick.
+    total_steps, steps_per_tick = int(total_steps), int(steps_per_tick)
     if not _is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(model)):
@@ -824,7 +865,10 @@ def lode_schedule(
                 )
             # jnp.asarray reads "1.0" and True as 1.0 (and a complex number's
             # real part, under jit): a mixed-up argument.
-            dtype = None if isinstance(x, (str, bytes)) else jnp.result_type(x)
+            try:
+                dtype = None if isinstance(x, (str, bytes)) else jnp.result_type(x)
+            except TypeError:  # a list, a dict: "Cannot determine dtype"
+                dtype = None
             if dtype is None or dtype == jnp.bool_ or jnp.iscomplexobj(x):
                 raise TypeError(
                     f"lode_schedule's update got {name}={x!r}; pass a real number"
@@ -840,6 +884,19 @@ def lode_schedule(
                 "jax.vmap, e.g. jax.vmap(lambda g, s, p, l, m: tx.update(g, s, "
                 "p, value=l, val_metric=m))(grads, state, params, losses, "
                 "metrics)."
+            )
+        dtypes = (jnp.result_type(state.data), jnp.result_type(state.learning_rate))
+        if dtypes != (jnp.uint32, jnp.float32):
+            raise TypeError(
+                f"this LodeState's data is {dtypes[0]} and its learning_rate "
+                f"{dtypes[1]}, not uint32 and float32: data packs the counters, "
+                "the window and the key as raw uint32 bits, which arithmetic on "
+                "the whole optimizer state scrambles (a cast such as "
+                "optax.tree.cast, an average of states, a jax.tree.map over "
+                "it). Apply such maps to the parameters, or pass LodeState "
+                "nodes through as they are (jax.tree.map(f, state, is_leaf="
+                "lambda x: isinstance(x, optax_lode.LodeState)), f returning "
+                "them unchanged)."
             )
         if state.window.shape != (mu_, 3) or state.segment.shape != (mu_,):
             raise ValueError(
