@@ -618,8 +618,14 @@ def parquet_sweep():
 @pytest.fixture
 def table_names():
     """``sweep.csv``, and ``df`` with other column names than the defaults."""
+    import gzip
+    import pathlib
+
     runs = synthetic_sweep(ticks=10, seeds=(0,))
     runs.to_csv("sweep.csv")
+    pathlib.Path("sweep.csv.gz").write_bytes(
+        gzip.compress(pathlib.Path("sweep.csv").read_bytes())
+    )
     df = runs.to_dataframe().rename(
         columns={"run": "trial", "tick": "epoch", "metric": "val_acc"}
     )

@@ -262,6 +262,31 @@ def test_a_negative_loss_gets_advice_for_a_negative_loss():
             Trajectories.from_dataframe(bad)
 
 
+def test_boolean_and_time_columns_are_refused_compressed_csv_read(tmp_path):
+    """Booleans were read as 0/1 (runs.md: non-numeric values are errors);
+    timestamps as ticks asked "a step number?"; .csv.gz could not be told."""
+    df = _long(2, 5)
+    for col, value, match in (
+        ("metric", df["metric"] > 0.5, r"column 'metric' holds booleans"),
+        ("tick", pd.to_datetime(df["tick"], unit="s"), r"holds times .*cumcount"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            Trajectories.from_dataframe(df.assign(**{col: value}))
+    runs = Trajectories.from_dataframe(df)
+    runs.to_csv(tmp_path / "runs.csv")
+    (tmp_path / "runs.csv.gz").write_bytes(
+        __import__("gzip").compress((tmp_path / "runs.csv").read_bytes())
+    )
+    assert Trajectories.from_file(tmp_path / "runs.csv.gz").digest() == runs.digest()
+    from optax_lode.tracking import load_runs
+
+    assert load_runs(str(tmp_path / "runs.csv.gz")).digest() == runs.digest()
+    (tmp_path / "set.parquet").mkdir()
+    runs.to_parquet(tmp_path / "set.parquet" / "part-0.parquet")
+    typed = str(tmp_path / "set.parquet") + "/"  # as tab completion writes it
+    assert load_runs(typed).digest() == runs.digest()
+
+
 def test_duplicate_column_names_are_refused():
     df = _long(2, 5)
     for name in ("loss", "run", "schedule"):

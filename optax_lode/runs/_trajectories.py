@@ -474,6 +474,22 @@ class Trajectories:
                 stacklevel=caller_stacklevel(),
             )
             df, run_keys = df[~blank], run_keys[~blank]
+        for role, col in names.items():
+            kind = df[col].dtype
+            if role != "run" and (
+                pd.api.types.is_bool_dtype(kind)
+                or pd.api.types.is_datetime64_any_dtype(kind)
+                or pd.api.types.is_timedelta64_dtype(kind)
+            ):
+                what = "booleans" if pd.api.types.is_bool_dtype(kind) else "times"
+                fix = (
+                    "number each run's rows 0, 1, 2, ... in time order (e.g. "
+                    "df.groupby(run).cumcount() after sorting)"
+                    if role == "tick"
+                    else f"give its {role} as numbers"
+                )
+                named = repr(col) if col == role else f"{col!r} ({role})"
+                raise ValueError(f"column {named} holds {what} ({kind}); {fix}.")
         ticks_raw = pd.to_numeric(df[tick], errors="coerce").to_numpy(np.float64)
         for rid, t_val, t_orig in zip(run_keys, ticks_raw, df[tick], strict=True):
             if not np.isfinite(t_val) or t_val != np.round(t_val):
@@ -763,8 +779,9 @@ class Trajectories:
         """Reads ``.csv`` or ``.parquet`` (``.pq``) by the file's extension.
 
         Args:
-            path: a file whose name ends in ``.csv``, ``.parquet`` or ``.pq``
-                (any case).
+            path: a file whose name ends in ``.csv`` (or ``.csv.gz``,
+                ``.csv.bz2``, ``.csv.xz``), ``.parquet`` or ``.pq`` (any case),
+                or a directory of Parquet files named so.
             text: for a CSV file, further columns to read as text, as for
                 :meth:`from_csv` (ignored for Parquet, which keeps every type).
             **columns: keyword arguments of :meth:`from_dataframe` (column
@@ -788,14 +805,14 @@ class Trajectories:
             >>> Trajectories.from_file(path).num_runs
             1
         """
-        suffix = os.fspath(path).lower().rsplit(".", 1)[-1]
-        if suffix == "csv":
+        kind = file_format(path)
+        if kind == "csv":
             return cls.from_csv(path, text=text, **columns)
-        if suffix in ("parquet", "pq"):
+        if kind == "parquet":
             return cls.from_parquet(path, **columns)
         raise ValueError(
-            f"cannot tell the format of {os.fspath(path)!r}: use a .csv or .parquet "
-            "file."
+            f"cannot tell the format of {os.fspath(path)!r}: use a .csv (or "
+            f".csv.{', .csv.'.join(_COMPRESSED)}) or .parquet file."
         )
 
     @classmethod
@@ -1448,6 +1465,22 @@ def _check_all_nan(arrays, mask, run_ids, names=None):
                 f"run {run_ids[i]!r}: column {col!r} ({role}) is all NaN; drop the "
                 "run or fill the column."
             )
+
+
+_COMPRESSED = ("gz", "bz2", "xz")
+"""CSV compressions read by extension (pandas; the standard library's codecs)."""
+
+
+def file_format(path: str | os.PathLike) -> str | None:
+    """``"csv"`` or ``"parquet"`` by ``path``'s extension (any case; a CSV
+    file may be compressed, a Parquet dataset directory typed with its
+    trailing separator), or None."""
+    name = os.fsdecode(path).rstrip("/" + os.sep).lower()
+    if name.endswith((".csv", *(f".csv.{z}" for z in _COMPRESSED))):
+        return "csv"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    return None
 
 
 def _check_runs_file(path, kind: str) -> None:

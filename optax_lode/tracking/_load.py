@@ -24,8 +24,8 @@ def load_runs(source: str | os.PathLike, **options: Any) -> Trajectories:
     - ``mlflow://EXPERIMENT``: :func:`~optax_lode.tracking.from_mlflow` (the name
       may be percent-encoded, e.g. ``mlflow://my%20sweep``);
     - ``tensorboard://LOGDIR``: :func:`~optax_lode.tracking.from_tensorboard`;
-    - ``*.csv``, ``*.parquet``, ``*.pq``: ``Trajectories.from_file`` (long format,
-      one row per (run, tick)).
+    - ``*.csv`` (also ``.csv.gz``, ``.bz2``, ``.xz``), ``*.parquet``, ``*.pq``:
+      ``Trajectories.from_file`` (long format, one row per (run, tick)).
 
     Args:
         source: where the runs are.
@@ -68,8 +68,9 @@ def load_runs(source: str | os.PathLike, **options: Any) -> Trajectories:
         raise ValueError(
             f"unknown source scheme {scheme!r} in {text!r}; expected {_FORMS}."
         )
-    suffix = text.lower().rsplit(".", 1)[-1] if "." in text else ""
-    if suffix in ("csv", "parquet", "pq"):
+    from optax_lode.runs._trajectories import file_format
+
+    if file_format(text) is not None:
         from optax_lode.runs import Trajectories
 
         return Trajectories.from_file(text, **options)
