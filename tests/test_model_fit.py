@@ -451,6 +451,33 @@ def test_a_metric_past_float32_is_named_before_the_normalisation(held_out):
             fit(bad, steps=10, held_out=held_out, progress=False)
 
 
+def test_runs_that_leave_the_schedule_nothing_to_choose_by_are_warned():
+    runs = synthetic_sweep(ticks=12, seeds=(0,), peak_lrs=(1e-2, 1e-1))
+    one = np.ones_like(runs.loss)
+
+    def with_(metric=None, lr=None):
+        return type(runs).from_arrays(
+            runs.loss,
+            runs.metric if metric is None else metric,
+            runs.lr if lr is None else lr,
+            mask=runs.mask,
+            run_ids=runs.run_ids,
+        )
+
+    lr = runs.lr.copy()
+    lr[1, 3] = 1e30
+    for bad, said in (
+        (with_(metric=0.5 * one), "metric is 0.5 at every tick .* rank futures"),
+        (with_(lr=1e-3 * one), "rate is 0.001 at every tick .* varied none"),
+        (with_(lr=lr), rf"span .* 1e\+30 \(run '{runs.run_ids[1]}', tick 3\)"),
+    ):
+        with pytest.warns(UserWarning, match=said):
+            fit(bad, steps=2, held_out=0.0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(runs, steps=2, held_out=0.0, progress=False)
+
+
 def test_values_outside_float32_are_named_as_such():
     # Every run alike: "far outside the other runs' range" would be wrong.
     runs = synthetic_sweep(ticks=20, seeds=(0,), peak_lrs=(1e-2, 1e-1))

@@ -282,6 +282,48 @@ def _warn_if_metric_rises_with_loss(trajectories: Trajectories) -> None:
         )
 
 
+LR_SPAN_WARNING = 1e6
+"""A sweep's learning rates spanning more than this factor are warned about
+(an outlier sets the model's range, which bounds the schedule's rates)."""
+
+
+def _warn_if_uninformative(trajectories: Trajectories) -> None:
+    """Runs that fit without error but leave the schedule nothing to choose
+    by: a metric or a rate that never varies, or one rate far off the rest."""
+    mask = trajectories.mask
+    said = []
+    for name, values in (
+        ("validation metric", trajectories.metric[mask]),
+        ("learning rate", trajectories.lr[mask]),
+    ):
+        if values.size > 1 and values.min() == values.max():
+            said.append(
+                f"the runs' {name} is {values[0]:g} at every tick of every run: "
+                + (
+                    "the model cannot rank futures by it"
+                    if name == "validation metric"
+                    else "the model learns nothing about the rate (the sweep "
+                    "varied none)"
+                )
+            )
+    lr = np.where(mask, trajectories.lr, np.nan)
+    lo, hi = np.nanargmin(lr), np.nanargmax(lr)
+    lo_v, hi_v = lr.flat[lo], lr.flat[hi]
+    if hi_v > LR_SPAN_WARNING * lo_v:
+        where = [
+            f"{v:.3g} (run {trajectories.run_ids[i // lr.shape[1]]!r}, tick "
+            f"{i % lr.shape[1]})"
+            for i, v in ((lo, lo_v), (hi, hi_v))
+        ]
+        said.append(
+            f"the runs' learning rates span {where[0]} .. {where[1]}, a factor "
+            f"of {hi_v / lo_v:.2g}: an outlier? The range is the model's "
+            "lr_range, which bounds the schedule's rates"
+        )
+    for text in said:
+        warnings.warn(text + ".", UserWarning, stacklevel=caller_stacklevel())
+
+
 @jax_defaults
 def fit(
     trajectories: Trajectories,
@@ -381,7 +423,10 @@ def fit(
             :meth:`~optax_lode.Trajectories.with_negated_metric`), or
             ``held_out`` could not hold runs out (a single run, or a split
             leaving one side nothing to evaluate or train on), so the fit
-            stops early on the training loss instead.
+            stops early on the training loss instead; a metric or a rate the
+            same at every tick of every run, or rates spanning more than
+            a factor of 1e6 (an outlier sets the model's
+            ``lr_range``).
 
     Examples:
         >>> from optax_lode.runs import synthetic_sweep
@@ -445,6 +490,7 @@ def fit(
 
     _check_float32(trajectories)  # before the normalisation overflows on it
     _warn_if_metric_rises_with_loss(trajectories)
+    _warn_if_uninformative(trajectories)
     if held_out > 0 and trajectories.num_runs >= 2:
         train, held = trajectories.split(held_out=held_out, seed=seed)
         why, hint = None, ""
