@@ -458,12 +458,13 @@ class Trajectories:
                 f"column {run!r} (run) has ids {same} that read as the same run "
                 f"{key!r}; make the run ids distinct as text."
             )
-        blank = df[[loss, metric, lr]].isna().all(axis=1)
+        blank = df[[loss, metric, lr]].isna().all(axis=1).to_numpy()
         # A row with no value at all (a run's summary row, say) is no tick of
         # it; a run of nothing else stays, for the all-NaN error.
-        blank &= (~blank).groupby(run_keys).transform("any")
+        has_value = pd.Series(~blank).groupby(run_keys.to_numpy()).transform("any")
+        blank = blank & has_value.to_numpy()
         if blank.any():
-            rows_of = sorted(set(run_keys[blank]), key=list(run_keys).index)
+            rows_of = list(pd.unique(run_keys[blank]))
             warnings.warn(
                 f"{int(blank.sum())} row(s) hold no {loss!r}, {metric!r} or "
                 f"{lr!r} value (summary rows?), of run(s) {rows_of[:3]}"
