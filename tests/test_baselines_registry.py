@@ -268,6 +268,10 @@ def test_bad_arguments_are_rejected():
         ("schedule-free", "warmup_fraction", 1.0),  # the builder's [0, 1)
         ("reduce-on-plateau", "accumulation_size", 2.5),
         ("schedule-free", "weight_lr_power", -1.0),
+        ("schedule-free", "b1", 0.0),  # optax's needs b1 > 0: NaN at once
+        ("reduce-on-plateau", "factor", "0.5"),  # failed inside optax, unnamed
+        ("reduce-on-plateau", "factor", 1.0),  # no cut
+        ("reduce-on-plateau", "rtol", 0.0),  # optax needs rtol or atol > 0
     ],
 )
 def test_options_out_of_range_are_named(name, option, value):
@@ -322,10 +326,30 @@ def test_paired_options_are_checked_when_built(name, option, value, match):
     make_baseline(name, learning_rate=1.0, total_steps=10, **{option: good})
 
 
+def test_a_rate_floor_above_the_rate_is_refused():
+    """The floor set the first step's rate, not alpha_0 (baselines.md: the
+    first step keeps alpha_0); hd_sgd itself took a momentum of 1.5."""
+    from optax_lode.baselines import hd_sgd, scale_by_hypergradient
+
+    with pytest.raises(ValueError, match=r"min_learning_rate=0.1 is above"):
+        make_baseline(
+            "hd-sgd", learning_rate=0.01, total_steps=10, min_learning_rate=0.1
+        )
+    with pytest.raises(ValueError, match=r"min_learning_rate=0.1 is above"):
+        scale_by_hypergradient(optax.identity(), 0.01, 1e-3, min_learning_rate=0.1)
+    with pytest.raises(ValueError, match=r"min_learning_rate must be >= 0"):
+        scale_by_hypergradient(optax.identity(), 0.01, 1e-3, min_learning_rate=-1.0)
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+        hd_sgd(0.01, 1e-3, momentum=1.5)
+    make_baseline("hd-sgd", learning_rate=0.01, total_steps=10, min_learning_rate=0.01)
+
+
 def test_options_at_the_edges_of_their_ranges_build():
     for name, options in [
         ("hd-adam", dict(b1=0.0, min_learning_rate=None, hyper_lr=0.0)),
         ("reduce-on-plateau", dict(patience=1, accumulation_size=1, min_scale=1.0)),
+        ("reduce-on-plateau", dict(rtol=1.0, factor=0.01)),
+        ("schedule-free", dict(b1=1e-3)),
         ("schedule-free", dict(warmup_fraction=0.0)),
     ]:
         make_baseline(name, learning_rate=0.1, total_steps=10, **options)

@@ -152,7 +152,18 @@ def test_tune_rejects_bad_input():
             tune(train_run, task, "cosine", **kwargs)
     with pytest.raises(ValueError, match=r"a sequence of seeds, got 3 .*\(3,\)"):
         tune(train_run, task, "cosine", tuning_seeds=3)
+    # Repeats would count one run twice (run_sweep refuses them too).
+    with pytest.raises(ValueError, match=r"tuning_seeds has duplicates"):
+        tune(train_run, task, "cosine", tuning_seeds=(0, 0))
+    with pytest.raises(ValueError, match=r"learning_rates has duplicates"):
+        tune(train_run, task, "cosine", learning_rates=[0.1, 0.1])
+    # One name as a string was tried letter by letter ("unknown baseline 'd'").
+    with pytest.raises(TypeError, match=r"the string 'dog' \(for one: \['dog'\]\)"):
+        tune_all(train_run, task, "dog")
     assert train_run.calls == []
+    # A numpy count is a count.
+    tune(train_run, task, "cosine", learning_rates=[0.1], num_seeds=np.int64(2))
+    assert len(train_run.calls) == 1 + 2
 
 
 def _nqm_train_run(task, tx, *, seed, epochs, ticks_per_epoch, eval_fn):

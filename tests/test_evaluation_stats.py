@@ -392,3 +392,47 @@ def test_welch_test_is_the_same_in_any_units(units):
     assert r.diff == pytest.approx(ref.diff * units, rel=1e-12)
     assert r.ci_low == pytest.approx(ref.ci_low * units, rel=1e-12)
     assert welch_test(a * 4.0, b * 4.0).p_value == ref.p_value  # exactly
+
+
+def test_equal_means_are_decided_against_the_reference_whatever_the_order():
+    """Two rivals of mean 0.5: dict order chose, and the verdict flipped
+    between "wins" (against the constant one) and "ties"."""
+    lode, flat, spread = [0.625] * 3, [0.5] * 3, [0.25, 0.5, 0.75]
+    for results in (
+        {"LODE": lode, "A": flat, "B": spread},
+        {"LODE": lode, "B": spread, "A": flat},
+    ):
+        c = compare_methods(results)
+        assert (c.best_baseline, c.verdict) == ("B", "ties")
+    # Means equal but for the last bit (np.mean of three 290/300 is a hair
+    # above that of 289, 290, 291 over 300) count as equal.
+    near = {
+        "LODE": [0.99] * 3,
+        "c": [290 / 300] * 3,
+        "s": [289 / 300, 290 / 300, 291 / 300],
+    }
+    assert compare_methods(near).best_baseline == "s"
+    # Exactly tied and equally significant: by name.
+    assert (
+        compare_methods({"LODE": lode, "z": flat, "a": list(flat)}).best_baseline == "a"
+    )
+
+
+def test_a_rival_with_no_finite_value_is_not_named_best():
+    """Lower is better: the all-diverged rival's key (False == 0) beat a
+    finite rival's negated mean."""
+    nan = float("nan")
+    for higher in (True, False):
+        c = compare_methods(
+            {"LODE": [0.30, 0.31], "one_run": [0.10, nan], "all_diverged": [nan, nan]},
+            higher_is_better=higher,
+        )
+        assert c.best_baseline == "one_run"
+
+
+def test_extreme_magnitudes_neither_overflow_nor_lose_constants():
+    r = welch_test([1e308] * 3, [1e308] * 3)  # ldexp(1, 1024) overflowed
+    assert (r.diff, r.p_value) == (0.0, 1.0)
+    s = summarize([1e160, 2e160, 3e160])  # its variance overflowed: std inf
+    assert s.mean == pytest.approx(2e160) and s.std == pytest.approx(1e160)
+    assert summarize([290 / 300] * 3).mean == 290 / 300  # exact, as welch_test's

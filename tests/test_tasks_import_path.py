@@ -269,3 +269,27 @@ def test_demo_says_it_runs_registered_tasks_only(capsys):
     err = capsys.readouterr().err
     assert "the demo runs the registered tasks only" in err
     assert "optax-lode sweep --task my_tasks:make_task" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "warned"),
+    [
+        *((n, True) for n in ("val_loss", "nll", "val_nll", "cross_entropy")),
+        *((n, True) for n in ("xent", "ppl", "top1_err", "bits_per_byte")),
+        *((n, True) for n in ("valloss", "val-loss", "valLoss", "error_rate")),
+        *((n, False) for n in ("accuracy", "neg_nll", "metric", "top1_acc")),
+        *((n, False) for n in ("f1", "auc", "interval", "entropy_bonus")),
+    ],
+)
+def test_loss_like_metric_names(name, warned):
+    """nll, cross_entropy, ppl, top1_err, valloss... were not warned about,
+    and tune then picked the rate of the highest loss."""
+    import warnings
+
+    from optax_lode.tasks._protocol import _warn_if_named_lower_is_better
+
+    task = type("Named", (), {"metric_name": name})()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        _warn_if_named_lower_is_better(task, "task")
+    assert bool(said) == warned

@@ -86,9 +86,11 @@ def scale_by_hypergradient(
         ``optax.tree.get(state, "learning_rate")``.
 
     Raises:
-        ValueError: ``learning_rate``, ``hyper_lr`` or ``weight_decay`` is not
-            finite and >= 0. The returned transformation's ``update`` raises
-            it too when ``weight_decay > 0`` and no ``params`` are passed.
+        ValueError: ``learning_rate``, ``hyper_lr``, ``weight_decay`` or
+            ``min_learning_rate`` is not finite and >= 0, or
+            ``min_learning_rate`` exceeds ``learning_rate``. The returned
+            transformation's ``update`` raises it too when
+            ``weight_decay > 0`` and no ``params`` are passed.
 
     Examples:
         >>> import jax.numpy as jnp, optax
@@ -107,6 +109,15 @@ def scale_by_hypergradient(
     _check_positive("learning_rate", learning_rate, allow_zero=True)
     _check_positive("hyper_lr", hyper_lr, allow_zero=True)
     _check_positive("weight_decay", weight_decay, allow_zero=True)
+    if min_learning_rate is not None:
+        _check_positive("min_learning_rate", min_learning_rate, allow_zero=True)
+        if min_learning_rate > learning_rate:
+            # The clip would set the first step's rate, not alpha_0.
+            raise ValueError(
+                f"hypergradient descent: min_learning_rate={min_learning_rate!r} "
+                f"is above the initial learning_rate={learning_rate!r}; the "
+                "floor must not exceed the rate it starts from."
+            )
     direction = optax.with_extra_args_support(direction)
 
     def init_fn(params: optax.Params) -> HypergradientState:
@@ -179,9 +190,8 @@ def hd_sgd(
         :class:`HypergradientState`.
 
     Raises:
-        ValueError: ``nesterov=True`` without ``momentum``, or (from
-            :func:`scale_by_hypergradient`) ``learning_rate``, ``hyper_lr`` or
-            ``weight_decay`` not finite and >= 0.
+        ValueError: ``momentum`` not in [0, 1), ``nesterov=True`` without
+            ``momentum``, or as :func:`scale_by_hypergradient`.
 
     Examples:
         >>> import jax, jax.numpy as jnp, optax
@@ -198,6 +208,10 @@ def hd_sgd(
         Baydin et al., `Online Learning Rate Adaptation with Hypergradient
         Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018, Algorithm 1.
     """
+    if not (math.isfinite(momentum) and 0.0 <= momentum < 1.0):
+        raise ValueError(
+            f"hypergradient descent: momentum must be in [0, 1), got {momentum!r}."
+        )
     if nesterov and not momentum:  # plain SGD, silently
         raise ValueError("nesterov=True needs momentum > 0 (its momentum term).")
     base = (
@@ -242,8 +256,7 @@ def hd_adam(
         :class:`HypergradientState`.
 
     Raises:
-        ValueError: (from :func:`scale_by_hypergradient`) ``learning_rate``,
-            ``hyper_lr`` or ``weight_decay`` not finite and >= 0.
+        ValueError: as :func:`scale_by_hypergradient`.
 
     Examples:
         >>> import jax.numpy as jnp, optax

@@ -327,7 +327,9 @@ _OPTION_RANGES = {
     "estim_lr0": _POSITIVE,
     "hyper_lr": _NON_NEGATIVE,
     "min_learning_rate": _NON_NEGATIVE,
-    "rtol": _NON_NEGATIVE,
+    # optax needs rtol or atol > 0, and atol (not an option here) is 0.
+    "rtol": (0.0, 1.0, True, False),
+    "factor": (0.0, 1.0, True, True),
     # optax cuts when its plateau count equals patience: 0 would cut on every
     # improvement and never on a plateau.
     "patience": (1.0, math.inf, False, True),
@@ -337,6 +339,9 @@ _OPTION_RANGES = {
     "warmup_fraction": _UNIT,
     "weight_lr_power": _NON_NEGATIVE,
 }
+# Ranges one baseline narrows: optax's schedule-free needs b1 > 0 (0 trains to
+# NaN at once).
+_BASELINE_RANGES = {("schedule-free", "b1"): (0.0, 1.0, True, True)}
 # Counts: optax compares them with counters, so 2.5 would act as 3, silently.
 _WHOLE_OPTIONS = frozenset({"patience", "cooldown", "accumulation_size"})
 
@@ -360,9 +365,10 @@ def _real(name: str, value: Any) -> float:
     return value
 
 
-def _check_option(name: str, value: Any) -> None:
-    """A numeric option outside its range, or a boolean option that is no
-    bool, is a ``ValueError`` naming it."""
+def _check_option(name: str, value: Any, baseline: str = "") -> None:
+    """A numeric option outside its range (``baseline``'s own where it has
+    one), or a boolean option that is no bool, is a ``ValueError`` naming
+    it."""
     if name in _BOOL_OPTIONS:
         # Any truthy value ("yes", and "no" too) used to switch it on.
         if not isinstance(value, bool | np.bool_):
@@ -381,9 +387,10 @@ def _check_option(name: str, value: Any) -> None:
         return
     if name == "betas" and not (isinstance(value, tuple | list) and len(value) == 2):
         raise ValueError(f"option betas must be a pair (beta1, beta2), got {value!r}.")
-    if name not in _OPTION_RANGES or value is None:
+    ranges = _BASELINE_RANGES.get((baseline, name), _OPTION_RANGES.get(name))
+    if ranges is None or value is None:
         return
-    low, high, low_open, high_open = _OPTION_RANGES[name]
+    low, high, low_open, high_open = ranges
     values = tuple(value) if isinstance(value, tuple | list) else (value,)
     for v in values:
         ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
@@ -566,7 +573,13 @@ def make_baseline(
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
     for option, value in options.items():
-        _check_option(option, value)
+        _check_option(option, value, name)
+    floor = options.get("min_learning_rate")
+    if floor is not None and floor > learning_rate:
+        raise ValueError(
+            f"option min_learning_rate={floor!r} is above learning_rate="
+            f"{learning_rate!r}: the floor would set the first step's rate."
+        )
     return spec.build(float(learning_rate), total_steps, float(weight_decay), **options)
 
 

@@ -115,8 +115,9 @@ class TuneResult:
         learning_rates: the grid, ``(grid,)``.
         val_metrics: final validation metric per grid point and tuning seed,
             ``(grid, tuning_seeds)``; NaN for a diverged run.
-        best_learning_rate: the selected rate (best mean final validation
-            metric; diverged runs count as worst).
+        best_learning_rate: the selected rate: the fewest diverged runs,
+            then the best mean final validation metric of the runs that did
+            not diverge (as :func:`tune` says).
         seeds: the fresh seeds of the final runs.
         test_metrics: their test metrics, ``(seeds,)``.
         final_val_metrics: their final validation metrics, ``(seeds,)``.
@@ -262,7 +263,8 @@ def tune(
 
     Raises:
         ValueError: an unknown baseline, an empty or non-positive learning-rate
-            grid, tuning seeds given as a count or empty, a seed that is not a
+            grid or one with duplicates, tuning seeds given as a count, empty
+            or with duplicates, a seed that is not a
             whole number in [0, 2**32), a bad ``num_seeds``, final seeds that
             overlap the tuning seeds, a run clock the task cannot have
             (``epochs`` or ``ticks_per_epoch`` < 1, or more ticks per epoch
@@ -291,6 +293,8 @@ def tune(
         raise ValueError(
             f"learning_rates must be a non-empty list of positive numbers, got {grid}."
         )
+    if np.unique(grid).size != grid.size:  # it would train the same runs twice
+        raise ValueError(f"learning_rates has duplicates: {grid.tolist()}.")
     if isinstance(tuning_seeds, int | np.integer):
         raise ValueError(
             f"tuning_seeds must be a sequence of seeds, got {tuning_seeds!r} "
@@ -299,8 +303,13 @@ def tune(
     tuning_seeds = check_seeds(tuning_seeds)
     if not tuning_seeds:
         raise ValueError("tuning_seeds is empty: give at least one seed.")
-    if not (isinstance(num_seeds, int) and num_seeds >= 1):
+    if len(set(tuning_seeds)) != len(tuning_seeds):  # one run counted twice
+        raise ValueError(f"tuning_seeds has duplicates: {list(tuning_seeds)}.")
+    if isinstance(num_seeds, bool) or not (
+        isinstance(num_seeds, int | np.integer) and num_seeds >= 1
+    ):
         raise ValueError(f"num_seeds must be an int >= 1, got {num_seeds!r}.")
+    num_seeds = int(num_seeds)
     # Checked before the grid trains, not when the final runs start.
     first_seed = check_seed(first_seed)
     final_seeds = check_seeds(range(first_seed, first_seed + num_seeds))
@@ -374,7 +383,7 @@ def tune_all(
 
     Raises:
         ValueError: as :func:`tune`, for the first baseline that fails.
-        TypeError: as :func:`tune`.
+        TypeError: as :func:`tune`, or ``names`` given as one string.
 
     Examples:
         >>> from optax_lode.baselines import tune_all
@@ -384,5 +393,10 @@ def tune_all(
         ...                    ["constant", "cosine"], num_seeds=3)
         >>> {n: r.best_learning_rate for n, r in results.items()}  # doctest: +SKIP
     """
+    if isinstance(names, str):  # its characters would be tried as names
+        raise TypeError(
+            f"names must be a list of baseline names, got the string {names!r} "
+            f"(for one: [{names!r}])."
+        )
     names = list(BASELINES) if names is None else list(names)
     return {n: tune(train_run, task, n, **kwargs) for n in names}

@@ -143,9 +143,14 @@ def compare_methods(
     reference, ``"loses"`` comes out more often than ``alpha / 2`` (no
     correction for the number of baselines; how often is simulated by
     ``python -m benchmarks.verdict_calibration``, shown in the evaluation
-    docs). Diverged runs (NaN)
+    docs). Rivals whose means are equal (to rounding) are decided against the
+    reference: the one whose test is least significant, then by name. Diverged
+    runs (NaN)
     are dropped from the means and counted; a method that diverged on
-    significantly more seeds than the other (Fisher's exact test) loses.
+    significantly more seeds than the other (Fisher's exact test) loses. Two
+    samples without spread (every seed the same value, as accuracies on a
+    small test set can be) that differ give ``p = 0``: ``"wins"`` or
+    ``"loses"`` from as few as two seeds each.
 
     Args:
         results: method name -> final metric per seed (NaN for a diverged run).
@@ -184,17 +189,33 @@ def compare_methods(
     ref = summaries[reference]
     others = [n for n in summaries if n != reference]
 
+    def best_mean(names: list[str]) -> str:
+        # Means equal but for rounding (exact ties included) are decided
+        # against the reference: the rival whose test is least significant,
+        # then by name, so neither dict order nor the last bit decides.
+        top = max(sign * summaries[n].mean for n in names)
+        tied = sorted(
+            n
+            for n in names
+            if math.isclose(sign * summaries[n].mean, top, rel_tol=1e-9, abs_tol=0.0)
+        )
+        if len(tied) > 1 and ref.n >= 2 and all(summaries[n].n >= 2 for n in tied):
+            p = {n: welch_test(results[reference], results[n]).p_value for n in tied}
+            return max(tied, key=lambda n: p[n])  # the first of equal ones
+        return min(tied, key=lambda n: _divergence_rate(summaries[n]))
+
     def strongest(names: list[str]) -> str:
         # The best mean over at least two finite values; failing that, over
-        # any; then the fewest diverged.
-        return max(
-            names,
-            key=lambda n: (
-                summaries[n].n >= 2,
-                summaries[n].n >= 1 and sign * summaries[n].mean,
-                -_divergence_rate(summaries[n]),
-            ),
-        )
+        # any; failing that (every run diverged), the fewest diverged.
+        def rank(n: str) -> tuple:
+            s = summaries[n]
+            return s.n >= 2, s.n >= 1, -_divergence_rate(s) if s.n == 0 else 0.0
+
+        first = max(rank(n) for n in names)
+        group = [n for n in names if rank(n) == first]
+        if first[1]:  # finite values: by mean
+            return best_mean(group)
+        return sorted(group)[0]
 
     # Divergence first, as the verdict reads it. A rival that diverged on
     # significantly fewer seeds beats the reference whatever the others did
@@ -206,7 +227,7 @@ def compare_methods(
     if beats:
         best = strongest(beats)
     elif tested := [n for n in steady if summaries[n].n >= 2]:
-        best = max(tested, key=lambda n: sign * summaries[n].mean)
+        best = best_mean(tested)
     elif others:
         # Each rival either diverged significantly more often (the reference
         # wins) or has too few finite values to test.

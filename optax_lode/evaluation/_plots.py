@@ -273,6 +273,11 @@ def plot_metric_curves(
 ) -> Path:
     """A metric against time for several methods, mean over seeds with a ±1 std band.
 
+    At each tick the mean and band are over the seeds that had not diverged
+    by then (NaN values are left out), as the tables' means are over finite
+    values: after some seeds diverge, the curve is that of the survivors. A
+    tick where every seed diverged is a gap.
+
     Args:
         path: PNG file to write.
         curves: method -> ``(x, y)``: ``x`` of shape ``(ticks,)`` (or

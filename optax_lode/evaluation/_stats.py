@@ -140,8 +140,19 @@ def summarize(values: Sequence[float] | np.ndarray) -> Summary:
     x, dropped = _finite(values, "values")
     if x.size == 0:
         return Summary(float("nan"), float("nan"), 0, dropped)
-    std = float(np.std(x, ddof=1)) if x.size > 1 else float("nan")
-    return Summary(float(np.mean(x)), std, int(x.size), dropped)
+    scale = _power_of_two_near(x)
+    mean, var = _mean_var(x / scale)  # a constant's mean exact, as welch_test's
+    std = math.sqrt(var) * scale if x.size > 1 else float("nan")
+    return Summary(mean * scale, std, int(x.size), dropped)
+
+
+def _power_of_two_near(*samples: np.ndarray) -> float:
+    """A power of 2 near the samples' largest magnitude (1.0 for zeros):
+    dividing by it is exact, and keeps squares of values near 1e-170 or 1e160
+    from underflowing or overflowing."""
+    top = max(float(np.max(np.abs(x))) for x in samples)
+    # 2**(e - 1) <= top < 2**e; 2**e itself overflows for top >= 2**1023.
+    return math.ldexp(0.5, math.frexp(top)[1]) if top > 0 else 1.0
 
 
 def welch_test(
@@ -206,8 +217,7 @@ def welch_test(
     # Scaled by a power of 2 near the largest magnitude (exact: the same bits
     # in ordinary units), so variances of values near 1e-170 or 1e160 neither
     # underflow to 0 (p = 0) nor overflow (p = NaN); undone on the difference.
-    top = max(float(np.max(np.abs(xa))), float(np.max(np.abs(xb))))
-    scale = math.ldexp(1.0, math.frexp(top)[1]) if top > 0 else 1.0
+    scale = _power_of_two_near(xa, xb)
     xa, xb = xa / scale, xb / scale
     (ma, va), (mb, vb) = _mean_var(xa), _mean_var(xb)
     va, vb = va / na, vb / nb

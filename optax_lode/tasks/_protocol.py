@@ -8,6 +8,7 @@ selected inside the traced step from the run's data key.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -327,8 +328,13 @@ class DataNotPreparedError(RuntimeError):
     """
 
 
-# Words of a metric's name that say lower is better (unless negated, "neg_").
-_LOWER_IS_BETTER = ("loss", "error", "perplexity", "mse", "mae", "rmse")
+# Words of a metric's name that say lower is better (unless negated, "neg_"),
+# and endings of a word that do ("valloss", "top1err").
+_LOWER_IS_BETTER = frozenset(
+    "loss error err perplexity ppl mse mae rmse nll xent ce crossentropy bpb "
+    "bpc wer cer regret".split()
+)
+_LOWER_IS_BETTER_ENDINGS = ("loss", "err", "error", "nll", "crossentropy")
 
 
 def _warn_if_named_lower_is_better(task: Any, label: str) -> None:
@@ -342,7 +348,12 @@ def _warn_if_named_lower_is_better(task: Any, label: str) -> None:
     name = name.lower()
     if name.startswith(("neg", "minus")):
         return
-    if any(word in name.split("_") or word == name for word in _LOWER_IS_BETTER):
+    words = [w for w in re.split(r"[^a-z0-9]+", name) if w]
+    lower = any(
+        w in _LOWER_IS_BETTER or w.endswith(_LOWER_IS_BETTER_ENDINGS) for w in words
+    )
+    compact = "".join(words)  # cross_entropy, bits-per-byte
+    if lower or "crossentropy" in compact or "bitsper" in compact:
         warnings.warn(
             f"{label}'s metric_name {name!r} reads as a lower-is-better metric, "
             "but the Task protocol's metric is higher-is-better (a sweep's best "
