@@ -204,6 +204,8 @@ def _schedule_epochs(task: Task, tx, ticks_per_epoch: int) -> int | None:
     from optax_lode.transform._schedule import lode_states
 
     shapes, _ = jax.eval_shape(task.init, jax.random.key(0))
+    if not lode_states(jax.eval_shape(tx.init, shapes)):
+        return None  # no schedule: nothing to allocate
     # A schedule's state does not depend on the parameters' values.
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     runs = {int(s.run_ticks) for s in lode_states(tx.init(zeros))}
