@@ -603,6 +603,11 @@ def test_configuration_is_read_strictly():
         (dict(lr_range_factor=True), TypeError, "lr_range_factor"),
         (dict(lr_range_factor=float("inf")), ValueError, "finite number >= 1"),
         (dict(lr_bounds=(1e-3, 1e-1), lr_range_factor=3.0), ValueError, "one of"),
+        # The decision computes in float32: 0 there (every decision a
+        # fallback) or NaN members.
+        (dict(tol=1e-46), ValueError, "tol must be a normal float32"),
+        (dict(std_floor=1e-46), ValueError, "std_floor must be a normal float32"),
+        (dict(sigma=1e39), ValueError, "overflows float32"),
     ]:
         with pytest.raises(error, match=match):
             _tx(**kw)

@@ -213,6 +213,19 @@ class DecisionConfig:
                 "learning-rate bounds must be normal float32 numbers (about "
                 f"1.2e-38 .. 3.4e38), got ({self.lr_min}, {self.lr_max})"
             )
+        # The decision computes in float32: a tol or floor that rounds to 0
+        # there made every decision a fallback, a sigma past its range NaN
+        # members.
+        tiny, big = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+        for name in ("tol", "std_floor"):
+            value = getattr(self, name)
+            if not tiny <= value <= big:
+                raise ValueError(
+                    f"{name} must be a normal float32 number (about 1.2e-38 .. "
+                    f"3.4e38), in which the decision computes; got {value}"
+                )
+        if self.sigma > big:
+            raise ValueError(f"sigma must be a float32 number, got {self.sigma}")
         if self.top < 1:
             raise ValueError(f"top must be >= 1, got {self.top}")
         if self.match_rule not in MATCH_RULES:
@@ -448,6 +461,13 @@ class DecisionConfig:
                 raise TypeError(
                     f"lr_bounds must be a pair of real numbers, got {lr_bounds!r}"
                 ) from None
+        if _is_real(sigma) and math.isfinite(sigma):
+            reach = float(np.max(np.abs(np.asarray(model.latent_scale, np.float64))))
+            if sigma * reach > float(np.finfo(np.float32).max):
+                raise ValueError(
+                    f"sigma={sigma} times the model's latent_scale (up to "
+                    f"{reach:.3g}) overflows float32: the ensemble would be NaN."
+                )
         return cls(
             model_ticks=model_ticks,
             run_ticks=run_ticks,

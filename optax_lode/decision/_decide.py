@@ -494,9 +494,11 @@ def decide(
        ``config.anchor="live"`` each path is first rescaled to start from the
        live rate: ``eta_live * lr_i(k_i + 1 + j) / lr_i(k_i)``;
     7. clip to ``[lr_min, lr_max]``; if nothing is accepted or the mean is not
-       finite, hold the window's last rate (also clipped). A window without one
-       complete record (no finite metric yet, say) accepts nothing: its
-       encoding would not depend on the run.
+       finite, hold the window's last rate (also clipped; a window with no
+       valid rate at all, which ``lode_schedule`` never passes, holds the
+       bounds' geometric midpoint). A window without one complete record (no
+       finite metric yet, say) accepts nothing: its encoding would not depend
+       on the run.
 
     Args:
         model: a :class:`optax_lode.LatentODE` (any module with its
