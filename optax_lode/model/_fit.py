@@ -282,14 +282,16 @@ def _warn_if_metric_rises_with_loss(trajectories: Trajectories) -> None:
         )
 
 
-LR_SPAN_WARNING = 1e6
-"""A sweep's learning rates spanning more than this factor are warned about
-(an outlier sets the model's range, which bounds the schedule's rates)."""
+LR_OUTLIER_FACTOR = 1e3
+"""A rate this many times a run's median rate, or every other run's largest,
+is warned about as an outlier: the largest rate sets the model's ``lr_range``,
+which bounds the schedule's rates. (Not the smallest: a schedule decaying to
+0 logs rates far below its median.)"""
 
 
 def _warn_if_uninformative(trajectories: Trajectories) -> None:
     """Runs that fit without error but leave the schedule nothing to choose
-    by: a metric or a rate that never varies, or one rate far off the rest."""
+    by: a metric or a rate that never varies, or one rate far above the rest."""
     mask = trajectories.mask
     said = []
     for name, values in (
@@ -307,18 +309,17 @@ def _warn_if_uninformative(trajectories: Trajectories) -> None:
                 )
             )
     lr = np.where(mask, trajectories.lr, np.nan)
-    lo, hi = np.nanargmin(lr), np.nanargmax(lr)
-    lo_v, hi_v = lr.flat[lo], lr.flat[hi]
-    if hi_v > LR_SPAN_WARNING * lo_v:
-        where = [
-            f"{v:.3g} (run {trajectories.run_ids[i // lr.shape[1]]!r}, tick "
-            f"{i % lr.shape[1]})"
-            for i, v in ((lo, lo_v), (hi, hi_v))
-        ]
+    peaks = np.nanmax(lr, axis=1)
+    top = int(np.argmax(peaks))
+    others = np.delete(peaks, top)
+    usual = min(np.nanmedian(lr[top]), others.max() if others.size else np.inf)
+    if peaks[top] > LR_OUTLIER_FACTOR * usual:
+        tick = int(np.nanargmax(lr[top]))
         said.append(
-            f"the runs' learning rates span {where[0]} .. {where[1]}, a factor "
-            f"of {hi_v / lo_v:.2g}: an outlier? The range is the model's "
-            "lr_range, which bounds the schedule's rates"
+            f"run {trajectories.run_ids[top]!r} has the rate {peaks[top]:.3g} at "
+            f"tick {tick}, over {LR_OUTLIER_FACTOR:g} times its median rate or "
+            "every other run's largest: an outlier? The largest rate sets the "
+            "model's lr_range, which bounds the schedule's rates"
         )
     for text in said:
         warnings.warn(text + ".", UserWarning, stacklevel=caller_stacklevel())
@@ -424,9 +425,9 @@ def fit(
             ``held_out`` could not hold runs out (a single run, or a split
             leaving one side nothing to evaluate or train on), so the fit
             stops early on the training loss instead; a metric or a rate the
-            same at every tick of every run, or rates spanning more than
-            a factor of 1e6 (an outlier sets the model's
-            ``lr_range``).
+            same at every tick of every run, or a rate over 1000 times its
+            run's median and every other run's largest (an outlier would set
+            the model's ``lr_range``).
 
     Examples:
         >>> from optax_lode.runs import synthetic_sweep

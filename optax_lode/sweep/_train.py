@@ -209,8 +209,11 @@ def _schedule_epochs(task: Task, tx, ticks_per_epoch: int) -> int | None:
     # A schedule's state does not depend on the parameters' values.
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     runs = {int(s.run_ticks) for s in lode_states(tx.init(zeros))}
-    if len(runs) != 1 or not isinstance(ticks_per_epoch, int) or ticks_per_epoch < 1:
-        return None
+    whole = isinstance(ticks_per_epoch, int | np.integer) and not isinstance(
+        ticks_per_epoch, bool
+    )
+    if len(runs) != 1 or not whole or ticks_per_epoch < 1:
+        return None  # check_clock says what is wrong with ticks_per_epoch
     (ticks,) = runs
     epochs, rest = divmod(ticks, ticks_per_epoch)
     return epochs if rest == 0 and epochs >= 1 else None
