@@ -283,8 +283,8 @@ def _warn_if_metric_rises_with_loss(trajectories: Trajectories) -> None:
 
 
 LR_OUTLIER_FACTOR = 1e3
-"""A rate this many times a run's median rate, or every other run's largest,
-is warned about as an outlier: the largest rate sets the model's ``lr_range``,
+"""A rate this many times both its run's median rate and every other run's
+largest is warned about as an outlier: the largest rate sets the model's ``lr_range``,
 which bounds the schedule's rates. (Not the smallest: a schedule decaying to
 0 logs rates far below its median.)"""
 
@@ -312,13 +312,13 @@ def _warn_if_uninformative(trajectories: Trajectories) -> None:
     peaks = np.nanmax(lr, axis=1)
     top = int(np.argmax(peaks))
     others = np.delete(peaks, top)
-    usual = min(np.nanmedian(lr[top]), others.max() if others.size else np.inf)
+    usual = max(np.nanmedian(lr[top]), others.max() if others.size else 0.0)
     if peaks[top] > LR_OUTLIER_FACTOR * usual:
         tick = int(np.nanargmax(lr[top]))
         said.append(
             f"run {trajectories.run_ids[top]!r} has the rate {peaks[top]:.3g} at "
-            f"tick {tick}, over {LR_OUTLIER_FACTOR:g} times its median rate or "
-            "every other run's largest: an outlier? The largest rate sets the "
+            f"tick {tick}, over {LR_OUTLIER_FACTOR:g} times both its median rate "
+            "and every other run's largest: an outlier? The largest rate sets the "
             "model's lr_range, which bounds the schedule's rates"
         )
     for text in said:
