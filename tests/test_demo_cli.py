@@ -136,6 +136,44 @@ def test_demo_cli_user_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(demo, "run_demo", unprepared)
     assert main(["demo", "--fast", "--out", str(tmp_path / "d")]) == 2
     assert "optax-lode demo: cannot read TFDS x" in capsys.readouterr().err
+    # "" wrote into the working directory.
+    assert main(["demo", "--fast", "--out", ""]) == 2
+    assert "--out is empty" in capsys.readouterr().err
+
+    # Ctrl-C: a line saying how to resume, not JAX's traceback.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run_demo", interrupted)
+    assert main(["demo", "--fast", "--out", str(tmp_path / "d")]) == 130
+    assert "interrupted; the same command resumes" in capsys.readouterr().err
+
+
+def test_demo_cli_refuses_an_existing_directory_it_cannot_write(
+    tmp_path, capsys, monkeypatch
+):
+    """An existing read-only --out (a read-only mount; chmod 555 for a user)
+    failed minutes later with a traceback. Root ignores chmod, so the file
+    system's refusal is simulated."""
+    import errno
+    import tempfile
+
+    import optax_lode.demo as demo
+    from optax_lode.cli import main
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(demo, "run_demo", _no_demo)
+    assert main(["demo", "--fast", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot use --out {tmp_path} as a directory: cannot write in" in err
+    assert "Read-only file system" in err
+
+
+def _no_demo(*args, **kwargs):
+    raise AssertionError("the demo ran")
 
 
 def test_demo_cli_passes_task_args_and_refuses_bad_ones(tmp_path, capsys, monkeypatch):

@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="a reduced run of under a minute (small sweep, short fit, 2 baselines)",
+        help="a reduced run (small sweep, short fit, 2 baselines): under a "
+        "minute on the default task, longer on others (text-transformer: "
+        "about 5 minutes on 2 cores)",
     )
     p.add_argument(
         "--fit-steps", type=int, default=None, help="override the LODE fit's steps"
@@ -63,6 +65,7 @@ def _fail(message: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from optax_lode._files import writable_directory
     from optax_lode.demo import default_config, fast_config, run_demo
     from optax_lode.tasks import TASKS, DataNotPreparedError
 
@@ -98,12 +101,16 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(str(e))
         except (ValueError, TypeError, ZeroDivisionError) as e:
             return _fail(f"--task {args.task} --task-arg: {e}")
+    if not str(args.out).strip():  # "" would scatter it all over the cwd
+        return _fail("--out is empty; give the directory to write, e.g. results/demo")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         return _fail(f"--out {args.out} is a file; the demo writes a directory")
     try:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file on the path, or no permission
-        return _fail(f"cannot use --out {args.out} as a directory ({e.strerror or e})")
+        # Made, and a file created in it: an existing read-only directory
+        # failed minutes later, with a traceback.
+        writable_directory(args.out)
+    except ValueError as e:
+        return _fail(f"cannot use --out {args.out} as a directory: {e}")
     t0 = time.perf_counter()
     try:
         result = run_demo(
@@ -114,5 +121,12 @@ def _run(args: argparse.Namespace) -> int:
         )
     except DataNotPreparedError as e:
         return _fail(str(e))
+    except KeyboardInterrupt:
+        print(
+            "\noptax-lode demo: interrupted; the same command resumes from "
+            f"what {args.out}/cache holds",
+            file=sys.stderr,
+        )
+        return 130
     print(f"done in {time.perf_counter() - t0:.0f} s: {result.out_dir / 'report.md'}")
     return 0

@@ -499,7 +499,7 @@ def default_config(task: str = "mnist1d-mlp", **changes: Any) -> DemoConfig:
 
 
 def fast_config(task: str = "mnist1d-mlp", **changes: Any) -> DemoConfig:
-    """A reduced demo of under a minute on a 2-core CPU: a 2 x 2 x 2
+    """A reduced demo (under a minute on a 2-core CPU for mnist1d-mlp): a 2 x 2 x 2
     sweep of 6 epochs, a 150-step fit, 2 seeds and the two baselines the sweep
     tunes for free. Its numbers show that the pipeline works, not how good
     LODE is.

@@ -343,7 +343,10 @@ def write_report(result: DemoResult, *, figures: bool = True) -> Path:
     ]
     verdict = {
         "wins": "LODE is significantly better than the best baseline here.",
-        "loses": "**LODE is significantly worse than the best baseline here.**",
+        "loses": "**LODE is significantly worse than the best baseline here.** "
+        "(The best of several baselines, chosen after the fact with no "
+        "correction for their number, makes this verdict come out more often "
+        "than α / 2 would say: docs/evaluation.md.)",
         "ties": "LODE and the best baseline are **not significantly different** "
         "here (a tie at this number of seeds).",
         "untested": "Too few finite results for a significance test.",
@@ -352,9 +355,9 @@ def write_report(result: DemoResult, *, figures: bool = True) -> Path:
     decisions = [r.get("decisions", np.nan) for r in lode.runs]
     fallbacks = [r.get("fallbacks", np.nan) for r in lode.runs]
     lines += [
-        f"LODE made {_fmt(np.nanmean(decisions))} decisions per run on average, "
-        f"{_fmt(np.nanmean(fallbacks))} of them fallbacks (nothing accepted: the "
-        "rate was held). LODE settings: "
+        f"LODE made {_fmt(np.nanmean(decisions))} decisions per run on average; "
+        f"fallbacks (nothing accepted: the rate was held): "
+        f"{_fmt(np.nanmean(fallbacks))} per run on average. LODE settings: "
         + (", ".join(f"`{k}={v}`" for k, v in lode.setting.items()) or "the defaults")
         + ".",
         "",
@@ -431,8 +434,8 @@ def write_report(result: DemoResult, *, figures: bool = True) -> Path:
             "",
             "The ensemble of predicted futures at one decision the first LODE "
             "run made (replayed from its records with its key and options): "
-            "grey rejected, blue accepted, red the three averaged into the next "
-            "segment (black), the rates the run then followed.",
+            "grey rejected, blue accepted, red those (up to three) averaged "
+            "into the next segment (black): the rates the run then followed.",
             "",
             f"![one decision's ensemble]({drawn['decision_fan']})",
             "",
