@@ -123,3 +123,30 @@ def test_decision_fan_draws_the_acceptance_band_explain_computed(tmp_path, monke
     )
     for fig in figures:
         np.testing.assert_allclose(band(fig), np.asarray(ex.loss_band), rtol=1e-5)
+
+
+def test_reconstruction_bars_take_the_stds_of_their_means(tmp_path, monkeypatch):
+    """The demo passed means only, and every bar got a zero-length error bar
+    beside a table of mean ± std."""
+    import matplotlib.axes
+
+    from optax_lode.evaluation import plot_reconstruction_errors
+
+    drawn = []
+    bar = matplotlib.axes.Axes.bar
+
+    def spy(self, *args, yerr=None, **kwargs):
+        drawn.append(list(yerr))
+        return bar(self, *args, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", spy)
+    errors = {0.05: {"loss": 0.2, "metric": 0.3, "lr": 0.1}}
+    stds = {0.05: {"loss": 0.02, "metric": 0.03, "lr": 1.07}}
+    plot_reconstruction_errors(tmp_path / "a.png", errors, stds=stds)
+    plot_reconstruction_errors(tmp_path / "b.png", errors)
+    per_run = {0.05: {"loss": [0.1, 0.3], "metric": [0.3], "lr": [0.1, 0.1]}}
+    plot_reconstruction_errors(tmp_path / "c.png", per_run)
+    assert drawn[0] == [0.02, 0.03, 1.07]
+    assert np.isnan(drawn[1]).all()  # no spread known: no bar, not a 0 one
+    assert drawn[2][0] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert np.isnan(drawn[2][1]) and drawn[2][2] == 0.0

@@ -211,6 +211,10 @@ def _figures(result: Any) -> dict[str, str]:
         out / FIGURES["reconstruction_errors"],
         errors,
         title=f"{cfg.task}: relative MSE on {held.num_runs} held-out runs (Table A1)",
+        stds={
+            obs: {f: rec.get(f"{f}_std", np.nan) for f in ("loss", "metric", "lr")}
+            for obs, rec in result.reconstruction.items()
+        },
     )
     drawn["reconstruction_errors"] = FIGURES["reconstruction_errors"]
 

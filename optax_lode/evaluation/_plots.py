@@ -206,6 +206,7 @@ def plot_reconstruction_errors(
     errors: Mapping[float, Mapping[str, float | Sequence[float]]],
     *,
     title: str | None = None,
+    stds: Mapping[float, Mapping[str, float]] | None = None,
 ) -> Path:
     """Bar chart of Table A1: relative MSE per feature and observed fraction.
 
@@ -214,6 +215,10 @@ def plot_reconstruction_errors(
         errors: observed fraction -> feature (``"loss"``, ``"metric"``, ``"lr"``)
             -> relative MSE (a number, or per-run values whose mean ± std is shown).
         title: optional title.
+        stds: the same mapping of the standard deviations over runs of the
+            numbers in ``errors`` (e.g. :func:`~optax_lode.model.evaluate`'s
+            ``"<feature>_std"``), drawn as error bars; a number without one
+            gets none.
 
     Returns:
         The path written.
@@ -236,6 +241,7 @@ def plot_reconstruction_errors(
     if not errors:
         raise ValueError("errors is empty.")
     fracs = sorted(errors)
+    stds_given = stds
     fig, ax = _figure(size=(6.0, 3.6))
     ax = ax[0, 0]
     width = 0.8 / len(fracs)
@@ -246,7 +252,8 @@ def plot_reconstruction_errors(
             v = np.atleast_1d(np.asarray(errors[frac][feat], dtype=np.float64))
             v = v[np.isfinite(v)]
             means.append(v.mean() if v.size else np.nan)
-            stds.append(v.std(ddof=1) if v.size > 1 else 0.0)
+            given = (stds_given or {}).get(frac, {}).get(feat, np.nan)
+            stds.append(v.std(ddof=1) if v.size > 1 else given)
         ax.bar(
             xs + (k - (len(fracs) - 1) / 2) * width,
             means,
