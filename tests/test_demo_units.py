@@ -421,6 +421,8 @@ def test_write_report_and_figures_from_results(tmp_path):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG", png
     assert "| LODE | **" in report and "LODE − " in report
     assert "0.01: 0.55; 0.03: diverged" in report
+    # 1e-2 is the grid's lower end: the tuning may have stopped short.
+    assert "| constant | 0.01 (grid's edge) | sweep |" in report
     assert (
         "true rank **2**" in report
         and "| train loss | 0.12 ± 0.03 |" in report

@@ -374,9 +374,12 @@ def write_report(result: DemoResult, *, figures: bool = True) -> Path:
             lines.append(f"| LODE | (generated) | sweep (fit) | {secs:.2f} |")
             continue
         t = result.tuning[name]
-        lines.append(
-            f"| {name} | {t['best_learning_rate']:g} | {t['source']} | {secs:.2f} |"
+        best, grid = t["best_learning_rate"], t.get("learning_rates") or []
+        # A rate at the grid's end may not be the best the method can do.
+        edge = (
+            " (grid's edge)" if len(grid) > 1 and best in (min(grid), max(grid)) else ""
         )
+        lines.append(f"| {name} | {best:g}{edge} | {t['source']} | {secs:.2f} |")
     lines += [""]
     if "lr_schedules" in drawn:
         lines += [
