@@ -574,12 +574,6 @@ def make_baseline(
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
     for option, value in options.items():
         _check_option(option, value, name)
-    floor = options.get("min_learning_rate")
-    if floor is not None and floor > learning_rate:
-        raise ValueError(
-            f"option min_learning_rate={floor!r} is above learning_rate="
-            f"{learning_rate!r}: the floor would set the first step's rate."
-        )
     return spec.build(float(learning_rate), total_steps, float(weight_decay), **options)
 
 
